@@ -1,0 +1,222 @@
+//! Members, their names and incarnations, and SWIM's precedence rules.
+//!
+//! ```text
+//!   higher incarnation wins
+//!   same incarnation:  Alive  <  Suspect  <  Dead == Left
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest node name accepted (a DNS label is at most 63 bytes).
+pub const NAME_LEN_MAX: usize = 63;
+
+/// Most metadata bytes a member may carry.
+pub const META_LEN_MAX: usize = 128;
+
+/// A node's identity: a DNS label (`[a-z0-9-]`, 1..=63 bytes, no leading or trailing hyphen)
+/// that must equal the DNS SAN of the certificate the node presents.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NodeName(String);
+
+/// Why a string is not a valid [`NodeName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    /// The name is empty.
+    #[error("node name is empty")]
+    Empty,
+    /// The name is longer than [`NAME_LEN_MAX`] bytes.
+    #[error("node name {0:?} is longer than 63 bytes")]
+    TooLong(String),
+    /// The name holds a character outside `[a-z0-9-]` or starts/ends with `-`.
+    #[error("node name {0:?} is not a DNS label (use a-z, 0-9 and '-', not at either end)")]
+    NotDnsLabel(String),
+}
+
+impl NodeName {
+    /// Checks `name` is a DNS label and wraps it. Upper case is refused rather than folded, so
+    /// the name compares equal to the certificate's SAN byte for byte.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(InvalidName::Empty);
+        }
+        if name.len() > NAME_LEN_MAX {
+            return Err(InvalidName::TooLong(name));
+        }
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok_chars || name.starts_with('-') || name.ends_with('-') {
+            return Err(InvalidName::NotDnsLabel(name));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NodeName::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl std::str::FromStr for NodeName {
+    type Err = InvalidName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeName::new(s)
+    }
+}
+
+/// A member's incarnation number. Only the member itself raises it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    /// The next incarnation.
+    pub fn next(self) -> Self {
+        Incarnation(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A member's state as one node sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum State {
+    /// Answering probes.
+    Alive,
+    /// Failed a probe; becomes Dead unless it refutes in time.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left gracefully.
+    Left,
+}
+
+impl State {
+    /// Rank at equal incarnation: Alive < Suspect < Dead == Left.
+    fn rank(self) -> u8 {
+        match self {
+            State::Alive => 0,
+            State::Suspect => 1,
+            State::Dead | State::Left => 2,
+        }
+    }
+
+    /// Alive or Suspect: still a member to probe and gossip to.
+    pub fn is_active(self) -> bool {
+        matches!(self, State::Alive | State::Suspect)
+    }
+
+    /// Lowercase name, as the CLI and API print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Alive => "alive",
+            State::Suspect => "suspect",
+            State::Dead => "dead",
+            State::Left => "left",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one node knows of a member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's name (its certificate's DNS SAN).
+    pub name: NodeName,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its incarnation as last heard.
+    pub incarnation: Incarnation,
+    /// Its state as this node sees it.
+    pub state: State,
+    /// Small application metadata (at most [`META_LEN_MAX`] bytes).
+    pub meta: Vec<u8>,
+}
+
+/// Whether a claim `(incarnation, state)` overrides what is held, under SWIM precedence.
+///
+/// A higher incarnation always wins; at equal incarnation only a strictly stronger state does
+/// (so re-hearing the same claim changes nothing and is not re-gossiped).
+pub fn overrides(new: (Incarnation, State), held: (Incarnation, State)) -> bool {
+    match new.0.cmp(&held.0) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => new.1.rank() > held.1.rank(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        assert!(NodeName::new("node-1").is_ok());
+        assert_eq!(NodeName::new(""), Err(InvalidName::Empty));
+        assert!(matches!(NodeName::new("Node"), Err(InvalidName::NotDnsLabel(_))));
+        assert!(matches!(NodeName::new("-a"), Err(InvalidName::NotDnsLabel(_))));
+        assert!(matches!(NodeName::new("a-"), Err(InvalidName::NotDnsLabel(_))));
+        assert!(matches!(NodeName::new("a.b"), Err(InvalidName::NotDnsLabel(_))));
+        assert!(matches!(NodeName::new("a".repeat(64)), Err(InvalidName::TooLong(_))));
+        assert!(NodeName::new("a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn higher_incarnation_wins_whatever_the_state() {
+        let (i1, i2) = (Incarnation(1), Incarnation(2));
+        assert!(overrides((i2, State::Alive), (i1, State::Dead)));
+        assert!(!overrides((i1, State::Dead), (i2, State::Alive)));
+    }
+
+    #[test]
+    fn at_equal_incarnation_suspect_beats_alive_and_dead_beats_both() {
+        let i = Incarnation(3);
+        assert!(overrides((i, State::Suspect), (i, State::Alive)));
+        assert!(overrides((i, State::Dead), (i, State::Suspect)));
+        assert!(overrides((i, State::Left), (i, State::Alive)));
+        assert!(!overrides((i, State::Alive), (i, State::Suspect)));
+        assert!(!overrides((i, State::Suspect), (i, State::Suspect)));
+        assert!(!overrides((i, State::Dead), (i, State::Left)));
+    }
+
+    #[test]
+    fn deserialising_checks_the_name() {
+        let bytes = postcard::to_stdvec(&"BAD NAME").unwrap();
+        assert!(postcard::from_bytes::<NodeName>(&bytes).is_err());
+        let bytes = postcard::to_stdvec(&"good").unwrap();
+        assert_eq!(postcard::from_bytes::<NodeName>(&bytes).unwrap().as_str(), "good");
+    }
+}

@@ -1,0 +1,4 @@
+//! The sans-IO protocol core.
+pub mod member;
+
+pub use member::{Incarnation, InvalidName, Member, NodeName, State};
