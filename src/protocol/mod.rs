@@ -1,4 +1,18 @@
-//! The sans-IO protocol core.
+//! The sans-IO protocol core: SWIM with the Lifeguard refinements, piggybacked gossip and
+//! full-state anti-entropy.
+//!
+//! Nothing here does I/O. Time comes in as `now: Instant`, randomness from a seed the caller
+//! gives. Inputs are `handle_*` calls, outputs `poll_*` calls, as in quinn-proto.
+pub mod awareness;
+pub mod broadcast;
+pub mod codec;
+pub mod config;
 pub mod member;
+pub mod suspicion;
+pub mod swim;
+pub mod timer;
 
+pub use codec::DecodeError;
+pub use config::{Config, ConfigError};
 pub use member::{Incarnation, InvalidName, Member, NodeName, State};
+pub use swim::{CommandError, Destination, Event, PeerError, Stats, Swim, Transmit, TransmitKind};

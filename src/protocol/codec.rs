@@ -1,0 +1,383 @@
+//! The wire format: one version byte, then a postcard-encoded message.
+//!
+//! ```text
+//!   datagram:  [version u8][Message][varint n][Update; n]        (≤ max_datagram_size)
+//!   stream:    [version u8][StreamMessage]                       (≤ STREAM_LEN_MAX)
+//! ```
+//!
+//! postcard writes a struct's fields back to back with no framing, so a datagram is assembled
+//! from pieces encoded once: each queued update keeps its bytes and is copied into every
+//! datagram that carries it, never re-encoded.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
+
+/// The wire version this build speaks.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
+pub const DATAGRAM_LEN_MAX: usize = 65_527;
+
+/// Largest stream message the decoder looks at.
+pub const STREAM_LEN_MAX: usize = 8 * 1024 * 1024;
+
+/// Most updates one datagram may carry.
+pub const UPDATES_PER_DATAGRAM_MAX: usize = 512;
+
+/// Most member records one stream message may carry.
+pub const MEMBERS_PER_MESSAGE_MAX: usize = 1_000_000;
+
+/// Why bytes from a peer were not accepted. The message is dropped whole: nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Zero bytes.
+    #[error("empty message")]
+    Empty,
+    /// Longer than the limit for its kind.
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLong {
+        /// Bytes received.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A version byte this build does not speak.
+    #[error("unknown wire version {0} (this build speaks {WIRE_VERSION})")]
+    UnknownVersion(u8),
+    /// postcard could not decode the body (truncated, bad tag, bad name, ...).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Bytes left over after a complete message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// A field over its limit (metadata, update count, member count).
+    #[error("field `{field}` over its limit: {len} > {max}")]
+    FieldTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The SWIM message a datagram carries, besides its piggybacked updates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// "Are you there?" The target names who the sender means, so a stale address is caught.
+    /// `suspected` carries the incarnation the sender suspects the target at (buddy system),
+    /// so it can refute at once.
+    Ping {
+        /// Matches the Ack.
+        seq: u32,
+        /// Whom the sender means to probe.
+        target: NodeName,
+        /// Set when the sender holds the target Suspect at this incarnation.
+        suspected: Option<Incarnation>,
+    },
+    /// Answer to a Ping (or relayed answer to a PingReq).
+    Ack {
+        /// The Ping's or PingReq's sequence number.
+        seq: u32,
+    },
+    /// "Please probe `target` for me."
+    PingReq {
+        /// Sequence number for the relayed Ack or the Nack.
+        seq: u32,
+        /// The member to probe.
+        target: NodeName,
+        /// Where it listens.
+        target_addr: SocketAddr,
+    },
+    /// "I asked, and `target` did not answer me either" (Lifeguard).
+    Nack {
+        /// The PingReq's sequence number.
+        seq: u32,
+    },
+    /// Nothing but piggybacked updates.
+    Gossip,
+}
+
+/// A piggybacked update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Update {
+    /// A membership claim about one member.
+    Member(MemberUpdate),
+}
+
+/// A claim about a member, as gossiped and as exchanged in full-state sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUpdate {
+    /// Whom it is about.
+    pub name: NodeName,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// At which incarnation.
+    pub incarnation: Incarnation,
+    /// In which state.
+    pub state: State,
+    /// Its metadata.
+    pub meta: Vec<u8>,
+    /// For Suspect and Dead: the member whose probe failed (Lifeguard counts distinct accusers).
+    pub accuser: Option<NodeName>,
+}
+
+/// A decoded datagram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packet {
+    /// The SWIM message.
+    pub message: Message,
+    /// Piggybacked updates.
+    pub updates: Vec<Update>,
+}
+
+/// Messages on QUIC streams: one request frame, one reply frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamMessage {
+    /// Full membership state, sent to join (`join`) or for periodic anti-entropy.
+    PushPull {
+        /// Set when the sender is joining through this member.
+        join: bool,
+        /// The sender's name; must equal its certificate's name.
+        sender: NodeName,
+        /// Every member the sender knows, itself and tombstones included.
+        members: Vec<MemberUpdate>,
+    },
+    /// The responder's full state after merging the request.
+    PushPullReply {
+        /// Every member the responder knows.
+        members: Vec<MemberUpdate>,
+    },
+}
+
+/// Encodes `message` followed by `updates`, each already encoded with [`encode_update`].
+pub fn encode_datagram(message: &Message, updates: &[&[u8]]) -> Vec<u8> {
+    let body: usize = updates.iter().map(|u| u.len()).sum();
+    let mut out = Vec::with_capacity(1 + 16 + 5 + body);
+    out.push(WIRE_VERSION);
+    // Writing into a Vec cannot fail; only a serializer error in our own types could.
+    out = postcard::to_extend(message, out).expect("Message always serializes");
+    push_varint(&mut out, updates.len());
+    for u in updates {
+        out.extend_from_slice(u);
+    }
+    out
+}
+
+/// Bytes a datagram header takes: version, message and the update count.
+pub fn datagram_overhead(message: &Message, update_count: usize) -> usize {
+    let mut scratch = Vec::new();
+    push_varint(&mut scratch, update_count);
+    let message_len = postcard::to_stdvec(message)
+        .expect("Message always serializes")
+        .len();
+    1 + message_len + scratch.len()
+}
+
+/// Encodes one update, to be queued and copied into datagrams.
+pub fn encode_update(update: &Update) -> Vec<u8> {
+    postcard::to_stdvec(update).expect("Update always serializes")
+}
+
+/// Decodes a datagram, checking every bound.
+pub fn decode_datagram(bytes: &[u8]) -> Result<Packet, DecodeError> {
+    let body = check_frame(bytes, DATAGRAM_LEN_MAX)?;
+    let packet: Packet = decode_exact(body)?;
+    if packet.updates.len() > UPDATES_PER_DATAGRAM_MAX {
+        return Err(DecodeError::FieldTooLong {
+            field: "updates",
+            len: packet.updates.len(),
+            max: UPDATES_PER_DATAGRAM_MAX,
+        });
+    }
+    for Update::Member(m) in &packet.updates {
+        check_member(m)?;
+    }
+    Ok(packet)
+}
+
+/// Encodes a stream message.
+pub fn encode_stream(message: &StreamMessage) -> Vec<u8> {
+    postcard::to_extend(message, vec![WIRE_VERSION]).expect("StreamMessage always serializes")
+}
+
+/// Decodes a stream message, checking every bound.
+pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
+    let body = check_frame(bytes, STREAM_LEN_MAX)?;
+    let message: StreamMessage = decode_exact(body)?;
+    let members = match &message {
+        StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members } => {
+            members
+        }
+    };
+    if members.len() > MEMBERS_PER_MESSAGE_MAX {
+        return Err(DecodeError::FieldTooLong {
+            field: "members",
+            len: members.len(),
+            max: MEMBERS_PER_MESSAGE_MAX,
+        });
+    }
+    members.iter().try_for_each(check_member)?;
+    Ok(message)
+}
+
+fn check_frame(bytes: &[u8], max: usize) -> Result<&[u8], DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > max {
+        return Err(DecodeError::TooLong {
+            len: bytes.len(),
+            max,
+        });
+    }
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    Ok(body)
+}
+
+fn decode_exact<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+fn check_member(m: &MemberUpdate) -> Result<(), DecodeError> {
+    if m.meta.len() > META_LEN_MAX {
+        return Err(DecodeError::FieldTooLong {
+            field: "meta",
+            len: m.meta.len(),
+            max: META_LEN_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// postcard's unsigned varint (LEB128) for a length.
+fn push_varint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).unwrap()
+    }
+
+    fn member(n: &str, inc: u64, state: State) -> MemberUpdate {
+        MemberUpdate {
+            name: name(n),
+            addr: "127.0.0.1:7946".parse().unwrap(),
+            incarnation: Incarnation(inc),
+            state,
+            meta: b"zone=a".to_vec(),
+            accuser: Some(name("accuser")),
+        }
+    }
+
+    #[test]
+    fn datagram_round_trips_with_preencoded_updates() {
+        let msg = Message::Ping {
+            seq: 7,
+            target: name("b"),
+            suspected: Some(Incarnation(3)),
+        };
+        let updates: Vec<Update> = (0..200)
+            .map(|i| Update::Member(member(&format!("n{i}"), i, State::Suspect)))
+            .collect();
+        let encoded: Vec<Vec<u8>> = updates.iter().map(encode_update).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let bytes = encode_datagram(&msg, &refs);
+        let expected_len =
+            datagram_overhead(&msg, refs.len()) + encoded.iter().map(Vec::len).sum::<usize>();
+        assert_eq!(bytes.len(), expected_len);
+        let packet = decode_datagram(&bytes).unwrap();
+        assert_eq!(
+            packet,
+            Packet {
+                message: msg,
+                updates
+            }
+        );
+    }
+
+    #[test]
+    fn stream_round_trips() {
+        let m = StreamMessage::PushPull {
+            join: true,
+            sender: name("a"),
+            members: vec![member("a", 1, State::Alive), member("b", 2, State::Dead)],
+        };
+        assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn bad_frames_are_refused() {
+        let ok = encode_datagram(&Message::Ack { seq: 1 }, &[]);
+        assert_eq!(decode_datagram(&[]), Err(DecodeError::Empty));
+        let mut v2 = ok.clone();
+        v2[0] = 2;
+        assert_eq!(decode_datagram(&v2), Err(DecodeError::UnknownVersion(2)));
+        assert!(matches!(
+            decode_datagram(&ok[..ok.len() - 1]),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode_datagram(&trailing),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        let huge = vec![WIRE_VERSION; DATAGRAM_LEN_MAX + 1];
+        assert!(matches!(
+            decode_datagram(&huge),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_metadata_is_refused() {
+        let mut m = member("a", 1, State::Alive);
+        m.meta = vec![0; META_LEN_MAX + 1];
+        let u = encode_update(&Update::Member(m));
+        let bytes = encode_datagram(&Message::Gossip, &[&u]);
+        assert!(matches!(
+            decode_datagram(&bytes),
+            Err(DecodeError::FieldTooLong { field: "meta", .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = decode_datagram(&bytes);
+            let _ = decode_stream(&bytes);
+        }
+
+        #[test]
+        fn versioned_random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut bytes = vec![WIRE_VERSION];
+            bytes.extend(body);
+            if let Ok(p) = decode_datagram(&bytes) {
+                // Whatever decodes must re-encode to a message that decodes the same.
+                let enc: Vec<Vec<u8>> = p.updates.iter().map(encode_update).collect();
+                let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+                prop_assert_eq!(decode_datagram(&encode_datagram(&p.message, &refs)).unwrap(), p);
+            }
+            let _ = decode_stream(&bytes);
+        }
+    }
+}

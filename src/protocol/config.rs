@@ -1,0 +1,322 @@
+//! Protocol configuration, with presets taken from memberlist's `DefaultLANConfig`,
+//! `DefaultWANConfig` and `DefaultLocalConfig`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration field that is out of range, checked once at start. Nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config field `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The offending field, as named in the config file.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything that tunes the protocol core. Durations are given in config files as
+/// humantime strings (`"500ms"`, `"30s"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Time between probes of one member each (lan 1 s). Range 10 ms..=60 s.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long to wait for a direct Ack before asking others (lan 500 ms). Below `probe_interval`.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Members asked to probe on our behalf when a direct probe fails (lan 3). 0..=16.
+    pub indirect_checks: usize,
+    /// Suspicion timeout multiplier: min timeout = mult · max(1, log10 n) · probe_interval
+    /// (lan 4). 1..=64.
+    pub suspicion_mult: u32,
+    /// Max suspicion timeout as a multiple of the min (lan 6). 1..=64.
+    pub suspicion_max_timeout_mult: u32,
+    /// An update is sent at most `retransmit_mult · ceil(log10(n+1))` times (lan 4). 1..=32.
+    pub retransmit_mult: u32,
+    /// Time between gossip rounds (lan 200 ms). Range 1 ms..=60 s.
+    #[serde(with = "humantime_serde")]
+    pub gossip_interval: Duration,
+    /// Members sent queued updates each gossip round (lan 3). 1..=64.
+    pub gossip_nodes: usize,
+    /// Dead members still gossiped to, so they learn it and refute (lan 30 s).
+    #[serde(with = "humantime_serde")]
+    pub gossip_to_the_dead_time: Duration,
+    /// Full-state exchange with one random member, scaled up beyond 32 members (lan 30 s).
+    /// Zero disables periodic exchanges (joins still use them).
+    #[serde(with = "humantime_serde")]
+    pub push_pull_interval: Duration,
+    /// Upper bound of the local health multiplier (Lifeguard; lan 8). 0..=32.
+    pub awareness_max_multiplier: u32,
+    /// How long Dead and Left members are kept as tombstones (lan 1 h).
+    #[serde(with = "humantime_serde")]
+    pub dead_retention: Duration,
+    /// How often one random Dead member is contacted for a full exchange, so that a healed
+    /// partition merges back by itself (lan 10 s). Zero disables.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_interval: Duration,
+    /// How often a node that has not reached any seed tries again (lan 2 s).
+    #[serde(with = "humantime_serde")]
+    pub join_retry_interval: Duration,
+    /// Datagram size the core fills up to; the runtime lowers or raises it to the
+    /// connection's `max_datagram_size()` (default 1162, QUIC's size before MTU discovery).
+    pub max_datagram_size: usize,
+    /// Most members held, tombstones included (default 16384).
+    pub members_max: usize,
+    /// Most updates waiting in the piggyback queue (default 8192); the most-sent go first.
+    pub broadcast_queue_max: usize,
+}
+
+/// `serde(with)` adapter so config files say `"500ms"` rather than `{ secs, nanos }`.
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+impl Config {
+    /// memberlist's LAN defaults: a data centre or one region.
+    pub fn lan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            retransmit_mult: 4,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            push_pull_interval: Duration::from_secs(30),
+            awareness_max_multiplier: 8,
+            dead_retention: Duration::from_secs(3600),
+            reconnect_interval: Duration::from_secs(10),
+            join_retry_interval: Duration::from_secs(2),
+            max_datagram_size: 1162,
+            members_max: 16384,
+            broadcast_queue_max: 8192,
+        }
+    }
+
+    /// memberlist's WAN defaults: members across regions, higher latency and loss.
+    pub fn wan() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            gossip_to_the_dead_time: Duration::from_secs(60),
+            push_pull_interval: Duration::from_secs(60),
+            reconnect_interval: Duration::from_secs(30),
+            join_retry_interval: Duration::from_secs(5),
+            ..Self::lan()
+        }
+    }
+
+    /// memberlist's local defaults: one machine or a fast local network.
+    pub fn local() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            suspicion_mult: 3,
+            retransmit_mult: 2,
+            gossip_interval: Duration::from_millis(100),
+            gossip_to_the_dead_time: Duration::from_secs(15),
+            push_pull_interval: Duration::from_secs(15),
+            reconnect_interval: Duration::from_secs(5),
+            join_retry_interval: Duration::from_secs(1),
+            ..Self::lan()
+        }
+    }
+
+    /// A preset by name: `lan`, `wan` or `local`.
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "lan" => Ok(Self::lan()),
+            "wan" => Ok(Self::wan()),
+            "local" => Ok(Self::local()),
+            other => Err(ConfigError::new(
+                "profile",
+                format!("unknown profile {other:?} (expected lan, wan or local)"),
+            )),
+        }
+    }
+
+    /// Cross-field checks, run once when a core is made.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ms = Duration::from_millis;
+        in_range("probe_interval", self.probe_interval, ms(10), ms(60_000))?;
+        if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
+            return Err(ConfigError::new(
+                "probe_timeout",
+                format!(
+                    "{:?} must be above zero and below probe_interval ({:?})",
+                    self.probe_timeout, self.probe_interval
+                ),
+            ));
+        }
+        count_in_range("indirect_checks", self.indirect_checks as u64, 0, 16)?;
+        count_in_range("suspicion_mult", self.suspicion_mult.into(), 1, 64)?;
+        count_in_range(
+            "suspicion_max_timeout_mult",
+            self.suspicion_max_timeout_mult.into(),
+            1,
+            64,
+        )?;
+        count_in_range("retransmit_mult", self.retransmit_mult.into(), 1, 32)?;
+        in_range("gossip_interval", self.gossip_interval, ms(1), ms(60_000))?;
+        count_in_range("gossip_nodes", self.gossip_nodes as u64, 1, 64)?;
+        count_in_range(
+            "awareness_max_multiplier",
+            self.awareness_max_multiplier.into(),
+            0,
+            32,
+        )?;
+        if self.dead_retention < self.gossip_to_the_dead_time {
+            return Err(ConfigError::new(
+                "dead_retention",
+                "must be at least gossip_to_the_dead_time",
+            ));
+        }
+        if self.join_retry_interval.is_zero() {
+            return Err(ConfigError::new(
+                "join_retry_interval",
+                "must be above zero",
+            ));
+        }
+        count_in_range(
+            "max_datagram_size",
+            self.max_datagram_size as u64,
+            256,
+            65_527,
+        )?;
+        count_in_range("members_max", self.members_max as u64, 2, 1_000_000)?;
+        count_in_range(
+            "broadcast_queue_max",
+            self.broadcast_queue_max as u64,
+            16,
+            1_000_000,
+        )?;
+        Ok(())
+    }
+}
+
+fn in_range(
+    field: &'static str,
+    v: Duration,
+    lo: Duration,
+    hi: Duration,
+) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::new(
+            field,
+            format!("{v:?} is outside {lo:?}..={hi:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn count_in_range(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::new(
+            field,
+            format!("{v} is outside {lo}..={hi}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for c in [Config::lan(), Config::wan(), Config::local()] {
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn lan_uses_memberlist_numbers() {
+        let c = Config::lan();
+        assert_eq!(c.probe_interval, Duration::from_secs(1));
+        assert_eq!(c.probe_timeout, Duration::from_millis(500));
+        assert_eq!((c.suspicion_mult, c.suspicion_max_timeout_mult), (4, 6));
+        assert_eq!(
+            (c.retransmit_mult, c.gossip_nodes, c.indirect_checks),
+            (4, 3, 3)
+        );
+        assert_eq!(c.gossip_interval, Duration::from_millis(200));
+        assert_eq!(c.push_pull_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn probe_timeout_must_be_below_interval() {
+        let c = Config {
+            probe_timeout: Duration::from_secs(2),
+            ..Config::lan()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.field, "probe_timeout");
+        assert!(err.to_string().contains("probe_timeout"));
+    }
+
+    #[test]
+    fn out_of_range_counts_name_the_field() {
+        let c = Config {
+            gossip_nodes: 0,
+            ..Config::lan()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "gossip_nodes");
+        let c = Config {
+            max_datagram_size: 100,
+            ..Config::lan()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "max_datagram_size");
+    }
+
+    #[test]
+    fn unknown_profile_is_refused() {
+        assert_eq!(Config::preset("moon").unwrap_err().field, "profile");
+    }
+
+    #[test]
+    fn toml_round_trip_uses_human_durations() {
+        let text = toml::to_string(&Config::local()).unwrap();
+        assert!(text.contains("probe_timeout = \"200ms\""), "{text}");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::local());
+        let partial: Config = toml::from_str("gossip_nodes = 5").unwrap();
+        assert_eq!(partial.gossip_nodes, 5);
+        assert_eq!(partial.probe_interval, Duration::from_secs(1));
+        assert!(toml::from_str::<Config>("gossip_nodez = 5").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Lifeguard's dynamic suspicion timeout.
+//!
+//! A suspicion starts at the max timeout and shrinks towards the min as independent members
+//! confirm it: `max(min, max - (max - min) · log(C + 1) / log(K + 1))`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::member::NodeName;
+
+/// One open suspicion about a member.
+#[derive(Debug, Clone)]
+pub struct Suspicion {
+    start: Instant,
+    min: Duration,
+    max: Duration,
+    /// Confirmations wanted to reach the min timeout.
+    k: u32,
+    /// Distinct accusers seen so far (the first included).
+    accusers: BTreeSet<NodeName>,
+}
+
+impl Suspicion {
+    /// Opens a suspicion raised by `accuser`, which does not count as a confirmation.
+    pub fn new(start: Instant, min: Duration, max: Duration, k: u32, accuser: NodeName) -> Self {
+        Self {
+            start,
+            min,
+            max,
+            k,
+            accusers: BTreeSet::from([accuser]),
+        }
+    }
+
+    /// Records `accuser`; true when it is a new, independent confirmation.
+    pub fn confirm(&mut self, accuser: NodeName) -> bool {
+        if self.accusers.len() as u32 > self.k {
+            return false; // already at the min timeout; bounded memory.
+        }
+        self.accusers.insert(accuser)
+    }
+
+    /// Independent confirmations so far.
+    pub fn confirmations(&self) -> u32 {
+        self.accusers.len() as u32 - 1
+    }
+
+    /// When the suspect is to be declared Dead.
+    pub fn deadline(&self) -> Instant {
+        self.start + timeout(self.min, self.max, self.k, self.confirmations())
+    }
+}
+
+/// The Lifeguard formula. With `k == 0` no confirmations are expected and the min applies.
+pub fn timeout(min: Duration, max: Duration, k: u32, confirmations: u32) -> Duration {
+    if k == 0 {
+        return min;
+    }
+    let frac = ((confirmations as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+    let raw = max.as_secs_f64() - frac * (max.as_secs_f64() - min.as_secs_f64());
+    Duration::from_secs_f64(raw.max(min.as_secs_f64()))
+}
+
+/// memberlist's `suspicionTimeout`: `mult · max(1, log10 n) · interval`.
+pub fn min_timeout(mult: u32, n: usize, probe_interval: Duration) -> Duration {
+    let scale = (n.max(1) as f64).log10().max(1.0);
+    probe_interval.mul_f64(mult as f64 * scale)
+}
+
+/// Confirmations wanted: `mult - 2`, or none in a cluster too small to give them.
+pub fn confirmations_wanted(mult: u32, n: usize) -> u32 {
+    let k = mult.saturating_sub(2);
+    if (n as i64 - 2) < k as i64 {
+        0
+    } else {
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).unwrap()
+    }
+
+    #[test]
+    fn timeout_shrinks_from_max_to_min_with_confirmations() {
+        let (min, max) = (Duration::from_secs(6), Duration::from_secs(36));
+        assert_eq!(timeout(min, max, 2, 0), max);
+        let one = timeout(min, max, 2, 1);
+        assert!(one < max && one > min, "{one:?}");
+        // log(2)/log(3) of the way: 36 - 30 * 0.6309 = 17.07 s
+        assert!((one.as_secs_f64() - 17.07).abs() < 0.01, "{one:?}");
+        assert_eq!(timeout(min, max, 2, 2), min);
+        assert_eq!(timeout(min, max, 2, 5), min);
+        assert_eq!(timeout(min, max, 0, 0), min);
+    }
+
+    #[test]
+    fn only_distinct_accusers_confirm() {
+        let t0 = Instant::now();
+        let mut s = Suspicion::new(
+            t0,
+            Duration::from_secs(6),
+            Duration::from_secs(36),
+            2,
+            name("a"),
+        );
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(36));
+        assert!(!s.confirm(name("a")));
+        assert!(s.confirm(name("b")));
+        assert!(!s.confirm(name("b")));
+        assert!(s.confirm(name("c")));
+        assert_eq!(s.confirmations(), 2);
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(6));
+        assert!(!s.confirm(name("d")), "past k, no more are kept");
+    }
+
+    #[test]
+    fn min_timeout_scales_with_log10_of_size() {
+        let p = Duration::from_secs(1);
+        assert_eq!(min_timeout(4, 5, p), Duration::from_secs(4));
+        assert_eq!(min_timeout(4, 1000, p), Duration::from_secs(12));
+        assert_eq!(confirmations_wanted(4, 3), 0);
+        assert_eq!(confirmations_wanted(4, 4), 2);
+    }
+}

@@ -1,0 +1,1255 @@
+//! The SWIM state machine: probes, suspicion, gossip, anti-entropy and join, with no I/O.
+//!
+//! Probe of one member per protocol period (round-robin over a list reshuffled each pass):
+//!
+//! ```text
+//!   A                      B (target)            C (indirect_checks of them)
+//!   |--- Ping(seq) -------->|                     |
+//!   |<-- Ack(seq) ----------|                     |        direct: done
+//!   |        ... probe_timeout, no Ack ...        |
+//!   |--- PingReq(seq, B) ------------------------>|
+//!   |                       |<------ Ping(seq') ---|
+//!   |                       |------- Ack(seq') -->|
+//!   |<-- Ack(seq) (relayed) or Nack(seq) ---------|
+//!   |  end of period, no Ack: B is Suspect (accuser A), gossiped;
+//!   |  B refutes with incarnation+1, or after the Lifeguard timeout it is Dead.
+//! ```
+//!
+//! Join and anti-entropy are one request/reply on a stream:
+//!
+//! ```text
+//!   joiner --- PushPull{join, sender, members} ---> seed    seed merges, replies
+//!   joiner <-- PushPullReply{members} ------------- seed    joiner merges, refutes if needed
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tracing::{debug, trace, warn};
+
+use super::awareness::Awareness;
+use super::broadcast::{retransmit_limit, BroadcastQueue, Subject};
+use super::codec::{
+    datagram_overhead, decode_datagram, decode_stream, encode_datagram, encode_stream,
+    encode_update, DecodeError, MemberUpdate, Message, StreamMessage, Update,
+    UPDATES_PER_DATAGRAM_MAX,
+};
+use super::config::{Config, ConfigError};
+use super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
+use super::timer::{Timer, Timers};
+
+/// Where a transmit goes: an address, and the name expected there when it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The peer's name; `None` for a seed known only by address, whose certificate then
+    /// tells who it is.
+    pub name: Option<NodeName>,
+}
+
+/// How a transmit travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransmitKind {
+    /// One unreliable datagram, at most the configured datagram size.
+    Datagram,
+    /// A request on a new stream; the reply goes to [`Swim::handle_stream_message`].
+    Request,
+}
+
+/// Bytes for the runtime to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// To whom.
+    pub to: Destination,
+    /// Datagram or stream request.
+    pub kind: TransmitKind,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Membership changes, as this node sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member was seen for the first time, or came back after Dead or Left.
+    Joined(Member),
+    /// A Suspect member refuted and is Alive again.
+    Recovered(Member),
+    /// An Alive member changed its address or metadata.
+    Updated(Member),
+    /// A member is suspected of failure.
+    Suspect(Member),
+    /// A member was declared failed.
+    Dead(Member),
+    /// A member left gracefully.
+    Left(Member),
+}
+
+/// Input from a peer that was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The bytes did not decode.
+    #[error("from {peer}: {source}")]
+    Decode {
+        /// The sender, by certificate.
+        peer: NodeName,
+        /// Why.
+        source: DecodeError,
+    },
+    /// A message claimed a sender other than the certificate's name.
+    #[error("peer {peer} claims to be {claimed}")]
+    NameMismatch {
+        /// The sender, by certificate.
+        peer: NodeName,
+        /// The name it claimed.
+        claimed: NodeName,
+    },
+}
+
+/// A command that could not be carried out. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Metadata over [`META_LEN_MAX`].
+    #[error("metadata is {0} bytes; the limit is {META_LEN_MAX}")]
+    MetaTooLong(usize),
+    /// The node has left.
+    #[error("this node has left the cluster")]
+    Left,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Probes that ended with no Ack.
+    pub probes_failed: u64,
+    /// PingReqs sent.
+    pub indirect_probes_sent: u64,
+    /// Suspicions this node raised.
+    pub suspicions_raised: u64,
+    /// Times this node refuted a claim about itself.
+    pub refutations: u64,
+    /// Datagrams handed to the runtime, and their bytes.
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_out: u64,
+    /// Datagrams accepted, and their bytes.
+    pub datagrams_in: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_in: u64,
+    /// Messages refused as malformed.
+    pub decode_errors: u64,
+    /// Messages refused for a sender name other than the certificate's.
+    pub name_mismatches: u64,
+    /// Full-state exchanges started (joins included).
+    pub push_pulls_started: u64,
+    /// Full-state exchanges answered.
+    pub push_pulls_answered: u64,
+    /// Updates dropped because the piggyback queue was full.
+    pub broadcasts_dropped: u64,
+    /// Events dropped because nobody polled them.
+    pub events_dropped: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    member: Member,
+    state_change: Instant,
+    suspicion: Option<Suspicion>,
+    roster_index: usize,
+}
+
+#[derive(Debug)]
+struct Probe {
+    seq: u32,
+    target: NodeName,
+    acked: bool,
+    nacks: u32,
+    expected_nacks: u32,
+}
+
+#[derive(Debug)]
+struct Relay {
+    requester: Destination,
+    their_seq: u32,
+}
+
+/// Most PingReqs served at once; beyond it new ones are ignored (bounded work per peer).
+const RELAYS_MAX: usize = 1024;
+/// Most events kept for a slow consumer.
+const EVENTS_MAX: usize = 65_536;
+/// Most members sent a Leave directly.
+const LEAVE_FANOUT: usize = 16;
+/// How often tombstones are looked at.
+const REAP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Whether an update came from gossip or from a peer's full state.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Gossip,
+    PushPull(&'a NodeName),
+}
+
+/// The sans-IO SWIM + Lifeguard core for one node.
+#[derive(Debug)]
+pub struct Swim {
+    config: Config,
+    me: Member,
+    members: BTreeMap<NodeName, Entry>,
+    /// Every known member's name, for O(1) random picks; `Entry::roster_index` points here.
+    roster: Vec<NodeName>,
+    /// Members by state, self excluded: [alive, suspect, dead, left].
+    counts: [usize; 4],
+    probe_list: Vec<NodeName>,
+    probe_index: usize,
+    probe: Option<Probe>,
+    next_seq: u32,
+    relays: BTreeMap<u32, Relay>,
+    timers: Timers,
+    broadcasts: BroadcastQueue,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    awareness: Awareness,
+    rng: SmallRng,
+    seeds: Vec<SocketAddr>,
+    joined: bool,
+    stats: Stats,
+}
+
+fn state_index(s: State) -> usize {
+    match s {
+        State::Alive => 0,
+        State::Suspect => 1,
+        State::Dead => 2,
+        State::Left => 3,
+    }
+}
+
+impl Swim {
+    /// A node named `name` listening on `addr`, alone until [`join`](Self::join).
+    /// `seed` drives every random choice; `now` starts the clocks.
+    pub fn new(
+        name: NodeName,
+        addr: SocketAddr,
+        meta: Vec<u8>,
+        config: Config,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if meta.len() > META_LEN_MAX {
+            return Err(ConfigError {
+                field: "meta",
+                reason: format!("{} bytes; the limit is {META_LEN_MAX}", meta.len()),
+            });
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut timers = Timers::default();
+        // Random phases, so that nodes started together do not probe in lockstep.
+        let jitter = |rng: &mut SmallRng, d: Duration| d.mul_f64(rng.random::<f64>());
+        timers.insert(
+            now + jitter(&mut rng, config.probe_interval),
+            Timer::ProbeNextMember,
+        );
+        timers.insert(
+            now + jitter(&mut rng, config.gossip_interval),
+            Timer::Gossip,
+        );
+        if !config.push_pull_interval.is_zero() {
+            let at =
+                now + config.push_pull_interval / 2 + jitter(&mut rng, config.push_pull_interval);
+            timers.insert(at, Timer::PushPull);
+        }
+        if !config.reconnect_interval.is_zero() {
+            let at = now + config.reconnect_interval + jitter(&mut rng, config.reconnect_interval);
+            timers.insert(at, Timer::ReconnectDead);
+        }
+        timers.insert(now + REAP_INTERVAL, Timer::ReapTombstones);
+        let broadcasts = BroadcastQueue::new(config.broadcast_queue_max);
+        let awareness = Awareness::new(config.awareness_max_multiplier);
+        Ok(Self {
+            me: Member {
+                name,
+                addr,
+                incarnation: Incarnation(0),
+                state: State::Alive,
+                meta,
+            },
+            config,
+            members: BTreeMap::new(),
+            roster: Vec::new(),
+            counts: [0; 4],
+            probe_list: Vec::new(),
+            probe_index: 0,
+            probe: None,
+            next_seq: 0,
+            relays: BTreeMap::new(),
+            timers,
+            broadcasts,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            awareness,
+            rng,
+            seeds: Vec::new(),
+            joined: false,
+            stats: Stats::default(),
+        })
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.me.name
+    }
+
+    /// This node as it advertises itself.
+    pub fn local_member(&self) -> &Member {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every member known, this node first, tombstones included.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        std::iter::once(&self.me).chain(self.members.values().map(|e| &e.member))
+    }
+
+    /// One member by name (this node included).
+    pub fn member(&self, name: &NodeName) -> Option<&Member> {
+        if *name == self.me.name {
+            return Some(&self.me);
+        }
+        self.members.get(name).map(|e| &e.member)
+    }
+
+    /// Members held Alive, this node included while it has not left.
+    pub fn alive_count(&self) -> usize {
+        self.counts[0] + usize::from(self.me.state == State::Alive)
+    }
+
+    /// Members held in `state`, this node excluded.
+    pub fn count(&self, state: State) -> usize {
+        self.counts[state_index(state)]
+    }
+
+    /// The cluster size estimate used by the formulas: Alive and Suspect members plus self.
+    pub fn cluster_size(&self) -> usize {
+        self.counts[0] + self.counts[1] + 1
+    }
+
+    /// Lifeguard local health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Whether a seed answered (or no seed was needed).
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Updates waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.broadcasts_dropped = self.broadcasts.dropped();
+        s
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Joins through `seeds` (addresses only); with none, this node starts a cluster.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .filter(|a| *a != self.me.addr)
+            .collect();
+        if self.seeds.is_empty() {
+            self.joined = true;
+            return;
+        }
+        self.joined = false;
+        self.send_join_requests();
+        self.timers
+            .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
+    }
+
+    /// Leaves gracefully: this node is Left everywhere, not Dead. The runtime flushes
+    /// [`poll_transmit`](Self::poll_transmit) before closing.
+    pub fn leave(&mut self, _now: Instant) {
+        if self.me.state == State::Left {
+            return;
+        }
+        self.me.state = State::Left;
+        debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "leaving");
+        self.broadcast_self();
+        let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
+        for name in targets {
+            let to = self.destination_of(&name);
+            self.send_datagram(to, Message::Gossip);
+        }
+        self.timers.clear();
+        self.probe = None;
+    }
+
+    /// Changes this node's metadata; gossiped with a new incarnation.
+    pub fn set_meta(&mut self, _now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        if meta.len() > META_LEN_MAX {
+            return Err(CommandError::MetaTooLong(meta.len()));
+        }
+        self.me.meta = meta;
+        self.me.incarnation = self.me.incarnation.next();
+        self.broadcast_self();
+        Ok(())
+    }
+
+    /// Sets the datagram size to fill up to (the connection's `max_datagram_size()`).
+    pub fn set_max_datagram_size(&mut self, size: usize) {
+        self.config.max_datagram_size = size.clamp(256, 65_527);
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A datagram from `from` (the name in its connection's certificate) at `addr`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        addr: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), PeerError> {
+        let packet = decode_datagram(bytes).map_err(|source| {
+            self.stats.decode_errors += 1;
+            PeerError::Decode {
+                peer: from.clone(),
+                source,
+            }
+        })?;
+        if self.me.state == State::Left {
+            return Ok(());
+        }
+        self.stats.datagrams_in += 1;
+        self.stats.datagram_bytes_in += bytes.len() as u64;
+        trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
+        for Update::Member(u) in packet.updates {
+            self.apply(now, u, Source::Gossip);
+        }
+        let reply_to = Destination {
+            addr,
+            name: Some(from.clone()),
+        };
+        match packet.message {
+            Message::Ping {
+                seq,
+                target,
+                suspected,
+            } => {
+                if target != self.me.name {
+                    return Ok(()); // meant for whoever had this address before
+                }
+                if let Some(incarnation) = suspected {
+                    self.on_self_claim(incarnation, State::Suspect, None);
+                }
+                self.send_datagram(reply_to, Message::Ack { seq });
+            }
+            Message::Ack { seq } => self.on_ack(seq),
+            Message::Nack { seq } => {
+                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    p.nacks += 1;
+                }
+            }
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => {
+                if target == self.me.name || self.relays.len() >= RELAYS_MAX {
+                    return Ok(());
+                }
+                let our_seq = self.next_seq();
+                self.relays.insert(
+                    our_seq,
+                    Relay {
+                        requester: reply_to,
+                        their_seq: seq,
+                    },
+                );
+                let to = Destination {
+                    addr: target_addr,
+                    name: Some(target.clone()),
+                };
+                self.send_datagram(
+                    to,
+                    Message::Ping {
+                        seq: our_seq,
+                        target,
+                        suspected: None,
+                    },
+                );
+                self.timers.insert(
+                    now + self.config.probe_timeout,
+                    Timer::IndirectProbeTimeout { seq: our_seq },
+                );
+            }
+            Message::Gossip => {}
+        }
+        Ok(())
+    }
+
+    /// A stream message from `from`. A request returns the reply to send back; a reply
+    /// returns `None`.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, PeerError> {
+        let message = decode_stream(bytes).map_err(|source| {
+            self.stats.decode_errors += 1;
+            PeerError::Decode {
+                peer: from.clone(),
+                source,
+            }
+        })?;
+        match message {
+            StreamMessage::PushPull {
+                join,
+                sender,
+                members,
+            } => {
+                if sender != *from {
+                    self.stats.name_mismatches += 1;
+                    warn!(peer = %from, claimed = %sender, "peer claims another name; refused");
+                    return Err(PeerError::NameMismatch {
+                        peer: from.clone(),
+                        claimed: sender,
+                    });
+                }
+                debug!(peer = %from, join, members = members.len(), "push-pull request");
+                if self.me.state != State::Left {
+                    for u in members {
+                        self.apply(now, u, Source::PushPull(from));
+                    }
+                }
+                self.stats.push_pulls_answered += 1;
+                let reply = StreamMessage::PushPullReply {
+                    members: self.table(),
+                };
+                Ok(Some(encode_stream(&reply)))
+            }
+            StreamMessage::PushPullReply { members } => {
+                trace!(peer = %from, members = members.len(), "push-pull reply");
+                if self.me.state != State::Left {
+                    for u in members {
+                        self.apply(now, u, Source::PushPull(from));
+                    }
+                    if !self.joined {
+                        debug!(seed = %from, "joined");
+                    }
+                    self.joined = true;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`. Safe to call early: nothing fires before its time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.on_timer(now, timer);
+        }
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next thing to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// The next membership event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::ProbeNextMember => self.probe_next(now),
+            Timer::ProbeTimeout { seq } => self.probe_indirectly(seq),
+            Timer::IndirectProbeTimeout { seq } => {
+                if let Some(relay) = self.relays.remove(&seq) {
+                    self.send_datagram(
+                        relay.requester,
+                        Message::Nack {
+                            seq: relay.their_seq,
+                        },
+                    );
+                }
+            }
+            Timer::Gossip => {
+                self.timers
+                    .insert(now + self.config.gossip_interval, Timer::Gossip);
+                self.gossip(now);
+            }
+            Timer::PushPull => {
+                let interval = push_pull_scale(self.config.push_pull_interval, self.cluster_size());
+                self.timers.insert(now + interval, Timer::PushPull);
+                let picked = self.random_members(1, |e| e.member.state.is_active(), None);
+                if let Some(name) = picked.into_iter().next() {
+                    let to = self.destination_of(&name);
+                    self.send_push_pull(to, false);
+                }
+            }
+            Timer::SuspectToDead { name, incarnation } => {
+                self.suspect_timed_out(now, name, incarnation)
+            }
+            Timer::ReconnectDead => {
+                self.timers
+                    .insert(now + self.config.reconnect_interval, Timer::ReconnectDead);
+                let picked = self.random_members(1, |e| e.member.state == State::Dead, None);
+                if let Some(name) = picked.into_iter().next() {
+                    trace!(member = %name, "reconnect to dead member");
+                    let to = self.destination_of(&name);
+                    self.send_push_pull(to, false);
+                }
+            }
+            Timer::RetryJoin => {
+                if !self.joined {
+                    debug!(
+                        seeds = self.seeds.len(),
+                        "no seed answered yet; retrying join"
+                    );
+                    self.send_join_requests();
+                    self.timers
+                        .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
+                }
+            }
+            Timer::ReapTombstones => {
+                self.timers
+                    .insert(now + REAP_INTERVAL, Timer::ReapTombstones);
+                self.reap(now);
+            }
+        }
+    }
+
+    fn probe_next(&mut self, now: Instant) {
+        if let Some(p) = self.probe.take() {
+            self.finish_probe(now, p);
+        }
+        let period = self.awareness.scale(self.config.probe_interval);
+        self.timers.insert(now + period, Timer::ProbeNextMember);
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        let (addr, suspected) = {
+            let m = &self.members[&target].member;
+            (m.addr, (m.state == State::Suspect).then_some(m.incarnation))
+        };
+        let seq = self.next_seq();
+        self.stats.probes_sent += 1;
+        let to = Destination {
+            addr,
+            name: Some(target.clone()),
+        };
+        self.send_datagram(
+            to,
+            Message::Ping {
+                seq,
+                target: target.clone(),
+                suspected,
+            },
+        );
+        self.probe = Some(Probe {
+            seq,
+            target,
+            acked: false,
+            nacks: 0,
+            expected_nacks: 0,
+        });
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        self.timers
+            .insert(now + timeout, Timer::ProbeTimeout { seq });
+    }
+
+    fn next_probe_target(&mut self) -> Option<NodeName> {
+        for _ in 0..2 {
+            while self.probe_index < self.probe_list.len() {
+                let name = &self.probe_list[self.probe_index];
+                self.probe_index += 1;
+                if self
+                    .members
+                    .get(name)
+                    .is_some_and(|e| e.member.state.is_active())
+                {
+                    return Some(name.clone());
+                }
+            }
+            // One pass done: reshuffle (time-bounded completeness).
+            self.probe_list = self
+                .members
+                .values()
+                .filter(|e| e.member.state.is_active())
+                .map(|e| e.member.name.clone())
+                .collect();
+            self.probe_list.shuffle(&mut self.rng);
+            self.probe_index = 0;
+        }
+        None
+    }
+
+    fn probe_indirectly(&mut self, seq: u32) {
+        let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
+            return;
+        };
+        let target = p.target.clone();
+        let Some(target_addr) = self.members.get(&target).map(|e| e.member.addr) else {
+            return;
+        };
+        let helpers = self.random_members(
+            self.config.indirect_checks,
+            |e| e.member.state == State::Alive,
+            Some(&target),
+        );
+        for name in &helpers {
+            let to = self.destination_of(name);
+            self.stats.indirect_probes_sent += 1;
+            let msg = Message::PingReq {
+                seq,
+                target: target.clone(),
+                target_addr,
+            };
+            self.send_datagram(to, msg);
+        }
+        if let Some(p) = self.probe.as_mut() {
+            p.expected_nacks = helpers.len() as u32;
+        }
+    }
+
+    fn finish_probe(&mut self, now: Instant, p: Probe) {
+        if p.acked {
+            return;
+        }
+        self.stats.probes_failed += 1;
+        // Lifeguard: Nacks we were owed and did not get say the fault may be ours.
+        let delta = if p.expected_nacks > 0 {
+            p.expected_nacks.saturating_sub(p.nacks)
+        } else {
+            1
+        };
+        self.awareness.apply(delta as i32);
+        let Some(e) = self.members.get(&p.target) else {
+            return;
+        };
+        if e.member.state != State::Alive {
+            return;
+        }
+        let incarnation = e.member.incarnation;
+        self.stats.suspicions_raised += 1;
+        let me = self.me.name.clone();
+        self.on_suspect(now, p.target, incarnation, me);
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            if !p.acked {
+                p.acked = true;
+                self.awareness.apply(-1);
+            }
+            return;
+        }
+        if let Some(relay) = self.relays.remove(&seq) {
+            self.send_datagram(
+                relay.requester,
+                Message::Ack {
+                    seq: relay.their_seq,
+                },
+            );
+        }
+    }
+
+    fn gossip(&mut self, now: Instant) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let dead_window = self.config.gossip_to_the_dead_time;
+        let targets = self.random_members(
+            self.config.gossip_nodes,
+            |e| {
+                e.member.state.is_active()
+                    || (e.member.state == State::Dead
+                        && now.duration_since(e.state_change) < dead_window)
+            },
+            None,
+        );
+        for name in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            let to = self.destination_of(&name);
+            self.send_datagram(to, Message::Gossip);
+        }
+    }
+
+    fn suspect_timed_out(&mut self, now: Instant, name: NodeName, incarnation: Incarnation) {
+        let Some(e) = self.members.get(&name) else {
+            return;
+        };
+        if e.member.state != State::Suspect || e.member.incarnation != incarnation {
+            return;
+        }
+        let due = e.suspicion.as_ref().is_none_or(|s| s.deadline() <= now);
+        if !due {
+            return; // a later timer holds the deadline
+        }
+        let me = self.me.name.clone();
+        self.on_dead(now, &name, incarnation, State::Dead, Some(me));
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let retention = self.config.dead_retention;
+        let expired: Vec<NodeName> = self
+            .members
+            .values()
+            .filter(|e| {
+                matches!(e.member.state, State::Dead | State::Left)
+                    && now.duration_since(e.state_change) >= retention
+            })
+            .map(|e| e.member.name.clone())
+            .collect();
+        for name in expired {
+            self.remove_member(&name);
+        }
+    }
+
+    // ---------------------------------------------------------------- state changes
+
+    fn apply(&mut self, now: Instant, u: MemberUpdate, source: Source<'_>) {
+        if u.name == self.me.name {
+            self.on_self_claim(u.incarnation, u.state, Some((u.addr, &u.meta)));
+            return;
+        }
+        match u.state {
+            State::Alive => self.on_alive(now, u),
+            State::Suspect => {
+                let accuser = match (u.accuser, source) {
+                    (Some(a), _) => a,
+                    (None, Source::PushPull(from)) => from.clone(),
+                    (None, Source::Gossip) => return,
+                };
+                self.on_suspect(now, u.name, u.incarnation, accuser);
+            }
+            State::Dead => match source {
+                // memberlist: a peer's full state saying Dead only makes us suspect, so one
+                // stale view cannot kill members we still reach.
+                Source::PushPull(from) => {
+                    self.on_suspect(now, u.name, u.incarnation, from.clone());
+                }
+                Source::Gossip => self.on_dead(now, &u.name, u.incarnation, State::Dead, u.accuser),
+            },
+            State::Left => self.on_dead(now, &u.name, u.incarnation, State::Left, None),
+        }
+    }
+
+    /// Someone holds a claim about this node. Refute anything but the truth.
+    fn on_self_claim(
+        &mut self,
+        incarnation: Incarnation,
+        state: State,
+        detail: Option<(SocketAddr, &Vec<u8>)>,
+    ) {
+        if self.me.state == State::Left || incarnation < self.me.incarnation {
+            return;
+        }
+        let same_detail =
+            detail.is_none_or(|(addr, meta)| addr == self.me.addr && *meta == self.me.meta);
+        if state == State::Alive && incarnation == self.me.incarnation && same_detail {
+            return;
+        }
+        self.me.incarnation = Incarnation(incarnation.0.max(self.me.incarnation.0)).next();
+        if state != State::Alive {
+            self.stats.refutations += 1;
+            self.awareness.apply(1);
+        }
+        debug!(member = %self.me.name, incarnation = self.me.incarnation.0, claimed = %state, "refute");
+        self.broadcast_self();
+    }
+
+    fn on_alive(&mut self, now: Instant, u: MemberUpdate) {
+        let name = u.name.clone();
+        let event = match self.members.get_mut(&name) {
+            None => {
+                if self.members.len() >= self.config.members_max {
+                    return;
+                }
+                let member = Member {
+                    name: u.name.clone(),
+                    addr: u.addr,
+                    incarnation: u.incarnation,
+                    state: State::Alive,
+                    meta: u.meta.clone(),
+                };
+                self.insert_member(now, member.clone());
+                debug!(member = %name, incarnation = u.incarnation.0, addr = %u.addr, "member joined");
+                Event::Joined(member)
+            }
+            Some(e) => {
+                let held = (e.member.incarnation, e.member.state);
+                if !overrides((u.incarnation, State::Alive), held) {
+                    return;
+                }
+                let old = e.member.state;
+                e.member.addr = u.addr;
+                e.member.meta = u.meta.clone();
+                e.member.incarnation = u.incarnation;
+                e.member.state = State::Alive;
+                e.suspicion = None;
+                e.state_change = now;
+                let member = e.member.clone();
+                self.recount(Some(old), Some(State::Alive));
+                match old {
+                    State::Alive => Event::Updated(member),
+                    State::Suspect => {
+                        debug!(member = %name, incarnation = u.incarnation.0, "member recovered");
+                        Event::Recovered(member)
+                    }
+                    State::Dead | State::Left => {
+                        debug!(member = %name, incarnation = u.incarnation.0, "member rejoined");
+                        self.add_to_probe_list(name.clone());
+                        Event::Joined(member)
+                    }
+                }
+            }
+        };
+        self.broadcast_member(&name, None);
+        self.push_event(event);
+    }
+
+    fn on_suspect(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        incarnation: Incarnation,
+        accuser: NodeName,
+    ) {
+        let n = self.cluster_size();
+        let Some(e) = self.members.get_mut(&name) else {
+            return;
+        };
+        if e.member.state == State::Suspect && e.member.incarnation == incarnation {
+            let Some(s) = e.suspicion.as_mut() else {
+                return;
+            };
+            if s.confirm(accuser.clone()) {
+                let deadline = s.deadline();
+                trace!(member = %name, accuser = %accuser, confirmations = s.confirmations(), "suspicion confirmed");
+                self.timers.insert(
+                    deadline.max(now),
+                    Timer::SuspectToDead {
+                        name: name.clone(),
+                        incarnation,
+                    },
+                );
+                self.broadcast_member(&name, Some(accuser));
+            }
+            return;
+        }
+        if !overrides(
+            (incarnation, State::Suspect),
+            (e.member.incarnation, e.member.state),
+        ) {
+            return;
+        }
+        let old = e.member.state;
+        let min = min_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
+        let max = min * self.config.suspicion_max_timeout_mult;
+        let k = confirmations_wanted(self.config.suspicion_mult, n);
+        let s = Suspicion::new(now, min, max, k, accuser.clone());
+        let deadline = s.deadline();
+        e.member.state = State::Suspect;
+        e.member.incarnation = incarnation;
+        e.suspicion = Some(s);
+        e.state_change = now;
+        let member = e.member.clone();
+        self.recount(Some(old), Some(State::Suspect));
+        if old.is_active() {
+            debug!(member = %name, incarnation = incarnation.0, accuser = %accuser, "member suspect");
+        } else {
+            self.add_to_probe_list(name.clone());
+        }
+        self.timers.insert(
+            deadline,
+            Timer::SuspectToDead {
+                name: name.clone(),
+                incarnation,
+            },
+        );
+        self.broadcast_member(&name, Some(accuser));
+        self.push_event(Event::Suspect(member));
+    }
+
+    fn on_dead(
+        &mut self,
+        now: Instant,
+        name: &NodeName,
+        incarnation: Incarnation,
+        state: State,
+        accuser: Option<NodeName>,
+    ) {
+        let Some(e) = self.members.get_mut(name) else {
+            return;
+        };
+        if !overrides((incarnation, state), (e.member.incarnation, e.member.state)) {
+            return;
+        }
+        let old = e.member.state;
+        e.member.state = state;
+        e.member.incarnation = incarnation;
+        e.suspicion = None;
+        e.state_change = now;
+        let member = e.member.clone();
+        self.recount(Some(old), Some(state));
+        self.broadcast_member(name, accuser);
+        if state == State::Left {
+            debug!(member = %name, incarnation = incarnation.0, "member left");
+            self.push_event(Event::Left(member));
+        } else {
+            debug!(member = %name, incarnation = incarnation.0, "member dead");
+            self.push_event(Event::Dead(member));
+        }
+    }
+
+    // ---------------------------------------------------------------- table upkeep
+
+    fn insert_member(&mut self, now: Instant, member: Member) {
+        let name = member.name.clone();
+        let state = member.state;
+        self.roster.push(name.clone());
+        let roster_index = self.roster.len() - 1;
+        self.members.insert(
+            name.clone(),
+            Entry {
+                member,
+                state_change: now,
+                suspicion: None,
+                roster_index,
+            },
+        );
+        self.recount(None, Some(state));
+        self.add_to_probe_list(name);
+    }
+
+    fn remove_member(&mut self, name: &NodeName) {
+        let Some(e) = self.members.remove(name) else {
+            return;
+        };
+        self.recount(Some(e.member.state), None);
+        let i = e.roster_index;
+        self.roster.swap_remove(i);
+        if let Some(moved) = self.roster.get(i) {
+            let moved = moved.clone();
+            if let Some(m) = self.members.get_mut(&moved) {
+                m.roster_index = i;
+            }
+        }
+        self.broadcasts.remove(&Subject::Member(name.clone()));
+    }
+
+    /// New and returning members enter the current pass at a random place (memberlist).
+    fn add_to_probe_list(&mut self, name: NodeName) {
+        let lo = self.probe_index.min(self.probe_list.len());
+        let at = self.rng.random_range(lo..=self.probe_list.len());
+        self.probe_list.insert(at, name);
+    }
+
+    fn recount(&mut self, old: Option<State>, new: Option<State>) {
+        if let Some(s) = old {
+            self.counts[state_index(s)] -= 1;
+        }
+        if let Some(s) = new {
+            self.counts[state_index(s)] += 1;
+        }
+    }
+
+    fn table(&self) -> Vec<MemberUpdate> {
+        self.members()
+            .map(|m| MemberUpdate {
+                name: m.name.clone(),
+                addr: m.addr,
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta.clone(),
+                accuser: None,
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn destination_of(&self, name: &NodeName) -> Destination {
+        let addr = self
+            .members
+            .get(name)
+            .map_or(self.me.addr, |e| e.member.addr);
+        Destination {
+            addr,
+            name: Some(name.clone()),
+        }
+    }
+
+    fn send_datagram(&mut self, to: Destination, message: Message) {
+        let n = self.cluster_size();
+        let limit = retransmit_limit(self.config.retransmit_mult, n);
+        // Two bytes of count varint cover up to 16383 updates, far above what fits.
+        let budget = self
+            .config
+            .max_datagram_size
+            .saturating_sub(datagram_overhead(&message, 200));
+        let updates = self
+            .broadcasts
+            .take(budget, limit, UPDATES_PER_DATAGRAM_MAX);
+        let refs: Vec<&[u8]> = updates.iter().map(Vec::as_slice).collect();
+        let payload = encode_datagram(&message, &refs);
+        debug_assert!(payload.len() <= self.config.max_datagram_size);
+        self.stats.datagrams_out += 1;
+        self.stats.datagram_bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Datagram,
+            payload,
+        });
+    }
+
+    fn send_push_pull(&mut self, to: Destination, join: bool) {
+        self.stats.push_pulls_started += 1;
+        let message = StreamMessage::PushPull {
+            join,
+            sender: self.me.name.clone(),
+            members: self.table(),
+        };
+        let payload = encode_stream(&message);
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Request,
+            payload,
+        });
+    }
+
+    fn send_join_requests(&mut self) {
+        for addr in self.seeds.clone() {
+            self.send_push_pull(Destination { addr, name: None }, true);
+        }
+    }
+
+    fn broadcast_self(&mut self) {
+        let update = MemberUpdate {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            incarnation: self.me.incarnation,
+            state: self.me.state,
+            meta: self.me.meta.clone(),
+            accuser: None,
+        };
+        let bytes = encode_update(&Update::Member(update));
+        self.broadcasts
+            .push(Subject::Member(self.me.name.clone()), bytes);
+    }
+
+    fn broadcast_member(&mut self, name: &NodeName, accuser: Option<NodeName>) {
+        let Some(e) = self.members.get(name) else {
+            return;
+        };
+        let m = &e.member;
+        let update = MemberUpdate {
+            name: m.name.clone(),
+            addr: m.addr,
+            incarnation: m.incarnation,
+            state: m.state,
+            meta: m.meta.clone(),
+            accuser,
+        };
+        let bytes = encode_update(&Update::Member(update));
+        self.broadcasts.push(Subject::Member(name.clone()), bytes);
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= EVENTS_MAX {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Up to `k` distinct members matching `pred`, `except` excluded, chosen at random.
+    fn random_members(
+        &mut self,
+        k: usize,
+        pred: impl Fn(&Entry) -> bool,
+        except: Option<&NodeName>,
+    ) -> Vec<NodeName> {
+        let mut out: Vec<NodeName> = Vec::with_capacity(k);
+        if k == 0 || self.roster.is_empty() {
+            return out;
+        }
+        let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
+        // Sampling with rejection is O(k) when most members qualify; fall back to a scan.
+        for _ in 0..(3 * k + 8) {
+            if out.len() == k {
+                return out;
+            }
+            let name = &self.roster[self.rng.random_range(0..self.roster.len())];
+            if ok(name, &out) && pred(&self.members[name]) {
+                out.push(name.clone());
+            }
+        }
+        let mut rest: Vec<&NodeName> = self
+            .roster
+            .iter()
+            .filter(|n| ok(n, &out) && pred(&self.members[*n]))
+            .collect();
+        rest.shuffle(&mut self.rng);
+        out.extend(rest.into_iter().take(k - out.len()).cloned());
+        out
+    }
+}
+
+/// memberlist's `pushPullScale`: beyond 32 members, multiply by `ceil(log2 n - log2 32) + 1`.
+pub fn push_pull_scale(interval: Duration, n: usize) -> Duration {
+    const THRESHOLD: usize = 32;
+    if n <= THRESHOLD {
+        return interval;
+    }
+    let mult = ((n as f64).log2() - (THRESHOLD as f64).log2()).ceil() + 1.0;
+    interval.mul_f64(mult)
+}
