@@ -6,7 +6,9 @@
 //! datagram is copying.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 use super::member::NodeName;
 
@@ -19,17 +21,22 @@ pub enum Subject {
 
 #[derive(Debug)]
 struct Queued {
+    subject: Subject,
     bytes: Vec<u8>,
     transmits: u32,
-    id: u64,
 }
+
+/// How many queued updates that do not fit are passed over before a fill stops looking.
+const SKIPS_MAX: usize = 32;
 
 /// Bounded, transmit-limited queue of encoded updates.
 #[derive(Debug)]
 pub struct BroadcastQueue {
-    by_subject: BTreeMap<Subject, Queued>,
-    /// (transmits, newest first) -> subject; the send order.
-    order: BTreeSet<(u32, Reverse<u64>, Subject)>,
+    /// id -> update; ids grow, so a larger id is newer.
+    entries: FxHashMap<u64, Queued>,
+    by_subject: FxHashMap<Subject, u64>,
+    /// (transmits, newest first): the send order.
+    order: BTreeSet<(u32, Reverse<u64>)>,
     next_id: u64,
     capacity: usize,
     dropped: u64,
@@ -39,7 +46,8 @@ impl BroadcastQueue {
     /// A queue holding at most `capacity` updates.
     pub fn new(capacity: usize) -> Self {
         Self {
-            by_subject: BTreeMap::new(),
+            entries: FxHashMap::default(),
+            by_subject: FxHashMap::default(),
             order: BTreeSet::new(),
             next_id: 0,
             capacity,
@@ -51,75 +59,81 @@ impl BroadcastQueue {
     /// most-sent, oldest update is dropped to make room.
     pub fn push(&mut self, subject: Subject, bytes: Vec<u8>) {
         self.remove(&subject);
-        if self.by_subject.len() >= self.capacity {
-            if let Some(last) = self.order.iter().next_back().cloned() {
-                self.remove(&last.2);
+        if self.entries.len() >= self.capacity {
+            if let Some(&(_, Reverse(id))) = self.order.iter().next_back() {
+                self.remove_id(id);
                 self.dropped += 1;
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.order.insert((0, Reverse(id), subject.clone()));
-        self.by_subject.insert(
-            subject,
+        self.order.insert((0, Reverse(id)));
+        self.by_subject.insert(subject.clone(), id);
+        self.entries.insert(
+            id,
             Queued {
+                subject,
                 bytes,
                 transmits: 0,
-                id,
             },
         );
     }
 
     /// Drops the queued update about `subject`, if any.
     pub fn remove(&mut self, subject: &Subject) {
-        if let Some(q) = self.by_subject.remove(subject) {
-            self.order
-                .remove(&(q.transmits, Reverse(q.id), subject.clone()));
+        if let Some(&id) = self.by_subject.get(subject) {
+            self.remove_id(id);
+        }
+    }
+
+    fn remove_id(&mut self, id: u64) {
+        if let Some(q) = self.entries.remove(&id) {
+            self.order.remove(&(q.transmits, Reverse(id)));
+            self.by_subject.remove(&q.subject);
         }
     }
 
     /// Takes updates in send order while they fit in `budget` bytes, counting one transmission
-    /// each and dropping those that reach `limit`. Returns their bytes, concatenation-ready.
-    pub fn take(&mut self, budget: usize, limit: u32, max_count: usize) -> Vec<Vec<u8>> {
-        let mut left = budget;
-        let mut picked = Vec::new();
+    /// each and dropping those that reach `limit`. Returns how many were taken and their
+    /// bytes, concatenated.
+    pub fn take(&mut self, budget: usize, limit: u32, max_count: usize) -> (usize, Vec<u8>) {
+        let mut body = Vec::with_capacity(budget.min(64 * 1024));
+        let mut picked: Vec<(u32, Reverse<u64>)> = Vec::new();
+        let mut skips = 0;
         for key in &self.order {
-            if picked.len() >= max_count || left < 8 {
+            if picked.len() >= max_count || skips >= SKIPS_MAX {
                 break;
             }
-            let q = &self.by_subject[&key.2];
-            if q.bytes.len() <= left {
-                left -= q.bytes.len();
-                picked.push(key.clone());
-            }
-        }
-        let mut out = Vec::with_capacity(picked.len());
-        for key in picked {
-            self.order.remove(&key);
-            let subject = key.2;
-            let q = self
-                .by_subject
-                .get_mut(&subject)
-                .expect("ordered key has an entry");
-            q.transmits += 1;
-            out.push(q.bytes.clone());
-            if q.transmits >= limit {
-                self.by_subject.remove(&subject);
+            let q = &self.entries[&key.1 .0];
+            if body.len() + q.bytes.len() <= budget {
+                body.extend_from_slice(&q.bytes);
+                picked.push(*key);
             } else {
-                self.order.insert((q.transmits, Reverse(q.id), subject));
+                skips += 1;
             }
         }
-        out
+        for key in &picked {
+            self.order.remove(key);
+            let id = key.1 .0;
+            let q = self.entries.get_mut(&id).expect("ordered key has an entry");
+            q.transmits += 1;
+            if q.transmits >= limit {
+                self.remove_id(id);
+            } else {
+                self.order.insert((q.transmits, Reverse(id)));
+            }
+        }
+        (picked.len(), body)
     }
 
     /// Updates waiting.
     pub fn len(&self) -> usize {
-        self.by_subject.len()
+        self.entries.len()
     }
 
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
-        self.by_subject.is_empty()
+        self.entries.is_empty()
     }
 
     /// Updates dropped because the queue was full.
@@ -142,15 +156,33 @@ mod tests {
         Subject::Member(NodeName::new(s).unwrap())
     }
 
+    /// The updates a fill takes, split back into their 10- or 100-byte pieces.
+    fn take(q: &mut BroadcastQueue, budget: usize, limit: u32) -> Vec<Vec<u8>> {
+        let (count, body) = q.take(budget, limit, 100);
+        let mut out = Vec::new();
+        let mut rest = body.as_slice();
+        while !rest.is_empty() {
+            let len = if rest[0] == 2 && rest.len() >= 100 && rest[..100].iter().all(|b| *b == 2) {
+                100
+            } else {
+                10
+            };
+            out.push(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        assert_eq!(out.len(), count);
+        out
+    }
+
     #[test]
     fn least_sent_then_newest_go_first() {
         let mut q = BroadcastQueue::new(16);
         q.push(subj("a"), vec![1; 10]);
         q.push(subj("b"), vec![2; 10]);
         // b is newest; a budget for one takes b.
-        assert_eq!(q.take(12, 5, 100), vec![vec![2; 10]]);
+        assert_eq!(take(&mut q, 12, 5), vec![vec![2; 10]]);
         // Now a has 0 sends, b has 1: a goes first, then b.
-        assert_eq!(q.take(100, 5, 100), vec![vec![1; 10], vec![2; 10]]);
+        assert_eq!(take(&mut q, 100, 5), vec![vec![1; 10], vec![2; 10]]);
     }
 
     #[test]
@@ -159,7 +191,7 @@ mod tests {
         q.push(subj("a"), vec![1; 10]);
         q.push(subj("a"), vec![9; 10]);
         assert_eq!(q.len(), 1);
-        assert_eq!(q.take(100, 5, 100), vec![vec![9; 10]]);
+        assert_eq!(take(&mut q, 100, 5), vec![vec![9; 10]]);
     }
 
     #[test]
@@ -167,10 +199,10 @@ mod tests {
         let mut q = BroadcastQueue::new(16);
         q.push(subj("a"), vec![1; 10]);
         for _ in 0..3 {
-            assert_eq!(q.take(100, 3, 100).len(), 1);
+            assert_eq!(take(&mut q, 100, 3).len(), 1);
         }
         assert!(q.is_empty());
-        assert!(q.take(100, 3, 100).is_empty());
+        assert!(take(&mut q, 100, 3).is_empty());
     }
 
     #[test]
@@ -178,19 +210,19 @@ mod tests {
         let mut q = BroadcastQueue::new(16);
         q.push(subj("small"), vec![1; 10]);
         q.push(subj("big"), vec![2; 100]);
-        assert_eq!(q.take(50, 5, 100), vec![vec![1; 10]]);
+        assert_eq!(take(&mut q, 50, 5), vec![vec![1; 10]]);
     }
 
     #[test]
     fn full_queue_drops_the_most_sent() {
         let mut q = BroadcastQueue::new(2);
         q.push(subj("a"), vec![1; 10]);
-        let _ = q.take(100, 9, 100); // a sent once
+        let _ = take(&mut q, 100, 9); // a sent once
         q.push(subj("b"), vec![2; 10]);
         q.push(subj("c"), vec![3; 10]);
         assert_eq!(q.len(), 2);
         assert_eq!(q.dropped(), 1);
-        let got = q.take(100, 9, 100);
+        let got = take(&mut q, 100, 9);
         assert_eq!(got, vec![vec![3; 10], vec![2; 10]]);
     }
 

@@ -154,17 +154,15 @@ pub enum StreamMessage {
     },
 }
 
-/// Encodes `message` followed by `updates`, each already encoded with [`encode_update`].
-pub fn encode_datagram(message: &Message, updates: &[&[u8]]) -> Vec<u8> {
-    let body: usize = updates.iter().map(|u| u.len()).sum();
-    let mut out = Vec::with_capacity(1 + 16 + 5 + body);
+/// Encodes `message` followed by `count` updates whose encodings ([`encode_update`]) are
+/// concatenated in `updates`.
+pub fn encode_datagram(message: &Message, count: usize, updates: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 16 + 5 + updates.len());
     out.push(WIRE_VERSION);
     // Writing into a Vec cannot fail; only a serializer error in our own types could.
     out = postcard::to_extend(message, out).expect("Message always serializes");
-    push_varint(&mut out, updates.len());
-    for u in updates {
-        out.extend_from_slice(u);
-    }
+    push_varint(&mut out, count);
+    out.extend_from_slice(updates);
     out
 }
 
@@ -326,7 +324,7 @@ mod tests {
 
     #[test]
     fn bad_frames_are_refused() {
-        let ok = encode_datagram(&Message::Ack { seq: 1 }, &[]);
+        let ok = encode_datagram(&Message::Ack { seq: 1 }, 0, &[]);
         assert_eq!(decode_datagram(&[]), Err(DecodeError::Empty));
         let mut v2 = ok.clone();
         v2[0] = 2;
@@ -353,7 +351,7 @@ mod tests {
         let mut m = member("a", 1, State::Alive);
         m.meta = vec![0; META_LEN_MAX + 1];
         let u = encode_update(&Update::Member(m));
-        let bytes = encode_datagram(&Message::Gossip, &[&u]);
+        let bytes = encode_datagram(&Message::Gossip, 1, &u);
         assert!(matches!(
             decode_datagram(&bytes),
             Err(DecodeError::FieldTooLong { field: "meta", .. })
@@ -373,9 +371,8 @@ mod tests {
             bytes.extend(body);
             if let Ok(p) = decode_datagram(&bytes) {
                 // Whatever decodes must re-encode to a message that decodes the same.
-                let enc: Vec<Vec<u8>> = p.updates.iter().map(encode_update).collect();
-                let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
-                prop_assert_eq!(decode_datagram(&encode_datagram(&p.message, &refs)).unwrap(), p);
+                let body: Vec<u8> = p.updates.iter().flat_map(encode_update).collect();
+                prop_assert_eq!(decode_datagram(&encode_datagram(&p.message, p.updates.len(), &body)).unwrap(), p);
             }
             let _ = decode_stream(&bytes);
         }

@@ -23,6 +23,8 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -186,6 +188,8 @@ const RELAYS_MAX: usize = 1024;
 const EVENTS_MAX: usize = 65_536;
 /// Most members sent a Leave directly.
 const LEAVE_FANOUT: usize = 16;
+/// Early full-state exchanges after joining.
+const JOIN_SYNC_ROUNDS: u32 = 3;
 /// How often tombstones are looked at.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -201,7 +205,8 @@ enum Source<'a> {
 pub struct Swim {
     config: Config,
     me: Member,
-    members: BTreeMap<NodeName, Entry>,
+    /// Fx-hashed: fast, and its iteration order is the same on every run (no random seed).
+    members: FxHashMap<NodeName, Entry>,
     /// Every known member's name, for O(1) random picks; `Entry::roster_index` points here.
     roster: Vec<NodeName>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
@@ -282,7 +287,7 @@ impl Swim {
                 meta,
             },
             config,
-            members: BTreeMap::new(),
+            members: FxHashMap::default(),
             roster: Vec::new(),
             counts: [0; 4],
             probe_list: Vec::new(),
@@ -319,7 +324,7 @@ impl Swim {
         &self.config
     }
 
-    /// Every member known, this node first, tombstones included.
+    /// Every member known, this node first, tombstones included (others in no set order).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         std::iter::once(&self.me).chain(self.members.values().map(|e| &e.member))
     }
@@ -562,8 +567,9 @@ impl Swim {
                     }
                     if !self.joined {
                         debug!(seed = %from, "joined");
+                        self.joined = true;
+                        self.schedule_join_sync(now, 0);
                     }
-                    self.joined = true;
                 }
                 Ok(None)
             }
@@ -621,11 +627,11 @@ impl Swim {
             Timer::PushPull => {
                 let interval = push_pull_scale(self.config.push_pull_interval, self.cluster_size());
                 self.timers.insert(now + interval, Timer::PushPull);
-                let picked = self.random_members(1, |e| e.member.state.is_active(), None);
-                if let Some(name) = picked.into_iter().next() {
-                    let to = self.destination_of(&name);
-                    self.send_push_pull(to, false);
-                }
+                self.push_pull_random();
+            }
+            Timer::JoinSync { round } => {
+                self.push_pull_random();
+                self.schedule_join_sync(now, round + 1);
             }
             Timer::SuspectToDead { name, incarnation } => {
                 self.suspect_timed_out(now, name, incarnation)
@@ -657,6 +663,27 @@ impl Swim {
                 self.reap(now);
             }
         }
+    }
+
+    fn push_pull_random(&mut self) {
+        let picked = self.random_members(1, |e| e.member.state.is_active(), None);
+        if let Some(name) = picked.into_iter().next() {
+            let to = self.destination_of(&name);
+            self.send_push_pull(to, false);
+        }
+    }
+
+    /// After joining, a few early full-state exchanges at doubling intervals. Nodes that join
+    /// together learn of each other by gossip, but the earliest of them spread news with the
+    /// small retransmit limit of a small cluster; these exchanges fill what gossip missed,
+    /// long before the periodic push-pull would.
+    fn schedule_join_sync(&mut self, now: Instant, round: u32) {
+        if round >= JOIN_SYNC_ROUNDS {
+            return;
+        }
+        let base = self.config.probe_interval * (1 << round);
+        let at = now + base + base.mul_f64(self.rng.random::<f64>());
+        self.timers.insert(at, Timer::JoinSync { round });
     }
 
     fn probe_next(&mut self, now: Instant) {
@@ -1136,11 +1163,10 @@ impl Swim {
             .config
             .max_datagram_size
             .saturating_sub(datagram_overhead(&message, 200));
-        let updates = self
+        let (count, updates) = self
             .broadcasts
             .take(budget, limit, UPDATES_PER_DATAGRAM_MAX);
-        let refs: Vec<&[u8]> = updates.iter().map(Vec::as_slice).collect();
-        let payload = encode_datagram(&message, &refs);
+        let payload = encode_datagram(&message, count, &updates);
         debug_assert!(payload.len() <= self.config.max_datagram_size);
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += payload.len() as u64;

@@ -37,6 +37,11 @@ pub enum Timer {
     },
     /// Contact one Dead member, in case a partition healed.
     ReconnectDead,
+    /// One of the early full-state exchanges after joining.
+    JoinSync {
+        /// 0, 1, 2, ...: the exchange's place in the series.
+        round: u32,
+    },
     /// Try the seeds again: no join reply yet.
     RetryJoin,
     /// Forget tombstones older than the retention.

@@ -1,0 +1,540 @@
+//! A whole cluster of protocol cores in virtual time.
+//!
+//! One global queue of actions ordered by `(time, sequence)`; each node is woken exactly at
+//! its core's `poll_timeout()`. Every choice comes from one seeded RNG, so a run is a pure
+//! function of its [`SimConfig`].
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngCore, SeedableRng};
+
+use super::network::{Network, NetworkConfig};
+use super::report::{Report, Tracker};
+use crate::protocol::{Config, Event, NodeName, State, Swim, TransmitKind};
+
+/// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionPlan {
+    /// Share of nodes on the first side, `0.0..1.0`.
+    pub fraction: f64,
+    /// When it starts (virtual time since the run began).
+    pub at: Duration,
+    /// When it heals.
+    pub heal_at: Duration,
+}
+
+/// Everything a run depends on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Seed for every random choice.
+    pub seed: u64,
+    /// Protocol settings of every node.
+    pub protocol: Config,
+    /// The network's behaviour.
+    pub network: NetworkConfig,
+    /// Nodes start one after another over this window, each joining through up to three
+    /// nodes already started.
+    pub join_spread: Duration,
+    /// Nodes crashed (dropped without leaving) at `crash_at`.
+    pub crashes: usize,
+    /// When the crashes happen.
+    pub crash_at: Duration,
+    /// When set, crashed nodes restart (with no state) this long after crashing.
+    pub restart_after: Option<Duration>,
+    /// An optional partition.
+    pub partition: Option<PartitionPlan>,
+    /// Metadata updates injected to time dissemination.
+    pub updates: usize,
+    /// When the first update is injected; the others follow one per second.
+    pub updates_at: Duration,
+    /// How long the run lasts.
+    pub duration: Duration,
+}
+
+impl SimConfig {
+    /// A run of `nodes` nodes from `seed` with the lan preset and a quiet network.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Self {
+            nodes,
+            seed,
+            protocol: Config::lan(),
+            network: NetworkConfig::default(),
+            join_spread: Duration::from_secs(1),
+            crashes: 0,
+            crash_at: Duration::from_secs(30),
+            restart_after: None,
+            partition: None,
+            updates: 5,
+            updates_at: Duration::from_secs(15),
+            duration: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Action {
+    Start(usize),
+    Wake(usize),
+    Datagram {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Request {
+        to: usize,
+        from: usize,
+        from_gen: u32,
+        bytes: Vec<u8>,
+    },
+    Reply {
+        to: usize,
+        to_gen: u32,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Crash,
+    Restart(usize),
+    Partition,
+    Heal,
+    InjectUpdate(usize),
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SimNode {
+    name: NodeName,
+    addr: SocketAddr,
+    core: Option<Swim>,
+    /// Bumped on restart so replies to a previous life are dropped.
+    generation: u32,
+    wake: Option<Instant>,
+}
+
+/// A simulated cluster.
+pub struct Simulation {
+    config: SimConfig,
+    epoch: Instant,
+    now: Instant,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    nodes: Vec<SimNode>,
+    network: Network,
+    rng: SmallRng,
+    tracker: Tracker,
+    crashed: Vec<usize>,
+    steps: u64,
+}
+
+/// The simulated address of node `i`: a loopback address that no packet is ever sent to.
+pub fn node_addr(i: usize) -> SocketAddr {
+    let ip = u32::from(Ipv4Addr::new(127, 0, 0, 1)) + i as u32;
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), 7946))
+}
+
+fn node_index(addr: SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(a) => {
+            let ip = u32::from(*a.ip());
+            ip.checked_sub(u32::from(Ipv4Addr::new(127, 0, 0, 1)))
+                .map(|i| i as usize)
+        }
+        SocketAddr::V6(_) => None,
+    }
+}
+
+impl Simulation {
+    /// Sets up a run; `epoch` is virtual time zero (any `Instant` will do).
+    pub fn new(config: SimConfig, epoch: Instant) -> Self {
+        let mut rng = SmallRng::seed_from_u64(config.seed);
+        let nodes = (0..config.nodes)
+            .map(|i| SimNode {
+                name: NodeName::new(format!("n{i:05}")).expect("generated names are DNS labels"),
+                addr: node_addr(i),
+                core: None,
+                generation: 0,
+                wake: None,
+            })
+            .collect();
+        let mut sim = Self {
+            network: Network::new(config.network.clone()),
+            tracker: Tracker::new(config.nodes),
+            epoch,
+            now: epoch,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            nodes,
+            crashed: Vec::new(),
+            steps: 0,
+            rng: SmallRng::seed_from_u64(rng.next_u64()),
+            config,
+        };
+        for i in 0..sim.config.nodes {
+            let at = sim
+                .config
+                .join_spread
+                .mul_f64(i as f64 / sim.config.nodes.max(1) as f64);
+            sim.schedule(at, Action::Start(i));
+        }
+        if sim.config.crashes > 0 {
+            sim.schedule(sim.config.crash_at, Action::Crash);
+        }
+        if let Some(p) = sim.config.partition.clone() {
+            sim.schedule(p.at, Action::Partition);
+            sim.schedule(p.heal_at, Action::Heal);
+        }
+        for k in 0..sim.config.updates {
+            let at = sim.config.updates_at + Duration::from_secs(k as u64);
+            sim.schedule(at, Action::InjectUpdate(k));
+        }
+        sim
+    }
+
+    /// Runs to the end, calling `progress` with the virtual time about once a virtual second.
+    pub fn run(mut self, mut progress: impl FnMut(Duration)) -> Report {
+        let end = self.epoch + self.config.duration;
+        let mut next_progress = self.epoch;
+        while let Some(item) = self.queue.peek() {
+            if item.at > end {
+                break;
+            }
+            let item = self.queue.pop().expect("peeked");
+            self.now = item.at;
+            if self.now >= next_progress {
+                progress(self.now - self.epoch);
+                next_progress = self.now + Duration::from_secs(1);
+            }
+            self.steps += 1;
+            self.step(item.action);
+        }
+        self.now = end;
+        progress(self.config.duration);
+        self.finish()
+    }
+
+    fn schedule(&mut self, after: Duration, action: Action) {
+        self.schedule_at(self.now + after, action);
+    }
+
+    fn schedule_at(&mut self, at: Instant, action: Action) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        });
+    }
+
+    fn live(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some()
+    }
+
+    fn step(&mut self, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Start(i) => self.start(i, false),
+            Action::Wake(i) => {
+                if self.nodes[i].wake != Some(now) {
+                    return; // superseded by an earlier wake
+                }
+                self.nodes[i].wake = None;
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.handle_timeout(now);
+                }
+                self.after_input(i);
+            }
+            Action::Datagram { to, from, bytes } => {
+                if !self.network.connected(from, to) {
+                    return;
+                }
+                let from_name = self.nodes[from].name.clone();
+                let from_addr = self.nodes[from].addr;
+                let Some(core) = self.nodes[to].core.as_mut() else {
+                    return;
+                };
+                // Our own encoder produced these bytes; a decode failure is a bug in it.
+                core.handle_datagram(now, &from_name, from_addr, &bytes)
+                    .expect("simulated datagrams decode");
+                self.after_input(to);
+            }
+            Action::Request {
+                to,
+                from,
+                from_gen,
+                bytes,
+            } => {
+                if !self.network.connected(from, to) {
+                    return;
+                }
+                let from_name = self.nodes[from].name.clone();
+                let Some(core) = self.nodes[to].core.as_mut() else {
+                    return;
+                };
+                let reply = core
+                    .handle_stream_message(now, &from_name, &bytes)
+                    .expect("simulated stream messages decode");
+                self.after_input(to);
+                if let Some(reply) = reply {
+                    let delay = self.network.delay(&mut self.rng);
+                    self.schedule(
+                        delay,
+                        Action::Reply {
+                            to: from,
+                            to_gen: from_gen,
+                            from: to,
+                            bytes: reply,
+                        },
+                    );
+                }
+            }
+            Action::Reply {
+                to,
+                to_gen,
+                from,
+                bytes,
+            } => {
+                if !self.network.connected(from, to) || self.nodes[to].generation != to_gen {
+                    return;
+                }
+                let from_name = self.nodes[from].name.clone();
+                let Some(core) = self.nodes[to].core.as_mut() else {
+                    return;
+                };
+                core.handle_stream_message(now, &from_name, &bytes)
+                    .expect("simulated stream messages decode");
+                self.after_input(to);
+            }
+            Action::Crash => self.crash(),
+            Action::Restart(i) => self.start(i, true),
+            Action::Partition => {
+                let p = self
+                    .config
+                    .partition
+                    .clone()
+                    .expect("scheduled only with a plan");
+                let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+                order.shuffle(&mut self.rng);
+                let first = ((self.nodes.len() as f64) * p.fraction).round() as usize;
+                let mut sides = vec![false; self.nodes.len()];
+                for &i in &order[..first] {
+                    sides[i] = true;
+                }
+                self.network.partition(sides);
+            }
+            Action::Heal => self.network.heal(),
+            Action::InjectUpdate(k) => {
+                let candidates: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| self.live(i) && !self.crashed.contains(&i))
+                    .collect();
+                let Some(&i) = candidates.choose(&mut self.rng) else {
+                    return;
+                };
+                let core = self.nodes[i].core.as_mut().expect("candidate is live");
+                core.set_meta(now, format!("update={k}").into_bytes())
+                    .expect("short metadata is accepted");
+                let inc = core.local_member().incarnation;
+                self.tracker
+                    .update_injected(now, i, self.nodes[i].name.clone(), inc);
+                self.after_input(i);
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize, restart: bool) {
+        let seed = self.rng.next_u64();
+        let node = &mut self.nodes[i];
+        let core = Swim::new(
+            node.name.clone(),
+            node.addr,
+            Vec::new(),
+            self.config.protocol.clone(),
+            seed,
+            self.now,
+        )
+        .expect("simulation protocol config is valid");
+        node.core = Some(core);
+        node.wake = None;
+        if restart {
+            node.generation += 1;
+        }
+        let started: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.live(j))
+            .collect();
+        let seeds: Vec<SocketAddr> = started
+            .choose_multiple(&mut self.rng, 3)
+            .map(|&j| self.nodes[j].addr)
+            .collect();
+        let now = self.now;
+        self.nodes[i]
+            .core
+            .as_mut()
+            .expect("just set")
+            .join(now, &seeds);
+        self.tracker.node_started(i);
+        self.after_input(i);
+    }
+
+    fn crash(&mut self) {
+        let mut candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.live(i)).collect();
+        candidates.shuffle(&mut self.rng);
+        let victims: Vec<usize> = candidates.into_iter().take(self.config.crashes).collect();
+        for &i in &victims {
+            self.nodes[i].core = None;
+            self.nodes[i].wake = None;
+            self.crashed.push(i);
+            self.tracker
+                .node_crashed(self.now, i, self.nodes[i].name.clone());
+            if let Some(after) = self.config.restart_after {
+                self.schedule(after, Action::Restart(i));
+            }
+        }
+    }
+
+    /// Sends what the node wants sent, records its events and re-arms its wake-up.
+    fn after_input(&mut self, i: usize) {
+        let now = self.now;
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let mut outgoing = Vec::new();
+        while let Some(t) = core.poll_transmit() {
+            outgoing.push(t);
+        }
+        let mut events: Vec<Event> = Vec::new();
+        while let Some(e) = core.poll_event() {
+            events.push(e);
+        }
+        let alive = core.alive_count();
+        let next_wake = core.poll_timeout();
+        let generation = self.nodes[i].generation;
+        for t in outgoing {
+            let Some(to) = node_index(t.to.addr).filter(|&j| j < self.nodes.len()) else {
+                continue;
+            };
+            match t.kind {
+                TransmitKind::Datagram => {
+                    for _ in 0..self.network.datagram_copies(&mut self.rng) {
+                        let delay = self.network.delay(&mut self.rng);
+                        self.schedule(
+                            delay,
+                            Action::Datagram {
+                                to,
+                                from: i,
+                                bytes: t.payload.clone(),
+                            },
+                        );
+                    }
+                }
+                TransmitKind::Request => {
+                    // A stream costs a handshake round trip on a new connection; count one.
+                    let delay = self.network.delay(&mut self.rng) * 2;
+                    self.schedule(
+                        delay,
+                        Action::Request {
+                            to,
+                            from: i,
+                            from_gen: generation,
+                            bytes: t.payload,
+                        },
+                    );
+                }
+            }
+        }
+        // Claims made while a partition was in force keep arriving for a while after it heals;
+        // a member declared Dead across the partition is not a false positive.
+        let grace = self.config.protocol.probe_interval * 80;
+        let settling = self
+            .config
+            .partition
+            .as_ref()
+            .is_some_and(|p| now < self.epoch + p.heal_at + grace);
+        let network = &self.network;
+        let connected =
+            |a: usize, b: usize| network.connected(a, b) && !(settling && network.were_apart(a, b));
+        let crashed = &self.crashed;
+        for e in events {
+            let subject = match &e {
+                Event::Joined(m)
+                | Event::Recovered(m)
+                | Event::Updated(m)
+                | Event::Suspect(m)
+                | Event::Dead(m)
+                | Event::Left(m) => node_index(m.addr),
+            };
+            let reachable = subject.is_some_and(|s| connected(i, s) && !crashed.contains(&s));
+            self.tracker.event(now, i, &e, reachable);
+        }
+        self.tracker.alive_seen(now, i, alive);
+        if let Some(at) = next_wake {
+            let node = &mut self.nodes[i];
+            if node.wake.is_none_or(|w| at < w) {
+                node.wake = Some(at);
+                self.schedule_at(at, Action::Wake(i));
+            }
+        }
+    }
+
+    fn finish(self) -> Report {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.live(i)).collect();
+        let expected: BTreeSet<&NodeName> = live.iter().map(|&i| &self.nodes[i].name).collect();
+        let mut views_agree = true;
+        let mut views_correct = true;
+        let mut first: Option<BTreeSet<&NodeName>> = None;
+        for &i in &live {
+            let core = self.nodes[i].core.as_ref().expect("live");
+            let view: BTreeSet<&NodeName> = core
+                .members()
+                .filter(|m| m.state == State::Alive)
+                .map(|m| &m.name)
+                .collect();
+            views_correct &= view == expected;
+            match &first {
+                None => first = Some(view),
+                Some(f) => views_agree &= *f == view,
+            }
+        }
+        let mut totals = crate::protocol::Stats::default();
+        for &i in &live {
+            let s = self.nodes[i].core.as_ref().expect("live").stats();
+            totals.datagram_bytes_out += s.datagram_bytes_out;
+            totals.suspicions_raised += s.suspicions_raised;
+            totals.refutations += s.refutations;
+        }
+        self.tracker.report(
+            &self.config,
+            self.epoch,
+            views_agree,
+            views_correct,
+            self.steps,
+            &totals,
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! A deterministic, discrete-event simulator of whole clusters of protocol cores.
+//!
+//! Virtual time, one global event queue, a network with latency, loss, duplication and
+//! partitions, crashes and restarts. No I/O: the caller passes an `Instant` as time zero and
+//! a seed; the same seed gives the same run, so a failure is replayed from its seed.
+pub mod cluster;
+pub mod network;
+pub mod report;
+
+pub use cluster::{node_addr, PartitionPlan, SimConfig, Simulation};
+pub use network::NetworkConfig;
+pub use report::Report;

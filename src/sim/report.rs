@@ -1,0 +1,272 @@
+//! What a run measured: convergence, dissemination, detection and false positives.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::cluster::SimConfig;
+use crate::protocol::{Event, Incarnation, NodeName};
+
+/// A run's figures, in virtual seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Nodes simulated.
+    pub nodes: usize,
+    /// The seed that reproduces the run.
+    pub seed: u64,
+    /// Virtual seconds simulated.
+    pub duration_s: f64,
+    /// Until every node saw every node Alive (before any crash); `None` if never.
+    pub join_converged_s: Option<f64>,
+    /// Updates injected to time dissemination.
+    pub updates: usize,
+    /// Updates that reached every live node.
+    pub updates_disseminated: usize,
+    /// Slowest time for an update to reach every live node; `None` if one never did.
+    pub dissemination_max_s: Option<f64>,
+    /// Nodes crashed.
+    pub crashes: usize,
+    /// Over the crashed nodes, the longest time until every live node held them Dead;
+    /// `None` if no crash, or if one was never detected everywhere.
+    pub detect_all_max_s: Option<f64>,
+    /// Crashed nodes that every live node holds Dead.
+    pub crashes_detected: usize,
+    /// Live, reachable members declared Dead by anyone (distinct members).
+    pub false_positives: usize,
+    /// At the end, every live node holds the same set of Alive members.
+    pub final_views_agree: bool,
+    /// At the end, that set is exactly the live nodes.
+    pub final_views_correct: bool,
+    /// Simulator steps taken (messages delivered and timers fired).
+    pub steps: u64,
+    /// Datagram bytes sent by the nodes alive at the end.
+    pub datagram_bytes: u64,
+    /// Suspicions raised by the nodes alive at the end.
+    pub suspicions_raised: u64,
+    /// Refutations by the nodes alive at the end.
+    pub refutations: u64,
+    /// Wall-clock seconds the run took (filled in by the caller).
+    pub wall_s: f64,
+}
+
+struct Spread {
+    seen: Vec<bool>,
+    count: usize,
+    started: Instant,
+    done: Option<Instant>,
+}
+
+impl Spread {
+    fn new(n: usize, started: Instant) -> Self {
+        Self {
+            seen: vec![false; n],
+            count: 0,
+            started,
+            done: None,
+        }
+    }
+
+    fn mark(&mut self, i: usize) {
+        if !self.seen[i] {
+            self.seen[i] = true;
+            self.count += 1;
+        }
+    }
+
+    fn check(&mut self, now: Instant, target: usize) {
+        if self.done.is_none() && self.count >= target {
+            self.done = Some(now);
+        }
+    }
+
+    fn seconds(&self) -> Option<f64> {
+        self.done.map(|d| (d - self.started).as_secs_f64())
+    }
+}
+
+struct UpdateSpread {
+    subject: NodeName,
+    incarnation: Incarnation,
+    spread: Spread,
+}
+
+struct CrashSpread {
+    subject: NodeName,
+    spread: Spread,
+}
+
+/// Follows events as they happen, so no view is scanned per step.
+pub struct Tracker {
+    n: usize,
+    started: usize,
+    crashed: Vec<bool>,
+    crashed_count: usize,
+    alive_ok: Vec<bool>,
+    alive_ok_count: usize,
+    join_converged: Option<Instant>,
+    updates: Vec<UpdateSpread>,
+    crashes: Vec<CrashSpread>,
+    false_positives: BTreeSet<NodeName>,
+}
+
+impl Tracker {
+    /// Tracks a cluster of `n` nodes.
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            started: 0,
+            crashed: vec![false; n],
+            crashed_count: 0,
+            alive_ok: vec![false; n],
+            alive_ok_count: 0,
+            join_converged: None,
+            updates: Vec::new(),
+            crashes: Vec::new(),
+            false_positives: BTreeSet::new(),
+        }
+    }
+
+    /// Node `i` started (or restarted).
+    pub fn node_started(&mut self, i: usize) {
+        if self.crashed[i] {
+            self.crashed[i] = false;
+            self.crashed_count -= 1;
+        } else {
+            self.started += 1;
+        }
+    }
+
+    /// Node `i`, named `name`, crashed at `now`.
+    pub fn node_crashed(&mut self, now: Instant, i: usize, name: NodeName) {
+        self.crashed[i] = true;
+        self.crashed_count += 1;
+        // A crashed node is not asked for its view: count it as informed everywhere.
+        for u in &mut self.updates {
+            u.spread.mark(i);
+        }
+        for c in &mut self.crashes {
+            c.spread.mark(i);
+        }
+        let mut spread = Spread::new(self.n, now);
+        for (j, _) in self.crashed.iter().enumerate().filter(|(_, c)| **c) {
+            spread.mark(j);
+        }
+        self.crashes.push(CrashSpread {
+            subject: name,
+            spread,
+        });
+    }
+
+    /// A member changed its metadata at `incarnation`.
+    pub fn update_injected(
+        &mut self,
+        now: Instant,
+        i: usize,
+        subject: NodeName,
+        incarnation: Incarnation,
+    ) {
+        let mut spread = Spread::new(self.n, now);
+        spread.mark(i); // the subject knows its own update
+        for (j, _) in self.crashed.iter().enumerate().filter(|(_, c)| **c) {
+            spread.mark(j);
+        }
+        self.updates.push(UpdateSpread {
+            subject,
+            incarnation,
+            spread,
+        });
+    }
+
+    /// Node `i` holds `alive` members Alive.
+    pub fn alive_seen(&mut self, now: Instant, i: usize, alive: usize) {
+        if self.join_converged.is_some() || self.crashed_count > 0 || !self.crashes.is_empty() {
+            return;
+        }
+        let ok = alive == self.n;
+        if ok != self.alive_ok[i] {
+            self.alive_ok[i] = ok;
+            if ok {
+                self.alive_ok_count += 1;
+            } else {
+                self.alive_ok_count -= 1;
+            }
+        }
+        if self.started == self.n && self.alive_ok_count == self.n {
+            self.join_converged = Some(now);
+        }
+    }
+
+    /// Node `i` emitted `event`; `reachable` says whether its subject is live and reachable.
+    pub fn event(&mut self, now: Instant, i: usize, event: &Event, reachable: bool) {
+        match event {
+            Event::Joined(m) | Event::Recovered(m) | Event::Updated(m) => {
+                for u in self.updates.iter_mut().filter(|u| u.subject == m.name) {
+                    if m.incarnation >= u.incarnation {
+                        u.spread.mark(i);
+                    }
+                }
+            }
+            Event::Dead(m) => {
+                let mut was_crash = false;
+                for c in self.crashes.iter_mut().filter(|c| c.subject == m.name) {
+                    was_crash = true;
+                    c.spread.mark(i);
+                }
+                if reachable && !was_crash {
+                    self.false_positives.insert(m.name.clone());
+                }
+            }
+            Event::Suspect(_) | Event::Left(_) => {}
+        }
+        for u in &mut self.updates {
+            u.spread.check(now, self.n);
+        }
+        for c in &mut self.crashes {
+            c.spread.check(now, self.n);
+        }
+    }
+
+    /// The figures, once the run is over.
+    pub fn report(
+        &self,
+        config: &SimConfig,
+        epoch: Instant,
+        final_views_agree: bool,
+        final_views_correct: bool,
+        steps: u64,
+        totals: &crate::protocol::Stats,
+    ) -> Report {
+        let all_done = |secs: Vec<Option<f64>>| -> Option<f64> {
+            if secs.is_empty() {
+                return None;
+            }
+            secs.into_iter()
+                .try_fold(0.0f64, |acc, s| s.map(|s| acc.max(s)))
+        };
+        let update_secs: Vec<Option<f64>> =
+            self.updates.iter().map(|u| u.spread.seconds()).collect();
+        let crash_secs: Vec<Option<f64>> =
+            self.crashes.iter().map(|c| c.spread.seconds()).collect();
+        Report {
+            nodes: self.n,
+            seed: config.seed,
+            duration_s: config.duration.as_secs_f64(),
+            join_converged_s: self.join_converged.map(|t| (t - epoch).as_secs_f64()),
+            updates: self.updates.len(),
+            updates_disseminated: update_secs.iter().filter(|s| s.is_some()).count(),
+            dissemination_max_s: all_done(update_secs),
+            crashes: self.crashes.len(),
+            crashes_detected: crash_secs.iter().filter(|s| s.is_some()).count(),
+            detect_all_max_s: all_done(crash_secs),
+            false_positives: self.false_positives.len(),
+            final_views_agree,
+            final_views_correct,
+            steps,
+            datagram_bytes: totals.datagram_bytes_out,
+            suspicions_raised: totals.suspicions_raised,
+            refutations: totals.refutations,
+            wall_s: 0.0,
+        }
+    }
+}
