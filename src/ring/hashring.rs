@@ -24,8 +24,10 @@ use crate::protocol::NodeName;
 
 /// Virtual nodes per unit of weight unless told otherwise.
 ///
-/// Chosen by measurement: with 16 members of weight 1, the member with the most of 1,000,000
-/// keys holds at most 1.15 times the mean (see the `largest_share_*` test for the figure).
+/// Chosen by measurement. With 16 members of weight 1, the largest member's share over the
+/// mean share, across 1,000 random sets of 16 names: median 1.076, 90th percentile 1.111,
+/// 99th 1.146, worst 1.186 (768 points: 99th 1.116; 1024: 99th 1.106, at twice the memory,
+/// 16 bytes a point). A test counts 1,000,000 keys on one such set and holds it to 1.15.
 pub const VNODES_PER_MEMBER_DEFAULT: u32 = 512;
 
 /// Most virtual nodes per unit of weight a ring accepts; larger requests are clamped.
@@ -290,4 +292,311 @@ fn checksum_of(vnodes_per_member: u32, members: &[NodeName], weights: &[u32]) ->
         bytes.extend_from_slice(&weight.to_le_bytes());
     }
     xxh64(&bytes, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::ring::weight::WEIGHT_MAX;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("test names are DNS labels")
+    }
+
+    /// `node-1` ..= `node-{n}`, weight 1.
+    fn members(n: usize) -> Vec<(NodeName, u32)> {
+        (1..=n).map(|i| (name(&format!("node-{i}")), 1)).collect()
+    }
+
+    /// How many of `keys` each member owns.
+    fn key_counts(ring: &Ring, keys: u64) -> BTreeMap<NodeName, u64> {
+        let mut counts = BTreeMap::new();
+        for k in 0..keys {
+            let owner = ring.owner(&k.to_le_bytes()).expect("ring has members");
+            *counts.entry(owner.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn empty_ring_owns_nothing() {
+        let ring = Ring::default();
+        assert!(ring.is_empty());
+        assert_eq!(ring.len(), 0);
+        assert_eq!(ring.vnodes(), 0);
+        assert_eq!(ring.owner(b"k"), None);
+        assert!(ring.replicas(b"k", 3).is_empty());
+        assert!(ring.shares().is_empty());
+    }
+
+    #[test]
+    fn each_member_places_weight_times_vnodes_points() {
+        let ring = Ring::new(10).with_members([(name("a"), 1), (name("b"), 3)]);
+        assert_eq!(ring.vnodes(), 40);
+        assert_eq!(ring.vnodes_per_member(), 10);
+        assert_eq!(ring.weight(&name("b")), Some(3));
+        assert_eq!(ring.weight(&name("c")), None);
+        assert!(ring.contains(&name("a")));
+        assert!(!ring.contains(&name("c")));
+    }
+
+    #[test]
+    fn weights_and_vnode_counts_are_bounded() {
+        let ring = Ring::new(0).with_members([(name("a"), 0), (name("b"), u32::MAX)]);
+        assert_eq!(ring.vnodes_per_member(), 1);
+        assert_eq!(ring.weight(&name("a")), Some(1));
+        assert_eq!(ring.weight(&name("b")), Some(WEIGHT_MAX));
+        assert_eq!(ring.vnodes(), 1 + WEIGHT_MAX as usize);
+        assert_eq!(
+            Ring::new(u32::MAX).vnodes_per_member(),
+            VNODES_PER_MEMBER_MAX
+        );
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_largest_weight() {
+        let one_way = Ring::build([(name("a"), 2), (name("a"), 5), (name("b"), 1)]);
+        let other_way = Ring::build([(name("b"), 1), (name("a"), 5), (name("a"), 2)]);
+        assert_eq!(one_way.members(), &[name("a"), name("b")]);
+        assert_eq!(one_way.weight(&name("a")), Some(5));
+        assert_eq!(one_way.checksum(), other_way.checksum());
+    }
+
+    #[test]
+    fn lookups_do_not_depend_on_insertion_order() {
+        let sorted = Ring::build(members(16));
+        let mut shuffled_members = members(16);
+        shuffled_members.shuffle(&mut SmallRng::seed_from_u64(7));
+        let shuffled = Ring::build(shuffled_members);
+        assert_eq!(sorted, shuffled);
+        assert_eq!(sorted.checksum(), shuffled.checksum());
+        for k in 0..10_000u64 {
+            let key = format!("key-{k}");
+            assert_eq!(sorted.owner(key.as_bytes()), shuffled.owner(key.as_bytes()));
+            assert_eq!(
+                sorted.replicas(key.as_bytes(), 3),
+                shuffled.replicas(key.as_bytes(), 3)
+            );
+        }
+    }
+
+    #[test]
+    fn placement_and_checksum_are_pinned_across_releases() {
+        // Any change to the hash, the point layout or the checksum encoding moves keys in a
+        // running cluster of mixed versions; these values must only change on purpose.
+        let ring = Ring::build(members(5));
+        let owners: Vec<&str> = ["alpha", "beta", "gamma", "delta", "epsilon", ""]
+            .iter()
+            .map(|k| ring.owner(k.as_bytes()).expect("non-empty").as_str())
+            .collect();
+        assert_eq!(owners, PINNED_OWNERS);
+        assert_eq!(ring.checksum(), PINNED_CHECKSUM);
+        assert_eq!(vnode_point(&name("node-1"), 0), PINNED_POINT);
+    }
+    const PINNED_OWNERS: [&str; 6] = ["node-2", "node-5", "node-3", "node-1", "node-4", "node-5"];
+    const PINNED_CHECKSUM: u64 = 0x7427_A19E_3F26_EA8F;
+    const PINNED_POINT: u64 = 0xD214_0011_50DF_9179;
+
+    #[test]
+    fn largest_share_of_a_million_keys_is_within_15_percent_of_the_mean() {
+        let ring = Ring::build(members(16));
+        let counts = key_counts(&ring, 1_000_000);
+        assert_eq!(counts.len(), 16, "every member owns keys");
+        let mean = 1_000_000.0 / 16.0;
+        let largest = *counts.values().max().expect("16 members") as f64;
+        assert!(
+            largest / mean <= 1.15,
+            "largest/mean = {:.3}",
+            largest / mean
+        );
+    }
+
+    #[test]
+    fn removing_a_member_moves_only_its_keys() {
+        let before = Ring::build(members(16));
+        let gone = name("node-7");
+        let after = Ring::build(members(16).into_iter().filter(|(n, _)| *n != gone));
+        let keys = 200_000u64;
+        let mut moved = 0u64;
+        for k in 0..keys {
+            let key = k.to_le_bytes();
+            let (was, now) = (before.owner(&key), after.owner(&key));
+            if was != now {
+                assert_eq!(was, Some(&gone), "key {k} moved off a member that stayed");
+                moved += 1;
+            }
+        }
+        let fraction = moved as f64 / keys as f64;
+        assert!((0.03..=0.10).contains(&fraction), "moved {fraction:.4}");
+    }
+
+    #[test]
+    fn adding_a_member_moves_keys_only_to_it() {
+        let before = Ring::build(members(16));
+        let after = Ring::build(members(17));
+        let newcomer = name("node-17");
+        let keys = 200_000u64;
+        let mut moved = 0u64;
+        for k in 0..keys {
+            let key = k.to_le_bytes();
+            let (was, now) = (before.owner(&key), after.owner(&key));
+            if was != now {
+                assert_eq!(now, Some(&newcomer), "key {k} moved between old members");
+                moved += 1;
+            }
+        }
+        let fraction = moved as f64 / keys as f64;
+        assert!((0.03..=0.10).contains(&fraction), "moved {fraction:.4}");
+    }
+
+    #[test]
+    fn replicas_are_distinct_and_start_with_the_owner() {
+        let ring = Ring::build(members(16));
+        for k in 0..2_000u64 {
+            let key = k.to_le_bytes();
+            let owner = ring.owner(&key).expect("non-empty");
+            for n in [1, 3, 9, 16, 40] {
+                let replicas = ring.replicas(&key, n);
+                assert_eq!(replicas.len(), n.min(16));
+                assert_eq!(replicas[0], owner);
+                let distinct: std::collections::BTreeSet<_> = replicas.iter().collect();
+                assert_eq!(distinct.len(), replicas.len(), "duplicate in {replicas:?}");
+            }
+            assert!(ring.replicas(&key, 0).is_empty());
+        }
+    }
+
+    #[test]
+    fn replicas_are_the_owners_on_successively_smaller_rings() {
+        // Walking clockwise skipping taken members is the same as asking the ring without them:
+        // the second replica is who would own the key if the first were gone.
+        let ring = Ring::build(members(8));
+        for k in 0..500u64 {
+            let key = k.to_le_bytes();
+            let replicas = ring.replicas(&key, 3);
+            let without_first =
+                Ring::build(members(8).into_iter().filter(|(n, _)| n != replicas[0]));
+            assert_eq!(without_first.owner(&key), Some(replicas[1]));
+        }
+    }
+
+    #[test]
+    fn weight_two_gets_about_twice_the_share() {
+        let mut weighted = members(8);
+        weighted.push((name("heavy"), 2));
+        let ring = Ring::build(weighted);
+        let counts = key_counts(&ring, 500_000);
+        let heavy = counts[&name("heavy")] as f64;
+        let others: u64 = counts
+            .iter()
+            .filter(|(n, _)| n.as_str() != "heavy")
+            .map(|(_, c)| c)
+            .sum();
+        let ratio = heavy / (others as f64 / 8.0);
+        assert!((1.7..=2.3).contains(&ratio), "heavy/mean = {ratio:.3}");
+    }
+
+    #[test]
+    fn shares_sum_to_one_and_agree_with_key_counts() {
+        let ring = Ring::build(members(6));
+        let shares = ring.shares();
+        let total: f64 = shares.iter().map(|(_, s)| s).sum();
+        assert!((total - 1.0).abs() < 1e-9, "total {total}");
+        let counts = key_counts(&ring, 300_000);
+        for (member, share) in shares {
+            let counted = counts[&member] as f64 / 300_000.0;
+            assert!(
+                (counted - share).abs() < 0.01,
+                "{member}: {counted} vs {share}"
+            );
+        }
+        let alone = Ring::build([(name("solo"), 1)]);
+        assert_eq!(alone.shares(), vec![(name("solo"), 1.0)]);
+    }
+
+    #[test]
+    fn equal_points_go_to_the_smaller_name() {
+        // Real collisions are too rare to find; lay two equal points by hand. Sorting
+        // `(point, index)` puts the smaller index (smaller name) first among equals.
+        let ring = Ring {
+            vnodes_per_member: 1,
+            members: vec![name("a"), name("b")],
+            weights: vec![1, 1],
+            points: vec![(u64::MAX, 0), (u64::MAX, 1)],
+            checksum: 0,
+        };
+        for k in 0..100u64 {
+            assert_eq!(ring.owner(&k.to_le_bytes()), Some(&name("a")));
+            assert_eq!(ring.replicas(&k.to_le_bytes(), 2), [&name("a"), &name("b")]);
+        }
+        assert_eq!(ring.shares(), vec![(name("a"), 1.0), (name("b"), 0.0)]);
+    }
+
+    #[test]
+    fn checksum_follows_members_weights_and_vnode_count() {
+        let base = Ring::build(members(4));
+        let mut reweighted = members(4);
+        reweighted[2].1 = 2;
+        let distinct = [
+            base.checksum(),
+            Ring::build(members(3)).checksum(),
+            Ring::build(reweighted).checksum(),
+            Ring::new(64).with_members(members(4)).checksum(),
+            Ring::default().checksum(),
+        ];
+        let unique: std::collections::BTreeSet<_> = distinct.iter().collect();
+        assert_eq!(unique.len(), distinct.len(), "{distinct:x?}");
+        assert_eq!(base.checksum(), Ring::build(members(4)).checksum());
+    }
+
+    fn arb_members() -> impl Strategy<Value = Vec<(NodeName, u32)>> {
+        proptest::collection::btree_map("[a-z][a-z0-9]{0,6}", 1u32..4, 1..24).prop_map(|m| {
+            m.into_iter()
+                .map(|(n, w)| (NodeName::new(n).expect("regex gives DNS labels"), w))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn replicas_are_a_distinct_prefix_led_by_the_owner(
+            members in arb_members(),
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            n in 0usize..30,
+        ) {
+            let ring = Ring::new(16).with_members(members.clone());
+            let replicas = ring.replicas(&key, n);
+            prop_assert_eq!(replicas.len(), n.min(members.len()));
+            let distinct: std::collections::BTreeSet<_> = replicas.iter().collect();
+            prop_assert_eq!(distinct.len(), replicas.len());
+            if n > 0 {
+                prop_assert_eq!(Some(replicas[0]), ring.owner(&key));
+            }
+            let longer = ring.replicas(&key, n + 5);
+            prop_assert_eq!(&longer[..replicas.len()], &replicas[..]);
+        }
+
+        #[test]
+        fn any_order_of_members_gives_the_same_ring(
+            members in arb_members(),
+            seed in any::<u64>(),
+            keys in proptest::collection::vec(any::<u64>(), 1..50),
+        ) {
+            let ring = Ring::new(16).with_members(members.clone());
+            let mut shuffled = members;
+            shuffled.shuffle(&mut SmallRng::seed_from_u64(seed));
+            let other = Ring::new(16).with_members(shuffled);
+            prop_assert_eq!(ring.checksum(), other.checksum());
+            for k in keys {
+                prop_assert_eq!(ring.owner(&k.to_le_bytes()), other.owner(&k.to_le_bytes()));
+            }
+        }
+    }
 }
