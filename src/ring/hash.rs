@@ -1,8 +1,8 @@
 //! The ring's hash: xxHash64 (XXH64), written from its specification.
 //!
 //! Key placement must be identical on every node, every platform and every release, so the
-//! hash cannot be std's `DefaultHasher` (its algorithm may change between Rust releases) nor
-//! anything keyed at random. XXH64 is fully specified (Yann Collet's `xxhash_spec.md`), reads
+//! hash cannot be std's default hasher (its algorithm is unspecified and may change between
+//! Rust releases) nor anything keyed at random. XXH64 is fully specified (Yann Collet's `xxhash_spec.md`), reads
 //! its input as little-endian words whatever the host, passes SMHasher, and hashes short keys in
 //! a few nanoseconds. The known-answer tests below pin the implementation to published values,
 //! so any change to it, deliberate or not, fails the build's tests rather than silently moving

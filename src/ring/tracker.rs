@@ -134,3 +134,179 @@ impl Default for RingTracker {
         RingTracker::new(VNODES_PER_MEMBER_DEFAULT)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("test names are DNS labels")
+    }
+
+    /// A tracker with `node-1..=node-{n}` Alive at weight 1 (few vnodes: tests stay fast).
+    fn tracker_with(n: usize) -> RingTracker {
+        let mut tracker = RingTracker::new(32);
+        let joined = (1..=n).map(|i| (name(&format!("node-{i}")), State::Alive, 1));
+        tracker.apply_many(joined);
+        tracker
+    }
+
+    fn owners(ring: &Ring) -> Vec<NodeName> {
+        (0..2_000u64)
+            .map(|k| ring.owner(&k.to_le_bytes()).expect("non-empty").clone())
+            .collect()
+    }
+
+    #[test]
+    fn alive_member_joins_the_ring() {
+        let mut tracker = RingTracker::default();
+        assert!(tracker.ring().is_empty());
+        let change = tracker.apply(&name("a"), State::Alive, 1);
+        assert_eq!(
+            change,
+            Some(RingChange {
+                added: vec![name("a")],
+                ..RingChange::default()
+            })
+        );
+        assert_eq!(tracker.ring().members(), &[name("a")]);
+        assert_eq!(
+            tracker.ring().vnodes_per_member(),
+            VNODES_PER_MEMBER_DEFAULT
+        );
+    }
+
+    #[test]
+    fn suspect_member_keeps_its_place_and_its_keys() {
+        let mut tracker = tracker_with(8);
+        let before = Arc::clone(tracker.ring());
+        let suspect = name("node-3");
+        // A flapping suspicion: suspected, refuted, suspected again.
+        assert_eq!(tracker.apply(&suspect, State::Suspect, 1), None);
+        assert_eq!(tracker.apply(&suspect, State::Alive, 1), None);
+        assert_eq!(tracker.apply(&suspect, State::Suspect, 1), None);
+        assert!(
+            Arc::ptr_eq(&before, tracker.ring()),
+            "no rebuild for a suspicion"
+        );
+        assert!(tracker.ring().contains(&suspect));
+        assert_eq!(owners(&before), owners(tracker.ring()));
+    }
+
+    #[test]
+    fn suspect_member_not_on_the_ring_is_not_added() {
+        let mut tracker = tracker_with(2);
+        assert_eq!(tracker.apply(&name("stranger"), State::Suspect, 1), None);
+        assert!(!tracker.ring().contains(&name("stranger")));
+        assert_eq!(tracker.ring().len(), 2);
+    }
+
+    #[test]
+    fn dead_and_left_members_are_removed() {
+        let mut tracker = tracker_with(4);
+        let change = tracker.apply(&name("node-2"), State::Dead, 1);
+        assert_eq!(change.map(|c| c.removed), Some(vec![name("node-2")]));
+        let change = tracker.apply(&name("node-4"), State::Left, 1);
+        assert_eq!(change.map(|c| c.removed), Some(vec![name("node-4")]));
+        assert_eq!(tracker.ring().members(), &[name("node-1"), name("node-3")]);
+        // Hearing the verdict again, or about a member never seen, changes nothing.
+        assert_eq!(tracker.apply(&name("node-2"), State::Dead, 1), None);
+        assert_eq!(tracker.apply(&name("ghost"), State::Left, 1), None);
+    }
+
+    #[test]
+    fn suspect_then_dead_removes_the_member() {
+        let mut tracker = tracker_with(3);
+        assert_eq!(tracker.apply(&name("node-1"), State::Suspect, 1), None);
+        let change = tracker.apply(&name("node-1"), State::Dead, 1);
+        assert_eq!(change.map(|c| c.removed), Some(vec![name("node-1")]));
+    }
+
+    #[test]
+    fn recovered_member_comes_back_to_the_same_keys() {
+        let mut tracker = tracker_with(6);
+        let before = owners(tracker.ring());
+        tracker.apply(&name("node-5"), State::Dead, 1);
+        assert_ne!(owners(tracker.ring()), before);
+        let change = tracker.apply(&name("node-5"), State::Alive, 1);
+        assert_eq!(change.map(|c| c.added), Some(vec![name("node-5")]));
+        assert_eq!(owners(tracker.ring()), before);
+    }
+
+    #[test]
+    fn repeated_alive_is_not_a_change() {
+        let mut tracker = tracker_with(3);
+        let before = Arc::clone(tracker.ring());
+        assert_eq!(tracker.apply(&name("node-1"), State::Alive, 1), None);
+        // 0 clamps to 1: the same weight, so still no change.
+        assert_eq!(tracker.apply(&name("node-1"), State::Alive, 0), None);
+        assert!(Arc::ptr_eq(&before, tracker.ring()));
+    }
+
+    #[test]
+    fn new_weight_while_alive_is_a_reweight() {
+        let mut tracker = tracker_with(3);
+        let change = tracker.apply(&name("node-2"), State::Alive, 4);
+        assert_eq!(
+            change,
+            Some(RingChange {
+                reweighted: vec![name("node-2")],
+                ..RingChange::default()
+            })
+        );
+        assert_eq!(tracker.ring().weight(&name("node-2")), Some(4));
+        // A suspect's weight stays as it was: suspicion never moves keys.
+        assert_eq!(tracker.apply(&name("node-2"), State::Suspect, 1), None);
+        assert_eq!(tracker.ring().weight(&name("node-2")), Some(4));
+    }
+
+    #[test]
+    fn batch_reports_its_net_change() {
+        let mut tracker = tracker_with(4);
+        let change = tracker.apply_many([
+            (name("node-1"), State::Dead, 1),
+            (name("node-9"), State::Alive, 1),
+            (name("node-2"), State::Left, 1),
+            (name("node-8"), State::Alive, 1),
+            (name("node-3"), State::Suspect, 1),
+        ]);
+        assert_eq!(
+            change,
+            Some(RingChange {
+                added: vec![name("node-8"), name("node-9")],
+                removed: vec![name("node-1"), name("node-2")],
+                reweighted: vec![],
+            })
+        );
+        let names: Vec<&str> = tracker
+            .ring()
+            .members()
+            .iter()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(names, ["node-3", "node-4", "node-8", "node-9"]);
+    }
+
+    #[test]
+    fn batch_that_ends_where_it_began_is_no_change() {
+        let mut tracker = tracker_with(4);
+        let before = Arc::clone(tracker.ring());
+        let n = name("node-2");
+        let change = tracker.apply_many([
+            (&n, State::Dead, 1),
+            (&n, State::Alive, 3),
+            (&n, State::Alive, 1),
+        ]);
+        assert_eq!(change, None);
+        assert!(Arc::ptr_eq(&before, tracker.ring()));
+    }
+
+    #[test]
+    fn a_reader_snapshot_is_untouched_by_later_changes() {
+        let mut tracker = tracker_with(4);
+        let snapshot = Arc::clone(tracker.ring());
+        tracker.apply(&name("node-1"), State::Dead, 1);
+        assert_eq!(snapshot.len(), 4);
+        assert_eq!(tracker.ring().len(), 3);
+    }
+}
