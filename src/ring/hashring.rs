@@ -126,10 +126,10 @@ impl Ring {
     /// clockwise round the ring. Fewer than `n` only when the ring has fewer members.
     pub fn replicas(&self, key: &[u8], n: usize) -> Vec<&NodeName> {
         let want = n.min(self.members.len());
-        let mut chosen: Vec<usize> = Vec::with_capacity(want);
         let Some(start) = self.point_index(key).filter(|_| want > 0) else {
             return Vec::new();
         };
+        let mut chosen: Vec<usize> = Vec::with_capacity(want);
         // A short list is cheapest to scan; a long one gets a bitmap so the walk stays linear.
         let mut taken = if want > 8 {
             vec![false; self.members.len()]
