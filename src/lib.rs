@@ -15,4 +15,5 @@
 #![warn(missing_docs)]
 
 pub mod protocol;
+pub mod ring;
 pub mod sim;
