@@ -1,1 +1,41 @@
-fn main() {}
+//! The `quicswim` binary: clap parsing and output; everything else lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::certs::CertsCommand;
+
+/// Encrypted cluster membership: SWIM + Lifeguard over QUIC with mutual TLS.
+#[derive(Debug, Parser)]
+#[command(name = "quicswim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Make a cluster CA and node certificates.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Certs { cmd } => cli::certs::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the context chain into one line: "cannot ...: cause: cause".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
