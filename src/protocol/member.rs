@@ -186,11 +186,26 @@ mod tests {
     fn names_must_be_dns_labels() {
         assert!(NodeName::new("node-1").is_ok());
         assert_eq!(NodeName::new(""), Err(InvalidName::Empty));
-        assert!(matches!(NodeName::new("Node"), Err(InvalidName::NotDnsLabel(_))));
-        assert!(matches!(NodeName::new("-a"), Err(InvalidName::NotDnsLabel(_))));
-        assert!(matches!(NodeName::new("a-"), Err(InvalidName::NotDnsLabel(_))));
-        assert!(matches!(NodeName::new("a.b"), Err(InvalidName::NotDnsLabel(_))));
-        assert!(matches!(NodeName::new("a".repeat(64)), Err(InvalidName::TooLong(_))));
+        assert!(matches!(
+            NodeName::new("Node"),
+            Err(InvalidName::NotDnsLabel(_))
+        ));
+        assert!(matches!(
+            NodeName::new("-a"),
+            Err(InvalidName::NotDnsLabel(_))
+        ));
+        assert!(matches!(
+            NodeName::new("a-"),
+            Err(InvalidName::NotDnsLabel(_))
+        ));
+        assert!(matches!(
+            NodeName::new("a.b"),
+            Err(InvalidName::NotDnsLabel(_))
+        ));
+        assert!(matches!(
+            NodeName::new("a".repeat(64)),
+            Err(InvalidName::TooLong(_))
+        ));
         assert!(NodeName::new("a".repeat(63)).is_ok());
     }
 
@@ -217,6 +232,9 @@ mod tests {
         let bytes = postcard::to_stdvec(&"BAD NAME").unwrap();
         assert!(postcard::from_bytes::<NodeName>(&bytes).is_err());
         let bytes = postcard::to_stdvec(&"good").unwrap();
-        assert_eq!(postcard::from_bytes::<NodeName>(&bytes).unwrap().as_str(), "good");
+        assert_eq!(
+            postcard::from_bytes::<NodeName>(&bytes).unwrap().as_str(),
+            "good"
+        );
     }
 }
