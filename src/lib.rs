@@ -16,3 +16,4 @@
 
 pub mod protocol;
 pub mod tls;
+pub mod transport;
