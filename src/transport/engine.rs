@@ -43,6 +43,9 @@ pub(crate) struct Engine {
     state: Mutex<State>,
     started: Instant,
     span: Span,
+    /// Captured at bind, so tasks can be started from threads outside the runtime (a
+    /// `send_datagram` from a plain thread must not panic).
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Default)]
@@ -229,6 +232,7 @@ impl Engine {
             state: Mutex::new(State::default()),
             started: Instant::now(),
             span,
+            runtime: tokio::runtime::Handle::current(),
         });
         info!(parent: &engine.span, "listening");
         tokio::spawn(Engine::accept_loop(engine.clone()).instrument(engine.span.clone()));
@@ -249,7 +253,7 @@ impl Engine {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        tokio::spawn(task.instrument(self.span.clone()));
+        self.runtime.spawn(task.instrument(self.span.clone()));
     }
 
     async fn emit(&self, event: Incoming) {
@@ -417,7 +421,7 @@ impl Engine {
         };
         if let Err(e) = &result {
             bump(&self.counters.requests_failed);
-            debug!(peer = %to, error = %e, "request failed");
+            debug!(parent: &self.span, peer = %to, error = %e, "request failed");
         }
         result
     }
@@ -514,14 +518,8 @@ impl Engine {
             FrameError::Reset(code) | FrameError::Stopped(code)
                 if code == codes::FRAME_TOO_LARGE =>
             {
-                // Ours was within our limit, so it is the peer's limit (size unknown to us),
-                // or the reply was over the peer's own limit.
-                bump(&self.counters.frames_too_large);
-                failed(Error::FrameTooLarge {
-                    peer,
-                    len: u64::try_from(request_len).unwrap_or(u64::MAX),
-                    max: 0,
-                })
+                debug!(peer = %to, request_len, "peer refused a frame over its limit");
+                failed(Error::FrameRefused { peer })
             }
             FrameError::TooLarge { len, max } => {
                 bump(&self.counters.frames_too_large);

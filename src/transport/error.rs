@@ -63,16 +63,23 @@ pub enum Error {
         /// quinn's reason.
         detail: String,
     },
-    /// The request or its reply is over a `frame_len_max` (ours, or the peer's when
-    /// `len` is 0 because only the peer knows it).
+    /// The request (before sending) or the reply (on reading its length) is over this node's
+    /// `frame_len_max`. Nothing over the limit was sent or allocated.
     #[error("{peer}: frame of {len} bytes is over the limit of {max} bytes")]
     FrameTooLarge {
         /// The peer.
         peer: String,
-        /// Frame length, 0 when refused by the peer without saying.
+        /// Frame length.
         len: u64,
-        /// The limit that refused it, 0 when it is the peer's.
+        /// This node's `frame_len_max`.
         max: usize,
+    },
+    /// The peer refused a frame over its own `frame_len_max`: this request, or the reply it
+    /// was about to send.
+    #[error("{peer}: refused a frame over its frame_len_max (the request, or its own reply)")]
+    FrameRefused {
+        /// The peer.
+        peer: String,
     },
     /// The stream failed for another reason (reset, stopped, malformed reply).
     #[error("{peer}: request stream failed: {detail}")]
