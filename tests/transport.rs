@@ -49,12 +49,14 @@ impl Seen {
     }
 }
 
-/// A transport with an owner task that answers requests: `size:N` gets N bytes back, anything
-/// else gets `re:` + the request.
+/// A transport with an owner task that answers requests: `size:N` gets N bytes back, `hold`
+/// is answered only on [`Node::release`], anything else gets `re:` + the request.
 struct Node {
     transport: Transport,
     seen: mpsc::UnboundedReceiver<Seen>,
     log: Vec<Seen>,
+    /// Replies to `hold` requests, sent when the test calls [`Node::release`].
+    held: Arc<std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<Vec<u8>>>>>,
 }
 
 impl Node {
@@ -71,6 +73,8 @@ impl Node {
             .try_init();
         let (transport, mut incoming) = Transport::bind(config, &identity).await.unwrap();
         let (tx, seen) = mpsc::unbounded_channel();
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held_by_owner = held.clone();
         tokio::spawn(async move {
             while let Some(event) = incoming.recv().await {
                 let seen = match event {
@@ -86,7 +90,11 @@ impl Node {
                             Some(n) => vec![7u8; n],
                             None => [b"re:".as_slice(), &bytes].concat(),
                         };
-                        let _ = reply.send(answer);
+                        if bytes == b"hold" {
+                            held_by_owner.lock().unwrap().push(reply);
+                        } else {
+                            let _ = reply.send(answer);
+                        }
                         Seen::Request { from, bytes }
                     }
                     Incoming::PeerUp { name, .. } => Seen::Up(name),
@@ -102,6 +110,14 @@ impl Node {
             transport,
             seen,
             log: Vec::new(),
+            held,
+        }
+    }
+
+    /// Answers every held request with `released`.
+    fn release(&self) {
+        for reply in self.held.lock().unwrap().drain(..) {
+            let _ = reply.send(b"released".to_vec());
         }
     }
 
@@ -835,4 +851,95 @@ async fn send_datagram_from_a_plain_thread_is_delivered() {
         |s| matches!(s, Seen::Datagram { bytes, .. } if bytes == "thread"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn request_refused_by_a_closing_connection_is_retried_on_a_new_one() {
+    let ca = CertAuthority::generate("test").unwrap();
+    let alice = Node::start(&ca, "alice").await;
+    let bob_id = ca.identity(&name("bob"), &[], 1).unwrap();
+    let capped = TransportConfig {
+        max_connections: 1,
+        ..local_config()
+    };
+    let mut bob = Node::start_with(bob_id, capped).await;
+    let carol = Node::start(&ca, "carol").await;
+
+    // A request bob holds keeps alice's connection busy ...
+    let held = {
+        let transport = alice.transport.clone();
+        let to = bob.as_peer();
+        tokio::spawn(async move { transport.request(to, b"hold".to_vec()).await })
+    };
+    bob.wait_for(
+        "held request",
+        |s| matches!(s, Seen::Request { bytes, .. } if bytes == b"hold"),
+    )
+    .await;
+    // ... so when carol's connection evicts it, bob only marks it closing and refuses new
+    // streams on it, while alice still believes it open.
+    within(
+        "carol to bob",
+        carol.transport.request(bob.as_peer(), b"2".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bob.transport.stats().evictions, 1);
+    let (responder, reply) = within(
+        "alice to bob again",
+        alice.transport.request(bob.as_peer(), b"3".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (responder.as_str(), reply.as_slice()),
+        ("bob", b"re:3".as_slice())
+    );
+    let stats = alice.transport.stats();
+    assert_eq!((stats.requests_retried, stats.dials), (1, 2));
+    // The held request completes on the old connection before bob closes it.
+    bob.release();
+    let (_, reply) = within("held reply", held).await.unwrap().unwrap();
+    assert_eq!(reply, b"released");
+    assert_eq!(alice.transport.stats().requests_failed, 0);
+    bob.wait_stats("evicted connection closed once quiet", |s| {
+        s.connections_open == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_connection() {
+    let ca = CertAuthority::generate("test").unwrap();
+    let alice = Node::start(&ca, "alice").await;
+    let bob = Node::start(&ca, "bob").await;
+    let requests = (0..300).map(|i| {
+        let transport = alice.transport.clone();
+        let to = bob.as_peer();
+        async move { transport.request(to, format!("{i}").into_bytes()).await }
+    });
+    let replies = within("300 requests", futures_join_all(requests)).await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(reply.unwrap().1, format!("re:{i}").into_bytes());
+    }
+    let stats = alice.transport.stats();
+    assert_eq!(
+        (stats.dials, stats.requests_out, stats.requests_failed),
+        (1, 300, 0)
+    );
+}
+
+/// Runs futures concurrently and returns their outputs in order (no `futures` dependency).
+async fn futures_join_all<F: Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("request task panicked"));
+    }
+    outputs
 }

@@ -442,6 +442,7 @@ impl Engine {
                 Err(Attempt::Retry(detail)) if !retried => {
                     // The peer is closing this connection; the next lookup skips it.
                     link.mark_closing();
+                    bump(&self.counters.requests_retried);
                     debug!(peer = %link.name, %detail, "request not processed; retrying");
                     retried = true;
                 }

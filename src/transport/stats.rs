@@ -28,6 +28,9 @@ pub struct TransportStats {
     pub requests_out: u64,
     /// Requests sent that ended in an error.
     pub requests_failed: u64,
+    /// Requests sent again on another connection because the peer was closing the first one
+    /// and had not processed them.
+    pub requests_retried: u64,
     /// Frames refused for exceeding `frame_len_max`, in either direction.
     pub frames_too_large: u64,
     /// Outgoing connection attempts.
@@ -96,6 +99,7 @@ pub(crate) struct Counters {
     pub requests_in: AtomicU64,
     pub requests_out: AtomicU64,
     pub requests_failed: AtomicU64,
+    pub requests_retried: AtomicU64,
     pub frames_too_large: AtomicU64,
     pub dials: AtomicU64,
     pub dials_failed: AtomicU64,
@@ -143,6 +147,7 @@ impl Counters {
             requests_in: get(&self.requests_in),
             requests_out: get(&self.requests_out),
             requests_failed: get(&self.requests_failed),
+            requests_retried: get(&self.requests_retried),
             frames_too_large: get(&self.frames_too_large),
             dials: get(&self.dials),
             dials_failed: get(&self.dials_failed),
