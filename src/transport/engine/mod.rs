@@ -152,8 +152,8 @@ impl Engine {
             runtime: tokio::runtime::Handle::current(),
         });
         info!(parent: &engine.span, "listening");
-        tokio::spawn(Engine::accept_loop(engine.clone()).instrument(engine.span.clone()));
-        tokio::spawn(Engine::idle_sweep(Arc::downgrade(&engine)).instrument(engine.span.clone()));
+        engine.spawn(Engine::accept_loop(engine.clone()));
+        engine.spawn(Engine::idle_sweep(Arc::downgrade(&engine)));
         Ok(engine)
     }
 
