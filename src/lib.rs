@@ -17,3 +17,5 @@
 pub mod protocol;
 pub mod ring;
 pub mod sim;
+pub mod tls;
+pub mod transport;

@@ -1,31 +1,45 @@
-//! The `quicswim` command line.
+//! The `quicswim` binary: clap parsing and output; everything else lives in the library.
 #![forbid(unsafe_code)]
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::certs::CertsCommand;
 
 /// Encrypted cluster membership: SWIM + Lifeguard over QUIC with mutual TLS.
-#[derive(Parser, Debug)]
+#[derive(Debug, Parser)]
 #[command(name = "quicswim", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Make a cluster CA and node certificates.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCommand,
+    },
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Certs { cmd } => cli::certs::run(cmd),
         Command::Simulate(args) => cli::simulate::run(args),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the context chain into one line: "cannot ...: cause: cause".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,4 +1,7 @@
-//! Subcommands of the `quicswim` binary: argument parsing and output only.
+//! Command-line front ends: argument parsing and output formatting only; the work happens in
+//! the library.
+
+pub mod certs;
 pub mod simulate;
 
 use std::time::Duration;

@@ -1,0 +1,493 @@
+//! The cluster certificate authority: generate or load it, issue node certificates, and the
+//! file layout `quicswim certs` uses.
+//!
+//! ```text
+//!   DIR/ca.pem          CA certificate (give to every node)
+//!   DIR/ca-key.pem      CA private key (0600; keep it off the nodes)
+//!   DIR/NAME.pem        node certificate: DNS SAN NAME (+ IP SANs), serverAuth + clientAuth
+//!   DIR/NAME-key.pem    node private key (0600)
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::CertificateDer;
+
+use super::identity::{label_of, parse, read_file};
+use super::{Error, Identity, Result};
+use crate::protocol::NodeName;
+
+/// File name of the CA certificate inside a CA directory.
+const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the CA key inside a CA directory.
+const CA_KEY_FILE: &str = "ca-key.pem";
+/// How long a generated CA is valid.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// Certificates start this long before they are made, so a peer whose clock is a little behind
+/// still accepts them.
+const CLOCK_SKEW: Duration = Duration::from_secs(3_600);
+/// Longest node certificate validity `issue` accepts, in days.
+const DAYS_MAX: u32 = 36_500;
+
+/// A CA able to sign node certificates.
+pub struct CertAuthority {
+    /// The CA certificate exactly as distributed; peers trust these bytes.
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    /// What rcgen signs with. For a loaded CA this is re-derived from `cert_pem` and carries
+    /// the same subject and key identifier, which is all an issued certificate refers to.
+    signer: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A freshly issued node certificate and its private key, both PEM.
+#[derive(Clone)]
+pub struct IssuedCert {
+    /// The node name written as DNS SAN.
+    pub name: NodeName,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key (PKCS#8), PEM.
+    pub key_pem: String,
+}
+
+/// Where [`init_ca_dir`] wrote the CA.
+#[derive(Debug, Clone)]
+pub struct CaFiles {
+    /// `DIR/ca.pem`.
+    pub cert: PathBuf,
+    /// `DIR/ca-key.pem`.
+    pub key: PathBuf,
+}
+
+/// Where [`issue_to_dir`] wrote a node certificate.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    /// `DIR/NAME.pem`.
+    pub cert: PathBuf,
+    /// `DIR/NAME-key.pem`.
+    pub key: PathBuf,
+}
+
+impl CertAuthority {
+    /// Generates a new self-signed CA (ECDSA P-256, valid ten years) named `common_name`.
+    pub fn generate(common_name: &str) -> Result<Self> {
+        let what = || format!("CA {common_name:?}");
+        let key = KeyPair::generate().map_err(|source| Error::Generate {
+            what: what(),
+            source,
+        })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_VALIDITY).into();
+        let signer = params.self_signed(&key).map_err(|source| Error::Generate {
+            what: what(),
+            source,
+        })?;
+        Ok(CertAuthority {
+            cert_pem: signer.pem(),
+            cert_der: signer.der().clone(),
+            signer,
+            key,
+        })
+    }
+
+    /// Loads a CA from `DIR/ca.pem` and `DIR/ca-key.pem`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let cert_pem = read_file(&cert_path)?;
+        let key_pem = read_file(&key_path)?;
+        Self::from_pem_labelled(
+            &cert_pem,
+            &key_pem,
+            &label_of(&cert_path),
+            &label_of(&key_path),
+        )
+    }
+
+    /// A CA from its certificate and private key, both PEM text.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
+        Self::from_pem_labelled(
+            cert_pem,
+            key_pem,
+            "ca certificate (in memory)",
+            "ca key (in memory)",
+        )
+    }
+
+    fn from_pem_labelled(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_label: &str,
+        key_label: &str,
+    ) -> Result<Self> {
+        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .ok_or_else(|| Error::NoCertificate {
+                file: cert_label.to_owned(),
+            })?
+            .map_err(|e| Error::Pem {
+                file: cert_label.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let parsed = parse(&cert_der, cert_label)?;
+        if !parsed.is_ca() {
+            return Err(Error::NotCa {
+                file: cert_label.to_owned(),
+            });
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(|e| Error::BadKey {
+            file: key_label.to_owned(),
+            reason: e.to_string(),
+        })?;
+        // Raw key bits, not SPKI DER: other tools encode the algorithm parameters differently.
+        if key.public_key_raw() != &*parsed.public_key().subject_public_key.data {
+            return Err(Error::KeyMismatch {
+                key_file: key_label.to_owned(),
+                cert_file: cert_label.to_owned(),
+            });
+        }
+        let params =
+            CertificateParams::from_ca_cert_der(&cert_der).map_err(|e| Error::BadCertificate {
+                file: cert_label.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let signer = params.self_signed(&key).map_err(|source| Error::Generate {
+            what: format!("signer from {cert_label}"),
+            source,
+        })?;
+        Ok(CertAuthority {
+            cert_pem: cert_pem.to_owned(),
+            cert_der: cert_der.into_owned(),
+            signer,
+            key,
+        })
+    }
+
+    /// The CA certificate, PEM, as peers must trust it.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// The CA private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Issues a node certificate valid for `days` days (1..=36500): `name` as DNS SAN, each of
+    /// `ips` as IP SAN, serverAuth and clientAuth extended key usages, digitalSignature key
+    /// usage, and a fresh ECDSA P-256 key.
+    pub fn issue(&self, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<IssuedCert> {
+        if days == 0 || days > DAYS_MAX {
+            return Err(Error::InvalidDays { days });
+        }
+        let now = SystemTime::now();
+        let not_after = now + Duration::from_secs(u64::from(days) * 86_400);
+        self.issue_valid_between(name, ips, now - CLOCK_SKEW, not_after)
+    }
+
+    /// As [`CertAuthority::issue`] with an explicit validity period (tests use it to make
+    /// certificates that are already expired or not yet valid).
+    pub fn issue_valid_between(
+        &self,
+        name: &NodeName,
+        ips: &[IpAddr],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<IssuedCert> {
+        let what = || format!("certificate for {name}");
+        let key = KeyPair::generate().map_err(|source| Error::Generate {
+            what: what(),
+            source,
+        })?;
+        let dns = name
+            .as_str()
+            .to_owned()
+            .try_into()
+            .map_err(|source| Error::Generate {
+                what: what(),
+                source,
+            })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, name.as_str());
+        params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
+            .chain(ips.iter().copied().map(SanType::IpAddress))
+            .collect();
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let cert = self.sign_params(params, &key)?;
+        Ok(IssuedCert {
+            name: name.clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a certificate for `name` and turns it straight into an [`Identity`] trusting this
+    /// CA: the in-memory path the demo and the tests use.
+    pub fn identity(&self, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<Identity> {
+        let issued = self.issue(name, ips, days)?;
+        Identity::from_pem(&self.cert_pem, &issued.cert_pem, &issued.key_pem)
+    }
+
+    /// Signs `params` as a node certificate for `key`, filling in the usages every node needs.
+    pub(super) fn sign_params(
+        &self,
+        mut params: CertificateParams,
+        key: &KeyPair,
+    ) -> Result<rcgen::Certificate> {
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params
+            .signed_by(key, &self.signer, &self.key)
+            .map_err(|source| Error::Generate {
+                what: "node certificate".into(),
+                source,
+            })
+    }
+}
+
+/// Creates `dir` if needed and writes a new CA into `DIR/ca.pem` and `DIR/ca-key.pem` (the key
+/// with mode 0600). Refuses, changing nothing, if either file already exists.
+pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
+    let files = CaFiles {
+        cert: dir.join(CA_CERT_FILE),
+        key: dir.join(CA_KEY_FILE),
+    };
+    for path in [&files.cert, &files.key] {
+        if path.exists() {
+            return Err(Error::CaExists { path: path.clone() });
+        }
+    }
+    fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let ca = CertAuthority::generate("quicswim cluster CA")?;
+    // Key first: a crash between the two writes leaves no certificate without its key.
+    write_file(
+        &files.key,
+        ca.key_pem().as_bytes(),
+        Mode::Secret,
+        Exists::Refuse,
+    )?;
+    write_file(
+        &files.cert,
+        ca.cert_pem.as_bytes(),
+        Mode::Public,
+        Exists::Refuse,
+    )?;
+    Ok(files)
+}
+
+/// Loads the CA in `dir` and writes a certificate for `name` into `DIR/NAME.pem` and its key
+/// into `DIR/NAME-key.pem` (mode 0600), replacing earlier ones for the same name (renewal).
+/// Names whose files would land on the CA's own files are refused.
+pub fn issue_to_dir(dir: &Path, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<NodeFiles> {
+    let files = NodeFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+    };
+    let reserved = [dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE)];
+    if reserved.contains(&files.cert) || reserved.contains(&files.key) {
+        return Err(Error::ReservedName {
+            name: name.to_string(),
+            dir: dir.to_owned(),
+        });
+    }
+    let ca = CertAuthority::load(dir)?;
+    let issued = ca.issue(name, ips, days)?;
+    write_file(
+        &files.key,
+        issued.key_pem.as_bytes(),
+        Mode::Secret,
+        Exists::Replace,
+    )?;
+    write_file(
+        &files.cert,
+        issued.cert_pem.as_bytes(),
+        Mode::Public,
+        Exists::Replace,
+    )?;
+    Ok(files)
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Owner read/write only.
+    Secret,
+    /// The umask decides.
+    Public,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Exists {
+    Refuse,
+    Replace,
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: Mode, exists: Exists) -> Result<()> {
+    let err = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true);
+    if exists == Exists::Refuse {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    if let Mode::Secret = mode {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::CaExists {
+                path: path.to_owned(),
+            }
+        } else {
+            err(source)
+        }
+    })?;
+    // `mode` only applies when the file is created; a replaced key file may have been looser.
+    #[cfg(unix)]
+    if let Mode::Secret = mode {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use x509_parser::extensions::GeneralName;
+
+    use super::*;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("test names are valid")
+    }
+
+    #[test]
+    fn issued_cert_has_name_ips_and_both_usages() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let issued = ca.issue(&name("alice"), &[ip], 825).unwrap();
+        let der = rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let cert = parse(&der, "test").unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names = &san.value.general_names;
+        assert!(names.contains(&GeneralName::DNSName("alice")), "{names:?}");
+        assert!(
+            names.contains(&GeneralName::IPAddress(&[10, 1, 2, 3])),
+            "{names:?}"
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && eku.client_auth);
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature());
+        assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn zero_days_is_refused() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let err = ca.issue(&name("alice"), &[], 0).err().unwrap();
+        assert!(matches!(err, Error::InvalidDays { days: 0 }), "{err}");
+    }
+
+    #[test]
+    fn loaded_ca_issues_certs_the_original_trusts() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let again = CertAuthority::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+        let issued = again.issue(&name("bob"), &[], 5).unwrap();
+        let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+        assert_eq!(id.name, name("bob"));
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = init_ca_dir(dir.path()).unwrap();
+        let before = fs::read(&files.cert).unwrap();
+        let err = init_ca_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::CaExists { .. }), "{err}");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
+        assert_eq!(fs::read(&files.cert).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = init_ca_dir(dir.path()).unwrap();
+        let node = issue_to_dir(dir.path(), &name("carol"), &[], 1).unwrap();
+        for key in [&ca.key, &node.key] {
+            let mode = fs::metadata(key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+        }
+        assert!(node.cert.ends_with("carol.pem"));
+        assert!(node.key.ends_with("carol-key.pem"));
+    }
+
+    #[test]
+    fn names_that_clobber_the_ca_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca_dir(dir.path()).unwrap();
+        for reserved in ["ca", "ca-key"] {
+            let err = issue_to_dir(dir.path(), &name(reserved), &[], 1).unwrap_err();
+            assert!(matches!(err, Error::ReservedName { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn issue_without_ca_names_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = issue_to_dir(dir.path(), &name("dave"), &[], 1).unwrap_err();
+        assert!(matches!(err, Error::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
+    }
+}

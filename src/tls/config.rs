@@ -1,0 +1,363 @@
+//! rustls client and server configurations for a node, and the verifiers behind them.
+//!
+//! ```text
+//!   dialling a member by name      server name = NodeName   cert must chain AND name it
+//!   dialling a seed by address     server name = seed.invalid  cert must chain and name
+//!                                                              some node (learned after)
+//!   accepting                      client cert REQUIRED, must chain and name some node
+//! ```
+//!
+//! `seed.invalid` has a dot, so it is never a node name, and `.invalid` is reserved (RFC 2606),
+//! so it never names a real host either.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
+
+use super::identity::node_name;
+use super::{Error, Identity, Result};
+
+/// ALPN protocol id both sides offer; a peer speaking anything else fails the handshake.
+pub const ALPN: &[u8] = b"quicswim/1";
+
+/// Server name a dialler passes when it knows only the peer's address (a seed). It can never be
+/// a node name, and the verifier then accepts any certificate that chains to the CA, is valid
+/// and names a node; the transport learns the name from that certificate.
+pub const SEED_SERVER_NAME: &str = "seed.invalid";
+
+/// The one crypto provider every rustls builder in quicswim is given: ring.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Server side of a node: TLS 1.3 only, ALPN [`ALPN`], and a client certificate required that
+/// chains to `identity.roots`, is valid and names a node.
+pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
+    let provider = crypto_provider();
+    let config_err = config_error(identity);
+    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| config_err(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(NodeClientVerifier { webpki });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| config_err(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| config_err(e.to_string()))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+/// Client side of a node: TLS 1.3 only, ALPN [`ALPN`], `identity` as client certificate, and
+/// the server certificate verified against `identity.roots` — named when the server name is a
+/// node name, any node when it is [`SEED_SERVER_NAME`].
+pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
+    let provider = crypto_provider();
+    let config_err = config_error(identity);
+    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| config_err(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(NodeServerVerifier {
+        webpki,
+        roots,
+        provider: provider.clone(),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| config_err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| config_err(e.to_string()))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+fn config_error(identity: &Identity) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::Config {
+        name: identity.name.to_string(),
+        reason,
+    }
+}
+
+pub(super) fn root_store(roots: &[CertificateDer<'static>], label: &str) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).map_err(|e| Error::BadCertificate {
+            file: label.to_owned(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+/// The certificate names no node (or several): refused with a `bad_certificate` alert, which
+/// the transport reports as `bad_name`.
+fn not_a_node() -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+}
+
+/// WebPKI server verification, plus the seed rule and the node-name rule.
+#[derive(Debug)]
+struct NodeServerVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for NodeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let is_seed =
+            matches!(server_name, ServerName::DnsName(d) if d.as_ref() == SEED_SERVER_NAME);
+        if is_seed {
+            // Chain, validity and serverAuth usage; no name to match yet.
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                &self.roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+            node_name(end_entity, "server certificate").map_err(|_| not_a_node())?;
+        } else {
+            self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )?;
+            // WebPKI accepts any matching SAN, case-insensitively; a node is named by exactly
+            // one label, byte for byte.
+            let name = node_name(end_entity, "server certificate").map_err(|_| not_a_node())?;
+            let named =
+                matches!(server_name, ServerName::DnsName(d) if d.as_ref() == name.as_str());
+            if !named {
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext {
+                        expected: server_name.to_owned(),
+                        presented: vec![name.to_string()],
+                    },
+                ));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// WebPKI client verification (mandatory), plus the node-name rule.
+#[derive(Debug)]
+struct NodeClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for NodeClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)?;
+        node_name(end_entity, "client certificate").map_err(|_| not_a_node())?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::protocol::NodeName;
+    use crate::tls::CertAuthority;
+
+    fn name(s: &str) -> NodeName {
+        NodeName::new(s).expect("test names are valid")
+    }
+
+    fn verifier(id: &Identity) -> NodeServerVerifier {
+        let provider = crypto_provider();
+        let roots = Arc::new(root_store(&id.roots, "test").unwrap());
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .unwrap();
+        NodeServerVerifier {
+            webpki,
+            roots,
+            provider,
+        }
+    }
+
+    fn verify(v: &NodeServerVerifier, cert: &Identity, server_name: &str) -> Result<(), String> {
+        let server_name = ServerName::try_from(server_name.to_owned()).unwrap();
+        v.verify_server_cert(&cert.chain[0], &[], &server_name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn named_dial_requires_that_name() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        let bob = ca.identity(&name("bob"), &[], 1).unwrap();
+        let v = verifier(&alice);
+        assert_eq!(verify(&v, &bob, "bob"), Ok(()));
+        let err = verify(&v, &bob, "carol").unwrap_err();
+        assert!(err.contains("not valid for name"), "{err}");
+    }
+
+    #[test]
+    fn seed_dial_accepts_any_node_of_the_ca() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        let bob = ca.identity(&name("bob"), &[], 1).unwrap();
+        let v = verifier(&alice);
+        assert_eq!(verify(&v, &bob, SEED_SERVER_NAME), Ok(()));
+        assert!(NodeName::new(SEED_SERVER_NAME).is_err());
+    }
+
+    #[test]
+    fn chain_verification_refuses_another_ca() {
+        let ca = CertAuthority::generate("ours").unwrap();
+        let other = CertAuthority::generate("theirs").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        let mallory = other.identity(&name("mallory"), &[], 1).unwrap();
+        let v = verifier(&alice);
+        for server_name in ["mallory", SEED_SERVER_NAME] {
+            let err = verify(&v, &mallory, server_name).unwrap_err();
+            assert!(err.contains("UnknownIssuer"), "{server_name}: {err}");
+        }
+    }
+
+    #[test]
+    fn expired_cert_is_refused_by_both_rules() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let old = ca
+            .issue_valid_between(&name("old"), &[], now - 3 * day, now - day)
+            .unwrap();
+        let old = Identity {
+            name: name("old"),
+            roots: alice.roots.clone(),
+            chain: rustls_pemfile::certs(&mut old.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap(),
+            key: rustls_pemfile::private_key(&mut old.key_pem.as_bytes())
+                .unwrap()
+                .unwrap(),
+        };
+        let v = verifier(&alice);
+        for server_name in ["old", SEED_SERVER_NAME] {
+            let err = verify(&v, &old, server_name).unwrap_err();
+            assert!(err.contains("expired"), "{server_name}: {err}");
+        }
+    }
+
+    #[test]
+    fn client_verifier_requires_a_cert_of_the_ca() {
+        let ca = CertAuthority::generate("ours").unwrap();
+        let other = CertAuthority::generate("theirs").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        let bob = ca.identity(&name("bob"), &[], 1).unwrap();
+        let mallory = other.identity(&name("mallory"), &[], 1).unwrap();
+        let roots = Arc::new(root_store(&alice.roots, "test").unwrap());
+        let webpki = WebPkiClientVerifier::builder_with_provider(roots, crypto_provider())
+            .build()
+            .unwrap();
+        let v = NodeClientVerifier { webpki };
+        assert!(v.client_auth_mandatory());
+        assert!(v
+            .verify_client_cert(&bob.chain[0], &[], UnixTime::now())
+            .is_ok());
+        assert!(v
+            .verify_client_cert(&mallory.chain[0], &[], UnixTime::now())
+            .is_err());
+    }
+
+    #[test]
+    fn configs_offer_the_alpn() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = ca.identity(&name("alice"), &[], 1).unwrap();
+        assert_eq!(server_config(&alice).unwrap().alpn_protocols, [ALPN]);
+        assert_eq!(client_config(&alice).unwrap().alpn_protocols, [ALPN]);
+    }
+}

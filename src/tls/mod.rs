@@ -1,0 +1,30 @@
+//! Mutual TLS 1.3 for quicswim: the cluster CA, node identities and the rustls configurations
+//! the transport hands to quinn.
+//!
+//! ```text
+//!   ca.pem + ca-key.pem --issue--> NAME.pem (DNS SAN = NAME, serverAuth + clientAuth)
+//!                                  NAME-key.pem
+//!
+//!   Identity { name, roots, chain, key } --> server_config()  client cert REQUIRED, CA-verified
+//!                                        --> client_config()  server cert CA-verified; named
+//!                                                             when the peer's name is known
+//! ```
+//!
+//! A node's name is the one DNS SAN of its certificate that is a DNS label. Certificates may
+//! carry further DNS SANs with dots (FQDNs) and IP SANs; those are ignored for identity. Every
+//! rustls builder is given the ring provider explicitly, and only TLS 1.3 is offered.
+
+mod ca;
+mod config;
+mod error;
+mod identity;
+mod refusal;
+
+pub use ca::{init_ca_dir, issue_to_dir, CaFiles, CertAuthority, IssuedCert, NodeFiles};
+pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
+pub use error::Error;
+pub use identity::{peer_name, Identity};
+pub use refusal::Refusal;
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,644 @@
+//! The machinery behind [`Transport`](super::Transport). This file: the pool, admission,
+//! datagram and request sending, idle sweep and shutdown; `handshake.rs`: dialling and
+//! accepting; `tasks.rs`: what each admitted connection runs.
+//!
+//! Locking: one `std::sync::Mutex<State>` guards the pool and the dials in progress; it is
+//! never held across an `.await`. Events are collected under the lock and sent after.
+
+mod handshake;
+mod tasks;
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ConnectionError, SendDatagramError, VarInt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, trace, warn, Instrument, Span};
+
+use self::handshake::Failure;
+use super::frame::{read_frame, write_frame, FrameError};
+use super::link::{keep_new, lru_victim, Link};
+use super::stats::{add, bump, Counters};
+use super::DEFAULT_MAX_DATAGRAM_SIZE;
+use super::{codes, Error, Incoming, Peer, PeerInfo, TransportConfig, TransportStats};
+use crate::protocol::NodeName;
+use crate::tls;
+
+/// Datagrams queued behind one dial in progress; more are dropped and counted.
+const QUEUED_DATAGRAMS_MAX: usize = 64;
+/// QUIC datagram buffers per connection, each way.
+const DATAGRAM_BUFFER: usize = 1 << 20;
+
+pub(crate) struct Engine {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    local_name: NodeName,
+    /// Random per process; sent in the admission round trip.
+    instance: u64,
+    config: TransportConfig,
+    client_config: quinn::ClientConfig,
+    events: mpsc::Sender<Incoming>,
+    counters: Counters,
+    state: Mutex<State>,
+    started: Instant,
+    span: Span,
+    /// Captured at bind, so tasks can be started from threads outside the runtime (a
+    /// `send_datagram` from a plain thread must not panic).
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    pool: HashMap<NodeName, Arc<Link>>,
+    dials: HashMap<DialKey, PendingDial>,
+    /// Dials and accepts between the first packet and admission.
+    handshakes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum DialKey {
+    Name(NodeName),
+    Addr(SocketAddr),
+}
+
+impl DialKey {
+    fn of(peer: &Peer) -> Self {
+        match &peer.name {
+            Some(name) => DialKey::Name(name.clone()),
+            None => DialKey::Addr(peer.addr),
+        }
+    }
+}
+
+type DialResult = Result<Arc<Link>, Failure>;
+
+#[derive(Default)]
+struct PendingDial {
+    waiters: Vec<oneshot::Sender<DialResult>>,
+    datagrams: Vec<Bytes>,
+}
+
+/// How one request attempt on one link went.
+enum Attempt {
+    /// The peer closed the connection or refused the stream before processing the request;
+    /// sending it again on another connection is safe.
+    Retry(String),
+    Failed(Error),
+}
+
+impl Engine {
+    pub fn bind(
+        config: TransportConfig,
+        identity: &tls::Identity,
+        events: mpsc::Sender<Incoming>,
+    ) -> Result<Arc<Self>, Error> {
+        config.validate()?;
+        let tls_err = |reason: String| {
+            Error::Tls(tls::Error::Config {
+                name: identity.name.to_string(),
+                reason,
+            })
+        };
+        let server_tls = Arc::new(tls::server_config(identity)?);
+        let client_tls = Arc::new(tls::client_config(identity)?);
+        let server_crypto = QuicServerConfig::try_from(server_tls)
+            .map_err(|e| tls_err(format!("quic server: {e}")))?;
+        let client_crypto = QuicClientConfig::try_from(client_tls)
+            .map_err(|e| tls_err(format!("quic client: {e}")))?;
+
+        let mut transport = quinn::TransportConfig::default();
+        let idle =
+            quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|_| Error::Config {
+                reason: format!("idle_timeout {:?} too large for quic", config.idle_timeout),
+            })?;
+        transport
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(Some(config.keep_alive))
+            .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+            .datagram_send_buffer_size(DATAGRAM_BUFFER)
+            .max_concurrent_uni_streams(VarInt::from_u32(0));
+        let transport = Arc::new(transport);
+
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+
+        let bind_err = |source| Error::Bind {
+            addr: config.bind,
+            source,
+        };
+        let endpoint = quinn::Endpoint::server(server, config.bind).map_err(bind_err)?;
+        let local_addr = endpoint.local_addr().map_err(bind_err)?;
+        let span = tracing::info_span!("transport", node = %identity.name, addr = %local_addr);
+        let engine = Arc::new(Engine {
+            endpoint,
+            local_addr,
+            local_name: identity.name.clone(),
+            instance: rand::random(),
+            config,
+            client_config,
+            events,
+            counters: Counters::default(),
+            state: Mutex::new(State::default()),
+            started: Instant::now(),
+            span,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        info!(parent: &engine.span, "listening");
+        engine.spawn(Engine::accept_loop(engine.clone()));
+        engine.spawn(Engine::idle_sweep(Arc::downgrade(&engine)));
+        Ok(engine)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves State consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(task.instrument(self.span.clone()));
+    }
+
+    async fn emit(&self, event: Incoming) {
+        // A dropped receiver means the owner is gone; nothing left to tell.
+        let _ = self.events.send(event).await;
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn local_name(&self) -> &NodeName {
+        &self.local_name
+    }
+
+    pub fn max_datagram_size(&self) -> usize {
+        self.state()
+            .pool
+            .values()
+            .filter_map(|link| link.conn.max_datagram_size())
+            .min()
+            .unwrap_or(DEFAULT_MAX_DATAGRAM_SIZE)
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        let pooled = self.state().pool.len();
+        self.counters.snapshot(pooled)
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self
+            .state()
+            .pool
+            .values()
+            .map(|link| PeerInfo {
+                name: link.name.clone(),
+                addr: link.conn.remote_address(),
+                dialed_locally: link.dialed_locally,
+                max_datagram_size: link.conn.max_datagram_size(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+        peers
+    }
+
+    /// The pooled, usable link for `peer`: by name, or for a seed by address.
+    fn find(state: &State, peer: &Peer) -> Option<Arc<Link>> {
+        match &peer.name {
+            Some(name) => state.pool.get(name).filter(|l| l.is_usable()).cloned(),
+            None => state
+                .pool
+                .values()
+                .find(|l| l.conn.remote_address() == peer.addr && l.is_usable())
+                .cloned(),
+        }
+    }
+
+    /// Joins the dial in progress for `peer`, or starts one. With `datagram`, queues it
+    /// behind the dial; otherwise returns a receiver for the dial's outcome.
+    fn join_dial(
+        self: &Arc<Self>,
+        state: &mut State,
+        peer: &Peer,
+        datagram: Option<Bytes>,
+    ) -> Result<Option<oneshot::Receiver<DialResult>>, Failure> {
+        let key = DialKey::of(peer);
+        let pending = match state.dials.entry(key.clone()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                if state.handshakes >= self.config.max_connections {
+                    return Err(Failure::Busy);
+                }
+                state.handshakes += 1;
+                self.spawn(Engine::dial(self.clone(), peer.clone(), key));
+                entry.insert(PendingDial::default())
+            }
+        };
+        match datagram {
+            Some(bytes) if pending.datagrams.len() < QUEUED_DATAGRAMS_MAX => {
+                pending.datagrams.push(bytes);
+                Ok(None)
+            }
+            Some(_) => {
+                bump(&self.counters.datagrams_dropped);
+                debug!(peer = %peer, "datagram dropped: too many queued behind a dial");
+                Ok(None)
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                pending.waiters.push(tx);
+                Ok(Some(rx))
+            }
+        }
+    }
+
+    pub fn send_datagram(self: &Arc<Self>, to: Peer, bytes: Bytes) {
+        let link = {
+            let mut state = self.state();
+            if state.closed {
+                bump(&self.counters.datagrams_dropped);
+                return;
+            }
+            match Engine::find(&state, &to) {
+                Some(link) => link,
+                None => {
+                    if let Err(failure) = self.join_dial(&mut state, &to, Some(bytes)) {
+                        bump(&self.counters.datagrams_dropped);
+                        debug!(peer = %to, ?failure, "datagram dropped: cannot dial");
+                    }
+                    return;
+                }
+            }
+        };
+        self.send_on(&link, bytes);
+    }
+
+    fn send_on(&self, link: &Link, bytes: Bytes) {
+        let len = bytes.len();
+        match link.conn.send_datagram(bytes) {
+            Ok(()) => {
+                bump(&self.counters.datagrams_out);
+                add(&self.counters.bytes_out, len);
+                link.touch(self.now_ms());
+                trace!(peer = %link.name, len, "datagram out");
+            }
+            Err(SendDatagramError::TooLarge) => {
+                bump(&self.counters.datagrams_too_large);
+                debug!(
+                    peer = %link.name,
+                    len,
+                    max = ?link.conn.max_datagram_size(),
+                    "datagram refused: larger than the connection's max_datagram_size"
+                );
+            }
+            Err(e) => {
+                bump(&self.counters.datagrams_dropped);
+                debug!(peer = %link.name, len, error = %e, "datagram dropped");
+            }
+        }
+    }
+
+    pub async fn request(
+        self: &Arc<Self>,
+        to: &Peer,
+        bytes: Vec<u8>,
+    ) -> Result<(NodeName, Vec<u8>), Error> {
+        bump(&self.counters.requests_out);
+        let max = self.config.frame_len_max;
+        let result = if bytes.len() > max {
+            bump(&self.counters.frames_too_large);
+            Err(Error::FrameTooLarge {
+                peer: to.to_string(),
+                len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                max,
+            })
+        } else {
+            let bound = self.config.request_timeout;
+            match timeout(bound, self.request_with_retry(to, &bytes)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout {
+                    peer: to.to_string(),
+                    timeout: bound,
+                }),
+            }
+        };
+        if let Err(e) = &result {
+            bump(&self.counters.requests_failed);
+            debug!(parent: &self.span, peer = %to, error = %e, "request failed");
+        }
+        result
+    }
+
+    async fn request_with_retry(
+        self: &Arc<Self>,
+        to: &Peer,
+        bytes: &[u8],
+    ) -> Result<(NodeName, Vec<u8>), Error> {
+        let mut retried = false;
+        loop {
+            let link = self
+                .link_for(to)
+                .await
+                .map_err(|f| f.into_error(to, self))?;
+            match self.exchange(&link, to, bytes).await {
+                Ok(reply) => return Ok((link.name.clone(), reply)),
+                Err(Attempt::Retry(detail)) if !retried => {
+                    // The peer is closing this connection; the next lookup skips it.
+                    link.mark_closing();
+                    bump(&self.counters.requests_retried);
+                    debug!(peer = %link.name, %detail, "request not processed; retrying");
+                    retried = true;
+                }
+                Err(Attempt::Retry(detail)) => {
+                    return Err(Error::ConnectionLost {
+                        peer: to.to_string(),
+                        detail,
+                    })
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// The usable pooled link for `peer`, dialling (or joining a dial) if there is none.
+    async fn link_for(self: &Arc<Self>, peer: &Peer) -> Result<Arc<Link>, Failure> {
+        let receiver = {
+            let mut state = self.state();
+            if state.closed {
+                return Err(Failure::Closed);
+            }
+            if let Some(link) = Engine::find(&state, peer) {
+                return Ok(link);
+            }
+            self.join_dial(&mut state, peer, None)?
+        };
+        match receiver {
+            Some(rx) => rx.await.unwrap_or(Err(Failure::Closed)),
+            None => Err(Failure::Closed),
+        }
+    }
+
+    /// One request/reply on a new bi-stream of `link`.
+    async fn exchange(
+        &self,
+        link: &Arc<Link>,
+        to: &Peer,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, Attempt> {
+        let Some(_guard) = link.begin() else {
+            return Err(Attempt::Retry("connection is closing".into()));
+        };
+        let max = self.config.frame_len_max;
+        let (mut send, mut recv) = link
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| self.attempt_error(to, FrameError::Lost(e), bytes.len()))?;
+        write_frame(&mut send, bytes, max)
+            .await
+            .map_err(|e| self.attempt_error(to, e, bytes.len()))?;
+        add(&self.counters.bytes_out, bytes.len());
+        link.touch(self.now_ms());
+        let reply = read_frame(&mut recv, max)
+            .await
+            .map_err(|e| self.attempt_error(to, e, bytes.len()))?;
+        add(&self.counters.bytes_in, reply.len());
+        link.touch(self.now_ms());
+        Ok(reply)
+    }
+
+    fn attempt_error(&self, to: &Peer, err: FrameError, request_len: usize) -> Attempt {
+        let peer = to.to_string();
+        let failed = |e| Attempt::Failed(e);
+        match err {
+            FrameError::Lost(ConnectionError::ApplicationClosed(close))
+                if codes::is_quiet_close(close.error_code) =>
+            {
+                Attempt::Retry(format!("closed by peer: {close}"))
+            }
+            FrameError::Reset(code) | FrameError::Stopped(code) if code == codes::CLOSING => {
+                Attempt::Retry("stream refused: connection closing".into())
+            }
+            FrameError::Reset(code) | FrameError::Stopped(code)
+                if code == codes::FRAME_TOO_LARGE =>
+            {
+                debug!(peer = %to, request_len, "peer refused a frame over its limit");
+                failed(Error::FrameRefused { peer })
+            }
+            FrameError::TooLarge { len, max } => {
+                bump(&self.counters.frames_too_large);
+                warn!(peer = %to, len, max, "reply frame over frame_len_max refused");
+                failed(Error::FrameTooLarge { peer, len, max })
+            }
+            FrameError::Lost(e) => failed(Error::ConnectionLost {
+                peer,
+                detail: e.to_string(),
+            }),
+            other => failed(Error::Stream {
+                peer,
+                detail: other.to_string(),
+            }),
+        }
+    }
+
+    /// Puts a freshly admitted connection in the pool (or retires it, or the one it meets),
+    /// emits what changed and starts its tasks. Returns the link to use for the peer.
+    async fn admit(
+        self: &Arc<Self>,
+        conn: quinn::Connection,
+        name: NodeName,
+        dialed_locally: bool,
+        peer_instance: u64,
+    ) -> Result<Arc<Link>, Failure> {
+        let link = Arc::new(Link::new(
+            conn,
+            name,
+            dialed_locally,
+            peer_instance,
+            self.now_ms(),
+        ));
+        bump(&self.counters.connections_open);
+        let mut events = Vec::new();
+        let mut retire = Vec::new();
+        let winner = {
+            let mut state = self.state();
+            if state.closed {
+                drop(state);
+                link.conn.close(codes::SHUTDOWN, b"shutting down");
+                self.counters.connection_closed();
+                return Err(Failure::Closed);
+            }
+            let addr = link.conn.remote_address();
+            match state.pool.get(&link.name).cloned() {
+                Some(existing) => {
+                    let restarted = existing.peer_instance != link.peer_instance;
+                    let replace = restarted
+                        || !existing.is_usable()
+                        || keep_new(
+                            self.local_name < link.name,
+                            existing.dialed_locally,
+                            link.dialed_locally,
+                        );
+                    if replace {
+                        state.pool.insert(link.name.clone(), link.clone());
+                        retire.push((existing, !restarted));
+                        link.clone()
+                    } else {
+                        retire.push((link.clone(), true));
+                        existing
+                    }
+                }
+                None => {
+                    if state.pool.len() >= self.config.max_connections {
+                        if let Some(victim) = lru_victim(state.pool.values()).cloned() {
+                            state.pool.remove(&victim.name);
+                            bump(&self.counters.evictions);
+                            info!(peer = %victim.name, "evicting least recently used connection: pool full");
+                            events.push(Incoming::PeerDown {
+                                name: victim.name.clone(),
+                                reason: "evicted: connection pool full".into(),
+                            });
+                            self.retire(victim, codes::EVICTED, b"pool full", true);
+                        }
+                    }
+                    state.pool.insert(link.name.clone(), link.clone());
+                    events.push(Incoming::PeerUp {
+                        name: link.name.clone(),
+                        addr,
+                    });
+                    link.clone()
+                }
+            }
+        };
+        for (loser, quiet) in retire {
+            if quiet {
+                bump(&self.counters.duplicates_closed);
+                debug!(peer = %loser.name, dialed_locally = loser.dialed_locally, "closing duplicate connection");
+                self.retire(loser, codes::DUPLICATE, b"duplicate connection", true);
+            } else {
+                info!(peer = %loser.name, "peer restarted; closing its old connection");
+                self.retire(loser, codes::SUPERSEDED, b"peer restarted", false);
+            }
+        }
+        for event in events {
+            if let Incoming::PeerUp { name, addr } = &event {
+                info!(peer = %name, %addr, dialed_locally, "peer up");
+            }
+            self.emit(event).await;
+        }
+        self.spawn(Engine::read_datagrams(self.clone(), link.clone()));
+        self.spawn(Engine::accept_streams(self.clone(), link.clone()));
+        self.spawn(Engine::watch_closed(self.clone(), link));
+        Ok(winner)
+    }
+
+    /// Stops new work on `link` and closes it: once its work in flight is done when `quiet`
+    /// (bounded by `request_timeout`), at once otherwise.
+    fn retire(&self, link: Arc<Link>, code: VarInt, reason: &'static [u8], quiet: bool) {
+        link.mark_closing();
+        if !quiet {
+            link.conn.close(code, reason);
+            return;
+        }
+        let bound = self.config.request_timeout;
+        self.spawn(async move {
+            link.wait_quiet(bound).await;
+            link.conn.close(code, reason);
+        });
+    }
+
+    /// Closes pooled links that carried no application traffic for `idle_timeout`. Keep-alive
+    /// keeps QUIC from timing them out while the peer lives; this keeps the pool to peers in
+    /// use.
+    async fn idle_sweep(engine: Weak<Self>) {
+        let period = match engine.upgrade() {
+            Some(engine) => engine.config.idle_timeout / 4,
+            None => return,
+        };
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            if engine.state().closed {
+                return;
+            }
+            engine.close_idle().await;
+        }
+    }
+
+    async fn close_idle(&self) {
+        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
+        let idle: Vec<Arc<Link>> = {
+            let mut state = self.state();
+            let names: Vec<NodeName> = state
+                .pool
+                .values()
+                .filter(|l| now.saturating_sub(l.last_used_ms()) >= idle_ms && l.in_flight() == 0)
+                .map(|l| l.name.clone())
+                .collect();
+            names
+                .iter()
+                .filter_map(|name| state.pool.remove(name))
+                .collect()
+        };
+        for link in idle {
+            bump(&self.counters.idle_closed);
+            debug!(peer = %link.name, "closing idle connection");
+            self.emit(Incoming::PeerDown {
+                name: link.name.clone(),
+                reason: "idle".into(),
+            })
+            .await;
+            self.retire(link, codes::IDLE, b"idle", true);
+        }
+    }
+
+    /// Marks the engine closed and closes the endpoint without waiting.
+    pub fn shut_down_now(&self) {
+        let (links, pending) = {
+            let mut state = self.state();
+            state.closed = true;
+            let links: Vec<Arc<Link>> = state.pool.drain().map(|(_, l)| l).collect();
+            let pending: Vec<PendingDial> = state.dials.drain().map(|(_, p)| p).collect();
+            (links, pending)
+        };
+        for pending in pending {
+            add(&self.counters.datagrams_dropped, pending.datagrams.len());
+            for waiter in pending.waiters {
+                let _ = waiter.send(Err(Failure::Closed));
+            }
+        }
+        for link in links {
+            link.mark_closing();
+            link.conn.close(codes::SHUTDOWN, b"shutting down");
+        }
+        self.endpoint.close(codes::SHUTDOWN, b"shutting down");
+    }
+
+    pub async fn close(&self) {
+        self.shut_down_now();
+        let bound = self.config.request_timeout;
+        if timeout(bound, self.endpoint.wait_idle()).await.is_err() {
+            debug!("endpoint not idle within {bound:?} after close");
+        }
+        info!(parent: &self.span, "closed");
+    }
+}

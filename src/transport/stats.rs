@@ -1,0 +1,193 @@
+//! Transport counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::tls::Refusal;
+
+/// A snapshot of the transport's counters, all since [`Transport::bind`](super::Transport::bind)
+/// except the `connections_*` gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TransportStats {
+    /// Datagrams delivered to the application.
+    pub datagrams_in: u64,
+    /// Datagrams handed to QUIC for sending.
+    pub datagrams_out: u64,
+    /// Payload bytes received: datagrams plus request and reply frames.
+    pub bytes_in: u64,
+    /// Payload bytes sent: datagrams plus request and reply frames.
+    pub bytes_out: u64,
+    /// Datagrams refused because they exceed the connection's `max_datagram_size`.
+    pub datagrams_too_large: u64,
+    /// Datagrams dropped otherwise: dial failed, too many queued behind a dial, connection lost.
+    pub datagrams_dropped: u64,
+    /// Requests received and handed to the application.
+    pub requests_in: u64,
+    /// Requests sent.
+    pub requests_out: u64,
+    /// Requests sent that ended in an error.
+    pub requests_failed: u64,
+    /// Requests sent again on another connection because the peer was closing the first one
+    /// and had not processed them.
+    pub requests_retried: u64,
+    /// Frames refused for exceeding `frame_len_max`, in either direction.
+    pub frames_too_large: u64,
+    /// Outgoing connection attempts.
+    pub dials: u64,
+    /// Outgoing connection attempts that did not end admitted.
+    pub dials_failed: u64,
+    /// Handshakes or admissions refused, by class, on either side.
+    pub refused: RefusedCounts,
+    /// Connections closed because the pool was full.
+    pub evictions: u64,
+    /// Connections closed as the loser of a dial race.
+    pub duplicates_closed: u64,
+    /// Connections closed after `idle_timeout` without traffic.
+    pub idle_closed: u64,
+    /// Gauge: admitted connections still open (pooled or being closed).
+    pub connections_open: u64,
+    /// Gauge: connections in the pool, one per peer.
+    pub connections_pooled: u64,
+}
+
+/// Refusals by class; see [`Refusal`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RefusedCounts {
+    /// Certificate not from a trusted CA.
+    pub unknown_ca: u64,
+    /// Certificate does not name the expected node, or names none.
+    pub bad_name: u64,
+    /// No client certificate.
+    pub no_client_cert: u64,
+    /// Certificate expired or not yet valid.
+    pub expired: u64,
+    /// Certificate lacks serverAuth or clientAuth.
+    pub bad_usage: u64,
+    /// Anything else, including failed admission round trips.
+    pub other: u64,
+}
+
+impl RefusedCounts {
+    /// The count for one class.
+    pub fn get(&self, reason: Refusal) -> u64 {
+        match reason {
+            Refusal::UnknownCa => self.unknown_ca,
+            Refusal::BadName => self.bad_name,
+            Refusal::NoClientCert => self.no_client_cert,
+            Refusal::Expired => self.expired,
+            Refusal::BadUsage => self.bad_usage,
+            Refusal::Other => self.other,
+        }
+    }
+
+    /// All classes together.
+    pub fn total(&self) -> u64 {
+        Refusal::ALL.iter().map(|r| self.get(*r)).sum()
+    }
+}
+
+/// The live counters behind [`TransportStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub datagrams_too_large: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
+    pub requests_in: AtomicU64,
+    pub requests_out: AtomicU64,
+    pub requests_failed: AtomicU64,
+    pub requests_retried: AtomicU64,
+    pub frames_too_large: AtomicU64,
+    pub dials: AtomicU64,
+    pub dials_failed: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    pub evictions: AtomicU64,
+    pub duplicates_closed: AtomicU64,
+    pub idle_closed: AtomicU64,
+    pub connections_open: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn refused(&self, reason: Refusal) {
+        bump(&self.refused[reason as usize]);
+    }
+
+    pub fn connection_closed(&self) {
+        // Saturating: a stray double count must not wrap the gauge.
+        let _ = self
+            .connections_open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    pub fn snapshot(&self, connections_pooled: usize) -> TransportStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let refused = |r: Refusal| get(&self.refused[r as usize]);
+        TransportStats {
+            datagrams_in: get(&self.datagrams_in),
+            datagrams_out: get(&self.datagrams_out),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            datagrams_too_large: get(&self.datagrams_too_large),
+            datagrams_dropped: get(&self.datagrams_dropped),
+            requests_in: get(&self.requests_in),
+            requests_out: get(&self.requests_out),
+            requests_failed: get(&self.requests_failed),
+            requests_retried: get(&self.requests_retried),
+            frames_too_large: get(&self.frames_too_large),
+            dials: get(&self.dials),
+            dials_failed: get(&self.dials_failed),
+            refused: RefusedCounts {
+                unknown_ca: refused(Refusal::UnknownCa),
+                bad_name: refused(Refusal::BadName),
+                no_client_cert: refused(Refusal::NoClientCert),
+                expired: refused(Refusal::Expired),
+                bad_usage: refused(Refusal::BadUsage),
+                other: refused(Refusal::Other),
+            },
+            evictions: get(&self.evictions),
+            duplicates_closed: get(&self.duplicates_closed),
+            idle_closed: get(&self.idle_closed),
+            connections_open: get(&self.connections_open),
+            connections_pooled: u64::try_from(connections_pooled).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_land_in_their_class() {
+        let counters = Counters::default();
+        counters.refused(Refusal::UnknownCa);
+        counters.refused(Refusal::NoClientCert);
+        counters.refused(Refusal::NoClientCert);
+        let stats = counters.snapshot(0);
+        assert_eq!(stats.refused.unknown_ca, 1);
+        assert_eq!(stats.refused.get(Refusal::NoClientCert), 2);
+        assert_eq!(stats.refused.total(), 3);
+    }
+
+    #[test]
+    fn open_gauge_does_not_wrap() {
+        let counters = Counters::default();
+        counters.connection_closed();
+        assert_eq!(counters.snapshot(0).connections_open, 0);
+    }
+}
