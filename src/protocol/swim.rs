@@ -108,7 +108,7 @@ pub enum PeerError {
         /// The sender, by certificate.
         peer: NodeName,
         /// The name it claimed.
-        claimed: NodeName,
+        claimed: Box<NodeName>,
     },
 }
 
@@ -542,7 +542,7 @@ impl Swim {
                     warn!(peer = %from, claimed = %sender, "peer claims another name; refused");
                     return Err(PeerError::NameMismatch {
                         peer: from.clone(),
-                        claimed: sender,
+                        claimed: Box::new(sender),
                     });
                 }
                 debug!(peer = %from, join, members = members.len(), "push-pull request");
