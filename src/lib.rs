@@ -14,8 +14,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod node;
 pub mod protocol;
 pub mod ring;
 pub mod sim;
 pub mod tls;
 pub mod transport;
+
+pub use node::{Node, NodeConfig};

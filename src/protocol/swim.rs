@@ -391,8 +391,10 @@ impl Swim {
             .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
     }
 
-    /// Leaves gracefully: this node is Left everywhere, not Dead. The runtime flushes
-    /// [`poll_transmit`](Self::poll_transmit) before closing.
+    /// Leaves gracefully: this node is Left everywhere, not Dead. The Left update goes by
+    /// datagram to up to 16 members, and by reliable full-state request to `gossip_nodes` of
+    /// them, so it is not lost with a datagram; the runtime flushes
+    /// [`poll_transmit`](Self::poll_transmit) and waits for those requests before closing.
     pub fn leave(&mut self, _now: Instant) {
         if self.me.state == State::Left {
             return;
@@ -401,9 +403,12 @@ impl Swim {
         debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "leaving");
         self.broadcast_self();
         let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
-        for name in targets {
-            let to = self.destination_of(&name);
-            self.send_datagram(to, Message::Gossip);
+        for (i, name) in targets.iter().enumerate() {
+            let to = self.destination_of(name);
+            self.send_datagram(to.clone(), Message::Gossip);
+            if i < self.config.gossip_nodes {
+                self.send_push_pull(to, false);
+            }
         }
         self.timers.clear();
         self.probe = None;
