@@ -448,5 +448,7 @@ fn log_event(event: &Event) {
         }
         Event::Dead(m) => info!(member = %m.name, incarnation = m.incarnation.0, "member dead"),
         Event::Left(m) => info!(member = %m.name, incarnation = m.incarnation.0, "member left"),
+        Event::KvChanged { owner, key } => debug!(%owner, %key, "key changed"),
+        Event::User(e) => debug!(origin = %e.origin, name = %e.name, seq = e.seq, "user event"),
     }
 }
