@@ -371,7 +371,7 @@ impl KvStore {
             candidates.sort_by_key(|(_, s)| s.version);
             for (key, slot) in candidates {
                 let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
-                if size > left && !out.is_empty() {
+                if size > left && (!entries.is_empty() || !out.is_empty()) {
                     break;
                 }
                 left = left.saturating_sub(size);
