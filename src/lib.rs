@@ -21,4 +21,4 @@ pub mod sim;
 pub mod tls;
 pub mod transport;
 
-pub use node::{Node, NodeConfig};
+pub use node::{KvItem, Node, NodeConfig};

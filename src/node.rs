@@ -24,7 +24,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{
     CommandError, Config, ConfigError, Destination, Event, Member, NodeName, PeerError, State,
-    Stats, Swim, Transmit, TransmitKind,
+    Stats, Swim, Transmit, TransmitKind, UserEvent,
 };
 use crate::tls::Identity;
 use crate::transport::{self, Incoming, Peer, Transport, TransportConfig, TransportStats};
@@ -103,8 +103,27 @@ pub struct NodeMetrics {
     pub transport: TransportStats,
 }
 
+/// One live key/value entry, as [`Node::kv_entries`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvItem {
+    /// The owning node.
+    pub owner: NodeName,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The owner's version of it.
+    pub version: u64,
+}
+
 enum Command {
     Members(oneshot::Sender<Vec<Member>>),
+    Set(String, Vec<u8>, oneshot::Sender<Result<u64, CommandError>>),
+    Delete(String, oneshot::Sender<Result<Option<u64>, CommandError>>),
+    Get(NodeName, String, oneshot::Sender<Option<Vec<u8>>>),
+    KvEntries(oneshot::Sender<Vec<KvItem>>),
+    Publish(String, Vec<u8>, oneshot::Sender<Result<u64, CommandError>>),
+    RecentEvents(oneshot::Sender<Vec<UserEvent>>),
     Metrics(oneshot::Sender<NodeMetrics>),
     SetMeta(Vec<u8>, oneshot::Sender<Result<(), CommandError>>),
     Leave(oneshot::Sender<()>),
@@ -138,6 +157,8 @@ impl Drop for DriverHandle {
 const EVENT_CAPACITY: usize = 4096;
 /// Stream requests in flight at once; beyond it, new ones are dropped (the core retries).
 const REQUESTS_IN_FLIGHT_MAX: usize = 64;
+/// User events kept for [`Node::recent_events`].
+const RECENT_EVENTS_MAX: usize = 256;
 /// How long a graceful leave waits for its Left notices to be acknowledged.
 const LEAVE_WAIT: Duration = Duration::from_secs(3);
 
@@ -165,11 +186,18 @@ impl Node {
             rand::random(),
             now,
         )?;
+        // Versions and event numbers start at wall-clock microseconds, so a node restarted with
+        // no state still writes above everything it wrote before.
+        let floor = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        core.set_version_floor(floor);
         core.join(now, &config.seeds);
         let (commands, command_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (replies, reply_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
         let driver = Driver {
+            recent: std::collections::VecDeque::new(),
             core,
             transport: transport.clone(),
             events: events.clone(),
@@ -222,6 +250,50 @@ impl Node {
         rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
+    /// Sets one of this node's keys; every member eventually holds it. Returns its version.
+    pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Set(key.to_string(), value, tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// Deletes one of this node's keys; `None` when it did not exist.
+    pub async fn delete(&self, key: &str) -> Result<Option<u64>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Delete(key.to_string(), tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// The value `owner` holds under `key`, as known here.
+    pub async fn get(&self, owner: &NodeName, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Get(owner.clone(), key.to_string(), tx))
+            .await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Every live key/value entry known here, sorted by owner then key.
+    pub async fn kv_entries(&self) -> Result<Vec<KvItem>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::KvEntries(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Publishes a user event to every member (fire and forget); returns its sequence number.
+    pub async fn publish(&self, name: &str, payload: Vec<u8>) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Publish(name.to_string(), payload, tx))
+            .await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// The most recent user events received here (at most 256), oldest first.
+    pub async fn recent_events(&self) -> Result<Vec<UserEvent>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::RecentEvents(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
     /// Membership events from now on: joined, recovered, updated, suspect, dead, left. A
     /// subscriber that falls more than 4096 events behind gets `Lagged`.
     pub fn events(&self) -> broadcast::Receiver<Event> {
@@ -256,6 +328,7 @@ impl Node {
 }
 
 struct Driver {
+    recent: std::collections::VecDeque<UserEvent>,
     core: Swim,
     transport: Transport,
     events: broadcast::Sender<Event>,
@@ -354,6 +427,35 @@ impl Driver {
                     transport: self.transport.stats(),
                 });
             }
+            Command::Set(key, value, tx) => {
+                let _ = tx.send(self.core.set(Instant::now(), &key, value));
+            }
+            Command::Delete(key, tx) => {
+                let _ = tx.send(self.core.delete(Instant::now(), &key));
+            }
+            Command::Get(owner, key, tx) => {
+                let _ = tx.send(self.core.kv_get(&owner, &key).map(<[u8]>::to_vec));
+            }
+            Command::KvEntries(tx) => {
+                let items = self
+                    .core
+                    .kv_entries()
+                    .into_iter()
+                    .map(|(owner, key, value, version)| KvItem {
+                        owner: owner.clone(),
+                        key: key.to_string(),
+                        value: value.to_vec(),
+                        version,
+                    })
+                    .collect();
+                let _ = tx.send(items);
+            }
+            Command::Publish(name, payload, tx) => {
+                let _ = tx.send(self.core.publish(Instant::now(), &name, payload));
+            }
+            Command::RecentEvents(tx) => {
+                let _ = tx.send(self.recent.iter().cloned().collect());
+            }
             Command::SetMeta(meta, tx) => {
                 let _ = tx.send(self.core.set_meta(Instant::now(), meta));
             }
@@ -370,6 +472,12 @@ impl Driver {
         }
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            if let Event::User(e) = &event {
+                if self.recent.len() >= RECENT_EVENTS_MAX {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(e.clone());
+            }
             let _ = self.events.send(event);
         }
     }

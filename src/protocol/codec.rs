@@ -154,6 +154,8 @@ pub enum StreamMessage {
         members: Vec<MemberUpdate>,
         /// The sender's key/value digest, per owner.
         kv_digest: Vec<OwnerDigest>,
+        /// The user events the sender saw last, so a member that missed one catches up.
+        events: Vec<UserEvent>,
     },
     /// The responder's full state after merging the request.
     PushPullReply {
@@ -163,6 +165,8 @@ pub enum StreamMessage {
         kv_delta: Vec<OwnerDelta>,
         /// The responder's digest, so the requester can send back what it lacks.
         kv_digest: Vec<OwnerDigest>,
+        /// The user events the responder saw last.
+        events: Vec<UserEvent>,
     },
     /// Key/value entries pushed to a peer: the requester's half of anti-entropy, or a value
     /// too large for a datagram (`forward`: the receiver passes new ones on once).
@@ -357,6 +361,7 @@ mod tests {
                 fingerprint: 7,
                 gc_floor: 1,
             }],
+            events: vec![],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
     }

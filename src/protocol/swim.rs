@@ -222,6 +222,8 @@ const RELAYS_MAX: usize = 1024;
 const EVENTS_MAX: usize = 65_536;
 /// Most members sent a Leave directly.
 const LEAVE_FANOUT: usize = 16;
+/// User events carried in every full-state exchange.
+const RECENT_EVENTS_SYNCED: usize = 64;
 /// Early full-state exchanges after joining.
 const JOIN_SYNC_ROUNDS: u32 = 3;
 /// How often tombstones are looked at.
@@ -263,6 +265,7 @@ pub struct Swim {
     next_version: u64,
     dedup: Deduplicator,
     next_event_seq: u64,
+    recent_events: VecDeque<UserEvent>,
 }
 
 fn state_index(s: State) -> usize {
@@ -347,6 +350,7 @@ impl Swim {
             next_version: 1,
             dedup: Deduplicator::default(),
             next_event_seq: 1,
+            recent_events: VecDeque::new(),
         })
     }
 
@@ -565,6 +569,7 @@ impl Swim {
         };
         self.dedup.first_sight(&event.origin, seq);
         self.stats.user_events_delivered += 1;
+        self.remember_event(&event);
         self.push_event(Event::User(event.clone()));
         let subject = Subject::Event(event.origin.clone(), seq);
         self.broadcasts
@@ -690,6 +695,7 @@ impl Swim {
                 sender,
                 members,
                 kv_digest,
+                events,
             } => {
                 if sender != *from {
                     self.stats.name_mismatches += 1;
@@ -704,6 +710,9 @@ impl Swim {
                     for u in members {
                         self.apply(now, u, Source::PushPull(from));
                     }
+                    for e in events {
+                        self.on_user_event(e);
+                    }
                 }
                 self.stats.push_pulls_answered += 1;
                 let kv_delta = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
@@ -713,6 +722,7 @@ impl Swim {
                     members: self.table(),
                     kv_delta,
                     kv_digest: self.kv.digest(),
+                    events: self.recent_events.iter().cloned().collect(),
                 };
                 let bytes = encode_stream(&reply);
                 self.stats.anti_entropy_bytes_out += bytes.len() as u64;
@@ -722,6 +732,7 @@ impl Swim {
                 members,
                 kv_delta,
                 kv_digest,
+                events,
             } => {
                 trace!(peer = %from, members = members.len(), "push-pull reply");
                 if self.me.state != State::Left {
@@ -729,6 +740,9 @@ impl Swim {
                         self.apply(now, u, Source::PushPull(from));
                     }
                     self.apply_kv_deltas(now, kv_delta, None);
+                    for e in events {
+                        self.on_user_event(e);
+                    }
                     if !self.joined {
                         debug!(seed = %from, "joined");
                         self.joined = true;
@@ -959,10 +973,20 @@ impl Swim {
             return;
         }
         self.stats.user_events_delivered += 1;
+        self.remember_event(&e);
         let subject = Subject::Event(e.origin.clone(), e.seq);
         self.broadcasts
             .push(subject, encode_update(&Update::Event(e.clone())));
         self.push_event(Event::User(e));
+    }
+
+    /// Keeps the last few events for full-state exchanges (as serf's push-pull does), so a
+    /// member that missed one by gossip still gets it.
+    fn remember_event(&mut self, e: &UserEvent) {
+        if self.recent_events.len() >= RECENT_EVENTS_SYNCED {
+            self.recent_events.pop_front();
+        }
+        self.recent_events.push_back(e.clone());
     }
 
     fn push_pull_random(&mut self) {
@@ -1488,6 +1512,7 @@ impl Swim {
             sender: self.me.name.clone(),
             members: self.table(),
             kv_digest: self.kv.digest(),
+            events: self.recent_events.iter().cloned().collect(),
         };
         let payload = encode_stream(&message);
         self.stats.anti_entropy_bytes_out += payload.len() as u64;
