@@ -201,6 +201,12 @@ impl Node {
         self.addr
     }
 
+    /// The UDP address the node's socket is bound to (differs from [`Node::addr`] when an
+    /// advertise address was given).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.driver.transport.local_addr()
+    }
+
     /// Every member known (tombstones included), sorted by name.
     pub async fn members(&self) -> Result<Vec<Member>, Error> {
         let (tx, rx) = oneshot::channel();
