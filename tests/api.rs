@@ -159,7 +159,10 @@ async fn members_and_health_show_a_running_cluster() {
     assert_eq!(status, 404);
     let error: Value = serde_json::from_str(&body).expect("a JSON error");
     assert!(
-        error["error"].as_str().unwrap().contains("/v1/nothing-here"),
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/nothing-here"),
         "{body}"
     );
     stop_all(nodes).await;

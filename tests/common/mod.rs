@@ -24,9 +24,17 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
             .expect("valid request");
         let answer = sender.send_request(request).await.expect("an answer");
         let status = answer.status().as_u16();
-        let body = answer.into_body().collect().await.expect("a body").to_bytes();
+        let body = answer
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
         driver.abort();
-        (status, String::from_utf8(body.to_vec()).expect("UTF-8 body"))
+        (
+            status,
+            String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+        )
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
