@@ -241,12 +241,12 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
         file.join
             .unwrap_or_default()
             .iter()
-            .map(|s| resolve_seed(s, &origin))
+            .map(|s| resolve_seed(s, bind, &origin))
             .collect::<anyhow::Result<Vec<_>>>()?
     } else {
         args.join
             .iter()
-            .map(|s| resolve_seed(s, "--join"))
+            .map(|s| resolve_seed(s, bind, "--join"))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
 
@@ -311,13 +311,18 @@ fn overlay(base: &Config, table: toml::Table) -> Result<Config, toml::de::Error>
     toml::Value::Table(merged).try_into()
 }
 
-/// Resolves one `HOST:PORT` seed; `origin` says where it was given.
-fn resolve_seed(text: &str, origin: &str) -> anyhow::Result<SocketAddr> {
-    let mut addrs = text
+/// Resolves one `HOST:PORT` seed, preferring an address of the bound socket's family (a
+/// socket bound to an IPv4 address cannot reach `::1`); `origin` says where it was given.
+fn resolve_seed(text: &str, bind: SocketAddr, origin: &str) -> anyhow::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .map_err(|e| anyhow!("{origin} {text}: cannot resolve (expected HOST:PORT): {e}"))?;
+        .map_err(|e| anyhow!("{origin} {text}: cannot resolve (expected HOST:PORT): {e}"))?
+        .collect();
     addrs
-        .next()
+        .iter()
+        .find(|a| a.is_ipv4() == bind.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| anyhow!("{origin} {text}: resolves to no address"))
 }
 
@@ -497,6 +502,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn seeds_resolve_to_the_bound_family() {
+        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let seed = resolve_seed("127.0.0.1:7946", v4, "--join").unwrap();
+        assert_eq!(seed, "127.0.0.1:7946".parse().unwrap());
+        let err = resolve_seed("no-port", v4, "--join")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--join no-port: "), "{err}");
+    }
 
     #[test]
     fn line_col_counts_from_one() {
