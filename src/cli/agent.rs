@@ -37,9 +37,8 @@ use tracing::{info, warn};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-/// Where the API listens unless told otherwise.
-const DEFAULT_API: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7947);
+use super::http::DEFAULT_API;
+
 /// How long the API server may take to finish its requests after the node has left.
 const API_DRAIN: Duration = Duration::from_secs(2);
 
@@ -194,7 +193,6 @@ fn line_col(text: &str, offset: usize) -> String {
 }
 
 /// Everything the agent runs with, merged and checked.
-#[derive(Debug)]
 struct Settings {
     node: NodeConfig,
     api: SocketAddr,
@@ -291,7 +289,11 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
             transport: TransportConfig::default(),
             meta,
         },
-        api: args.api.or(file.api).unwrap_or(DEFAULT_API),
+        api: args.api.or(file.api).unwrap_or_else(|| {
+            DEFAULT_API
+                .parse()
+                .expect("DEFAULT_API is a socket address")
+        }),
         log_format: args
             .log_format
             .or(file.log_format)
