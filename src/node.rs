@@ -97,6 +97,10 @@ pub struct NodeMetrics {
     pub health_score: u32,
     /// Updates waiting to be piggybacked.
     pub pending_broadcasts: usize,
+    /// Live key/value entries held, over every owner.
+    pub kv_entries: usize,
+    /// Bytes of those keys and values.
+    pub kv_bytes: usize,
     /// Protocol counters.
     pub core: Stats,
     /// Transport counters.
@@ -227,6 +231,12 @@ impl Node {
     /// The address this node advertises.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The UDP address the node's socket is bound to (differs from [`Node::addr`] when an
+    /// advertise address was given).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.driver.transport.local_addr()
     }
 
     /// Every member known (tombstones included), sorted by name.
@@ -423,6 +433,8 @@ impl Driver {
                     members: by_state,
                     health_score: self.core.health_score(),
                     pending_broadcasts: self.core.pending_broadcasts(),
+                    kv_entries: self.core.kv_totals().0,
+                    kv_bytes: self.core.kv_totals().1,
                     core: self.core.stats(),
                     transport: self.transport.stats(),
                 });

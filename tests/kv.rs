@@ -47,7 +47,7 @@ async fn values_large_values_and_deletes_reach_every_node() {
     nodes[2].set("blob", big.clone()).await.unwrap();
     wait_value(&refs, "node-2", "blob", Some(&big)).await;
 
-    assert_eq!(nodes[1].delete("colour").await.unwrap().is_some(), true);
+    assert!(nodes[1].delete("colour").await.unwrap().is_some());
     wait_value(&refs, "node-1", "colour", None).await;
     assert_eq!(
         nodes[1].delete("colour").await.unwrap(),
