@@ -64,6 +64,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     println!();
 
+    // Key/value data: beta writes one of its own keys; every member ends up holding it.
+    beta.set("config", b"version=1".to_vec()).await?;
+    let deadline = tokio::time::Instant::now() + STEP_DEADLINE;
+    while gamma.get(beta.name(), "config").await?.is_none() {
+        if tokio::time::Instant::now() > deadline {
+            return Err("gamma never received beta's key".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "gamma reads beta/config = {:?}\n",
+        String::from_utf8_lossy(&gamma.get(beta.name(), "config").await?.unwrap_or_default())
+    );
+
     gamma.leave().await?;
     wait_until(&alpha, "gamma to be seen leaving", |members| {
         members
@@ -96,6 +110,14 @@ fn print_events(node: &Node) {
                 Event::Suspect(m) => ("suspect", m),
                 Event::Dead(m) => ("dead", m),
                 Event::Left(m) => ("left", m),
+                Event::KvChanged { owner, key } => {
+                    println!("[{me}] key {owner}/{key} changed");
+                    continue;
+                }
+                Event::User(e) => {
+                    println!("[{me}] user event {:?} from {}", e.name, e.origin);
+                    continue;
+                }
             };
             println!("[{me}] {} {what} ({})", m.name, m.addr);
         }
