@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Start a local encrypted cluster and show it working: forming, a key reaching every
+    /// node, a crash detected, the node coming back.
+    Demo(cli::demo::DemoArgs),
     /// Make a cluster CA and node certificates.
     Certs {
         #[command(subcommand)]
@@ -35,6 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args),
         Command::Certs { cmd } => cli::certs::run(cmd),
         Command::Agent(args) => cli::agent::run(args),
         Command::Members(args) => cli::members::run(args),

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod certs;
+pub mod demo;
 pub mod http;
 pub mod members;
 pub mod simulate;
