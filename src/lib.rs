@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bench;
 pub mod node;
 pub mod protocol;
 pub mod ring;

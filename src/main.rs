@@ -33,6 +33,9 @@ enum Command {
     Members(cli::members::MembersArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
+    /// Measure a real cluster in this process: join, dissemination, detection, steady-state
+    /// cost and key/value throughput.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cli::agent::run(args),
         Command::Members(args) => cli::members::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

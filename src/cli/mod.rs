@@ -2,6 +2,7 @@
 //! the library.
 
 pub mod agent;
+pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod http;

@@ -1,0 +1,363 @@
+//! Whole-cluster benchmarks: N real nodes (QUIC + mutual TLS on 127.0.0.1) in one process,
+//! measured in phases. `quicswim bench` is the front end; everything measured lives here.
+//!
+//! ```text
+//!   start seeds ─> join ─> broadcast ─> steady ─> kv ─> detect ─> shut down
+//!                  │        │            │         │      │
+//!                  │        │            │         │      └ crash one node (no leave): time
+//!                  │        │            │         │        until every other holds it Dead
+//!                  │        │            │         └ paced writes over every node: updates/s
+//!                  │        │            │           delivered to all, delivery lag
+//!                  │        │            └ idle window: CPU, bytes and datagrams per node
+//!                  │        └ set_meta on one node at a time: time until all others have it
+//!                  └ the rest start at once through the seeds: time until all see N Alive
+//! ```
+//!
+//! Every figure comes from the nodes' own event streams, each event stamped with
+//! [`Instant::now`](std::time::Instant::now) by a listener task as it arrives (see
+//! `recorder.rs`), and from the nodes' counters. The listeners run on the same runtime as the
+//! nodes, so a stamp includes the time the listener waited to be scheduled: on a loaded
+//! machine, latencies read high rather than low.
+
+mod broadcast;
+mod cluster;
+mod cpu;
+mod detect;
+mod join;
+mod kv;
+mod output;
+mod recorder;
+mod stats;
+mod steady;
+mod svg;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::protocol::Config;
+
+pub use self::broadcast::BroadcastResult;
+pub use self::detect::DetectResult;
+pub use self::join::JoinResult;
+pub use self::kv::KvResult;
+pub use self::output::Samples;
+pub use self::steady::SteadyResult;
+
+use self::cluster::BenchCluster;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Nodes in the cluster (at least 2).
+    pub nodes: usize,
+    /// Nodes that start first and that the others join through (at least 1, below `nodes`).
+    pub seeds: usize,
+    /// Name of the protocol preset, for the report.
+    pub profile: String,
+    /// Protocol settings of every node.
+    pub protocol: Config,
+    /// Metadata updates timed in the broadcast phase (one at a time).
+    pub updates: usize,
+    /// Time from the end of the join to the start of the steady window, so join-time
+    /// exchanges are over and periodic ones have begun.
+    pub warmup: Duration,
+    /// Length of the steady-state window.
+    pub steady: Duration,
+    /// Length of the key/value write window (zero skips the phase).
+    pub kv_window: Duration,
+    /// Key/value writes per second over the whole cluster.
+    pub kv_rate: f64,
+    /// Bytes of each written value.
+    pub kv_value_len: usize,
+    /// How long after the write window deliveries are still waited for.
+    pub kv_drain: Duration,
+    /// Bound on every open-ended wait (join, one update, detection, queue drains).
+    pub phase_timeout: Duration,
+}
+
+impl BenchConfig {
+    /// Defaults for `nodes` nodes with the lan preset.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            seeds: 1,
+            profile: "lan".into(),
+            protocol: Config::lan(),
+            updates: 10,
+            warmup: Duration::from_secs(15),
+            steady: Duration::from_secs(10),
+            kv_window: Duration::from_secs(10),
+            kv_rate: 5000.0,
+            kv_value_len: 16,
+            kv_drain: Duration::from_secs(10),
+            phase_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Checks the settings against each other and the node's limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: String| Err(Error::Config(reason));
+        if self.nodes < 2 {
+            return bad(format!("nodes must be at least 2 (got {})", self.nodes));
+        }
+        if self.seeds == 0 || self.seeds >= self.nodes {
+            return bad(format!(
+                "seeds must be in 1..{} (got {})",
+                self.nodes, self.seeds
+            ));
+        }
+        self.protocol
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if self.steady.is_zero() {
+            return bad("the steady window must be above zero".into());
+        }
+        if !self.kv_window.is_zero() {
+            if !(self.kv_rate.is_finite() && self.kv_rate > 0.0) {
+                return bad(format!("kv rate must be above zero (got {})", self.kv_rate));
+            }
+            let writes = kv::planned_writes(self.kv_rate, self.kv_window);
+            let per_node = writes.div_ceil(self.nodes);
+            if per_node > self.protocol.kv.keys_per_node_max {
+                return bad(format!(
+                    "{writes} writes over {} nodes is {per_node} keys per node, over the limit of \
+                     {} (lower the kv rate or window)",
+                    self.nodes, self.protocol.kv.keys_per_node_max
+                ));
+            }
+            if self.kv_value_len > self.protocol.kv.value_len_max {
+                return bad(format!(
+                    "kv value length {} is over the limit of {} bytes",
+                    self.kv_value_len, self.protocol.kv.value_len_max
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a benchmark could not run. Nodes started so far are shut down.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Settings out of range.
+    #[error("bench settings: {0}")]
+    Config(String),
+    /// Certificates could not be made.
+    #[error("certificates: {0}")]
+    Tls(#[from] crate::tls::Error),
+    /// A node could not start or stopped under the bench.
+    #[error("node {node}: {source}")]
+    Node {
+        /// Which node.
+        node: String,
+        /// Why.
+        source: crate::node::Error,
+    },
+    /// The raw samples could not be written.
+    #[error("writing {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where a run is, for a progress display. Called from the runtime; keep it quick.
+pub trait Observer: Send + Sync {
+    /// A phase begins; `planned` is its length when it is a fixed window.
+    fn phase_started(&self, phase: Phase, planned: Option<Duration>);
+    /// A phase moved on: how far through it is (0..=1) when that is known, and a short
+    /// status line.
+    fn phase_progress(&self, phase: Phase, fraction: Option<f64>, status: &str);
+    /// A phase ended, with a one-line summary.
+    fn phase_finished(&self, phase: Phase, summary: &str);
+}
+
+/// An observer that shows nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn phase_started(&self, _: Phase, _: Option<Duration>) {}
+    fn phase_progress(&self, _: Phase, _: Option<f64>, _: &str) {}
+    fn phase_finished(&self, _: Phase, _: &str) {}
+}
+
+/// The phases, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Certificates and seed nodes.
+    Setup,
+    /// Every other node joins.
+    Join,
+    /// Metadata updates timed to every node.
+    Broadcast,
+    /// Warm-up, then the idle window.
+    Steady,
+    /// Paced key/value writes.
+    Kv,
+    /// One node crashes.
+    Detect,
+    /// Every node stops.
+    Teardown,
+}
+
+impl Phase {
+    /// Its name as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Join => "join",
+            Phase::Broadcast => "broadcast",
+            Phase::Steady => "steady",
+            Phase::Kv => "kv",
+            Phase::Detect => "detect",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+/// The figures of one run. Seconds are wall time on this machine; `None` (JSON `null`)
+/// means the thing measured did not happen within its bound.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Seed nodes.
+    pub seeds: usize,
+    /// Protocol preset name.
+    pub profile: String,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// Join: time from the first joiner's start until every node held all N Alive.
+    pub join_converged_s: Option<f64>,
+    /// Broadcast: median over updates of the time until every other node had it.
+    pub broadcast_all_p50_s: Option<f64>,
+    /// Broadcast: 90th percentile of the same.
+    pub broadcast_all_p90_s: Option<f64>,
+    /// Broadcast: the slowest update.
+    pub broadcast_all_max_s: Option<f64>,
+    /// Detection: time from the crash until every other node held the node Dead.
+    pub detect_all_s: Option<f64>,
+    /// Detection: time from the crash until the first node suspected it.
+    pub detect_first_suspect_s: Option<f64>,
+    /// Steady: process CPU time per node per second of the window, in milliseconds.
+    pub cpu_ms_per_node_s: f64,
+    /// Steady: transport payload bytes sent per node per second (datagrams and streams;
+    /// QUIC, UDP and IP headers not included).
+    pub bytes_per_node_s: f64,
+    /// Steady: datagrams sent per node per second.
+    pub datagrams_per_node_s: f64,
+    /// Key/value: writes delivered to every node per second.
+    pub kv_updates_per_s: Option<f64>,
+    /// Key/value: 99th percentile of the delay from `set` to `KvChanged`, over every
+    /// (write, other node) pair; `None` when more than 1% of pairs were never delivered.
+    pub kv_lag_p99_s: Option<f64>,
+    /// Per phase, in full.
+    pub join: JoinResult,
+    /// Broadcast phase in full.
+    pub broadcast: BroadcastResult,
+    /// Steady phase in full.
+    pub steady: SteadyResult,
+    /// Key/value phase in full (absent when skipped).
+    pub kv: Option<KvResult>,
+    /// Detection phase in full.
+    pub detect: DetectResult,
+    /// Suspicions of live members seen on any node over the whole run (the crashed node
+    /// excluded): false positives, or suspicions refuted in time.
+    pub false_suspicions: u64,
+    /// Events the listeners missed because they fell behind (their figures may be off).
+    pub events_lost: u64,
+    /// Wall time of the whole run.
+    pub wall_s: f64,
+}
+
+/// A run's figures and its raw samples.
+pub struct BenchOutcome {
+    /// The figures.
+    pub report: BenchReport,
+    /// The raw samples, for [`BenchOutcome::write_dir`].
+    pub samples: output::Samples,
+}
+
+impl BenchOutcome {
+    /// Writes the raw samples as CSV files, the plots as SVG and the report as JSON into
+    /// `dir` (created if missing). Returns the files written.
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Error> {
+        output::write_dir(dir, &self.report, &self.samples)
+    }
+}
+
+/// Runs every phase on the current tokio runtime (it should be multi-threaded).
+pub async fn run(config: &BenchConfig, observer: &dyn Observer) -> Result<BenchOutcome, Error> {
+    config.validate()?;
+    let started = Instant::now();
+    observer.phase_started(Phase::Setup, None);
+    let mut cluster = BenchCluster::setup(config, observer).await?;
+    observer.phase_finished(
+        Phase::Setup,
+        &format!(
+            "{} certificates issued, {} seed(s) up",
+            config.nodes, config.seeds
+        ),
+    );
+    let result = run_phases(config, &mut cluster, observer).await;
+    observer.phase_started(Phase::Teardown, None);
+    cluster.shutdown().await;
+    observer.phase_finished(Phase::Teardown, "every node stopped");
+    let (mut report, samples) = result?;
+    report.wall_s = started.elapsed().as_secs_f64();
+    Ok(BenchOutcome { report, samples })
+}
+
+async fn run_phases(
+    config: &BenchConfig,
+    cluster: &mut BenchCluster,
+    observer: &dyn Observer,
+) -> Result<(BenchReport, output::Samples), Error> {
+    let (join, join_samples) = join::run(cluster, config, observer).await?;
+    let (broadcast, broadcast_samples) = broadcast::run(cluster, config, observer).await?;
+    let (steady, steady_samples) = steady::run(cluster, config, observer, join.finished_at).await?;
+    let (kv, kv_samples) = if config.kv_window.is_zero() {
+        (None, None)
+    } else {
+        let (result, samples) = kv::run(cluster, config, observer).await?;
+        (Some(result), Some(samples))
+    };
+    let (detect, detect_samples) = detect::run(cluster, config, observer).await?;
+    let victim = detect.victim_index;
+    let report = BenchReport {
+        nodes: config.nodes,
+        seeds: config.seeds,
+        profile: config.profile.clone(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        join_converged_s: join.converged_s,
+        broadcast_all_p50_s: broadcast.all_p50_s,
+        broadcast_all_p90_s: broadcast.all_p90_s,
+        broadcast_all_max_s: broadcast.all_max_s,
+        detect_all_s: detect.all_dead_s,
+        detect_first_suspect_s: detect.first_suspect_s,
+        cpu_ms_per_node_s: steady.cpu_ms_per_node_s,
+        bytes_per_node_s: steady.bytes_out_per_node_s,
+        datagrams_per_node_s: steady.datagrams_out_per_node_s,
+        kv_updates_per_s: kv.as_ref().and_then(|k| k.updates_per_s),
+        kv_lag_p99_s: kv.as_ref().and_then(|k| k.lag_p99_s),
+        join,
+        broadcast,
+        steady,
+        kv,
+        detect,
+        false_suspicions: cluster.suspicions_excluding(victim),
+        events_lost: cluster.events_lost(),
+        wall_s: 0.0,
+    };
+    let samples = output::Samples {
+        join: join_samples,
+        broadcast: broadcast_samples,
+        steady: steady_samples,
+        kv: kv_samples,
+        detect: detect_samples,
+    };
+    Ok((report, samples))
+}
