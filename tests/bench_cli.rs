@@ -8,7 +8,7 @@ fn seconds(v: &serde_json::Value, field: &str, stdout: &str) -> f64 {
     let s = v[field]
         .as_f64()
         .unwrap_or_else(|| panic!("{field} missing or not a number in {stdout}"));
-    assert!(s.is_finite() && s >= 0.0 && s < 60.0, "{field} = {s}");
+    assert!((0.0..60.0).contains(&s), "{field} = {s}");
     s
 }
 
