@@ -165,6 +165,11 @@ const REQUESTS_IN_FLIGHT_MAX: usize = 64;
 const RECENT_EVENTS_MAX: usize = 256;
 /// How long a graceful leave waits for its Left notices to be acknowledged.
 const LEAVE_WAIT: Duration = Duration::from_secs(3);
+/// How often the transport's datagram size is read again between connection changes. The
+/// smallest size over the pool changes when a connection comes or goes (read again at once)
+/// and when MTU discovery raises a path's size (read within this period). Reading it locks
+/// every pooled connection, which on every wake-up was the driver's largest cost.
+const DATAGRAM_SIZE_REFRESH: Duration = Duration::from_secs(1);
 
 impl Node {
     /// Binds the transport, joins through the seeds (retrying until one answers) and starts
@@ -207,6 +212,7 @@ impl Node {
             events: events.clone(),
             replies,
             requests: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
+            datagram_size_due: now,
         };
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
         let span = tracing::info_span!("node", name = %name);
@@ -344,6 +350,8 @@ struct Driver {
     events: broadcast::Sender<Event>,
     replies: mpsc::Sender<(NodeName, Vec<u8>)>,
     requests: Arc<Semaphore>,
+    /// When to read the transport's datagram size again (see [`DATAGRAM_SIZE_REFRESH`]).
+    datagram_size_due: Instant,
 }
 
 impl Driver {
@@ -405,8 +413,14 @@ impl Driver {
                     Err(e) => self.log_peer_error(&e), // dropping `reply` resets the stream
                 }
             }
-            Incoming::PeerUp { name, addr } => debug!(peer = %name, %addr, "connection up"),
-            Incoming::PeerDown { name, reason } => debug!(peer = %name, %reason, "connection down"),
+            Incoming::PeerUp { name, addr } => {
+                self.datagram_size_due = now;
+                debug!(peer = %name, %addr, "connection up");
+            }
+            Incoming::PeerDown { name, reason } => {
+                self.datagram_size_due = now;
+                debug!(peer = %name, %reason, "connection down");
+            }
             Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
         }
     }
@@ -477,8 +491,12 @@ impl Driver {
 
     /// Hands every pending transmit to the transport and publishes every pending event.
     fn flush(&mut self) {
-        self.core
-            .set_max_datagram_size(self.transport.max_datagram_size());
+        let now = Instant::now();
+        if now >= self.datagram_size_due {
+            self.core
+                .set_max_datagram_size(self.transport.max_datagram_size());
+            self.datagram_size_due = now + DATAGRAM_SIZE_REFRESH;
+        }
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, None);
         }

@@ -4,7 +4,8 @@
 //!   report.json     the figures, as printed by --json
 //!   join.csv        node, converged_s
 //!   broadcast.csv   update, origin, node, latency_s        broadcast.svg
-//!   steady.csv      node, bytes_out, bytes_in, datagrams_out, datagrams_in, requests_out
+//!   steady.csv      node, bytes_out, bytes_in, datagrams_out, datagrams_in, requests_out,
+//!                   dials, idle_closed
 //!   kv.csv          write, owner, set_s, nodes_delivered, all_lag_s    kv.svg
 //!   detect.csv      node, suspect_s, dead_s                 detect.svg
 //! ```
@@ -62,12 +63,21 @@ fn broadcast_csv(samples: &[UpdateSample]) -> String {
 }
 
 fn steady_csv(samples: &[SteadyNodeSample]) -> String {
-    let mut s = String::from("node,bytes_out,bytes_in,datagrams_out,datagrams_in,requests_out\n");
+    let mut s = String::from(
+        "node,bytes_out,bytes_in,datagrams_out,datagrams_in,requests_out,dials,idle_closed\n",
+    );
     for n in samples {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{}",
-            n.node, n.bytes_out, n.bytes_in, n.datagrams_out, n.datagrams_in, n.requests_out
+            "{},{},{},{},{},{},{},{}",
+            n.node,
+            n.bytes_out,
+            n.bytes_in,
+            n.datagrams_out,
+            n.datagrams_in,
+            n.requests_out,
+            n.dials,
+            n.idle_closed
         );
     }
     s

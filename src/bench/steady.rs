@@ -36,6 +36,10 @@ pub struct SteadyResult {
     pub push_pulls: u64,
     /// Stream requests sent over the whole cluster during the window.
     pub requests: u64,
+    /// Connections dialled (each a TLS handshake) over the whole cluster during the window.
+    pub dials: u64,
+    /// Connections closed for idleness over the whole cluster during the window.
+    pub idle_closed: u64,
     /// Direct probes sent per node per second.
     pub probes_per_node_s: f64,
     /// Suspicions raised over the whole cluster during the window (false positives).
@@ -57,6 +61,10 @@ pub struct SteadyNodeSample {
     pub datagrams_in: u64,
     /// Stream requests sent.
     pub requests_out: u64,
+    /// Connections dialled.
+    pub dials: u64,
+    /// Connections closed for idleness.
+    pub idle_closed: u64,
 }
 
 pub(crate) async fn run(
@@ -130,6 +138,8 @@ fn summarise(
             datagrams_out: ta.datagrams_out - tb.datagrams_out,
             datagrams_in: ta.datagrams_in - tb.datagrams_in,
             requests_out: ta.requests_out - tb.requests_out,
+            dials: ta.dials - tb.dials,
+            idle_closed: ta.idle_closed - tb.idle_closed,
         });
         let (cb, ca) = (&b.core, &a.core);
         let growth = [
@@ -159,6 +169,8 @@ fn summarise(
         anti_entropy_bytes_out_per_node_s: rate(core[1]),
         push_pulls: core[2],
         requests: sum(|s| s.requests_out),
+        dials: sum(|s| s.dials),
+        idle_closed: sum(|s| s.idle_closed),
         probes_per_node_s: rate(core[3]),
         suspicions: core[4],
     };
