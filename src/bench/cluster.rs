@@ -11,6 +11,7 @@ use super::{BenchConfig, Error, Observer, Phase};
 use crate::node::NodeMetrics;
 use crate::protocol::{Config, NodeName};
 use crate::tls::{CertAuthority, Identity};
+use crate::transport::TransportConfig;
 use crate::{Node, NodeConfig};
 
 /// How often a phase looks at the logs while it waits. The figures come from the event
@@ -24,6 +25,7 @@ pub(crate) struct BenchCluster {
     pub size: usize,
     identities: Vec<Identity>,
     protocol: Config,
+    transport: TransportConfig,
     /// `None` until started.
     pub nodes: Vec<Option<Node>>,
     pub logs: Vec<SharedLog>,
@@ -55,6 +57,7 @@ impl BenchCluster {
             size: config.nodes,
             identities,
             protocol: config.protocol.clone(),
+            transport: config.transport.clone(),
             nodes: vec![None; config.nodes],
             logs: (0..config.nodes)
                 .map(|i| SharedLog::new(i, config.nodes))
@@ -89,6 +92,7 @@ impl BenchCluster {
     fn node_config(&self, i: usize, seeds: Vec<SocketAddr>) -> NodeConfig {
         NodeConfig {
             protocol: self.protocol.clone(),
+            transport: self.transport.clone(),
             meta: b"bench".to_vec(),
             ..NodeConfig::new(self.identities[i].clone(), bind_any(), seeds)
         }
@@ -197,8 +201,8 @@ impl BenchCluster {
         }
     }
 
-    /// Suspicions seen on any node about any member but `except`.
-    pub fn suspicions_excluding(&self, except: usize) -> u64 {
+    /// Suspicions seen on any node about any member but `except`, stamped in `from..to`.
+    pub fn suspicions_excluding(&self, except: usize, from: Instant, to: Instant) -> u64 {
         let mut n = 0;
         for log in &self.logs {
             let log = log.lock();
@@ -206,6 +210,7 @@ impl BenchCluster {
                 .records
                 .iter()
                 .filter(|r| r.kind == Kind::Suspect && r.member != except)
+                .filter(|r| (from..to).contains(&r.at))
                 .count() as u64;
         }
         n

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cluster::BenchCluster;
+use super::cpu::process_cpu_time;
 use super::{BenchConfig, Error, Observer, Phase};
 
 /// What the join phase measured.
@@ -19,6 +20,11 @@ pub struct JoinResult {
     pub converged_s: Option<f64>,
     /// Median over nodes of the time each reached its full view.
     pub node_p50_s: Option<f64>,
+    /// Connections dialled over the cluster by the end of the phase, each a mutual TLS
+    /// handshake: a full mesh is N(N-1)/2 of them, and on a shared machine they dominate.
+    pub dials: u64,
+    /// Process CPU time over the phase.
+    pub cpu_s: f64,
     /// When the phase ended, for the steady phase's warm-up.
     #[serde(skip)]
     pub finished_at: Instant,
@@ -33,6 +39,7 @@ pub(crate) async fn run(
     observer: &dyn Observer,
 ) -> Result<(JoinResult, JoinSamples), Error> {
     observer.phase_started(Phase::Join, None);
+    let cpu_before = process_cpu_time();
     let t0 = Instant::now();
     cluster.start_rest(config.seeds).await?;
     let start_s = t0.elapsed().as_secs_f64();
@@ -49,6 +56,13 @@ pub(crate) async fn run(
             logs.iter().all(|l| l.lock().full_since.is_some())
         })
         .await;
+    let cpu_s = process_cpu_time().saturating_sub(cpu_before).as_secs_f64();
+    let dials = cluster
+        .metrics()
+        .await?
+        .iter()
+        .map(|(_, m)| m.transport.dials)
+        .sum();
     let samples: JoinSamples = cluster
         .logs
         .iter()
@@ -68,10 +82,15 @@ pub(crate) async fn run(
         start_s,
         converged_s,
         node_p50_s: super::stats::quantile(&samples, 0.5),
+        dials,
+        cpu_s,
         finished_at: Instant::now(),
     };
     let summary = match converged_s {
-        Some(s) => format!("{} nodes all Alive everywhere after {s:.3} s", cluster.size),
+        Some(s) => format!(
+            "{} nodes all Alive everywhere after {s:.3} s ({dials} handshakes, {cpu_s:.1} CPU s)",
+            cluster.size
+        ),
         None => {
             let full = samples.iter().flatten().count();
             format!(

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::protocol::Config;
+use crate::transport::TransportConfig;
 
 pub use self::broadcast::BroadcastResult;
 pub use self::detect::DetectResult;
@@ -57,6 +58,8 @@ pub struct BenchConfig {
     pub profile: String,
     /// Protocol settings of every node.
     pub protocol: Config,
+    /// Transport settings of every node (`bind` is replaced by 127.0.0.1:0).
+    pub transport: TransportConfig,
     /// Metadata updates timed in the broadcast phase (one at a time).
     pub updates: usize,
     /// Time from the end of the join to the start of the steady window, so join-time
@@ -84,6 +87,7 @@ impl BenchConfig {
             seeds: 1,
             profile: "lan".into(),
             protocol: Config::lan(),
+            transport: TransportConfig::default(),
             updates: 10,
             warmup: Duration::from_secs(15),
             steady: Duration::from_secs(10),
@@ -108,6 +112,9 @@ impl BenchConfig {
             ));
         }
         self.protocol
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        self.transport
             .validate()
             .map_err(|e| Error::Config(e.to_string()))?;
         if self.steady.is_zero() {
@@ -267,10 +274,27 @@ pub struct BenchReport {
     /// Suspicions of live members seen on any node over the whole run (the crashed node
     /// excluded): false positives, or suspicions refuted in time.
     pub false_suspicions: u64,
+    /// The same, by the phase they were raised in.
+    pub false_suspicions_by_phase: PhaseCounts,
     /// Events the listeners missed because they fell behind (their figures may be off).
     pub events_lost: u64,
     /// Wall time of the whole run.
     pub wall_s: f64,
+}
+
+/// A count per phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseCounts {
+    /// Join phase.
+    pub join: u64,
+    /// Broadcast phase.
+    pub broadcast: u64,
+    /// Steady phase, warm-up included.
+    pub steady: u64,
+    /// Key/value phase, drain included.
+    pub kv: u64,
+    /// Detection phase.
+    pub detect: u64,
 }
 
 /// A run's figures and its raw samples.
@@ -316,16 +340,22 @@ async fn run_phases(
     cluster: &mut BenchCluster,
     observer: &dyn Observer,
 ) -> Result<(BenchReport, output::Samples), Error> {
+    let mut marks = [Instant::now(); 6];
     let (join, join_samples) = join::run(cluster, config, observer).await?;
+    marks[1] = Instant::now();
     let (broadcast, broadcast_samples) = broadcast::run(cluster, config, observer).await?;
+    marks[2] = Instant::now();
     let (steady, steady_samples) = steady::run(cluster, config, observer, join.finished_at).await?;
+    marks[3] = Instant::now();
     let (kv, kv_samples) = if config.kv_window.is_zero() {
         (None, None)
     } else {
         let (result, samples) = kv::run(cluster, config, observer).await?;
         (Some(result), Some(samples))
     };
+    marks[4] = Instant::now();
     let (detect, detect_samples) = detect::run(cluster, config, observer).await?;
+    marks[5] = Instant::now();
     let victim = detect.victim_index;
     let report = BenchReport {
         nodes: config.nodes,
@@ -348,7 +378,14 @@ async fn run_phases(
         steady,
         kv,
         detect,
-        false_suspicions: cluster.suspicions_excluding(victim),
+        false_suspicions: cluster.suspicions_excluding(victim, marks[0], marks[5]),
+        false_suspicions_by_phase: PhaseCounts {
+            join: cluster.suspicions_excluding(victim, marks[0], marks[1]),
+            broadcast: cluster.suspicions_excluding(victim, marks[1], marks[2]),
+            steady: cluster.suspicions_excluding(victim, marks[2], marks[3]),
+            kv: cluster.suspicions_excluding(victim, marks[3], marks[4]),
+            detect: cluster.suspicions_excluding(victim, marks[4], marks[5]),
+        },
         events_lost: cluster.events_lost(),
         wall_s: 0.0,
     };

@@ -44,6 +44,11 @@ pub struct SteadyResult {
     pub probes_per_node_s: f64,
     /// Suspicions raised over the whole cluster during the window (false positives).
     pub suspicions: u64,
+    /// Lifeguard local health scores at the end of the window: mean and largest. Above zero,
+    /// a node stretches its probe interval (it believes it is the slow one).
+    pub health_score_mean: f64,
+    /// Largest local health score.
+    pub health_score_max: u32,
 }
 
 /// Per node: the counters' growth over the window.
@@ -173,6 +178,12 @@ fn summarise(
         idle_closed: sum(|s| s.idle_closed),
         probes_per_node_s: rate(core[3]),
         suspicions: core[4],
+        health_score_mean: after
+            .iter()
+            .map(|(_, m)| f64::from(m.health_score))
+            .sum::<f64>()
+            / nodes,
+        health_score_max: after.iter().map(|(_, m)| m.health_score).max().unwrap_or(0),
     };
     (result, samples)
 }

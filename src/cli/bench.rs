@@ -10,6 +10,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use quicswim::bench::{self, BenchConfig, BenchReport, Observer, Phase};
 use quicswim::protocol::Config;
+use quicswim::transport::TransportConfig;
 
 use super::parse_duration;
 
@@ -50,6 +51,13 @@ pub struct BenchArgs {
     /// Bound on each open-ended wait (join, one update, detection).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     timeout: Duration,
+    /// Transport: close a connection after this long without traffic (QUIC idle timeout
+    /// and the pool's idle sweep). Default: the transport's.
+    #[arg(long, value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Transport: QUIC keep-alive interval, below --idle-timeout. Default: the transport's.
+    #[arg(long, value_parser = parse_duration)]
+    keep_alive: Option<Duration>,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -124,6 +132,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         seeds: args.seeds,
         profile: args.profile.clone(),
         protocol,
+        transport: {
+            let defaults = TransportConfig::default();
+            TransportConfig {
+                idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
+                keep_alive: args.keep_alive.unwrap_or(defaults.keep_alive),
+                ..defaults
+            }
+        },
         updates: args.updates,
         warmup: args.warmup,
         steady: args.steady,
