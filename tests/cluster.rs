@@ -127,3 +127,56 @@ async fn node_from_another_ca_is_never_admitted() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_claiming_another_name_is_refused() {
+    use quicswim::protocol::codec::{encode_stream, MemberUpdate, StreamMessage};
+    use quicswim::protocol::Incarnation;
+    use quicswim::transport::{Peer, Transport, TransportConfig};
+
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    let nodes = start_cluster(&ca, 2).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all("2 nodes alive", &refs, all_alive(2)).await;
+    // mallory holds a valid certificate for "mallory" but claims to be "node-1".
+    let (mallory, _incoming) =
+        Transport::bind(TransportConfig::default(), &identity(&ca, "mallory"))
+            .await
+            .unwrap();
+    let claim = StreamMessage::PushPull {
+        join: true,
+        sender: name("node-1"),
+        members: vec![MemberUpdate {
+            name: name("node-1"),
+            addr: mallory.local_addr(),
+            incarnation: Incarnation(99),
+            state: State::Alive,
+            meta: vec![],
+            accuser: None,
+        }],
+        kv_digest: vec![],
+        events: vec![],
+    };
+    let answer = mallory
+        .request(Peer::seed(nodes[0].addr()), encode_stream(&claim))
+        .await;
+    assert!(
+        answer.is_err(),
+        "the impostor's join was answered: {answer:?}"
+    );
+    let metrics = nodes[0].metrics().await.unwrap();
+    assert_eq!(metrics.core.name_mismatches, 1);
+    // Nothing changed: node-1 keeps its real address and incarnation, mallory is unknown.
+    let members = nodes[0].members().await.unwrap();
+    let node1 = members
+        .iter()
+        .find(|m| m.name.as_str() == "node-1")
+        .unwrap();
+    assert_eq!(node1.addr, nodes[1].addr());
+    assert!(node1.incarnation.0 < 99);
+    assert!(members.iter().all(|m| m.name.as_str() != "mallory"));
+    mallory.close().await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
