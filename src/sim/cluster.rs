@@ -15,7 +15,7 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, NodeName, State, Swim, TransmitKind};
+use crate::protocol::{Config, Event, NodeName, Swim, TransmitKind};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -585,9 +585,12 @@ impl Simulation {
         let mut first: Option<BTreeSet<&NodeName>> = None;
         for &i in &live {
             let core = self.nodes[i].core.as_ref().expect("live");
+            // A view is who the node counts as a member: Alive or Suspect, not Dead or Left
+            // (memberlist's `Members()`). Under loss some suspicion is always in flight; a
+            // suspect that refutes in time was never out of the view.
             let view: BTreeSet<&NodeName> = core
                 .members()
-                .filter(|m| m.state == State::Alive)
+                .filter(|m| m.state.is_active())
                 .map(|m| &m.name)
                 .collect();
             views_correct &= view == expected;
