@@ -297,10 +297,9 @@ mod tests {
             .map(|i| Update::Member(member(&format!("n{i}"), i, State::Suspect)))
             .collect();
         let encoded: Vec<Vec<u8>> = updates.iter().map(encode_update).collect();
-        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        let bytes = encode_datagram(&msg, &refs);
-        let expected_len =
-            datagram_overhead(&msg, refs.len()) + encoded.iter().map(Vec::len).sum::<usize>();
+        let body: Vec<u8> = encoded.concat();
+        let bytes = encode_datagram(&msg, encoded.len(), &body);
+        let expected_len = datagram_overhead(&msg, encoded.len()) + body.len();
         assert_eq!(bytes.len(), expected_len);
         let packet = decode_datagram(&bytes).unwrap();
         assert_eq!(
