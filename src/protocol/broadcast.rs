@@ -6,11 +6,12 @@
 //! datagram is copying.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 
 use rustc_hash::FxHashMap;
 
-use super::member::NodeName;
+use super::member::{NameHasher, NodeName};
 
 /// What an update is about; one queued update per subject.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,7 +35,7 @@ const SKIPS_MAX: usize = 32;
 pub struct BroadcastQueue {
     /// id -> update; ids grow, so a larger id is newer.
     entries: FxHashMap<u64, Queued>,
-    by_subject: FxHashMap<Subject, u64>,
+    by_subject: HashMap<Subject, u64, BuildHasherDefault<NameHasher>>,
     /// (transmits, newest first): the send order.
     order: BTreeSet<(u32, Reverse<u64>)>,
     next_id: u64,
@@ -47,7 +48,7 @@ impl BroadcastQueue {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: FxHashMap::default(),
-            by_subject: FxHashMap::default(),
+            by_subject: HashMap::default(),
             order: BTreeSet::new(),
             next_id: 0,
             capacity,

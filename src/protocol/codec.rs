@@ -296,10 +296,9 @@ mod tests {
         let updates: Vec<Update> = (0..200)
             .map(|i| Update::Member(member(&format!("n{i}"), i, State::Suspect)))
             .collect();
-        let encoded: Vec<Vec<u8>> = updates.iter().map(encode_update).collect();
-        let body: Vec<u8> = encoded.concat();
-        let bytes = encode_datagram(&msg, encoded.len(), &body);
-        let expected_len = datagram_overhead(&msg, encoded.len()) + body.len();
+        let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
+        let bytes = encode_datagram(&msg, updates.len(), &body);
+        let expected_len = datagram_overhead(&msg, updates.len()) + body.len();
         assert_eq!(bytes.len(), expected_len);
         let packet = decode_datagram(&bytes).unwrap();
         assert_eq!(

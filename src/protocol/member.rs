@@ -5,7 +5,9 @@
 //!   same incarnation:  Alive  <  Suspect  <  Dead == Left
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -18,8 +20,14 @@ pub const META_LEN_MAX: usize = 128;
 
 /// A node's identity: a DNS label (`[a-z0-9-]`, 1..=63 bytes, no leading or trailing hyphen)
 /// that must equal the DNS SAN of the certificate the node presents.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct NodeName(String);
+///
+/// Stored inline (64 bytes, no heap): names are map keys compared on every gossiped update,
+/// and a pointer chase per compare dominated large simulations.
+#[derive(Clone)]
+pub struct NodeName {
+    len: u8,
+    bytes: [u8; NAME_LEN_MAX],
+}
 
 /// Why a string is not a valid [`NodeName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,45 +46,95 @@ pub enum InvalidName {
 impl NodeName {
     /// Checks `name` is a DNS label and wraps it. Upper case is refused rather than folded, so
     /// the name compares equal to the certificate's SAN byte for byte.
-    pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
-        let name = name.into();
+    pub fn new(name: impl AsRef<str>) -> Result<Self, InvalidName> {
+        let name = name.as_ref();
         if name.is_empty() {
             return Err(InvalidName::Empty);
         }
         if name.len() > NAME_LEN_MAX {
-            return Err(InvalidName::TooLong(name));
+            return Err(InvalidName::TooLong(name.to_string()));
         }
         let ok_chars = name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-            return Err(InvalidName::NotDnsLabel(name));
+            return Err(InvalidName::NotDnsLabel(name.to_string()));
         }
-        Ok(Self(name))
+        let mut bytes = [0u8; NAME_LEN_MAX];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(self.as_bytes()).expect("a NodeName holds only ASCII")
+    }
+}
+
+impl PartialEq for NodeName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NodeName {}
+
+impl PartialOrd for NodeName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NodeName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for NodeName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Serialize for NodeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for NodeName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        NodeName::new(s).map_err(serde::de::Error::custom)
+        struct NameVisitor;
+        impl serde::de::Visitor<'_> for NameVisitor {
+            type Value = NodeName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name (a DNS label)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeName, E> {
+                NodeName::new(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(NameVisitor)
     }
 }
 
 impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+        write!(f, "{:?}", self.as_str())
     }
 }
 
@@ -84,6 +142,39 @@ impl std::str::FromStr for NodeName {
     type Err = InvalidName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         NodeName::new(s)
+    }
+}
+
+/// A map keyed by member name, with [`NameHasher`]: fast, and with no random seed, so its
+/// iteration order is the same on every run and simulator runs are reproducible.
+pub type NameMap<V> = HashMap<NodeName, V, BuildHasherDefault<NameHasher>>;
+
+/// Fx hashing with a murmur3 finaliser. Plain Fx leaves the high bits of short strings that
+/// differ only in their last characters (`n00017`, `n00018`) nearly equal, and hashbrown
+/// keys on those bits: lookups degenerate into long runs of string compares.
+#[derive(Default)]
+pub struct NameHasher(rustc_hash::FxHasher);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.0.write_usize(i);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0.finish();
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 

@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,7 +40,7 @@ use super::codec::{
     UPDATES_PER_DATAGRAM_MAX,
 };
 use super::config::{Config, ConfigError};
-use super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::member::{overrides, Incarnation, Member, NameMap, NodeName, State, META_LEN_MAX};
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
 
@@ -109,7 +108,7 @@ pub enum PeerError {
         /// The sender, by certificate.
         peer: NodeName,
         /// The name it claimed.
-        claimed: NodeName,
+        claimed: Box<NodeName>,
     },
 }
 
@@ -205,8 +204,7 @@ enum Source<'a> {
 pub struct Swim {
     config: Config,
     me: Member,
-    /// Fx-hashed: fast, and its iteration order is the same on every run (no random seed).
-    members: FxHashMap<NodeName, Entry>,
+    members: NameMap<Entry>,
     /// Every known member's name, for O(1) random picks; `Entry::roster_index` points here.
     roster: Vec<NodeName>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
@@ -287,7 +285,7 @@ impl Swim {
                 meta,
             },
             config,
-            members: FxHashMap::default(),
+            members: NameMap::default(),
             roster: Vec::new(),
             counts: [0; 4],
             probe_list: Vec::new(),
@@ -544,7 +542,7 @@ impl Swim {
                     warn!(peer = %from, claimed = %sender, "peer claims another name; refused");
                     return Err(PeerError::NameMismatch {
                         peer: from.clone(),
-                        claimed: sender,
+                        claimed: Box::new(sender),
                     });
                 }
                 debug!(peer = %from, join, members = members.len(), "push-pull request");
