@@ -152,6 +152,23 @@ pub enum StreamMessage {
         /// Every member the responder knows.
         members: Vec<MemberUpdate>,
     },
+    /// A direct probe sent on a stream when the datagram Ping got no Ack within
+    /// `probe_timeout`, alongside the PingReqs (memberlist's TCP fallback ping). Streams are
+    /// retransmitted, so random datagram loss alone does not make a live member Suspect.
+    /// Fields as in [`Message::Ping`].
+    Ping {
+        /// Matches the [`StreamMessage::Ack`].
+        seq: u32,
+        /// Whom the sender means to probe.
+        target: NodeName,
+        /// Set when the sender holds the target Suspect at this incarnation.
+        suspected: Option<Incarnation>,
+    },
+    /// Reply to a stream [`StreamMessage::Ping`].
+    Ack {
+        /// The Ping's sequence number.
+        seq: u32,
+    },
 }
 
 /// Encodes `message` followed by `count` updates whose encodings ([`encode_update`]) are
@@ -211,6 +228,7 @@ pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
         StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members } => {
             members
         }
+        StreamMessage::Ping { .. } | StreamMessage::Ack { .. } => return Ok(message),
     };
     if members.len() > MEMBERS_PER_MESSAGE_MAX {
         return Err(DecodeError::FieldTooLong {
@@ -318,6 +336,14 @@ mod tests {
             members: vec![member("a", 1, State::Alive), member("b", 2, State::Dead)],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
+        let ping = StreamMessage::Ping {
+            seq: 9,
+            target: name("b"),
+            suspected: Some(Incarnation(2)),
+        };
+        assert_eq!(decode_stream(&encode_stream(&ping)).unwrap(), ping);
+        let ack = StreamMessage::Ack { seq: 9 };
+        assert_eq!(decode_stream(&encode_stream(&ack)).unwrap(), ack);
     }
 
     #[test]
