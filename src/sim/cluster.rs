@@ -15,7 +15,7 @@ use rand::{RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, NodeName, State, Swim, TransmitKind};
+use crate::protocol::{Config, Event, Incarnation, NodeName, State, Swim, TransmitKind};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,6 +151,9 @@ pub struct Simulation {
     rng: SmallRng,
     tracker: Tracker,
     crashed: Vec<usize>,
+    /// Each node's own incarnation when the partition healed (`None` if it was down); empty
+    /// before the heal.
+    heal_incarnations: Vec<Option<Incarnation>>,
     steps: u64,
 }
 
@@ -193,6 +196,7 @@ impl Simulation {
             seq: 0,
             nodes,
             crashed: Vec::new(),
+            heal_incarnations: Vec::new(),
             steps: 0,
             rng: SmallRng::seed_from_u64(rng.next_u64()),
             config,
@@ -349,7 +353,14 @@ impl Simulation {
                 }
                 self.network.partition(sides);
             }
-            Action::Heal => self.network.heal(),
+            Action::Heal => {
+                self.network.heal();
+                self.heal_incarnations = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.core.as_ref().map(|c| c.local_member().incarnation))
+                    .collect();
+            }
             Action::InjectUpdate(k) => {
                 let candidates: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| self.live(i) && !self.crashed.contains(&i))
@@ -468,8 +479,12 @@ impl Simulation {
                 }
             }
         }
-        // Claims made while a partition was in force keep arriving for a while after it heals;
-        // a member declared Dead across the partition is not a false positive.
+        // Claims made while a partition was in force keep arriving for a while after it heals.
+        // A member declared Dead across the partition is not a false positive, and neither is
+        // a member the other side declared Dead reaching observers on its own side: at equal
+        // incarnation Dead beats Alive, so that claim is adopted by everyone until the member
+        // refutes. Both are claims at an incarnation the member had reached by the heal; a
+        // claim at a newer one comes from a probe that failed after the heal, and counts.
         let grace = self.config.protocol.probe_interval * 80;
         let settling = self
             .config
@@ -477,19 +492,28 @@ impl Simulation {
             .as_ref()
             .is_some_and(|p| now < self.epoch + p.heal_at + grace);
         let network = &self.network;
-        let connected =
-            |a: usize, b: usize| network.connected(a, b) && !(settling && network.were_apart(a, b));
+        let heal_incarnations = &self.heal_incarnations;
+        let from_partition = |s: usize, incarnation: Incarnation| {
+            settling
+                && heal_incarnations
+                    .get(s)
+                    .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
+        };
         let crashed = &self.crashed;
         for e in events {
-            let subject = match &e {
+            let m = match &e {
                 Event::Joined(m)
                 | Event::Recovered(m)
                 | Event::Updated(m)
                 | Event::Suspect(m)
                 | Event::Dead(m)
-                | Event::Left(m) => node_index(m.addr),
+                | Event::Left(m) => m,
             };
-            let reachable = subject.is_some_and(|s| connected(i, s) && !crashed.contains(&s));
+            let reachable = node_index(m.addr).is_some_and(|s| {
+                network.connected(i, s)
+                    && !crashed.contains(&s)
+                    && !from_partition(s, m.incarnation)
+            });
             self.tracker.event(now, i, &e, reachable);
         }
         self.tracker.alive_seen(now, i, alive);
