@@ -403,11 +403,22 @@ impl Swim {
         }
         self.me.state = State::Left;
         debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "leaving");
-        self.broadcast_self();
+        // Each of these datagrams carries the Left claim itself. Taken from the piggyback
+        // queue, it would ride on only the first `retransmit_limit` of them (4 in a small
+        // cluster, 12 at 200 members, both below LEAVE_FANOUT), and nothing is sent after
+        // leaving to make up for it.
+        let left = encode_update(&Update::Member(self.self_update()));
+        let payload = encode_datagram(&Message::Gossip, 1, &left);
         let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
         for name in targets {
             let to = self.destination_of(&name);
-            self.send_datagram(to, Message::Gossip);
+            self.stats.datagrams_out += 1;
+            self.stats.datagram_bytes_out += payload.len() as u64;
+            self.transmits.push_back(Transmit {
+                to,
+                kind: TransmitKind::Datagram,
+                payload: payload.clone(),
+            });
         }
         self.timers.clear();
         self.probe = None;
@@ -1256,16 +1267,19 @@ impl Swim {
         }
     }
 
-    fn broadcast_self(&mut self) {
-        let update = MemberUpdate {
+    fn self_update(&self) -> MemberUpdate {
+        MemberUpdate {
             name: self.me.name.clone(),
             addr: self.me.addr,
             incarnation: self.me.incarnation,
             state: self.me.state,
             meta: self.me.meta.clone(),
             accuser: None,
-        };
-        let bytes = encode_update(&Update::Member(update));
+        }
+    }
+
+    fn broadcast_self(&mut self) {
+        let bytes = encode_update(&Update::Member(self.self_update()));
         self.broadcasts
             .push(Subject::Member(self.me.name.clone()), bytes);
     }
