@@ -84,6 +84,8 @@ fn push_pull(c: &mut Criterion) {
         join: false,
         sender: name(0),
         members: (0..MEMBERS).map(update).collect(),
+        kv_digest: Vec::new(),
+        events: Vec::new(),
     };
     let bytes = encode_stream(&message);
     assert_eq!(decode_stream(&bytes).as_ref(), Ok(&message));

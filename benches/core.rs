@@ -71,6 +71,9 @@ fn steady_core() -> (Swim, Instant) {
     while swim.poll_transmit().is_some() {}
     let reply = StreamMessage::PushPullReply {
         members: (1..=MEMBERS).map(|i| alive(i, 0)).collect(),
+        kv_delta: Vec::new(),
+        kv_digest: Vec::new(),
+        events: Vec::new(),
     };
     swim.handle_stream_message(t0, &name(1), &encode_stream(&reply))
         .expect("reply is accepted");

@@ -4,8 +4,8 @@
 //! datagrams; full-state anti-entropy travels on QUIC streams; every connection is mutual TLS 1.3.
 //!
 //! ```text
-//!   cli (src/main.rs, src/cli/)
-//!          |
+//!   cli (src/main.rs, src/cli/)   api/ (HTTP control API: members, health, metrics)
+//!          |                         |
 //!   node (runtime: owns the core and the transport)
 //!      |                         |
 //!   protocol/ (sans-IO core)   transport/ (quinn) -- tls/ (rustls, rcgen)
@@ -14,8 +14,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod node;
 pub mod protocol;
 pub mod ring;
 pub mod sim;
 pub mod tls;
 pub mod transport;
+
+pub use node::{KvItem, Node, NodeConfig};

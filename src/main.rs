@@ -24,6 +24,10 @@ enum Command {
         #[command(subcommand)]
         cmd: CertsCommand,
     },
+    /// Run a cluster member and its HTTP control API until SIGINT or SIGTERM, then leave.
+    Agent(cli::agent::AgentArgs),
+    /// List the members a running agent knows.
+    Members(cli::members::MembersArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
 }
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Certs { cmd } => cli::certs::run(cmd),
+        Command::Agent(args) => cli::agent::run(args),
+        Command::Members(args) => cli::members::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {

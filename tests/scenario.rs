@@ -101,8 +101,31 @@ fn packet(t: &Transmit) -> Packet {
 fn member_updates(p: &Packet) -> Vec<MemberUpdate> {
     p.updates
         .iter()
-        .map(|Update::Member(u)| u.clone())
+        .filter_map(|u| match u {
+            Update::Member(m) => Some(m.clone()),
+            _ => None,
+        })
         .collect()
+}
+
+/// A membership-only full-state message, as a node with no keys or user events sends.
+fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> StreamMessage {
+    StreamMessage::PushPull {
+        join,
+        sender: name(sender),
+        members,
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+fn push_pull_reply(members: Vec<MemberUpdate>) -> StreamMessage {
+    StreamMessage::PushPullReply {
+        members,
+        kv_delta: Vec::new(),
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+    }
 }
 
 struct Harness {
@@ -275,20 +298,22 @@ impl Harness {
         let who = name(who);
         self.events
             .iter()
-            .filter(|(_, e)| subject(e).name == who)
+            .filter(|(_, e)| subject(e).is_some_and(|m| m.name == who))
             .cloned()
             .collect()
     }
 }
 
-fn subject(e: &Event) -> &Member {
+/// The member a membership event is about; `None` for key/value and user events.
+fn subject(e: &Event) -> Option<&Member> {
     match e {
         Event::Joined(m)
         | Event::Recovered(m)
         | Event::Updated(m)
         | Event::Suspect(m)
         | Event::Dead(m)
-        | Event::Left(m) => m,
+        | Event::Left(m) => Some(m),
+        Event::KvChanged { .. } | Event::User(_) => None,
     }
 }
 
@@ -738,21 +763,43 @@ fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
 
 #[test]
 fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
-    let mut h = Harness::with_peers(Config::lan());
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
     h.swim.leave(h.now);
     h.pump();
     assert_eq!(h.swim.local_member().state, State::Left);
     let sent = h.take_sent();
     let left = claim("me", 0, State::Left, None);
+    // A datagram carrying the Left claim to every member (up to a fan-out of 16)...
     let mut reached = BTreeSet::new();
-    for (_, t) in &sent {
+    for (_, t) in sent
+        .iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+    {
         let p = packet(t);
         assert_eq!(p.message, Message::Gossip);
         assert!(member_updates(&p).contains(&left), "no Left in {p:?}");
-        reached.insert(t.to.name.clone().expect("members are known by name"));
+        assert!(reached.insert(t.to.name.clone().expect("members are known by name")));
     }
-    assert_eq!(sent.len(), PEERS.len(), "one datagram to each member");
     assert_eq!(reached, PEERS.iter().map(|p| name(p)).collect());
+    // ...and to gossip_nodes of them the full state on a stream, which is not lost.
+    let requests: Vec<&Transmit> = sent
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(requests.len(), config.gossip_nodes);
+    for t in requests {
+        assert!(reached.contains(t.to.name.as_ref().expect("by name")));
+        match decode_stream(&t.payload) {
+            Ok(StreamMessage::PushPull {
+                join: false,
+                members,
+                ..
+            }) => assert!(members.contains(&left), "{members:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(h.swim.poll_timeout(), None, "timers stopped");
     h.swim.handle_timeout(h.now + Duration::from_secs(3600));
     h.pump();
@@ -783,11 +830,11 @@ fn push_pull_naming_another_sender_is_refused_and_changes_nothing() {
     let mut h = Harness::with_peers(Config::lan());
     let before = h.table();
     let stats = h.swim.stats();
-    let forged = StreamMessage::PushPull {
-        join: false,
-        sender: name("b"),
-        members: vec![alive("zz", 0), claim("c", 3, State::Dead, None)],
-    };
+    let forged = push_pull(
+        false,
+        "b",
+        vec![alive("zz", 0), claim("c", 3, State::Dead, None)],
+    );
     assert_eq!(
         h.stream("a", &forged),
         Err(PeerError::NameMismatch {
@@ -866,9 +913,7 @@ fn malformed_datagrams_are_refused_and_change_nothing() {
 fn malformed_stream_message_is_refused_and_changes_nothing() {
     let mut h = Harness::with_peers(Config::lan());
     let before = h.table();
-    let mut bytes = encode_stream(&StreamMessage::PushPullReply {
-        members: vec![alive("zz", 0)],
-    });
+    let mut bytes = encode_stream(&push_pull_reply(vec![alive("zz", 0)]));
     bytes.truncate(bytes.len() - 2);
     assert!(matches!(
         h.swim.handle_stream_message(h.now, &name("a"), &bytes),
@@ -901,11 +946,7 @@ fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
     );
     assert_eq!(
         decode_stream(&t.payload),
-        Ok(StreamMessage::PushPull {
-            join: true,
-            sender: name("me"),
-            members: vec![alive("me", 0)],
-        })
+        Ok(push_pull(true, "me", vec![alive("me", 0)]))
     );
 
     // No answer yet: asked again after join_retry_interval, not before.
@@ -921,9 +962,7 @@ fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
     assert_eq!(retries.len(), 1);
     assert_eq!(retries[0].1.payload, t.payload);
 
-    let reply = StreamMessage::PushPullReply {
-        members: vec![alive("seed", 0), alive("other", 2), alive("me", 0)],
-    };
+    let reply = push_pull_reply(vec![alive("seed", 0), alive("other", 2), alive("me", 0)]);
     assert_eq!(h.stream("seed", &reply), Ok(None));
     assert!(h.swim.is_joined());
     assert_eq!(
@@ -952,9 +991,7 @@ fn restarted_node_told_it_is_dead_refutes_above_that_incarnation() {
     h.swim.join(h.now, &[addr("seed")]);
     h.pump();
     h.take_sent();
-    let reply = StreamMessage::PushPullReply {
-        members: vec![alive("seed", 0), claim("me", 5, State::Dead, None)],
-    };
+    let reply = push_pull_reply(vec![alive("seed", 0), claim("me", 5, State::Dead, None)]);
     assert_eq!(h.stream("seed", &reply), Ok(None));
     assert_eq!(h.swim.local_member().incarnation, Incarnation(6));
     assert_eq!(h.swim.local_member().state, State::Alive);

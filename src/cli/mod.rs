@@ -1,7 +1,10 @@
 //! Command-line front ends: argument parsing and output formatting only; the work happens in
 //! the library.
 
+pub mod agent;
 pub mod certs;
+pub mod http;
+pub mod members;
 pub mod simulate;
 
 use std::time::Duration;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use quicswim::protocol::Config;
-use quicswim::sim::{NetworkConfig, PartitionPlan, Report, SimConfig, Simulation};
+use quicswim::sim::{KvWorkload, NetworkConfig, PartitionPlan, Report, SimConfig, Simulation};
 
 use super::parse_duration;
 
@@ -51,6 +51,27 @@ pub struct SimulateArgs {
     /// Protocol preset: lan, wan or local.
     #[arg(long, default_value = "lan")]
     profile: String,
+    /// Nodes that write key/value entries (0: no key/value workload).
+    #[arg(long, default_value_t = 0)]
+    kv_writers: usize,
+    /// Key/value writes per second over the cluster.
+    #[arg(long, default_value_t = 100.0)]
+    kv_rate: f64,
+    /// When key/value writes start.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    kv_from: Duration,
+    /// When key/value writes stop (the run should go on, quiet, after it).
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    kv_until: Duration,
+    /// Keys each writer cycles through.
+    #[arg(long, default_value_t = 20)]
+    kv_keys: usize,
+    /// Share of key/value writes that are deletes.
+    #[arg(long, default_value_t = 0.2)]
+    kv_deletes: f64,
+    /// Key/value value length in bytes.
+    #[arg(long, default_value_t = 32)]
+    kv_value_len: usize,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -86,6 +107,22 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         None => None,
     };
     let protocol = Config::preset(&args.profile).context("--profile")?;
+    let kv = (args.kv_writers > 0).then(|| KvWorkload {
+        writers: args.kv_writers.min(args.nodes),
+        writes_per_s: args.kv_rate,
+        from: args.kv_from,
+        until: args.kv_until,
+        keys_per_writer: args.kv_keys,
+        delete_fraction: args.kv_deletes,
+        value_len: args.kv_value_len,
+    });
+    if kv.is_some() && args.kv_value_len > protocol.kv.value_len_max {
+        bail!(
+            "--kv-value-len {} is over the value limit of {} bytes",
+            args.kv_value_len,
+            protocol.kv.value_len_max
+        );
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
     let config = SimConfig {
         protocol,
@@ -100,6 +137,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         partition,
         updates: args.updates,
         duration: args.duration,
+        kv,
         ..SimConfig::new(args.nodes, seed)
     };
     let bar = ProgressBar::new(args.duration.as_secs());
@@ -148,6 +186,18 @@ fn print_human(r: &Report) {
         );
     }
     println!("  false positives         {}", r.false_positives);
+    if r.kv_writes > 0 {
+        println!(
+            "  key/value               {} writes, {} live keys, states agree: {}, match last writes: {}",
+            r.kv_writes, r.kv_live_keys, r.kv_states_agree, r.kv_matches_writes
+        );
+    }
+    println!(
+        "  anti-entropy            {} exchanges, {:.1} KB each on average, {} entries synced",
+        r.push_pulls,
+        r.anti_entropy_bytes as f64 / r.push_pulls.max(1) as f64 / 1e3,
+        r.kv_entries_synced
+    );
     println!(
         "  final views agree       {} (correct: {})",
         r.final_views_agree, r.final_views_correct

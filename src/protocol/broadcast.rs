@@ -18,6 +18,10 @@ use super::member::{NameHasher, NodeName};
 pub enum Subject {
     /// A member's state.
     Member(NodeName),
+    /// One key of one owner.
+    Kv(NodeName, String),
+    /// One user event.
+    Event(NodeName, u64),
 }
 
 #[derive(Debug)]
@@ -25,6 +29,16 @@ struct Queued {
     subject: Subject,
     bytes: Vec<u8>,
     transmits: u32,
+}
+
+impl Subject {
+    fn lane(&self) -> u8 {
+        match self {
+            Subject::Member(_) => 0,
+            Subject::Event(..) => 1,
+            Subject::Kv(..) => 2,
+        }
+    }
 }
 
 /// How many queued updates that do not fit are passed over before a fill stops looking.
@@ -36,8 +50,10 @@ pub struct BroadcastQueue {
     /// id -> update; ids grow, so a larger id is newer.
     entries: FxHashMap<u64, Queued>,
     by_subject: HashMap<Subject, u64, BuildHasherDefault<NameHasher>>,
-    /// (transmits, newest first): the send order.
-    order: BTreeSet<(u32, Reverse<u64>)>,
+    /// (lane, transmits, newest first): the send order. Membership goes in lane 0, events
+    /// in 1, key/value in 2, so a burst of application data never delays a suspicion or
+    /// its refutation (that delay is what turns a suspicion into a false Dead).
+    order: BTreeSet<(u8, u32, Reverse<u64>)>,
     next_id: u64,
     capacity: usize,
     dropped: u64,
@@ -61,14 +77,14 @@ impl BroadcastQueue {
     pub fn push(&mut self, subject: Subject, bytes: Vec<u8>) {
         self.remove(&subject);
         if self.entries.len() >= self.capacity {
-            if let Some(&(_, Reverse(id))) = self.order.iter().next_back() {
+            if let Some(&(_, _, Reverse(id))) = self.order.iter().next_back() {
                 self.remove_id(id);
                 self.dropped += 1;
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.order.insert((0, Reverse(id)));
+        self.order.insert((subject.lane(), 0, Reverse(id)));
         self.by_subject.insert(subject.clone(), id);
         self.entries.insert(
             id,
@@ -89,7 +105,8 @@ impl BroadcastQueue {
 
     fn remove_id(&mut self, id: u64) {
         if let Some(q) = self.entries.remove(&id) {
-            self.order.remove(&(q.transmits, Reverse(id)));
+            self.order
+                .remove(&(q.subject.lane(), q.transmits, Reverse(id)));
             self.by_subject.remove(&q.subject);
         }
     }
@@ -99,13 +116,13 @@ impl BroadcastQueue {
     /// bytes, concatenated.
     pub fn take(&mut self, budget: usize, limit: u32, max_count: usize) -> (usize, Vec<u8>) {
         let mut body = Vec::with_capacity(budget.min(64 * 1024));
-        let mut picked: Vec<(u32, Reverse<u64>)> = Vec::new();
+        let mut picked: Vec<(u8, u32, Reverse<u64>)> = Vec::new();
         let mut skips = 0;
         for key in &self.order {
             if picked.len() >= max_count || skips >= SKIPS_MAX {
                 break;
             }
-            let q = &self.entries[&key.1 .0];
+            let q = &self.entries[&key.2 .0];
             if body.len() + q.bytes.len() <= budget {
                 body.extend_from_slice(&q.bytes);
                 picked.push(*key);
@@ -115,13 +132,13 @@ impl BroadcastQueue {
         }
         for key in &picked {
             self.order.remove(key);
-            let id = key.1 .0;
+            let id = key.2 .0;
             let q = self.entries.get_mut(&id).expect("ordered key has an entry");
             q.transmits += 1;
             if q.transmits >= limit {
                 self.remove_id(id);
             } else {
-                self.order.insert((q.transmits, Reverse(id)));
+                self.order.insert((key.0, q.transmits, Reverse(id)));
             }
         }
         (picked.len(), body)
@@ -225,6 +242,24 @@ mod tests {
         assert_eq!(q.dropped(), 1);
         let got = take(&mut q, 100, 9);
         assert_eq!(got, vec![vec![3; 10], vec![2; 10]]);
+    }
+
+    #[test]
+    fn membership_goes_before_application_data() {
+        let mut q = BroadcastQueue::new(16);
+        q.push(Subject::Member(NodeName::new("m").unwrap()), vec![1; 10]);
+        q.push(
+            Subject::Kv(NodeName::new("o").unwrap(), "k".into()),
+            vec![3; 10],
+        );
+        q.push(Subject::Event(NodeName::new("o").unwrap(), 1), vec![2; 10]);
+        let _ = take(&mut q, 100, 9); // all three sent once
+        q.push(
+            Subject::Kv(NodeName::new("o").unwrap(), "j".into()),
+            vec![4; 10],
+        );
+        // The member update (sent once) still beats the fresh key/value update.
+        assert_eq!(take(&mut q, 12, 9), vec![vec![1; 10]]);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::events::{UserEvent, EVENT_NAME_LEN_MAX};
+use super::kv::{KvEntry, OwnerDelta, OwnerDigest};
 use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 
 /// The wire version this build speaks.
@@ -107,6 +109,10 @@ pub enum Message {
 pub enum Update {
     /// A membership claim about one member.
     Member(MemberUpdate),
+    /// A key/value entry (or tombstone) small enough to ride on a datagram.
+    Kv(KvEntry),
+    /// A user event.
+    Event(UserEvent),
 }
 
 /// A claim about a member, as gossiped and as exchanged in full-state sync.
@@ -146,12 +152,32 @@ pub enum StreamMessage {
         sender: NodeName,
         /// Every member the sender knows, itself and tombstones included.
         members: Vec<MemberUpdate>,
+        /// The sender's key/value digest, per owner.
+        kv_digest: Vec<OwnerDigest>,
+        /// The user events the sender saw last, so a member that missed one catches up.
+        events: Vec<UserEvent>,
     },
     /// The responder's full state after merging the request.
     PushPullReply {
         /// Every member the responder knows.
         members: Vec<MemberUpdate>,
+        /// Key/value entries the requester lacks, by its digest.
+        kv_delta: Vec<OwnerDelta>,
+        /// The responder's digest, so the requester can send back what it lacks.
+        kv_digest: Vec<OwnerDigest>,
+        /// The user events the responder saw last.
+        events: Vec<UserEvent>,
     },
+    /// Key/value entries pushed to a peer: the requester's half of anti-entropy, or a value
+    /// too large for a datagram (`forward`: the receiver passes new ones on once).
+    KvPush {
+        /// The entries, per owner.
+        deltas: Vec<OwnerDelta>,
+        /// Whether a receiver that learns something new forwards it.
+        forward: bool,
+    },
+    /// Answer to [`StreamMessage::KvPush`].
+    KvPushAck,
     /// A direct probe sent on a stream when the datagram Ping got no Ack within
     /// `probe_timeout`, alongside the PingReqs (memberlist's TCP fallback ping). Streams are
     /// retransmitted, so random datagram loss alone does not make a live member Suspect.
@@ -209,8 +235,20 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Packet, DecodeError> {
             max: UPDATES_PER_DATAGRAM_MAX,
         });
     }
-    for Update::Member(m) in &packet.updates {
-        check_member(m)?;
+    for update in &packet.updates {
+        match update {
+            Update::Member(m) => check_member(m)?,
+            Update::Kv(_) => {} // sizes are the store's limits, checked on apply
+            Update::Event(e) => {
+                if e.name.len() > EVENT_NAME_LEN_MAX {
+                    return Err(DecodeError::FieldTooLong {
+                        field: "event name",
+                        len: e.name.len(),
+                        max: EVENT_NAME_LEN_MAX,
+                    });
+                }
+            }
+        }
     }
     Ok(packet)
 }
@@ -224,11 +262,14 @@ pub fn encode_stream(message: &StreamMessage) -> Vec<u8> {
 pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
     let body = check_frame(bytes, STREAM_LEN_MAX)?;
     let message: StreamMessage = decode_exact(body)?;
-    let members = match &message {
-        StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members } => {
+    let members: &[MemberUpdate] = match &message {
+        StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members, .. } => {
             members
         }
-        StreamMessage::Ping { .. } | StreamMessage::Ack { .. } => return Ok(message),
+        StreamMessage::KvPush { .. }
+        | StreamMessage::KvPushAck
+        | StreamMessage::Ping { .. }
+        | StreamMessage::Ack { .. } => &[],
     };
     if members.len() > MEMBERS_PER_MESSAGE_MAX {
         return Err(DecodeError::FieldTooLong {
@@ -334,6 +375,13 @@ mod tests {
             join: true,
             sender: name("a"),
             members: vec![member("a", 1, State::Alive), member("b", 2, State::Dead)],
+            kv_digest: vec![OwnerDigest {
+                owner: name("a"),
+                max_version: 9,
+                fingerprint: 7,
+                gc_floor: 1,
+            }],
+            events: vec![],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
         let ping = StreamMessage::Ping {

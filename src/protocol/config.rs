@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::kv::KvLimits;
+
 /// A configuration field that is out of range, checked once at start. Nothing was started.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("config field `{field}`: {reason}")]
@@ -75,6 +77,16 @@ pub struct Config {
     pub members_max: usize,
     /// Most updates waiting in the piggyback queue (default 8192); the most-sent go first.
     pub broadcast_queue_max: usize,
+    /// Key/value limits, enforced on write and on receipt (`[kv]` table).
+    pub kv: KvLimits,
+    /// How long key/value tombstones are kept before collection (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub kv_tombstone_grace: Duration,
+    /// Most key/value bytes one anti-entropy exchange carries each way (default 1 MiB).
+    pub kv_sync_bytes_max: usize,
+    /// Largest user event payload in bytes (default 512, as serf; at most 1024 so an event
+    /// fits a datagram).
+    pub event_payload_len_max: usize,
 }
 
 /// `serde(with)` adapter so config files say `"500ms"` rather than `{ secs, nanos }`.
@@ -89,7 +101,11 @@ mod humantime_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like \"500ms\" or \"30s\": {e}"
+            ))
+        })
     }
 }
 
@@ -120,6 +136,10 @@ impl Config {
             max_datagram_size: 1162,
             members_max: 16384,
             broadcast_queue_max: 8192,
+            kv: KvLimits::default(),
+            kv_tombstone_grace: Duration::from_secs(3600),
+            kv_sync_bytes_max: 1024 * 1024,
+            event_payload_len_max: 512,
         }
     }
 
@@ -223,6 +243,36 @@ impl Config {
             self.broadcast_queue_max as u64,
             16,
             1_000_000,
+        )?;
+        count_in_range("kv.key_len_max", self.kv.key_len_max as u64, 1, 4096)?;
+        count_in_range("kv.value_len_max", self.kv.value_len_max as u64, 1, 4 << 20)?;
+        count_in_range(
+            "kv.keys_per_node_max",
+            self.kv.keys_per_node_max as u64,
+            1,
+            10_000_000,
+        )?;
+        if self.kv.bytes_per_node_max < self.kv.value_len_max {
+            return Err(ConfigError::new(
+                "kv.bytes_per_node_max",
+                "must be at least kv.value_len_max",
+            ));
+        }
+        count_in_range("kv.owners_max", self.kv.owners_max as u64, 1, 1_000_000)?;
+        if self.kv_tombstone_grace.is_zero() {
+            return Err(ConfigError::new("kv_tombstone_grace", "must be above zero"));
+        }
+        if self.kv_sync_bytes_max < self.kv.value_len_max + self.kv.key_len_max {
+            return Err(ConfigError::new(
+                "kv_sync_bytes_max",
+                "must hold at least one largest key and value",
+            ));
+        }
+        count_in_range(
+            "event_payload_len_max",
+            self.event_payload_len_max as u64,
+            1,
+            1024,
         )?;
         Ok(())
     }

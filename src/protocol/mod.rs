@@ -7,6 +7,8 @@ pub mod awareness;
 pub mod broadcast;
 pub mod codec;
 pub mod config;
+pub mod events;
+pub mod kv;
 pub mod member;
 pub mod suspicion;
 pub mod swim;
@@ -14,5 +16,7 @@ pub mod timer;
 
 pub use codec::DecodeError;
 pub use config::{Config, ConfigError};
+pub use events::UserEvent;
+pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, NodeName, State};
 pub use swim::{CommandError, Destination, Event, PeerError, Stats, Swim, Transmit, TransmitKind};

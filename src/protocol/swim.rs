@@ -42,6 +42,8 @@ use super::codec::{
     UPDATES_PER_DATAGRAM_MAX,
 };
 use super::config::{Config, ConfigError};
+use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
+use super::kv::{Applied, KvEntry, KvError, KvStore, OwnerDelta};
 use super::member::{overrides, Incarnation, Member, NameMap, NodeName, State, META_LEN_MAX};
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
@@ -91,6 +93,15 @@ pub enum Event {
     Dead(Member),
     /// A member left gracefully.
     Left(Member),
+    /// A key/value entry changed here (set, deleted, or learned from a peer).
+    KvChanged {
+        /// The owning node.
+        owner: NodeName,
+        /// The key.
+        key: String,
+    },
+    /// A user event arrived (delivered once per node).
+    User(UserEvent),
 }
 
 /// Input from a peer that was refused. Nothing changed.
@@ -123,6 +134,20 @@ pub enum CommandError {
     /// The node has left.
     #[error("this node has left the cluster")]
     Left,
+    /// A key/value write over a limit.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// A user event payload over the limit.
+    #[error("event payload is {len} bytes; the limit is {max}")]
+    EventTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A user event name that is empty or too long.
+    #[error("event name must be 1..={EVENT_NAME_LEN_MAX} bytes (got {0})")]
+    BadEventName(usize),
 }
 
 /// Counters for metrics.
@@ -160,6 +185,16 @@ pub struct Stats {
     pub broadcasts_dropped: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
+    /// Key/value entries that changed here from peers (gossip, push or anti-entropy).
+    pub kv_updates_applied: u64,
+    /// Key/value entries from peers refused for breaking a limit.
+    pub kv_refused: u64,
+    /// Key/value entries sent in anti-entropy exchanges.
+    pub kv_entries_synced: u64,
+    /// Bytes of anti-entropy requests and replies this node sent.
+    pub anti_entropy_bytes_out: u64,
+    /// User events delivered here.
+    pub user_events_delivered: u64,
 }
 
 #[derive(Debug)]
@@ -191,6 +226,8 @@ const RELAYS_MAX: usize = 1024;
 const EVENTS_MAX: usize = 65_536;
 /// Most members sent a Leave directly.
 const LEAVE_FANOUT: usize = 16;
+/// User events carried in every full-state exchange.
+const RECENT_EVENTS_SYNCED: usize = 64;
 /// Early full-state exchanges after joining.
 const JOIN_SYNC_ROUNDS: u32 = 3;
 /// How often tombstones are looked at.
@@ -227,6 +264,12 @@ pub struct Swim {
     seeds: Vec<SocketAddr>,
     joined: bool,
     stats: Stats,
+    kv: KvStore,
+    /// The version this node's next write takes.
+    next_version: u64,
+    dedup: Deduplicator,
+    next_event_seq: u64,
+    recent_events: VecDeque<UserEvent>,
 }
 
 fn state_index(s: State) -> usize {
@@ -279,6 +322,7 @@ impl Swim {
         }
         timers.insert(now + REAP_INTERVAL, Timer::ReapTombstones);
         let broadcasts = BroadcastQueue::new(config.broadcast_queue_max);
+        let config_kv = config.kv.clone();
         let awareness = Awareness::new(config.awareness_max_multiplier);
         Ok(Self {
             me: Member {
@@ -306,6 +350,11 @@ impl Swim {
             seeds: Vec::new(),
             joined: false,
             stats: Stats::default(),
+            kv: KvStore::new(config_kv),
+            next_version: 1,
+            dedup: Deduplicator::default(),
+            next_event_seq: 1,
+            recent_events: VecDeque::new(),
         })
     }
 
@@ -369,6 +418,21 @@ impl Swim {
         self.broadcasts.len()
     }
 
+    /// A live key/value entry of `owner`.
+    pub fn kv_get(&self, owner: &NodeName, key: &str) -> Option<&[u8]> {
+        self.kv.get(owner, key)
+    }
+
+    /// Every live key/value entry: (owner, key, value, version), sorted by owner then key.
+    pub fn kv_entries(&self) -> Vec<(&NodeName, &str, &[u8], u64)> {
+        self.kv.iter()
+    }
+
+    /// Live keys and their bytes, over every owner.
+    pub fn kv_totals(&self) -> (usize, usize) {
+        self.kv.totals()
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
@@ -395,8 +459,10 @@ impl Swim {
             .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
     }
 
-    /// Leaves gracefully: this node is Left everywhere, not Dead. The runtime flushes
-    /// [`poll_transmit`](Self::poll_transmit) before closing.
+    /// Leaves gracefully: this node is Left everywhere, not Dead. The Left update goes by
+    /// datagram to up to 16 members, and by reliable full-state request to `gossip_nodes` of
+    /// them, so it is not lost with a datagram; the runtime flushes
+    /// [`poll_transmit`](Self::poll_transmit) and waits for those requests before closing.
     pub fn leave(&mut self, _now: Instant) {
         if self.me.state == State::Left {
             return;
@@ -410,15 +476,18 @@ impl Swim {
         let left = encode_update(&Update::Member(self.self_update()));
         let payload = encode_datagram(&Message::Gossip, 1, &left);
         let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
-        for name in targets {
-            let to = self.destination_of(&name);
+        for (i, name) in targets.iter().enumerate() {
+            let to = self.destination_of(name);
             self.stats.datagrams_out += 1;
             self.stats.datagram_bytes_out += payload.len() as u64;
             self.transmits.push_back(Transmit {
-                to,
+                to: to.clone(),
                 kind: TransmitKind::Datagram,
                 payload: payload.clone(),
             });
+            if i < self.config.gossip_nodes {
+                self.send_push_pull(to, false);
+            }
         }
         self.timers.clear();
         self.probe = None;
@@ -436,6 +505,91 @@ impl Swim {
         self.me.incarnation = self.me.incarnation.next();
         self.broadcast_self();
         Ok(())
+    }
+
+    /// Raises the starting point of this node's key/value versions and event sequence
+    /// numbers. The runtime passes wall-clock microseconds at start, so that a node restarted
+    /// with no state still writes versions above its old ones.
+    pub fn set_version_floor(&mut self, floor: u64) {
+        self.next_version = self.next_version.max(floor);
+        self.next_event_seq = self.next_event_seq.max(floor);
+    }
+
+    /// Sets one of this node's keys; returns the version it took.
+    pub fn set(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<u64, CommandError> {
+        self.write(now, key, Some(value))
+    }
+
+    /// Deletes one of this node's keys (a tombstone); returns the version it took, or `None`
+    /// when the key did not exist.
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, CommandError> {
+        if self.kv.get(&self.me.name, key).is_none() {
+            return Ok(None);
+        }
+        self.write(now, key, None).map(Some)
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<u64, CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        let entry = KvEntry {
+            owner: self.me.name.clone(),
+            key: key.to_string(),
+            version: self.next_version,
+            value,
+        };
+        self.kv.apply(now, &entry)?;
+        self.next_version += 1;
+        self.push_event(Event::KvChanged {
+            owner: entry.owner.clone(),
+            key: entry.key.clone(),
+        });
+        let version = entry.version;
+        self.disseminate(entry, None);
+        Ok(version)
+    }
+
+    /// Publishes a user event to every member; returns its sequence number.
+    pub fn publish(
+        &mut self,
+        _now: Instant,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        if name.is_empty() || name.len() > EVENT_NAME_LEN_MAX {
+            return Err(CommandError::BadEventName(name.len()));
+        }
+        if payload.len() > self.config.event_payload_len_max {
+            return Err(CommandError::EventTooLarge {
+                len: payload.len(),
+                max: self.config.event_payload_len_max,
+            });
+        }
+        let seq = self.next_event_seq;
+        self.next_event_seq += 1;
+        let event = UserEvent {
+            origin: self.me.name.clone(),
+            seq,
+            name: name.to_string(),
+            payload,
+        };
+        self.dedup.first_sight(&event.origin, seq);
+        self.stats.user_events_delivered += 1;
+        self.remember_event(&event);
+        self.push_event(Event::User(event.clone()));
+        let subject = Subject::Event(event.origin.clone(), seq);
+        self.broadcasts
+            .push(subject, encode_update(&Update::Event(event)));
+        Ok(seq)
     }
 
     /// Sets the datagram size to fill up to (the connection's `max_datagram_size()`).
@@ -466,8 +620,12 @@ impl Swim {
         self.stats.datagrams_in += 1;
         self.stats.datagram_bytes_in += bytes.len() as u64;
         trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
-        for Update::Member(u) in packet.updates {
-            self.apply(now, u, Source::Gossip);
+        for update in packet.updates {
+            match update {
+                Update::Member(u) => self.apply(now, u, Source::Gossip),
+                Update::Kv(e) => self.on_kv_gossip(now, e),
+                Update::Event(e) => self.on_user_event(e),
+            }
         }
         let reply_to = Destination {
             addr,
@@ -549,6 +707,8 @@ impl Swim {
                 join,
                 sender,
                 members,
+                kv_digest,
+                events,
             } => {
                 if sender != *from {
                     self.stats.name_mismatches += 1;
@@ -563,12 +723,23 @@ impl Swim {
                     for u in members {
                         self.apply(now, u, Source::PushPull(from));
                     }
+                    for e in events {
+                        self.on_user_event(e);
+                    }
                 }
                 self.stats.push_pulls_answered += 1;
+                let kv_delta = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
+                self.stats.kv_entries_synced +=
+                    kv_delta.iter().map(|d| d.entries.len() as u64).sum::<u64>();
                 let reply = StreamMessage::PushPullReply {
                     members: self.table(),
+                    kv_delta,
+                    kv_digest: self.kv.digest(),
+                    events: self.recent_events.iter().cloned().collect(),
                 };
-                Ok(Some(encode_stream(&reply)))
+                let bytes = encode_stream(&reply);
+                self.stats.anti_entropy_bytes_out += bytes.len() as u64;
+                Ok(Some(bytes))
             }
             StreamMessage::Ping {
                 seq,
@@ -586,20 +757,47 @@ impl Swim {
                 self.on_ack(seq);
                 Ok(None)
             }
-            StreamMessage::PushPullReply { members } => {
+            StreamMessage::PushPullReply {
+                members,
+                kv_delta,
+                kv_digest,
+                events,
+            } => {
                 trace!(peer = %from, members = members.len(), "push-pull reply");
                 if self.me.state != State::Left {
                     for u in members {
                         self.apply(now, u, Source::PushPull(from));
+                    }
+                    self.apply_kv_deltas(now, kv_delta, None);
+                    for e in events {
+                        self.on_user_event(e);
                     }
                     if !self.joined {
                         debug!(seed = %from, "joined");
                         self.joined = true;
                         self.schedule_join_sync(now, 0);
                     }
+                    // Our half: what the responder lacks, by its digest.
+                    let deltas = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
+                    if !deltas.is_empty() {
+                        self.stats.kv_entries_synced +=
+                            deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+                        let to = Destination {
+                            addr: self.member(from).map_or(self.me.addr, |m| m.addr),
+                            name: Some(from.clone()),
+                        };
+                        self.send_kv_push(to, deltas, false);
+                    }
                 }
                 Ok(None)
             }
+            StreamMessage::KvPush { deltas, forward } => {
+                if self.me.state != State::Left {
+                    self.apply_kv_deltas(now, deltas, forward.then_some(from));
+                }
+                Ok(Some(encode_stream(&StreamMessage::KvPushAck)))
+            }
+            StreamMessage::KvPushAck => Ok(None),
         }
     }
 
@@ -690,6 +888,134 @@ impl Swim {
                 self.reap(now);
             }
         }
+    }
+
+    /// A key/value entry heard by gossip.
+    fn on_kv_gossip(&mut self, now: Instant, e: KvEntry) {
+        if e.owner == self.me.name {
+            // Our own key, older than our counter knows: we restarted and lost state.
+            self.next_version = self.next_version.max(e.version + 1);
+        }
+        match self.kv.apply(now, &e) {
+            Ok(Applied::Changed) => {
+                self.stats.kv_updates_applied += 1;
+                self.push_event(Event::KvChanged {
+                    owner: e.owner.clone(),
+                    key: e.key.clone(),
+                });
+                self.disseminate(e, None);
+            }
+            Ok(Applied::Stale) => {}
+            Err(err) => {
+                self.stats.kv_refused += 1;
+                debug!(owner = %e.owner, key = %e.key, error = %err, "key/value entry refused");
+            }
+        }
+    }
+
+    /// Entries from anti-entropy or a push. With `forward_from`, new entries too large for a
+    /// datagram are passed on once (the large-value epidemic), never back to the sender.
+    fn apply_kv_deltas(
+        &mut self,
+        now: Instant,
+        deltas: Vec<OwnerDelta>,
+        forward_from: Option<&NodeName>,
+    ) {
+        for d in &deltas {
+            if let Some(e) = d.entries.iter().find(|e| e.owner == self.me.name) {
+                let max = d
+                    .entries
+                    .iter()
+                    .filter(|x| x.owner == e.owner)
+                    .map(|x| x.version)
+                    .max()
+                    .unwrap_or(0);
+                self.next_version = self.next_version.max(max + 1);
+            }
+        }
+        let (changed, refused) = self.kv.apply_delta(now, deltas);
+        self.stats.kv_refused += refused as u64;
+        self.stats.kv_updates_applied += changed.len() as u64;
+        for e in changed {
+            self.push_event(Event::KvChanged {
+                owner: e.owner.clone(),
+                key: e.key.clone(),
+            });
+            if let Some(from) = forward_from {
+                if !self.fits_datagram(&e) {
+                    self.disseminate(e, Some(from));
+                }
+            }
+        }
+    }
+
+    fn fits_datagram(&self, e: &KvEntry) -> bool {
+        // Room for the largest message header and one update count byte pair.
+        let budget = self.config.max_datagram_size.saturating_sub(96);
+        let len = e.key.len() + e.value.as_ref().map_or(0, Vec::len) + e.owner.as_str().len() + 24;
+        len <= budget
+    }
+
+    /// Spreads an entry: on the piggyback queue if it fits a datagram, else pushed on streams
+    /// to `gossip_nodes` random members (not `except`), each of which forwards it once.
+    fn disseminate(&mut self, e: KvEntry, except: Option<&NodeName>) {
+        if self.fits_datagram(&e) {
+            let subject = Subject::Kv(e.owner.clone(), e.key.clone());
+            self.broadcasts.push(subject, encode_update(&Update::Kv(e)));
+            return;
+        }
+        let targets = self.random_members(
+            self.config.gossip_nodes,
+            |m| m.member.state == State::Alive,
+            except,
+        );
+        for name in targets {
+            let to = self.destination_of(&name);
+            let delta = OwnerDelta {
+                reset: false,
+                gc_floor: 0,
+                entries: vec![e.clone()],
+            };
+            self.send_kv_push(to, vec![delta], true);
+        }
+    }
+
+    fn send_kv_push(&mut self, to: Destination, deltas: Vec<OwnerDelta>, forward: bool) {
+        let payload = encode_stream(&StreamMessage::KvPush { deltas, forward });
+        if !forward {
+            self.stats.anti_entropy_bytes_out += payload.len() as u64;
+        }
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Request,
+            payload,
+        });
+    }
+
+    fn on_user_event(&mut self, e: UserEvent) {
+        if e.origin == self.me.name {
+            self.next_event_seq = self.next_event_seq.max(e.seq + 1);
+        }
+        if e.payload.len() > self.config.event_payload_len_max
+            || !self.dedup.first_sight(&e.origin, e.seq)
+        {
+            return;
+        }
+        self.stats.user_events_delivered += 1;
+        self.remember_event(&e);
+        let subject = Subject::Event(e.origin.clone(), e.seq);
+        self.broadcasts
+            .push(subject, encode_update(&Update::Event(e.clone())));
+        self.push_event(Event::User(e));
+    }
+
+    /// Keeps the last few events for full-state exchanges (as serf's push-pull does), so a
+    /// member that missed one by gossip still gets it.
+    fn remember_event(&mut self, e: &UserEvent) {
+        if self.recent_events.len() >= RECENT_EVENTS_SYNCED {
+            self.recent_events.pop_front();
+        }
+        self.recent_events.push_back(e.clone());
     }
 
     fn push_pull_random(&mut self) {
@@ -924,7 +1250,11 @@ impl Swim {
             .collect();
         for name in expired {
             self.remove_member(&name);
+            self.kv.remove_owner(&name);
+            self.dedup.forget(&name);
         }
+        self.kv
+            .collect_tombstones(now, self.config.kv_tombstone_grace);
     }
 
     // ---------------------------------------------------------------- state changes
@@ -1252,8 +1582,11 @@ impl Swim {
             join,
             sender: self.me.name.clone(),
             members: self.table(),
+            kv_digest: self.kv.digest(),
+            events: self.recent_events.iter().cloned().collect(),
         };
         let payload = encode_stream(&message);
+        self.stats.anti_entropy_bytes_out += payload.len() as u64;
         self.transmits.push_back(Transmit {
             to,
             kind: TransmitKind::Request,

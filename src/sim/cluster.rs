@@ -5,13 +5,13 @@
 //! function of its [`SimConfig`].
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
@@ -26,6 +26,25 @@ pub struct PartitionPlan {
     pub at: Duration,
     /// When it heals.
     pub heal_at: Duration,
+}
+
+/// Sustained key/value writes from many owners.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvWorkload {
+    /// How many nodes write (the first ones, by index).
+    pub writers: usize,
+    /// Writes per second over the whole cluster.
+    pub writes_per_s: f64,
+    /// When writes start.
+    pub from: Duration,
+    /// When writes stop; the run then goes quiet until its end.
+    pub until: Duration,
+    /// Keys each writer cycles through (so values are overwritten).
+    pub keys_per_writer: usize,
+    /// Share of writes that are deletes.
+    pub delete_fraction: f64,
+    /// Value length in bytes.
+    pub value_len: usize,
 }
 
 /// Everything a run depends on.
@@ -56,6 +75,8 @@ pub struct SimConfig {
     pub updates_at: Duration,
     /// How long the run lasts.
     pub duration: Duration,
+    /// Optional key/value writes.
+    pub kv: Option<KvWorkload>,
 }
 
 impl SimConfig {
@@ -74,6 +95,7 @@ impl SimConfig {
             updates: 5,
             updates_at: Duration::from_secs(15),
             duration: Duration::from_secs(60),
+            kv: None,
         }
     }
 }
@@ -104,6 +126,7 @@ enum Action {
     Partition,
     Heal,
     InjectUpdate(usize),
+    KvWrite,
 }
 
 struct Scheduled {
@@ -155,6 +178,9 @@ pub struct Simulation {
     /// before the heal.
     heal_incarnations: Vec<Option<Incarnation>>,
     steps: u64,
+    /// The last write to each (owner, key): what every node must hold at the end.
+    expected: BTreeMap<(usize, String), Option<Vec<u8>>>,
+    kv_writes: u64,
 }
 
 /// The simulated address of node `i`: a loopback address that no packet is ever sent to.
@@ -198,6 +224,8 @@ impl Simulation {
             crashed: Vec::new(),
             heal_incarnations: Vec::new(),
             steps: 0,
+            expected: BTreeMap::new(),
+            kv_writes: 0,
             rng: SmallRng::seed_from_u64(rng.next_u64()),
             config,
         };
@@ -214,6 +242,9 @@ impl Simulation {
         if let Some(p) = sim.config.partition.clone() {
             sim.schedule(p.at, Action::Partition);
             sim.schedule(p.heal_at, Action::Heal);
+        }
+        if let Some(kv) = sim.config.kv.clone() {
+            sim.schedule(kv.from, Action::KvWrite);
         }
         for k in 0..sim.config.updates {
             let at = sim.config.updates_at + Duration::from_secs(k as u64);
@@ -361,6 +392,7 @@ impl Simulation {
                     .map(|n| n.core.as_ref().map(|c| c.local_member().incarnation))
                     .collect();
             }
+            Action::KvWrite => self.kv_write(),
             Action::InjectUpdate(k) => {
                 let candidates: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| self.live(i) && !self.crashed.contains(&i))
@@ -379,6 +411,41 @@ impl Simulation {
         }
     }
 
+    fn kv_write(&mut self) {
+        let kv = self
+            .config
+            .kv
+            .clone()
+            .expect("scheduled only with a workload");
+        let gap = Duration::from_secs_f64(1.0 / kv.writes_per_s.max(1e-3));
+        if self.now + gap <= self.epoch + kv.until {
+            self.schedule(gap, Action::KvWrite);
+        }
+        let writer = self.rng.random_range(0..kv.writers.min(self.nodes.len()));
+        let now = self.now;
+        let key = format!(
+            "key-{}",
+            self.rng.random_range(0..kv.keys_per_writer.max(1))
+        );
+        let delete = self.rng.random::<f64>() < kv.delete_fraction;
+        let value: Vec<u8> = (0..kv.value_len).map(|_| self.rng.random()).collect();
+        let Some(core) = self.nodes[writer].core.as_mut() else {
+            return;
+        };
+        if delete {
+            core.delete(now, &key).expect("deletes within limits");
+            if self.expected.contains_key(&(writer, key.clone())) {
+                self.expected.insert((writer, key), None);
+            }
+        } else {
+            core.set(now, &key, value.clone())
+                .expect("writes within limits");
+            self.expected.insert((writer, key), Some(value));
+        }
+        self.kv_writes += 1;
+        self.after_input(writer);
+    }
+
     fn start(&mut self, i: usize, restart: bool) {
         let seed = self.rng.next_u64();
         let node = &mut self.nodes[i];
@@ -392,6 +459,13 @@ impl Simulation {
         )
         .expect("simulation protocol config is valid");
         node.core = Some(core);
+        // As the runtime does with wall-clock microseconds: versions after a restart start
+        // above every version written before it.
+        let floor = (self.now - self.epoch).as_micros() as u64 + 1;
+        node.core
+            .as_mut()
+            .expect("just set")
+            .set_version_floor(floor);
         node.wake = None;
         if restart {
             node.generation += 1;
@@ -508,6 +582,7 @@ impl Simulation {
                 | Event::Suspect(m)
                 | Event::Dead(m)
                 | Event::Left(m) => m,
+                Event::KvChanged { .. } | Event::User(_) => continue,
             };
             let reachable = node_index(m.addr).is_some_and(|s| {
                 network.connected(i, s)
@@ -545,20 +620,55 @@ impl Simulation {
                 Some(f) => views_agree &= *f == view,
             }
         }
+        // Key/value: every live node holds the same entries, and they are the last writes.
+        let mut kv_agree = true;
+        let mut kv_matches = true;
+        let reference = live
+            .first()
+            .map(|&i| kv_snapshot(self.nodes[i].core.as_ref().expect("live")));
+        for &i in &live {
+            let core = self.nodes[i].core.as_ref().expect("live");
+            let snap = kv_snapshot(core);
+            kv_agree &= Some(&snap) == reference.as_ref();
+            for ((owner, key), value) in &self.expected {
+                if self.crashed.contains(owner) && !self.live(*owner) {
+                    continue; // its last writes may have died with it
+                }
+                kv_matches &= core.kv_get(&self.nodes[*owner].name, key) == value.as_deref();
+            }
+        }
         let mut totals = crate::protocol::Stats::default();
         for &i in &live {
             let s = self.nodes[i].core.as_ref().expect("live").stats();
             totals.datagram_bytes_out += s.datagram_bytes_out;
             totals.suspicions_raised += s.suspicions_raised;
             totals.refutations += s.refutations;
+            totals.push_pulls_started += s.push_pulls_started;
+            totals.anti_entropy_bytes_out += s.anti_entropy_bytes_out;
+            totals.kv_entries_synced += s.kv_entries_synced;
         }
-        self.tracker.report(
+        let mut report = self.tracker.report(
             &self.config,
             self.epoch,
             views_agree,
             views_correct,
             self.steps,
             &totals,
-        )
+        );
+        report.kv_writes = self.kv_writes;
+        report.kv_states_agree = kv_agree;
+        report.kv_matches_writes = kv_matches;
+        report.kv_live_keys = live.first().map_or(0, |&i| {
+            self.nodes[i].core.as_ref().expect("live").kv_totals().0
+        });
+        report
     }
+}
+
+/// Every live entry a node holds, for comparison.
+fn kv_snapshot(core: &Swim) -> Vec<(NodeName, String, Vec<u8>, u64)> {
+    core.kv_entries()
+        .into_iter()
+        .map(|(o, k, v, version)| (o.clone(), k.to_string(), v.to_vec(), version))
+        .collect()
 }

@@ -7,6 +7,6 @@ pub mod cluster;
 pub mod network;
 pub mod report;
 
-pub use cluster::{node_addr, PartitionPlan, SimConfig, Simulation};
+pub use cluster::{node_addr, KvWorkload, PartitionPlan, SimConfig, Simulation};
 pub use network::NetworkConfig;
 pub use report::Report;

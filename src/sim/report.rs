@@ -46,6 +46,20 @@ pub struct Report {
     pub suspicions_raised: u64,
     /// Refutations by the nodes alive at the end.
     pub refutations: u64,
+    /// Key/value writes made.
+    pub kv_writes: u64,
+    /// At the end, every live node holds the same key/value entries.
+    pub kv_states_agree: bool,
+    /// At the end, every live node holds each live owner's last write (deletes absent).
+    pub kv_matches_writes: bool,
+    /// Live keys held (by the first live node).
+    pub kv_live_keys: usize,
+    /// Full-state exchanges started (joins included) by the nodes alive at the end.
+    pub push_pulls: u64,
+    /// Anti-entropy bytes those nodes sent (requests, replies and key/value pushes).
+    pub anti_entropy_bytes: u64,
+    /// Key/value entries sent in anti-entropy.
+    pub kv_entries_synced: u64,
     /// Wall-clock seconds the run took (filled in by the caller).
     pub wall_s: f64,
 }
@@ -217,7 +231,7 @@ impl Tracker {
                     self.false_positives.insert(m.name.clone());
                 }
             }
-            Event::Suspect(_) | Event::Left(_) => {}
+            Event::Suspect(_) | Event::Left(_) | Event::KvChanged { .. } | Event::User(_) => {}
         }
         for u in &mut self.updates {
             u.spread.check(now, self.n);
@@ -266,6 +280,13 @@ impl Tracker {
             datagram_bytes: totals.datagram_bytes_out,
             suspicions_raised: totals.suspicions_raised,
             refutations: totals.refutations,
+            kv_writes: 0,
+            kv_states_agree: true,
+            kv_matches_writes: true,
+            kv_live_keys: 0,
+            push_pulls: totals.push_pulls_started,
+            anti_entropy_bytes: totals.anti_entropy_bytes_out,
+            kv_entries_synced: totals.kv_entries_synced,
             wall_s: 0.0,
         }
     }

@@ -295,7 +295,13 @@ pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
         path: dir.to_owned(),
         source,
     })?;
-    let ca = CertAuthority::generate("quicswim cluster CA")?;
+    // A random suffix keeps two clusters' CAs apart by name as well as by key: a verifier
+    // that finds no issuer of that name reports `unknown_ca`, where one that finds a
+    // same-named issuer with another key can only report a bad signature (`other`).
+    let ca = CertAuthority::generate(&format!(
+        "quicswim cluster CA {:08x}",
+        rand::random::<u32>()
+    ))?;
     // Key first: a crash between the two writes leaves no certificate without its key.
     write_file(
         &files.key,
@@ -456,6 +462,23 @@ mod tests {
         assert!(matches!(err, Error::CaExists { .. }), "{err}");
         assert!(err.to_string().contains("ca.pem"), "{err}");
         assert_eq!(fs::read(&files.cert).unwrap(), before);
+    }
+
+    #[test]
+    fn two_inits_make_cas_with_different_names() {
+        let subject = |dir: &Path| {
+            let files = init_ca_dir(dir).unwrap();
+            let pem = fs::read(&files.cert).unwrap();
+            let der = rustls_pemfile::certs(&mut pem.as_slice())
+                .next()
+                .unwrap()
+                .unwrap();
+            parse(&der, "test").unwrap().subject().to_string()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, second) = (subject(a.path()), subject(b.path()));
+        assert!(first.contains("quicswim cluster CA"), "{first}");
+        assert_ne!(first, second);
     }
 
     #[cfg(unix)]

@@ -1,0 +1,568 @@
+//! `quicswim agent`: run one cluster member and its control API until SIGINT or SIGTERM,
+//! then leave the cluster gracefully.
+//!
+//! Settings come from flags and from an optional TOML file (`--config`); a flag wins over the
+//! file, the file over the defaults. Paths in the file are relative to the file's directory.
+//!
+//! ```toml
+//! name = "alice"
+//! bind = "0.0.0.0:7946"
+//! advertise = "10.0.0.5:7946"
+//! join = ["10.0.0.6:7946", "seed.example.net:7946"]
+//! certs = "certs"            # or ca = ..., cert = ..., key = ...
+//! api = "127.0.0.1:7947"
+//! profile = "lan"            # lan | wan | local
+//! log_format = "text"        # text | json
+//! meta = "zone=a"
+//!
+//! [protocol]                 # any protocol::Config field; overrides the profile
+//! probe_interval = "500ms"
+//! ```
+
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use quicswim::protocol::member::META_LEN_MAX;
+use quicswim::protocol::{Config, NodeName};
+use quicswim::tls::Identity;
+use quicswim::transport::TransportConfig;
+use quicswim::{api, Node, NodeConfig};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::EnvFilter;
+
+use super::http::DEFAULT_API;
+
+/// How long the API server may take to finish its requests after the node has left.
+const API_DRAIN: Duration = Duration::from_secs(2);
+
+/// Arguments of `quicswim agent`. Every one may instead be set in the `--config` file.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Node name; must be the DNS name in the node's certificate.
+    #[arg(long, value_name = "NAME")]
+    name: Option<NodeName>,
+    /// UDP address to listen on for QUIC, e.g. 0.0.0.0:7946 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+    /// Address other members reach this node at [default: the bound address; required when
+    /// binding 0.0.0.0].
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
+    /// A member to join through, HOST:PORT (repeatable). None: start a new cluster.
+    #[arg(long = "join", value_name = "ADDR")]
+    join: Vec<String>,
+    /// Directory with ca.pem, NAME.pem and NAME-key.pem, as `quicswim certs` writes them.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// CA certificate(s) to trust, PEM [default: DIR/ca.pem].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// This node's certificate, PEM [default: DIR/NAME.pem].
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// This node's private key, PEM [default: DIR/NAME-key.pem].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// TCP address of the HTTP control API [default: 127.0.0.1:7947]. It has no
+    /// authentication: keep it on loopback or a trusted network.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// TOML file holding any of these settings, plus a [protocol] table of protocol fields
+    /// that override the profile. Flags win over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Protocol timing preset [default: lan].
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// Log line format on stderr (filter with RUST_LOG, default info) [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Application metadata gossiped with this node (at most 128 bytes).
+    #[arg(long, value_name = "STRING")]
+    meta: Option<String>,
+}
+
+/// Protocol timing presets, from memberlist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Profile {
+    /// One data centre or region.
+    Lan,
+    /// Across regions: slower probes, more patience.
+    Wan,
+    /// One machine or a fast local network.
+    Local,
+}
+
+impl Profile {
+    fn config(self) -> Config {
+        match self {
+            Profile::Lan => Config::lan(),
+            Profile::Wan => Config::wan(),
+            Profile::Local => Config::local(),
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Lan => "lan",
+            Profile::Wan => "wan",
+            Profile::Local => "local",
+        })
+    }
+}
+
+/// Log line formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `--config` file: the same settings as the flags, plus `[protocol]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: Option<NodeName>,
+    bind: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    join: Option<Vec<String>>,
+    certs: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    api: Option<SocketAddr>,
+    profile: Option<Profile>,
+    log_format: Option<LogFormat>,
+    meta: Option<String>,
+    protocol: Option<toml::Table>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`; relative paths inside become relative to its directory.
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let located = |e: toml::de::Error| {
+            let at = e
+                .span()
+                .map(|s| line_col(&text, s.start))
+                .unwrap_or_default();
+            anyhow!("{}{at}: {}", path.display(), e.message().trim())
+        };
+        let mut file: FileConfig = toml::from_str(&text).map_err(located)?;
+        // Parsed once more as a typed Config only for errors that point at the line: the
+        // table itself is laid over the profile later (see `overlay`).
+        toml::from_str::<ProtocolSection>(&text).map_err(located)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut file.certs, &mut file.ca, &mut file.cert, &mut file.key]
+            .into_iter()
+            .flatten()
+        {
+            *p = base.join(&*p);
+        }
+        Ok(file)
+    }
+}
+
+/// The `[protocol]` table alone, typed (other keys are ignored).
+#[derive(Deserialize)]
+struct ProtocolSection {
+    #[serde(rename = "protocol")]
+    _protocol: Option<Config>,
+}
+
+/// `:LINE:COLUMN` (1-based) of a byte offset in `text`.
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(":{line}:{column}")
+}
+
+/// Everything the agent runs with, merged and checked.
+struct Settings {
+    node: NodeConfig,
+    api: SocketAddr,
+    log_format: LogFormat,
+    profile: Profile,
+}
+
+/// Merges flags over the file over defaults, and checks everything that can be checked
+/// before binding a socket.
+fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let in_file = |key: &str| match &args.config {
+        Some(path) => format!("`{key}` in {}", path.display()),
+        None => format!("`{key}` in a --config file"),
+    };
+
+    let name = args
+        .name
+        .or(file.name)
+        .ok_or_else(|| anyhow!("no node name: give --name NAME (or {})", in_file("name")))?;
+    let bind = args.bind.or(file.bind).ok_or_else(|| {
+        anyhow!(
+            "no address to listen on: give --bind ADDR, e.g. 0.0.0.0:7946 (or {})",
+            in_file("bind")
+        )
+    })?;
+    let advertise = args.advertise.or(file.advertise);
+    match advertise {
+        Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
+            bail!("--advertise {a} cannot be reached by others; give a routable IP and a port")
+        }
+        None if bind.ip().is_unspecified() => bail!(
+            "--bind {bind} listens on every interface; give --advertise ADDR so others know \
+             which address reaches this node"
+        ),
+        _ => {}
+    }
+
+    let seeds = if args.join.is_empty() {
+        let origin = in_file("join");
+        file.join
+            .unwrap_or_default()
+            .iter()
+            .map(|s| resolve_seed(s, bind, &origin))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        args.join
+            .iter()
+            .map(|s| resolve_seed(s, bind, "--join"))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+
+    let profile = args.profile.or(file.profile).unwrap_or(Profile::Lan);
+    let mut protocol = profile.config();
+    if let Some(table) = file.protocol {
+        let path = args.config.as_deref().unwrap_or(Path::new("config"));
+        protocol = overlay(&protocol, table)
+            .map_err(|e| anyhow!("{}: [protocol]: {}", path.display(), e.message().trim()))?;
+    }
+    protocol.validate().map_err(|e| match &args.config {
+        Some(path) => anyhow!(
+            "{e} (profile {profile} with [protocol] from {})",
+            path.display()
+        ),
+        None => anyhow!("{e} (profile {profile})"),
+    })?;
+
+    let meta = args.meta.or(file.meta).unwrap_or_default().into_bytes();
+    if meta.len() > META_LEN_MAX {
+        bail!(
+            "--meta is {} bytes; the limit is {META_LEN_MAX}",
+            meta.len()
+        );
+    }
+
+    let identity = load_identity(
+        &name,
+        args.certs.or(file.certs),
+        args.ca.or(file.ca),
+        args.cert.or(file.cert),
+        args.key.or(file.key),
+    )?;
+
+    Ok(Settings {
+        node: NodeConfig {
+            identity,
+            bind,
+            advertise,
+            seeds,
+            protocol,
+            transport: TransportConfig::default(),
+            meta,
+        },
+        api: args.api.or(file.api).unwrap_or_else(|| {
+            DEFAULT_API
+                .parse()
+                .expect("DEFAULT_API is a socket address")
+        }),
+        log_format: args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text),
+        profile,
+    })
+}
+
+/// `base` with the keys of `table` replacing its own; unknown keys and bad values refused.
+fn overlay(base: &Config, table: toml::Table) -> Result<Config, toml::de::Error> {
+    let toml::Value::Table(mut merged) =
+        toml::Value::try_from(base).expect("a Config serializes to TOML")
+    else {
+        unreachable!("a struct serializes to a TOML table");
+    };
+    merged.extend(table);
+    toml::Value::Table(merged).try_into()
+}
+
+/// Resolves one `HOST:PORT` seed, preferring an address of the bound socket's family (a
+/// socket bound to an IPv4 address cannot reach `::1`); `origin` says where it was given.
+fn resolve_seed(text: &str, bind: SocketAddr, origin: &str) -> anyhow::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| anyhow!("{origin} {text}: cannot resolve (expected HOST:PORT): {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == bind.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow!("{origin} {text}: resolves to no address"))
+}
+
+/// Loads the certificates, each from its own flag or else from the certs directory, and
+/// checks that they name `name`.
+fn load_identity(
+    name: &NodeName,
+    dir: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Identity> {
+    let from_dir = |file: String, flag: &str| {
+        dir.as_ref().map(|d| d.join(file)).ok_or_else(|| {
+            anyhow!("no {flag} file: give --certs DIR (holding ca.pem, NAME.pem, NAME-key.pem) or --{flag} FILE")
+        })
+    };
+    let uses_dir = ca.is_none() || cert.is_none() || key.is_none();
+    let ca = ca.map_or_else(|| from_dir("ca.pem".into(), "ca"), Ok)?;
+    let cert = cert.map_or_else(|| from_dir(format!("{name}.pem"), "cert"), Ok)?;
+    let key = key.map_or_else(|| from_dir(format!("{name}-key.pem"), "key"), Ok)?;
+    let identity = Identity::load(&ca, &cert, &key).map_err(|e| match &dir {
+        Some(d) if uses_dir => anyhow!(
+            "cannot load certificates: {e} (--certs {} should hold ca.pem, {name}.pem and \
+             {name}-key.pem; make them with `quicswim certs issue {name}`)",
+            d.display()
+        ),
+        _ => anyhow!("cannot load certificates: {e}"),
+    })?;
+    if identity.name != *name {
+        bail!(
+            "{}: the certificate is for node {:?}, not {:?} (--name); a node must present a \
+             certificate issued to its own name",
+            cert.display(),
+            identity.name.as_str(),
+            name.as_str()
+        );
+    }
+    Ok(identity)
+}
+
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+        .map_err(|e| {
+            let value = std::env::var("RUST_LOG").unwrap_or_default();
+            anyhow!("RUST_LOG={value:?}: {e}")
+        })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let done = match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    done.map_err(|e| anyhow!("cannot set up logging: {e}"))
+}
+
+/// SIGINT and SIGTERM, registered up front so that neither kills the process once the agent
+/// has said it is running.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("cannot install a SIGINT handler")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("cannot install a SIGTERM handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+/// Runs the agent until a signal, then leaves and returns.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let settings = resolve(args)?;
+    init_logging(settings.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let Settings {
+        node: config,
+        api: api_addr,
+        profile,
+        ..
+    } = settings;
+    let name = config.identity.name.clone();
+    let mut signals = Signals::register()?;
+    let listener = TcpListener::bind(api_addr)
+        .await
+        .with_context(|| format!("cannot listen for the API on {api_addr} (--api)"))?;
+    let api_addr = listener.local_addr()?;
+    let bind = config.bind;
+    let node = Node::start(config)
+        .await
+        .with_context(|| format!("cannot start node {name} on {bind} (--bind)"))?;
+    info!(node = %name, bound = %node.local_addr(), advertised = %node.addr(), api = %api_addr,
+        %profile, "agent running");
+    println!(
+        "node {name} bound to {} (advertised as {}); API at http://{api_addr}",
+        node.local_addr(),
+        node.addr()
+    );
+
+    let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut api_task = tokio::spawn(api::serve(node.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let signal = tokio::select! {
+        signal = signals.next() => signal,
+        ended = &mut api_task => {
+            node.shutdown().await;
+            return match ended {
+                Ok(Ok(())) => Err(anyhow!("the API server on {api_addr} stopped unexpectedly")),
+                Ok(Err(e)) => Err(anyhow!("the API server on {api_addr} failed: {e}")),
+                Err(e) => Err(anyhow!("the API server on {api_addr} crashed: {e}")),
+            };
+        }
+    };
+    info!(%signal, "leaving the cluster");
+    tokio::select! {
+        left = node.leave() => {
+            if let Err(e) = left {
+                warn!(error = %e, "could not leave gracefully");
+            }
+        }
+        again = signals.next() => {
+            warn!(signal = %again, "second signal: stopping without waiting for the leave");
+            node.shutdown().await;
+        }
+    }
+    let _ = stop_api.send(());
+    match tokio::time::timeout(API_DRAIN, api_task).await {
+        Ok(Ok(Err(e))) => warn!(error = %e, "API server failed while stopping"),
+        Ok(_) => {}
+        Err(_) => warn!("API server did not stop within {API_DRAIN:?}; exiting anyway"),
+    }
+    info!(node = %name, "stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn seeds_resolve_to_the_bound_family() {
+        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let seed = resolve_seed("127.0.0.1:7946", v4, "--join").unwrap();
+        assert_eq!(seed, "127.0.0.1:7946".parse().unwrap());
+        let err = resolve_seed("no-port", v4, "--join")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--join no-port: "), "{err}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let text = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(text, 0), ":1:1");
+        assert_eq!(line_col(text, 6), ":2:1");
+        assert_eq!(line_col(text, 9), ":2:4");
+    }
+
+    #[test]
+    fn protocol_table_overrides_only_its_keys() {
+        let table: toml::Table =
+            toml::from_str("probe_interval = \"300ms\"\ngossip_nodes = 5").expect("valid TOML");
+        let merged = overlay(&Config::wan(), table).unwrap();
+        assert_eq!(merged.probe_interval, Duration::from_millis(300));
+        assert_eq!(merged.gossip_nodes, 5);
+        // Everything else is still the wan profile, not the lan default.
+        assert_eq!(merged.probe_timeout, Config::wan().probe_timeout);
+        assert_eq!(merged.push_pull_interval, Config::wan().push_pull_interval);
+    }
+
+    #[test]
+    fn protocol_table_refuses_unknown_keys_by_name() {
+        let table: toml::Table = toml::from_str("probe_intervall = \"1s\"").unwrap();
+        let err = overlay(&Config::lan(), table).unwrap_err();
+        assert!(err.message().contains("probe_intervall"), "{err}");
+        let table: toml::Table = toml::from_str("probe_interval = \"soon\"").unwrap();
+        assert!(overlay(&Config::lan(), table).is_err());
+    }
+
+    #[test]
+    fn file_refuses_unknown_keys_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "name = \"alice\"\nbindd = \"127.0.0.1:1\"\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:2:1"), "{err}");
+        assert!(err.contains("bindd"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn file_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "certs = \"certs\"\nkey = \"/abs/k.pem\"\n").unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        assert_eq!(file.certs.unwrap(), dir.path().join("certs"));
+        assert_eq!(file.key.unwrap(), PathBuf::from("/abs/k.pem"));
+    }
+}

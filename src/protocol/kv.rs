@@ -1,0 +1,636 @@
+//! Key/value state owned per node, replicated to every member.
+//!
+//! Each owner's entries carry versions that only grow: a write takes the owner's next
+//! version, and a node starts its counter at a floor its runtime gives (wall-clock
+//! microseconds), so writes after a restart that lost everything still win over old ones.
+//! Deletes are tombstones, collected after a grace period.
+//!
+//! Anti-entropy reconciles by digest, Scuttlebutt style:
+//!
+//! ```text
+//!   digest per owner: (max_version, fingerprint = xor of h(key, version), gc_floor)
+//!   equal digests                 -> nothing to send
+//!   theirs.max < ours.max         -> our entries with version > theirs.max
+//!   equal max, fingerprints differ -> all our entries of that owner (a hole from gossip loss)
+//!   theirs.max < ours.gc_floor    -> all our entries, marked as a reset: they were away
+//!                                    longer than the tombstone grace and must drop the rest
+//! ```
+//!
+//! So an exchange costs what differs, per owner, not the cluster's whole state.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::member::{NameMap, NodeName};
+
+/// Limits on key/value data, enforced on write and on receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KvLimits {
+    /// Longest key in bytes (default 256).
+    pub key_len_max: usize,
+    /// Largest value in bytes (default 64 KiB).
+    pub value_len_max: usize,
+    /// Most live keys one owner may hold (default 10,000).
+    pub keys_per_node_max: usize,
+    /// Most key+value bytes one owner may hold (default 16 MiB).
+    pub bytes_per_node_max: usize,
+    /// Most owners held (default 16,384).
+    pub owners_max: usize,
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        Self {
+            key_len_max: 256,
+            value_len_max: 64 * 1024,
+            keys_per_node_max: 10_000,
+            bytes_per_node_max: 16 * 1024 * 1024,
+            owners_max: 16_384,
+        }
+    }
+}
+
+/// Why a write or a received entry was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key is empty.
+    #[error("key is empty")]
+    EmptyKey,
+    /// The key is over the limit.
+    #[error("key is {len} bytes; the limit is {max}")]
+    KeyTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is over the limit.
+    #[error("value is {len} bytes; the limit is {max}")]
+    ValueTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The owner would hold more keys than allowed.
+    #[error("owner {owner} would hold more than {max} keys")]
+    TooManyKeys {
+        /// Whose keys.
+        owner: NodeName,
+        /// The limit.
+        max: usize,
+    },
+    /// The owner would hold more bytes than allowed.
+    #[error("owner {owner} would hold more than {max} bytes of keys and values")]
+    TooManyBytes {
+        /// Whose keys.
+        owner: NodeName,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many owners.
+    #[error("more than {0} owners")]
+    TooManyOwners(usize),
+}
+
+/// One entry as it travels: a value, or a tombstone (`value: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The owning node.
+    pub owner: NodeName,
+    /// The key.
+    pub key: String,
+    /// The owner's version of it.
+    pub version: u64,
+    /// The value; `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// An owner's summary for anti-entropy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerDigest {
+    /// The owner.
+    pub owner: NodeName,
+    /// Highest version held.
+    pub max_version: u64,
+    /// Xor of a hash of every (key, version) held, tombstones included.
+    pub fingerprint: u64,
+    /// Tombstones up to this version have been collected here.
+    pub gc_floor: u64,
+}
+
+/// Entries one side sends the other, per owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerDelta {
+    /// Set when the receiver must first drop every entry of the owner not in `entries` with
+    /// a version at or below `gc_floor` (it was away past the tombstone grace).
+    pub reset: bool,
+    /// The sender's collection floor for the owner.
+    pub gc_floor: u64,
+    /// The entries.
+    pub entries: Vec<KvEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    version: u64,
+    value: Option<Vec<u8>>,
+    /// When the tombstone was made or learned here, for collection.
+    deleted_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Owner {
+    entries: BTreeMap<String, Slot>,
+    max_version: u64,
+    fingerprint: u64,
+    gc_floor: u64,
+    live_keys: usize,
+    live_bytes: usize,
+}
+
+fn entry_hash(key: &str, version: u64) -> u64 {
+    let mut h = super::member::NameHasher::default();
+    key.hash(&mut h);
+    version.hash(&mut h);
+    h.finish()
+}
+
+/// What applying a received entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// It was new and is now held.
+    Changed,
+    /// It was not newer than what is held (or was collected already).
+    Stale,
+}
+
+/// Every owner's entries.
+#[derive(Debug)]
+pub struct KvStore {
+    limits: KvLimits,
+    owners: NameMap<Owner>,
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new(limits: KvLimits) -> Self {
+        Self {
+            limits,
+            owners: NameMap::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &KvLimits {
+        &self.limits
+    }
+
+    /// Checks key and value sizes.
+    pub fn check(&self, key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
+        if key.is_empty() {
+            return Err(KvError::EmptyKey);
+        }
+        if key.len() > self.limits.key_len_max {
+            return Err(KvError::KeyTooLong {
+                len: key.len(),
+                max: self.limits.key_len_max,
+            });
+        }
+        if let Some(v) = value {
+            if v.len() > self.limits.value_len_max {
+                return Err(KvError::ValueTooLarge {
+                    len: v.len(),
+                    max: self.limits.value_len_max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A live value.
+    pub fn get(&self, owner: &NodeName, key: &str) -> Option<&[u8]> {
+        self.owners.get(owner)?.entries.get(key)?.value.as_deref()
+    }
+
+    /// The version held for `(owner, key)`, tombstones included.
+    pub fn version(&self, owner: &NodeName, key: &str) -> Option<u64> {
+        self.owners.get(owner)?.entries.get(key).map(|s| s.version)
+    }
+
+    /// Highest version held for `owner`.
+    pub fn max_version(&self, owner: &NodeName) -> u64 {
+        self.owners.get(owner).map_or(0, |o| o.max_version)
+    }
+
+    /// Every live entry, sorted by owner then key.
+    pub fn iter(&self) -> Vec<(&NodeName, &str, &[u8], u64)> {
+        let mut owners: Vec<(&NodeName, &Owner)> = self.owners.iter().collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        owners
+            .into_iter()
+            .flat_map(|(name, o)| {
+                o.entries.iter().filter_map(move |(k, s)| {
+                    s.value.as_deref().map(|v| (name, k.as_str(), v, s.version))
+                })
+            })
+            .collect()
+    }
+
+    /// Live keys and their key+value bytes, over every owner.
+    pub fn totals(&self) -> (usize, usize) {
+        self.owners
+            .values()
+            .fold((0, 0), |(k, b), o| (k + o.live_keys, b + o.live_bytes))
+    }
+
+    /// Applies `e` if it is newer than what is held and within the limits.
+    pub fn apply(&mut self, now: Instant, e: &KvEntry) -> Result<Applied, KvError> {
+        self.check(&e.key, e.value.as_deref())?;
+        if !self.owners.contains_key(&e.owner) && self.owners.len() >= self.limits.owners_max {
+            return Err(KvError::TooManyOwners(self.limits.owners_max));
+        }
+        let limits = self.limits.clone();
+        let owner = self.owners.entry(e.owner.clone()).or_default();
+        let held = owner.entries.get(&e.key);
+        if held.is_some_and(|s| s.version >= e.version) {
+            return Ok(Applied::Stale);
+        }
+        if held.is_none() && e.version <= owner.gc_floor {
+            return Ok(Applied::Stale); // collected tombstone: do not resurrect
+        }
+        let old_live = held
+            .and_then(|s| s.value.as_ref())
+            .map(|v| e.key.len() + v.len());
+        let new_live = e.value.as_ref().map(|v| e.key.len() + v.len());
+        let keys_after =
+            owner.live_keys - usize::from(old_live.is_some()) + usize::from(new_live.is_some());
+        let bytes_after = owner.live_bytes - old_live.unwrap_or(0) + new_live.unwrap_or(0);
+        if new_live.is_some() && keys_after > limits.keys_per_node_max {
+            return Err(KvError::TooManyKeys {
+                owner: e.owner.clone(),
+                max: limits.keys_per_node_max,
+            });
+        }
+        if new_live.is_some() && bytes_after > limits.bytes_per_node_max {
+            return Err(KvError::TooManyBytes {
+                owner: e.owner.clone(),
+                max: limits.bytes_per_node_max,
+            });
+        }
+        if let Some(old) = owner.entries.get(&e.key) {
+            owner.fingerprint ^= entry_hash(&e.key, old.version);
+        }
+        owner.fingerprint ^= entry_hash(&e.key, e.version);
+        owner.live_keys = keys_after;
+        owner.live_bytes = bytes_after;
+        owner.max_version = owner.max_version.max(e.version);
+        let deleted_at = e.value.is_none().then_some(now);
+        owner.entries.insert(
+            e.key.clone(),
+            Slot {
+                version: e.version,
+                value: e.value.clone(),
+                deleted_at,
+            },
+        );
+        Ok(Applied::Changed)
+    }
+
+    /// Forgets tombstones older than `grace`, raising each owner's collection floor.
+    pub fn collect_tombstones(&mut self, now: Instant, grace: Duration) -> usize {
+        let mut collected = 0;
+        for owner in self.owners.values_mut() {
+            let expired: Vec<(String, u64)> = owner
+                .entries
+                .iter()
+                .filter(|(_, s)| s.deleted_at.is_some_and(|t| now.duration_since(t) >= grace))
+                .map(|(k, s)| (k.clone(), s.version))
+                .collect();
+            for (key, version) in expired {
+                owner.entries.remove(&key);
+                owner.fingerprint ^= entry_hash(&key, version);
+                owner.gc_floor = owner.gc_floor.max(version);
+                collected += 1;
+            }
+        }
+        collected
+    }
+
+    /// Drops every entry of `owner` (it was reaped from membership).
+    pub fn remove_owner(&mut self, owner: &NodeName) {
+        self.owners.remove(owner);
+    }
+
+    /// The digest of every owner held.
+    pub fn digest(&self) -> Vec<OwnerDigest> {
+        let mut d: Vec<OwnerDigest> = self
+            .owners
+            .iter()
+            .map(|(name, o)| OwnerDigest {
+                owner: name.clone(),
+                max_version: o.max_version,
+                fingerprint: o.fingerprint,
+                gc_floor: o.gc_floor,
+            })
+            .collect();
+        d.sort_by(|a, b| a.owner.cmp(&b.owner));
+        d
+    }
+
+    /// What the holder of `theirs` lacks from us, at most about `budget` bytes of values.
+    pub fn delta_for(&self, theirs: &[OwnerDigest], budget: usize) -> Vec<OwnerDelta> {
+        let known: NameMap<&OwnerDigest> = theirs.iter().map(|d| (d.owner.clone(), d)).collect();
+        let mut owners: Vec<(&NodeName, &Owner)> = self.owners.iter().collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        let mut left = budget;
+        let mut out = Vec::new();
+        for (name, o) in owners {
+            let (reset, since) = match known.get(name) {
+                None => (false, 0),
+                Some(t) if t.max_version == o.max_version && t.fingerprint == o.fingerprint => {
+                    continue
+                }
+                Some(t) if t.max_version < o.gc_floor => (true, 0),
+                Some(t) if t.max_version < o.max_version => (false, t.max_version),
+                Some(t) if t.max_version == o.max_version => (false, 0),
+                Some(_) => continue, // they are ahead: they will send to us
+            };
+            let mut entries = Vec::new();
+            // Oldest first, so an exchange cut short by the budget still leaves a prefix that
+            // the next exchange continues from.
+            let mut candidates: Vec<(&String, &Slot)> = o
+                .entries
+                .iter()
+                .filter(|(_, s)| s.version > since)
+                .collect();
+            candidates.sort_by_key(|(_, s)| s.version);
+            for (key, slot) in candidates {
+                let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
+                if size > left && (!entries.is_empty() || !out.is_empty()) {
+                    break;
+                }
+                left = left.saturating_sub(size);
+                entries.push(KvEntry {
+                    owner: name.clone(),
+                    key: key.clone(),
+                    version: slot.version,
+                    value: slot.value.clone(),
+                });
+            }
+            let complete =
+                entries.len() == o.entries.values().filter(|s| s.version > since).count();
+            // A reset is only safe with the owner's full set in hand.
+            out.push(OwnerDelta {
+                reset: reset && complete,
+                gc_floor: o.gc_floor,
+                entries,
+            });
+            if left == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Applies a peer's delta; returns the entries that changed here.
+    pub fn apply_delta(&mut self, now: Instant, delta: Vec<OwnerDelta>) -> (Vec<KvEntry>, usize) {
+        let mut changed = Vec::new();
+        let mut refused = 0;
+        for d in delta {
+            let Some(owner_name) = d.entries.first().map(|e| e.owner.clone()) else {
+                continue;
+            };
+            if d.reset {
+                if let Some(o) = self.owners.get_mut(&owner_name) {
+                    let keep: std::collections::BTreeSet<&str> =
+                        d.entries.iter().map(|e| e.key.as_str()).collect();
+                    let drop: Vec<(String, u64, Option<usize>)> = o
+                        .entries
+                        .iter()
+                        .filter(|(k, s)| s.version <= d.gc_floor && !keep.contains(k.as_str()))
+                        .map(|(k, s)| {
+                            (
+                                k.clone(),
+                                s.version,
+                                s.value.as_ref().map(|v| k.len() + v.len()),
+                            )
+                        })
+                        .collect();
+                    for (key, version, live) in drop {
+                        o.entries.remove(&key);
+                        o.fingerprint ^= entry_hash(&key, version);
+                        if let Some(bytes) = live {
+                            o.live_keys -= 1;
+                            o.live_bytes -= bytes;
+                            changed.push(KvEntry {
+                                owner: owner_name.clone(),
+                                key,
+                                version,
+                                value: None,
+                            });
+                        }
+                    }
+                    o.gc_floor = o.gc_floor.max(d.gc_floor);
+                }
+            }
+            for e in d.entries {
+                if e.owner != owner_name {
+                    refused += 1;
+                    continue;
+                }
+                match self.apply(now, &e) {
+                    Ok(Applied::Changed) => changed.push(e),
+                    Ok(Applied::Stale) => {}
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        (changed, refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> NodeName {
+        NodeName::new(s).unwrap()
+    }
+
+    fn put(owner: &str, key: &str, version: u64, value: &str) -> KvEntry {
+        KvEntry {
+            owner: n(owner),
+            key: key.into(),
+            version,
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+
+    fn del(owner: &str, key: &str, version: u64) -> KvEntry {
+        KvEntry {
+            owner: n(owner),
+            key: key.into(),
+            version,
+            value: None,
+        }
+    }
+
+    #[test]
+    fn newer_versions_win_and_older_are_stale() {
+        let t = Instant::now();
+        let mut s = KvStore::new(KvLimits::default());
+        assert_eq!(
+            s.apply(t, &put("a", "k", 2, "two")).unwrap(),
+            Applied::Changed
+        );
+        assert_eq!(
+            s.apply(t, &put("a", "k", 1, "one")).unwrap(),
+            Applied::Stale
+        );
+        assert_eq!(s.get(&n("a"), "k"), Some(&b"two"[..]));
+        assert_eq!(s.apply(t, &del("a", "k", 3)).unwrap(), Applied::Changed);
+        assert_eq!(s.get(&n("a"), "k"), None);
+        assert_eq!(s.version(&n("a"), "k"), Some(3));
+        assert_eq!(s.totals(), (0, 0));
+    }
+
+    #[test]
+    fn limits_are_enforced_on_receipt_and_change_nothing() {
+        let t = Instant::now();
+        let limits = KvLimits {
+            value_len_max: 4,
+            keys_per_node_max: 1,
+            ..KvLimits::default()
+        };
+        let mut s = KvStore::new(limits);
+        assert!(matches!(
+            s.apply(t, &put("a", "k", 1, "toolong")),
+            Err(KvError::ValueTooLarge { .. })
+        ));
+        s.apply(t, &put("a", "k", 1, "ok")).unwrap();
+        assert!(matches!(
+            s.apply(t, &put("a", "j", 2, "no")),
+            Err(KvError::TooManyKeys { .. })
+        ));
+        assert_eq!(s.iter().len(), 1);
+        assert!(matches!(
+            s.apply(t, &put("a", "", 3, "x")),
+            Err(KvError::EmptyKey)
+        ));
+    }
+
+    #[test]
+    fn equal_stores_have_nothing_to_send() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let mut b = KvStore::new(KvLimits::default());
+        for e in [
+            put("x", "1", 1, "a"),
+            put("x", "2", 2, "b"),
+            del("y", "3", 7),
+        ] {
+            a.apply(t, &e).unwrap();
+            b.apply(t, &e).unwrap();
+        }
+        assert!(a.delta_for(&b.digest(), 1 << 20).is_empty());
+    }
+
+    #[test]
+    fn delta_sends_only_what_is_newer_than_their_max() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let mut b = KvStore::new(KvLimits::default());
+        for v in 1..=100 {
+            let e = put("x", &format!("k{v}"), v, "v");
+            a.apply(t, &e).unwrap();
+            if v <= 95 {
+                b.apply(t, &e).unwrap();
+            }
+        }
+        let delta = a.delta_for(&b.digest(), 1 << 20);
+        assert_eq!(delta.len(), 1);
+        assert_eq!(delta[0].entries.len(), 5);
+        let (changed, refused) = b.apply_delta(t, delta);
+        assert_eq!((changed.len(), refused), (5, 0));
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn a_hole_below_the_max_is_repaired_by_a_full_owner_sync() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let mut b = KvStore::new(KvLimits::default());
+        for v in 1..=3 {
+            a.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+        }
+        b.apply(t, &put("x", "k1", 1, "v")).unwrap();
+        b.apply(t, &put("x", "k3", 3, "v")).unwrap(); // k2 lost in gossip
+        let delta = a.delta_for(&b.digest(), 1 << 20);
+        b.apply_delta(t, delta);
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(b.get(&n("x"), "k2"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn collected_tombstones_are_not_resurrected_and_a_long_absence_resets() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(10);
+        let mut a = KvStore::new(KvLimits::default());
+        let mut away = KvStore::new(KvLimits::default());
+        for e in [put("x", "gone", 1, "old"), put("x", "kept", 2, "v")] {
+            a.apply(t0, &e).unwrap();
+            away.apply(t0, &e).unwrap();
+        }
+        a.apply(t0, &del("x", "gone", 3)).unwrap();
+        a.apply(t0, &put("x", "new", 4, "v")).unwrap();
+        assert_eq!(a.collect_tombstones(t0 + grace, grace), 1);
+        // The old value comes back by gossip: refused, it is below the floor.
+        assert_eq!(
+            a.apply(t0, &put("x", "gone", 1, "old")).unwrap(),
+            Applied::Stale
+        );
+        // The node that was away gets a reset and drops the deleted key.
+        let delta = a.delta_for(&away.digest(), 1 << 20);
+        assert!(delta[0].reset);
+        away.apply_delta(t0 + grace, delta);
+        assert_eq!(away.get(&n("x"), "gone"), None);
+        assert_eq!(away.get(&n("x"), "new"), Some(&b"v"[..]));
+        assert_eq!(away.get(&n("x"), "kept"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn budget_cuts_a_delta_but_the_next_one_continues() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let mut b = KvStore::new(KvLimits::default());
+        for v in 1..=50 {
+            a.apply(
+                t,
+                &KvEntry {
+                    owner: n("x"),
+                    key: format!("k{v}"),
+                    version: v,
+                    value: Some(vec![0; 100]),
+                },
+            )
+            .unwrap();
+        }
+        let mut rounds = 0;
+        loop {
+            let delta = a.delta_for(&b.digest(), 1000);
+            if delta.is_empty() {
+                break;
+            }
+            assert!(delta[0].entries.len() <= 9, "budget respected");
+            b.apply_delta(t, delta);
+            rounds += 1;
+            assert!(rounds < 20);
+        }
+        assert_eq!(a.digest(), b.digest());
+    }
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: certificates in memory, fast timings, waiting
+//! for conditions under a deadline, and talking to the control API.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+use quicswim::protocol::{Config, Member, NodeName, State};
+use quicswim::tls::{CertAuthority, Identity};
+use quicswim::{Node, NodeConfig};
+
+/// Longest any one condition may take; generous so a loaded CI machine does not flake.
+pub const DEADLINE: Duration = Duration::from_secs(40);
+
+pub fn name(s: &str) -> NodeName {
+    NodeName::new(s).expect("test names are valid")
+}
+
+/// A quick profile so that detection takes seconds, not tens of seconds.
+pub fn fast() -> Config {
+    Config {
+        probe_interval: Duration::from_millis(300),
+        probe_timeout: Duration::from_millis(150),
+        gossip_interval: Duration::from_millis(50),
+        suspicion_mult: 3,
+        indirect_checks: 2,
+        join_retry_interval: Duration::from_millis(500),
+        reconnect_interval: Duration::from_secs(2),
+        ..Config::local()
+    }
+}
+
+pub fn identity(ca: &CertAuthority, n: &str) -> Identity {
+    ca.identity(&name(n), &[Ipv4Addr::LOCALHOST.into()], 1)
+        .expect("issue test certificate")
+}
+
+pub async fn start(identity: Identity, seeds: Vec<SocketAddr>) -> Node {
+    let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let config = NodeConfig {
+        protocol: fast(),
+        ..NodeConfig::new(identity, bind, seeds)
+    };
+    Node::start(config).await.expect("node starts")
+}
+
+pub async fn start_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
+    let first = start(identity(ca, "node-0"), vec![]).await;
+    let seed = first.addr();
+    let mut nodes = vec![first];
+    for i in 1..n {
+        nodes.push(start(identity(ca, &format!("node-{i}")), vec![seed]).await);
+    }
+    nodes
+}
+
+pub fn state_of(members: &[Member], who: &str) -> Option<(State, u64)> {
+    members
+        .iter()
+        .find(|m| m.name.as_str() == who)
+        .map(|m| (m.state, m.incarnation.0))
+}
+
+/// Polls `cond` over every node's member list until it holds for all, or fails at DEADLINE.
+pub async fn wait_all(what: &str, nodes: &[&Node], cond: impl Fn(&[Member]) -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut ok = true;
+        for node in nodes {
+            let members = node.members().await.expect("node is running");
+            if !cond(&members) {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let mut views = String::new();
+            for node in nodes {
+                let members = node.members().await.unwrap_or_default();
+                let view: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{}={}@{}", m.name, m.state, m.incarnation))
+                    .collect();
+                views.push_str(&format!("\n  {}: {}", node.name(), view.join(" ")));
+            }
+            panic!("timed out waiting for {what}; views:{views}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, not a settle wait
+    }
+}
+
+pub fn all_alive(n: usize) -> impl Fn(&[Member]) -> bool {
+    move |members: &[Member]| members.iter().filter(|m| m.state == State::Alive).count() == n
+}
+
+/// `GET path` on the API at `addr`: the status and the body as text. Panics if the exchange
+/// fails or takes over 10 s.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.expect("connect to the API");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP/1 handshake");
+        let driver = tokio::spawn(connection);
+        let request = Request::get(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("valid request");
+        let answer = sender.send_request(request).await.expect("an answer");
+        let status = answer.status().as_u16();
+        let body = answer
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        driver.abort();
+        (
+            status,
+            String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} on {addr} took over 10 s"))
+}
+
+/// The value of the first sample of `name` whose labels include `label` (`key="value"`), in
+/// a Prometheus text exposition.
+pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| {
+            let series = line.rsplit_once(' ').map_or(*line, |(s, _)| s);
+            let (metric_name, labels) = series.split_once('{').unwrap_or((series, ""));
+            metric_name == name && label.is_none_or(|l| labels.contains(l))
+        })
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
+}
