@@ -269,10 +269,11 @@ fn duplicated_datagrams_change_no_outcome() {
 }
 
 /// 200 nodes split in half at 30 s for 60 s. Measured healing (views equal and exactly the
-/// live nodes again) is 4–6 virtual s after the heal; the run ends 30 s after it.
+/// live nodes again) took 3–9 virtual s after the heal over seeds 1–6; the run ends 30 s
+/// after it.
 #[test]
 fn partitioned_halves_merge_after_healing() {
-    for seed in seeds() {
+    for (k, seed) in seeds().into_iter().enumerate() {
         let split = SimConfig {
             partition: Some(PartitionPlan {
                 fraction: 0.5,
@@ -282,19 +283,21 @@ fn partitioned_halves_merge_after_healing() {
             duration: secs(120),
             ..SimConfig::new(200, seed)
         };
-        // The same run stopped at the heal: each half must have given the other up, or the
-        // merge below proves nothing.
-        let at_heal = SimConfig {
-            duration: secs(90),
-            ..split.clone()
-        };
-        let ctx = replay(&at_heal);
-        let r = run(at_heal);
-        assert!(
-            !r.final_views_agree && !r.final_views_correct,
-            "{ctx}: the partition did not split the views\n{r:#?}"
-        );
-        assert_no_false_positives(&ctx, &r);
+        if k == 0 {
+            // The same run stopped at the heal: each half must have given the other up, or
+            // the merge below proves nothing. Once is enough to show the scenario bites.
+            let at_heal = SimConfig {
+                duration: secs(90),
+                ..split.clone()
+            };
+            let ctx = replay(&at_heal);
+            let r = run(at_heal);
+            assert!(
+                !r.final_views_agree && !r.final_views_correct,
+                "{ctx}: the partition did not split the views\n{r:#?}"
+            );
+            assert_no_false_positives(&ctx, &r);
+        }
 
         let ctx = replay(&split);
         let r = run(split);
