@@ -182,6 +182,7 @@ async fn metrics_expose_counters_that_move() {
         "quicswim_probes_sent_total",
         "quicswim_probes_failed_total",
         "quicswim_indirect_probes_sent_total",
+        "quicswim_stream_probes_sent_total",
         "quicswim_suspicions_raised_total",
         "quicswim_refutations_total",
         "quicswim_core_datagrams_sent_total",

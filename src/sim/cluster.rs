@@ -15,7 +15,7 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, NodeName, Swim, TransmitKind};
+use crate::protocol::{Config, Event, Incarnation, NodeName, Swim, TransmitKind};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,6 +174,9 @@ pub struct Simulation {
     rng: SmallRng,
     tracker: Tracker,
     crashed: Vec<usize>,
+    /// Each node's own incarnation when the partition healed (`None` if it was down); empty
+    /// before the heal.
+    heal_incarnations: Vec<Option<Incarnation>>,
     steps: u64,
     /// The last write to each (owner, key): what every node must hold at the end.
     expected: BTreeMap<(usize, String), Option<Vec<u8>>>,
@@ -219,6 +222,7 @@ impl Simulation {
             seq: 0,
             nodes,
             crashed: Vec::new(),
+            heal_incarnations: Vec::new(),
             steps: 0,
             expected: BTreeMap::new(),
             kv_writes: 0,
@@ -380,7 +384,14 @@ impl Simulation {
                 }
                 self.network.partition(sides);
             }
-            Action::Heal => self.network.heal(),
+            Action::Heal => {
+                self.network.heal();
+                self.heal_incarnations = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.core.as_ref().map(|c| c.local_member().incarnation))
+                    .collect();
+            }
             Action::KvWrite => self.kv_write(),
             Action::InjectUpdate(k) => {
                 let candidates: Vec<usize> = (0..self.nodes.len())
@@ -542,8 +553,12 @@ impl Simulation {
                 }
             }
         }
-        // Claims made while a partition was in force keep arriving for a while after it heals;
-        // a member declared Dead across the partition is not a false positive.
+        // Claims made while a partition was in force keep arriving for a while after it heals.
+        // A member declared Dead across the partition is not a false positive, and neither is
+        // a member the other side declared Dead reaching observers on its own side: at equal
+        // incarnation Dead beats Alive, so that claim is adopted by everyone until the member
+        // refutes. Both are claims at an incarnation the member had reached by the heal; a
+        // claim at a newer one comes from a probe that failed after the heal, and counts.
         let grace = self.config.protocol.probe_interval * 80;
         let settling = self
             .config
@@ -551,20 +566,29 @@ impl Simulation {
             .as_ref()
             .is_some_and(|p| now < self.epoch + p.heal_at + grace);
         let network = &self.network;
-        let connected =
-            |a: usize, b: usize| network.connected(a, b) && !(settling && network.were_apart(a, b));
+        let heal_incarnations = &self.heal_incarnations;
+        let from_partition = |s: usize, incarnation: Incarnation| {
+            settling
+                && heal_incarnations
+                    .get(s)
+                    .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
+        };
         let crashed = &self.crashed;
         for e in events {
-            let subject = match &e {
+            let m = match &e {
                 Event::Joined(m)
                 | Event::Recovered(m)
                 | Event::Updated(m)
                 | Event::Suspect(m)
                 | Event::Dead(m)
-                | Event::Left(m) => node_index(m.addr),
+                | Event::Left(m) => m,
                 Event::KvChanged { .. } | Event::User(_) => continue,
             };
-            let reachable = subject.is_some_and(|s| connected(i, s) && !crashed.contains(&s));
+            let reachable = node_index(m.addr).is_some_and(|s| {
+                network.connected(i, s)
+                    && !crashed.contains(&s)
+                    && !from_partition(s, m.incarnation)
+            });
             self.tracker.event(now, i, &e, reachable);
         }
         self.tracker.alive_seen(now, i, alive);

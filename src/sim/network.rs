@@ -35,8 +35,6 @@ pub struct Network {
     config: NetworkConfig,
     /// `Some(side)` per node while a partition is in force.
     sides: Option<Vec<bool>>,
-    /// The sides of the last partition, kept after it heals.
-    last_sides: Option<Vec<bool>>,
 }
 
 impl Network {
@@ -45,19 +43,12 @@ impl Network {
         Self {
             config,
             sides: None,
-            last_sides: None,
         }
     }
 
     /// Splits the nodes: `true` on one side, `false` on the other.
     pub fn partition(&mut self, sides: Vec<bool>) {
-        self.last_sides = Some(sides.clone());
         self.sides = Some(sides);
-    }
-
-    /// Whether `a` and `b` were on different sides of the last partition.
-    pub fn were_apart(&self, a: usize, b: usize) -> bool {
-        self.last_sides.as_ref().is_some_and(|s| s[a] != s[b])
     }
 
     /// Joins the sides again.
