@@ -22,4 +22,4 @@ pub mod sim;
 pub mod tls;
 pub mod transport;
 
-pub use node::{KvItem, Node, NodeConfig};
+pub use node::{KvItem, Node, NodeConfig, RingChanged};

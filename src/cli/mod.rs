@@ -5,6 +5,7 @@ pub mod agent;
 pub mod certs;
 pub mod http;
 pub mod members;
+pub mod ring;
 pub mod simulate;
 
 use std::time::Duration;
