@@ -273,8 +273,8 @@ mod tests {
         assert_eq!(change.ring.members(), [name("a"), name("b"), name("me")]);
         assert_eq!(*view.ring.borrow(), change.ring);
 
-        feed.push(&name("a"), State::Dead, 1);
-        feed.push(&name("b"), State::Alive, 1);
+        // One call, so both land in one batch whenever the task wakes.
+        feed.push_all([(&name("a"), State::Dead, 1), (&name("b"), State::Alive, 1)]);
         let change = next_change(&mut events).await;
         assert_eq!(change.removed, [name("a")]);
         assert_eq!(change.reweighted, [name("b")]);
