@@ -298,7 +298,7 @@ mod tests {
             (&new, State::Alive, 1),
         ]);
         let change = next_change(&mut events).await;
-        assert_eq!(change.added, [new.clone()]);
+        assert_eq!(change.added, [name("new")]);
         assert_eq!(change.removed, [name("gone")]);
         assert_eq!(change.ring.members(), [kept, me, new]);
     }
