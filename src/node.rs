@@ -343,7 +343,7 @@ impl Node {
     }
 
     /// Ring changes from now on: members added, removed or reweighted, with the ring each
-    /// change produced. A burst of membership changes gives one ring change. A subscriber that
+    /// change produced. Changes that arrive together may come as one. A subscriber that
     /// falls more than 256 changes behind gets `Lagged` and can resume from [`Node::ring`].
     pub fn ring_events(&self) -> broadcast::Receiver<RingChanged> {
         self.ring.events.subscribe()

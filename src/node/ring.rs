@@ -1,18 +1,20 @@
 //! The node's consistent-hash ring, kept in step with membership off the driver task.
 //!
 //! ```text
-//!   Driver task                        ring task                        readers
-//!   membership events --push--> [pending: latest per member] --> RingTracker::apply_many
-//!                     --ring()-->  (doorbell, capacity 1)          | (spawn_blocking)
-//!                                                                  +--> watch: Arc<Ring> --> Node::ring()
-//!                                                                  +--> broadcast: RingChanged
+//!   driver task                      ring task
+//!   membership events
+//!     --push--> pending: latest (state, weight) per member
+//!               doorbell (capacity 1) --> take all; RingTracker::apply_many (spawn_blocking)
+//!                                           |--> watch: Arc<Ring> ------> Node::ring()
+//!                                           `--> broadcast: RingChanged -> Node::ring_events()
 //! ```
 //!
-//! A rebuild costs a sort of every virtual-node point (tens of milliseconds at a thousand
-//! members), so the driver never does it: it only records each member's latest state in a map
-//! bounded by the member count and rings a doorbell. The ring task takes the whole map at once,
-//! so a burst of joins costs one rebuild, not one per join. Lookups clone an `Arc<Ring>` from a
-//! `watch` channel and never touch either task.
+//! A rebuild hashes and sorts every virtual-node point (half a million at a thousand members
+//! of weight 1), so the driver never does it: it only records each member's latest state in a
+//! map bounded by the member count and rings a doorbell. The ring task takes the whole map at
+//! once: changes that arrive while a rebuild runs go into the next one together, so rebuilds
+//! never queue up behind a burst of joins. Lookups clone an `Arc<Ring>` from a `watch`
+//! channel and never touch either task.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
