@@ -31,6 +31,8 @@ enum Command {
     Agent(cli::agent::AgentArgs),
     /// List the members a running agent knows.
     Members(cli::members::MembersArgs),
+    /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
+    Ring(cli::ring::RingArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
 }
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Certs { cmd } => cli::certs::run(cmd),
         Command::Agent(args) => cli::agent::run(args),
         Command::Members(args) => cli::members::run(args),
+        Command::Ring(args) => cli::ring::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {

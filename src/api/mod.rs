@@ -3,13 +3,17 @@
 //!
 //! ```text
 //!   GET /v1/members   every member this node knows, sorted by name (JSON array)
+//!   GET /v1/ring      the consistent-hash ring: checksum, members with weight, vnodes, share
+//!   GET /v1/ring/owner?key=K[&key=K2..][&replicas=N]
+//!                     {"K": owner} or, with replicas, {"K": [owner, next, ..]}
 //!   GET /health       200 with this node's name, state and alive count; 503 once stopped
 //!   GET /metrics      Prometheus text exposition, every name prefixed `quicswim_`
 //!   anything else     404 (or 405) with {"error": "..."}
 //! ```
 //!
 //! The API holds a [`Node`] handle and asks the node's driver task for each answer, so it
-//! never sees a half-applied protocol step. It has no authentication of its own: bind it to
+//! never sees a half-applied protocol step; the ring routes read the node's ring snapshot
+//! instead, without a round trip through the driver. It has no authentication of its own: bind it to
 //! loopback (the agent's default) or a trusted interface.
 
 mod error;
@@ -17,6 +21,7 @@ mod health;
 mod members;
 mod metrics;
 pub mod prometheus;
+mod ring;
 
 use std::future::Future;
 use std::io;
@@ -30,6 +35,7 @@ use crate::node::Node;
 pub use error::{ApiError, ErrorBody};
 pub use health::Health;
 pub use members::MemberJson;
+pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 
 /// What every handler is given: the node it answers for.
 #[derive(Clone)]
@@ -42,6 +48,8 @@ struct ApiState {
 pub fn router(node: Node) -> Router {
     Router::new()
         .route("/v1/members", get(members::list))
+        .route("/v1/ring", get(ring::summary))
+        .route("/v1/ring/owner", get(ring::owner))
         .route("/health", get(health::check))
         .route("/metrics", get(metrics::scrape))
         .fallback(error::not_found)

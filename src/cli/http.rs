@@ -1,5 +1,5 @@
 //! A small HTTP/1 client for the agent's control API, shared by every subcommand that talks
-//! to a running agent (`members`, and later `kv`, `event`, `ring`).
+//! to a running agent (`members`, `ring`, and later `kv`, `event`).
 //!
 //! One TCP connection per call, a deadline on the whole exchange, and errors that name the
 //! API address and carry the server's own `{"error": ...}` message.

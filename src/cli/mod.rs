@@ -6,6 +6,7 @@ pub mod certs;
 pub mod demo;
 pub mod http;
 pub mod members;
+pub mod ring;
 pub mod simulate;
 
 use std::time::Duration;

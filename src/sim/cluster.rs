@@ -15,7 +15,7 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, Incarnation, NodeName, Swim, TransmitKind};
+use crate::protocol::{Config, Event, Incarnation, Member, NodeName, Swim, TransmitKind};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -256,7 +256,38 @@ impl Simulation {
     /// Runs to the end, calling `progress` with the virtual time about once a virtual second.
     pub fn run(mut self, mut progress: impl FnMut(Duration)) -> Report {
         let end = self.epoch + self.config.duration;
-        let mut next_progress = self.epoch;
+        self.advance(end, &mut progress);
+        progress(self.config.duration);
+        self.finish()
+    }
+
+    /// Runs until `elapsed` of virtual time since the start (at most the run's duration), so
+    /// a test can look at the nodes mid-run with [`Simulation::live_views`]; [`run`] then
+    /// carries on from there. Asking for a time already passed does nothing.
+    ///
+    /// [`run`]: Simulation::run
+    pub fn run_until(&mut self, elapsed: Duration) {
+        let end = self.epoch + elapsed.min(self.config.duration);
+        if end > self.now {
+            self.advance(end, &mut |_| {});
+        }
+    }
+
+    /// Each live node's name and every member it holds (itself and tombstones included), in
+    /// node order. Crashed nodes that have not restarted are absent.
+    pub fn live_views(&self) -> Vec<(NodeName, Vec<Member>)> {
+        self.nodes
+            .iter()
+            .filter_map(|node| {
+                let core = node.core.as_ref()?;
+                Some((node.name.clone(), core.members().cloned().collect()))
+            })
+            .collect()
+    }
+
+    /// Handles every action due up to `end`, then stands at `end`.
+    fn advance(&mut self, end: Instant, progress: &mut dyn FnMut(Duration)) {
+        let mut next_progress = self.now;
         while let Some(item) = self.queue.peek() {
             if item.at > end {
                 break;
@@ -271,8 +302,6 @@ impl Simulation {
             self.step(item.action);
         }
         self.now = end;
-        progress(self.config.duration);
-        self.finish()
     }
 
     fn schedule(&mut self, after: Duration, action: Action) {

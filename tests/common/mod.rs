@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: certificates in memory, fast timings, waiting
-//! for conditions under a deadline, and talking to the control API.
+//! for conditions under a deadline, and talking to the control API; [`process`] drives the
+//! real binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use http_body_util::{BodyExt, Empty};
@@ -13,6 +14,9 @@ use tokio::net::TcpStream;
 use quicswim::protocol::{Config, Member, NodeName, State};
 use quicswim::tls::{CertAuthority, Identity};
 use quicswim::{Node, NodeConfig};
+
+#[cfg(unix)]
+pub mod process;
 
 /// Longest any one condition may take; generous so a loaded CI machine does not flake.
 pub const DEADLINE: Duration = Duration::from_secs(40);
