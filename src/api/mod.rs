@@ -2,18 +2,31 @@
 //! that talk to a running agent.
 //!
 //! ```text
-//!   GET /v1/members   every member this node knows, sorted by name (JSON array)
-//!   GET /health       200 with this node's name, state and alive count; 503 once stopped
-//!   GET /metrics      Prometheus text exposition, every name prefixed `quicswim_`
-//!   anything else     404 (or 405) with {"error": "..."}
+//!   GET    /v1/members          every member this node knows, sorted by name (JSON array)
+//!   PUT    /v1/kv/{key}         set this node's key to the raw body
+//!   DELETE /v1/kv/{key}         delete this node's key
+//!   GET    /v1/kv/{owner}/{key} one value, raw bytes
+//!   GET    /v1/kv               every entry known here (JSON array)
+//!   POST   /v1/events           publish a user event
+//!   GET    /v1/events           the most recent user events received here (JSON array)
+//!   GET    /health              200 with this node's name, state and alive count; 503 once stopped
+//!   GET    /metrics             Prometheus text exposition, every name prefixed `quicswim_`
+//!   anything else               404 (or 405) with {"error": "..."}
 //! ```
+//!
+//! Errors are `{"error": "..."}` with a status that says whose fault: 400 for a bad request,
+//! 404 for a key that is not there, 413 for a value or event payload over its limit (the
+//! message names the limit), 507 when this node's key quota is full, 503 once the node has
+//! left or stopped.
 //!
 //! The API holds a [`Node`] handle and asks the node's driver task for each answer, so it
 //! never sees a half-applied protocol step. It has no authentication of its own: bind it to
 //! loopback (the agent's default) or a trusted interface.
 
 mod error;
+mod events;
 mod health;
+mod kv;
 mod members;
 mod metrics;
 pub mod prometheus;
@@ -21,6 +34,7 @@ pub mod prometheus;
 use std::future::Future;
 use std::io;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -28,7 +42,9 @@ use tokio::net::TcpListener;
 use crate::node::Node;
 
 pub use error::{ApiError, ErrorBody};
+pub use events::{EventJson, PublishRequest, Published};
 pub use health::Health;
+pub use kv::{KvItemJson, KvWritten};
 pub use members::MemberJson;
 
 /// What every handler is given: the node it answers for.
@@ -40,12 +56,23 @@ struct ApiState {
 /// Every route of the API, answering for `node`. Routes for key/value data, events and the
 /// ring go here too, so that the whole surface is listed in one place.
 pub fn router(node: Node) -> Router {
+    // Above the value limit, so a value a little too large is read whole and refused by the
+    // node with its exact size; larger bodies are cut off and refused by the handler.
+    let body_limit = node.config().kv.value_len_max + kv::BODY_HEADROOM;
     Router::new()
         .route("/v1/members", get(members::list))
+        .route("/v1/kv", get(kv::list))
+        .route(
+            "/v1/kv/{key}",
+            axum::routing::put(kv::set).delete(kv::delete),
+        )
+        .route("/v1/kv/{owner}/{key}", get(kv::get))
+        .route("/v1/events", get(events::list).post(events::publish))
         .route("/health", get(health::check))
         .route("/metrics", get(metrics::scrape))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(ApiState { node })
 }
 
