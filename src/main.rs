@@ -28,6 +28,12 @@ enum Command {
     Agent(cli::agent::AgentArgs),
     /// List the members a running agent knows.
     Members(cli::members::MembersArgs),
+    /// Set, read, delete and list key/value data through a running agent.
+    Kv(cli::kv::KvArgs),
+    /// Publish a user event to every member through a running agent.
+    Event(cli::event::EventArgs),
+    /// List the user events a running agent has received, oldest first.
+    Events(cli::event::EventsArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
 }
@@ -38,6 +44,9 @@ fn main() -> ExitCode {
         Command::Certs { cmd } => cli::certs::run(cmd),
         Command::Agent(args) => cli::agent::run(args),
         Command::Members(args) => cli::members::run(args),
+        Command::Kv(args) => cli::kv::run(args),
+        Command::Event(args) => cli::event::run_event(args),
+        Command::Events(args) => cli::event::run_events(args),
         Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {
