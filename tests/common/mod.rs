@@ -2,6 +2,9 @@
 //! for conditions under a deadline, and talking to the control API.
 #![allow(dead_code)] // each test binary uses its own subset
 
+#[cfg(unix)]
+pub mod process;
+
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::Request;
