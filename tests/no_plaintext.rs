@@ -282,27 +282,28 @@ async fn values_and_events_cross_the_network_only_encrypted() {
         metrics.transport.dials, 0,
         "zz-target dialled someone directly, bypassing the relay"
     );
-    let recording = relay.recording.lock().unwrap();
-    let (inbound, outbound) = (
-        recording.bytes(Direction::ToTarget),
-        recording.bytes(Direction::FromTarget),
-    );
-    assert!(
-        inbound > bulk.len() && outbound > 0,
-        "the relay saw too little: {inbound} bytes in, {outbound} out"
-    );
-    for marker in [KEY, VALUE, EVENT_NAME, EVENT_PAYLOAD] {
-        let found = recording.find(marker.as_bytes());
+    {
+        let recording = relay.recording.lock().unwrap();
+        let (inbound, outbound) = (
+            recording.bytes(Direction::ToTarget),
+            recording.bytes(Direction::FromTarget),
+        );
         assert!(
-            found.is_empty(),
-            "{marker:?} crossed the wire in plaintext in {found:?}"
+            inbound > bulk.len() && outbound > 0,
+            "the relay saw too little: {inbound} bytes in, {outbound} out"
+        );
+        for marker in [KEY, VALUE, EVENT_NAME, EVENT_PAYLOAD] {
+            let found = recording.find(marker.as_bytes());
+            assert!(
+                found.is_empty(),
+                "{marker:?} crossed the wire in plaintext in {found:?}"
+            );
+        }
+        eprintln!(
+            "relay forwarded {} datagrams, {inbound} bytes in, {outbound} out: no marker found",
+            recording.datagrams
         );
     }
-    eprintln!(
-        "relay forwarded {} datagrams, {inbound} bytes in, {outbound} out: no marker found",
-        recording.datagrams
-    );
-    drop(recording);
     for node in nodes {
         node.shutdown().await;
     }

@@ -24,8 +24,8 @@ enum EventCommand {
     Send {
         /// The event's name (1 to 128 bytes).
         name: String,
-        /// The payload (at most 512 bytes by default); `-` reads it from standard input;
-        /// none: empty.
+        /// The payload (at most 512 bytes by default); `-` reads it from standard input; none:
+        /// empty. A payload that starts with `-` goes after `--`.
         payload: Option<String>,
     },
 }

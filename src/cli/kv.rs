@@ -27,7 +27,8 @@ enum KvCommand {
     Set {
         /// The key (at most 256 bytes by default).
         key: String,
-        /// The value; `-` reads it from standard input (at most 64 KiB by default).
+        /// The value (at most 64 KiB by default); `-` reads it from standard input. A value
+        /// that starts with `-` goes after `--`.
         value: String,
     },
     /// Print the value OWNER holds under KEY, as the agent knows it, byte for byte.
