@@ -4,10 +4,14 @@
 
 mod common;
 
+use std::net::SocketAddr;
+
 use common::*;
 use quicswim::tls::CertAuthority;
 use quicswim::Node;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const OCTETS: Option<&str> = Some("application/octet-stream");
 const JSON: Option<&str> = Some("application/json");
@@ -23,6 +27,35 @@ async fn pair() -> (Vec<Node>, Vec<ApiServer>) {
         apis.push(ApiServer::start(node).await);
     }
     (nodes, apis)
+}
+
+/// `PUT path` with a chunked body of `chunks`, written by hand so that no length is
+/// declared; the answer's status line and body.
+async fn put_chunked(api: SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
+    let mut request = format!(
+        "PUT {path} HTTP/1.1\r\nhost: {api}\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in chunks {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let exchange = async {
+        let mut stream = TcpStream::connect(api).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    };
+    let answer = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("an answer");
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    format!("{status}\n{body}")
 }
 
 async fn list(api: &ApiServer, path: &str) -> Vec<Value> {
@@ -115,6 +148,11 @@ async fn bad_writes_are_refused_with_a_status_and_a_message_naming_the_limit() {
     let answer = request(api, "PUT", "/v1/kv/big", OCTETS, vec![b'x'; 1 << 20]).await;
     assert_eq!(answer.status, 413);
     assert_eq!(answer.error(), "value is 1048576 bytes; the limit is 65536");
+    // Sent in chunks with no declared length: read to the end and counted.
+    assert_eq!(
+        put_chunked(api, "/v1/kv/big", &[&[b'y'; 40_000], &[b'y'; 40_000]]).await,
+        "HTTP/1.1 413 Payload Too Large\n{\"error\":\"value is 80000 bytes; the limit is 65536\"}"
+    );
     // Exactly at the limit is fine.
     let answer = request(api, "PUT", "/v1/kv/big", OCTETS, vec![b'x'; 65_536]).await;
     assert_eq!(answer.status, 200, "{}", answer.error());

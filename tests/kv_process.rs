@@ -192,6 +192,15 @@ fn values_and_events_set_on_one_agent_are_seen_on_every_other() {
         "error: value is 70000 bytes; the limit is 65536"
     );
     assert_eq!(kv_get(&alice, "alice", "huge"), None);
+    // Over what any agent may take: refused before anything is sent.
+    let out = quicswim_with_input(
+        &["kv", "set", "huge", "-", "--api", &api(&alice)],
+        Some(vec![b'x'; 5 << 20]),
+    );
+    assert_eq!(
+        one_error_line(&out),
+        "error: value is over 4194304 bytes; no agent takes values over 4194304 bytes"
+    );
     let big_payload = "p".repeat(600);
     let out = quicswim(&["event", "send", "big", &big_payload, "--api", &api(&alice)]);
     assert_eq!(

@@ -11,8 +11,8 @@
 //! the list shows each as text when it is valid UTF-8 (`value`, else `null`) and always as
 //! standard base64 with padding (`value_base64`, RFC 4648 section 4).
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,10 +20,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 use crate::node::KvItem;
+use crate::protocol::kv::VALUE_LEN_MAX_CAP;
 use crate::protocol::NodeName;
 
 /// The answer of a write or a delete: whose key, and the version the change took.
@@ -72,26 +74,42 @@ impl KvItemJson {
     }
 }
 
-/// Headroom of the API's request body limit over the value limit: a value somewhat over the
-/// limit is read whole and refused by the node with its exact length.
+/// Headroom of the API's request body limit (for JSON bodies) over the value limit.
 pub(super) const BODY_HEADROOM: usize = 64 * 1024;
 
-/// `PUT /v1/kv/{key}`.
+/// Most bytes of an oversized value read and thrown away before the 413 goes out. Reading
+/// the rest lets the client finish sending and then read the answer; closing on unread data
+/// would reset the connection under it. Twice the highest value limit a node may have.
+const DRAIN_LEN_MAX: u64 = 2 * VALUE_LEN_MAX_CAP as u64;
+
+/// `PUT /v1/kv/{key}`. The body is read here rather than by an extractor, so that an
+/// oversized one is answered with the limit (and the size, when known) in our own words.
 pub(super) async fn set(
     State(api): State<ApiState>,
     key: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<KvWritten>, ApiError> {
     let Path(key) = key?;
-    let value = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(&api, &headers)
-        } else {
-            ApiError::new(e.status(), format!("cannot read the value: {e}"))
-        }
+    let max = api.node.config().kv.value_len_max;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let value = match declared {
+        Some(len) if len > DRAIN_LEN_MAX => Err(Oversize::CutOff),
+        _ => read_value(body, max).await?,
+    };
+    let value = value.map_err(|oversize| {
+        let message = match (oversize, declared) {
+            (Oversize::Read(len), _) | (_, Some(len)) => {
+                format!("value is {len} bytes; the limit is {max}")
+            }
+            (_, None) => format!("value is over {DRAIN_LEN_MAX} bytes; the limit is {max}"),
+        };
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     })?;
-    let version = api.node.set(&key, value.to_vec()).await?;
+    let version = api.node.set(&key, value).await?;
     Ok(Json(KvWritten {
         owner: api.node.name().to_string(),
         key,
@@ -99,18 +117,43 @@ pub(super) async fn set(
     }))
 }
 
-/// The 413 for a body the server stopped reading: its declared length when it has one.
-fn too_large(api: &ApiState, headers: &HeaderMap) -> ApiError {
-    let max = api.node.config().kv.value_len_max;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let message = match declared {
-        Some(len) => format!("value is {len} bytes; the limit is {max}"),
-        None => format!("value is over {max} bytes; the limit is {max}"),
-    };
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+/// Why a value was not read whole.
+enum Oversize {
+    /// Read to its end, this many bytes, over the limit.
+    Read(u64),
+    /// Given up on after [`DRAIN_LEN_MAX`] bytes, or not read at all because its declared
+    /// length was over that.
+    CutOff,
+}
+
+/// The body, if at most `max` bytes; otherwise it is read on and dropped, up to
+/// [`DRAIN_LEN_MAX`] in all.
+async fn read_value(mut body: Body, max: usize) -> Result<Result<Vec<u8>, Oversize>, ApiError> {
+    let mut value = Vec::new();
+    let mut len: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the value: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len() as u64;
+        if len <= max as u64 {
+            value.extend_from_slice(&data);
+        } else if len > DRAIN_LEN_MAX {
+            return Ok(Err(Oversize::CutOff));
+        } else {
+            value = Vec::new();
+        }
+    }
+    if len > max as u64 {
+        return Ok(Err(Oversize::Read(len)));
+    }
+    Ok(Ok(value))
 }
 
 /// `DELETE /v1/kv/{key}`.

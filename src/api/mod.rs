@@ -56,8 +56,9 @@ struct ApiState {
 /// Every route of the API, answering for `node`. Routes for key/value data, events and the
 /// ring go here too, so that the whole surface is listed in one place.
 pub fn router(node: Node) -> Router {
-    // Above the value limit, so a value a little too large is read whole and refused by the
-    // node with its exact size; larger bodies are cut off and refused by the handler.
+    // For extractors (the JSON of events): room for the largest payload, escaped or in
+    // base64. `PUT /v1/kv/{key}` reads its body itself, to answer an oversized value with
+    // the value limit.
     let body_limit = node.config().kv.value_len_max + kv::BODY_HEADROOM;
     Router::new()
         .route("/v1/members", get(members::list))

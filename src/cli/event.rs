@@ -42,8 +42,10 @@ pub struct EventsArgs {
     json: bool,
 }
 
-/// Most bytes `event send NAME -` reads from standard input; far above any payload limit.
-const STDIN_LEN_MAX: u64 = 1 << 20;
+/// Most bytes `event send NAME -` reads from standard input; far above any payload limit (at
+/// most 1 KiB, so that an event fits a datagram) yet small enough that the agent reads the
+/// whole request and answers with its limit.
+const STDIN_LEN_MAX: u64 = 16 << 10;
 
 /// Runs `quicswim event send`.
 pub fn run_event(args: EventArgs) -> anyhow::Result<()> {
@@ -96,7 +98,7 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut payload)
         .context("cannot read the payload from standard input")?;
     if payload.len() as u64 > STDIN_LEN_MAX {
-        bail!("standard input is over {STDIN_LEN_MAX} bytes, far over any payload limit");
+        bail!("event payload is over {STDIN_LEN_MAX} bytes, far over any payload limit");
     }
     Ok(payload)
 }

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use anyhow::{bail, Context};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use quicswim::api::{KvItemJson, KvWritten};
+use quicswim::protocol::kv::VALUE_LEN_MAX_CAP;
 
 use super::http::{user_error, ApiClient, DEFAULT_API};
 
@@ -56,8 +57,9 @@ enum KvCommand {
 /// so `/`, `.` and `%` in keys reach the agent as they are.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
-/// Most bytes `kv set KEY -` reads from standard input; far above any sane value limit.
-const STDIN_LEN_MAX: u64 = 16 << 20;
+/// Most bytes `kv set KEY -` reads from standard input: the highest value limit any agent can
+/// have, so that anything longer is refused here without sending it.
+const STDIN_LEN_MAX: u64 = VALUE_LEN_MAX_CAP as u64;
 
 /// Longest value preview in the table, in characters.
 const PREVIEW_CHARS_MAX: usize = 40;
@@ -134,7 +136,10 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut value)
         .context("cannot read the value from standard input")?;
     if value.len() as u64 > STDIN_LEN_MAX {
-        bail!("standard input is over {STDIN_LEN_MAX} bytes, far over any value limit");
+        bail!(
+            "value is over {STDIN_LEN_MAX} bytes; no agent takes values over \
+             {VALUE_LEN_MAX_CAP} bytes"
+        );
     }
     Ok(value)
 }
