@@ -33,6 +33,12 @@ enum Command {
     Members(cli::members::MembersArgs),
     /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
     Ring(cli::ring::RingArgs),
+    /// Set, read, delete and list key/value data through a running agent.
+    Kv(cli::kv::KvArgs),
+    /// Publish a user event to every member through a running agent.
+    Event(cli::event::EventArgs),
+    /// List the user events a running agent has received, oldest first.
+    Events(cli::event::EventsArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
     Simulate(cli::simulate::SimulateArgs),
 }
@@ -48,6 +54,9 @@ fn main() -> ExitCode {
         Command::Agent(args) => cli::agent::run(args),
         Command::Members(args) => cli::members::run(args),
         Command::Ring(args) => cli::ring::run(args),
+        Command::Kv(args) => cli::kv::run(args),
+        Command::Event(args) => cli::event::run_event(args),
+        Command::Events(args) => cli::event::run_events(args),
         Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {

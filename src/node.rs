@@ -152,6 +152,7 @@ enum Command {
 pub struct Node {
     name: NodeName,
     addr: SocketAddr,
+    config: Arc<Config>,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     ring: RingView,
@@ -234,6 +235,7 @@ impl Node {
         Ok(Node {
             name,
             addr,
+            config: Arc::new(config.protocol),
             commands,
             events,
             ring,
@@ -252,6 +254,11 @@ impl Node {
     /// The address this node advertises.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The protocol settings the node started with (its limits, for example).
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The UDP address the node's socket is bound to (differs from [`Node::addr`] when an

@@ -2,14 +2,25 @@
 //! that talk to a running agent.
 //!
 //! ```text
-//!   GET /v1/members   every member this node knows, sorted by name (JSON array)
-//!   GET /v1/ring      the consistent-hash ring: checksum, members with weight, vnodes, share
-//!   GET /v1/ring/owner?key=K[&key=K2..][&replicas=N]
-//!                     {"K": owner} or, with replicas, {"K": [owner, next, ..]}
-//!   GET /health       200 with this node's name, state and alive count; 503 once stopped
-//!   GET /metrics      Prometheus text exposition, every name prefixed `quicswim_`
-//!   anything else     404 (or 405) with {"error": "..."}
+//!   GET    /v1/members          every member this node knows, sorted by name (JSON array)
+//!   PUT    /v1/kv/{key}         set this node's key to the raw body
+//!   DELETE /v1/kv/{key}         delete this node's key
+//!   GET    /v1/kv/{owner}/{key} one value, raw bytes
+//!   GET    /v1/kv               every entry known here (JSON array)
+//!   POST   /v1/events           publish a user event
+//!   GET    /v1/events           the most recent user events received here (JSON array)
+//!   GET    /v1/ring             the consistent-hash ring: checksum, members with weight, vnodes, share
+//!   GET    /v1/ring/owner?key=K[&key=K2..][&replicas=N]
+//!                               {"K": owner} or, with replicas, {"K": [owner, next, ..]}
+//!   GET    /health              200 with this node's name, state and alive count; 503 once stopped
+//!   GET    /metrics             Prometheus text exposition, every name prefixed `quicswim_`
+//!   anything else               404 (or 405) with {"error": "..."}
 //! ```
+//!
+//! Errors are `{"error": "..."}` with a status that says whose fault: 400 for a bad request,
+//! 404 for a key that is not there, 413 for a value or event payload over its limit (the
+//! message names the limit), 507 when this node's key quota is full, 503 once the node has
+//! left or stopped.
 //!
 //! The API holds a [`Node`] handle and asks the node's driver task for each answer, so it
 //! never sees a half-applied protocol step; the ring routes read the node's ring snapshot
@@ -17,7 +28,9 @@
 //! loopback (the agent's default) or a trusted interface.
 
 mod error;
+mod events;
 mod health;
+mod kv;
 mod members;
 mod metrics;
 pub mod prometheus;
@@ -26,6 +39,7 @@ mod ring;
 use std::future::Future;
 use std::io;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -33,7 +47,9 @@ use tokio::net::TcpListener;
 use crate::node::Node;
 
 pub use error::{ApiError, ErrorBody};
+pub use events::{EventJson, PublishRequest, Published};
 pub use health::Health;
+pub use kv::{KvItemJson, KvWritten};
 pub use members::MemberJson;
 pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 
@@ -46,14 +62,26 @@ struct ApiState {
 /// Every route of the API, answering for `node`. Routes for key/value data, events and the
 /// ring go here too, so that the whole surface is listed in one place.
 pub fn router(node: Node) -> Router {
+    // For extractors (the JSON of events): room for the largest payload, escaped or in
+    // base64. `PUT /v1/kv/{key}` reads its body itself, to answer an oversized value with
+    // the value limit.
+    let body_limit = node.config().kv.value_len_max + kv::BODY_HEADROOM;
     Router::new()
         .route("/v1/members", get(members::list))
         .route("/v1/ring", get(ring::summary))
         .route("/v1/ring/owner", get(ring::owner))
+        .route("/v1/kv", get(kv::list))
+        .route(
+            "/v1/kv/{key}",
+            axum::routing::put(kv::set).delete(kv::delete),
+        )
+        .route("/v1/kv/{owner}/{key}", get(kv::get))
+        .route("/v1/events", get(events::list).post(events::publish))
         .route("/health", get(health::check))
         .route("/metrics", get(metrics::scrape))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(ApiState { node })
 }
 

@@ -1,8 +1,9 @@
-//! Driving the real `quicswim` binary: one-shot commands, `agent` processes on 127.0.0.1 that
-//! are killed when their guard drops, and waits for conditions under a deadline.
+//! Driving the real `quicswim` binary the way a user would: `certs` to make certificates,
+//! `agent` processes on 127.0.0.1, and one-shot client commands. Every wait is for a condition
+//! under a deadline; every child process is killed when its guard drops.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -33,14 +34,32 @@ reconnect_interval = "2s"
 
 /// Runs `quicswim ARGS` to completion; it must finish within DEADLINE.
 pub fn quicswim(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
+    quicswim_with_input(args, None)
+}
+
+/// Runs `quicswim ARGS` to completion with `input` (if any) on its standard input, which is
+/// then closed; it must finish within DEADLINE.
+pub fn quicswim_with_input(args: &[&str], input: Option<Vec<u8>>) -> Output {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let mut child = Command::new(BIN)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn quicswim");
     let pid = child.id().to_string();
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        // A thread, so a child that stops reading early cannot block the test; dropping the
+        // pipe closes it.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
     let (done, output) = mpsc::channel();
     thread::spawn(move || {
         let _ = done.send(child.wait_with_output());
