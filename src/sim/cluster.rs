@@ -367,7 +367,7 @@ impl Simulation {
                     .expect("simulated stream messages decode");
                 self.after_input(to);
                 if let Some(reply) = reply {
-                    let delay = self.network.delay(&mut self.rng);
+                    let delay = self.network.stream_delay(&mut self.rng, 1);
                     self.schedule(
                         delay,
                         Action::Reply {
@@ -569,7 +569,7 @@ impl Simulation {
                 }
                 TransmitKind::Request => {
                     // A stream costs a handshake round trip on a new connection; count one.
-                    let delay = self.network.delay(&mut self.rng) * 2;
+                    let delay = self.network.stream_delay(&mut self.rng, 2);
                     self.schedule(
                         delay,
                         Action::Request {

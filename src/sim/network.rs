@@ -74,6 +74,27 @@ impl Network {
         self.config.latency_min + Duration::from_secs_f64(tail)
     }
 
+    /// A stream message's delay over `trips` one-way trips. Streams are reliable, but not
+    /// free under loss: each lost packet costs QUIC a probe timeout before it is resent
+    /// (`rtt + 4·rttvar + max_ack_delay`, doubling on each consecutive loss).
+    pub fn stream_delay(&self, rng: &mut SmallRng, trips: u32) -> Duration {
+        let mut delay = Duration::ZERO;
+        let rtt = (self.config.latency_min + self.config.latency_exp_mean) * 2;
+        let pto = rtt + rtt * 2 + Duration::from_millis(25);
+        for _ in 0..trips {
+            delay += self.delay(rng);
+            let mut backoff = pto;
+            for _ in 0..8 {
+                if self.config.loss <= 0.0 || rng.random::<f64>() >= self.config.loss {
+                    break;
+                }
+                delay += backoff;
+                backoff *= 2;
+            }
+        }
+        delay
+    }
+
     /// How many copies of a datagram arrive: 0 (lost), 1, or 2 (duplicated).
     pub fn datagram_copies(&self, rng: &mut SmallRng) -> usize {
         if self.config.loss > 0.0 && rng.random::<f64>() < self.config.loss {
