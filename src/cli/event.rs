@@ -101,12 +101,7 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 
 /// Aligned ORIGIN, SEQ, NAME, PAYLOAD columns, oldest first.
 fn table(events: &[EventJson]) -> String {
-    let mut rows = vec![[
-        "ORIGIN".to_string(),
-        "SEQ".to_string(),
-        "NAME".to_string(),
-        "PAYLOAD".to_string(),
-    ]];
+    let mut rows = vec![["ORIGIN", "SEQ", "NAME", "PAYLOAD"].map(String::from)];
     for e in events {
         let payload = match &e.payload {
             Some(text) => text.escape_debug().to_string(),

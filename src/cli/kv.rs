@@ -158,12 +158,7 @@ fn preview(item: &KvItemJson) -> String {
 
 /// Aligned OWNER, KEY, VERSION, VALUE columns.
 fn table(items: &[KvItemJson]) -> String {
-    let mut rows = vec![[
-        "OWNER".to_string(),
-        "KEY".to_string(),
-        "VERSION".to_string(),
-        "VALUE".to_string(),
-    ]];
+    let mut rows = vec![["OWNER", "KEY", "VERSION", "VALUE"].map(String::from)];
     for item in items {
         rows.push([
             item.owner.clone(),

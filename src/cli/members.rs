@@ -52,13 +52,7 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
 /// Aligned columns; a META column only when some member has metadata.
 fn table(members: &[MemberJson]) -> String {
     let with_meta = members.iter().any(|m| !m.meta.is_empty());
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "ADDRESS".to_string(),
-        "STATE".to_string(),
-        "INCARNATION".to_string(),
-        "META".to_string(),
-    ]];
+    let mut rows = vec![["NAME", "ADDRESS", "STATE", "INCARNATION", "META"].map(String::from)];
     for m in members {
         rows.push([
             m.name.clone(),

@@ -99,12 +99,7 @@ fn summary_table(ring: &RingJson) -> String {
         ring.vnodes,
         ring.vnodes_per_member
     );
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "WEIGHT".to_string(),
-        "VNODES".to_string(),
-        "SHARE".to_string(),
-    ]];
+    let mut rows = vec![["NAME", "WEIGHT", "VNODES", "SHARE"].map(String::from)];
     for m in &ring.members {
         rows.push([
             m.name.clone(),
@@ -123,7 +118,7 @@ fn owner_table(
     keys: &[String],
     placements: &BTreeMap<String, Placement>,
 ) -> anyhow::Result<String> {
-    let mut rows = vec![["KEY".to_string(), "OWNER".to_string()]];
+    let mut rows = vec![["KEY", "OWNER"].map(String::from)];
     let mut seen = std::collections::BTreeSet::new();
     for key in keys {
         if !seen.insert(key) {
