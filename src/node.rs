@@ -543,7 +543,7 @@ impl Driver {
         let mut membership = Vec::new();
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
-            if let Some(m) = member_of(&event) {
+            if let Some(m) = event.member() {
                 membership.push((m.name.clone(), m.state, weight_from_meta(&m.meta)));
             }
             if let Event::User(e) = &event {
@@ -628,19 +628,6 @@ fn peer_of(to: Destination) -> Peer {
     Peer {
         addr: to.addr,
         name: to.name,
-    }
-}
-
-/// The member a membership event is about.
-fn member_of(event: &Event) -> Option<&Member> {
-    match event {
-        Event::Joined(m)
-        | Event::Recovered(m)
-        | Event::Updated(m)
-        | Event::Suspect(m)
-        | Event::Dead(m)
-        | Event::Left(m) => Some(m),
-        Event::KvChanged { .. } | Event::User(_) => None,
     }
 }
 

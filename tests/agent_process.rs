@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use common::process::*;
@@ -21,8 +20,7 @@ fn agents_form_a_cluster_refuse_strangers_and_report_dead_and_left() {
     let dir = tmp.path();
     let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
     let foreign = make_certs(dir, "foreign", &["mallory"]);
-    let config = dir.join("fast.toml");
-    fs::write(&config, FAST_CONFIG).unwrap();
+    let config = write_fast_config(dir);
     let certs = certs.to_str().unwrap();
     let common = [
         "--bind",
@@ -191,10 +189,7 @@ fn user_errors_print_one_line_naming_the_culprit() {
     assert!(line.contains("dave.pem"), "{line}");
 
     // An API nobody listens on.
-    let unused = {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        listener.local_addr().unwrap()
-    };
+    let unused = unused_addr();
     let line = one_error_line(&quicswim(&["members", "--api", &unused.to_string()]));
     assert!(line.contains(&unused.to_string()), "{line}");
 }

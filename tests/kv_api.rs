@@ -19,9 +19,7 @@ const JSON: Option<&str> = Some("application/json");
 /// Two nodes, node-0 and node-1, alive to each other, each with its API.
 async fn pair() -> (Vec<Node>, Vec<ApiServer>) {
     let ca = CertAuthority::generate("kv api test").unwrap();
-    let nodes = start_cluster(&ca, 2).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("2 nodes alive", &refs, all_alive(2)).await;
+    let nodes = start_alive_cluster(&ca, 2).await;
     let mut apis = Vec::new();
     for node in &nodes {
         apis.push(ApiServer::start(node).await);
@@ -130,9 +128,7 @@ async fn values_set_over_the_api_are_read_listed_and_deleted_on_another_node() {
     let again = request(writer.addr, "DELETE", "/v1/kv/colour", None, vec![]).await;
     assert_eq!(again.status, 404);
     assert!(again.error().contains("colour"), "{}", again.error());
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,9 +174,7 @@ async fn bad_writes_are_refused_with_a_status_and_a_message_naming_the_limit() {
     let items = list(&apis[0], "/v1/kv").await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["key"], "big");
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +256,5 @@ async fn events_published_over_the_api_are_listed_once_on_every_node() {
     let answer = request(api, "POST", "/v1/events", None, body(json!({"name": "x"}))).await;
     assert_eq!(answer.status, 415, "a JSON body must say so");
     assert_eq!(list(&apis[0], "/v1/events").await.len(), 2, "none was sent");
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }

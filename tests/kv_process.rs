@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::fs;
 use std::process::Output;
 use std::time::Duration;
 
@@ -77,22 +76,7 @@ fn values_and_events_set_on_one_agent_are_seen_on_every_other() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
-    let config = dir.join("fast.toml");
-    fs::write(&config, FAST_CONFIG).unwrap();
-    let certs = certs.to_str().unwrap();
-    let common = [
-        "--bind",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--certs",
-        certs,
-    ];
-    let alice = Agent::start(dir, "alice", &common);
-    let seed = alice.addr.to_string();
-    let joining = [&common[..], &["--join", &seed]].concat();
-    let bob = Agent::start(dir, "bob", &joining);
-    let mut carol = Agent::start(dir, "carol", &joining);
+    let [alice, bob, mut carol] = start_three(dir, &certs, &[]);
     {
         let all = [&alice, &bob, &carol];
         for agent in all {
@@ -173,7 +157,7 @@ fn values_and_events_set_on_one_agent_are_seen_on_every_other() {
     wait_value(&[&alice, &bob, &carol], "carol", "counter", Some(b"old"));
     carol.process.0.kill().expect("SIGKILL carol");
     carol.wait_exit();
-    let carol = Agent::start(dir, "carol", &joining);
+    let carol = carol.start_again();
     kv_set(&carol, "counter", "new");
     // The old value may come back to carol from the others first; the new one must win.
     for agent in [&alice, &bob, &carol] {

@@ -304,7 +304,5 @@ async fn values_and_events_cross_the_network_only_encrypted() {
             recording.datagrams
         );
     }
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(nodes).await;
 }

@@ -78,9 +78,8 @@ async fn next_change(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_follows_a_crash_and_a_restart_and_only_the_crashed_nodes_keys_move() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 4).await;
+    let nodes = start_alive_cluster(&ca, 4).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("4 nodes alive everywhere", &refs, all_alive(4)).await;
     wait_rings("4 members on every ring", &refs, |r| r.len() == 4).await;
 
     // Converged: one ring, so one owner per key, on every node.
@@ -145,17 +144,14 @@ async fn ring_follows_a_crash_and_a_restart_and_only_the_crashed_nodes_keys_move
     }
 
     back.shutdown().await;
-    for node in &nodes[..3] {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes[..3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_in_metadata_reweights_the_member_everywhere() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 3).await;
+    let nodes = start_alive_cluster(&ca, 3).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("3 nodes alive everywhere", &refs, all_alive(3)).await;
     wait_rings("3 members on every ring", &refs, |r| r.len() == 3).await;
     let heavy = name("node-1");
     let mut events = nodes[0].ring_events();
@@ -185,9 +181,7 @@ async fn weight_in_metadata_reweights_the_member_everywhere() {
         heavy_share > 2.0 * light,
         "weight 3 owns {heavy_share:.3}, weight 1 owns {light:.3}"
     );
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }
 
 /// Serves `node`'s API on 127.0.0.1 and returns its address.
@@ -201,9 +195,8 @@ async fn serve(node: &Node) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_owners_and_a_summary_from_the_nodes_ring() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 3).await;
+    let nodes = start_alive_cluster(&ca, 3).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("3 nodes alive everywhere", &refs, all_alive(3)).await;
     wait_rings("3 members on every ring", &refs, |r| r.len() == 3).await;
     let addr = serve(&nodes[0]).await;
     let ring: Arc<Ring> = nodes[0].ring();
@@ -260,7 +253,5 @@ async fn api_answers_owners_and_a_summary_from_the_nodes_ring() {
             "{path}: {body}"
         );
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }

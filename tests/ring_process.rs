@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
-
 use common::process::*;
 use common::DEADLINE;
 use serde_json::{Map, Value};
@@ -48,26 +45,7 @@ fn ring_owner_agrees_on_every_agent_and_a_crash_moves_only_its_keys() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
-    let config = dir.join("fast.toml");
-    fs::write(&config, FAST_CONFIG).unwrap();
-    let certs = certs.to_str().unwrap();
-    let common = [
-        "--bind",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--certs",
-        certs,
-    ];
-    let alice = Agent::start(
-        dir,
-        "alice",
-        &[&common[..], &["--meta", "weight=2"]].concat(),
-    );
-    let seed = alice.addr.to_string();
-    let joining = [&common[..], &["--join", &seed]].concat();
-    let bob = Agent::start(dir, "bob", &joining);
-    let mut carol = Agent::start(dir, "carol", &joining);
+    let [alice, bob, mut carol] = start_three(dir, &certs, &["--meta", "weight=2"]);
     let all = [&alice, &bob, &carol];
 
     // One ring everywhere: same members, same checksum.
@@ -151,10 +129,7 @@ fn ring_owner_agrees_on_every_agent_and_a_crash_moves_only_its_keys() {
     let out = quicswim(&["ring", "owner", "k", "--replicas", "0", "--api", &api]);
     let line = one_error_line(&out);
     assert!(line.contains("--replicas"), "{line}");
-    let unused = {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        listener.local_addr().unwrap()
-    };
+    let unused = unused_addr();
     let line = one_error_line(&quicswim(&["ring", "--api", &unused.to_string()]));
     assert!(line.contains(&unused.to_string()), "{line}");
 }

@@ -298,22 +298,9 @@ impl Harness {
         let who = name(who);
         self.events
             .iter()
-            .filter(|(_, e)| subject(e).is_some_and(|m| m.name == who))
+            .filter(|(_, e)| e.member().is_some_and(|m| m.name == who))
             .cloned()
             .collect()
-    }
-}
-
-/// The member a membership event is about; `None` for key/value and user events.
-fn subject(e: &Event) -> Option<&Member> {
-    match e {
-        Event::Joined(m)
-        | Event::Recovered(m)
-        | Event::Updated(m)
-        | Event::Suspect(m)
-        | Event::Dead(m)
-        | Event::Left(m) => Some(m),
-        Event::KvChanged { .. } | Event::User(_) => None,
     }
 }
 

@@ -83,6 +83,42 @@ fn assert_within(what: &str, value: Option<f64>, bound: f64, ctx: &str, r: &Repo
     }
 }
 
+/// Every node saw every node Alive within [`JOIN_BOUND_S`].
+fn assert_joined_within_bound(ctx: &str, r: &Report) {
+    assert_within("join convergence", r.join_converged_s, JOIN_BOUND_S, ctx, r);
+}
+
+/// Every update reached every live node, the slowest within [`DISSEMINATION_BOUND_S`].
+fn assert_disseminated_within_bound(ctx: &str, r: &Report) {
+    assert_eq!(
+        r.updates_disseminated, r.updates,
+        "{ctx}: some update never reached every live node\n{r:#?}"
+    );
+    assert_within(
+        "dissemination",
+        r.dissemination_max_s,
+        DISSEMINATION_BOUND_S,
+        ctx,
+        r,
+    );
+}
+
+/// Each of `crashes` crashed members was held Dead by every live node, the last within
+/// [`DETECTION_BOUND_S`].
+fn assert_crashes_detected_within_bound(crashes: usize, ctx: &str, r: &Report) {
+    assert_eq!(
+        r.crashes_detected, crashes,
+        "{ctx}: a crash was not held Dead everywhere\n{r:#?}"
+    );
+    assert_within(
+        "crash detection",
+        r.detect_all_max_s,
+        DETECTION_BOUND_S,
+        ctx,
+        r,
+    );
+}
+
 fn assert_no_false_positives(ctx: &str, r: &Report) {
     assert_eq!(
         r.false_positives, 0,
@@ -118,13 +154,7 @@ fn join_converges_within_bound() {
         };
         let ctx = replay(&c);
         let r = run(c);
-        assert_within(
-            "join convergence",
-            r.join_converged_s,
-            JOIN_BOUND_S,
-            &ctx,
-            &r,
-        );
+        assert_joined_within_bound(&ctx, &r);
         assert_no_false_positives(&ctx, &r);
         assert_views_settled(&ctx, &r);
     }
@@ -142,17 +172,7 @@ fn updates_reach_every_node_within_bound() {
         let ctx = replay(&c);
         let r = run(c);
         assert_eq!(r.updates, 10, "{ctx}: updates injected\n{r:#?}");
-        assert_eq!(
-            r.updates_disseminated, r.updates,
-            "{ctx}: some update never reached every live node\n{r:#?}"
-        );
-        assert_within(
-            "dissemination",
-            r.dissemination_max_s,
-            DISSEMINATION_BOUND_S,
-            &ctx,
-            &r,
-        );
+        assert_disseminated_within_bound(&ctx, &r);
     }
 }
 
@@ -164,17 +184,7 @@ fn crashed_members_are_dead_everywhere_within_bound() {
             let ctx = replay(&c);
             let r = run(c);
             assert_eq!(r.crashes, 3, "{ctx}: crashes\n{r:#?}");
-            assert_eq!(
-                r.crashes_detected, 3,
-                "{ctx}: a crash was not held Dead everywhere\n{r:#?}"
-            );
-            assert_within(
-                "crash detection",
-                r.detect_all_max_s,
-                DETECTION_BOUND_S,
-                &ctx,
-                &r,
-            );
+            assert_crashes_detected_within_bound(3, &ctx, &r);
             assert_no_false_positives(&ctx, &r);
             assert_views_settled(&ctx, &r);
         }
@@ -215,14 +225,7 @@ fn crashes_are_detected_at_ten_percent_loss() {
         };
         let ctx = replay(&c);
         let r = run(c);
-        assert_eq!(r.crashes_detected, 3, "{ctx}: crashes detected\n{r:#?}");
-        assert_within(
-            "crash detection",
-            r.detect_all_max_s,
-            DETECTION_BOUND_S,
-            &ctx,
-            &r,
-        );
+        assert_crashes_detected_within_bound(3, &ctx, &r);
         assert_no_false_positives(&ctx, &r);
         assert_views_settled(&ctx, &r);
     }
@@ -240,29 +243,9 @@ fn duplicated_datagrams_change_no_outcome() {
         };
         let ctx = replay(&c);
         let r = run(c);
-        assert_within(
-            "join convergence",
-            r.join_converged_s,
-            JOIN_BOUND_S,
-            &ctx,
-            &r,
-        );
-        assert_eq!(r.updates_disseminated, r.updates, "{ctx}\n{r:#?}");
-        assert_within(
-            "dissemination",
-            r.dissemination_max_s,
-            DISSEMINATION_BOUND_S,
-            &ctx,
-            &r,
-        );
-        assert_eq!(r.crashes_detected, 3, "{ctx}: crashes detected\n{r:#?}");
-        assert_within(
-            "crash detection",
-            r.detect_all_max_s,
-            DETECTION_BOUND_S,
-            &ctx,
-            &r,
-        );
+        assert_joined_within_bound(&ctx, &r);
+        assert_disseminated_within_bound(&ctx, &r);
+        assert_crashes_detected_within_bound(3, &ctx, &r);
         assert_no_false_positives(&ctx, &r);
         assert_views_settled(&ctx, &r);
     }
@@ -320,17 +303,7 @@ fn restarted_member_ends_alive_everywhere() {
         };
         let ctx = replay(&c);
         let r = run(c);
-        assert_eq!(
-            r.crashes_detected, 1,
-            "{ctx}: the crash was not held Dead everywhere before the restart\n{r:#?}"
-        );
-        assert_within(
-            "crash detection",
-            r.detect_all_max_s,
-            DETECTION_BOUND_S,
-            &ctx,
-            &r,
-        );
+        assert_crashes_detected_within_bound(1, &ctx, &r);
         // Correct views include the restarted node: it is Alive in every live node's table.
         assert_views_settled(&ctx, &r);
         assert!(r.refutations >= 1, "{ctx}: nobody refuted\n{r:#?}");

@@ -94,12 +94,12 @@ pub struct EventJson {
 
 impl From<UserEvent> for EventJson {
     fn from(e: UserEvent) -> Self {
-        let payload_base64 = BASE64.encode(&e.payload);
+        let (payload, payload_base64) = super::text_and_base64(e.payload);
         Self {
             origin: e.origin.to_string(),
             seq: e.seq,
             name: e.name,
-            payload: String::from_utf8(e.payload).ok(),
+            payload,
             payload_base64,
         }
     }

@@ -56,11 +56,11 @@ pub struct KvItemJson {
 
 impl From<KvItem> for KvItemJson {
     fn from(item: KvItem) -> Self {
-        let value_base64 = BASE64.encode(&item.value);
+        let (value, value_base64) = super::text_and_base64(item.value);
         Self {
             owner: item.owner.to_string(),
             key: item.key,
-            value: String::from_utf8(item.value).ok(),
+            value,
             value_base64,
             version: item.version,
         }

@@ -42,6 +42,8 @@ use std::io;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use tokio::net::TcpListener;
 
 use crate::node::Node;
@@ -57,6 +59,13 @@ pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 #[derive(Clone)]
 struct ApiState {
     node: Node,
+}
+
+/// Bytes as the API shows them in JSON: as text when they are valid UTF-8 (else `None`), and
+/// always in standard base64 with padding. Event payloads and key/value values alike.
+fn text_and_base64(bytes: Vec<u8>) -> (Option<String>, String) {
+    let base64 = BASE64.encode(&bytes);
+    (String::from_utf8(bytes).ok(), base64)
 }
 
 /// Every route of the API, answering for `node`. Routes for key/value data, events and the

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use anyhow::{bail, Context};
 use quicswim::api::{EventJson, PublishRequest, Published};
 
-use super::http::{user_error, ApiClient, DEFAULT_API};
+use super::http::{runtime, user_error, ApiClient, DEFAULT_API};
 
 /// Arguments of `quicswim event`.
 #[derive(clap::Args, Debug)]
@@ -49,9 +49,7 @@ const STDIN_LEN_MAX: u64 = 16 << 10;
 
 /// Runs `quicswim event send`.
 pub fn run_event(args: EventArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
     match args.cmd {
         EventCommand::Send { name, payload } => {
@@ -75,9 +73,7 @@ pub fn run_event(args: EventArgs) -> anyhow::Result<()> {
 
 /// Runs `quicswim events`.
 pub fn run_events(args: EventsArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
     let events: Vec<EventJson> = runtime
         .block_on(client.get_json("/v1/events"))
@@ -105,12 +101,7 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 
 /// Aligned ORIGIN, SEQ, NAME, PAYLOAD columns, oldest first.
 fn table(events: &[EventJson]) -> String {
-    let mut rows = vec![[
-        "ORIGIN".to_string(),
-        "SEQ".to_string(),
-        "NAME".to_string(),
-        "PAYLOAD".to_string(),
-    ]];
+    let mut rows = vec![["ORIGIN", "SEQ", "NAME", "PAYLOAD"].map(String::from)];
     for e in events {
         let payload = match &e.payload {
             Some(text) => text.escape_debug().to_string(),

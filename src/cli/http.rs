@@ -111,6 +111,13 @@ pub fn user_error(e: ApiCallError) -> anyhow::Error {
     }
 }
 
+/// The single-threaded runtime a subcommand drives its API calls on.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// A client for one agent's API.
 #[derive(Clone, Debug)]
 pub struct ApiClient {

@@ -10,7 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use quicswim::api::{KvItemJson, KvWritten};
 use quicswim::protocol::kv::VALUE_LEN_MAX_CAP;
 
-use super::http::{user_error, ApiClient, DEFAULT_API};
+use super::http::{runtime, user_error, ApiClient, DEFAULT_API};
 
 /// Arguments of `quicswim kv`.
 #[derive(clap::Args, Debug)]
@@ -66,9 +66,7 @@ const PREVIEW_CHARS_MAX: usize = 40;
 
 /// Runs one `quicswim kv` subcommand against the agent.
 pub fn run(args: KvArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
     match args.cmd {
         KvCommand::Set { key, value } => {
@@ -160,12 +158,7 @@ fn preview(item: &KvItemJson) -> String {
 
 /// Aligned OWNER, KEY, VERSION, VALUE columns.
 fn table(items: &[KvItemJson]) -> String {
-    let mut rows = vec![[
-        "OWNER".to_string(),
-        "KEY".to_string(),
-        "VERSION".to_string(),
-        "VALUE".to_string(),
-    ]];
+    let mut rows = vec![["OWNER", "KEY", "VERSION", "VALUE"].map(String::from)];
     for item in items {
         rows.push([
             item.owner.clone(),

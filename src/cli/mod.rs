@@ -19,10 +19,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 30s or 500ms: {e}"))
 }
 
-/// Rows as left-aligned columns two spaces apart, each line without trailing spaces.
-pub fn align<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
+/// Rows as left-aligned columns two spaces apart, each line without trailing spaces. Every
+/// table the subcommands print goes through here.
+pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let mut widths = Vec::new();
     for row in rows {
+        let row = row.as_ref();
+        if widths.len() < row.len() {
+            widths.resize(row.len(), 0);
+        }
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -30,7 +35,7 @@ pub fn align<const N: usize>(rows: &[[String; N]]) -> String {
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
-        for (cell, width) in row.iter().zip(widths) {
+        for (cell, width) in row.as_ref().iter().zip(&widths) {
             line.push_str(cell);
             let pad = width - cell.chars().count() + 2;
             line.extend(std::iter::repeat_n(' ', pad));

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use quicswim::api::{Placement, RingJson, OWNER_KEYS_MAX};
 
-use super::http::{ApiClient, DEFAULT_API};
+use super::http::{runtime, ApiClient, DEFAULT_API};
 
 /// Arguments of `quicswim ring`.
 #[derive(clap::Args, Debug)]
@@ -46,9 +46,7 @@ struct OwnerArgs {
 
 /// Asks the agent for its ring, or for the owners of keys, and prints the answer.
 pub fn run(args: RingArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
     match args.command {
         None => {
@@ -101,12 +99,7 @@ fn summary_table(ring: &RingJson) -> String {
         ring.vnodes,
         ring.vnodes_per_member
     );
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "WEIGHT".to_string(),
-        "VNODES".to_string(),
-        "SHARE".to_string(),
-    ]];
+    let mut rows = vec![["NAME", "WEIGHT", "VNODES", "SHARE"].map(String::from)];
     for m in &ring.members {
         rows.push([
             m.name.clone(),
@@ -115,7 +108,7 @@ fn summary_table(ring: &RingJson) -> String {
             format!("{:.2}%", m.share * 100.0),
         ]);
     }
-    out.push_str(&columns(&rows));
+    out.push_str(&super::align(&rows));
     out
 }
 
@@ -125,7 +118,7 @@ fn owner_table(
     keys: &[String],
     placements: &BTreeMap<String, Placement>,
 ) -> anyhow::Result<String> {
-    let mut rows = vec![["KEY".to_string(), "OWNER".to_string()]];
+    let mut rows = vec![["KEY", "OWNER"].map(String::from)];
     let mut seen = std::collections::BTreeSet::new();
     for key in keys {
         if !seen.insert(key) {
@@ -147,31 +140,7 @@ fn owner_table(
     if rows.len() > 1 && matches!(placements.values().next(), Some(Placement::Replicas(_))) {
         rows[0][1] = "REPLICAS".to_string();
     }
-    Ok(columns(&rows))
-}
-
-/// Left-aligned columns two spaces apart, no trailing blanks.
-fn columns<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == N {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    Ok(super::align(&rows))
 }
 
 #[cfg(test)]

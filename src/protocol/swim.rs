@@ -104,6 +104,21 @@ pub enum Event {
     User(UserEvent),
 }
 
+impl Event {
+    /// The member a membership event is about; `None` for key/value and user events.
+    pub fn member(&self) -> Option<&Member> {
+        match self {
+            Event::Joined(m)
+            | Event::Recovered(m)
+            | Event::Updated(m)
+            | Event::Suspect(m)
+            | Event::Dead(m)
+            | Event::Left(m) => Some(m),
+            Event::KvChanged { .. } | Event::User(_) => None,
+        }
+    }
+}
+
 /// Input from a peer that was refused. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerError {

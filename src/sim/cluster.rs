@@ -604,14 +604,8 @@ impl Simulation {
         };
         let crashed = &self.crashed;
         for e in events {
-            let m = match &e {
-                Event::Joined(m)
-                | Event::Recovered(m)
-                | Event::Updated(m)
-                | Event::Suspect(m)
-                | Event::Dead(m)
-                | Event::Left(m) => m,
-                Event::KvChanged { .. } | Event::User(_) => continue,
+            let Some(m) = e.member() else {
+                continue;
             };
             let reachable = node_index(m.addr).is_some_and(|s| {
                 network.connected(i, s)

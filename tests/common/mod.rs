@@ -6,7 +6,7 @@
 #[cfg(unix)]
 pub mod process;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -63,6 +63,21 @@ pub async fn start_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
     nodes
 }
 
+/// [`start_cluster`], then waits until every node holds all `n` Alive.
+pub async fn start_alive_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
+    let nodes = start_cluster(ca, n).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all(&format!("{n} nodes alive everywhere"), &refs, all_alive(n)).await;
+    nodes
+}
+
+/// Shuts every node down, one after the other.
+pub async fn shutdown_all<'a>(nodes: impl IntoIterator<Item = &'a Node>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 pub fn state_of(members: &[Member], who: &str) -> Option<(State, u64)> {
     members
         .iter()
@@ -108,33 +123,9 @@ pub fn all_alive(n: usize) -> impl Fn(&[Member]) -> bool {
 /// `GET path` on the API at `addr`: the status and the body as text. Panics if the exchange
 /// fails or takes over 10 s.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1 handshake");
-        let driver = tokio::spawn(connection);
-        let request = Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("valid request");
-        let answer = sender.send_request(request).await.expect("an answer");
-        let status = answer.status().as_u16();
-        let body = answer
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        driver.abort();
-        (
-            status,
-            String::from_utf8(body.to_vec()).expect("UTF-8 body"),
-        )
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} on {addr} took over 10 s"))
+    let answer = request(addr, "GET", path, None, Vec::new()).await;
+    let body = String::from_utf8(answer.body).expect("UTF-8 body");
+    (answer.status, body)
 }
 
 /// The value of the first sample of `name` whose labels include `label` (`key="value"`), in

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -31,6 +31,40 @@ indirect_checks = 2
 join_retry_interval = "500ms"
 reconnect_interval = "2s"
 "#;
+
+/// Writes [`FAST_CONFIG`] to `dir/fast.toml` and returns its path.
+pub fn write_fast_config(dir: &Path) -> PathBuf {
+    let config = dir.join("fast.toml");
+    fs::write(&config, FAST_CONFIG).expect("write fast.toml");
+    config
+}
+
+/// Starts alice, then bob and carol joining through her, all bound to 127.0.0.1 port 0 with
+/// [`FAST_CONFIG`] and the certificates in `certs`; `alice_args` go to alice alone. Returns
+/// once each has printed its addresses: waiting for the cluster to form is the caller's.
+pub fn start_three(dir: &Path, certs: &Path, alice_args: &[&str]) -> [Agent; 3] {
+    let config = write_fast_config(dir);
+    let common = [
+        "--bind",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--certs",
+        certs.to_str().unwrap(),
+    ];
+    let alice = Agent::start(dir, "alice", &[&common[..], alice_args].concat());
+    let seed = alice.addr.to_string();
+    let joining = [&common[..], &["--join", &seed]].concat();
+    let bob = Agent::start(dir, "bob", &joining);
+    let carol = Agent::start(dir, "carol", &joining);
+    [alice, bob, carol]
+}
+
+/// An address on 127.0.0.1 that nothing listens on: a port bound, then released.
+pub fn unused_addr() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+    listener.local_addr().expect("bound address")
+}
 
 /// Runs `quicswim ARGS` to completion; it must finish within DEADLINE.
 pub fn quicswim(args: &[&str]) -> Output {
@@ -103,6 +137,9 @@ pub struct Agent {
     /// The API address it printed.
     pub api: SocketAddr,
     pub log: PathBuf,
+    /// Where it runs, and its arguments after `--name NAME`, to start it again.
+    dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl Agent {
@@ -148,7 +185,16 @@ impl Agent {
                 .unwrap_or_else(|_| panic!("API address in {line:?}")),
             process,
             log,
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         }
+    }
+
+    /// Starts this agent again, in the same directory with the same arguments: a restart
+    /// with no state, as after a crash.
+    pub fn start_again(&self) -> Agent {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Agent::start(&self.dir, &self.name, &args)
     }
 
     pub fn log(&self) -> String {
