@@ -4,7 +4,7 @@
 //! datagrams; full-state anti-entropy travels on QUIC streams; every connection is mutual TLS 1.3.
 //!
 //! ```text
-//!   cli (src/main.rs, src/cli/)   api/ (HTTP control API: members, health, metrics)
+//!   cli (src/main.rs, src/cli/)   api/ (HTTP control API: members, kv, events, ring, health, metrics)
 //!          |                         |
 //!   node (runtime: owns the core and the transport)
 //!      |                         |
@@ -23,4 +23,4 @@ pub mod sim;
 pub mod tls;
 pub mod transport;
 
-pub use node::{KvItem, Node, NodeConfig};
+pub use node::{KvItem, Node, NodeConfig, RingChanged};

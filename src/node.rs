@@ -5,13 +5,20 @@
 //!   Node (handle) --commands--> Driver task --------------------------+
 //!        ^                        | owns Swim (sans-IO) + Transport   |
 //!        +---- events (broadcast) | one sleep, reset to poll_timeout()|
-//!                                 v                                   |
-//!              transport Incoming: datagrams, requests, peer up/down  |
-//!              request replies from spawned request tasks <-----------+
+//!        |                        v                                   |
+//!        |     transport Incoming: datagrams, requests, peer up/down  |
+//!        |     request replies from spawned request tasks <-----------+
+//!        |                        |
+//!        |                        | member states (see [`ring`])
+//!        +-- ring(), ring_events() <-- ring task: RingTracker, one rebuild per batch
 //! ```
 //!
 //! Every input to the core carries the peer's certificate name as its sender; the core never
 //! takes a sender name from a payload.
+//!
+//! Membership events and ring changes are two streams, [`Node::events`] and
+//! [`Node::ring_events`]: most applications want one or the other, a ring change is derived
+//! from membership (it is not a fact about a member), and it carries the ring it produced.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +33,14 @@ use crate::protocol::{
     CommandError, Config, ConfigError, Destination, Event, Member, NodeName, PeerError, State,
     Stats, Swim, Transmit, TransmitKind, UserEvent,
 };
+use crate::ring::{weight_from_meta, Ring, RingTracker};
 use crate::tls::Identity;
 use crate::transport::{self, Incoming, Peer, Transport, TransportConfig, TransportStats};
+
+mod ring;
+
+pub use ring::RingChanged;
+use ring::{RingFeed, RingView};
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -139,8 +152,10 @@ enum Command {
 pub struct Node {
     name: NodeName,
     addr: SocketAddr,
+    config: Arc<Config>,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    ring: RingView,
     driver: Arc<DriverHandle>,
 }
 
@@ -205,7 +220,13 @@ impl Node {
         let (commands, command_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (replies, reply_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
+        // This node owns keys from the start, before anyone else is heard of.
+        let mut tracker = RingTracker::default();
+        tracker.apply(&name, State::Alive, weight_from_meta(&config.meta));
+        let (ring_feed, ring) = RingFeed::start(tracker);
         let driver = Driver {
+            ring: ring_feed,
+            events_dropped: 0,
             recent: std::collections::VecDeque::new(),
             core,
             transport: transport.clone(),
@@ -220,8 +241,10 @@ impl Node {
         Ok(Node {
             name,
             addr,
+            config: Arc::new(config.protocol),
             commands,
             events,
+            ring,
             driver: Arc::new(DriverHandle {
                 task: std::sync::Mutex::new(Some(task)),
                 transport,
@@ -237,6 +260,11 @@ impl Node {
     /// The address this node advertises.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The protocol settings the node started with (its limits, for example).
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The UDP address the node's socket is bound to (differs from [`Node::addr`] when an
@@ -316,6 +344,24 @@ impl Node {
         self.events.subscribe()
     }
 
+    /// The current consistent-hash ring: every member Alive or Suspect (a suspicion does not
+    /// move keys), this node included while it runs, weighted by the `weight=N` pair in each
+    /// member's metadata (see [`weight_from_meta`]). A snapshot: cheap to take (an `Arc` clone,
+    /// no call into the driver) and never changed by later membership changes.
+    ///
+    /// The ring follows membership events moments after [`Node::events`] delivers them; watch
+    /// [`Node::ring_events`] to know when it has.
+    pub fn ring(&self) -> Arc<Ring> {
+        Arc::clone(&self.ring.ring.borrow())
+    }
+
+    /// Ring changes from now on: members added, removed or reweighted, with the ring each
+    /// change produced. Changes that arrive together may come as one. A subscriber that
+    /// falls more than 256 changes behind gets `Lagged` and can resume from [`Node::ring`].
+    pub fn ring_events(&self) -> broadcast::Receiver<RingChanged> {
+        self.ring.events.subscribe()
+    }
+
     /// Leaves gracefully: the others see this node Left (not Dead), then the transport closes.
     pub async fn leave(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
@@ -344,6 +390,11 @@ impl Node {
 }
 
 struct Driver {
+    /// Where membership changes go to move the ring.
+    ring: RingFeed,
+    /// The core's count of dropped events when last looked at: when it grows, the ring
+    /// missed changes and is rebuilt from the member table.
+    events_dropped: u64,
     recent: std::collections::VecDeque<UserEvent>,
     core: Swim,
     transport: Transport,
@@ -483,7 +534,14 @@ impl Driver {
                 let _ = tx.send(self.recent.iter().cloned().collect());
             }
             Command::SetMeta(meta, tx) => {
-                let _ = tx.send(self.core.set_meta(Instant::now(), meta));
+                let result = self.core.set_meta(Instant::now(), meta);
+                if result.is_ok() {
+                    // The core raises no event about itself; its weight may have changed.
+                    let me = self.core.local_member();
+                    self.ring
+                        .push(&me.name, me.state, weight_from_meta(&me.meta));
+                }
+                let _ = tx.send(result);
             }
             Command::Leave(_) => unreachable!("handled by the loop"),
         }
@@ -500,8 +558,12 @@ impl Driver {
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, None);
         }
+        let mut membership = Vec::new();
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            if let Some(m) = event.member() {
+                membership.push((m.name.clone(), m.state, weight_from_meta(&m.meta)));
+            }
             if let Event::User(e) = &event {
                 if self.recent.len() >= RECENT_EVENTS_MAX {
                     self.recent.pop_front();
@@ -509,6 +571,22 @@ impl Driver {
                 self.recent.push_back(e.clone());
             }
             let _ = self.events.send(event);
+        }
+        let dropped = self.core.stats().events_dropped;
+        if dropped != self.events_dropped {
+            self.events_dropped = dropped;
+            warn!(
+                dropped,
+                "membership events were dropped; resyncing the ring"
+            );
+            let table = self
+                .core
+                .members()
+                .map(|m| (&m.name, m.state, weight_from_meta(&m.meta)));
+            self.ring.resync(table);
+        } else if !membership.is_empty() {
+            self.ring
+                .push_all(membership.iter().map(|(n, s, w)| (n, *s, *w)));
         }
     }
 
@@ -545,6 +623,7 @@ impl Driver {
 
     async fn leave(&mut self) {
         self.core.leave(Instant::now());
+        self.ring.push(self.core.name(), State::Left, 0);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, Some(done_tx.clone()));

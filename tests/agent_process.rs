@@ -6,258 +6,13 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::process::*;
+use common::DEADLINE;
 
-/// Longest any one condition may take; generous so a loaded machine does not flake.
-const DEADLINE: Duration = Duration::from_secs(40);
 /// How soon a SIGTERMed agent must show as left.
 const LEAVE_DEADLINE: Duration = Duration::from_secs(5);
-
-const BIN: &str = env!("CARGO_BIN_EXE_quicswim");
-
-/// Protocol timings fast enough that a crash is detected in seconds.
-const FAST_CONFIG: &str = r#"
-profile = "lan"
-api = "127.0.0.1:0"
-
-[protocol]
-probe_interval = "300ms"
-probe_timeout = "150ms"
-gossip_interval = "50ms"
-suspicion_mult = 3
-indirect_checks = 2
-join_retry_interval = "500ms"
-reconnect_interval = "2s"
-"#;
-
-/// Runs `quicswim ARGS` to completion; it must finish within DEADLINE.
-fn quicswim(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn quicswim");
-    let pid = child.id().to_string();
-    let (done, output) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match output.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("collect output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("quicswim {args:?} did not finish within {DEADLINE:?}");
-        }
-    }
-}
-
-/// Runs `quicswim ARGS` and expects success.
-fn quicswim_ok(args: &[&str]) -> String {
-    let out = quicswim(args);
-    assert!(
-        out.status.success(),
-        "quicswim {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// Kills and reaps a child process when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running `quicswim agent`.
-struct Agent {
-    name: String,
-    process: ChildGuard,
-    /// The cluster (QUIC/UDP) address it printed.
-    addr: SocketAddr,
-    /// The API address it printed.
-    api: SocketAddr,
-    log: PathBuf,
-}
-
-impl Agent {
-    /// Starts `quicswim agent --name NAME ARGS...` and reads the address line it prints.
-    fn start(dir: &Path, name: &str, args: &[&str]) -> Agent {
-        let log = dir.join(format!("{name}.log"));
-        let stderr = fs::File::create(&log).expect("create log file");
-        let child = Command::new(BIN)
-            .arg("agent")
-            .args(["--name", name])
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn agent");
-        let mut process = ChildGuard(child);
-        let stdout = process.0.stdout.take().expect("piped stdout");
-        let (lines, first) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let _ = lines.send(line);
-            }
-        });
-        let line = first.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            panic!(
-                "agent {name} printed no address line; log:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        // "node NAME bound to ADDR (advertised as ADDR); API at http://ADDR"
-        let addr = word_after(&line, "advertised as ").trim_end_matches(");");
-        let api = word_after(&line, "API at http://");
-        Agent {
-            name: name.to_string(),
-            addr: addr
-                .parse()
-                .unwrap_or_else(|_| panic!("address in {line:?}")),
-            api: api
-                .parse()
-                .unwrap_or_else(|_| panic!("API address in {line:?}")),
-            process,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `quicswim members --api THIS --json`.
-    fn members(&self) -> Vec<Value> {
-        let out = quicswim_ok(&["members", "--api", &self.api.to_string(), "--json"]);
-        serde_json::from_str::<Value>(&out)
-            .expect("members --json prints JSON")
-            .as_array()
-            .expect("an array")
-            .clone()
-    }
-
-    fn state_of(&self, who: &str) -> Option<String> {
-        self.members()
-            .iter()
-            .find(|m| m["name"] == who)
-            .map(|m| m["state"].as_str().expect("state is a string").to_string())
-    }
-
-    fn metrics(&self) -> String {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (status, text) = runtime.block_on(common::get(self.api, "/metrics"));
-        assert_eq!(status, 200, "{text}");
-        text
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.process.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Waits for the process to exit.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.process.0.try_wait().expect("poll child") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent {} did not exit",
-                self.name
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn word_after<'a>(line: &'a str, marker: &str) -> &'a str {
-    let start = line
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"))
-        + marker.len();
-    line[start..].split_whitespace().next().unwrap_or_default()
-}
-
-/// Polls `check` until it holds; at the deadline panics with `what` and the agents' logs.
-fn wait_for(what: &str, within: Duration, agents: &[&Agent], mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        if Instant::now() > deadline {
-            let mut views = String::new();
-            for a in agents {
-                let view = a
-                    .members()
-                    .iter()
-                    .map(|m| format!("{}={}", m["name"], m["state"]))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                views.push_str(&format!("\n  {}: {view}\n{}", a.name, a.log()));
-            }
-            panic!("timed out after {within:?} waiting for {what}; views and logs:{views}");
-        }
-        thread::sleep(Duration::from_millis(100)); // poll interval, not a settle wait
-    }
-}
-
-fn names(members: &[Value]) -> Vec<String> {
-    members
-        .iter()
-        .map(|m| m["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Makes a CA in `dir/sub` and certificates for `nodes` signed by it.
-fn make_certs(dir: &Path, sub: &str, nodes: &[&str]) -> PathBuf {
-    let certs = dir.join(sub);
-    let certs_arg = certs.to_str().unwrap();
-    quicswim_ok(&["certs", "init", "--dir", certs_arg]);
-    for node in nodes {
-        quicswim_ok(&[
-            "certs",
-            "issue",
-            node,
-            "--dir",
-            certs_arg,
-            "--ip",
-            "127.0.0.1",
-        ]);
-    }
-    certs
-}
-
-/// The one line a failed command printed on stderr.
-fn one_error_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "exit status {:?}", out.status);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
-    lines[0].to_string()
-}
 
 #[test]
 fn agents_form_a_cluster_refuse_strangers_and_report_dead_and_left() {
@@ -265,8 +20,7 @@ fn agents_form_a_cluster_refuse_strangers_and_report_dead_and_left() {
     let dir = tmp.path();
     let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
     let foreign = make_certs(dir, "foreign", &["mallory"]);
-    let config = dir.join("fast.toml");
-    fs::write(&config, FAST_CONFIG).unwrap();
+    let config = write_fast_config(dir);
     let certs = certs.to_str().unwrap();
     let common = [
         "--bind",
@@ -435,10 +189,7 @@ fn user_errors_print_one_line_naming_the_culprit() {
     assert!(line.contains("dave.pem"), "{line}");
 
     // An API nobody listens on.
-    let unused = {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        listener.local_addr().unwrap()
-    };
+    let unused = unused_addr();
     let line = one_error_line(&quicswim(&["members", "--api", &unused.to_string()]));
     assert!(line.contains(&unused.to_string()), "{line}");
 }

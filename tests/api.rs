@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use quicswim::protocol::{Config, NodeName};
+use quicswim::protocol::NodeName;
 use quicswim::tls::CertAuthority;
 use quicswim::{api, Node, NodeConfig};
 use serde_json::Value;
@@ -15,23 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use common::{get, metric};
-
-/// Longest any one condition may take; generous so a loaded machine does not flake.
-const DEADLINE: Duration = Duration::from_secs(40);
-
-fn fast() -> Config {
-    Config {
-        probe_interval: Duration::from_millis(300),
-        probe_timeout: Duration::from_millis(150),
-        gossip_interval: Duration::from_millis(50),
-        suspicion_mult: 3,
-        indirect_checks: 2,
-        join_retry_interval: Duration::from_millis(500),
-        reconnect_interval: Duration::from_secs(2),
-        ..Config::local()
-    }
-}
+use common::{fast, get, metric, DEADLINE};
 
 /// A node with its API server.
 struct Served {
@@ -182,6 +166,7 @@ async fn metrics_expose_counters_that_move() {
         "quicswim_probes_sent_total",
         "quicswim_probes_failed_total",
         "quicswim_indirect_probes_sent_total",
+        "quicswim_stream_probes_sent_total",
         "quicswim_suspicions_raised_total",
         "quicswim_refutations_total",
         "quicswim_core_datagrams_sent_total",

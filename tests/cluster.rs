@@ -13,20 +13,14 @@ use quicswim::Node;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_form_a_cluster() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 5).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("5 nodes alive everywhere", &refs, all_alive(5)).await;
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    let nodes = start_alive_cluster(&ca, 5).await;
+    shutdown_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_node_is_dead_everywhere_and_comes_back_with_higher_incarnation() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 5).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("5 nodes alive everywhere", &refs, all_alive(5)).await;
+    let nodes = start_alive_cluster(&ca, 5).await;
     let victim = &nodes[4];
     let old_incarnation = {
         let members = nodes[0].members().await.unwrap();
@@ -49,17 +43,13 @@ async fn crashed_node_is_dead_everywhere_and_comes_back_with_higher_incarnation(
     )
     .await;
     back.shutdown().await;
-    for node in &nodes[..4] {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes[..4]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_leave_shows_as_left() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 4).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("4 nodes alive everywhere", &refs, all_alive(4)).await;
+    let nodes = start_alive_cluster(&ca, 4).await;
     let mut events = nodes[0].events();
     nodes[3].leave().await.unwrap();
     let others: Vec<&Node> = nodes[..3].iter().collect();
@@ -81,17 +71,13 @@ async fn graceful_leave_shows_as_left() {
     .await
     .expect("a Left event");
     assert!(left, "node-3 was declared dead instead of left");
-    for node in &nodes[..3] {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes[..3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_from_another_ca_is_never_admitted() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 3).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("3 nodes alive", &refs, all_alive(3)).await;
+    let nodes = start_alive_cluster(&ca, 3).await;
     let rogue_ca = CertAuthority::generate("rogue").unwrap();
     let rogue = start(identity(&rogue_ca, "rogue"), vec![nodes[0].addr()]).await;
     // The refusal is counted by the seed; wait for it, then check nobody admitted the rogue.
@@ -123,7 +109,54 @@ async fn node_from_another_ca_is_never_admitted() {
         "the rogue learned members: {rogue_view:?}"
     );
     rogue.shutdown().await;
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_claiming_another_name_is_refused() {
+    use quicswim::protocol::codec::{encode_stream, MemberUpdate, StreamMessage};
+    use quicswim::protocol::Incarnation;
+    use quicswim::transport::{Peer, Transport, TransportConfig};
+
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    let nodes = start_alive_cluster(&ca, 2).await;
+    // mallory holds a valid certificate for "mallory" but claims to be "node-1".
+    let (mallory, _incoming) =
+        Transport::bind(TransportConfig::default(), &identity(&ca, "mallory"))
+            .await
+            .unwrap();
+    let claim = StreamMessage::PushPull {
+        join: true,
+        sender: name("node-1"),
+        members: vec![MemberUpdate {
+            name: name("node-1"),
+            addr: mallory.local_addr(),
+            incarnation: Incarnation(99),
+            state: State::Alive,
+            meta: vec![],
+            accuser: None,
+        }],
+        kv_digest: vec![],
+        events: vec![],
+    };
+    let answer = mallory
+        .request(Peer::seed(nodes[0].addr()), encode_stream(&claim))
+        .await;
+    assert!(
+        answer.is_err(),
+        "the impostor's join was answered: {answer:?}"
+    );
+    let metrics = nodes[0].metrics().await.unwrap();
+    assert_eq!(metrics.core.name_mismatches, 1);
+    // Nothing changed: node-1 keeps its real address and incarnation, mallory is unknown.
+    let members = nodes[0].members().await.unwrap();
+    let node1 = members
+        .iter()
+        .find(|m| m.name.as_str() == "node-1")
+        .unwrap();
+    assert_eq!(node1.addr, nodes[1].addr());
+    assert!(node1.incarnation.0 < 99);
+    assert!(members.iter().all(|m| m.name.as_str() != "mallory"));
+    mallory.close().await;
+    shutdown_all(&nodes).await;
 }

@@ -35,9 +35,8 @@ async fn wait_value(nodes: &[&Node], owner: &str, key: &str, want: Option<&[u8]>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_large_values_and_deletes_reach_every_node() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 4).await;
+    let nodes = start_alive_cluster(&ca, 4).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("4 nodes alive", &refs, all_alive(4)).await;
 
     nodes[1].set("colour", b"blue".to_vec()).await.unwrap();
     wait_value(&refs, "node-1", "colour", Some(b"blue")).await;
@@ -59,17 +58,14 @@ async fn values_large_values_and_deletes_reach_every_node() {
     let err = nodes[0].set("huge", vec![0; 65 * 1024]).await.unwrap_err();
     assert!(err.to_string().contains("65536"), "{err}");
     assert_eq!(nodes[0].get(&name("node-0"), "huge").await.unwrap(), None);
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_owner_writes_win_over_its_old_ones() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 4).await;
+    let nodes = start_alive_cluster(&ca, 4).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("4 nodes alive", &refs, all_alive(4)).await;
     for i in 0..5 {
         nodes[3]
             .set("counter", format!("old-{i}").into_bytes())
@@ -84,17 +80,13 @@ async fn restarted_owner_writes_win_over_its_old_ones() {
     let mut all: Vec<&Node> = nodes[..3].iter().collect();
     all.push(&back);
     wait_value(&all, "node-3", "counter", Some(b"new")).await;
-    for node in all {
-        node.shutdown().await;
-    }
+    shutdown_all(all).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_event_reaches_every_node_once() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let nodes = start_cluster(&ca, 4).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("4 nodes alive", &refs, all_alive(4)).await;
+    let nodes = start_alive_cluster(&ca, 4).await;
     let mut streams: Vec<_> = nodes.iter().map(|n| n.events()).collect();
     let seq = nodes[0]
         .publish("deploy", b"v1.2.3".to_vec())
@@ -132,7 +124,5 @@ async fn a_user_event_reaches_every_node_once() {
         );
     }
     assert!(counts.values().all(|c| *c == 1), "{counts:?}");
-    for node in &nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(&nodes).await;
 }

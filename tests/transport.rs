@@ -121,6 +121,35 @@ impl Node {
         }
     }
 
+    /// Sends `bytes` as a request to `to` and waits for the answer, under the deadline.
+    async fn ask(&self, what: &str, to: Peer, bytes: &[u8]) -> Result<(NodeName, Vec<u8>), Error> {
+        within(what, self.transport.request(to, bytes.to_vec())).await
+    }
+
+    /// Waits for the PeerUp of `who`.
+    async fn wait_up(&mut self, who: &str) {
+        let what = format!("{who} up");
+        self.wait_for(&what, |s| matches!(s, Seen::Up(n) if n.as_str() == who))
+            .await;
+    }
+
+    /// Waits for the PeerDown of `who`.
+    async fn wait_down(&mut self, who: &str) {
+        let what = format!("{who} down");
+        self.wait_for(&what, |s| matches!(s, Seen::Down(n) if n.as_str() == who))
+            .await;
+    }
+
+    /// Waits until this node reports refusing a peer for `class`.
+    async fn wait_refused(&mut self, class: Refusal) {
+        let what = format!("{} refusal", class.as_str());
+        self.wait_for(
+            &what,
+            |s| matches!(s, Seen::Refused(r) if r.starts_with(class.as_str())),
+        )
+        .await;
+    }
+
     fn addr(&self) -> SocketAddr {
         self.transport.local_addr()
     }
@@ -189,8 +218,13 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not finish within {DEADLINE:?}"))
 }
 
-fn is_refused(seen: &Seen, class: Refusal) -> bool {
-    matches!(seen, Seen::Refused(r) if r.starts_with(class.as_str()))
+/// Fails unless `err` is a refusal of class `class`.
+#[track_caller]
+fn assert_refused(err: &Error, class: Refusal) {
+    assert!(
+        matches!(err, Error::Refused { reason, .. } if *reason == class),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -203,29 +237,15 @@ async fn datagrams_and_requests_carry_certificate_names() {
         DEFAULT_MAX_DATAGRAM_SIZE
     );
 
-    let (responder, reply) = within(
-        "request",
-        alice.transport.request(bob.as_peer(), b"hi".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (responder, reply) = alice.ask("request", bob.as_peer(), b"hi").await.unwrap();
     assert_eq!(responder, name("bob"));
     assert_eq!(reply, b"re:hi");
     bob.wait_for("request from alice", |s| {
         matches!(s, Seen::Request { from, bytes } if from.as_str() == "alice" && bytes == b"hi")
     })
     .await;
-    alice
-        .wait_for(
-            "bob up",
-            |s| matches!(s, Seen::Up(n) if n.as_str() == "bob"),
-        )
-        .await;
-    bob.wait_for(
-        "alice up",
-        |s| matches!(s, Seen::Up(n) if n.as_str() == "alice"),
-    )
-    .await;
+    alice.wait_up("bob").await;
+    bob.wait_up("alice").await;
 
     alice
         .transport
@@ -243,12 +263,10 @@ async fn datagrams_and_requests_carry_certificate_names() {
             matches!(s, Seen::Datagram { from, bytes } if from.as_str() == "bob" && bytes == "ack")
         })
         .await;
-    let (_, reply) = within(
-        "reverse request",
-        bob.transport.request(alice.as_peer(), b"yo".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (_, reply) = bob
+        .ask("reverse request", alice.as_peer(), b"yo")
+        .await
+        .unwrap();
     assert_eq!(reply, b"re:yo");
 
     let a = alice.transport.stats();
@@ -266,11 +284,7 @@ async fn datagrams_and_requests_carry_certificate_names() {
     assert!(peers[0].dialed_locally);
 
     alice.transport.close().await;
-    bob.wait_for(
-        "alice down",
-        |s| matches!(s, Seen::Down(n) if n.as_str() == "alice"),
-    )
-    .await;
+    bob.wait_down("alice").await;
     let err = alice
         .transport
         .request(bob.as_peer(), b"late".to_vec())
@@ -285,37 +299,22 @@ async fn seed_dialled_by_address_is_learned_by_name() {
     let mut alice = Node::start(&ca, "alice").await;
     let bob = Node::start(&ca, "bob").await;
 
-    let (responder, _) = within(
-        "seed request",
-        alice
-            .transport
-            .request(Peer::seed(bob.addr()), b"join".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (responder, _) = alice
+        .ask("seed request", Peer::seed(bob.addr()), b"join")
+        .await
+        .unwrap();
     assert_eq!(responder, name("bob"));
-    alice
-        .wait_for(
-            "bob up",
-            |s| matches!(s, Seen::Up(n) if n.as_str() == "bob"),
-        )
-        .await;
+    alice.wait_up("bob").await;
 
     // Known by name now: the pooled connection is reused, by name and by address.
-    within(
-        "named request",
-        alice.transport.request(bob.as_peer(), b"x".to_vec()),
-    )
-    .await
-    .unwrap();
-    within(
-        "seed again",
-        alice
-            .transport
-            .request(Peer::seed(bob.addr()), b"y".to_vec()),
-    )
-    .await
-    .unwrap();
+    alice
+        .ask("named request", bob.as_peer(), b"x")
+        .await
+        .unwrap();
+    alice
+        .ask("seed again", Peer::seed(bob.addr()), b"y")
+        .await
+        .unwrap();
     assert_eq!(alice.transport.stats().dials, 1);
     assert_eq!(alice.transport.peers()[0].name, name("bob"));
 }
@@ -324,14 +323,10 @@ async fn seed_dialled_by_address_is_learned_by_name() {
 async fn dialling_itself_is_an_error_not_a_peer() {
     let ca = CertAuthority::generate("test").unwrap();
     let alice = Node::start(&ca, "alice").await;
-    let err = within(
-        "self dial",
-        alice
-            .transport
-            .request(Peer::seed(alice.addr()), b"x".to_vec()),
-    )
-    .await
-    .unwrap_err();
+    let err = alice
+        .ask("self dial", Peer::seed(alice.addr()), b"x")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::SelfDial { .. }), "{err}");
     assert!(alice.transport.peers().is_empty());
 }
@@ -356,46 +351,20 @@ async fn cert_from_another_ca_is_never_admitted() {
     mallory
         .transport
         .send_datagram(alice.as_peer(), Bytes::from_static(b"evil"));
-    let err = within(
-        "mallory request",
-        mallory.transport.request(alice.as_peer(), b"evil".to_vec()),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Refused {
-                reason: Refusal::UnknownCa,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    alice
-        .wait_for("unknown_ca refusal", |s| is_refused(s, Refusal::UnknownCa))
-        .await;
+    let err = mallory
+        .ask("mallory request", alice.as_peer(), b"evil")
+        .await
+        .unwrap_err();
+    assert_refused(&err, Refusal::UnknownCa);
+    alice.wait_refused(Refusal::UnknownCa).await;
 
     // A node of the other cluster altogether: refused on both sides.
     let mut outsider = Node::start_with(foreign, local_config()).await;
-    let err = within(
-        "outsider request",
-        outsider
-            .transport
-            .request(Peer::seed(alice.addr()), b"x".to_vec()),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Refused {
-                reason: Refusal::UnknownCa,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = outsider
+        .ask("outsider request", Peer::seed(alice.addr()), b"x")
+        .await
+        .unwrap_err();
+    assert_refused(&err, Refusal::UnknownCa);
 
     // Traffic from a legitimate peer still flows, and nothing from mallory came before it.
     bob.transport
@@ -451,11 +420,7 @@ async fn client_without_certificate_is_refused() {
         outcome.is_err(),
         "a client without a certificate got a reply"
     );
-    alice
-        .wait_for("no_client_cert refusal", |s| {
-            is_refused(s, Refusal::NoClientCert)
-        })
-        .await;
+    alice.wait_refused(Refusal::NoClientCert).await;
     assert!(alice
         .drain()
         .iter()
@@ -471,30 +436,14 @@ async fn dialling_with_the_wrong_expected_name_is_refused() {
     let mut bob = Node::start(&ca, "bob").await;
 
     let carol_at_bobs_address = Peer::named(name("carol"), bob.addr());
-    let err = within(
-        "misnamed request",
-        alice
-            .transport
-            .request(carol_at_bobs_address.clone(), b"x".to_vec()),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Refused {
-                reason: Refusal::BadName,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = alice
+        .ask("misnamed request", carol_at_bobs_address.clone(), b"x")
+        .await
+        .unwrap_err();
+    assert_refused(&err, Refusal::BadName);
     assert!(err.to_string().contains("carol"), "{err}");
-    alice
-        .wait_for("bad_name refusal", |s| is_refused(s, Refusal::BadName))
-        .await;
-    bob.wait_for("bad_name refusal", |s| is_refused(s, Refusal::BadName))
-        .await;
+    alice.wait_refused(Refusal::BadName).await;
+    bob.wait_refused(Refusal::BadName).await;
     alice
         .transport
         .send_datagram(carol_at_bobs_address, Bytes::from_static(b"x"));
@@ -531,25 +480,12 @@ async fn expired_certificate_is_refused() {
             .unwrap(),
     };
     let stale = Node::start_with(identity, local_config()).await;
-    let err = within(
-        "expired request",
-        stale.transport.request(alice.as_peer(), b"x".to_vec()),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Refused {
-                reason: Refusal::Expired,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    alice
-        .wait_for("expired refusal", |s| is_refused(s, Refusal::Expired))
-        .await;
+    let err = stale
+        .ask("expired request", alice.as_peer(), b"x")
+        .await
+        .unwrap_err();
+    assert_refused(&err, Refusal::Expired);
+    alice.wait_refused(Refusal::Expired).await;
 }
 
 #[tokio::test]
@@ -603,12 +539,7 @@ async fn dial_race_leaves_one_connection_dialled_by_the_smaller_name() {
     assert_eq!((ups(bob.drain()), downs(bob.drain())), (1, 0));
 
     // And the survivor carries traffic both ways.
-    within(
-        "after race",
-        bob.transport.request(alice.as_peer(), b"c".to_vec()),
-    )
-    .await
-    .unwrap();
+    bob.ask("after race", alice.as_peer(), b"c").await.unwrap();
 }
 
 #[tokio::test]
@@ -625,23 +556,19 @@ async fn oversized_frames_and_datagrams_are_refused() {
     let carol = Node::start_with(carol_id, small).await;
 
     // Over bob's limit: bob refuses on reading the length, before allocating.
-    let err = within(
-        "big request",
-        alice.transport.request(bob.as_peer(), vec![1u8; 4096]),
-    )
-    .await
-    .unwrap_err();
+    let err = alice
+        .ask("big request", bob.as_peer(), &[1u8; 4096])
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::FrameRefused { .. }), "{err}");
     bob.wait_stats("bob refused a frame", |s| s.frames_too_large == 1)
         .await;
 
     // Over carol's own limit: refused before anything is sent.
-    let err = within(
-        "big local request",
-        carol.transport.request(alice.as_peer(), vec![1u8; 2048]),
-    )
-    .await
-    .unwrap_err();
+    let err = carol
+        .ask("big local request", alice.as_peer(), &[1u8; 2048])
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -656,14 +583,10 @@ async fn oversized_frames_and_datagrams_are_refused() {
     assert_eq!(carol.transport.stats().dials, 0);
 
     // A reply over the requester's limit: carol refuses alice's reply on reading its length.
-    let err = within(
-        "big reply",
-        carol
-            .transport
-            .request(alice.as_peer(), b"size:5000".to_vec()),
-    )
-    .await
-    .unwrap_err();
+    let err = carol
+        .ask("big reply", alice.as_peer(), b"size:5000")
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -677,27 +600,19 @@ async fn oversized_frames_and_datagrams_are_refused() {
     );
 
     // A reply over the responder's own limit is not sent either.
-    let err = within(
-        "reply over bob's limit",
-        alice
-            .transport
-            .request(bob.as_peer(), b"size:3000".to_vec()),
-    )
-    .await
-    .unwrap_err();
+    let err = alice
+        .ask("reply over bob's limit", bob.as_peer(), b"size:3000")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::FrameRefused { .. }), "{err}");
     bob.wait_stats("bob refused its own reply", |s| s.frames_too_large == 2)
         .await;
 
     // Requests within the limits still work on the same connections.
-    let (_, reply) = within(
-        "small request",
-        alice
-            .transport
-            .request(bob.as_peer(), b"size:1000".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (_, reply) = alice
+        .ask("small request", bob.as_peer(), b"size:1000")
+        .await
+        .unwrap();
     assert_eq!(reply.len(), 1000);
     assert!(bob
         .drain()
@@ -735,24 +650,9 @@ async fn pool_cap_evicts_the_least_recently_used() {
     let bob = Node::start(&ca, "bob").await;
     let carol = Node::start(&ca, "carol").await;
 
-    within(
-        "to bob",
-        alice.transport.request(bob.as_peer(), b"1".to_vec()),
-    )
-    .await
-    .unwrap();
-    within(
-        "to carol",
-        alice.transport.request(carol.as_peer(), b"2".to_vec()),
-    )
-    .await
-    .unwrap();
-    alice
-        .wait_for(
-            "bob evicted",
-            |s| matches!(s, Seen::Down(n) if n.as_str() == "bob"),
-        )
-        .await;
+    alice.ask("to bob", bob.as_peer(), b"1").await.unwrap();
+    alice.ask("to carol", carol.as_peer(), b"2").await.unwrap();
+    alice.wait_down("bob").await;
     let peers = alice.transport.peers();
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].name, name("carol"));
@@ -775,35 +675,19 @@ async fn unused_connection_closes_after_idle_timeout() {
     let bob_id = ca.identity(&name("bob"), &[], 1).unwrap();
     let mut bob = Node::start_with(bob_id, quick).await;
 
-    within(
-        "request",
-        alice.transport.request(bob.as_peer(), b"x".to_vec()),
-    )
-    .await
-    .unwrap();
+    alice.ask("request", bob.as_peer(), b"x").await.unwrap();
     // Keep-alive keeps QUIC from timing out; the pool's sweep closes it for lack of use.
-    alice
-        .wait_for(
-            "bob down",
-            |s| matches!(s, Seen::Down(n) if n.as_str() == "bob"),
-        )
-        .await;
-    bob.wait_for(
-        "alice down",
-        |s| matches!(s, Seen::Down(n) if n.as_str() == "alice"),
-    )
-    .await;
+    alice.wait_down("bob").await;
+    bob.wait_down("alice").await;
     for node in [&alice, &bob] {
         node.wait_stats("connection closed", |s| s.connections_open == 0)
             .await;
     }
     // The next send simply dials again.
-    within(
-        "request again",
-        alice.transport.request(bob.as_peer(), b"y".to_vec()),
-    )
-    .await
-    .unwrap();
+    alice
+        .ask("request again", bob.as_peer(), b"y")
+        .await
+        .unwrap();
     assert_eq!(alice.transport.stats().dials, 2);
 }
 
@@ -812,12 +696,7 @@ async fn dropping_the_last_handle_closes_the_endpoint() {
     let ca = CertAuthority::generate("test").unwrap();
     let alice = Node::start(&ca, "alice").await;
     let mut bob = Node::start(&ca, "bob").await;
-    within(
-        "request",
-        alice.transport.request(bob.as_peer(), b"x".to_vec()),
-    )
-    .await
-    .unwrap();
+    alice.ask("request", bob.as_peer(), b"x").await.unwrap();
     let clone = alice.transport.clone();
     drop(alice);
     // A clone keeps it open ...
@@ -829,11 +708,7 @@ async fn dropping_the_last_handle_closes_the_endpoint() {
     .unwrap();
     drop(clone);
     // ... and the last drop closes it.
-    bob.wait_for(
-        "alice down",
-        |s| matches!(s, Seen::Down(n) if n.as_str() == "alice"),
-    )
-    .await;
+    bob.wait_down("alice").await;
 }
 
 #[tokio::test]
@@ -878,19 +753,15 @@ async fn request_refused_by_a_closing_connection_is_retried_on_a_new_one() {
     .await;
     // ... so when carol's connection evicts it, bob only marks it closing and refuses new
     // streams on it, while alice still believes it open.
-    within(
-        "carol to bob",
-        carol.transport.request(bob.as_peer(), b"2".to_vec()),
-    )
-    .await
-    .unwrap();
+    carol
+        .ask("carol to bob", bob.as_peer(), b"2")
+        .await
+        .unwrap();
     assert_eq!(bob.transport.stats().evictions, 1);
-    let (responder, reply) = within(
-        "alice to bob again",
-        alice.transport.request(bob.as_peer(), b"3".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (responder, reply) = alice
+        .ask("alice to bob again", bob.as_peer(), b"3")
+        .await
+        .unwrap();
     assert_eq!(
         (responder.as_str(), reply.as_slice()),
         ("bob", b"re:3".as_slice())

@@ -1,11 +1,13 @@
 //! Errors as the API answers them: a status code and `{"error": "..."}`.
 
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::node;
+use crate::protocol::{CommandError, KvError};
 
 /// The body of every error answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,12 +37,45 @@ impl ApiError {
 
 impl From<node::Error> for ApiError {
     fn from(e: node::Error) -> Self {
-        let status = match e {
-            node::Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        let status = match &e {
+            node::Error::Stopped | node::Error::Command(CommandError::Left) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            node::Error::Command(
+                CommandError::Kv(KvError::ValueTooLarge { .. })
+                | CommandError::EventTooLarge { .. },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The write is fine on its own; this node's share of the cluster's store is full.
+            node::Error::Command(CommandError::Kv(
+                KvError::TooManyKeys { .. }
+                | KvError::TooManyBytes { .. }
+                | KvError::TooManyOwners(_),
+            )) => StatusCode::INSUFFICIENT_STORAGE,
             node::Error::Command(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::new(e.status(), lowercase_first(&e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::new(e.status(), lowercase_first(&e.body_text()))
+    }
+}
+
+/// axum's rejection texts start with a capital; ours are lowercase throughout.
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

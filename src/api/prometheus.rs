@@ -147,6 +147,7 @@ fn render_core(e: &mut Exposition, s: &Stats) {
         probes_sent,
         probes_failed,
         indirect_probes_sent,
+        stream_probes_sent,
         suspicions_raised,
         refutations,
         datagrams_out,
@@ -204,6 +205,11 @@ fn render_core(e: &mut Exposition, s: &Stats) {
         "indirect_probes_sent_total",
         "Indirect probe requests (ping-req) sent.",
         *indirect_probes_sent,
+    );
+    e.counter(
+        "stream_probes_sent_total",
+        "Direct probes repeated on a stream after the datagram ping got no ack in time.",
+        *stream_probes_sent,
     );
     e.counter(
         "suspicions_raised_total",

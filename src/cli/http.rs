@@ -1,5 +1,5 @@
 //! A small HTTP/1 client for the agent's control API, shared by every subcommand that talks
-//! to a running agent (`members`, and later `kv`, `event`, `ring`).
+//! to a running agent (`members`, `ring`, `kv`, `event`, `events`).
 //!
 //! One TCP connection per call, a deadline on the whole exchange, and errors that name the
 //! API address and carry the server's own `{"error": ...}` message.
@@ -88,6 +88,36 @@ pub enum ApiCallError {
     },
 }
 
+impl ApiCallError {
+    /// The agent's own message when it refused the request for something the user can fix
+    /// (a 4xx status, or 507 for a full key quota): that message alone is the clearest line.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            ApiCallError::Status {
+                status, message, ..
+            } if status.is_client_error() || *status == StatusCode::INSUFFICIENT_STORAGE => {
+                Some(message)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An error for the user: the agent's refusal message alone, or the whole error otherwise.
+pub fn user_error(e: ApiCallError) -> anyhow::Error {
+    match e.refusal() {
+        Some(message) => anyhow::anyhow!("{message}"),
+        None => e.into(),
+    }
+}
+
+/// The single-threaded runtime a subcommand drives its API calls on.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// A client for one agent's API.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
@@ -120,24 +150,32 @@ impl ApiClient {
         self.decode(Method::GET, path, &answer)
     }
 
-    /// `PUT path` with raw bytes; returns the answer's body.
-    #[allow(dead_code)] // for `quicswim kv set`
-    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<Bytes, ApiCallError> {
+    /// `GET path`, returning the answer's body as it is.
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ApiCallError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// `PUT path` with raw bytes, decoding a JSON answer.
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ApiCallError> {
         let body = Body {
             bytes: Bytes::from(body),
             content_type: "application/octet-stream",
         };
-        self.call(Method::PUT, path, Some(body)).await
+        let answer = self.call(Method::PUT, path, Some(body)).await?;
+        self.decode(Method::PUT, path, &answer)
     }
 
-    /// `DELETE path`.
-    #[allow(dead_code)] // for `quicswim kv delete`
-    pub async fn delete(&self, path: &str) -> Result<(), ApiCallError> {
-        self.call(Method::DELETE, path, None).await.map(drop)
+    /// `DELETE path`, decoding a JSON answer.
+    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiCallError> {
+        let answer = self.call(Method::DELETE, path, None).await?;
+        self.decode(Method::DELETE, path, &answer)
     }
 
     /// `POST path` with a JSON body, decoding a JSON answer.
-    #[allow(dead_code)] // for `quicswim event`
     pub async fn post_json<B, T>(&self, path: &str, body: &B) -> Result<T, ApiCallError>
     where
         B: Serialize,
@@ -298,7 +336,7 @@ mod tests {
                             }),
                         ))
                     } else {
-                        Ok(StatusCode::NO_CONTENT)
+                        Ok(Json(Echo { text: key }))
                     }
                 }),
             )
@@ -321,12 +359,17 @@ mod tests {
         let client = ApiClient::new(&format!("http://{addr}/"));
         let echo: Echo = client.get_json("/json").await.unwrap();
         assert_eq!(echo.text, "hi");
-        let body = client
-            .put_bytes("/bytes/k", b"value".to_vec())
+        let body: Echo = client
+            .put_bytes("/bytes/k", br#"{"text":"value"}"#.to_vec())
             .await
             .unwrap();
-        assert_eq!(&body[..], b"value");
-        client.delete("/bytes/k").await.unwrap();
+        assert_eq!(body.text, "value");
+        assert_eq!(
+            &client.get_bytes("/json").await.unwrap()[..],
+            br#"{"text":"hi"}"#
+        );
+        let gone: Echo = client.delete_json("/bytes/k").await.unwrap();
+        assert_eq!(gone.text, "k");
         let back: Echo = client
             .post_json("/echo", &Echo { text: "yo".into() })
             .await
@@ -338,14 +381,24 @@ mod tests {
     async fn errors_carry_the_address_and_the_server_message() {
         let addr = test_server().await;
         let client = ApiClient::new(&addr.to_string());
-        let err = client.delete("/bytes/missing").await.unwrap_err();
+        let err = client
+            .delete_json::<Echo>("/bytes/missing")
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&addr.to_string()), "{text}");
         assert!(
             text.contains("404") && text.contains("no key missing"),
             "{text}"
         );
+        assert_eq!(
+            err.refusal(),
+            Some("no key missing"),
+            "a 4xx is the user's to fix"
+        );
+        assert_eq!(user_error(err).to_string(), "no key missing");
         let err = client.get_json::<Echo>("/plain-error").await.unwrap_err();
+        assert_eq!(err.refusal(), None, "a 5xx is not the user's to fix");
         let text = err.to_string();
         assert!(
             text.contains("502") && text.ends_with("upstream broke"),

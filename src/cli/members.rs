@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use quicswim::api::MemberJson;
 use serde::Serialize;
 
-use super::http::{ApiClient, DEFAULT_API};
+use super::http::{runtime, ApiClient, DEFAULT_API};
 
 /// Arguments of `quicswim members`.
 #[derive(clap::Args, Debug)]
@@ -29,9 +29,7 @@ struct Row<'a> {
 
 /// Asks the agent for its members and prints them.
 pub fn run(args: MembersArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
     let members: Vec<MemberJson> = runtime.block_on(client.get_json("/v1/members"))?;
     if args.json {
@@ -54,13 +52,7 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
 /// Aligned columns; a META column only when some member has metadata.
 fn table(members: &[MemberJson]) -> String {
     let with_meta = members.iter().any(|m| !m.meta.is_empty());
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "ADDRESS".to_string(),
-        "STATE".to_string(),
-        "INCARNATION".to_string(),
-        "META".to_string(),
-    ]];
+    let mut rows = vec![["NAME", "ADDRESS", "STATE", "INCARNATION", "META"].map(String::from)];
     for m in members {
         rows.push([
             m.name.clone(),
@@ -71,26 +63,8 @@ fn table(members: &[MemberJson]) -> String {
         ]);
     }
     let columns = if with_meta { 5 } else { 4 };
-    let mut widths = [0usize; 5];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().take(columns).enumerate() {
-            if i + 1 == columns {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    let rows: Vec<&[String]> = rows.iter().map(|row| &row[..columns]).collect();
+    super::align(&rows)
 }
 
 #[cfg(test)]

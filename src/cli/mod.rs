@@ -5,8 +5,11 @@ pub mod agent;
 pub mod bench;
 pub mod certs;
 pub mod demo;
+pub mod event;
 pub mod http;
+pub mod kv;
 pub mod members;
+pub mod ring;
 pub mod simulate;
 
 use std::time::Duration;
@@ -15,4 +18,31 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 30s or 500ms: {e}"))
+}
+
+/// Rows as left-aligned columns two spaces apart, each line without trailing spaces. Every
+/// table the subcommands print goes through here.
+pub fn align<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let mut widths = Vec::new();
+    for row in rows {
+        let row = row.as_ref();
+        if widths.len() < row.len() {
+            widths.resize(row.len(), 0);
+        }
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.as_ref().iter().zip(&widths) {
+            line.push_str(cell);
+            let pad = width - cell.chars().count() + 2;
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }

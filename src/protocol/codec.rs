@@ -178,6 +178,23 @@ pub enum StreamMessage {
     },
     /// Answer to [`StreamMessage::KvPush`].
     KvPushAck,
+    /// A direct probe sent on a stream when the datagram Ping got no Ack within
+    /// `probe_timeout`, alongside the PingReqs (memberlist's TCP fallback ping). Streams are
+    /// retransmitted, so random datagram loss alone does not make a live member Suspect.
+    /// Fields as in [`Message::Ping`].
+    Ping {
+        /// Matches the [`StreamMessage::Ack`].
+        seq: u32,
+        /// Whom the sender means to probe.
+        target: NodeName,
+        /// Set when the sender holds the target Suspect at this incarnation.
+        suspected: Option<Incarnation>,
+    },
+    /// Reply to a stream [`StreamMessage::Ping`].
+    Ack {
+        /// The Ping's sequence number.
+        seq: u32,
+    },
 }
 
 /// Encodes `message` followed by `count` updates whose encodings ([`encode_update`]) are
@@ -249,7 +266,10 @@ pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
         StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members, .. } => {
             members
         }
-        StreamMessage::KvPush { .. } | StreamMessage::KvPushAck => &[],
+        StreamMessage::KvPush { .. }
+        | StreamMessage::KvPushAck
+        | StreamMessage::Ping { .. }
+        | StreamMessage::Ack { .. } => &[],
     };
     if members.len() > MEMBERS_PER_MESSAGE_MAX {
         return Err(DecodeError::FieldTooLong {
@@ -364,6 +384,14 @@ mod tests {
             events: vec![],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
+        let ping = StreamMessage::Ping {
+            seq: 9,
+            target: name("b"),
+            suspected: Some(Incarnation(2)),
+        };
+        assert_eq!(decode_stream(&encode_stream(&ping)).unwrap(), ping);
+        let ack = StreamMessage::Ack { seq: 9 };
+        assert_eq!(decode_stream(&encode_stream(&ack)).unwrap(), ack);
     }
 
     #[test]

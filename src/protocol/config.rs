@@ -245,7 +245,12 @@ impl Config {
             1_000_000,
         )?;
         count_in_range("kv.key_len_max", self.kv.key_len_max as u64, 1, 4096)?;
-        count_in_range("kv.value_len_max", self.kv.value_len_max as u64, 1, 4 << 20)?;
+        count_in_range(
+            "kv.value_len_max",
+            self.kv.value_len_max as u64,
+            1,
+            super::kv::VALUE_LEN_MAX_CAP as u64,
+        )?;
         count_in_range(
             "kv.keys_per_node_max",
             self.kv.keys_per_node_max as u64,

@@ -26,13 +26,16 @@ use serde::{Deserialize, Serialize};
 
 use super::member::{NameMap, NodeName};
 
+/// The highest `value_len_max` a configuration may set (4 MiB).
+pub const VALUE_LEN_MAX_CAP: usize = 4 << 20;
+
 /// Limits on key/value data, enforced on write and on receipt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KvLimits {
     /// Longest key in bytes (default 256).
     pub key_len_max: usize,
-    /// Largest value in bytes (default 64 KiB).
+    /// Largest value in bytes (default 64 KiB, at most [`VALUE_LEN_MAX_CAP`]).
     pub value_len_max: usize,
     /// Most live keys one owner may hold (default 10,000).
     pub keys_per_node_max: usize,

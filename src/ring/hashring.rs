@@ -315,6 +315,33 @@ mod tests {
         (1..=n).map(|i| (name(&format!("node-{i}")), 1)).collect()
     }
 
+    /// Keys sampled by the rebalancing tests.
+    const MOVE_KEYS: u64 = 200_000;
+
+    /// Each of the first [`MOVE_KEYS`] keys whose owner differs between the rings, with its
+    /// owner before and after.
+    fn moved_keys<'a>(
+        before: &'a Ring,
+        after: &'a Ring,
+    ) -> Vec<(u64, Option<&'a NodeName>, Option<&'a NodeName>)> {
+        (0..MOVE_KEYS)
+            .map(|k| {
+                (
+                    k,
+                    before.owner(&k.to_le_bytes()),
+                    after.owner(&k.to_le_bytes()),
+                )
+            })
+            .filter(|(_, was, now)| was != now)
+            .collect()
+    }
+
+    /// One member in 16 joining or leaving moves about 1/16 of the keys.
+    fn assert_moved_fraction_near_one_in_sixteen(moved: usize) {
+        let fraction = moved as f64 / MOVE_KEYS as f64;
+        assert!((0.03..=0.10).contains(&fraction), "moved {fraction:.4}");
+    }
+
     /// How many of `keys` each member owns.
     fn key_counts(ring: &Ring, keys: u64) -> BTreeMap<NodeName, u64> {
         let mut counts = BTreeMap::new();
@@ -423,18 +450,11 @@ mod tests {
         let before = Ring::build(members(16));
         let gone = name("node-7");
         let after = Ring::build(members(16).into_iter().filter(|(n, _)| *n != gone));
-        let keys = 200_000u64;
-        let mut moved = 0u64;
-        for k in 0..keys {
-            let key = k.to_le_bytes();
-            let (was, now) = (before.owner(&key), after.owner(&key));
-            if was != now {
-                assert_eq!(was, Some(&gone), "key {k} moved off a member that stayed");
-                moved += 1;
-            }
+        let moved = moved_keys(&before, &after);
+        for (k, was, _) in &moved {
+            assert_eq!(*was, Some(&gone), "key {k} moved off a member that stayed");
         }
-        let fraction = moved as f64 / keys as f64;
-        assert!((0.03..=0.10).contains(&fraction), "moved {fraction:.4}");
+        assert_moved_fraction_near_one_in_sixteen(moved.len());
     }
 
     #[test]
@@ -442,18 +462,11 @@ mod tests {
         let before = Ring::build(members(16));
         let after = Ring::build(members(17));
         let newcomer = name("node-17");
-        let keys = 200_000u64;
-        let mut moved = 0u64;
-        for k in 0..keys {
-            let key = k.to_le_bytes();
-            let (was, now) = (before.owner(&key), after.owner(&key));
-            if was != now {
-                assert_eq!(now, Some(&newcomer), "key {k} moved between old members");
-                moved += 1;
-            }
+        let moved = moved_keys(&before, &after);
+        for (k, _, now) in &moved {
+            assert_eq!(*now, Some(&newcomer), "key {k} moved between old members");
         }
-        let fraction = moved as f64 / keys as f64;
-        assert!((0.03..=0.10).contains(&fraction), "moved {fraction:.4}");
+        assert_moved_fraction_near_one_in_sixteen(moved.len());
     }
 
     #[test]

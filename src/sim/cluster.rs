@@ -15,7 +15,7 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, NodeName, State, Swim, TransmitKind};
+use crate::protocol::{Config, Event, Incarnation, Member, NodeName, Swim, TransmitKind};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,6 +174,9 @@ pub struct Simulation {
     rng: SmallRng,
     tracker: Tracker,
     crashed: Vec<usize>,
+    /// Each node's own incarnation when the partition healed (`None` if it was down); empty
+    /// before the heal.
+    heal_incarnations: Vec<Option<Incarnation>>,
     steps: u64,
     /// The last write to each (owner, key): what every node must hold at the end.
     expected: BTreeMap<(usize, String), Option<Vec<u8>>>,
@@ -219,6 +222,7 @@ impl Simulation {
             seq: 0,
             nodes,
             crashed: Vec::new(),
+            heal_incarnations: Vec::new(),
             steps: 0,
             expected: BTreeMap::new(),
             kv_writes: 0,
@@ -252,7 +256,38 @@ impl Simulation {
     /// Runs to the end, calling `progress` with the virtual time about once a virtual second.
     pub fn run(mut self, mut progress: impl FnMut(Duration)) -> Report {
         let end = self.epoch + self.config.duration;
-        let mut next_progress = self.epoch;
+        self.advance(end, &mut progress);
+        progress(self.config.duration);
+        self.finish()
+    }
+
+    /// Runs until `elapsed` of virtual time since the start (at most the run's duration), so
+    /// a test can look at the nodes mid-run with [`Simulation::live_views`]; [`run`] then
+    /// carries on from there. Asking for a time already passed does nothing.
+    ///
+    /// [`run`]: Simulation::run
+    pub fn run_until(&mut self, elapsed: Duration) {
+        let end = self.epoch + elapsed.min(self.config.duration);
+        if end > self.now {
+            self.advance(end, &mut |_| {});
+        }
+    }
+
+    /// Each live node's name and every member it holds (itself and tombstones included), in
+    /// node order. Crashed nodes that have not restarted are absent.
+    pub fn live_views(&self) -> Vec<(NodeName, Vec<Member>)> {
+        self.nodes
+            .iter()
+            .filter_map(|node| {
+                let core = node.core.as_ref()?;
+                Some((node.name.clone(), core.members().cloned().collect()))
+            })
+            .collect()
+    }
+
+    /// Handles every action due up to `end`, then stands at `end`.
+    fn advance(&mut self, end: Instant, progress: &mut dyn FnMut(Duration)) {
+        let mut next_progress = self.now;
         while let Some(item) = self.queue.peek() {
             if item.at > end {
                 break;
@@ -267,8 +302,6 @@ impl Simulation {
             self.step(item.action);
         }
         self.now = end;
-        progress(self.config.duration);
-        self.finish()
     }
 
     fn schedule(&mut self, after: Duration, action: Action) {
@@ -334,7 +367,7 @@ impl Simulation {
                     .expect("simulated stream messages decode");
                 self.after_input(to);
                 if let Some(reply) = reply {
-                    let delay = self.network.delay(&mut self.rng);
+                    let delay = self.network.stream_delay(&mut self.rng, 1);
                     self.schedule(
                         delay,
                         Action::Reply {
@@ -380,7 +413,14 @@ impl Simulation {
                 }
                 self.network.partition(sides);
             }
-            Action::Heal => self.network.heal(),
+            Action::Heal => {
+                self.network.heal();
+                self.heal_incarnations = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.core.as_ref().map(|c| c.local_member().incarnation))
+                    .collect();
+            }
             Action::KvWrite => self.kv_write(),
             Action::InjectUpdate(k) => {
                 let candidates: Vec<usize> = (0..self.nodes.len())
@@ -529,7 +569,7 @@ impl Simulation {
                 }
                 TransmitKind::Request => {
                     // A stream costs a handshake round trip on a new connection; count one.
-                    let delay = self.network.delay(&mut self.rng) * 2;
+                    let delay = self.network.stream_delay(&mut self.rng, 2);
                     self.schedule(
                         delay,
                         Action::Request {
@@ -542,8 +582,12 @@ impl Simulation {
                 }
             }
         }
-        // Claims made while a partition was in force keep arriving for a while after it heals;
-        // a member declared Dead across the partition is not a false positive.
+        // Claims made while a partition was in force keep arriving for a while after it heals.
+        // A member declared Dead across the partition is not a false positive, and neither is
+        // a member the other side declared Dead reaching observers on its own side: at equal
+        // incarnation Dead beats Alive, so that claim is adopted by everyone until the member
+        // refutes. Both are claims at an incarnation the member had reached by the heal; a
+        // claim at a newer one comes from a probe that failed after the heal, and counts.
         let grace = self.config.protocol.probe_interval * 80;
         let settling = self
             .config
@@ -551,20 +595,23 @@ impl Simulation {
             .as_ref()
             .is_some_and(|p| now < self.epoch + p.heal_at + grace);
         let network = &self.network;
-        let connected =
-            |a: usize, b: usize| network.connected(a, b) && !(settling && network.were_apart(a, b));
+        let heal_incarnations = &self.heal_incarnations;
+        let from_partition = |s: usize, incarnation: Incarnation| {
+            settling
+                && heal_incarnations
+                    .get(s)
+                    .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
+        };
         let crashed = &self.crashed;
         for e in events {
-            let subject = match &e {
-                Event::Joined(m)
-                | Event::Recovered(m)
-                | Event::Updated(m)
-                | Event::Suspect(m)
-                | Event::Dead(m)
-                | Event::Left(m) => node_index(m.addr),
-                Event::KvChanged { .. } | Event::User(_) => continue,
+            let Some(m) = e.member() else {
+                continue;
             };
-            let reachable = subject.is_some_and(|s| connected(i, s) && !crashed.contains(&s));
+            let reachable = node_index(m.addr).is_some_and(|s| {
+                network.connected(i, s)
+                    && !crashed.contains(&s)
+                    && !from_partition(s, m.incarnation)
+            });
             self.tracker.event(now, i, &e, reachable);
         }
         self.tracker.alive_seen(now, i, alive);
@@ -585,9 +632,12 @@ impl Simulation {
         let mut first: Option<BTreeSet<&NodeName>> = None;
         for &i in &live {
             let core = self.nodes[i].core.as_ref().expect("live");
+            // A view is who the node counts as a member: Alive or Suspect, not Dead or Left
+            // (memberlist's `Members()`). Under loss some suspicion is always in flight; a
+            // suspect that refutes in time was never out of the view.
             let view: BTreeSet<&NodeName> = core
                 .members()
-                .filter(|m| m.state == State::Alive)
+                .filter(|m| m.state.is_active())
                 .map(|m| &m.name)
                 .collect();
             views_correct &= view == expected;

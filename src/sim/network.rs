@@ -35,8 +35,6 @@ pub struct Network {
     config: NetworkConfig,
     /// `Some(side)` per node while a partition is in force.
     sides: Option<Vec<bool>>,
-    /// The sides of the last partition, kept after it heals.
-    last_sides: Option<Vec<bool>>,
 }
 
 impl Network {
@@ -45,19 +43,12 @@ impl Network {
         Self {
             config,
             sides: None,
-            last_sides: None,
         }
     }
 
     /// Splits the nodes: `true` on one side, `false` on the other.
     pub fn partition(&mut self, sides: Vec<bool>) {
-        self.last_sides = Some(sides.clone());
         self.sides = Some(sides);
-    }
-
-    /// Whether `a` and `b` were on different sides of the last partition.
-    pub fn were_apart(&self, a: usize, b: usize) -> bool {
-        self.last_sides.as_ref().is_some_and(|s| s[a] != s[b])
     }
 
     /// Joins the sides again.
@@ -81,6 +72,27 @@ impl Network {
         // Inverse transform; 1 - u is in (0, 1] so the log is finite.
         let tail = -mean * (1.0 - rng.random::<f64>()).ln();
         self.config.latency_min + Duration::from_secs_f64(tail)
+    }
+
+    /// A stream message's delay over `trips` one-way trips. Streams are reliable, but not
+    /// free under loss: each lost packet costs QUIC a probe timeout before it is resent
+    /// (`rtt + 4·rttvar + max_ack_delay`, doubling on each consecutive loss).
+    pub fn stream_delay(&self, rng: &mut SmallRng, trips: u32) -> Duration {
+        let mut delay = Duration::ZERO;
+        let rtt = (self.config.latency_min + self.config.latency_exp_mean) * 2;
+        let pto = rtt + rtt * 2 + Duration::from_millis(25);
+        for _ in 0..trips {
+            delay += self.delay(rng);
+            let mut backoff = pto;
+            for _ in 0..8 {
+                if self.config.loss <= 0.0 || rng.random::<f64>() >= self.config.loss {
+                    break;
+                }
+                delay += backoff;
+                backoff *= 2;
+            }
+        }
+        delay
     }
 
     /// How many copies of a datagram arrive: 0 (lost), 1, or 2 (duplicated).

@@ -34,7 +34,7 @@ pub struct Report {
     pub crashes_detected: usize,
     /// Live, reachable members declared Dead by anyone (distinct members).
     pub false_positives: usize,
-    /// At the end, every live node holds the same set of Alive members.
+    /// At the end, every live node holds the same set of members (Alive or Suspect).
     pub final_views_agree: bool,
     /// At the end, that set is exactly the live nodes.
     pub final_views_correct: bool,

@@ -84,11 +84,7 @@ impl CertAuthority {
             what: what(),
             source,
         })?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        let mut params = params_named(common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -232,11 +228,7 @@ impl CertAuthority {
                 what: what(),
                 source,
             })?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, name.as_str());
+        let mut params = params_named(name.as_str());
         params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
             .chain(ips.iter().copied().map(SanType::IpAddress))
             .collect();
@@ -277,6 +269,16 @@ impl CertAuthority {
                 source,
             })
     }
+}
+
+/// Certificate parameters whose subject is just `common_name`, the rest left to the caller.
+fn params_named(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
 }
 
 /// Creates `dir` if needed and writes a new CA into `DIR/ca.pem` and `DIR/ca-key.pem` (the key

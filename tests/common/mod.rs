@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests: certificates in memory, fast timings, waiting
-//! for conditions under a deadline, and talking to the control API.
+//! for conditions under a deadline, and talking to the control API; [`process`] drives the
+//! real binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use http_body_util::{BodyExt, Empty};
+#[cfg(unix)]
+pub mod process;
+
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -59,6 +63,21 @@ pub async fn start_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
     nodes
 }
 
+/// [`start_cluster`], then waits until every node holds all `n` Alive.
+pub async fn start_alive_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
+    let nodes = start_cluster(ca, n).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all(&format!("{n} nodes alive everywhere"), &refs, all_alive(n)).await;
+    nodes
+}
+
+/// Shuts every node down, one after the other.
+pub async fn shutdown_all<'a>(nodes: impl IntoIterator<Item = &'a Node>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 pub fn state_of(members: &[Member], who: &str) -> Option<(State, u64)> {
     members
         .iter()
@@ -104,33 +123,9 @@ pub fn all_alive(n: usize) -> impl Fn(&[Member]) -> bool {
 /// `GET path` on the API at `addr`: the status and the body as text. Panics if the exchange
 /// fails or takes over 10 s.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1 handshake");
-        let driver = tokio::spawn(connection);
-        let request = Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("valid request");
-        let answer = sender.send_request(request).await.expect("an answer");
-        let status = answer.status().as_u16();
-        let body = answer
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        driver.abort();
-        (
-            status,
-            String::from_utf8(body.to_vec()).expect("UTF-8 body"),
-        )
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} on {addr} took over 10 s"))
+    let answer = request(addr, "GET", path, None, Vec::new()).await;
+    let body = String::from_utf8(answer.body).expect("UTF-8 body");
+    (answer.status, body)
 }
 
 /// The value of the first sample of `name` whose labels include `label` (`key="value"`), in
@@ -145,4 +140,125 @@ pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
         })
         .and_then(|line| line.rsplit_once(' '))
         .and_then(|(_, value)| value.parse().ok())
+}
+
+/// One HTTP answer: its status, `Content-Type` and body.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON; panics (showing it) if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `error` text of a JSON error body.
+    pub fn error(&self) -> String {
+        let json = self.json();
+        json["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error text in {json}"))
+            .to_string()
+    }
+}
+
+/// `METHOD path` with `body` on the API at `addr`. Panics if the exchange fails or takes over
+/// 10 s.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Answer {
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.expect("connect to the API");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP/1 handshake");
+        let driver = tokio::spawn(connection);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        let request = builder
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .expect("valid request");
+        let answer = sender.send_request(request).await.expect("an answer");
+        let status = answer.status().as_u16();
+        let content_type = answer
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = answer
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        driver.abort();
+        Answer {
+            status,
+            content_type,
+            body: body.to_vec(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} on {addr} took over 10 s"))
+}
+
+/// A node's control API served on 127.0.0.1, stopped when dropped.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ApiServer {
+    pub async fn start(node: &Node) -> ApiServer {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the API");
+        let addr = listener.local_addr().expect("bound address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(quicswim::api::serve(node.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        ApiServer {
+            addr,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `check` until it returns true; panics with `what` at DEADLINE.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, not a settle wait
+    }
 }

@@ -103,6 +103,15 @@ fn hello_failure(err: HelloError) -> Failure {
     }
 }
 
+/// The node name in the peer's certificate; without a usable one the connection is closed and
+/// the peer refused as `bad_name`.
+fn named_peer(conn: &quinn::Connection) -> Result<NodeName, Failure> {
+    peer_name_of(conn).map_err(|e| {
+        conn.close(codes::PROTOCOL, b"no usable peer certificate");
+        Failure::refused(Refusal::BadName, e.to_string())
+    })
+}
+
 impl Engine {
     /// Dial task: connect, verify, admission round trip, admit; then settle everyone
     /// waiting on this dial.
@@ -156,13 +165,7 @@ impl Engine {
             .connect_with(self.client_config.clone(), peer.addr, server_name)
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let conn = connecting.await.map_err(|e| failure_of(&e))?;
-        let name = match peer_name_of(&conn) {
-            Ok(name) => name,
-            Err(e) => {
-                conn.close(codes::PROTOCOL, b"no usable peer certificate");
-                return Err(Failure::refused(Refusal::BadName, e.to_string()));
-            }
-        };
+        let name = named_peer(&conn)?;
         if let Some(expected) = &peer.name {
             if *expected != name {
                 // The verifier already refuses this; kept as a second line of defence.
@@ -242,13 +245,7 @@ impl Engine {
     ) -> Result<(quinn::Connection, NodeName, u64, quinn::SendStream), Failure> {
         let connecting = incoming.accept().map_err(|e| failure_of(&e))?;
         let conn = connecting.await.map_err(|e| failure_of(&e))?;
-        let name = match peer_name_of(&conn) {
-            Ok(name) => name,
-            Err(e) => {
-                conn.close(codes::PROTOCOL, b"no usable peer certificate");
-                return Err(Failure::refused(Refusal::BadName, e.to_string()));
-            }
-        };
+        let name = named_peer(&conn)?;
         if name == self.local_name {
             // The dialler side reports it; ours would be the same event twice.
             conn.close(codes::SELF_DIAL, b"dialled itself");

@@ -1,0 +1,1039 @@
+//! Scenario tests on one protocol core: crafted datagrams and stream messages at chosen
+//! virtual times, exact outputs asserted.
+//!
+//! The harness is quinn-proto's `Pair` reduced to one side: time only moves by jumping to the
+//! core's next deadline (`poll_timeout`), and peers named in `answer_datagrams` /
+//! `answer_streams` answer Pings addressed to them at once, so that only the members a test
+//! leaves silent fail their probes.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use quicswim::protocol::codec::{
+    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, MemberUpdate,
+    Message, Packet, StreamMessage, Update, WIRE_VERSION,
+};
+use quicswim::protocol::member::META_LEN_MAX;
+use quicswim::protocol::{
+    Config, DecodeError, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim,
+    Transmit, TransmitKind,
+};
+
+const SEED: u64 = 7;
+const PEERS: [&str; 5] = ["a", "b", "c", "d", "e"];
+const NS: Duration = Duration::from_nanos(1);
+
+fn name(s: &str) -> NodeName {
+    NodeName::new(s).expect("test names are DNS labels")
+}
+
+/// A fixed, distinct address per name used in these tests.
+fn addr(s: &str) -> SocketAddr {
+    let host = match s {
+        "me" => 1,
+        "a" => 2,
+        "b" => 3,
+        "c" => 4,
+        "d" => 5,
+        "e" => 6,
+        "seed" => 7,
+        "other" => 8,
+        "zz" => 9,
+        other => panic!("no address for {other:?}"),
+    };
+    SocketAddr::from(([10, 0, 0, host], 7946))
+}
+
+fn claim(who: &str, incarnation: u64, state: State, accuser: Option<&str>) -> MemberUpdate {
+    MemberUpdate {
+        name: name(who),
+        addr: addr(who),
+        incarnation: Incarnation(incarnation),
+        state,
+        meta: Vec::new(),
+        accuser: accuser.map(name),
+    }
+}
+
+fn alive(who: &str, incarnation: u64) -> MemberUpdate {
+    claim(who, incarnation, State::Alive, None)
+}
+
+fn member(who: &str, incarnation: u64, state: State) -> Member {
+    Member {
+        name: name(who),
+        addr: addr(who),
+        incarnation: Incarnation(incarnation),
+        state,
+        meta: Vec::new(),
+    }
+}
+
+fn datagram(message: &Message, updates: &[MemberUpdate]) -> Vec<u8> {
+    let body: Vec<u8> = updates
+        .iter()
+        .flat_map(|u| encode_update(&Update::Member(u.clone())))
+        .collect();
+    encode_datagram(message, updates.len(), &body)
+}
+
+fn ping(seq: u32, target: &str, suspected: Option<u64>) -> Message {
+    Message::Ping {
+        seq,
+        target: name(target),
+        suspected: suspected.map(Incarnation),
+    }
+}
+
+fn to(who: &str) -> Destination {
+    Destination {
+        addr: addr(who),
+        name: Some(name(who)),
+    }
+}
+
+fn packet(t: &Transmit) -> Packet {
+    assert_eq!(t.kind, TransmitKind::Datagram, "{t:?}");
+    decode_datagram(&t.payload).expect("the core's datagrams decode")
+}
+
+fn member_updates(p: &Packet) -> Vec<MemberUpdate> {
+    p.updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Member(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A membership-only full-state message, as a node with no keys or user events sends.
+fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> StreamMessage {
+    StreamMessage::PushPull {
+        join,
+        sender: name(sender),
+        members,
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+fn push_pull_reply(members: Vec<MemberUpdate>) -> StreamMessage {
+    StreamMessage::PushPullReply {
+        members,
+        kv_delta: Vec::new(),
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+struct Harness {
+    swim: Swim,
+    t0: Instant,
+    now: Instant,
+    /// Peers that answer a datagram Ping addressed to them, at once.
+    answer_datagrams: BTreeSet<NodeName>,
+    /// Peers that answer a stream Ping addressed to them, at once.
+    answer_streams: BTreeSet<NodeName>,
+    /// What the core sent since the last `take_sent`, and when.
+    sent: Vec<(Instant, Transmit)>,
+    /// What the core reported since the last `take_events`, and when.
+    events: Vec<(Instant, Event)>,
+}
+
+impl Harness {
+    /// A node named `me` that started a cluster of its own.
+    fn alone(config: Config) -> Self {
+        let mut h = Self::unjoined(config);
+        h.swim.join(h.now, &[]);
+        assert!(h.swim.is_joined());
+        h
+    }
+
+    fn unjoined(config: Config) -> Self {
+        let t0 = Instant::now();
+        let swim =
+            Swim::new(name("me"), addr("me"), Vec::new(), config, SEED, t0).expect("valid config");
+        Self {
+            swim,
+            t0,
+            now: t0,
+            answer_datagrams: BTreeSet::new(),
+            answer_streams: BTreeSet::new(),
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// `me` knowing [`PEERS`], all Alive at incarnation 0 and answering probes; what it takes
+    /// to get there is discarded.
+    fn with_peers(config: Config) -> Self {
+        let mut h = Self::alone(config);
+        let all: Vec<MemberUpdate> = PEERS.iter().map(|p| alive(p, 0)).collect();
+        h.gossip("a", &all).expect("valid datagram");
+        for p in PEERS {
+            h.answer_datagrams.insert(name(p));
+            h.answer_streams.insert(name(p));
+        }
+        h.take_sent();
+        h.take_events();
+        h
+    }
+
+    fn silence(&mut self, who: &str) {
+        self.answer_datagrams.remove(&name(who));
+        self.answer_streams.remove(&name(who));
+    }
+
+    fn deliver(&mut self, from: &str, bytes: &[u8]) -> Result<(), PeerError> {
+        let r = self
+            .swim
+            .handle_datagram(self.now, &name(from), addr(from), bytes);
+        self.pump();
+        r
+    }
+
+    fn send(&mut self, from: &str, message: &Message, updates: &[MemberUpdate]) {
+        self.deliver(from, &datagram(message, updates))
+            .expect("valid datagram is accepted");
+    }
+
+    fn gossip(&mut self, from: &str, updates: &[MemberUpdate]) -> Result<(), PeerError> {
+        self.deliver(from, &datagram(&Message::Gossip, updates))
+    }
+
+    fn stream(&mut self, from: &str, m: &StreamMessage) -> Result<Option<Vec<u8>>, PeerError> {
+        let r = self
+            .swim
+            .handle_stream_message(self.now, &name(from), &encode_stream(m));
+        self.pump();
+        r
+    }
+
+    /// Collects outputs, answering Pings for the peers that answer.
+    fn pump(&mut self) {
+        while let Some(t) = self.swim.poll_transmit() {
+            let peer = t.to.name.clone();
+            let answers = |set: &BTreeSet<NodeName>| peer.as_ref().is_some_and(|p| set.contains(p));
+            match t.kind {
+                TransmitKind::Datagram if answers(&self.answer_datagrams) => {
+                    if let Message::Ping { seq, target, .. } = packet(&t).message {
+                        if Some(&target) == peer.as_ref() {
+                            let ack = datagram(&Message::Ack { seq }, &[]);
+                            self.swim
+                                .handle_datagram(self.now, &target, t.to.addr, &ack)
+                                .expect("ack is accepted");
+                        }
+                    }
+                }
+                TransmitKind::Request if answers(&self.answer_streams) => {
+                    let request = decode_stream(&t.payload).expect("requests decode");
+                    if let StreamMessage::Ping { seq, target, .. } = request {
+                        let ack = encode_stream(&StreamMessage::Ack { seq });
+                        let reply = self
+                            .swim
+                            .handle_stream_message(self.now, &target, &ack)
+                            .expect("ack is accepted");
+                        assert_eq!(reply, None, "an Ack is a reply, not a request");
+                    }
+                }
+                _ => {}
+            }
+            self.sent.push((self.now, t));
+        }
+        while let Some(e) = self.swim.poll_event() {
+            self.events.push((self.now, e));
+        }
+    }
+
+    /// Fires every deadline up to `until`, one at a time, then sets the clock to `until`.
+    fn run_until(&mut self, until: Instant) {
+        while let Some(at) = self.swim.poll_timeout().filter(|&at| at <= until) {
+            assert!(at >= self.now, "deadline {at:?} in the past");
+            self.now = at;
+            self.swim.handle_timeout(at);
+            self.pump();
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn take_sent(&mut self) -> Vec<(Instant, Transmit)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn take_events(&mut self) -> Vec<(Instant, Event)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The datagrams sent so far whose message matches, with when.
+    fn sent_messages(&self, pred: impl Fn(&Message) -> bool) -> Vec<(Instant, Transmit, Packet)> {
+        self.sent
+            .iter()
+            .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+            .map(|(at, t)| (*at, t.clone(), packet(t)))
+            .filter(|(_, _, p)| pred(&p.message))
+            .collect()
+    }
+
+    /// Every member, sorted by name, for before/after comparisons.
+    fn table(&self) -> Vec<Member> {
+        let mut v: Vec<Member> = self.swim.members().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn state_of(&self, who: &str) -> Option<(u64, State)> {
+        self.swim
+            .member(&name(who))
+            .map(|m| (m.incarnation.0, m.state))
+    }
+
+    /// Events about `who`, with when.
+    fn events_about(&self, who: &str) -> Vec<(Instant, Event)> {
+        let who = name(who);
+        self.events
+            .iter()
+            .filter(|(_, e)| e.member().is_some_and(|m| m.name == who))
+            .cloned()
+            .collect()
+    }
+}
+
+fn is_dead(e: &Event) -> bool {
+    matches!(e, Event::Dead(_))
+}
+
+// ------------------------------------------------------------------------------- pings
+
+#[test]
+fn ping_for_us_gets_exactly_one_ack_with_its_seq() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.send("a", &ping(42, "me", None), &[]);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (at, t) = &sent[0];
+    assert_eq!(*at, h.now, "answered at once");
+    assert_eq!(t.to, to("a"));
+    assert_eq!(packet(t).message, Message::Ack { seq: 42 });
+    assert_eq!(h.swim.stats().datagrams_in, 2);
+}
+
+#[test]
+fn ping_for_another_target_is_ignored() {
+    let mut h = Harness::with_peers(Config::lan());
+    let before = h.table();
+    // A Ping meant for whoever had this address before.
+    h.send("a", &ping(42, "zz", None), &[]);
+    assert!(h.take_sent().is_empty());
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.table(), before);
+}
+
+#[test]
+fn ping_carrying_a_suspicion_of_us_is_refuted_on_the_ack() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.send("a", &ping(3, "me", Some(0)), &[]);
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(1));
+    assert_eq!(h.swim.stats().refutations, 1);
+    // Lifeguard: having to refute says we may be the slow one.
+    assert_eq!(h.swim.health_score(), 1);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let p = packet(&sent[0].1);
+    assert_eq!(sent[0].1.to, to("a"));
+    assert_eq!(p.message, Message::Ack { seq: 3 });
+    assert_eq!(
+        member_updates(&p).first(),
+        Some(&alive("me", 1)),
+        "the refutation rides first on the Ack"
+    );
+}
+
+#[test]
+fn ping_from_a_member_that_missed_our_refutation_carries_it_again() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.send("a", &ping(3, "me", Some(0)), &[]);
+    // Send the refutation until it leaves the queue, as if every copy was lost on the way to b.
+    h.run_for(Duration::from_secs(30));
+    h.take_sent();
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(1));
+
+    h.send("b", &ping(9, "me", Some(0)), &[]);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let p = packet(&sent[0].1);
+    assert_eq!(sent[0].1.to, to("b"));
+    assert_eq!(p.message, Message::Ack { seq: 9 });
+    assert_eq!(member_updates(&p).first(), Some(&alive("me", 1)));
+    assert_eq!(
+        h.swim.local_member().incarnation,
+        Incarnation(1),
+        "a stale suspicion is not refuted again"
+    );
+    assert_eq!(h.swim.stats().refutations, 1);
+}
+
+#[test]
+fn stream_ping_for_us_is_answered_and_one_for_another_is_not() {
+    let mut h = Harness::with_peers(Config::lan());
+    let ours = StreamMessage::Ping {
+        seq: 5,
+        target: name("me"),
+        suspected: None,
+    };
+    let reply = h.stream("a", &ours).expect("accepted").expect("a reply");
+    assert_eq!(decode_stream(&reply), Ok(StreamMessage::Ack { seq: 5 }));
+    let theirs = StreamMessage::Ping {
+        seq: 6,
+        target: name("zz"),
+        suspected: None,
+    };
+    assert_eq!(h.stream("a", &theirs), Ok(None));
+    assert!(h.take_sent().is_empty());
+}
+
+// ------------------------------------------------------------------------------- probes
+
+/// Runs until `me` sends its first probe; returns when, the target and the seq.
+fn first_probe(h: &mut Harness) -> (Instant, NodeName, u32) {
+    for _ in 0..1000 {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+        if let Some((at, t, p)) = h
+            .sent_messages(|m| matches!(m, Message::Ping { .. }))
+            .into_iter()
+            .next()
+        {
+            let Message::Ping { seq, target, .. } = p.message else {
+                unreachable!()
+            };
+            assert_eq!(t.to, to(target.as_str()));
+            return (at, target, seq);
+        }
+    }
+    panic!("no probe sent");
+}
+
+#[test]
+fn unanswered_probe_asks_indirect_checks_then_suspects_at_the_next_period() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    for p in PEERS {
+        h.silence(p);
+    }
+    let (probed_at, target, seq) = first_probe(&mut h);
+    let tgt = target.as_str().to_owned();
+    h.take_sent();
+
+    h.run_until(probed_at + config.probe_timeout - NS);
+    assert!(
+        h.sent_messages(|m| matches!(m, Message::PingReq { .. }))
+            .is_empty(),
+        "no PingReq before probe_timeout"
+    );
+    assert!(h.sent.iter().all(|(_, t)| t.kind == TransmitKind::Datagram));
+
+    h.run_until(probed_at + config.probe_timeout);
+    let reqs = h.sent_messages(|m| matches!(m, Message::PingReq { .. }));
+    assert_eq!(reqs.len(), config.indirect_checks, "{reqs:?}");
+    let mut helpers = BTreeSet::new();
+    for (at, t, p) in &reqs {
+        assert_eq!(*at, probed_at + config.probe_timeout);
+        assert_eq!(
+            p.message,
+            Message::PingReq {
+                seq,
+                target: target.clone(),
+                target_addr: addr(&tgt),
+            }
+        );
+        let helper = t.to.name.clone().expect("helpers are known by name");
+        assert_ne!(helper, target, "the target is not its own helper");
+        assert_eq!(t.to.addr, addr(helper.as_str()));
+        helpers.insert(helper);
+    }
+    assert_eq!(helpers.len(), config.indirect_checks, "distinct helpers");
+    // The same probe on a stream, to the target itself.
+    let streams: Vec<&Transmit> = h
+        .sent
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert_eq!(streams[0].to, to(&tgt));
+    assert_eq!(
+        decode_stream(&streams[0].payload),
+        Ok(StreamMessage::Ping {
+            seq,
+            target: target.clone(),
+            suspected: None,
+        })
+    );
+
+    h.run_until(probed_at + config.probe_interval - NS);
+    assert!(h.events_about(&tgt).is_empty());
+    assert_eq!(h.state_of(&tgt), Some((0, State::Alive)));
+
+    h.run_until(probed_at + config.probe_interval);
+    assert_eq!(
+        h.events_about(&tgt),
+        vec![(
+            probed_at + config.probe_interval,
+            Event::Suspect(member(&tgt, 0, State::Suspect))
+        )]
+    );
+    let s = h.swim.stats();
+    assert_eq!(
+        (
+            s.probes_failed,
+            s.indirect_probes_sent,
+            s.stream_probes_sent,
+            s.suspicions_raised
+        ),
+        (1, 3, 1, 1)
+    );
+    // Lifeguard: three Nacks owed and none came, so the fault may be ours.
+    assert_eq!(h.swim.health_score(), 3);
+    // The suspicion is gossiped, naming us as the accuser.
+    h.run_for(config.gossip_interval);
+    let suspicion = claim(&tgt, 0, State::Suspect, Some("me"));
+    assert!(
+        h.sent_messages(|_| true)
+            .iter()
+            .any(|(at, _, p)| *at >= probed_at + config.probe_interval
+                && member_updates(p).contains(&suspicion)),
+        "suspicion not gossiped"
+    );
+}
+
+#[test]
+fn probe_answered_only_on_the_stream_raises_no_suspicion() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    for p in PEERS {
+        // Every datagram to a peer is lost; streams get through.
+        h.answer_datagrams.remove(&name(p));
+    }
+    let (probed_at, target, _) = first_probe(&mut h);
+    h.run_until(probed_at + config.probe_interval * 10);
+    let suspects: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Suspect(_)))
+        .collect();
+    assert!(suspects.is_empty(), "{suspects:?}");
+    let s = h.swim.stats();
+    assert_eq!(s.suspicions_raised, 0);
+    assert!(s.stream_probes_sent >= 1, "{s:?}");
+    assert_eq!(h.state_of(target.as_str()), Some((0, State::Alive)));
+}
+
+// ------------------------------------------------------------------------------- relays
+
+#[test]
+fn ping_req_pings_the_target_and_forwards_its_ack() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence("b");
+    let req = Message::PingReq {
+        seq: 7,
+        target: name("b"),
+        target_addr: addr("b"),
+    };
+    h.send("a", &req, &[]);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1.to, to("b"));
+    let Message::Ping {
+        seq: our_seq,
+        target,
+        suspected,
+    } = packet(&sent[0].1).message
+    else {
+        panic!("expected a Ping: {sent:?}");
+    };
+    assert_eq!((target, suspected), (name("b"), None));
+
+    h.send("b", &Message::Ack { seq: our_seq }, &[]);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1.to, to("a"));
+    assert_eq!(packet(&sent[0].1).message, Message::Ack { seq: 7 });
+
+    // Answered: no Nack follows.
+    h.run_for(config.probe_timeout * 2);
+    assert!(h
+        .sent_messages(|m| matches!(m, Message::Nack { .. }))
+        .is_empty());
+}
+
+#[test]
+fn ping_req_without_ack_is_nacked_after_probe_timeout() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence("b");
+    let asked_at = h.now;
+    let req = Message::PingReq {
+        seq: 7,
+        target: name("b"),
+        target_addr: addr("b"),
+    };
+    h.send("a", &req, &[]);
+    let relayed = h.sent_messages(|m| matches!(m, Message::Ping { .. }));
+    let Message::Ping { seq: our_seq, .. } = relayed[0].2.message else {
+        unreachable!()
+    };
+    h.run_until(asked_at + config.probe_timeout - NS);
+    assert!(h
+        .sent_messages(|m| matches!(m, Message::Nack { .. }))
+        .is_empty());
+    h.run_until(asked_at + config.probe_timeout);
+    let nacks = h.sent_messages(|m| matches!(m, Message::Nack { .. }));
+    assert_eq!(nacks.len(), 1, "{nacks:?}");
+    let (at, t, p) = &nacks[0];
+    assert_eq!(*at, asked_at + config.probe_timeout);
+    assert_eq!(t.to, to("a"));
+    assert_eq!(p.message, Message::Nack { seq: 7 });
+    // A late Ack is not forwarded: the relay is over.
+    h.take_sent();
+    h.send("b", &Message::Ack { seq: our_seq }, &[]);
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn ping_req_for_ourselves_is_ignored() {
+    let mut h = Harness::with_peers(Config::lan());
+    let req = Message::PingReq {
+        seq: 7,
+        target: name("me"),
+        target_addr: addr("me"),
+    };
+    h.send("a", &req, &[]);
+    assert!(h.take_sent().is_empty());
+}
+
+// ------------------------------------------------------------------------------- suspicion
+
+/// With `me` and five peers, n = 6: min = 4 · max(1, log10 6) · 1 s = 4 s, max = 6 · min =
+/// 24 s, and k = suspicion_mult − 2 = 2 confirmations bring the timeout down to the min.
+const MIN: Duration = Duration::from_secs(4);
+const MAX: Duration = Duration::from_secs(24);
+
+/// Gossips a suspicion of `e` from each accuser in turn at one instant; returns when `e` was
+/// declared Dead (`None` if not within `MAX` plus a second).
+fn dead_after(accusers: &[&str]) -> (Instant, Option<Instant>, Harness) {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    for a in accusers {
+        h.gossip(a, &[claim("e", 0, State::Suspect, Some(a))])
+            .expect("valid datagram");
+    }
+    let suspects: Vec<_> = h
+        .events_about("e")
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::Suspect(_)))
+        .collect();
+    assert_eq!(suspects.len(), 1, "one suspicion, then confirmations");
+    h.run_until(suspected_at + MAX + Duration::from_secs(1));
+    let dead = h
+        .events_about("e")
+        .into_iter()
+        .find(|(_, e)| is_dead(e))
+        .map(|(at, _)| at);
+    (suspected_at, dead, h)
+}
+
+#[test]
+fn unconfirmed_suspect_is_dead_at_the_max_timeout() {
+    let (at, dead, h) = dead_after(&["a"]);
+    assert_eq!(dead, Some(at + MAX));
+    assert_eq!(h.state_of("e"), Some((0, State::Dead)));
+    assert_eq!(
+        h.events_about("e").last(),
+        Some(&(at + MAX, Event::Dead(member("e", 0, State::Dead))))
+    );
+}
+
+#[test]
+fn one_confirmation_shortens_the_timeout_by_the_lifeguard_formula() {
+    let (at, dead, _) = dead_after(&["a", "b"]);
+    // max − (max − min) · log(C + 1) / log(k + 1) with C = 1, k = 2.
+    let expected = MAX.as_secs_f64() - (MAX - MIN).as_secs_f64() * 2f64.ln() / 3f64.ln();
+    let dead = dead.expect("declared Dead").duration_since(at);
+    assert!(
+        (dead.as_secs_f64() - expected).abs() < 1e-6,
+        "dead after {dead:?}, expected {expected} s"
+    );
+}
+
+#[test]
+fn a_repeated_accuser_is_not_a_confirmation() {
+    let (at, dead, _) = dead_after(&["a", "a", "a"]);
+    assert_eq!(dead, Some(at + MAX));
+}
+
+#[test]
+fn k_independent_confirmations_reach_the_min_and_no_lower() {
+    let (at, dead, _) = dead_after(&["a", "b", "c"]);
+    assert_eq!(dead, Some(at + MIN));
+    // More accusers than k do not go below the min.
+    let (at, dead, _) = dead_after(&["a", "b", "c", "d"]);
+    assert_eq!(dead, Some(at + MIN));
+}
+
+#[test]
+fn late_confirmation_past_the_new_deadline_kills_at_once() {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.run_until(suspected_at + Duration::from_secs(10));
+    h.gossip("b", &[claim("e", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    h.gossip("c", &[claim("e", 0, State::Suspect, Some("c"))])
+        .unwrap();
+    // The deadline is now suspected_at + MIN, already past: Dead at the next wake-up, which
+    // is now.
+    assert_eq!(h.swim.poll_timeout(), Some(h.now));
+    let confirmed_at = h.now;
+    h.run_until(confirmed_at);
+    let dead: Vec<_> = h
+        .events_about("e")
+        .into_iter()
+        .filter(|(_, e)| is_dead(e))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, confirmed_at);
+}
+
+#[test]
+fn suspect_refuting_at_a_higher_incarnation_recovers_and_stays_alive() {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.run_until(suspected_at + Duration::from_secs(2));
+    h.gossip("b", &[alive("e", 1)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    assert_eq!(
+        h.events_about("e")
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Suspect(member("e", 0, State::Suspect)),
+            Event::Recovered(member("e", 1, State::Alive)),
+        ]
+    );
+    // The old suspicion's timer outlives it and does nothing.
+    h.run_until(suspected_at + MAX * 2);
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    assert_eq!(h.events_about("e").len(), 2);
+}
+
+#[test]
+fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.gossip("b", &[alive("e", 0)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
+}
+
+// ------------------------------------------------------------------------------- leaving
+
+#[test]
+fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.swim.leave(h.now);
+    h.pump();
+    assert_eq!(h.swim.local_member().state, State::Left);
+    let sent = h.take_sent();
+    let left = claim("me", 0, State::Left, None);
+    // A datagram carrying the Left claim to every member (up to a fan-out of 16)...
+    let mut reached = BTreeSet::new();
+    for (_, t) in sent
+        .iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+    {
+        let p = packet(t);
+        assert_eq!(p.message, Message::Gossip);
+        assert!(member_updates(&p).contains(&left), "no Left in {p:?}");
+        assert!(reached.insert(t.to.name.clone().expect("members are known by name")));
+    }
+    assert_eq!(reached, PEERS.iter().map(|p| name(p)).collect());
+    // ...and to gossip_nodes of them the full state on a stream, which is not lost.
+    let requests: Vec<&Transmit> = sent
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(requests.len(), config.gossip_nodes);
+    for t in requests {
+        assert!(reached.contains(t.to.name.as_ref().expect("by name")));
+        match decode_stream(&t.payload) {
+            Ok(StreamMessage::PushPull {
+                join: false,
+                members,
+                ..
+            }) => assert!(members.contains(&left), "{members:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(h.swim.poll_timeout(), None, "timers stopped");
+    h.swim.handle_timeout(h.now + Duration::from_secs(3600));
+    h.pump();
+    assert!(h.take_sent().is_empty());
+    // Probes to a node that left go unanswered.
+    h.send("a", &ping(1, "me", None), &[]);
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn member_that_leaves_is_left_not_dead() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("e", &[claim("e", 0, State::Left, None)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Left)));
+    assert_eq!(
+        h.take_events()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![Event::Left(member("e", 0, State::Left))]
+    );
+}
+
+// ------------------------------------------------------------------------------- refusals
+
+#[test]
+fn push_pull_naming_another_sender_is_refused_and_changes_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    let before = h.table();
+    let stats = h.swim.stats();
+    let forged = push_pull(
+        false,
+        "b",
+        vec![alive("zz", 0), claim("c", 3, State::Dead, None)],
+    );
+    assert_eq!(
+        h.stream("a", &forged),
+        Err(PeerError::NameMismatch {
+            peer: name("a"),
+            claimed: Box::new(name("b")),
+        })
+    );
+    assert_eq!(h.table(), before);
+    assert!(h.take_sent().is_empty());
+    assert!(h.take_events().is_empty());
+    let after = h.swim.stats();
+    assert_eq!(after.name_mismatches, stats.name_mismatches + 1);
+    assert_eq!(after.push_pulls_answered, stats.push_pulls_answered);
+}
+
+#[test]
+fn malformed_datagrams_are_refused_and_change_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    // A datagram that would add a member and kill another, then spoiled in several ways.
+    let good = datagram(
+        &ping(1, "me", Some(0)),
+        &[alive("zz", 0), claim("c", 5, State::Dead, None)],
+    );
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut version = good.clone();
+    version[0] = WIRE_VERSION + 1;
+    let mut big_meta = alive("zz", 0);
+    big_meta.meta = vec![0; META_LEN_MAX + 1];
+    type Case = (&'static str, Vec<u8>, fn(&DecodeError) -> bool);
+    let cases: Vec<Case> = vec![
+        ("empty", Vec::new(), |e| *e == DecodeError::Empty),
+        ("version", version, |e| {
+            *e == DecodeError::UnknownVersion(WIRE_VERSION + 1)
+        }),
+        ("truncated", good[..good.len() - 3].to_vec(), |e| {
+            matches!(e, DecodeError::Malformed(_))
+        }),
+        ("trailing", trailing, |e| {
+            *e == DecodeError::TrailingBytes(1)
+        }),
+        (
+            "metadata",
+            datagram(&Message::Gossip, &[alive("d", 9), big_meta]),
+            |e| matches!(e, DecodeError::FieldTooLong { field: "meta", .. }),
+        ),
+    ];
+    let before = h.table();
+    let incarnation = h.swim.local_member().incarnation;
+    for (i, (what, bytes, expected)) in cases.into_iter().enumerate() {
+        let stats = h.swim.stats();
+        match h.deliver("a", &bytes) {
+            Err(PeerError::Decode { peer, source }) => {
+                assert_eq!(peer, name("a"), "{what}");
+                assert!(expected(&source), "{what}: {source:?}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        let after = h.swim.stats();
+        assert_eq!(after.decode_errors, stats.decode_errors + 1, "{what}");
+        assert_eq!(after.decode_errors, i as u64 + 1, "{what}");
+        assert_eq!(after.datagrams_in, stats.datagrams_in, "{what}");
+        assert_eq!(h.table(), before, "{what}");
+        assert_eq!(h.swim.local_member().incarnation, incarnation, "{what}");
+        assert!(h.take_sent().is_empty(), "{what}");
+        assert!(h.take_events().is_empty(), "{what}");
+    }
+    // The unspoiled datagram does all of it, so the cases above were refused for cause.
+    h.deliver("a", &good).expect("valid");
+    assert_eq!(h.state_of("zz"), Some((0, State::Alive)));
+    assert_eq!(h.state_of("c"), Some((5, State::Dead)));
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(1));
+}
+
+#[test]
+fn malformed_stream_message_is_refused_and_changes_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    let before = h.table();
+    let mut bytes = encode_stream(&push_pull_reply(vec![alive("zz", 0)]));
+    bytes.truncate(bytes.len() - 2);
+    assert!(matches!(
+        h.swim.handle_stream_message(h.now, &name("a"), &bytes),
+        Err(PeerError::Decode { .. })
+    ));
+    assert_eq!(h.swim.stats().decode_errors, 1);
+    assert_eq!(h.table(), before);
+}
+
+// ------------------------------------------------------------------------------- joining
+
+#[test]
+fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
+    let config = Config::lan();
+    let mut h = Harness::unjoined(config.clone());
+    h.swim.join(h.now, &[addr("seed")]);
+    h.pump();
+    assert!(!h.swim.is_joined());
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let t = &sent[0].1;
+    assert_eq!(t.kind, TransmitKind::Request);
+    assert_eq!(
+        t.to,
+        Destination {
+            addr: addr("seed"),
+            name: None,
+        },
+        "a seed is known by address only"
+    );
+    assert_eq!(
+        decode_stream(&t.payload),
+        Ok(push_pull(true, "me", vec![alive("me", 0)]))
+    );
+
+    // No answer yet: asked again after join_retry_interval, not before.
+    let asked_at = h.now;
+    h.run_until(asked_at + config.join_retry_interval - NS);
+    assert!(h.sent.iter().all(|(_, t)| t.kind != TransmitKind::Request));
+    h.run_until(asked_at + config.join_retry_interval);
+    let retries: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].1.payload, t.payload);
+
+    let reply = push_pull_reply(vec![alive("seed", 0), alive("other", 2), alive("me", 0)]);
+    assert_eq!(h.stream("seed", &reply), Ok(None));
+    assert!(h.swim.is_joined());
+    assert_eq!(
+        h.take_events()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Joined(member("seed", 0, State::Alive)),
+            Event::Joined(member("other", 2, State::Alive)),
+        ]
+    );
+    assert_eq!(h.swim.alive_count(), 3);
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(0));
+    // Joined: no more join requests to the seed's bare address (the early full-state syncs
+    // that follow a join go to members by name).
+    h.run_for(config.join_retry_interval * 3);
+    let sent = h.take_sent();
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|(_, t)| t.to.name.is_some()), "{sent:?}");
+}
+
+#[test]
+fn restarted_node_told_it_is_dead_refutes_above_that_incarnation() {
+    let mut h = Harness::unjoined(Config::lan());
+    h.swim.join(h.now, &[addr("seed")]);
+    h.pump();
+    h.take_sent();
+    let reply = push_pull_reply(vec![alive("seed", 0), claim("me", 5, State::Dead, None)]);
+    assert_eq!(h.stream("seed", &reply), Ok(None));
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(6));
+    assert_eq!(h.swim.local_member().state, State::Alive);
+    assert_eq!(h.swim.stats().refutations, 1);
+    // The refutation goes out on the next datagram.
+    while h.sent_messages(|_| true).is_empty() {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+    }
+    let (_, _, p) = &h.sent_messages(|_| true)[0];
+    assert!(member_updates(p).contains(&alive("me", 6)), "{p:?}");
+}
+
+// ------------------------------------------------------------------------------- upkeep
+
+#[test]
+fn tombstones_are_reaped_after_dead_retention() {
+    let config = Config {
+        dead_retention: Duration::from_secs(60),
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    h.run_for(Duration::from_millis(1234));
+    let died_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Dead)));
+    h.run_until(died_at + config.dead_retention - NS);
+    assert_eq!(
+        h.state_of("e"),
+        Some((0, State::Dead)),
+        "kept until retention"
+    );
+    assert_eq!(h.swim.count(State::Dead), 1);
+    // Tombstones are looked at every 10 s.
+    h.run_until(died_at + config.dead_retention + Duration::from_secs(10));
+    assert_eq!(h.state_of("e"), None, "reaped");
+    assert_eq!(h.swim.count(State::Dead), 0);
+    assert_eq!(h.swim.alive_count(), PEERS.len());
+}
+
+#[test]
+fn handle_timeout_called_early_fires_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    let next = h.swim.poll_timeout().expect("timers are set");
+    assert!(next > h.t0);
+    let before = (h.table(), h.swim.stats(), h.swim.health_score());
+    for early in [h.t0, next - NS] {
+        h.swim.handle_timeout(early);
+        h.pump();
+        assert!(h.take_sent().is_empty());
+        assert!(h.take_events().is_empty());
+        assert_eq!(h.swim.poll_timeout(), Some(next));
+        assert_eq!((h.table(), h.swim.stats(), h.swim.health_score()), before);
+    }
+    h.swim.handle_timeout(next);
+    assert_ne!(h.swim.poll_timeout(), Some(next), "the due timer fired");
+}
