@@ -19,8 +19,8 @@ pub struct DetectResult {
     /// Its index.
     #[serde(skip)]
     pub victim_index: usize,
-    /// Updates still queued for piggybacking over the cluster when the crash happened
-    /// (left over from the key/value phase; they share datagrams with the detection).
+    /// Updates still queued for piggybacking over the cluster when the crash happened (they
+    /// share datagrams with the detection).
     pub pending_broadcasts_at_crash: usize,
     /// Time until the first node suspected it.
     pub first_suspect_s: Option<f64>,

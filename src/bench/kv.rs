@@ -4,13 +4,13 @@
 //! deliveries are waited for (bounded), then:
 //!
 //! ```text
-//!   delivered to all  = writes whose KvChanged was seen on every node
-//!   updates/s         = delivered to all / max(window, last full delivery - first full delivery)
+//!   delivered to all  = writes whose KvChanged was seen on every node before the drain ended
+//!   updates/s         = delivered to all / window
 //!   lag               = KvChanged stamp - time set() was called, per (write, other node)
 //! ```
 //!
-//! Write `w` is made by node `w % N` under key `kv-{w}`; node `i` makes writes
-//! `i, i+N, i+2N, ...`, due at evenly spaced times, staggered across nodes.
+//! With `M` live nodes, the `k`-th of them makes writes `k, k+M, k+2M, ...` under keys
+//! `kv-{w}`, due at evenly spaced times, staggered across nodes.
 
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,9 @@ pub struct KvResult {
     /// Time from the first write to be on every node until the last: the span over which
     /// full deliveries happened.
     pub span_s: Option<f64>,
-    /// Writes delivered to every node per second: `delivered_all / max(window, span)`. A
-    /// cluster that keeps up delivers at the write rate over a span as long as the window;
-    /// one that falls behind stretches the span, one that loses writes delivers fewer.
+    /// Writes delivered to every node (by the end of the drain) per second of the window.
+    /// Read it with the lag: a cluster that falls behind still counts what it delivers
+    /// within the drain, late; what it cannot deliver by then does not count.
     pub updates_per_s: Option<f64>,
     /// Lag percentiles over every (write, non-writing node) pair; a pair never delivered
     /// counts as infinitely late, so a percentile is `None` once it lands on those.
@@ -102,7 +102,8 @@ struct WriterOutcome {
 /// What every writer shares.
 #[derive(Clone)]
 struct WritePlan {
-    nodes: usize,
+    /// Writers in all.
+    writers: usize,
     per_node_rate: f64,
     origin: Instant,
     window: Duration,
@@ -113,7 +114,7 @@ struct WritePlan {
 /// One node's writer: its writes at its share of the rate until the window closes.
 async fn write_loop(node: Node, me: usize, plan: WritePlan) -> WriterOutcome {
     let WritePlan {
-        nodes,
+        writers: nodes,
         per_node_rate,
         origin,
         window,
@@ -165,16 +166,16 @@ pub(crate) async fn run(
         log.lock().begin_kv(origin, capacity);
     }
     let plan = WritePlan {
-        nodes: cluster.size,
-        per_node_rate: config.kv_rate / cluster.size as f64,
+        writers: live.len(),
+        per_node_rate: config.kv_rate / live.len().max(1) as f64,
         origin,
         window,
         capacity,
         value: vec![b'v'; config.kv_value_len],
     };
     let mut writers = tokio::task::JoinSet::new();
-    for (i, node) in &live {
-        writers.spawn(write_loop(node.clone(), *i, plan.clone()));
+    for (k, (_, node)) in live.iter().enumerate() {
+        writers.spawn(write_loop(node.clone(), k, plan.clone()));
     }
     let writers_done = async {
         let mut all = Vec::new();
@@ -239,7 +240,7 @@ pub(crate) async fn run(
         .iter()
         .map(|i| cluster.logs[*i].lock().kv.seen_us.clone())
         .collect();
-    let mut result = summarise(&set_us, &live_logs, &seen, cluster.size, window);
+    let mut result = summarise(&set_us, &live_logs, &seen, window);
     result.target_rate = config.kv_rate;
     result.value_len = config.kv_value_len;
     result.write_errors = errors;
@@ -261,7 +262,7 @@ pub(crate) async fn run(
     result.datagrams_out_per_node_s = growth(|m| m.transport.datagrams_out) as f64 / nodes / secs;
     result.broadcasts_dropped = growth(|m| m.core.broadcasts_dropped);
     result.kv_entries_synced = growth(|m| m.core.kv_entries_synced);
-    let samples = write_samples(&set_us, &seen, cluster.size);
+    let samples = write_samples(&set_us, &live_logs, &seen);
     let summary = match (result.updates_per_s, result.lag_p99_s) {
         (Some(rate), Some(p99)) => format!(
             "{} writes, {rate:.0}/s delivered to all, lag p99 {p99:.3} s",
@@ -278,14 +279,9 @@ pub(crate) async fn run(
 }
 
 /// The figures from the set times and every live node's delivery stamps (all in
-/// microseconds from the same origin; `NOT_SEEN` where absent).
-fn summarise(
-    set_us: &[u32],
-    live: &[usize],
-    seen: &[Vec<u32>],
-    nodes: usize,
-    window: Duration,
-) -> KvResult {
+/// microseconds from the same origin; `NOT_SEEN` where absent). `live` lists the writers
+/// (the live nodes, by index) in the order writes were dealt to them; `seen` follows it.
+fn summarise(set_us: &[u32], live: &[usize], seen: &[Vec<u32>], window: Duration) -> KvResult {
     let mut lags: Vec<u32> = Vec::new();
     let mut missing = 0u64;
     let mut delivered_all = 0;
@@ -297,7 +293,7 @@ fn summarise(
             continue;
         }
         writes += 1;
-        let owner = w % nodes;
+        let owner = live[w % live.len()];
         let mut everywhere = true;
         let mut latest = *set;
         for (k, i) in live.iter().enumerate() {
@@ -324,10 +320,7 @@ fn summarise(
     let missing_n = usize::try_from(missing).unwrap_or(usize::MAX);
     let q = |p: f64| quantile_sorted_u32(&lags, missing_n, p).map(|us| f64::from(us) / 1e6);
     let span_s = (delivered_all > 0).then(|| f64::from(last_full - first_full) / 1e6);
-    let updates_per_s = (writes > 0).then(|| {
-        let span = span_s.unwrap_or(0.0).max(window.as_secs_f64());
-        delivered_all as f64 / span
-    });
+    let updates_per_s = (writes > 0).then(|| delivered_all as f64 / window.as_secs_f64());
     KvResult {
         target_rate: 0.0,
         window_s: window.as_secs_f64(),
@@ -353,7 +346,7 @@ fn summarise(
     }
 }
 
-fn write_samples(set_us: &[u32], seen: &[Vec<u32>], nodes: usize) -> Vec<WriteSample> {
+fn write_samples(set_us: &[u32], live: &[usize], seen: &[Vec<u32>]) -> Vec<WriteSample> {
     set_us
         .iter()
         .enumerate()
@@ -369,7 +362,7 @@ fn write_samples(set_us: &[u32], seen: &[Vec<u32>], nodes: usize) -> Vec<WriteSa
                 f64::from(last.saturating_sub(*set)) / 1e6
             });
             WriteSample {
-                owner: w % nodes,
+                owner: live[w % live.len()],
                 set_s: f64::from(*set) / 1e6,
                 nodes_delivered: delivered,
                 all_lag_s,
@@ -383,23 +376,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throughput_counts_writes_seen_everywhere_over_the_longer_of_window_and_span() {
+    fn throughput_counts_writes_seen_everywhere_per_second_of_the_window() {
         // Two nodes; write 0 by node 0, write 1 by node 1, write 2 by node 0 never reaches 1.
         let set_us = vec![0, 1_000_000, 2_000_000, NOT_SEEN];
         let seen = vec![
             vec![0, 1_500_000, 2_000_000, NOT_SEEN],
             vec![500_000, 1_000_000, NOT_SEEN, NOT_SEEN],
         ];
-        let r = summarise(&set_us, &[0, 1], &seen, 2, Duration::from_secs(1));
+        let r = summarise(&set_us, &[0, 1], &seen, Duration::from_secs(1));
         assert_eq!((r.writes, r.delivered_all, r.pairs_missing), (3, 2, 1));
-        // Full deliveries at 0.5 s (write 0) and 1.5 s (write 1).
+        // Full deliveries at 0.5 s (write 0) and 1.5 s (write 1), over a 1 s window.
         assert_eq!(r.span_s, Some(1.0));
-        assert_eq!(r.updates_per_s, Some(2.0 / 1.0));
+        assert_eq!(r.updates_per_s, Some(2.0));
         // Lags over non-writers: 0.5 s, 0.5 s, and one missing: the median is 0.5 s, the
         // maximum never came.
         assert_eq!(r.lag_p50_s, Some(0.5));
         assert_eq!(r.lag_max_s, None);
-        let samples = write_samples(&set_us, &seen, 2);
+        let samples = write_samples(&set_us, &[0, 1], &seen);
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[1].all_lag_s, Some(0.5));
         assert_eq!(samples[2].nodes_delivered, 1);

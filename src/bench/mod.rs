@@ -2,16 +2,20 @@
 //! measured in phases. `quicswim bench` is the front end; everything measured lives here.
 //!
 //! ```text
-//!   start seeds ─> join ─> broadcast ─> steady ─> kv ─> detect ─> shut down
-//!                  │        │            │         │      │
-//!                  │        │            │         │      └ crash one node (no leave): time
-//!                  │        │            │         │        until every other holds it Dead
-//!                  │        │            │         └ paced writes over every node: updates/s
-//!                  │        │            │           delivered to all, delivery lag
+//!   start seeds ─> join ─> broadcast ─> steady ─> detect ─> kv ─> shut down
+//!                  │        │            │         │         │
+//!                  │        │            │         │         └ paced writes over the live
+//!                  │        │            │         │           nodes: updates/s delivered
+//!                  │        │            │         │           to all, delivery lag
+//!                  │        │            │         └ crash one node (no leave): time until
+//!                  │        │            │           every other holds it Dead
 //!                  │        │            └ idle window: CPU, bytes and datagrams per node
 //!                  │        └ set_meta on one node at a time: time until all others have it
 //!                  └ the rest start at once through the seeds: time until all see N Alive
 //! ```
+//!
+//! Key/value writes come last: at a rate above what the cluster carries they leave queues
+//! and anti-entropy backlogs behind for minutes, which would distort any phase after them.
 //!
 //! Every figure comes from the nodes' own event streams, each event stamped with
 //! [`Instant::now`](std::time::Instant::now) by a listener task as it arrives (see
@@ -202,10 +206,10 @@ pub enum Phase {
     Broadcast,
     /// Warm-up, then the idle window.
     Steady,
-    /// Paced key/value writes.
-    Kv,
     /// One node crashes.
     Detect,
+    /// Paced key/value writes.
+    Kv,
     /// Every node stops.
     Teardown,
 }
@@ -218,8 +222,8 @@ impl Phase {
             Phase::Join => "join",
             Phase::Broadcast => "broadcast",
             Phase::Steady => "steady",
-            Phase::Kv => "kv",
             Phase::Detect => "detect",
+            Phase::Kv => "kv",
             Phase::Teardown => "teardown",
         }
     }
@@ -256,7 +260,7 @@ pub struct BenchReport {
     pub bytes_per_node_s: f64,
     /// Steady: datagrams sent per node per second.
     pub datagrams_per_node_s: f64,
-    /// Key/value: writes delivered to every node per second.
+    /// Key/value: writes delivered to every node (within the drain) per second of the window.
     pub kv_updates_per_s: Option<f64>,
     /// Key/value: 99th percentile of the delay from `set` to `KvChanged`, over every
     /// (write, other node) pair; `None` when more than 1% of pairs were never delivered.
@@ -267,10 +271,10 @@ pub struct BenchReport {
     pub broadcast: BroadcastResult,
     /// Steady phase in full.
     pub steady: SteadyResult,
-    /// Key/value phase in full (absent when skipped).
-    pub kv: Option<KvResult>,
     /// Detection phase in full.
     pub detect: DetectResult,
+    /// Key/value phase in full (absent when skipped), run with the crashed node gone.
+    pub kv: Option<KvResult>,
     /// Suspicions of live members seen on any node over the whole run (the crashed node
     /// excluded): false positives, or suspicions refuted in time.
     pub false_suspicions: u64,
@@ -291,10 +295,10 @@ pub struct PhaseCounts {
     pub broadcast: u64,
     /// Steady phase, warm-up included.
     pub steady: u64,
-    /// Key/value phase, drain included.
-    pub kv: u64,
     /// Detection phase.
     pub detect: u64,
+    /// Key/value phase, drain included.
+    pub kv: u64,
 }
 
 /// A run's figures and its raw samples.
@@ -347,14 +351,14 @@ async fn run_phases(
     marks[2] = Instant::now();
     let (steady, steady_samples) = steady::run(cluster, config, observer, join.finished_at).await?;
     marks[3] = Instant::now();
+    let (detect, detect_samples) = detect::run(cluster, config, observer).await?;
+    marks[4] = Instant::now();
     let (kv, kv_samples) = if config.kv_window.is_zero() {
         (None, None)
     } else {
         let (result, samples) = kv::run(cluster, config, observer).await?;
         (Some(result), Some(samples))
     };
-    marks[4] = Instant::now();
-    let (detect, detect_samples) = detect::run(cluster, config, observer).await?;
     marks[5] = Instant::now();
     let victim = detect.victim_index;
     let report = BenchReport {
@@ -376,15 +380,15 @@ async fn run_phases(
         join,
         broadcast,
         steady,
-        kv,
         detect,
+        kv,
         false_suspicions: cluster.suspicions_excluding(victim, marks[0], marks[5]),
         false_suspicions_by_phase: PhaseCounts {
             join: cluster.suspicions_excluding(victim, marks[0], marks[1]),
             broadcast: cluster.suspicions_excluding(victim, marks[1], marks[2]),
             steady: cluster.suspicions_excluding(victim, marks[2], marks[3]),
-            kv: cluster.suspicions_excluding(victim, marks[3], marks[4]),
-            detect: cluster.suspicions_excluding(victim, marks[4], marks[5]),
+            detect: cluster.suspicions_excluding(victim, marks[3], marks[4]),
+            kv: cluster.suspicions_excluding(victim, marks[4], marks[5]),
         },
         events_lost: cluster.events_lost(),
         wall_s: 0.0,
