@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   cli (src/main.rs, src/cli/)   api/ (HTTP control API: members, kv, events, ring, health, metrics)
-//!          |                         |
+//!          |                         |       bench/ (whole-cluster figures from real nodes)
+//!          |                         |          |
 //!   node (runtime: owns the core and the transport)
 //!      |                         |
 //!   protocol/ (sans-IO core)   transport/ (quinn) -- tls/ (rustls, rcgen)

@@ -118,11 +118,14 @@ impl BenchCluster {
             let config = self.node_config(i, self.seeds.clone());
             let log = self.logs[i].clone();
             starting.spawn(async move {
-                let node = Node::start(config).await?;
+                let node = match Node::start(config).await {
+                    Ok(node) => node,
+                    Err(source) => return Err((i, source)),
+                };
                 // Subscribed before this task yields: the first events need a handshake
                 // and a round trip, so none is missed.
                 let listener = spawn_listener(node.events(), log);
-                Ok::<_, crate::node::Error>((i, node, listener))
+                Ok((i, node, listener))
             });
         }
         let mut first_error = None;
@@ -132,9 +135,9 @@ impl BenchCluster {
                     self.nodes[i] = Some(node);
                     self.listeners.push(listener);
                 }
-                Err(source) => {
+                Err((i, source)) => {
                     first_error.get_or_insert(Error::Node {
-                        node: "starting".into(),
+                        node: node_name(i),
                         source,
                     });
                 }
