@@ -163,12 +163,13 @@ fn render_core(e: &mut Exposition, s: &Stats) {
         kv_updates_applied,
         kv_refused,
         kv_entries_synced,
+        kv_syncs_started,
         anti_entropy_bytes_out,
         user_events_delivered,
     } = s;
     e.counter(
         "kv_updates_applied_total",
-        "Key/value entries that changed here from peers (gossip, push or anti-entropy).",
+        "Key/value entries that changed here from peers (key/value rounds or anti-entropy).",
         *kv_updates_applied,
     );
     e.counter(
@@ -178,12 +179,17 @@ fn render_core(e: &mut Exposition, s: &Stats) {
     );
     e.counter(
         "kv_entries_synced_total",
-        "Key/value entries sent in anti-entropy exchanges.",
+        "Key/value entries sent in anti-entropy exchanges and key/value rounds.",
         *kv_entries_synced,
     );
     e.counter(
+        "kv_syncs_started_total",
+        "Key/value round requests sent (one per member per round).",
+        *kv_syncs_started,
+    );
+    e.counter(
         "anti_entropy_sent_bytes_total",
-        "Bytes of anti-entropy requests, replies and key/value pushes sent.",
+        "Bytes of anti-entropy requests, replies, key/value rounds and pushes sent.",
         *anti_entropy_bytes_out,
     );
     e.counter(

@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::events::{UserEvent, EVENT_NAME_LEN_MAX};
-use super::kv::{KvEntry, OwnerDelta, OwnerDigest};
+use super::kv::{OwnerDelta, OwnerDigest};
 use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -109,8 +109,6 @@ pub enum Message {
 pub enum Update {
     /// A membership claim about one member.
     Member(MemberUpdate),
-    /// A key/value entry (or tombstone) small enough to ride on a datagram.
-    Kv(KvEntry),
     /// A user event.
     Event(UserEvent),
 }
@@ -168,13 +166,11 @@ pub enum StreamMessage {
         /// The user events the responder saw last.
         events: Vec<UserEvent>,
     },
-    /// Key/value entries pushed to a peer: the requester's half of anti-entropy, or a value
-    /// too large for a datagram (`forward`: the receiver passes new ones on once).
+    /// Key/value entries pushed to a peer: the requester's half of a full-state exchange or
+    /// of a [`StreamMessage::KvSync`], what the responder lacks by its digest.
     KvPush {
         /// The entries, per owner.
         deltas: Vec<OwnerDelta>,
-        /// Whether a receiver that learns something new forwards it.
-        forward: bool,
     },
     /// Answer to [`StreamMessage::KvPush`].
     KvPushAck,
@@ -194,6 +190,21 @@ pub enum StreamMessage {
     Ack {
         /// The Ping's sequence number.
         seq: u32,
+    },
+    /// A key/value round: the sender's digest, so the receiver answers with what the sender
+    /// lacks. Sent every `kv_sync_interval` to `gossip_nodes` members while key/value data
+    /// is changing; no member table, unlike [`StreamMessage::PushPull`].
+    KvSync {
+        /// The sender's key/value digest, per owner.
+        digest: Vec<OwnerDigest>,
+    },
+    /// Answer to [`StreamMessage::KvSync`].
+    KvSyncReply {
+        /// Entries the requester lacks, by its digest.
+        delta: Vec<OwnerDelta>,
+        /// The responder's digest of just the owners where the requester is ahead or holds
+        /// a different set, so the requester pushes those back.
+        wants: Vec<OwnerDigest>,
     },
 }
 
@@ -238,7 +249,6 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Packet, DecodeError> {
     for update in &packet.updates {
         match update {
             Update::Member(m) => check_member(m)?,
-            Update::Kv(_) => {} // sizes are the store's limits, checked on apply
             Update::Event(e) => {
                 if e.name.len() > EVENT_NAME_LEN_MAX {
                     return Err(DecodeError::FieldTooLong {
@@ -269,7 +279,9 @@ pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
         StreamMessage::KvPush { .. }
         | StreamMessage::KvPushAck
         | StreamMessage::Ping { .. }
-        | StreamMessage::Ack { .. } => &[],
+        | StreamMessage::Ack { .. }
+        | StreamMessage::KvSync { .. }
+        | StreamMessage::KvSyncReply { .. } => &[],
     };
     if members.len() > MEMBERS_PER_MESSAGE_MAX {
         return Err(DecodeError::FieldTooLong {
@@ -398,9 +410,12 @@ mod tests {
     fn bad_frames_are_refused() {
         let ok = encode_datagram(&Message::Ack { seq: 1 }, 0, &[]);
         assert_eq!(decode_datagram(&[]), Err(DecodeError::Empty));
-        let mut v2 = ok.clone();
-        v2[0] = 2;
-        assert_eq!(decode_datagram(&v2), Err(DecodeError::UnknownVersion(2)));
+        let mut other = ok.clone();
+        other[0] = WIRE_VERSION + 1;
+        assert_eq!(
+            decode_datagram(&other),
+            Err(DecodeError::UnknownVersion(WIRE_VERSION + 1))
+        );
         assert!(matches!(
             decode_datagram(&ok[..ok.len() - 1]),
             Err(DecodeError::Malformed(_))

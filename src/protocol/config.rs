@@ -84,6 +84,11 @@ pub struct Config {
     pub kv_tombstone_grace: Duration,
     /// Most key/value bytes one anti-entropy exchange carries each way (default 1 MiB).
     pub kv_sync_bytes_max: usize,
+    /// Time between key/value rounds while key/value data is changing: digest exchanges on
+    /// streams with `gossip_nodes` members (lan 200 ms, wan 500 ms, local 100 ms: the
+    /// gossip interval). Range 1 ms..=60 s.
+    #[serde(with = "humantime_serde")]
+    pub kv_sync_interval: Duration,
     /// Largest user event payload in bytes (default 512, as serf; at most 1024 so an event
     /// fits a datagram).
     pub event_payload_len_max: usize,
@@ -139,6 +144,7 @@ impl Config {
             kv: KvLimits::default(),
             kv_tombstone_grace: Duration::from_secs(3600),
             kv_sync_bytes_max: 1024 * 1024,
+            kv_sync_interval: Duration::from_millis(200),
             event_payload_len_max: 512,
         }
     }
@@ -150,6 +156,7 @@ impl Config {
             probe_timeout: Duration::from_secs(3),
             suspicion_mult: 6,
             gossip_interval: Duration::from_millis(500),
+            kv_sync_interval: Duration::from_millis(500),
             gossip_nodes: 4,
             gossip_to_the_dead_time: Duration::from_secs(60),
             push_pull_interval: Duration::from_secs(60),
@@ -168,6 +175,7 @@ impl Config {
             suspicion_mult: 3,
             retransmit_mult: 2,
             gossip_interval: Duration::from_millis(100),
+            kv_sync_interval: Duration::from_millis(100),
             gossip_to_the_dead_time: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
@@ -212,6 +220,7 @@ impl Config {
         )?;
         count_in_range("retransmit_mult", self.retransmit_mult.into(), 1, 32)?;
         in_range("gossip_interval", self.gossip_interval, ms(1), ms(60_000))?;
+        in_range("kv_sync_interval", self.kv_sync_interval, ms(1), ms(60_000))?;
         count_in_range("gossip_nodes", self.gossip_nodes as u64, 1, 64)?;
         count_in_range(
             "awareness_max_multiplier",

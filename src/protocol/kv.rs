@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,9 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Owner {
     entries: BTreeMap<String, Slot>,
+    /// version -> key, for every entry held: a delta above a version is a range, not a scan
+    /// of the owner's entries.
+    by_version: BTreeMap<u64, String>,
     max_version: u64,
     fingerprint: u64,
     gc_floor: u64,
@@ -287,8 +291,10 @@ impl KvStore {
         }
         if let Some(old) = owner.entries.get(&e.key) {
             owner.fingerprint ^= entry_hash(&e.key, old.version);
+            owner.by_version.remove(&old.version);
         }
         owner.fingerprint ^= entry_hash(&e.key, e.version);
+        owner.by_version.insert(e.version, e.key.clone());
         owner.live_keys = keys_after;
         owner.live_bytes = bytes_after;
         owner.max_version = owner.max_version.max(e.version);
@@ -316,6 +322,7 @@ impl KvStore {
                 .collect();
             for (key, version) in expired {
                 owner.entries.remove(&key);
+                owner.by_version.remove(&version);
                 owner.fingerprint ^= entry_hash(&key, version);
                 owner.gc_floor = owner.gc_floor.max(version);
                 collected += 1;
@@ -345,10 +352,53 @@ impl KvStore {
         d
     }
 
+    /// Our digest of the owners where the holder of `theirs` is ahead of us or holds a
+    /// different set at the same version (all zeros for an owner we lack): what to ask
+    /// them for, answered by [`delta_for_listed`](Self::delta_for_listed).
+    pub fn wants(&self, theirs: &[OwnerDigest]) -> Vec<OwnerDigest> {
+        theirs
+            .iter()
+            .filter_map(|t| match self.owners.get(&t.owner) {
+                None => Some(OwnerDigest {
+                    owner: t.owner.clone(),
+                    max_version: 0,
+                    fingerprint: 0,
+                    gc_floor: 0,
+                }),
+                Some(o)
+                    if t.max_version > o.max_version
+                        || (t.max_version == o.max_version && t.fingerprint != o.fingerprint) =>
+                {
+                    Some(OwnerDigest {
+                        owner: t.owner.clone(),
+                        max_version: o.max_version,
+                        fingerprint: o.fingerprint,
+                        gc_floor: o.gc_floor,
+                    })
+                }
+                Some(_) => None,
+            })
+            .collect()
+    }
+
     /// What the holder of `theirs` lacks from us, at most about `budget` bytes of values.
+    /// Owners missing from `theirs` are sent whole.
     pub fn delta_for(&self, theirs: &[OwnerDigest], budget: usize) -> Vec<OwnerDelta> {
+        self.delta(theirs, budget, true)
+    }
+
+    /// As [`delta_for`](Self::delta_for), but only for the owners `wants` lists.
+    pub fn delta_for_listed(&self, wants: &[OwnerDigest], budget: usize) -> Vec<OwnerDelta> {
+        self.delta(wants, budget, false)
+    }
+
+    fn delta(&self, theirs: &[OwnerDigest], budget: usize, unlisted: bool) -> Vec<OwnerDelta> {
         let known: NameMap<&OwnerDigest> = theirs.iter().map(|d| (d.owner.clone(), d)).collect();
-        let mut owners: Vec<(&NodeName, &Owner)> = self.owners.iter().collect();
+        let mut owners: Vec<(&NodeName, &Owner)> = self
+            .owners
+            .iter()
+            .filter(|(name, _)| unlisted || known.contains_key(*name))
+            .collect();
         owners.sort_by(|a, b| a.0.cmp(b.0));
         let mut left = budget;
         let mut out = Vec::new();
@@ -364,29 +414,24 @@ impl KvStore {
                 Some(_) => continue, // they are ahead: they will send to us
             };
             let mut entries = Vec::new();
+            let mut complete = true;
             // Oldest first, so an exchange cut short by the budget still leaves a prefix that
             // the next exchange continues from.
-            let mut candidates: Vec<(&String, &Slot)> = o
-                .entries
-                .iter()
-                .filter(|(_, s)| s.version > since)
-                .collect();
-            candidates.sort_by_key(|(_, s)| s.version);
-            for (key, slot) in candidates {
+            for (&version, key) in o.by_version.range((Excluded(since), Unbounded)) {
+                let slot = &o.entries[key];
                 let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
                 if size > left && (!entries.is_empty() || !out.is_empty()) {
+                    complete = false;
                     break;
                 }
                 left = left.saturating_sub(size);
                 entries.push(KvEntry {
                     owner: name.clone(),
                     key: key.clone(),
-                    version: slot.version,
+                    version,
                     value: slot.value.clone(),
                 });
             }
-            let complete =
-                entries.len() == o.entries.values().filter(|s| s.version > since).count();
             // A reset is only safe with the owner's full set in hand.
             out.push(OwnerDelta {
                 reset: reset && complete,
@@ -426,6 +471,7 @@ impl KvStore {
                         .collect();
                     for (key, version, live) in drop {
                         o.entries.remove(&key);
+                        o.by_version.remove(&version);
                         o.fingerprint ^= entry_hash(&key, version);
                         if let Some(bytes) = live {
                             o.live_keys -= 1;

@@ -43,7 +43,7 @@ use super::codec::{
 };
 use super::config::{Config, ConfigError};
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
-use super::kv::{Applied, KvEntry, KvError, KvStore, OwnerDelta};
+use super::kv::{KvEntry, KvError, KvStore, OwnerDelta};
 use super::member::{overrides, Incarnation, Member, NameMap, NodeName, State, META_LEN_MAX};
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
@@ -200,12 +200,14 @@ pub struct Stats {
     pub broadcasts_dropped: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
-    /// Key/value entries that changed here from peers (gossip, push or anti-entropy).
+    /// Key/value entries that changed here from peers (key/value rounds or anti-entropy).
     pub kv_updates_applied: u64,
     /// Key/value entries from peers refused for breaking a limit.
     pub kv_refused: u64,
-    /// Key/value entries sent in anti-entropy exchanges.
+    /// Key/value entries sent in anti-entropy exchanges and key/value rounds.
     pub kv_entries_synced: u64,
+    /// Key/value round requests sent (one per member per round).
+    pub kv_syncs_started: u64,
     /// Bytes of anti-entropy requests and replies this node sent.
     pub anti_entropy_bytes_out: u64,
     /// User events delivered here.
@@ -282,6 +284,8 @@ pub struct Swim {
     kv: KvStore,
     /// The version this node's next write takes.
     next_version: u64,
+    /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
+    kv_rounds_left: u32,
     dedup: Deduplicator,
     next_event_seq: u64,
     recent_events: VecDeque<UserEvent>,
@@ -367,6 +371,7 @@ impl Swim {
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
+            kv_rounds_left: 0,
             dedup: Deduplicator::default(),
             next_event_seq: 1,
             recent_events: VecDeque::new(),
@@ -565,9 +570,8 @@ impl Swim {
             owner: entry.owner.clone(),
             key: entry.key.clone(),
         });
-        let version = entry.version;
-        self.disseminate(entry, None);
-        Ok(version)
+        self.kv_changed(now);
+        Ok(entry.version)
     }
 
     /// Publishes a user event to every member; returns its sequence number.
@@ -638,7 +642,6 @@ impl Swim {
         for update in packet.updates {
             match update {
                 Update::Member(u) => self.apply(now, u, Source::Gossip),
-                Update::Kv(e) => self.on_kv_gossip(now, e),
                 Update::Event(e) => self.on_user_event(e),
             }
         }
@@ -783,7 +786,7 @@ impl Swim {
                     for u in members {
                         self.apply(now, u, Source::PushPull(from));
                     }
-                    self.apply_kv_deltas(now, kv_delta, None);
+                    self.apply_kv_deltas(now, kv_delta);
                     for e in events {
                         self.on_user_event(e);
                     }
@@ -801,18 +804,46 @@ impl Swim {
                             addr: self.member(from).map_or(self.me.addr, |m| m.addr),
                             name: Some(from.clone()),
                         };
-                        self.send_kv_push(to, deltas, false);
+                        self.send_kv_push(to, deltas);
                     }
                 }
                 Ok(None)
             }
-            StreamMessage::KvPush { deltas, forward } => {
+            StreamMessage::KvPush { deltas } => {
                 if self.me.state != State::Left {
-                    self.apply_kv_deltas(now, deltas, forward.then_some(from));
+                    self.apply_kv_deltas(now, deltas);
                 }
                 Ok(Some(encode_stream(&StreamMessage::KvPushAck)))
             }
             StreamMessage::KvPushAck => Ok(None),
+            StreamMessage::KvSync { digest } => {
+                let delta = self.kv.delta_for(&digest, self.config.kv_sync_bytes_max);
+                self.stats.kv_entries_synced +=
+                    delta.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+                let reply = StreamMessage::KvSyncReply {
+                    delta,
+                    wants: self.kv.wants(&digest),
+                };
+                let bytes = encode_stream(&reply);
+                self.stats.anti_entropy_bytes_out += bytes.len() as u64;
+                Ok(Some(bytes))
+            }
+            StreamMessage::KvSyncReply { delta, wants } => {
+                if self.me.state == State::Left {
+                    return Ok(None);
+                }
+                self.apply_kv_deltas(now, delta);
+                let deltas = self
+                    .kv
+                    .delta_for_listed(&wants, self.config.kv_sync_bytes_max);
+                if !deltas.is_empty() {
+                    self.stats.kv_entries_synced +=
+                        deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+                    let to = self.destination_of(from);
+                    self.send_kv_push(to, deltas);
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -897,6 +928,7 @@ impl Swim {
                         .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
                 }
             }
+            Timer::KvSync => self.kv_round(now),
             Timer::ReapTombstones => {
                 self.timers
                     .insert(now + REAP_INTERVAL, Timer::ReapTombstones);
@@ -905,101 +937,79 @@ impl Swim {
         }
     }
 
-    /// A key/value entry heard by gossip.
-    fn on_kv_gossip(&mut self, now: Instant, e: KvEntry) {
-        if e.owner == self.me.name {
-            // Our own key, older than our counter knows: we restarted and lost state.
-            self.next_version = self.next_version.max(e.version + 1);
-        }
-        match self.kv.apply(now, &e) {
-            Ok(Applied::Changed) => {
-                self.stats.kv_updates_applied += 1;
-                self.push_event(Event::KvChanged {
-                    owner: e.owner.clone(),
-                    key: e.key.clone(),
-                });
-                self.disseminate(e, None);
-            }
-            Ok(Applied::Stale) => {}
-            Err(err) => {
-                self.stats.kv_refused += 1;
-                debug!(owner = %e.owner, key = %e.key, error = %err, "key/value entry refused");
-            }
-        }
-    }
-
-    /// Entries from anti-entropy or a push. With `forward_from`, new entries too large for a
-    /// datagram are passed on once (the large-value epidemic), never back to the sender.
-    fn apply_kv_deltas(
-        &mut self,
-        now: Instant,
-        deltas: Vec<OwnerDelta>,
-        forward_from: Option<&NodeName>,
-    ) {
+    /// Entries from anti-entropy or a key/value round.
+    fn apply_kv_deltas(&mut self, now: Instant, deltas: Vec<OwnerDelta>) {
         for d in &deltas {
-            if let Some(e) = d.entries.iter().find(|e| e.owner == self.me.name) {
-                let max = d
-                    .entries
-                    .iter()
-                    .filter(|x| x.owner == e.owner)
-                    .map(|x| x.version)
-                    .max()
-                    .unwrap_or(0);
+            let ours = d.entries.iter().filter(|e| e.owner == self.me.name);
+            if let Some(max) = ours.map(|e| e.version).max() {
+                // Our own keys at versions our counter has not reached: we restarted and
+                // lost state, so later writes must go above them.
                 self.next_version = self.next_version.max(max + 1);
             }
         }
         let (changed, refused) = self.kv.apply_delta(now, deltas);
         self.stats.kv_refused += refused as u64;
         self.stats.kv_updates_applied += changed.len() as u64;
+        if changed.is_empty() {
+            return;
+        }
         for e in changed {
             self.push_event(Event::KvChanged {
-                owner: e.owner.clone(),
-                key: e.key.clone(),
+                owner: e.owner,
+                key: e.key,
             });
-            if let Some(from) = forward_from {
-                if !self.fits_datagram(&e) {
-                    self.disseminate(e, Some(from));
-                }
-            }
+        }
+        self.kv_changed(now);
+    }
+
+    /// Key/value data changed here: keep running key/value rounds for a while, starting at
+    /// once when none were running (so news travels a hop per round trip until it meets
+    /// the round timer).
+    fn kv_changed(&mut self, now: Instant) {
+        let idle = self.kv_rounds_left == 0;
+        self.kv_rounds_left = kv_rounds(self.cluster_size());
+        if idle {
+            self.timers.insert(now, Timer::KvSync);
         }
     }
 
-    fn fits_datagram(&self, e: &KvEntry) -> bool {
-        // Room for the largest message header and one update count byte pair.
-        let budget = self.config.max_datagram_size.saturating_sub(96);
-        let len = e.key.len() + e.value.as_ref().map_or(0, Vec::len) + e.owner.as_str().len() + 24;
-        len <= budget
-    }
-
-    /// Spreads an entry: on the piggyback queue if it fits a datagram, else pushed on streams
-    /// to `gossip_nodes` random members (not `except`), each of which forwards it once.
-    fn disseminate(&mut self, e: KvEntry, except: Option<&NodeName>) {
-        if self.fits_datagram(&e) {
-            let subject = Subject::Kv(e.owner.clone(), e.key.clone());
-            self.broadcasts.push(subject, encode_update(&Update::Kv(e)));
+    /// One key/value round: our digest to `gossip_nodes` random live members, who answer with
+    /// what we lack and the owners where we are ahead, which we then push.
+    fn kv_round(&mut self, now: Instant) {
+        self.kv_rounds_left = self.kv_rounds_left.saturating_sub(1);
+        if self.kv_rounds_left > 0 {
+            self.timers
+                .insert(now + self.config.kv_sync_interval, Timer::KvSync);
+        }
+        if self.me.state == State::Left {
             return;
         }
         let targets = self.random_members(
             self.config.gossip_nodes,
-            |m| m.member.state == State::Alive,
-            except,
+            |e| e.member.state == State::Alive,
+            None,
         );
+        if targets.is_empty() {
+            return;
+        }
+        let payload = encode_stream(&StreamMessage::KvSync {
+            digest: self.kv.digest(),
+        });
         for name in targets {
+            self.stats.kv_syncs_started += 1;
+            self.stats.anti_entropy_bytes_out += payload.len() as u64;
             let to = self.destination_of(&name);
-            let delta = OwnerDelta {
-                reset: false,
-                gc_floor: 0,
-                entries: vec![e.clone()],
-            };
-            self.send_kv_push(to, vec![delta], true);
+            self.transmits.push_back(Transmit {
+                to,
+                kind: TransmitKind::Request,
+                payload: payload.clone(),
+            });
         }
     }
 
-    fn send_kv_push(&mut self, to: Destination, deltas: Vec<OwnerDelta>, forward: bool) {
-        let payload = encode_stream(&StreamMessage::KvPush { deltas, forward });
-        if !forward {
-            self.stats.anti_entropy_bytes_out += payload.len() as u64;
-        }
+    fn send_kv_push(&mut self, to: Destination, deltas: Vec<OwnerDelta>) {
+        let payload = encode_stream(&StreamMessage::KvPush { deltas });
+        self.stats.anti_entropy_bytes_out += payload.len() as u64;
         self.transmits.push_back(Transmit {
             to,
             kind: TransmitKind::Request,
@@ -1688,6 +1698,14 @@ impl Swim {
         out.extend(rest.into_iter().take(k - out.len()).cloned());
         out
     }
+}
+
+/// Key/value rounds a node runs after its data last changed: `ceil(log10(n+1)) + 2`
+/// (4 at 32 members). Each round is a digest exchange with `gossip_nodes` members, so news
+/// that reached a node leaves it on about a dozen exchanges before the node falls quiet;
+/// the periodic full-state exchange repairs whatever that misses.
+pub fn kv_rounds(n: usize) -> u32 {
+    ((n as f64 + 1.0).log10().ceil() as u32).max(1) + 2
 }
 
 /// memberlist's `pushPullScale`: beyond 32 members, multiply by `ceil(log2 n - log2 32) + 1`.

@@ -46,6 +46,8 @@ pub enum Timer {
     RetryJoin,
     /// Forget tombstones older than the retention.
     ReapTombstones,
+    /// A key/value round: exchange key/value digests with a few members.
+    KvSync,
 }
 
 /// The core's deadlines.
