@@ -18,8 +18,6 @@ use super::member::{NameHasher, NodeName};
 pub enum Subject {
     /// A member's state.
     Member(NodeName),
-    /// One key of one owner.
-    Kv(NodeName, String),
     /// One user event.
     Event(NodeName, u64),
 }
@@ -36,7 +34,6 @@ impl Subject {
         match self {
             Subject::Member(_) => 0,
             Subject::Event(..) => 1,
-            Subject::Kv(..) => 2,
         }
     }
 }
@@ -50,9 +47,9 @@ pub struct BroadcastQueue {
     /// id -> update; ids grow, so a larger id is newer.
     entries: FxHashMap<u64, Queued>,
     by_subject: HashMap<Subject, u64, BuildHasherDefault<NameHasher>>,
-    /// (lane, transmits, newest first): the send order. Membership goes in lane 0, events
-    /// in 1, key/value in 2, so a burst of application data never delays a suspicion or
-    /// its refutation (that delay is what turns a suspicion into a false Dead).
+    /// (lane, transmits, newest first): the send order. Membership goes in lane 0 and user
+    /// events in 1, so a burst of events never delays a suspicion or its refutation (that
+    /// delay is what turns a suspicion into a false Dead).
     order: BTreeSet<(u8, u32, Reverse<u64>)>,
     next_id: u64,
     capacity: usize,
@@ -248,17 +245,10 @@ mod tests {
     fn membership_goes_before_application_data() {
         let mut q = BroadcastQueue::new(16);
         q.push(Subject::Member(NodeName::new("m").unwrap()), vec![1; 10]);
-        q.push(
-            Subject::Kv(NodeName::new("o").unwrap(), "k".into()),
-            vec![3; 10],
-        );
         q.push(Subject::Event(NodeName::new("o").unwrap(), 1), vec![2; 10]);
-        let _ = take(&mut q, 100, 9); // all three sent once
-        q.push(
-            Subject::Kv(NodeName::new("o").unwrap(), "j".into()),
-            vec![4; 10],
-        );
-        // The member update (sent once) still beats the fresh key/value update.
+        let _ = take(&mut q, 100, 9); // both sent once
+        q.push(Subject::Event(NodeName::new("o").unwrap(), 2), vec![3; 10]);
+        // The member update (sent once) still beats the fresh event.
         assert_eq!(take(&mut q, 12, 9), vec![vec![1; 10]]);
     }
 

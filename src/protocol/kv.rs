@@ -16,7 +16,9 @@
 //!                                    longer than the tombstone grace and must drop the rest
 //! ```
 //!
-//! So an exchange costs what differs, per owner, not the cluster's whole state.
+//! So an exchange costs what differs, per owner, not the cluster's whole state. The same
+//! digests drive the key/value rounds that spread new entries ([`KvStore::wants`] names the
+//! owners to ask for), and a per-owner version index reads "entries above v" as a range.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -607,6 +609,89 @@ mod tests {
         let (changed, refused) = b.apply_delta(t, delta);
         assert_eq!((changed.len(), refused), (5, 0));
         assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn a_round_moves_each_side_only_what_the_other_lacks() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let mut b = KvStore::new(KvLimits::default());
+        for v in 1..=10 {
+            a.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+            b.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+        }
+        a.apply(t, &put("x", "k11", 11, "v")).unwrap(); // a ahead on x
+        b.apply(t, &put("y", "k", 1, "v")).unwrap(); // b alone holds y
+        b.apply(t, &put("z", "k", 4, "v")).unwrap();
+        a.apply(t, &put("z", "k", 4, "v")).unwrap(); // equal on z
+
+        // a asks with its digest; b answers with y and names x as wanted.
+        let from_b = b.delta_for(&a.digest(), 1 << 20);
+        let wants = b.wants(&a.digest());
+        assert_eq!(
+            from_b
+                .iter()
+                .flat_map(|d| &d.entries)
+                .map(|e| (e.owner.as_str(), e.key.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("y", "k")]
+        );
+        assert_eq!(
+            wants.iter().map(|d| d.owner.as_str()).collect::<Vec<_>>(),
+            vec!["x"]
+        );
+        // a pushes only the wanted owner, and only above b's version of it.
+        let from_a = a.delta_for_listed(&wants, 1 << 20);
+        assert_eq!(from_a.len(), 1);
+        assert_eq!(from_a[0].entries, vec![put("x", "k11", 11, "v")]);
+        a.apply_delta(t, from_b);
+        b.apply_delta(t, from_a);
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn an_owner_we_lack_is_wanted_whole() {
+        let t = Instant::now();
+        let mut a = KvStore::new(KvLimits::default());
+        let b = KvStore::new(KvLimits::default());
+        a.apply(t, &put("x", "k1", 1, "v")).unwrap();
+        a.apply(t, &del("x", "k2", 2)).unwrap();
+        let wants = b.wants(&a.digest());
+        assert_eq!(wants.len(), 1);
+        assert_eq!((wants[0].max_version, wants[0].fingerprint), (0, 0));
+        let delta = a.delta_for_listed(&wants, 1 << 20);
+        assert_eq!(
+            delta[0].entries,
+            vec![put("x", "k1", 1, "v"), del("x", "k2", 2)]
+        );
+    }
+
+    #[test]
+    fn overwrites_and_collection_keep_the_version_index_exact() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(1);
+        let mut a = KvStore::new(KvLimits::default());
+        a.apply(t0, &put("x", "k", 1, "one")).unwrap();
+        a.apply(t0, &put("x", "k", 5, "five")).unwrap();
+        a.apply(t0, &del("x", "gone", 6)).unwrap();
+        a.collect_tombstones(t0 + grace, grace);
+        // Nothing above 1 but k@5: the overwritten version and the collected tombstone are
+        // no longer indexed.
+        let since_1 = OwnerDigest {
+            owner: n("x"),
+            max_version: 1,
+            fingerprint: 0,
+            gc_floor: 0,
+        };
+        let delta = a.delta_for(&[since_1], 1 << 20);
+        assert_eq!(delta[0].entries, vec![put("x", "k", 5, "five")]);
+        let past_all = OwnerDigest {
+            owner: n("x"),
+            max_version: u64::MAX,
+            fingerprint: 0,
+            gc_floor: 0,
+        };
+        assert!(a.delta_for(&[past_all], 1 << 20).is_empty());
     }
 
     #[test]
