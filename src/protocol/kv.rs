@@ -522,6 +522,16 @@ mod tests {
         }
     }
 
+    /// A digest claiming `max_version` of `owner` and nothing else.
+    fn at(owner: &str, max_version: u64) -> OwnerDigest {
+        OwnerDigest {
+            owner: n(owner),
+            max_version,
+            fingerprint: 0,
+            gc_floor: 0,
+        }
+    }
+
     fn del(owner: &str, key: &str, version: u64) -> KvEntry {
         KvEntry {
             owner: n(owner),
@@ -677,21 +687,9 @@ mod tests {
         a.collect_tombstones(t0 + grace, grace);
         // Nothing above 1 but k@5: the overwritten version and the collected tombstone are
         // no longer indexed.
-        let since_1 = OwnerDigest {
-            owner: n("x"),
-            max_version: 1,
-            fingerprint: 0,
-            gc_floor: 0,
-        };
-        let delta = a.delta_for(&[since_1], 1 << 20);
+        let delta = a.delta_for(&[at("x", 1)], 1 << 20);
         assert_eq!(delta[0].entries, vec![put("x", "k", 5, "five")]);
-        let past_all = OwnerDigest {
-            owner: n("x"),
-            max_version: u64::MAX,
-            fingerprint: 0,
-            gc_floor: 0,
-        };
-        assert!(a.delta_for(&[past_all], 1 << 20).is_empty());
+        assert!(a.delta_for(&[at("x", u64::MAX)], 1 << 20).is_empty());
     }
 
     #[test]
