@@ -229,14 +229,28 @@ impl Harness {
                 }
                 TransmitKind::Request if answers(&self.answer_streams) => {
                     let request = decode_stream(&t.payload).expect("requests decode");
-                    if let StreamMessage::Ping { seq, target, .. } = request {
-                        let ack = encode_stream(&StreamMessage::Ack { seq });
-                        let reply = self
-                            .swim
-                            .handle_stream_message(self.now, &target, &ack)
-                            .expect("ack is accepted");
-                        assert_eq!(reply, None, "an Ack is a reply, not a request");
-                    }
+                    let (from, answer) = match request {
+                        StreamMessage::Ping { seq, target, .. } => {
+                            (target, StreamMessage::Ack { seq })
+                        }
+                        // A peer with nothing to add and wanting nothing.
+                        StreamMessage::KvSync { .. } => (
+                            peer.clone().expect("rounds go to members by name"),
+                            StreamMessage::KvSyncReply {
+                                delta: Vec::new(),
+                                wants: Vec::new(),
+                            },
+                        ),
+                        _ => {
+                            self.sent.push((self.now, t));
+                            continue;
+                        }
+                    };
+                    let reply = self
+                        .swim
+                        .handle_stream_message(self.now, &from, &encode_stream(&answer))
+                        .expect("answer is accepted");
+                    assert_eq!(reply, None, "an answer is a reply, not a request");
                 }
                 _ => {}
             }
@@ -1138,4 +1152,27 @@ fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
         .map(|e| (e.owner.as_str(), e.key.as_str()))
         .collect();
     assert_eq!(keys, vec![("me", "mine")], "only the wanted owner");
+}
+
+#[test]
+fn a_key_value_round_waits_for_the_last_ones_replies_within_a_bound() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    for p in PEERS {
+        h.silence(p);
+    }
+    let written_at = h.now;
+    h.swim.set(h.now, "k", b"v".to_vec()).expect("valid write");
+    h.run_for(config.kv_sync_interval * 12);
+    let at: BTreeSet<Instant> = kv_syncs(&h).into_iter().map(|(at, _)| at).collect();
+    // Unanswered, the next round waits five intervals (the bound), not one.
+    let interval = config.kv_sync_interval;
+    assert_eq!(
+        at.into_iter().collect::<Vec<_>>(),
+        vec![
+            written_at,
+            written_at + interval * 5,
+            written_at + interval * 10
+        ]
+    );
 }

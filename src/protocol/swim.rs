@@ -249,6 +249,8 @@ const RECENT_EVENTS_SYNCED: usize = 64;
 const JOIN_SYNC_ROUNDS: u32 = 3;
 /// How often tombstones are looked at.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
+/// A key/value round waits for the last one's replies at most this many intervals.
+const KV_ROUND_WAIT_INTERVALS: u32 = 5;
 
 /// Whether an update came from gossip or from a peer's full state.
 #[derive(Clone, Copy)]
@@ -286,6 +288,9 @@ pub struct Swim {
     next_version: u64,
     /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
     kv_rounds_left: u32,
+    /// When the last key/value round went out, and how many of its replies are still due.
+    kv_round_at: Option<Instant>,
+    kv_replies_pending: u32,
     dedup: Deduplicator,
     next_event_seq: u64,
     recent_events: VecDeque<UserEvent>,
@@ -372,6 +377,8 @@ impl Swim {
             kv: KvStore::new(config_kv),
             next_version: 1,
             kv_rounds_left: 0,
+            kv_round_at: None,
+            kv_replies_pending: 0,
             dedup: Deduplicator::default(),
             next_event_seq: 1,
             recent_events: VecDeque::new(),
@@ -829,6 +836,7 @@ impl Swim {
                 Ok(Some(bytes))
             }
             StreamMessage::KvSyncReply { delta, wants } => {
+                self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
                 if self.me.state == State::Left {
                     return Ok(None);
                 }
@@ -976,10 +984,19 @@ impl Swim {
     /// One key/value round: our digest to `gossip_nodes` random live members, who answer with
     /// what we lack and the owners where we are ahead, which we then push.
     fn kv_round(&mut self, now: Instant) {
+        let interval = self.config.kv_sync_interval;
+        let waited = self
+            .kv_round_at
+            .is_some_and(|at| now < at + interval * KV_ROUND_WAIT_INTERVALS);
+        if self.kv_replies_pending > 0 && waited {
+            // The last round is still being answered (an overloaded peer, or ourselves):
+            // a new one now would fetch the same entries again. Try again next interval.
+            self.timers.insert(now + interval, Timer::KvSync);
+            return;
+        }
         self.kv_rounds_left = self.kv_rounds_left.saturating_sub(1);
         if self.kv_rounds_left > 0 {
-            self.timers
-                .insert(now + self.config.kv_sync_interval, Timer::KvSync);
+            self.timers.insert(now + interval, Timer::KvSync);
         }
         if self.me.state == State::Left {
             return;
@@ -995,6 +1012,8 @@ impl Swim {
         let payload = encode_stream(&StreamMessage::KvSync {
             digest: self.kv.digest(),
         });
+        self.kv_round_at = Some(now);
+        self.kv_replies_pending = targets.len() as u32;
         for name in targets {
             self.stats.kv_syncs_started += 1;
             self.stats.anti_entropy_bytes_out += payload.len() as u64;
