@@ -466,10 +466,12 @@ impl Driver {
             }
             Incoming::PeerUp { name, addr } => {
                 self.datagram_size_due = now;
+                self.core.handle_peer_up(&name);
                 debug!(peer = %name, %addr, "connection up");
             }
             Incoming::PeerDown { name, reason } => {
                 self.datagram_size_due = now;
+                self.core.handle_peer_down(&name);
                 debug!(peer = %name, %reason, "connection down");
             }
             Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
