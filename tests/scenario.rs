@@ -1146,3 +1146,32 @@ fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
         .count();
     assert_eq!(extra, 0);
 }
+
+#[test]
+fn news_reaching_an_empty_queue_is_gossiped_at_once() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    // Let the queue empty: every update sent its retransmit limit.
+    for _ in 0..1000 {
+        if h.swim.pending_broadcasts() == 0 {
+            break;
+        }
+        h.run_for(config.gossip_interval);
+    }
+    assert_eq!(h.swim.pending_broadcasts(), 0);
+    h.take_sent();
+    h.swim.set_meta(h.now, b"v1".to_vec()).unwrap();
+    h.pump();
+    let now: Vec<NodeName> = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(at, _, _)| *at == h.now)
+        .map(|(_, t, _)| t.to.name.expect("gossip goes to members"))
+        .collect();
+    assert_eq!(now.len(), config.gossip_nodes, "{now:?}");
+
+    // News heard while the queue is busy waits for the next round.
+    h.take_sent();
+    h.gossip("a", &[alive("b", 5)]).unwrap();
+    assert!(h.sent_messages(|m| matches!(m, Message::Gossip)).is_empty());
+}
