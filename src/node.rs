@@ -234,6 +234,7 @@ impl Node {
             replies,
             requests: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             datagram_size_due: now,
+            kept_for_size: 0,
         };
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
         let span = tracing::info_span!("node", name = %name);
@@ -403,6 +404,8 @@ struct Driver {
     requests: Arc<Semaphore>,
     /// When to read the transport's datagram size again (see [`DATAGRAM_SIZE_REFRESH`]).
     datagram_size_due: Instant,
+    /// The cluster size the transport's unused-connection time was last set for.
+    kept_for_size: usize,
 }
 
 impl Driver {
@@ -466,10 +469,12 @@ impl Driver {
             }
             Incoming::PeerUp { name, addr } => {
                 self.datagram_size_due = now;
+                self.core.handle_peer_up(&name);
                 debug!(peer = %name, %addr, "connection up");
             }
             Incoming::PeerDown { name, reason } => {
                 self.datagram_size_due = now;
+                self.core.handle_peer_down(&name);
                 debug!(peer = %name, %reason, "connection down");
             }
             Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
@@ -554,6 +559,18 @@ impl Driver {
             self.core
                 .set_max_datagram_size(self.transport.max_datagram_size());
             self.datagram_size_due = now + DATAGRAM_SIZE_REFRESH;
+        }
+        let size = self.core.cluster_size();
+        if size != self.kept_for_size {
+            self.kept_for_size = size;
+            // Each member probes every other once per pass over the members, in random
+            // order, so the same pair is probed again within two passes. A connection closed
+            // sooner is dialled again at the next probe: at 128 members each pair is probed
+            // about every 64 s, and the 30 s idle timeout kept the cluster re-handshaking
+            // (BENCHMARKS.md: 300 s halved the steady CPU).
+            let passes = u32::try_from(size.saturating_mul(2)).unwrap_or(u32::MAX);
+            let keep = self.core.config().probe_interval.saturating_mul(passes);
+            self.transport.keep_unused_for(keep);
         }
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, None);

@@ -1176,3 +1176,141 @@ fn a_key_value_round_waits_for_the_last_ones_replies_within_a_bound() {
         ]
     );
 }
+
+// ------------------------------------------------------------------------------- connections
+
+/// Gossip datagrams sent at an instant when no Ping went out (a Ping's instant may carry the
+/// next probe's preparation), as (when, to whom).
+fn gossip_rounds(h: &Harness) -> Vec<(Instant, NodeName)> {
+    let ping_times: BTreeSet<Instant> = h
+        .sent_messages(|m| matches!(m, Message::Ping { .. }))
+        .into_iter()
+        .map(|(at, _, _)| at)
+        .collect();
+    h.sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(at, _, _)| !ping_times.contains(at))
+        .map(|(at, t, _)| (at, t.to.name.expect("gossip goes to members")))
+        .collect()
+}
+
+#[test]
+fn gossip_stays_on_members_with_a_connection_while_enough_have_one() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    // "a" was heard from; "b" and "c" are reported up: three, as many as gossip_nodes.
+    h.swim.handle_peer_up(&name("b"));
+    h.swim.handle_peer_up(&name("c"));
+    let connected: BTreeSet<NodeName> = ["a", "b", "c"].into_iter().map(name).collect();
+    h.swim.set_meta(h.now, b"v1".to_vec()).unwrap();
+    h.run_for(config.gossip_interval * 3);
+    let rounds = gossip_rounds(&h);
+    assert!(!rounds.is_empty(), "queued updates are gossiped");
+    for (at, to) in &rounds {
+        assert!(connected.contains(to), "gossip at {at:?} went to {to}");
+    }
+
+    // With "c" gone only two have a connection: rounds still reach gossip_nodes members
+    // (while the queue lasts), the third without a connection.
+    h.swim.handle_peer_down(&name("c"));
+    h.take_sent();
+    h.swim.set_meta(h.now, b"v2".to_vec()).unwrap();
+    h.run_for(config.gossip_interval * 3);
+    let rounds = gossip_rounds(&h);
+    let times: BTreeSet<Instant> = rounds.iter().map(|(at, _)| *at).collect();
+    let full_rounds = times
+        .iter()
+        .map(|at| {
+            rounds
+                .iter()
+                .filter(|(t, _)| t == at)
+                .map(|(_, n)| n.clone())
+                .collect::<BTreeSet<NodeName>>()
+        })
+        .filter(|to| to.len() == config.gossip_nodes)
+        .inspect(|to| {
+            assert!(to.contains(&name("a")) && to.contains(&name("b")), "{to:?}");
+        })
+        .count();
+    assert!(full_rounds > 0, "{rounds:?}");
+}
+
+#[test]
+fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    // Five probes: every member once. Only "a" (heard from) has a connection at first; a
+    // member that answered a Ping has one from then on.
+    first_probe(&mut h);
+    h.run_for(config.probe_interval * 5);
+    let pings: Vec<(Instant, NodeName)> = h
+        .sent_messages(|m| matches!(m, Message::Ping { .. }))
+        .into_iter()
+        .map(|(at, t, _)| (at, t.to.name.expect("pings go to members")))
+        .collect();
+    assert!(pings.len() >= 5, "{pings:?}");
+    let gossip: Vec<(Instant, NodeName)> = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .map(|(at, t, _)| (at, t.to.name.expect("gossip goes to members")))
+        .collect();
+    let mut connected: BTreeSet<NodeName> = BTreeSet::from([name("a")]);
+    for pair in pings.windows(2) {
+        let ((before, last), (_, next)) = (&pair[0], &pair[1]);
+        connected.insert(last.clone()); // it answered
+        let prepared = gossip.iter().any(|(at, to)| at == before && to == next);
+        assert_eq!(
+            prepared,
+            !connected.contains(next),
+            "{next} probed after {before:?}: prepared {prepared}"
+        );
+    }
+
+    // Once every member has a connection, a probe comes with nothing extra.
+    for p in PEERS {
+        h.swim.handle_peer_up(&name(p));
+    }
+    h.take_sent();
+    h.run_for(config.probe_interval * 5);
+    let ping_times: BTreeSet<Instant> = h
+        .sent_messages(|m| matches!(m, Message::Ping { .. }))
+        .into_iter()
+        .map(|(at, _, _)| at)
+        .collect();
+    assert!(!ping_times.is_empty());
+    let extra = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(at, _, _)| ping_times.contains(at))
+        .count();
+    assert_eq!(extra, 0);
+}
+
+#[test]
+fn news_reaching_an_empty_queue_is_gossiped_at_once() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    // Let the queue empty: every update sent its retransmit limit.
+    for _ in 0..1000 {
+        if h.swim.pending_broadcasts() == 0 {
+            break;
+        }
+        h.run_for(config.gossip_interval);
+    }
+    assert_eq!(h.swim.pending_broadcasts(), 0);
+    h.take_sent();
+    h.swim.set_meta(h.now, b"v1".to_vec()).unwrap();
+    h.pump();
+    let now: Vec<NodeName> = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(at, _, _)| *at == h.now)
+        .map(|(_, t, _)| t.to.name.expect("gossip goes to members"))
+        .collect();
+    assert_eq!(now.len(), config.gossip_nodes, "{now:?}");
+
+    // News heard while the queue is busy waits for the next round.
+    h.take_sent();
+    h.gossip("a", &[alive("b", 5)]).unwrap();
+    assert!(h.sent_messages(|m| matches!(m, Message::Gossip)).is_empty());
+}

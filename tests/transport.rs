@@ -692,6 +692,51 @@ async fn unused_connection_closes_after_idle_timeout() {
 }
 
 #[tokio::test]
+async fn connection_kept_unused_outlives_the_idle_timeout() {
+    let ca = CertAuthority::generate("test").unwrap();
+    let quick = TransportConfig {
+        idle_timeout: Duration::from_secs(1),
+        keep_alive: Duration::from_millis(300),
+        ..local_config()
+    };
+    let start = |who: &str| {
+        let identity = ca.identity(&name(who), &[], 1).unwrap();
+        Node::start_with(identity, quick.clone())
+    };
+    // alice and bob keep unused connections for a minute; carol and dave do not.
+    let alice = start("alice").await;
+    let mut bob = start("bob").await;
+    let mut carol = start("carol").await;
+    let dave = start("dave").await;
+    for node in [&alice, &bob] {
+        node.transport.keep_unused_for(Duration::from_secs(60));
+    }
+    alice
+        .ask("alice to bob", bob.as_peer(), b"x")
+        .await
+        .unwrap();
+    carol
+        .ask("carol to dave", dave.as_peer(), b"x")
+        .await
+        .unwrap();
+    bob.wait_up("alice").await;
+
+    // By the time the sweep has closed carol's unused connection, it has run over alice's
+    // and bob's too, and left it: keep-alives hold it open in QUIC meanwhile.
+    carol.wait_down("dave").await;
+    for node in [&alice, &bob] {
+        let stats = node.transport.stats();
+        assert_eq!(
+            (stats.idle_closed, stats.connections_open),
+            (0, 1),
+            "{stats:?}"
+        );
+    }
+    alice.ask("again", bob.as_peer(), b"y").await.unwrap();
+    assert_eq!(alice.transport.stats().dials, 1, "no new handshake");
+}
+
+#[tokio::test]
 async fn dropping_the_last_handle_closes_the_endpoint() {
     let ca = CertAuthority::generate("test").unwrap();
     let alice = Node::start(&ca, "alice").await;

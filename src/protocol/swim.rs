@@ -220,6 +220,10 @@ struct Entry {
     state_change: Instant,
     suspicion: Option<Suspicion>,
     roster_index: usize,
+    /// A connection to it is up, as far as this node knows: it was heard from, or the
+    /// runtime reported one, and no close was reported since. Sending to a member without
+    /// one costs a handshake first.
+    connected: bool,
 }
 
 #[derive(Debug)]
@@ -521,7 +525,7 @@ impl Swim {
     }
 
     /// Changes this node's metadata; gossiped with a new incarnation.
-    pub fn set_meta(&mut self, _now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
+    pub fn set_meta(&mut self, now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
         if self.me.state == State::Left {
             return Err(CommandError::Left);
         }
@@ -530,7 +534,9 @@ impl Swim {
         }
         self.me.meta = meta;
         self.me.incarnation = self.me.incarnation.next();
+        let was_idle = self.broadcasts.is_empty();
         self.broadcast_self();
+        self.gossip_if_new(now, was_idle);
         Ok(())
     }
 
@@ -584,7 +590,7 @@ impl Swim {
     /// Publishes a user event to every member; returns its sequence number.
     pub fn publish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         name: &str,
         payload: Vec<u8>,
     ) -> Result<u64, CommandError> {
@@ -613,8 +619,10 @@ impl Swim {
         self.remember_event(&event);
         self.push_event(Event::User(event.clone()));
         let subject = Subject::Event(event.origin.clone(), seq);
+        let was_idle = self.broadcasts.is_empty();
         self.broadcasts
             .push(subject, encode_update(&Update::Event(event)));
+        self.gossip_if_new(now, was_idle);
         Ok(seq)
     }
 
@@ -624,6 +632,24 @@ impl Swim {
     }
 
     // ---------------------------------------------------------------- inputs
+
+    /// The runtime has a connection to `name` (dialled or accepted). Gossip, indirect probes
+    /// and anti-entropy prefer members with one, so a cluster that starts at once does not
+    /// open a handshake to nearly every member at the same time.
+    pub fn handle_peer_up(&mut self, name: &NodeName) {
+        self.set_connected(name, true);
+    }
+
+    /// The runtime's connection to `name` closed (idle, evicted or lost).
+    pub fn handle_peer_down(&mut self, name: &NodeName) {
+        self.set_connected(name, false);
+    }
+
+    fn set_connected(&mut self, name: &NodeName, up: bool) {
+        if let Some(e) = self.members.get_mut(name) {
+            e.connected = up;
+        }
+    }
 
     /// A datagram from `from` (the name in its connection's certificate) at `addr`.
     pub fn handle_datagram(
@@ -645,6 +671,7 @@ impl Swim {
         }
         self.stats.datagrams_in += 1;
         self.stats.datagram_bytes_in += bytes.len() as u64;
+        let was_idle = self.broadcasts.is_empty();
         trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
         for update in packet.updates {
             match update {
@@ -652,6 +679,9 @@ impl Swim {
                 Update::Event(e) => self.on_user_event(e),
             }
         }
+        // It came over a connection; a member first heard of in it is known only now.
+        self.set_connected(from, true);
+        self.gossip_if_new(now, was_idle);
         let reply_to = Destination {
             addr,
             name: Some(from.clone()),
@@ -727,7 +757,8 @@ impl Swim {
                 source,
             }
         })?;
-        match message {
+        let was_idle = self.broadcasts.is_empty();
+        let reply = match message {
             StreamMessage::PushPull {
                 join,
                 sender,
@@ -837,29 +868,34 @@ impl Swim {
             }
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
-                if self.me.state == State::Left {
-                    return Ok(None);
-                }
-                self.apply_kv_deltas(now, delta);
-                let deltas = self
-                    .kv
-                    .delta_for_listed(&wants, self.config.kv_sync_bytes_max);
-                if !deltas.is_empty() {
-                    self.stats.kv_entries_synced +=
-                        deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
-                    let to = self.destination_of(from);
-                    self.send_kv_push(to, deltas);
+                if self.me.state != State::Left {
+                    self.apply_kv_deltas(now, delta);
+                    let deltas = self
+                        .kv
+                        .delta_for_listed(&wants, self.config.kv_sync_bytes_max);
+                    if !deltas.is_empty() {
+                        self.stats.kv_entries_synced +=
+                            deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+                        let to = self.destination_of(from);
+                        self.send_kv_push(to, deltas);
+                    }
                 }
                 Ok(None)
             }
-        }
+        };
+        // As for datagrams; a joiner is a member only once its full state is merged.
+        self.set_connected(from, true);
+        self.gossip_if_new(now, was_idle);
+        reply
     }
 
     /// Runs every timer due at `now`. Safe to call early: nothing fires before its time.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let was_idle = self.broadcasts.is_empty();
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        self.gossip_if_new(now, was_idle);
     }
 
     // ---------------------------------------------------------------- outputs
@@ -1001,7 +1037,7 @@ impl Swim {
         if self.me.state == State::Left {
             return;
         }
-        let targets = self.random_members(
+        let targets = self.random_members_connected_first(
             self.config.gossip_nodes,
             |e| e.member.state == State::Alive,
             None,
@@ -1063,7 +1099,7 @@ impl Swim {
     }
 
     fn push_pull_random(&mut self) {
-        let picked = self.random_members(1, |e| e.member.state.is_active(), None);
+        let picked = self.random_members_connected_first(1, |e| e.member.state.is_active(), None);
         if let Some(name) = picked.into_iter().next() {
             let to = self.destination_of(&name);
             self.send_push_pull(to, false);
@@ -1120,6 +1156,42 @@ impl Swim {
         let timeout = self.awareness.scale(self.config.probe_timeout);
         self.timers
             .insert(now + timeout, Timer::ProbeTimeout { seq });
+        self.prepare_next_probe();
+    }
+
+    /// Opens the way to the member probed next, one period ahead, when no connection to it
+    /// is up: a Gossip datagram (carrying whatever is queued) makes the runtime dial it now.
+    ///
+    /// A Ping to a member without a connection waits behind a TLS handshake. On a loaded
+    /// machine (128 nodes joining at once on 2 cores) handshakes took a median 0.9 s, so
+    /// such Pings, their stream retry and the helpers' Pings all missed the probe period and
+    /// live members were suspected by the dozen. The probe itself is judged exactly as
+    /// before; only its connection is made earlier, so a crashed member is suspected as soon
+    /// as ever.
+    fn prepare_next_probe(&mut self) {
+        /// Entries looked at past dead and left ones, to bound the work.
+        const LOOK_AHEAD: usize = 4;
+        if self.probe_index >= self.probe_list.len() {
+            // The pass is over: draw the next one now, so its first member is known.
+            self.reshuffle_probe_list();
+        }
+        let next = self.probe_list[self.probe_index..]
+            .iter()
+            .take(LOOK_AHEAD)
+            .find(|name| {
+                self.members
+                    .get(*name)
+                    .is_some_and(|e| e.member.state.is_active())
+            })
+            .cloned();
+        let Some(name) = next else {
+            return;
+        };
+        if self.members[&name].connected {
+            return;
+        }
+        let to = self.destination_of(&name);
+        self.send_datagram(to, Message::Gossip);
     }
 
     fn next_probe_target(&mut self) -> Option<NodeName> {
@@ -1135,17 +1207,21 @@ impl Swim {
                     return Some(name.clone());
                 }
             }
-            // One pass done: reshuffle (time-bounded completeness).
-            self.probe_list = self
-                .members
-                .values()
-                .filter(|e| e.member.state.is_active())
-                .map(|e| e.member.name.clone())
-                .collect();
-            self.probe_list.shuffle(&mut self.rng);
-            self.probe_index = 0;
+            self.reshuffle_probe_list();
         }
         None
+    }
+
+    /// One pass done: a new pass in a new random order (time-bounded completeness).
+    fn reshuffle_probe_list(&mut self) {
+        self.probe_list = self
+            .members
+            .values()
+            .filter(|e| e.member.state.is_active())
+            .map(|e| e.member.name.clone())
+            .collect();
+        self.probe_list.shuffle(&mut self.rng);
+        self.probe_index = 0;
     }
 
     fn probe_indirectly(&mut self, seq: u32) {
@@ -1181,7 +1257,7 @@ impl Swim {
             kind: TransmitKind::Request,
             payload: encode_stream(&ping),
         });
-        let helpers = self.random_members(
+        let helpers = self.random_members_connected_first(
             self.config.indirect_checks,
             |e| e.member.state == State::Alive,
             Some(&target),
@@ -1243,12 +1319,23 @@ impl Swim {
         }
     }
 
+    /// Eager gossip: when news reaches a piggyback queue that was empty (`was_idle`), one
+    /// gossip round goes out at once instead of at the next tick. Waiting for the tick costs
+    /// each hop half a gossip interval on average, and the slowest of a few hops sets the
+    /// time until every member knows. Rounds at the tick continue while the queue holds
+    /// anything, so a busy queue (the only way news is in it long) sends no extra rounds.
+    fn gossip_if_new(&mut self, now: Instant, was_idle: bool) {
+        if was_idle && !self.broadcasts.is_empty() && self.me.state != State::Left {
+            self.gossip(now);
+        }
+    }
+
     fn gossip(&mut self, now: Instant) {
         if self.broadcasts.is_empty() {
             return;
         }
         let dead_window = self.config.gossip_to_the_dead_time;
-        let targets = self.random_members(
+        let targets = self.random_members_connected_first(
             self.config.gossip_nodes,
             |e| {
                 e.member.state.is_active()
@@ -1529,6 +1616,7 @@ impl Swim {
                 state_change: now,
                 suspicion: None,
                 roster_index,
+                connected: false,
             },
         );
         self.recount(None, Some(state));
@@ -1686,6 +1774,63 @@ impl Swim {
         self.events.push_back(event);
     }
 
+    /// Up to `k` distinct members matching `pred`, `except` excluded, chosen at random among
+    /// those with a connection up first, then among the rest to make up the number.
+    ///
+    /// A node holds a connection to the members it probed or was probed by, gossiped with,
+    /// or heard from lately; they are a random sample of the cluster, so gossip that stays
+    /// on them still mixes well, while a target without one costs a TLS handshake. Without
+    /// the preference, nodes that start together each dial nearly every member within
+    /// seconds (about 7,000 handshakes for 128 nodes), the mesh then being torn down by the
+    /// idle timeout. Members with no connection are still picked when too few have one, so
+    /// a new node reaches beyond its seed; the probe round-robin keeps adding connections.
+    /// Connected members are found by sampling (bounded work per call, even in a cluster
+    /// of thousands where few are connected).
+    fn random_members_connected_first(
+        &mut self,
+        k: usize,
+        pred: impl Fn(&Entry) -> bool,
+        except: Option<&NodeName>,
+    ) -> Vec<NodeName> {
+        let mut out: Vec<NodeName> = Vec::with_capacity(k);
+        self.sample_members(&mut out, k, 8 * k + 32, &|e| e.connected && pred(e), except);
+        if out.len() == k {
+            return out;
+        }
+        let chosen = out.clone();
+        let rest = self.random_members(
+            k - out.len(),
+            |e| pred(e) && !chosen.contains(&e.member.name),
+            except,
+        );
+        out.extend(rest);
+        out
+    }
+
+    /// Adds members drawn at random to `out`, up to `k` in all, in at most `draws` draws: those
+    /// matching `pred`, not `except` and not already in `out`.
+    fn sample_members(
+        &mut self,
+        out: &mut Vec<NodeName>,
+        k: usize,
+        draws: usize,
+        pred: &impl Fn(&Entry) -> bool,
+        except: Option<&NodeName>,
+    ) {
+        if self.roster.is_empty() {
+            return;
+        }
+        for _ in 0..draws {
+            if out.len() >= k {
+                return;
+            }
+            let name = &self.roster[self.rng.random_range(0..self.roster.len())];
+            if Some(name) != except && !out.contains(name) && pred(&self.members[name]) {
+                out.push(name.clone());
+            }
+        }
+    }
+
     /// Up to `k` distinct members matching `pred`, `except` excluded, chosen at random.
     fn random_members(
         &mut self,
@@ -1697,17 +1842,12 @@ impl Swim {
         if k == 0 || self.roster.is_empty() {
             return out;
         }
-        let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
         // Sampling with rejection is O(k) when most members qualify; fall back to a scan.
-        for _ in 0..(3 * k + 8) {
-            if out.len() == k {
-                return out;
-            }
-            let name = &self.roster[self.rng.random_range(0..self.roster.len())];
-            if ok(name, &out) && pred(&self.members[name]) {
-                out.push(name.clone());
-            }
+        self.sample_members(&mut out, k, 3 * k + 8, &pred, except);
+        if out.len() == k {
+            return out;
         }
+        let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
         let mut rest: Vec<&NodeName> = self
             .roster
             .iter()

@@ -12,7 +12,12 @@
 //! that hash equal are ordered by member name, so every node resolves them the same way.
 //!
 //! A ring never changes once built; membership changes build a new one (see
-//! [`RingTracker`](super::RingTracker)), which keeps lookups a plain binary search.
+//! [`RingTracker`](super::RingTracker)), which keeps lookups a plain binary search. A new
+//! ring is built from the old one: points of members kept with the same weight are reused
+//! (their order does not change), and only the points of new or reweighted members are hashed
+//! and sorted, then merged in. A node that sees a hundred members join one after another
+//! rebuilds its ring many times in a few seconds; hashing and sorting every member's 512
+//! points each time was, in a 128-node cluster, a third of the join's CPU.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,10 +65,14 @@ impl Ring {
     /// An empty ring that will place `vnodes_per_member` points per unit of weight (clamped
     /// to `1..=VNODES_PER_MEMBER_MAX`) when given members with [`Ring::with_members`].
     pub fn new(vnodes_per_member: u32) -> Self {
-        Self::assemble(
-            vnodes_per_member.clamp(1, VNODES_PER_MEMBER_MAX),
-            BTreeMap::new(),
-        )
+        let vnodes_per_member = vnodes_per_member.clamp(1, VNODES_PER_MEMBER_MAX);
+        Ring {
+            vnodes_per_member,
+            members: Vec::new(),
+            weights: Vec::new(),
+            points: Vec::new(),
+            checksum: checksum_of(vnodes_per_member, &[], &[]),
+        }
     }
 
     /// A ring of `members` (name, weight) with [`VNODES_PER_MEMBER_DEFAULT`].
@@ -89,26 +98,54 @@ impl Ring {
             let held = merged.entry(name).or_insert(weight);
             *held = (*held).max(weight);
         }
-        Self::assemble(self.vnodes_per_member, merged)
+        self.reassemble(merged)
     }
 
-    fn assemble(vnodes_per_member: u32, members: BTreeMap<NodeName, u32>) -> Self {
+    /// The ring of `members` with this ring's vnode count: the same ring as one built from
+    /// nothing, reusing this ring's points for every member kept with the same weight.
+    fn reassemble(&self, members: BTreeMap<NodeName, u32>) -> Self {
         let (members, weights): (Vec<NodeName>, Vec<u32>) = members.into_iter().unzip();
-        let total: usize = weights
-            .iter()
-            .map(|&w| w as usize * vnodes_per_member as usize)
-            .sum();
-        let mut points = Vec::with_capacity(total);
+        // Old member index -> new index, for the members whose points are kept. Both lists
+        // are sorted by name, so the map is increasing and kept points stay in order.
+        let mut kept: Vec<Option<MemberIndex>> = vec![None; self.members.len()];
+        let mut fresh = Vec::new();
         for (index, (name, &weight)) in members.iter().zip(&weights).enumerate() {
             let index = MemberIndex::try_from(index).expect("fewer than 2^32 members");
-            for vnode in 0..weight * vnodes_per_member {
-                points.push((vnode_point(name, vnode), index));
+            match self.members.binary_search(name) {
+                Ok(old) if self.weights[old] == weight => kept[old] = Some(index),
+                _ => {
+                    for vnode in 0..weight * self.vnodes_per_member {
+                        fresh.push((vnode_point(name, vnode), index));
+                    }
+                }
             }
         }
-        points.sort_unstable();
-        let checksum = checksum_of(vnodes_per_member, &members, &weights);
+        fresh.sort_unstable();
+        let total: usize = weights
+            .iter()
+            .map(|&w| w as usize * self.vnodes_per_member as usize)
+            .sum();
+        let mut points = Vec::with_capacity(total);
+        let mut old = self
+            .points
+            .iter()
+            .filter_map(|&(hash, i)| kept[i as usize].map(|j| (hash, j)))
+            .peekable();
+        let mut new = fresh.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a <= b => old.next(),
+                (Some(_), Some(_)) => new.next(),
+                (Some(_), None) => old.next(),
+                (None, Some(_)) => new.next(),
+                (None, None) => break,
+            };
+            points.extend(next);
+        }
+        debug_assert_eq!(points.len(), total);
+        let checksum = checksum_of(self.vnodes_per_member, &members, &weights);
         Ring {
-            vnodes_per_member,
+            vnodes_per_member: self.vnodes_per_member,
             members,
             weights,
             points,
@@ -594,6 +631,24 @@ mod tests {
             }
             let longer = ring.replicas(&key, n + 5);
             prop_assert_eq!(&longer[..replicas.len()], &replicas[..]);
+        }
+
+        #[test]
+        fn a_ring_built_from_another_equals_one_built_afresh(
+            before in arb_members(),
+            after in arb_members(),
+        ) {
+            // `after` shares some names with `before` (short random labels collide), some
+            // with the same weight and some reweighted.
+            let old = Ring::new(16).with_members(before.clone());
+            let mixed: Vec<(NodeName, u32)> =
+                before.iter().step_by(2).cloned().chain(after).collect();
+            let rebuilt = old.with_members(mixed.clone());
+            let afresh = Ring::new(16).with_members(mixed);
+            prop_assert_eq!(&rebuilt.members, &afresh.members);
+            prop_assert_eq!(&rebuilt.weights, &afresh.weights);
+            prop_assert_eq!(&rebuilt.points, &afresh.points);
+            prop_assert_eq!(rebuilt.checksum(), afresh.checksum());
         }
 
         #[test]

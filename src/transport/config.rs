@@ -14,7 +14,9 @@ pub struct TransportConfig {
     pub bind: SocketAddr,
     /// A connection with nothing received for this long is closed: QUIC's idle timeout (the
     /// peer vanished) and, for connections the application has not used for this long, the
-    /// pool's own idle sweep. Default 30 s; 1 s ..= 10 min.
+    /// pool's own idle sweep (which the owner may stretch with
+    /// [`Transport::keep_unused_for`](super::Transport::keep_unused_for); a node does).
+    /// Default 30 s; 1 s ..= 10 min.
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval, so a quiet but used connection to a live peer survives (and
     /// NAT bindings stay open). Default 10 s; must be below `idle_timeout`.

@@ -205,6 +205,16 @@ impl Transport {
         self.engine.request(&to, bytes).await
     }
 
+    /// Keeps pooled connections the application has not used for up to `keep` before
+    /// closing them, instead of `idle_timeout` (never less than it, at most an hour). QUIC
+    /// keep-alives hold such a connection open meanwhile, and a peer that vanished is still
+    /// noticed after `idle_timeout` of silence. For an owner that will use every connection
+    /// again within a known time (a SWIM node probes each member once per pass over the
+    /// members), closing sooner only buys a new handshake.
+    pub fn keep_unused_for(&self, keep: std::time::Duration) {
+        self.engine.keep_unused_for(keep);
+    }
+
     /// Current counters.
     pub fn stats(&self) -> TransportStats {
         self.engine.stats()

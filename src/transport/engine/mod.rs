@@ -11,7 +11,9 @@ mod tasks;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -33,6 +35,12 @@ use crate::tls;
 const QUEUED_DATAGRAMS_MAX: usize = 64;
 /// QUIC datagram buffers per connection, each way.
 const DATAGRAM_BUFFER: usize = 1 << 20;
+/// Longest an unused link is kept when the owner asks for more than `idle_timeout`.
+pub(crate) const KEEP_UNUSED_MAX: Duration = Duration::from_secs(3600);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 pub(crate) struct Engine {
     endpoint: quinn::Endpoint,
@@ -45,6 +53,9 @@ pub(crate) struct Engine {
     events: mpsc::Sender<Incoming>,
     counters: Counters,
     state: Mutex<State>,
+    /// How long the idle sweep keeps a pooled link the application does not use, in ms:
+    /// `idle_timeout` unless the owner asked for longer ([`Engine::keep_unused_for`]).
+    keep_unused_ms: AtomicU64,
     started: Instant,
     span: Span,
     /// Captured at bind, so tasks can be started from threads outside the runtime (a
@@ -142,11 +153,12 @@ impl Engine {
             local_addr,
             local_name: identity.name.clone(),
             instance: rand::random(),
-            config,
             client_config,
             events,
             counters: Counters::default(),
             state: Mutex::new(State::default()),
+            keep_unused_ms: AtomicU64::new(millis(config.idle_timeout)),
+            config,
             started: Instant::now(),
             span,
             runtime: tokio::runtime::Handle::current(),
@@ -583,8 +595,15 @@ impl Engine {
         }
     }
 
+    /// Keeps pooled links the application has not used for up to `keep` (never less than
+    /// `idle_timeout`, at most [`KEEP_UNUSED_MAX`]) before the idle sweep closes them.
+    pub fn keep_unused_for(&self, keep: Duration) {
+        let keep = keep.clamp(self.config.idle_timeout, KEEP_UNUSED_MAX);
+        self.keep_unused_ms.store(millis(keep), Ordering::Relaxed);
+    }
+
     async fn close_idle(&self) {
-        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = self.keep_unused_ms.load(Ordering::Relaxed);
         let now = self.now_ms();
         let idle: Vec<Arc<Link>> = {
             let mut state = self.state();
