@@ -1,5 +1,5 @@
 //! The protocol core at 1000 members: one Ping carrying ~30 piggybacked updates, and the
-//! timer-driven probe cycle.
+//! timer-driven probe cycle; and the key/value store answering a key/value round.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -10,7 +10,10 @@ use quicswim::protocol::codec::{
     decode_datagram, encode_datagram, encode_stream, encode_update, MemberUpdate, Message,
     StreamMessage, Update,
 };
-use quicswim::protocol::{Config, Incarnation, NodeName, State, Swim, TransmitKind};
+use quicswim::protocol::kv::{KvStore, OwnerDelta};
+use quicswim::protocol::{
+    Config, Incarnation, KvEntry, KvLimits, NodeName, State, Swim, TransmitKind,
+};
 
 const MEMBERS: usize = 1000;
 /// About what fits in a 1162-byte datagram next to a Ping.
@@ -153,10 +156,83 @@ fn probe_cycle(c: &mut Criterion) {
         })
     });
     group.finish();
+    if swim.stats().probes_sent == probes_before {
+        return; // filtered out: `cargo bench -- <filter>` ran other benches only
+    }
     let s = swim.stats();
-    assert!(s.probes_sent > probes_before, "the bench probed nobody");
     assert_eq!(s.probes_failed, 0, "every probe was answered");
     assert_eq!(swim.alive_count(), MEMBERS + 1);
+}
+
+/// A key/value round's work at the bench's 5,000 writes/s over 32 owners: a store of 32
+/// owners x 1,500 keys (10 s of writes) answering a digest that lags by 6 writes per owner
+/// (one 200 ms round), then applying that delta on the lagging side.
+fn kv_round(c: &mut Criterion) {
+    const OWNERS: usize = 32;
+    const KEYS: u64 = 1_500;
+    const LAG: u64 = 6;
+    let t = Instant::now();
+    let mut ahead = KvStore::new(KvLimits::default());
+    let mut behind = KvStore::new(KvLimits::default());
+    for o in 0..OWNERS {
+        for v in 1..=KEYS {
+            let e = KvEntry {
+                owner: name(o),
+                key: format!("kv-{v}"),
+                version: v,
+                value: Some(vec![7; 16]),
+            };
+            ahead.apply(t, &e).expect("within limits");
+            if v <= KEYS - LAG {
+                behind.apply(t, &e).expect("within limits");
+            }
+        }
+    }
+    let digest = behind.digest();
+    let delta = ahead.delta_for(&digest, 1 << 20);
+    let entries: usize = delta.iter().map(|d| d.entries.len()).sum();
+    assert_eq!(entries, OWNERS * LAG as usize, "the delta is the lag");
+    let mut group = c.benchmark_group(format!("kv/{OWNERS}-owners-{KEYS}-keys"));
+    group.bench_function("digest", |b| b.iter(|| black_box(&behind).digest()));
+    group.bench_function("delta-for-a-round", |b| {
+        b.iter(|| ahead.delta_for(black_box(&digest), 1 << 20))
+    });
+    group.bench_function("wants", |b| {
+        b.iter(|| behind.wants(black_box(&ahead.digest())))
+    });
+    // Each iteration applies the next round: LAG newer versions per owner, overwriting old
+    // keys, so the store keeps its size.
+    let mut next = KEYS + 1;
+    group.bench_function("apply-a-round", |b| {
+        b.iter_batched(
+            || {
+                let round = round_delta(OWNERS, next, LAG, KEYS);
+                next += LAG;
+                round
+            },
+            |d| behind.apply_delta(t, d),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// Versions `from..from+lag` of every owner, each overwriting key `version % keys`.
+fn round_delta(owners: usize, from: u64, lag: u64, keys: u64) -> Vec<OwnerDelta> {
+    (0..owners)
+        .map(|o| OwnerDelta {
+            reset: false,
+            gc_floor: 0,
+            entries: (from..from + lag)
+                .map(|v| KvEntry {
+                    owner: name(o),
+                    key: format!("kv-{}", v % keys + 1),
+                    version: v,
+                    value: Some(vec![7; 16]),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn quick() -> Criterion {
@@ -169,6 +245,6 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = handle_datagram, probe_cycle
+    targets = handle_datagram, probe_cycle, kv_round
 }
 criterion_main!(benches);
