@@ -44,7 +44,9 @@ use super::codec::{
 use super::config::{Config, ConfigError};
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
 use super::kv::{Applied, KvEntry, KvError, KvStore, OwnerDelta};
-use super::member::{overrides, Incarnation, Member, NameMap, NodeName, State, META_LEN_MAX};
+use super::member::{
+    overrides, Incarnation, Member, NameTable, Named, NodeName, State, META_LEN_MAX,
+};
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
 
@@ -216,8 +218,14 @@ pub struct Stats {
 struct Entry {
     member: Member,
     state_change: Instant,
-    suspicion: Option<Suspicion>,
-    roster_index: usize,
+    /// Boxed: only a few members are suspect at a time, and every entry pays for the field.
+    suspicion: Option<Box<Suspicion>>,
+}
+
+impl Named for Entry {
+    fn name(&self) -> &NodeName {
+        &self.member.name
+    }
 }
 
 #[derive(Debug)]
@@ -260,9 +268,8 @@ enum Source<'a> {
 pub struct Swim {
     config: Config,
     me: Member,
-    members: NameMap<Entry>,
-    /// Every known member's name, for O(1) random picks; `Entry::roster_index` points here.
-    roster: Vec<NodeName>,
+    /// Every known member; its positions `0..len` serve O(1) random picks.
+    members: NameTable<Entry>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
     counts: [usize; 4],
     probe_list: Vec<NodeName>,
@@ -348,8 +355,7 @@ impl Swim {
                 meta,
             },
             config,
-            members: NameMap::default(),
-            roster: Vec::new(),
+            members: NameTable::new(),
             counts: [0; 4],
             probe_list: Vec::new(),
             probe_index: 0,
@@ -1435,7 +1441,7 @@ impl Swim {
         let deadline = s.deadline();
         e.member.state = State::Suspect;
         e.member.incarnation = incarnation;
-        e.suspicion = Some(s);
+        e.suspicion = Some(Box::new(s));
         e.state_change = now;
         let member = e.member.clone();
         self.recount(Some(old), Some(State::Suspect));
@@ -1491,17 +1497,11 @@ impl Swim {
     fn insert_member(&mut self, now: Instant, member: Member) {
         let name = member.name.clone();
         let state = member.state;
-        self.roster.push(name.clone());
-        let roster_index = self.roster.len() - 1;
-        self.members.insert(
-            name.clone(),
-            Entry {
-                member,
-                state_change: now,
-                suspicion: None,
-                roster_index,
-            },
-        );
+        self.members.insert(Entry {
+            member,
+            state_change: now,
+            suspicion: None,
+        });
         self.recount(None, Some(state));
         self.add_to_probe_list(name);
     }
@@ -1511,14 +1511,6 @@ impl Swim {
             return;
         };
         self.recount(Some(e.member.state), None);
-        let i = e.roster_index;
-        self.roster.swap_remove(i);
-        if let Some(moved) = self.roster.get(i) {
-            let moved = moved.clone();
-            if let Some(m) = self.members.get_mut(&moved) {
-                m.roster_index = i;
-            }
-        }
         self.broadcasts.remove(&Subject::Member(name.clone()));
     }
 
@@ -1665,7 +1657,7 @@ impl Swim {
         except: Option<&NodeName>,
     ) -> Vec<NodeName> {
         let mut out: Vec<NodeName> = Vec::with_capacity(k);
-        if k == 0 || self.roster.is_empty() {
+        if k == 0 || self.members.is_empty() {
             return out;
         }
         let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
@@ -1674,15 +1666,18 @@ impl Swim {
             if out.len() == k {
                 return out;
             }
-            let name = &self.roster[self.rng.random_range(0..self.roster.len())];
-            if ok(name, &out) && pred(&self.members[name]) {
-                out.push(name.clone());
+            let e = self
+                .members
+                .at(self.rng.random_range(0..self.members.len()));
+            if ok(&e.member.name, &out) && pred(e) {
+                out.push(e.member.name.clone());
             }
         }
         let mut rest: Vec<&NodeName> = self
-            .roster
-            .iter()
-            .filter(|n| ok(n, &out) && pred(&self.members[*n]))
+            .members
+            .by_position()
+            .filter(|e| ok(&e.member.name, &out) && pred(e))
+            .map(|e| &e.member.name)
             .collect();
         rest.shuffle(&mut self.rng);
         out.extend(rest.into_iter().take(k - out.len()).cloned());
