@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -45,7 +46,7 @@ use super::config::{Config, ConfigError};
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
 use super::kv::{Applied, KvEntry, KvError, KvStore, OwnerDelta};
 use super::member::{
-    overrides, Incarnation, Member, NameTable, Named, NodeName, State, META_LEN_MAX,
+    overrides, Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
@@ -216,10 +217,25 @@ pub struct Stats {
 
 #[derive(Debug)]
 struct Entry {
-    member: Member,
+    /// Shared with other nodes' tables when the runtime gave a [`MemberPool`].
+    member: Arc<Member>,
     state_change: Instant,
     /// Boxed: only a few members are suspect at a time, and every entry pays for the field.
     suspicion: Option<Box<Suspicion>>,
+}
+
+impl Entry {
+    /// Changes the member, through `pool` when there is one.
+    fn update(&mut self, pool: Option<&MemberPool>, change: impl FnOnce(&mut Member)) {
+        match pool {
+            Some(pool) => {
+                let mut member = Member::clone(&self.member);
+                change(&mut member);
+                self.member = pool.share(member);
+            }
+            None => change(Arc::make_mut(&mut self.member)),
+        }
+    }
 }
 
 impl Named for Entry {
@@ -270,6 +286,8 @@ pub struct Swim {
     me: Member,
     /// Every known member; its positions `0..len` serve O(1) random picks.
     members: NameTable<Entry>,
+    /// Where members are shared with other nodes' tables (a simulation), if anywhere.
+    pool: Option<MemberPool>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
     counts: [usize; 4],
     probe_list: Vec<NodeName>,
@@ -356,6 +374,7 @@ impl Swim {
             },
             config,
             members: NameTable::new(),
+            pool: None,
             counts: [0; 4],
             probe_list: Vec::new(),
             probe_index: 0,
@@ -398,7 +417,7 @@ impl Swim {
 
     /// Every member known, this node first, tombstones included (others in no set order).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        std::iter::once(&self.me).chain(self.members.values().map(|e| &e.member))
+        std::iter::once(&self.me).chain(self.members.values().map(|e| &*e.member))
     }
 
     /// One member by name (this node included).
@@ -406,7 +425,7 @@ impl Swim {
         if *name == self.me.name {
             return Some(&self.me);
         }
-        self.members.get(name).map(|e| &e.member)
+        self.members.get(name).map(|e| &*e.member)
     }
 
     /// Members held Alive, this node included while it has not left.
@@ -534,6 +553,18 @@ impl Swim {
     pub fn set_version_floor(&mut self, floor: u64) {
         self.next_version = self.next_version.max(floor);
         self.next_event_seq = self.next_event_seq.max(floor);
+    }
+
+    /// Keeps this node's member table in `pool`, shared with the other nodes that use it (a
+    /// simulation of many nodes in one process). Members already held move into it.
+    pub fn share_members(&mut self, pool: MemberPool) {
+        let names: Vec<NodeName> = self.members.values().map(|e| e.name().clone()).collect();
+        for name in names {
+            if let Some(e) = self.members.get_mut(&name) {
+                e.member = pool.share(Member::clone(&e.member));
+            }
+        }
+        self.pool = Some(pool);
     }
 
     /// Sets one of this node's keys; returns the version it took.
@@ -1380,13 +1411,15 @@ impl Swim {
                     return;
                 }
                 let old = e.member.state;
-                e.member.addr = u.addr;
-                e.member.meta = u.meta.clone();
-                e.member.incarnation = u.incarnation;
-                e.member.state = State::Alive;
+                e.update(self.pool.as_ref(), |m| {
+                    m.addr = u.addr;
+                    m.meta = u.meta.clone();
+                    m.incarnation = u.incarnation;
+                    m.state = State::Alive;
+                });
                 e.suspicion = None;
                 e.state_change = now;
-                let member = e.member.clone();
+                let member = Member::clone(&e.member);
                 self.recount(Some(old), Some(State::Alive));
                 match old {
                     State::Alive => Event::Updated(member),
@@ -1447,11 +1480,13 @@ impl Swim {
         let k = confirmations_wanted(self.config.suspicion_mult, n);
         let s = Suspicion::new(now, min, max, k, accuser.clone());
         let deadline = s.deadline();
-        e.member.state = State::Suspect;
-        e.member.incarnation = incarnation;
+        e.update(self.pool.as_ref(), |m| {
+            m.state = State::Suspect;
+            m.incarnation = incarnation;
+        });
         e.suspicion = Some(Box::new(s));
         e.state_change = now;
-        let member = e.member.clone();
+        let member = Member::clone(&e.member);
         self.recount(Some(old), Some(State::Suspect));
         if old.is_active() {
             debug!(member = %name, incarnation = incarnation.0, accuser = %accuser, "member suspect");
@@ -1484,11 +1519,13 @@ impl Swim {
             return;
         }
         let old = e.member.state;
-        e.member.state = state;
-        e.member.incarnation = incarnation;
+        e.update(self.pool.as_ref(), |m| {
+            m.state = state;
+            m.incarnation = incarnation;
+        });
         e.suspicion = None;
         e.state_change = now;
-        let member = e.member.clone();
+        let member = Member::clone(&e.member);
         self.recount(Some(old), Some(state));
         self.broadcast_member(name, accuser);
         if state == State::Left {
@@ -1505,6 +1542,10 @@ impl Swim {
     fn insert_member(&mut self, now: Instant, member: Member) {
         let name = member.name.clone();
         let state = member.state;
+        let member = match &self.pool {
+            Some(pool) => pool.share(member),
+            None => Arc::new(member),
+        };
         self.members.insert(Entry {
             member,
             state_change: now,
