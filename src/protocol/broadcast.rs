@@ -82,10 +82,46 @@ fn member_hash(name: &NodeName) -> u64 {
     BuildHasherDefault::<NameHasher>::default().hash_one(name)
 }
 
+/// An update's encoded bytes. One about a member's state (about 20 bytes with a short name)
+/// is held inline, saving a heap block per queued update.
+#[derive(Debug)]
+enum Bytes {
+    Inline {
+        len: u8,
+        data: [u8; BYTES_INLINE_MAX],
+    },
+    Heap(Box<[u8]>),
+}
+
+/// Longest update held inline: keeps [`Bytes`] at 24 bytes.
+const BYTES_INLINE_MAX: usize = 22;
+
+impl Bytes {
+    fn new(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= BYTES_INLINE_MAX {
+            let mut data = [0u8; BYTES_INLINE_MAX];
+            data[..bytes.len()].copy_from_slice(&bytes);
+            Bytes::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
+        } else {
+            Bytes::Heap(bytes.into_boxed_slice())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, data } => &data[..*len as usize],
+            Bytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Queued {
     subject: Held,
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     /// Grows with each push, so a larger id is newer.
     id: u64,
     transmits: u32,
@@ -170,7 +206,7 @@ impl BroadcastQueue {
         self.next_id += 1;
         let queued = Queued {
             subject: Held::new(subject),
-            bytes: bytes.into_boxed_slice(),
+            bytes: Bytes::new(bytes),
             id,
             transmits: 0,
         };
@@ -240,8 +276,9 @@ impl BroadcastQueue {
                 break;
             }
             let q = self.slot(key.2);
-            if body.len() + q.bytes.len() <= budget {
-                body.extend_from_slice(&q.bytes);
+            let bytes = q.bytes.as_slice();
+            if body.len() + bytes.len() <= budget {
+                body.extend_from_slice(bytes);
                 picked.push(*key);
             } else {
                 skips += 1;
@@ -390,5 +427,18 @@ mod tests {
         assert_eq!(retransmit_limit(4, 10), 8);
         assert_eq!(retransmit_limit(4, 999), 12);
         assert_eq!(retransmit_limit(4, 1000), 16);
+    }
+
+    #[test]
+    fn short_and_long_updates_come_out_as_queued() {
+        let mut q = BroadcastQueue::new(16);
+        let short: Vec<u8> = (0..BYTES_INLINE_MAX as u8).collect();
+        let long: Vec<u8> = (0..=BYTES_INLINE_MAX as u8).collect();
+        q.push(subj("short"), short.clone());
+        q.push(subj("long"), long.clone());
+        let (count, body) = q.take(1000, 5, 10);
+        assert_eq!(count, 2);
+        assert_eq!(body, [long, short].concat());
+        assert_eq!(std::mem::size_of::<Bytes>(), 24);
     }
 }
