@@ -290,7 +290,9 @@ pub struct Swim {
     pool: Option<MemberPool>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
     counts: [usize; 4],
-    probe_list: Vec<NodeName>,
+    /// This pass's probe order. A pointer to the member (its name is what counts) rather than
+    /// the name: half the bytes, in a list as long as the table.
+    probe_list: Vec<Arc<Member>>,
     probe_index: usize,
     probe: Option<Probe>,
     next_seq: u32,
@@ -1141,7 +1143,7 @@ impl Swim {
     fn next_probe_target(&mut self) -> Option<NodeName> {
         for _ in 0..2 {
             while self.probe_index < self.probe_list.len() {
-                let name = &self.probe_list[self.probe_index];
+                let name = &self.probe_list[self.probe_index].name;
                 self.probe_index += 1;
                 if self
                     .members
@@ -1156,7 +1158,7 @@ impl Swim {
                 .members
                 .values()
                 .filter(|e| e.member.state.is_active())
-                .map(|e| e.member.name.clone())
+                .map(|e| Arc::clone(&e.member))
                 .collect();
             self.probe_list.shuffle(&mut self.rng);
             self.probe_index = 0;
@@ -1565,9 +1567,12 @@ impl Swim {
 
     /// New and returning members enter the current pass at a random place (memberlist).
     fn add_to_probe_list(&mut self, name: NodeName) {
+        let Some(member) = self.members.get(&name).map(|e| Arc::clone(&e.member)) else {
+            return;
+        };
         let lo = self.probe_index.min(self.probe_list.len());
         let at = self.rng.random_range(lo..=self.probe_list.len());
-        self.probe_list.insert(at, name);
+        self.probe_list.insert(at, member);
     }
 
     fn recount(&mut self, old: Option<State>, new: Option<State>) {
