@@ -6,10 +6,8 @@
 //! datagram is copying.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
-
-use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 
 use super::member::{NameHasher, NodeName};
 
@@ -22,13 +20,6 @@ pub enum Subject {
     Event(NodeName, u64),
 }
 
-#[derive(Debug)]
-struct Queued {
-    subject: Subject,
-    bytes: Vec<u8>,
-    transmits: u32,
-}
-
 impl Subject {
     fn lane(&self) -> u8 {
         match self {
@@ -38,19 +29,140 @@ impl Subject {
     }
 }
 
+/// A [`Subject`] as held in the queue: membership updates, which a joining node queues one
+/// per member, hold the name inline (16 bytes); the rarer others are boxed.
+#[derive(Debug)]
+enum Held {
+    Member(NodeName),
+    Other(Box<Subject>),
+}
+
+impl Held {
+    fn new(subject: Subject) -> Self {
+        match subject {
+            Subject::Member(name) => Held::Member(name),
+            other => Held::Other(Box::new(other)),
+        }
+    }
+
+    fn is(&self, subject: &Subject) -> bool {
+        match (self, subject) {
+            (Held::Member(a), Subject::Member(b)) => a == b,
+            (Held::Other(a), b) => **a == *b,
+            (Held::Member(_), _) => false,
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        match self {
+            Held::Member(name) => member_hash(name),
+            Held::Other(subject) => subject_hash(subject),
+        }
+    }
+
+    fn lane(&self) -> u8 {
+        match self {
+            Held::Member(_) => 0,
+            Held::Other(subject) => subject.lane(),
+        }
+    }
+}
+
+fn subject_hash(subject: &Subject) -> u64 {
+    match subject {
+        Subject::Member(name) => member_hash(name),
+        other => BuildHasherDefault::<NameHasher>::default().hash_one(other),
+    }
+}
+
+fn member_hash(name: &NodeName) -> u64 {
+    BuildHasherDefault::<NameHasher>::default().hash_one(name)
+}
+
+/// An update's encoded bytes. One about a member's state (about 20 bytes with a short name)
+/// is held inline, saving a heap block per queued update.
+#[derive(Debug)]
+enum Bytes {
+    Inline {
+        len: u8,
+        data: [u8; BYTES_INLINE_MAX],
+    },
+    Heap(Box<[u8]>),
+}
+
+/// Longest update held inline: keeps [`Bytes`] at 24 bytes.
+const BYTES_INLINE_MAX: usize = 22;
+
+impl Bytes {
+    fn new(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= BYTES_INLINE_MAX {
+            let mut data = [0u8; BYTES_INLINE_MAX];
+            data[..bytes.len()].copy_from_slice(&bytes);
+            Bytes::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
+        } else {
+            Bytes::Heap(bytes.into_boxed_slice())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, data } => &data[..*len as usize],
+            Bytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    subject: Held,
+    bytes: Bytes,
+    /// Grows with each push, so a larger id is newer.
+    id: u64,
+    transmits: u32,
+}
+
+impl Queued {
+    fn order_key(&self, slot: u32) -> OrderKey {
+        (
+            rank(self.subject.lane(), self.transmits),
+            Reverse(self.id),
+            slot,
+        )
+    }
+}
+
+/// `(lane and transmits, newest first, slot)`; the slot only locates the update.
+type OrderKey = (u32, Reverse<u64>, u32);
+
+/// Lane in the top byte, transmits below: one `u32` that sorts as the pair does.
+fn rank(lane: u8, transmits: u32) -> u32 {
+    (u32::from(lane) << 24) | transmits.min(0x00ff_ffff)
+}
+
 /// How many queued updates that do not fit are passed over before a fill stops looking.
 const SKIPS_MAX: usize = 32;
 
 /// Bounded, transmit-limited queue of encoded updates.
+///
+/// Every node of a cluster of `n` queues about `n` updates while it joins (one per member it
+/// learns of), so the per-update cost is paid `n · min(n, capacity)` times in a simulation:
+/// each update is stored once, in a slot, and the subject index and send order hold only its
+/// slot number.
 #[derive(Debug)]
 pub struct BroadcastQueue {
-    /// id -> update; ids grow, so a larger id is newer.
-    entries: FxHashMap<u64, Queued>,
-    by_subject: HashMap<Subject, u64, BuildHasherDefault<NameHasher>>,
-    /// (lane, transmits, newest first): the send order. Membership goes in lane 0 and user
-    /// events in 1, so a burst of events never delays a suspicion or its refutation (that
-    /// delay is what turns a suspicion into a false Dead).
-    order: BTreeSet<(u8, u32, Reverse<u64>)>,
+    /// Queued updates; a freed slot is reused, so a slot number stays put while queued.
+    slots: Vec<Option<Queued>>,
+    free: Vec<u32>,
+    len: usize,
+    /// Slot of the update about each subject, by the subject's hash.
+    by_subject: hashbrown::HashTable<u32>,
+    /// The send order: fewest transmits first, then newest. Membership goes in lane 0 and
+    /// user events in 1, so a burst of events never delays a suspicion or its refutation
+    /// (that delay is what turns a suspicion into a false Dead).
+    order: BTreeSet<OrderKey>,
     next_id: u64,
     capacity: usize,
     dropped: u64,
@@ -60,8 +172,10 @@ impl BroadcastQueue {
     /// A queue holding at most `capacity` updates.
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: FxHashMap::default(),
-            by_subject: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            by_subject: hashbrown::HashTable::new(),
             order: BTreeSet::new(),
             next_id: 0,
             capacity,
@@ -69,42 +183,81 @@ impl BroadcastQueue {
         }
     }
 
+    fn slot(&self, slot: u32) -> &Queued {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slots are occupied")
+    }
+
     /// Queues `bytes` about `subject`, replacing any older update about it. When full, the
     /// most-sent, oldest update is dropped to make room.
     pub fn push(&mut self, subject: Subject, bytes: Vec<u8>) {
         self.remove(&subject);
-        if self.entries.len() >= self.capacity {
-            if let Some(&(_, _, Reverse(id))) = self.order.iter().next_back() {
-                self.remove_id(id);
+        if self.len >= self.capacity {
+            if let Some(&(_, _, slot)) = self.order.iter().next_back() {
+                self.remove_slot(slot);
                 self.dropped += 1;
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.order.insert((subject.lane(), 0, Reverse(id)));
-        self.by_subject.insert(subject.clone(), id);
-        self.entries.insert(
+        let queued = Queued {
+            subject: Held::new(subject),
+            bytes: Bytes::new(bytes),
             id,
-            Queued {
-                subject,
-                bytes,
-                transmits: 0,
-            },
-        );
+            transmits: 0,
+        };
+        let hash = queued.subject.hash();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(queued);
+                slot
+            }
+            None => {
+                self.slots.push(Some(queued));
+                u32::try_from(self.slots.len() - 1).expect("queue capacity fits a u32")
+            }
+        };
+        self.len += 1;
+        self.order.insert(self.slot(slot).order_key(slot));
+        let slots = &self.slots;
+        self.by_subject.insert_unique(hash, slot, |&s| {
+            slots[s as usize]
+                .as_ref()
+                .expect("indexed slots are occupied")
+                .subject
+                .hash()
+        });
     }
 
     /// Drops the queued update about `subject`, if any.
     pub fn remove(&mut self, subject: &Subject) {
-        if let Some(&id) = self.by_subject.get(subject) {
-            self.remove_id(id);
+        let slots = &self.slots;
+        let found = self.by_subject.find(subject_hash(subject), |&s| {
+            slots[s as usize]
+                .as_ref()
+                .is_some_and(|q| q.subject.is(subject))
+        });
+        if let Some(&slot) = found {
+            self.remove_slot(slot);
         }
     }
 
-    fn remove_id(&mut self, id: u64) {
-        if let Some(q) = self.entries.remove(&id) {
-            self.order
-                .remove(&(q.subject.lane(), q.transmits, Reverse(id)));
-            self.by_subject.remove(&q.subject);
+    fn remove_slot(&mut self, slot: u32) {
+        let Some(q) = self.slots[slot as usize].take() else {
+            return;
+        };
+        self.order.remove(&q.order_key(slot));
+        if let Ok(entry) = self.by_subject.find_entry(q.subject.hash(), |&s| s == slot) {
+            entry.remove();
+        }
+        self.free.push(slot);
+        self.len -= 1;
+        if self.len == 0 {
+            // Give back the room a burst (a join) took.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.by_subject = hashbrown::HashTable::new();
         }
     }
 
@@ -113,29 +266,34 @@ impl BroadcastQueue {
     /// bytes, concatenated.
     pub fn take(&mut self, budget: usize, limit: u32, max_count: usize) -> (usize, Vec<u8>) {
         let mut body = Vec::with_capacity(budget.min(64 * 1024));
-        let mut picked: Vec<(u8, u32, Reverse<u64>)> = Vec::new();
+        let mut picked: Vec<OrderKey> = Vec::new();
         let mut skips = 0;
         for key in &self.order {
             if picked.len() >= max_count || skips >= SKIPS_MAX {
                 break;
             }
-            let q = &self.entries[&key.2 .0];
-            if body.len() + q.bytes.len() <= budget {
-                body.extend_from_slice(&q.bytes);
+            let q = self.slot(key.2);
+            let bytes = q.bytes.as_slice();
+            if body.len() + bytes.len() <= budget {
+                body.extend_from_slice(bytes);
                 picked.push(*key);
             } else {
                 skips += 1;
             }
         }
         for key in &picked {
-            self.order.remove(key);
-            let id = key.2 .0;
-            let q = self.entries.get_mut(&id).expect("ordered key has an entry");
+            let slot = key.2;
+            let q = self.slots[slot as usize]
+                .as_mut()
+                .expect("ordered slots are occupied");
             q.transmits += 1;
             if q.transmits >= limit {
-                self.remove_id(id);
+                q.transmits -= 1; // so remove_slot finds its order key
+                self.remove_slot(slot);
             } else {
-                self.order.insert((key.0, q.transmits, Reverse(id)));
+                let new_key = q.order_key(slot);
+                self.order.remove(key);
+                self.order.insert(new_key);
             }
         }
         (picked.len(), body)
@@ -143,12 +301,12 @@ impl BroadcastQueue {
 
     /// Updates waiting.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Updates dropped because the queue was full.
@@ -259,5 +417,18 @@ mod tests {
         assert_eq!(retransmit_limit(4, 10), 8);
         assert_eq!(retransmit_limit(4, 999), 12);
         assert_eq!(retransmit_limit(4, 1000), 16);
+    }
+
+    #[test]
+    fn short_and_long_updates_come_out_as_queued() {
+        let mut q = BroadcastQueue::new(16);
+        let short: Vec<u8> = (0..BYTES_INLINE_MAX as u8).collect();
+        let long: Vec<u8> = (0..=BYTES_INLINE_MAX as u8).collect();
+        q.push(subj("short"), short.clone());
+        q.push(subj("long"), long.clone());
+        let (count, body) = q.take(1000, 5, 10);
+        assert_eq!(count, 2);
+        assert_eq!(body, [long, short].concat());
+        assert_eq!(std::mem::size_of::<Bytes>(), 24);
     }
 }

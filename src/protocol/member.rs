@@ -5,10 +5,11 @@
 //!   same incarnation:  Alive  <  Suspect  <  Dead == Left
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,28 @@ pub const META_LEN_MAX: usize = 128;
 /// A node's identity: a DNS label (`[a-z0-9-]`, 1..=63 bytes, no leading or trailing hyphen)
 /// that must equal the DNS SAN of the certificate the node presents.
 ///
-/// Stored inline (64 bytes, no heap): names are map keys compared on every gossiped update,
-/// and a pointer chase per compare dominated large simulations.
+/// 16 bytes. Names of up to [`NAME_INLINE_MAX`] bytes (most host names, every simulated one)
+/// are stored inline: names are map keys compared on every gossiped update, and a pointer
+/// chase per compare dominated large simulations. Longer ones go to the heap. Every node
+/// keeps a copy of every member's name in its table and its probe list, so the size of this
+/// type is paid `nodes²` times in a simulation (64 bytes inline cost 6.4 GB at 10,000 nodes).
 #[derive(Clone)]
-pub struct NodeName {
+pub struct NodeName(Repr);
+
+/// Longest name stored inline in a [`NodeName`].
+pub const NAME_INLINE_MAX: usize = 14;
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; NAME_INLINE_MAX],
+    },
+    Heap(Box<LongName>),
+}
+
+#[derive(Clone)]
+struct LongName {
     len: u8,
     bytes: [u8; NAME_LEN_MAX],
 }
@@ -60,16 +79,22 @@ impl NodeName {
         if !ok_chars || name.starts_with('-') || name.ends_with('-') {
             return Err(InvalidName::NotDnsLabel(name.to_string()));
         }
+        let len = name.len() as u8;
+        if name.len() <= NAME_INLINE_MAX {
+            let mut bytes = [0u8; NAME_INLINE_MAX];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            return Ok(Self(Repr::Inline { len, bytes }));
+        }
         let mut bytes = [0u8; NAME_LEN_MAX];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
-        Ok(Self {
-            len: name.len() as u8,
-            bytes,
-        })
+        Ok(Self(Repr::Heap(Box::new(LongName { len, bytes }))))
     }
 
     fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Heap(long) => &long.bytes[..long.len as usize],
+        }
     }
 
     /// The name as a string slice.
@@ -80,7 +105,13 @@ impl NodeName {
 
 impl PartialEq for NodeName {
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (&self.0, &other.0) {
+            // The unused tail is zero, so whole arrays compare as the names do, in two loads.
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -178,6 +209,170 @@ impl Hasher for NameHasher {
     }
 }
 
+/// The hash a [`NameMap`] gives `name`.
+fn name_hash(name: &NodeName) -> u64 {
+    BuildHasherDefault::<NameHasher>::default().hash_one(name)
+}
+
+/// A value a [`NameTable`] finds by the name it holds.
+pub trait Named {
+    /// The name this value is filed under.
+    fn name(&self) -> &NodeName;
+}
+
+/// Values in one chunk of a [`NameTable`]: a power of two, so a growing chunk ends at exactly
+/// this capacity, and small enough that the last, partly filled chunk wastes little.
+const CHUNK: usize = 256;
+
+/// A set of values keyed by the name each holds, for a node's member table.
+///
+/// Each name is stored once (in its value) rather than again as a map key, values sit in
+/// fixed-size chunks rather than one table that doubles (a `HashMap` of 10,000 members has
+/// 16,384 slots), and the hash index holds only a `u32` position. The values are dense: a
+/// removal moves the last one into the hole, so position `0..len` is a uniform random pick.
+///
+/// [`values`](Self::values) runs in the order a [`NameMap`] holding the same names would
+/// (the index is keyed by the same hash), so replacing one by the other changes no
+/// seeded outcome.
+pub struct NameTable<V> {
+    chunks: Vec<Vec<V>>,
+    len: usize,
+    /// Position in `chunks` of each value, by the hash of its name.
+    index: hashbrown::HashTable<u32>,
+}
+
+impl<V: Named> NameTable<V> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            index: hashbrown::HashTable::new(),
+        }
+    }
+
+    /// Values held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value at position `i` (`0..len`); positions change when a value is removed.
+    pub fn at(&self, i: usize) -> &V {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn position(&self, name: &NodeName) -> Option<usize> {
+        let chunks = &self.chunks;
+        self.index
+            .find(name_hash(name), |&i| {
+                chunks[i as usize / CHUNK][i as usize % CHUNK].name() == name
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// The value filed under `name`.
+    pub fn get(&self, name: &NodeName) -> Option<&V> {
+        self.position(name).map(|i| self.at(i))
+    }
+
+    /// The value filed under `name`, to change. Its name must not change.
+    pub fn get_mut(&mut self, name: &NodeName) -> Option<&mut V> {
+        self.position(name).map(|i| self.at_mut(i))
+    }
+
+    /// Files `value` under its name, replacing and returning any value filed there.
+    pub fn insert(&mut self, value: V) -> Option<V> {
+        if let Some(i) = self.position(value.name()) {
+            return Some(std::mem::replace(self.at_mut(i), value));
+        }
+        let hash = name_hash(value.name());
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::new());
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room was just ensured")
+            .push(value);
+        let i = u32::try_from(self.len).expect("a member table holds fewer than 2^32 names");
+        self.len += 1;
+        let chunks = &self.chunks;
+        self.index.insert_unique(hash, i, |&j| {
+            name_hash(chunks[j as usize / CHUNK][j as usize % CHUNK].name())
+        });
+        None
+    }
+
+    /// Removes and returns the value filed under `name`; the last value takes its position.
+    pub fn remove(&mut self, name: &NodeName) -> Option<V> {
+        let chunks = &self.chunks;
+        let entry = self
+            .index
+            .find_entry(name_hash(name), |&i| {
+                chunks[i as usize / CHUNK][i as usize % CHUNK].name() == name
+            })
+            .ok()?;
+        let i = *entry.get() as usize;
+        entry.remove();
+        let last = self.len - 1;
+        let mut value = self.chunks[last / CHUNK]
+            .pop()
+            .expect("the last position is in the last chunk");
+        if self.chunks[last / CHUNK].is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        if i != last {
+            // The last value moves into the hole; point its index entry at the new position.
+            std::mem::swap(self.at_mut(i), &mut value);
+            let moved = self
+                .index
+                .find_mut(name_hash(self.at(i).name()), |&j| j as usize == last)
+                .expect("every value has an index entry");
+            *moved = i as u32;
+        }
+        Some(value)
+    }
+
+    /// Every value, in the order a [`NameMap`] of the same names would give.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.index.iter().map(|&i| self.at(i as usize))
+    }
+
+    /// Every value, by position.
+    pub fn by_position(&self) -> impl Iterator<Item = &V> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<V: Named> Default for NameTable<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: Named> std::ops::Index<&NodeName> for NameTable<V> {
+    type Output = V;
+
+    fn index(&self, name: &NodeName) -> &V {
+        self.get(name).expect("name is in the table")
+    }
+}
+
+impl<V: Named + fmt::Debug> fmt::Debug for NameTable<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.by_position()).finish()
+    }
+}
+
 /// A member's incarnation number. Only the member itself raises it.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -243,7 +438,7 @@ impl fmt::Display for State {
 }
 
 /// What one node knows of a member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     /// The member's name (its certificate's DNS SAN).
     pub name: NodeName,
@@ -255,6 +450,66 @@ pub struct Member {
     pub state: State,
     /// Small application metadata (at most [`META_LEN_MAX`] bytes).
     pub meta: Vec<u8>,
+}
+
+/// Identical members shared between the tables of many nodes in one process.
+///
+/// In a simulation every node holds an entry for every member, and at any moment nearly all
+/// of them hold the same `Member` (same name, address, incarnation, state and metadata).
+/// Handing out one shared copy per distinct value makes a table entry a pointer: at 10,000
+/// nodes that is 10⁸ entries, 88 bytes each when every node keeps its own copy. A node on
+/// its own has no use for one. Sharing is by value only, so no outcome depends on it.
+#[derive(Clone, Debug, Default)]
+pub struct MemberPool(Arc<Mutex<PoolInner>>);
+
+#[derive(Debug, Default)]
+struct PoolInner {
+    members: HashSet<Arc<Member>, BuildHasherDefault<NameHasher>>,
+    /// Size after the last sweep; the next comes when the pool has doubled.
+    swept_len: usize,
+}
+
+/// Fewest members a pool holds before it sweeps out those no table uses any more.
+const POOL_SWEEP_MIN: usize = 4096;
+
+impl MemberPool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of `member`, added if the pool has none.
+    pub fn share(&self, member: Member) -> Arc<Member> {
+        let mut inner = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = inner.members.get(&member) {
+            return Arc::clone(held);
+        }
+        if inner.members.len() >= (2 * inner.swept_len).max(POOL_SWEEP_MIN) {
+            // Only the pool holds these: no table uses them any more.
+            inner.members.retain(|m| Arc::strong_count(m) > 1);
+            inner.swept_len = inner.members.len();
+        }
+        let shared = Arc::new(member);
+        inner.members.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Distinct members held.
+    pub fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .members
+            .len()
+    }
+
+    /// Holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Whether a claim `(incarnation, state)` overrides what is held, under SWIM precedence.
@@ -327,5 +582,87 @@ mod tests {
             postcard::from_bytes::<NodeName>(&bytes).unwrap().as_str(),
             "good"
         );
+    }
+
+    #[test]
+    fn names_are_sixteen_bytes_and_long_ones_still_compare_by_content() {
+        assert_eq!(std::mem::size_of::<NodeName>(), 16);
+        let long = "a".repeat(40);
+        assert_eq!(NodeName::new(&long).unwrap().as_str(), long);
+        assert_eq!(NodeName::new(&long).unwrap(), NodeName::new(&long).unwrap());
+        assert!(NodeName::new("b").unwrap() > NodeName::new(&long).unwrap());
+        assert_eq!(
+            name_hash(&NodeName::new("n00001").unwrap()),
+            name_hash(&NodeName::new("n00001").unwrap())
+        );
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Named2(NodeName, u32);
+
+    impl Named for Named2 {
+        fn name(&self) -> &NodeName {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn name_table_iterates_as_a_name_map_and_stays_dense_after_removal() {
+        let names: Vec<NodeName> = (0..700)
+            .map(|i| NodeName::new(format!("n{i:05}")).unwrap())
+            .collect();
+        let mut table = NameTable::new();
+        let mut map = NameMap::default();
+        for (i, n) in names.iter().enumerate() {
+            assert!(table.insert(Named2(n.clone(), i as u32)).is_none());
+            map.insert(n.clone(), i as u32);
+        }
+        for n in names.iter().step_by(3) {
+            assert_eq!(table.remove(n).map(|v| v.0), Some(n.clone()));
+            map.remove(n);
+        }
+        assert!(table.remove(&names[0]).is_none());
+        assert_eq!(table.len(), map.len());
+        let from_table: Vec<u32> = table.values().map(|v| v.1).collect();
+        let from_map: Vec<u32> = map.values().copied().collect();
+        assert_eq!(from_table, from_map);
+        for (n, &v) in &map {
+            assert_eq!(table[n].1, v);
+        }
+        let mut positions: Vec<u32> = (0..table.len()).map(|i| table.at(i).1).collect();
+        positions.sort_unstable();
+        let mut expected = from_map.clone();
+        expected.sort_unstable();
+        assert_eq!(positions, expected);
+        assert_eq!(
+            table.insert(Named2(names[1].clone(), 9)).map(|v| v.1),
+            Some(1)
+        );
+        assert_eq!(table[&names[1]].1, 9);
+    }
+
+    #[test]
+    fn pool_hands_out_one_copy_per_distinct_member_and_sweeps_unused_ones() {
+        let pool = MemberPool::new();
+        let member = |i: usize, incarnation: u64| Member {
+            name: NodeName::new(format!("n{i}")).unwrap(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incarnation: Incarnation(incarnation),
+            state: State::Alive,
+            meta: Vec::new(),
+        };
+        let a = pool.share(member(1, 0));
+        let b = pool.share(member(1, 0));
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = pool.share(member(1, 1));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(pool.len(), 2);
+        drop(c);
+        for i in 0..POOL_SWEEP_MIN {
+            let _unused = pool.share(member(i + 10, 0));
+        }
+        // The sweep kept only what is still used elsewhere: `a` (and `b`).
+        assert!(pool.len() < POOL_SWEEP_MIN);
+        assert!(Arc::ptr_eq(&a, &pool.share(member(1, 0))));
     }
 }

@@ -18,5 +18,5 @@ pub use codec::DecodeError;
 pub use config::{Config, ConfigError};
 pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
-pub use member::{Incarnation, InvalidName, Member, NodeName, State};
+pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
 pub use swim::{CommandError, Destination, Event, PeerError, Stats, Swim, Transmit, TransmitKind};

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -44,7 +45,9 @@ use super::codec::{
 use super::config::{Config, ConfigError};
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
 use super::kv::{KvEntry, KvError, KvStore, OwnerDelta};
-use super::member::{overrides, Incarnation, Member, NameMap, NodeName, State, META_LEN_MAX};
+use super::member::{
+    overrides, Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
+};
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::timer::{Timer, Timers};
 
@@ -216,14 +219,35 @@ pub struct Stats {
 
 #[derive(Debug)]
 struct Entry {
-    member: Member,
+    /// Shared with other nodes' tables when the runtime gave a [`MemberPool`].
+    member: Arc<Member>,
     state_change: Instant,
-    suspicion: Option<Suspicion>,
-    roster_index: usize,
+    /// Boxed: only a few members are suspect at a time, and every entry pays for the field.
+    suspicion: Option<Box<Suspicion>>,
     /// A connection to it is up, as far as this node knows: it was heard from, or the
     /// runtime reported one, and no close was reported since. Sending to a member without
     /// one costs a handshake first.
     connected: bool,
+}
+
+impl Entry {
+    /// Changes the member, through `pool` when there is one.
+    fn update(&mut self, pool: Option<&MemberPool>, change: impl FnOnce(&mut Member)) {
+        match pool {
+            Some(pool) => {
+                let mut member = Member::clone(&self.member);
+                change(&mut member);
+                self.member = pool.share(member);
+            }
+            None => change(Arc::make_mut(&mut self.member)),
+        }
+    }
+}
+
+impl Named for Entry {
+    fn name(&self) -> &NodeName {
+        &self.member.name
+    }
 }
 
 #[derive(Debug)]
@@ -268,12 +292,15 @@ enum Source<'a> {
 pub struct Swim {
     config: Config,
     me: Member,
-    members: NameMap<Entry>,
-    /// Every known member's name, for O(1) random picks; `Entry::roster_index` points here.
-    roster: Vec<NodeName>,
+    /// Every known member; its positions `0..len` serve O(1) random picks.
+    members: NameTable<Entry>,
+    /// Where members are shared with other nodes' tables (a simulation), if anywhere.
+    pool: Option<MemberPool>,
     /// Members by state, self excluded: [alive, suspect, dead, left].
     counts: [usize; 4],
-    probe_list: Vec<NodeName>,
+    /// This pass's probe order. A pointer to the member (its name is what counts) rather than
+    /// the name: half the bytes, in a list as long as the table.
+    probe_list: Vec<Arc<Member>>,
     probe_index: usize,
     probe: Option<Probe>,
     next_seq: u32,
@@ -361,8 +388,8 @@ impl Swim {
                 meta,
             },
             config,
-            members: NameMap::default(),
-            roster: Vec::new(),
+            members: NameTable::new(),
+            pool: None,
             counts: [0; 4],
             probe_list: Vec::new(),
             probe_index: 0,
@@ -408,7 +435,7 @@ impl Swim {
 
     /// Every member known, this node first, tombstones included (others in no set order).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        std::iter::once(&self.me).chain(self.members.values().map(|e| &e.member))
+        std::iter::once(&self.me).chain(self.members.values().map(|e| &*e.member))
     }
 
     /// One member by name (this node included).
@@ -416,7 +443,7 @@ impl Swim {
         if *name == self.me.name {
             return Some(&self.me);
         }
-        self.members.get(name).map(|e| &e.member)
+        self.members.get(name).map(|e| &*e.member)
     }
 
     /// Members held Alive, this node included while it has not left.
@@ -546,6 +573,18 @@ impl Swim {
     pub fn set_version_floor(&mut self, floor: u64) {
         self.next_version = self.next_version.max(floor);
         self.next_event_seq = self.next_event_seq.max(floor);
+    }
+
+    /// Keeps this node's member table in `pool`, shared with the other nodes that use it (a
+    /// simulation of many nodes in one process). Members already held move into it.
+    pub fn share_members(&mut self, pool: MemberPool) {
+        let names: Vec<NodeName> = self.members.values().map(|e| e.name().clone()).collect();
+        for name in names {
+            if let Some(e) = self.members.get_mut(&name) {
+                e.member = pool.share(Member::clone(&e.member));
+            }
+        }
+        self.pool = Some(pool);
     }
 
     /// Sets one of this node's keys; returns the version it took.
@@ -903,7 +942,11 @@ impl Swim {
     /// The next thing to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            release_burst(&mut self.transmits);
+        }
+        t
     }
 
     /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then.
@@ -915,7 +958,11 @@ impl Swim {
     /// The next membership event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() {
+            release_burst(&mut self.events);
+        }
+        e
     }
 
     // ---------------------------------------------------------------- timers
@@ -1178,9 +1225,10 @@ impl Swim {
         let next = self.probe_list[self.probe_index..]
             .iter()
             .take(LOOK_AHEAD)
+            .map(|m| &m.name)
             .find(|name| {
                 self.members
-                    .get(*name)
+                    .get(name)
                     .is_some_and(|e| e.member.state.is_active())
             })
             .cloned();
@@ -1197,7 +1245,7 @@ impl Swim {
     fn next_probe_target(&mut self) -> Option<NodeName> {
         for _ in 0..2 {
             while self.probe_index < self.probe_list.len() {
-                let name = &self.probe_list[self.probe_index];
+                let name = &self.probe_list[self.probe_index].name;
                 self.probe_index += 1;
                 if self
                     .members
@@ -1218,7 +1266,7 @@ impl Swim {
             .members
             .values()
             .filter(|e| e.member.state.is_active())
-            .map(|e| e.member.name.clone())
+            .map(|e| Arc::clone(&e.member))
             .collect();
         self.probe_list.shuffle(&mut self.rng);
         self.probe_index = 0;
@@ -1482,13 +1530,15 @@ impl Swim {
                     return;
                 }
                 let old = e.member.state;
-                e.member.addr = u.addr;
-                e.member.meta = u.meta.clone();
-                e.member.incarnation = u.incarnation;
-                e.member.state = State::Alive;
+                e.update(self.pool.as_ref(), |m| {
+                    m.addr = u.addr;
+                    m.meta = u.meta.clone();
+                    m.incarnation = u.incarnation;
+                    m.state = State::Alive;
+                });
                 e.suspicion = None;
                 e.state_change = now;
-                let member = e.member.clone();
+                let member = Member::clone(&e.member);
                 self.recount(Some(old), Some(State::Alive));
                 match old {
                     State::Alive => Event::Updated(member),
@@ -1549,11 +1599,13 @@ impl Swim {
         let k = confirmations_wanted(self.config.suspicion_mult, n);
         let s = Suspicion::new(now, min, max, k, accuser.clone());
         let deadline = s.deadline();
-        e.member.state = State::Suspect;
-        e.member.incarnation = incarnation;
-        e.suspicion = Some(s);
+        e.update(self.pool.as_ref(), |m| {
+            m.state = State::Suspect;
+            m.incarnation = incarnation;
+        });
+        e.suspicion = Some(Box::new(s));
         e.state_change = now;
-        let member = e.member.clone();
+        let member = Member::clone(&e.member);
         self.recount(Some(old), Some(State::Suspect));
         if old.is_active() {
             debug!(member = %name, incarnation = incarnation.0, accuser = %accuser, "member suspect");
@@ -1586,11 +1638,13 @@ impl Swim {
             return;
         }
         let old = e.member.state;
-        e.member.state = state;
-        e.member.incarnation = incarnation;
+        e.update(self.pool.as_ref(), |m| {
+            m.state = state;
+            m.incarnation = incarnation;
+        });
         e.suspicion = None;
         e.state_change = now;
-        let member = e.member.clone();
+        let member = Member::clone(&e.member);
         self.recount(Some(old), Some(state));
         self.broadcast_member(name, accuser);
         if state == State::Left {
@@ -1607,18 +1661,16 @@ impl Swim {
     fn insert_member(&mut self, now: Instant, member: Member) {
         let name = member.name.clone();
         let state = member.state;
-        self.roster.push(name.clone());
-        let roster_index = self.roster.len() - 1;
-        self.members.insert(
-            name.clone(),
-            Entry {
-                member,
-                state_change: now,
-                suspicion: None,
-                roster_index,
-                connected: false,
-            },
-        );
+        let member = match &self.pool {
+            Some(pool) => pool.share(member),
+            None => Arc::new(member),
+        };
+        self.members.insert(Entry {
+            member,
+            state_change: now,
+            suspicion: None,
+            connected: false,
+        });
         self.recount(None, Some(state));
         self.add_to_probe_list(name);
     }
@@ -1628,22 +1680,17 @@ impl Swim {
             return;
         };
         self.recount(Some(e.member.state), None);
-        let i = e.roster_index;
-        self.roster.swap_remove(i);
-        if let Some(moved) = self.roster.get(i) {
-            let moved = moved.clone();
-            if let Some(m) = self.members.get_mut(&moved) {
-                m.roster_index = i;
-            }
-        }
         self.broadcasts.remove(&Subject::Member(name.clone()));
     }
 
     /// New and returning members enter the current pass at a random place (memberlist).
     fn add_to_probe_list(&mut self, name: NodeName) {
+        let Some(member) = self.members.get(&name).map(|e| Arc::clone(&e.member)) else {
+            return;
+        };
         let lo = self.probe_index.min(self.probe_list.len());
         let at = self.rng.random_range(lo..=self.probe_list.len());
-        self.probe_list.insert(at, name);
+        self.probe_list.insert(at, member);
     }
 
     fn recount(&mut self, old: Option<State>, new: Option<State>) {
@@ -1817,15 +1864,18 @@ impl Swim {
         pred: &impl Fn(&Entry) -> bool,
         except: Option<&NodeName>,
     ) {
-        if self.roster.is_empty() {
+        if self.members.is_empty() {
             return;
         }
         for _ in 0..draws {
             if out.len() >= k {
                 return;
             }
-            let name = &self.roster[self.rng.random_range(0..self.roster.len())];
-            if Some(name) != except && !out.contains(name) && pred(&self.members[name]) {
+            let e = self
+                .members
+                .at(self.rng.random_range(0..self.members.len()));
+            let name = &e.member.name;
+            if Some(name) != except && !out.contains(name) && pred(e) {
                 out.push(name.clone());
             }
         }
@@ -1839,7 +1889,7 @@ impl Swim {
         except: Option<&NodeName>,
     ) -> Vec<NodeName> {
         let mut out: Vec<NodeName> = Vec::with_capacity(k);
-        if k == 0 || self.roster.is_empty() {
+        if k == 0 || self.members.is_empty() {
             return out;
         }
         // Sampling with rejection is O(k) when most members qualify; fall back to a scan.
@@ -1849,9 +1899,10 @@ impl Swim {
         }
         let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
         let mut rest: Vec<&NodeName> = self
-            .roster
-            .iter()
-            .filter(|n| ok(n, &out) && pred(&self.members[*n]))
+            .members
+            .by_position()
+            .filter(|e| ok(&e.member.name, &out) && pred(e))
+            .map(|e| &e.member.name)
             .collect();
         rest.shuffle(&mut self.rng);
         out.extend(rest.into_iter().take(k - out.len()).cloned());
@@ -1865,6 +1916,18 @@ impl Swim {
 /// the periodic full-state exchange repairs whatever that misses.
 pub fn kv_rounds(n: usize) -> u32 {
     ((n as f64 + 1.0).log10().ceil() as u32).max(1) + 2
+}
+
+/// Most queued outputs whose room a drained queue keeps.
+const OUTPUTS_KEPT: usize = 64;
+
+/// Gives back the room a burst left in a drained output queue. A full-state reply from a
+/// cluster of `n` yields up to `n` events at once; keeping that room in every node costs
+/// `n²` (15 GB at 10,000 simulated nodes).
+fn release_burst<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > OUTPUTS_KEPT {
+        queue.shrink_to(OUTPUTS_KEPT);
+    }
 }
 
 /// memberlist's `pushPullScale`: beyond 32 members, multiply by `ceil(log2 n - log2 32) + 1`.

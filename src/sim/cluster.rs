@@ -15,7 +15,9 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
-use crate::protocol::{Config, Event, Incarnation, Member, NodeName, Swim, TransmitKind};
+use crate::protocol::{
+    Config, Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind,
+};
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +183,9 @@ pub struct Simulation {
     /// The last write to each (owner, key): what every node must hold at the end.
     expected: BTreeMap<(usize, String), Option<Vec<u8>>>,
     kv_writes: u64,
+    /// One copy of each distinct member for all the nodes' tables: without it a run of `n`
+    /// nodes holds `n²` copies.
+    members: MemberPool,
 }
 
 /// The simulated address of node `i`: a loopback address that no packet is ever sent to.
@@ -226,6 +231,7 @@ impl Simulation {
             steps: 0,
             expected: BTreeMap::new(),
             kv_writes: 0,
+            members: MemberPool::new(),
             rng: SmallRng::seed_from_u64(rng.next_u64()),
             config,
         };
@@ -488,6 +494,10 @@ impl Simulation {
         )
         .expect("simulation protocol config is valid");
         node.core = Some(core);
+        node.core
+            .as_mut()
+            .expect("just set")
+            .share_members(self.members.clone());
         // As the runtime does with wall-clock microseconds: versions after a restart start
         // above every version written before it.
         let floor = (self.now - self.epoch).as_micros() as u64 + 1;
