@@ -871,6 +871,7 @@ impl Swim {
                         debug!(seed = %from, "joined");
                         self.joined = true;
                         self.schedule_join_sync(now, 0);
+                        self.prepare_next_probe();
                     }
                     // Our half: what the responder lacks, by its digest.
                     let deltas = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
@@ -1683,12 +1684,15 @@ impl Swim {
         self.broadcasts.remove(&Subject::Member(name.clone()));
     }
 
-    /// New and returning members enter the current pass at a random place (memberlist).
+    /// New and returning members enter the current pass at a random place (memberlist), but
+    /// not ahead of the member probed next, whose connection is being prepared (see
+    /// [`prepare_next_probe`](Self::prepare_next_probe)): while a hundred members join, one
+    /// would nearly always take its place.
     fn add_to_probe_list(&mut self, name: NodeName) {
         let Some(member) = self.members.get(&name).map(|e| Arc::clone(&e.member)) else {
             return;
         };
-        let lo = self.probe_index.min(self.probe_list.len());
+        let lo = (self.probe_index + 1).min(self.probe_list.len());
         let at = self.rng.random_range(lo..=self.probe_list.len());
         self.probe_list.insert(at, member);
     }
