@@ -83,6 +83,15 @@ pub struct BenchConfig {
     pub phase_timeout: Duration,
 }
 
+/// The default wait between the join and the steady window: one probe pass
+/// (`nodes · probe_interval`), at least 15 s. Until each node has probed every member once,
+/// first contacts still open connections (a TLS handshake each), and the lan preset's first
+/// periodic full-state exchange comes after 15 s.
+pub fn steady_warmup(nodes: usize, protocol: &Config) -> Duration {
+    let pass = protocol.probe_interval * u32::try_from(nodes).unwrap_or(u32::MAX);
+    pass.max(Duration::from_secs(15))
+}
+
 impl BenchConfig {
     /// Defaults for `nodes` nodes with the lan preset.
     pub fn new(nodes: usize) -> Self {
@@ -93,7 +102,7 @@ impl BenchConfig {
             protocol: Config::lan(),
             transport: TransportConfig::default(),
             updates: 10,
-            warmup: Duration::from_secs(15),
+            warmup: steady_warmup(nodes, &Config::lan()),
             steady: Duration::from_secs(10),
             kv_window: Duration::from_secs(10),
             kv_rate: 5000.0,

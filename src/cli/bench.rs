@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use quicswim::bench::{self, BenchConfig, BenchReport, Observer, Phase};
+use quicswim::bench::{self, steady_warmup, BenchConfig, BenchReport, Observer, Phase};
 use quicswim::protocol::Config;
 use quicswim::transport::TransportConfig;
 
@@ -29,10 +29,11 @@ pub struct BenchArgs {
     /// Metadata updates timed in the broadcast phase.
     #[arg(long, default_value_t = 10)]
     updates: usize,
-    /// Wait after the join before the steady window, so join-time exchanges are over and
-    /// periodic ones have begun (the lan preset's first periodic exchange comes after 15 s).
-    #[arg(long, value_parser = parse_duration, default_value = "15s")]
-    warmup: Duration,
+    /// Wait after the join before the steady window. Default: one probe pass (nodes x
+    /// probe_interval) and at least 15 s, so join-time exchanges are over, periodic ones
+    /// have begun, and every node has probed, hence connected to, every member once.
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
     /// Length of the steady-state window.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     steady: Duration,
@@ -128,6 +129,9 @@ impl Observer for Progress {
 /// Runs the benchmark and prints its figures.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let protocol = Config::preset(&args.profile).context("--profile")?;
+    let warmup = args
+        .warmup
+        .unwrap_or_else(|| steady_warmup(args.nodes, &protocol));
     let config = BenchConfig {
         seeds: args.seeds,
         profile: args.profile.clone(),
@@ -141,7 +145,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         },
         updates: args.updates,
-        warmup: args.warmup,
+        warmup,
         steady: args.steady,
         kv_window: args.kv_window,
         kv_rate: args.kv_rate,
