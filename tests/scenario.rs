@@ -687,6 +687,36 @@ fn one_confirmation_shortens_the_timeout_by_the_lifeguard_formula() {
 }
 
 #[test]
+fn our_own_failed_probe_of_a_suspect_confirms_the_suspicion() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.silence("e");
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .expect("valid datagram");
+    h.run_until(suspected_at + MAX + Duration::from_secs(1));
+    let dead = h
+        .events_about("e")
+        .into_iter()
+        .find(|(_, e)| is_dead(e))
+        .map(|(at, _)| at)
+        .expect("declared Dead");
+    // Our probe pass reaches e within five periods and fails: a second accuser, so the
+    // timeout drops to max - (max - min) * log 2 / log 3, counted from the suspicion.
+    let one_confirmation = MAX - (MAX - MIN).mul_f64(2f64.ln() / 3f64.ln());
+    assert!(
+        dead <= suspected_at + one_confirmation + Duration::from_millis(1),
+        "dead after {:?}",
+        dead - suspected_at
+    );
+    // ... and the accusation went out as gossip, for the others to count.
+    let accused = h
+        .sent_messages(|_| true)
+        .into_iter()
+        .any(|(_, _, p)| member_updates(&p).contains(&claim("e", 0, State::Suspect, Some("me"))));
+    assert!(accused, "our confirmation was not gossiped");
+}
+
+#[test]
 fn a_repeated_accuser_is_not_a_confirmation() {
     let (at, dead, _) = dead_after(&["a", "a", "a"]);
     assert_eq!(dead, Some(at + MAX));

@@ -1341,7 +1341,9 @@ impl Swim {
         let Some(e) = self.members.get(&p.target) else {
             return;
         };
-        if e.member.state != State::Alive {
+        // A member already suspect is accused again: our failed probe is an independent
+        // confirmation (Lifeguard), which shortens the suspicion towards its minimum.
+        if !e.member.state.is_active() {
             return;
         }
         let incarnation = e.member.incarnation;
