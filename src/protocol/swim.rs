@@ -44,7 +44,7 @@ use super::codec::{
 };
 use super::config::{Config, ConfigError};
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
-use super::kv::{KvEntry, KvError, KvStore, OwnerDelta};
+use super::kv::{KvEntry, KvError, KvStore, OwnerDelta, OwnerDigest};
 use super::member::{
     overrides, Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
@@ -823,18 +823,13 @@ impl Swim {
                     }
                 }
                 self.stats.push_pulls_answered += 1;
-                let kv_delta = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
-                self.stats.kv_entries_synced +=
-                    kv_delta.iter().map(|d| d.entries.len() as u64).sum::<u64>();
                 let reply = StreamMessage::PushPullReply {
                     members: self.table(),
-                    kv_delta,
+                    kv_delta: self.kv_delta(&kv_digest, Owners::All),
                     kv_digest: self.kv.digest(),
                     events: self.recent_events.iter().cloned().collect(),
                 };
-                let bytes = encode_stream(&reply);
-                self.stats.anti_entropy_bytes_out += bytes.len() as u64;
-                Ok(Some(bytes))
+                Ok(Some(self.encode_anti_entropy(&reply)))
             }
             StreamMessage::Ping {
                 seq,
@@ -874,16 +869,8 @@ impl Swim {
                         self.prepare_next_probe();
                     }
                     // Our half: what the responder lacks, by its digest.
-                    let deltas = self.kv.delta_for(&kv_digest, self.config.kv_sync_bytes_max);
-                    if !deltas.is_empty() {
-                        self.stats.kv_entries_synced +=
-                            deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
-                        let to = Destination {
-                            addr: self.member(from).map_or(self.me.addr, |m| m.addr),
-                            name: Some(from.clone()),
-                        };
-                        self.send_kv_push(to, deltas);
-                    }
+                    let deltas = self.kv_delta(&kv_digest, Owners::All);
+                    self.send_kv_push(from, deltas);
                 }
                 Ok(None)
             }
@@ -895,30 +882,18 @@ impl Swim {
             }
             StreamMessage::KvPushAck => Ok(None),
             StreamMessage::KvSync { digest } => {
-                let delta = self.kv.delta_for(&digest, self.config.kv_sync_bytes_max);
-                self.stats.kv_entries_synced +=
-                    delta.iter().map(|d| d.entries.len() as u64).sum::<u64>();
                 let reply = StreamMessage::KvSyncReply {
-                    delta,
+                    delta: self.kv_delta(&digest, Owners::All),
                     wants: self.kv.wants(&digest),
                 };
-                let bytes = encode_stream(&reply);
-                self.stats.anti_entropy_bytes_out += bytes.len() as u64;
-                Ok(Some(bytes))
+                Ok(Some(self.encode_anti_entropy(&reply)))
             }
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
                 if self.me.state != State::Left {
                     self.apply_kv_deltas(now, delta);
-                    let deltas = self
-                        .kv
-                        .delta_for_listed(&wants, self.config.kv_sync_bytes_max);
-                    if !deltas.is_empty() {
-                        self.stats.kv_entries_synced +=
-                            deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
-                        let to = self.destination_of(from);
-                        self.send_kv_push(to, deltas);
-                    }
+                    let deltas = self.kv_delta(&wants, Owners::Listed);
+                    self.send_kv_push(from, deltas);
                 }
                 Ok(None)
             }
@@ -1110,11 +1085,32 @@ impl Swim {
         }
     }
 
-    fn send_kv_push(&mut self, to: Destination, deltas: Vec<OwnerDelta>) {
-        let payload = encode_stream(&StreamMessage::KvPush { deltas });
-        self.stats.anti_entropy_bytes_out += payload.len() as u64;
+    /// What the holder of `theirs` lacks from us, within `kv_sync_bytes_max`, counted.
+    fn kv_delta(&mut self, theirs: &[OwnerDigest], owners: Owners) -> Vec<OwnerDelta> {
+        let budget = self.config.kv_sync_bytes_max;
+        let deltas = match owners {
+            Owners::All => self.kv.delta_for(theirs, budget),
+            Owners::Listed => self.kv.delta_for_listed(theirs, budget),
+        };
+        self.stats.kv_entries_synced += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+        deltas
+    }
+
+    /// Encodes an anti-entropy or key/value reply, counting its bytes.
+    fn encode_anti_entropy(&mut self, reply: &StreamMessage) -> Vec<u8> {
+        let bytes = encode_stream(reply);
+        self.stats.anti_entropy_bytes_out += bytes.len() as u64;
+        bytes
+    }
+
+    /// Pushes `deltas` to `to`, if there is anything in them.
+    fn send_kv_push(&mut self, to: &NodeName, deltas: Vec<OwnerDelta>) {
+        if deltas.is_empty() {
+            return;
+        }
+        let payload = self.encode_anti_entropy(&StreamMessage::KvPush { deltas });
         self.transmits.push_back(Transmit {
-            to,
+            to: self.destination_of(to),
             kind: TransmitKind::Request,
             payload,
         });
@@ -1847,16 +1843,7 @@ impl Swim {
     ) -> Vec<NodeName> {
         let mut out: Vec<NodeName> = Vec::with_capacity(k);
         self.sample_members(&mut out, k, 8 * k + 32, &|e| e.connected && pred(e), except);
-        if out.len() == k {
-            return out;
-        }
-        let chosen = out.clone();
-        let rest = self.random_members(
-            k - out.len(),
-            |e| pred(e) && !chosen.contains(&e.member.name),
-            except,
-        );
-        out.extend(rest);
+        self.fill_random(&mut out, k, &pred, except);
         out
     }
 
@@ -1895,25 +1882,49 @@ impl Swim {
         except: Option<&NodeName>,
     ) -> Vec<NodeName> {
         let mut out: Vec<NodeName> = Vec::with_capacity(k);
-        if k == 0 || self.members.is_empty() {
-            return out;
+        self.fill_random(&mut out, k, &pred, except);
+        out
+    }
+
+    /// Tops `out` up to `k` distinct members matching `pred`, chosen at random among those
+    /// not `except` and not already in it.
+    fn fill_random(
+        &mut self,
+        out: &mut Vec<NodeName>,
+        k: usize,
+        pred: &impl Fn(&Entry) -> bool,
+        except: Option<&NodeName>,
+    ) {
+        if out.len() >= k || self.members.is_empty() {
+            return;
         }
         // Sampling with rejection is O(k) when most members qualify; fall back to a scan.
-        self.sample_members(&mut out, k, 3 * k + 8, &pred, except);
+        let draws = 3 * (k - out.len()) + 8;
+        self.sample_members(out, k, draws, pred, except);
         if out.len() == k {
-            return out;
+            return;
         }
-        let ok = |name: &NodeName, out: &[NodeName]| Some(name) != except && !out.contains(name);
+        let ok = |name: &NodeName| Some(name) != except && !out.contains(name);
         let mut rest: Vec<&NodeName> = self
             .members
             .by_position()
-            .filter(|e| ok(&e.member.name, &out) && pred(e))
+            .filter(|e| ok(&e.member.name) && pred(e))
             .map(|e| &e.member.name)
             .collect();
         rest.shuffle(&mut self.rng);
-        out.extend(rest.into_iter().take(k - out.len()).cloned());
-        out
+        let missing = k - out.len();
+        let rest: Vec<NodeName> = rest.into_iter().take(missing).cloned().collect();
+        out.extend(rest);
     }
+}
+
+/// Which owners a key/value delta covers.
+#[derive(Clone, Copy)]
+enum Owners {
+    /// Every owner we hold (those the digest does not list are sent whole).
+    All,
+    /// Only the owners the digest lists (a peer's `wants`).
+    Listed,
 }
 
 /// Key/value rounds a node runs after its data last changed: `ceil(log10(n+1)) + 2`
