@@ -124,7 +124,7 @@ impl fmt::Display for Profile {
 /// Log line formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -366,7 +366,7 @@ fn load_identity(
     Ok(identity)
 }
 
-fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+pub(crate) fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()

@@ -128,6 +128,10 @@ impl Observer for Progress {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Nodes' logs only when asked for: they would run through the progress bar.
+    if std::env::var_os("RUST_LOG").is_some() {
+        super::agent::init_logging(super::agent::LogFormat::Text)?;
+    }
     let protocol = Config::preset(&args.profile).context("--profile")?;
     let warmup = args
         .warmup

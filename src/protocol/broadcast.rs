@@ -230,6 +230,11 @@ impl BroadcastQueue {
         });
     }
 
+    /// Updates queued since the queue was made (replacements included).
+    pub fn pushed(&self) -> u64 {
+        self.next_id
+    }
+
     /// Drops the queued update about `subject`, if any.
     pub fn remove(&mut self, subject: &Subject) {
         let slots = &self.slots;
