@@ -568,8 +568,7 @@ impl Driver {
             // sooner is dialled again at the next probe: at 128 members each pair is probed
             // about every 64 s, and the 30 s idle timeout kept the cluster re-handshaking
             // (BENCHMARKS.md: 300 s halved the steady CPU).
-            let passes = u32::try_from(size.saturating_mul(2)).unwrap_or(u32::MAX);
-            let keep = self.core.config().probe_interval.saturating_mul(passes);
+            let keep = crate::protocol::probe_pass(size, self.core.config()).saturating_mul(2);
             self.transport.keep_unused_for(keep);
         }
         while let Some(t) = self.core.poll_transmit() {

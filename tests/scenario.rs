@@ -1344,3 +1344,123 @@ fn news_reaching_an_empty_queue_is_gossiped_at_once() {
     h.gossip("a", &[alive("b", 5)]).unwrap();
     assert!(h.sent_messages(|m| matches!(m, Message::Gossip)).is_empty());
 }
+
+/// The members `me` pinged directly (relayed pings excluded), in order.
+fn probe_targets(h: &Harness) -> Vec<NodeName> {
+    h.sent_messages(|m| matches!(m, Message::Ping { .. }))
+        .into_iter()
+        .filter_map(|(_, t, p)| match p.message {
+            Message::Ping { target, .. } if t.to.name.as_ref() == Some(&target) => Some(target),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The watch order is `xxh64(name)`; the member after `me` in it, wrapping round.
+fn watched_by_me() -> NodeName {
+    let key = |s: &str| quicswim::ring::hash::xxh64(s.as_bytes(), 0);
+    let mine = key("me");
+    let next = PEERS
+        .iter()
+        .min_by_key(|p| key(p).wrapping_sub(mine).wrapping_sub(1))
+        .expect("peers");
+    name(next)
+}
+
+#[test]
+fn every_other_probe_goes_to_the_watched_member_and_the_pass_still_covers_everyone() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.run_for(config.probe_interval * 24);
+    let targets = probe_targets(&h);
+    assert!(targets.len() >= 20, "only {} probes", targets.len());
+    let watched = watched_by_me();
+    for (i, pair) in targets.windows(2).enumerate() {
+        assert!(
+            pair.contains(&watched),
+            "probes {i} and {} went to {:?}, neither to the watched {watched}",
+            i + 1,
+            pair
+        );
+    }
+    for p in PEERS {
+        assert!(
+            targets.contains(&name(p)),
+            "{p} never probed in {targets:?}"
+        );
+    }
+}
+
+#[test]
+fn a_suspicion_heard_from_another_member_is_probed_next() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    // A member other than the watched one, so only the suspicion can make it the next target.
+    let suspect = PEERS
+        .iter()
+        .map(|p| name(p))
+        .find(|p| *p != watched_by_me())
+        .expect("peers");
+    h.run_for(config.probe_interval * 3);
+    h.take_sent();
+    h.gossip(
+        "a",
+        &[claim(suspect.as_str(), 0, State::Suspect, Some("a"))],
+    )
+    .expect("valid datagram");
+    // With six members every hearer probes (3k / n = 6 / 6).
+    let (_, target, _) = first_probe(&mut h);
+    assert_eq!(target, suspect);
+    // It answers: the suspicion stays until it refutes, and no one else's probe is held up.
+    h.run_for(config.probe_interval * 2);
+    assert_eq!(h.state_of(suspect.as_str()), Some((0, State::Suspect)));
+}
+
+#[test]
+fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_interval_apart() {
+    // Enough retransmissions that news sent in one round is still queued a round later.
+    let config = Config {
+        retransmit_mult: 10,
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    let carries = |h: &Harness, who: &str| {
+        h.sent_messages(|m| matches!(m, Message::Gossip))
+            .into_iter()
+            .filter(|(_, _, p)| member_updates(p).iter().any(|u| u.name == name(who)))
+            .count()
+    };
+    while h.swim.pending_broadcasts() > 0 {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+    }
+    h.take_sent();
+    h.gossip("a", &[alive("seed", 0)]).expect("valid datagram");
+    assert_eq!(
+        carries(&h, "seed"),
+        config.gossip_nodes,
+        "a round at once for seed"
+    );
+    // More news at the same instant waits: the last round was just now.
+    h.gossip("a", &[alive("other", 0)]).expect("valid datagram");
+    assert_eq!(
+        carries(&h, "other"),
+        0,
+        "other went out within a quarter interval of seed"
+    );
+    // `other` goes at the next tick; a quarter interval after it, while it is still being
+    // retransmitted, news goes out at once again.
+    while carries(&h, "other") == 0 {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+    }
+    h.run_for(config.gossip_interval / 4);
+    h.take_sent();
+    assert!(h.swim.pending_broadcasts() > 0, "news still queued");
+    h.gossip("a", &[alive("zz", 0)]).expect("valid datagram");
+    assert_eq!(
+        carries(&h, "zz"),
+        config.gossip_nodes,
+        "a round at once for zz"
+    );
+}

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::protocol::Config;
+use crate::protocol::{probe_pass, Config};
 use crate::transport::TransportConfig;
 
 pub use self::broadcast::BroadcastResult;
@@ -84,12 +84,11 @@ pub struct BenchConfig {
 }
 
 /// The default wait between the join and the steady window: one probe pass
-/// (`nodes · probe_interval`), at least 15 s. Until each node has probed every member once,
-/// first contacts still open connections (a TLS handshake each), and the lan preset's first
-/// periodic full-state exchange comes after 15 s.
+/// ([`probe_pass`]: `2 · (nodes - 1) · probe_interval`), at least 15 s. Until each node has
+/// probed every member once, first contacts still open connections (a TLS handshake each),
+/// and the lan preset's first periodic full-state exchange comes after 15 s.
 pub fn steady_warmup(nodes: usize, protocol: &Config) -> Duration {
-    let pass = protocol.probe_interval * u32::try_from(nodes).unwrap_or(u32::MAX);
-    pass.max(Duration::from_secs(15))
+    probe_pass(nodes, protocol).max(Duration::from_secs(15))
 }
 
 impl BenchConfig {

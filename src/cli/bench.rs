@@ -29,7 +29,7 @@ pub struct BenchArgs {
     /// Metadata updates timed in the broadcast phase.
     #[arg(long, default_value_t = 10)]
     updates: usize,
-    /// Wait after the join before the steady window. Default: one probe pass (nodes x
+    /// Wait after the join before the steady window. Default: one probe pass (2 x (nodes - 1) x
     /// probe_interval) and at least 15 s, so join-time exchanges are over, periodic ones
     /// have begun, and every node has probed, hence connected to, every member once.
     #[arg(long, value_parser = parse_duration)]

@@ -19,4 +19,6 @@ pub use config::{Config, ConfigError};
 pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
-pub use swim::{CommandError, Destination, Event, PeerError, Stats, Swim, Transmit, TransmitKind};
+pub use swim::{
+    probe_pass, CommandError, Destination, Event, PeerError, Stats, Swim, Transmit, TransmitKind,
+};

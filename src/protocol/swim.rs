@@ -2045,6 +2045,13 @@ impl Swim {
     }
 }
 
+/// How long one node takes to probe every member of an `n`-node cluster once: every other
+/// probe goes round the random pass, so `2 · (n - 1)` probe intervals (at the healthy rate).
+pub fn probe_pass(n: usize, config: &Config) -> Duration {
+    let probes = u32::try_from(n.saturating_sub(1).saturating_mul(2)).unwrap_or(u32::MAX);
+    config.probe_interval.saturating_mul(probes)
+}
+
 /// A member's place in the order members watch each other in: a stable hash of its name, the
 /// same on every node and every build.
 fn watch_key(name: &NodeName) -> u64 {
