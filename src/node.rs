@@ -469,7 +469,7 @@ impl Driver {
             }
             Incoming::PeerUp { name, addr } => {
                 self.datagram_size_due = now;
-                self.core.handle_peer_up(&name);
+                self.core.handle_peer_up(now, &name);
                 debug!(peer = %name, %addr, "connection up");
             }
             Incoming::PeerDown { name, reason } => {

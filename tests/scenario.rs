@@ -1225,12 +1225,14 @@ fn gossip_rounds(h: &Harness) -> Vec<(Instant, NodeName)> {
 }
 
 #[test]
-fn gossip_stays_on_members_with_a_connection_while_enough_have_one() {
+fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialled() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
+    // Joining, `me` gossiped to a member without a connection; no peer here ever reports it
+    // up, so for a probe interval every pick without a connection is replaced.
     // "a" was heard from; "b" and "c" are reported up: three, as many as gossip_nodes.
-    h.swim.handle_peer_up(&name("b"));
-    h.swim.handle_peer_up(&name("c"));
+    h.swim.handle_peer_up(h.now, &name("b"));
+    h.swim.handle_peer_up(h.now, &name("c"));
     let connected: BTreeSet<NodeName> = ["a", "b", "c"].into_iter().map(name).collect();
     h.swim.set_meta(h.now, b"v1".to_vec()).unwrap();
     h.run_for(config.gossip_interval * 3);
@@ -1240,8 +1242,8 @@ fn gossip_stays_on_members_with_a_connection_while_enough_have_one() {
         assert!(connected.contains(to), "gossip at {at:?} went to {to}");
     }
 
-    // With "c" gone only two have a connection: rounds still reach gossip_nodes members
-    // (while the queue lasts), the third without a connection.
+    // With "c" gone only two have a connection; once the first dial is given up on, rounds
+    // reach gossip_nodes members again, the third without a connection.
     h.swim.handle_peer_down(&name("c"));
     h.take_sent();
     h.swim.set_meta(h.now, b"v2".to_vec()).unwrap();
@@ -1298,7 +1300,7 @@ fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
 
     // Once every member has a connection, a probe comes with nothing extra.
     for p in PEERS {
-        h.swim.handle_peer_up(&name(p));
+        h.swim.handle_peer_up(h.now, &name(p));
     }
     h.take_sent();
     h.run_for(config.probe_interval * 5);
@@ -1320,6 +1322,10 @@ fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
 fn news_reaching_an_empty_queue_is_gossiped_at_once() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
+    // Connected to all, so no pick waits behind a dial and every round has gossip_nodes.
+    for p in PEERS {
+        h.swim.handle_peer_up(h.now, &name(p));
+    }
     // Let the queue empty: every update sent its retransmit limit.
     for _ in 0..1000 {
         if h.swim.pending_broadcasts() == 0 {
@@ -1424,6 +1430,9 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
         ..Config::lan()
     };
     let mut h = Harness::with_peers(config.clone());
+    for p in PEERS {
+        h.swim.handle_peer_up(h.now, &name(p));
+    }
     let carries = |h: &Harness, who: &str| {
         h.sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()
@@ -1435,32 +1444,32 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
         h.run_until(at);
     }
     h.take_sent();
-    h.gossip("a", &[alive("seed", 0)]).expect("valid datagram");
+    h.gossip("a", &[alive("b", 1)]).expect("valid datagram");
     assert_eq!(
-        carries(&h, "seed"),
+        carries(&h, "b"),
         config.gossip_nodes,
-        "a round at once for seed"
+        "a round at once for b"
     );
     // More news at the same instant waits: the last round was just now.
-    h.gossip("a", &[alive("other", 0)]).expect("valid datagram");
+    h.gossip("a", &[alive("c", 1)]).expect("valid datagram");
     assert_eq!(
-        carries(&h, "other"),
+        carries(&h, "c"),
         0,
-        "other went out within a quarter interval of seed"
+        "c went out within a quarter interval of b"
     );
-    // `other` goes at the next tick; a quarter interval after it, while it is still being
+    // c goes at the next tick; a quarter interval after it, while it is still being
     // retransmitted, news goes out at once again.
-    while carries(&h, "other") == 0 {
+    while carries(&h, "c") == 0 {
         let at = h.swim.poll_timeout().expect("timers are set");
         h.run_until(at);
     }
     h.run_for(config.gossip_interval / 4);
     h.take_sent();
     assert!(h.swim.pending_broadcasts() > 0, "news still queued");
-    h.gossip("a", &[alive("zz", 0)]).expect("valid datagram");
+    h.gossip("a", &[alive("d", 1)]).expect("valid datagram");
     assert_eq!(
-        carries(&h, "zz"),
+        carries(&h, "d"),
         config.gossip_nodes,
-        "a round at once for zz"
+        "a round at once for d"
     );
 }

@@ -102,7 +102,7 @@ impl BenchConfig {
             transport: TransportConfig::default(),
             updates: 10,
             warmup: steady_warmup(nodes, &Config::lan()),
-            steady: Duration::from_secs(10),
+            steady: Duration::from_secs(30),
             kv_window: Duration::from_secs(10),
             kv_rate: 5000.0,
             kv_value_len: 16,

@@ -34,8 +34,9 @@ pub struct BenchArgs {
     /// have begun, and every node has probed, hence connected to, every member once.
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
-    /// Length of the steady-state window.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// Length of the steady-state window (default one lan push-pull interval, so periodic
+    /// full-state exchanges count at their average rate).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
     steady: Duration,
     /// Length of the key/value write window (0s skips the phase).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
