@@ -611,12 +611,15 @@ impl Swim {
     }
 
     /// Deletes one of this node's keys (a tombstone); returns the version it took, or `None`
-    /// when the key did not exist.
+    /// when the key did not exist here.
+    ///
+    /// The tombstone is written either way: a node restarted with no state may not yet have
+    /// heard back the keys it wrote before, and its delete must still win over those copies
+    /// (a 500-node simulation with restarts kept a deleted key alive everywhere otherwise).
     pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, CommandError> {
-        if self.kv.get(&self.me.name, key).is_none() {
-            return Ok(None);
-        }
-        self.write(now, key, None).map(Some)
+        let existed = self.kv.get(&self.me.name, key).is_some();
+        let version = self.write(now, key, None)?;
+        Ok(existed.then_some(version))
     }
 
     fn write(
