@@ -1467,14 +1467,15 @@ impl Swim {
     }
 
     /// A gossip round: the queued news to `gossip_nodes` members drawn from every member (as
-    /// memberlist), except that a pick needing a new connection while an earlier one is still
-    /// being dialled is replaced by a member with a connection.
+    /// memberlist), except that a pick needing a new connection is dropped while another is
+    /// being dialled or within [`DIAL_PAUSE`] times the last dial's duration after it, and
+    /// the round is topped up with members that have a connection.
     ///
     /// Kept to connected members, gossip left a member few others were connected to (the mesh
     /// is young for one probe pass after a join) with few chances to be picked: in a 32-node
     /// bench one node in a few hundred missed every copy of an update and waited 0.5-3 s for
-    /// a probe to bring it. One dial in flight per node keeps a large cluster that starts at
-    /// once from a storm of handshakes (they slow each other; the dials are what costs).
+    /// a probe to bring it. Pacing the dials keeps a large cluster that starts at once from a
+    /// storm of handshakes (they slow each other; the dials are what costs).
     fn gossip(&mut self, now: Instant) {
         if self.broadcasts.is_empty() {
             return;
