@@ -181,6 +181,20 @@ impl Harness {
         h
     }
 
+    /// Every peer reported connected, so no gossip pick waits behind a dial.
+    fn connect_all(&mut self) {
+        for p in PEERS {
+            self.swim.handle_peer_up(self.now, &name(p));
+        }
+    }
+
+    /// No peer answers any probe.
+    fn silence_all(&mut self) {
+        for p in PEERS {
+            self.silence(p);
+        }
+    }
+
     fn silence(&mut self, who: &str) {
         self.answer_datagrams.remove(&name(who));
         self.answer_streams.remove(&name(who));
@@ -437,9 +451,7 @@ fn first_probe(h: &mut Harness) -> (Instant, NodeName, u32) {
 fn unanswered_probe_asks_indirect_checks_then_suspects_at_the_next_period() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
-    for p in PEERS {
-        h.silence(p);
-    }
+    h.silence_all();
     let (probed_at, target, seq) = first_probe(&mut h);
     let tgt = target.as_str().to_owned();
     h.take_sent();
@@ -1188,9 +1200,7 @@ fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
 fn a_key_value_round_waits_for_the_last_ones_replies_within_a_bound() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
-    for p in PEERS {
-        h.silence(p);
-    }
+    h.silence_all();
     let written_at = h.now;
     h.swim.set(h.now, "k", b"v".to_vec()).expect("valid write");
     h.run_for(config.kv_sync_interval * 12);
@@ -1299,9 +1309,7 @@ fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
     }
 
     // Once every member has a connection, a probe comes with nothing extra.
-    for p in PEERS {
-        h.swim.handle_peer_up(h.now, &name(p));
-    }
+    h.connect_all();
     h.take_sent();
     h.run_for(config.probe_interval * 5);
     let ping_times: BTreeSet<Instant> = h
@@ -1322,10 +1330,7 @@ fn member_probed_next_without_a_connection_is_dialled_a_period_ahead() {
 fn news_reaching_an_empty_queue_is_gossiped_at_once() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
-    // Connected to all, so no pick waits behind a dial and every round has gossip_nodes.
-    for p in PEERS {
-        h.swim.handle_peer_up(h.now, &name(p));
-    }
+    h.connect_all();
     // Let the queue empty: every update sent its retransmit limit.
     for _ in 0..1000 {
         if h.swim.pending_broadcasts() == 0 {
@@ -1430,9 +1435,7 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
         ..Config::lan()
     };
     let mut h = Harness::with_peers(config.clone());
-    for p in PEERS {
-        h.swim.handle_peer_up(h.now, &name(p));
-    }
+    h.connect_all();
     let carries = |h: &Harness, who: &str| {
         h.sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()

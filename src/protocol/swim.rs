@@ -1489,33 +1489,26 @@ impl Swim {
         let k = self.config.gossip_nodes;
         let mut targets = Vec::with_capacity(k);
         self.fill_random(&mut targets, k, &eligible, None);
-        let mut dial_free = match &self.gossip_dial {
+        let dial_free = match &self.gossip_dial {
             None => now >= self.gossip_dial_after,
             // No answer within a probe interval: given up on.
             Some((_, at)) => now.duration_since(*at) >= self.config.probe_interval,
         };
-        let mut i = 0;
-        while i < targets.len() {
-            let name = &targets[i];
-            if self.members[name].connected {
-                i += 1;
-            } else if dial_free {
-                self.gossip_dial = Some((name.clone(), now));
-                dial_free = false;
-                i += 1;
-            } else {
-                targets.swap_remove(i);
+        let members = &self.members;
+        let mut dial = None;
+        targets.retain(|name| {
+            let ok = members[name].connected || (dial_free && dial.is_none());
+            if ok && !members[name].connected {
+                dial = Some(name.clone());
             }
+            ok
+        });
+        if let Some(name) = dial {
+            self.gossip_dial = Some((name, now));
         }
         // The rest among connected members, found by bounded sampling: a young node with few
         // connections sends to fewer, and only when it has none does a pick dial regardless.
-        self.sample_members(
-            &mut targets,
-            k,
-            8 * k + 32,
-            &|e| e.connected && eligible(e),
-            None,
-        );
+        self.sample_connected(&mut targets, k, &eligible, None);
         if targets.is_empty() {
             self.fill_random(&mut targets, 1, &eligible, None);
         }
@@ -1985,13 +1978,14 @@ impl Swim {
         except: Option<&NodeName>,
     ) -> Vec<NodeName> {
         let mut out: Vec<NodeName> = Vec::with_capacity(k);
-        self.top_up_connected_first(&mut out, k, &pred, except);
+        self.sample_connected(&mut out, k, &pred, except);
+        self.fill_random(&mut out, k, &pred, except);
         out
     }
 
-    /// Tops `out` up to `k` distinct members as
-    /// [`random_members_connected_first`](Self::random_members_connected_first) picks them.
-    fn top_up_connected_first(
+    /// Adds members with a connection up, matching `pred`, to `out` (up to `k` in all), found
+    /// by bounded sampling: in a large cluster where few are connected some may be missed.
+    fn sample_connected(
         &mut self,
         out: &mut Vec<NodeName>,
         k: usize,
@@ -1999,7 +1993,6 @@ impl Swim {
         except: Option<&NodeName>,
     ) {
         self.sample_members(out, k, 8 * k + 32, &|e| e.connected && pred(e), except);
-        self.fill_random(out, k, pred, except);
     }
 
     /// Adds members drawn at random to `out`, up to `k` in all, in at most `draws` draws: those
