@@ -12,7 +12,11 @@ const MEMBERS: usize = 1000;
 const KEYS: usize = 4096;
 
 fn members() -> Vec<(NodeName, u32)> {
-    (0..MEMBERS)
+    members_of(MEMBERS)
+}
+
+fn members_of(count: usize) -> Vec<(NodeName, u32)> {
+    (0..count)
         .map(|i| {
             let name = NodeName::new(format!("node-{i:04}")).expect("a DNS label");
             (name, 1)
@@ -54,6 +58,15 @@ fn build(c: &mut Criterion) {
         b.iter_batched(
             members,
             |m| black_box(Ring::build(m)),
+            BatchSize::LargeInput,
+        )
+    });
+    // What a node does while a 128-node cluster starts: a ring of 112 grows by 16.
+    let before = Ring::build(members_of(112));
+    group.bench_function("128-members-from-112", |b| {
+        b.iter_batched(
+            || members_of(128),
+            |m| black_box(before.with_members(m)),
             BatchSize::LargeInput,
         )
     });

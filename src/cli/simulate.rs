@@ -42,6 +42,10 @@ pub struct SimulateArgs {
     /// When the partition heals.
     #[arg(long, value_parser = parse_duration, default_value = "90s")]
     heal_at: Duration,
+    /// Nodes start one after another over this window, each joining through nodes already
+    /// started (0s: all at once, through the first).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    join_spread: Duration,
     /// Virtual time to simulate.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     duration: Duration,
@@ -131,6 +135,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             duplication: args.duplication,
             ..NetworkConfig::default()
         },
+        join_spread: args.join_spread,
         crashes: args.crash,
         crash_at: args.crash_at,
         restart_after: args.restart_after,

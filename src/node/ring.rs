@@ -189,7 +189,8 @@ async fn follow(
             checksum = ring.checksum(),
             "ring changed"
         );
-        ring_tx.send_replace(Arc::clone(&ring));
+        let retired = ring_tx.send_replace(Arc::clone(&ring));
+        tracker.recycle(retired);
         let _ = events.send(RingChanged {
             added: change.added,
             removed: change.removed,

@@ -274,7 +274,11 @@ const LEAVE_FANOUT: usize = 16;
 /// User events carried in every full-state exchange.
 const RECENT_EVENTS_SYNCED: usize = 64;
 /// Early full-state exchanges after joining.
-const JOIN_SYNC_ROUNDS: u32 = 3;
+const JOIN_SYNC_ROUNDS: u32 = 5;
+/// The first early exchange comes after a quarter probe interval (jittered up to twice that):
+/// a node that missed every gossip copy of another's join, because few members knew it yet
+/// when that news went round, catches up in a few hundred milliseconds rather than seconds.
+const JOIN_SYNC_FIRST_DIVISOR: u32 = 4;
 /// How often tombstones are looked at.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
 /// A key/value round waits for the last one's replies at most this many intervals.
@@ -1191,7 +1195,7 @@ impl Swim {
         if round >= JOIN_SYNC_ROUNDS {
             return;
         }
-        let base = self.config.probe_interval * (1 << round);
+        let base = self.config.probe_interval * (1 << round) / JOIN_SYNC_FIRST_DIVISOR;
         let at = now + base + base.mul_f64(self.rng.random::<f64>());
         self.timers.insert(at, Timer::JoinSync { round });
     }

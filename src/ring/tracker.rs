@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::hashring::{Ring, VNODES_PER_MEMBER_DEFAULT};
+use super::hashring::{Points, Ring, VNODES_PER_MEMBER_DEFAULT};
 use super::weight::clamp_weight;
 use crate::protocol::{NodeName, State};
 
@@ -49,6 +49,8 @@ pub struct RingTracker {
     /// Who is on the ring, with clamped weights; the ring is always built from exactly this.
     members: BTreeMap<NodeName, u32>,
     ring: Arc<Ring>,
+    /// A retired ring's point list, for the next rebuild to fill (see [`RingTracker::recycle`]).
+    spare: Points,
 }
 
 impl RingTracker {
@@ -57,6 +59,20 @@ impl RingTracker {
         RingTracker {
             members: BTreeMap::new(),
             ring: Arc::new(Ring::new(vnodes_per_member)),
+            spare: Points::new(),
+        }
+    }
+
+    /// Hands back a ring this tracker built earlier and no longer holds. If nobody else holds
+    /// it either, its point list is kept to build the next ring in, so a node rebuilding its
+    /// ring over and over (many members joining) reuses two lists instead of mapping fresh
+    /// memory each time.
+    pub fn recycle(&mut self, ring: Arc<Ring>) {
+        if Arc::ptr_eq(&ring, &self.ring) {
+            return;
+        }
+        if let Ok(ring) = Arc::try_unwrap(ring) {
+            self.spare = ring.into_spare();
         }
     }
 
@@ -115,7 +131,8 @@ impl RingTracker {
         }
 
         let members = self.members.iter().map(|(name, &w)| (name.clone(), w));
-        self.ring = Arc::new(self.ring.with_members(members));
+        let spare = std::mem::take(&mut self.spare);
+        self.ring = Arc::new(self.ring.with_members_in(members, spare));
         debug!(
             added = change.added.len(),
             removed = change.removed.len(),
@@ -308,5 +325,35 @@ mod tests {
         tracker.apply(&name("node-1"), State::Dead, 1);
         assert_eq!(snapshot.len(), 4);
         assert_eq!(tracker.ring().len(), 3);
+    }
+
+    #[test]
+    fn a_ring_built_in_a_recycled_list_routes_as_one_built_afresh() {
+        let mut tracker = tracker_with(6);
+        let first = Arc::clone(tracker.ring());
+        tracker.apply(&name("node-7"), State::Alive, 1);
+        // Nobody else holds the first ring now: its list is reused for the next one.
+        tracker.recycle(first);
+        tracker.apply(&name("node-2"), State::Dead, 1);
+        tracker.apply(&name("node-8"), State::Alive, 2);
+        let members = [1, 3, 4, 5, 6, 7].map(|i| (name(&format!("node-{i}")), 1));
+        let afresh = Ring::new(32).with_members(members.into_iter().chain([(name("node-8"), 2)]));
+        assert_eq!(tracker.ring().len(), afresh.len());
+        assert_eq!(owners(tracker.ring()), owners(&afresh));
+    }
+
+    #[test]
+    fn recycling_a_ring_someone_still_holds_leaves_it_whole() {
+        let mut tracker = tracker_with(4);
+        let held = Arc::clone(tracker.ring());
+        let routes = owners(&held);
+        tracker.apply(&name("node-5"), State::Alive, 1);
+        tracker.recycle(Arc::clone(&held));
+        // The current ring is not given up either.
+        tracker.recycle(Arc::clone(tracker.ring()));
+        tracker.apply(&name("node-1"), State::Dead, 1);
+        assert_eq!(owners(&held), routes);
+        assert_eq!(held.len(), 4);
+        assert_eq!(tracker.ring().len(), 4);
     }
 }
