@@ -173,6 +173,8 @@ async fn metrics_expose_counters_that_move() {
         "quicswim_core_datagrams_received_bytes_total",
         "quicswim_transport_datagrams_sent_total",
         "quicswim_transport_received_bytes_total",
+        "quicswim_transport_udp_sent_bytes_total",
+        "quicswim_transport_udp_datagrams_sent_total",
         "quicswim_decode_errors_total",
         "quicswim_name_mismatches_total",
         "quicswim_handshakes_refused_total",
@@ -195,6 +197,12 @@ async fn metrics_expose_counters_that_move() {
     assert!(metric(&first, "quicswim_connections_open", None).unwrap() >= 1.0);
     // node-b and node-c joined through node-a: node-a answered their full-state exchanges.
     assert!(metric(&first, "quicswim_push_pulls_answered_total", None).unwrap() >= 2.0);
+
+    // On the wire, QUIC's headers, acknowledgements and handshakes come on top of payload.
+    assert!(
+        metric(&first, "quicswim_transport_udp_sent_bytes_total", None).unwrap()
+            > metric(&first, "quicswim_transport_sent_bytes_total", None).unwrap()
+    );
 
     // Probing goes on: the counters grow between scrapes.
     let probes = metric(&first, "quicswim_probes_sent_total", None).unwrap();

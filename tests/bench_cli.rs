@@ -53,6 +53,8 @@ fn bench_json_reports_every_phase_and_out_writes_samples_and_plots() {
     for field in [
         "cpu_ms_per_node_s",
         "bytes_per_node_s",
+        "packets_per_node_s",
+        "payload_bytes_per_node_s",
         "datagrams_per_node_s",
     ] {
         let rate = v[field]

@@ -276,6 +276,14 @@ async fn datagrams_and_requests_carry_certificate_names() {
     assert_eq!((a.datagrams_out, b.datagrams_in), (1, 1));
     assert_eq!((a.requests_out, a.requests_in), (1, 1));
     assert_eq!(a.refused.total() + b.refused.total(), 0);
+    // QUIC's own counts: the handshake (certificates both ways) and every header, tag and
+    // acknowledgement on top of the payload.
+    assert!(a.wire.bytes_out > a.bytes_out + 1000, "{a:?}");
+    assert!(
+        a.wire.datagrams_out > a.datagrams_out + a.requests_out,
+        "{a:?}"
+    );
+    assert!(b.wire.bytes_in > 0 && b.wire.datagrams_in > 0, "{b:?}");
     assert!(alice.transport.max_datagram_size() >= DEFAULT_MAX_DATAGRAM_SIZE);
     let peers = alice.transport.peers();
     assert_eq!(peers.len(), 1);
@@ -683,12 +691,20 @@ async fn unused_connection_closes_after_idle_timeout() {
         node.wait_stats("connection closed", |s| s.connections_open == 0)
             .await;
     }
+    // What QUIC counted on the closed connection stays counted.
+    let closed = alice.transport.stats().wire;
+    assert!(
+        closed.bytes_out > 1000 && closed.datagrams_in > 0,
+        "{closed:?}"
+    );
     // The next send simply dials again.
     alice
         .ask("request again", bob.as_peer(), b"y")
         .await
         .unwrap();
-    assert_eq!(alice.transport.stats().dials, 2);
+    let stats = alice.transport.stats();
+    assert_eq!(stats.dials, 2);
+    assert!(stats.wire.bytes_out > closed.bytes_out, "{stats:?}");
 }
 
 #[tokio::test]

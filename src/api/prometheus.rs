@@ -300,6 +300,7 @@ fn render_transport(e: &mut Exposition, t: &TransportStats) {
         idle_closed,
         connections_open,
         connections_pooled,
+        wire,
     } = t;
     e.counter(
         "transport_datagrams_received_total",
@@ -320,6 +321,26 @@ fn render_transport(e: &mut Exposition, t: &TransportStats) {
         "transport_sent_bytes_total",
         "Payload bytes sent: datagrams plus stream request and reply frames.",
         *bytes_out,
+    );
+    e.counter(
+        "transport_udp_datagrams_sent_total",
+        "UDP datagrams QUIC sent (handshakes, acknowledgements and keep-alives included).",
+        wire.datagrams_out,
+    );
+    e.counter(
+        "transport_udp_datagrams_received_total",
+        "UDP datagrams QUIC received on admitted connections.",
+        wire.datagrams_in,
+    );
+    e.counter(
+        "transport_udp_sent_bytes_total",
+        "Bytes on the wire as QUIC counts them: UDP payloads sent, all QUIC overhead included.",
+        wire.bytes_out,
+    );
+    e.counter(
+        "transport_udp_received_bytes_total",
+        "UDP payload bytes QUIC received on admitted connections.",
+        wire.bytes_in,
     );
     e.counter(
         "transport_datagrams_too_large_total",

@@ -263,10 +263,16 @@ pub struct BenchReport {
     pub detect_first_suspect_s: Option<f64>,
     /// Steady: process CPU time per node per second of the window, in milliseconds.
     pub cpu_ms_per_node_s: f64,
-    /// Steady: transport payload bytes sent per node per second (datagrams and streams;
-    /// QUIC, UDP and IP headers not included).
+    /// Steady: bytes on the wire sent per node per second, from QUIC's own counters (UDP
+    /// payloads: QUIC headers, acknowledgements, keep-alives and handshakes included; IP and
+    /// UDP headers not).
     pub bytes_per_node_s: f64,
-    /// Steady: datagrams sent per node per second.
+    /// Steady: UDP datagrams (packets) sent per node per second, from QUIC's own counters.
+    pub packets_per_node_s: f64,
+    /// Steady: application payload bytes sent per node per second (SWIM datagrams and
+    /// stream frames, before QUIC).
+    pub payload_bytes_per_node_s: f64,
+    /// Steady: application datagrams (SWIM messages) sent per node per second.
     pub datagrams_per_node_s: f64,
     /// Key/value: writes delivered to every node (within the drain) per second of the window.
     pub kv_updates_per_s: Option<f64>,
@@ -381,7 +387,9 @@ async fn run_phases(
         detect_all_s: detect.all_dead_s,
         detect_first_suspect_s: detect.first_suspect_s,
         cpu_ms_per_node_s: steady.cpu_ms_per_node_s,
-        bytes_per_node_s: steady.bytes_out_per_node_s,
+        bytes_per_node_s: steady.wire_bytes_out_per_node_s,
+        packets_per_node_s: steady.packets_out_per_node_s,
+        payload_bytes_per_node_s: steady.bytes_out_per_node_s,
         datagrams_per_node_s: steady.datagrams_out_per_node_s,
         kv_updates_per_s: kv.as_ref().and_then(|k| k.updates_per_s),
         kv_lag_p99_s: kv.as_ref().and_then(|k| k.lag_p99_s),

@@ -20,13 +20,22 @@ pub struct SteadyResult {
     pub queues_empty: bool,
     /// Process CPU time (every thread: nodes, QUIC, the runtime, the listeners), in ms.
     pub cpu_ms_per_node_s: f64,
+    /// Bytes on the wire sent, as QUIC counts them (UDP payloads: every header,
+    /// acknowledgement, keep-alive and handshake included; IP and UDP headers not).
+    pub wire_bytes_out_per_node_s: f64,
+    /// Bytes on the wire received, as QUIC counts them.
+    pub wire_bytes_in_per_node_s: f64,
+    /// UDP datagrams (packets) sent, as QUIC counts them.
+    pub packets_out_per_node_s: f64,
+    /// UDP datagrams (packets) received, as QUIC counts them.
+    pub packets_in_per_node_s: f64,
     /// Transport payload bytes sent (datagrams and stream frames).
     pub bytes_out_per_node_s: f64,
     /// Transport payload bytes received.
     pub bytes_in_per_node_s: f64,
-    /// Datagrams sent.
+    /// Application datagrams (SWIM messages) sent.
     pub datagrams_out_per_node_s: f64,
-    /// Datagrams received.
+    /// Application datagrams received.
     pub datagrams_in_per_node_s: f64,
     /// Of the bytes sent, those of datagrams (the core's count).
     pub datagram_bytes_out_per_node_s: f64,
@@ -56,6 +65,14 @@ pub struct SteadyResult {
 pub struct SteadyNodeSample {
     /// Node index.
     pub node: usize,
+    /// Bytes on the wire sent (QUIC's count).
+    pub wire_bytes_out: u64,
+    /// Bytes on the wire received (QUIC's count).
+    pub wire_bytes_in: u64,
+    /// UDP datagrams sent (QUIC's count).
+    pub packets_out: u64,
+    /// UDP datagrams received (QUIC's count).
+    pub packets_in: u64,
     /// Transport payload bytes sent.
     pub bytes_out: u64,
     /// Transport payload bytes received.
@@ -111,10 +128,10 @@ pub(crate) async fn run(
     let after = cluster.metrics().await?;
     let (result, samples) = summarise(&before, &after, cpu, window, queues_empty);
     let summary = format!(
-        "{:.3} ms CPU, {:.0} B, {:.1} datagrams per node per s over {:.1} s",
+        "{:.3} ms CPU, {:.0} B on the wire, {:.1} packets per node per s over {:.1} s",
         result.cpu_ms_per_node_s,
-        result.bytes_out_per_node_s,
-        result.datagrams_out_per_node_s,
+        result.wire_bytes_out_per_node_s,
+        result.packets_out_per_node_s,
         result.window_s
     );
     observer.phase_finished(Phase::Steady, &summary);
@@ -138,6 +155,10 @@ fn summarise(
         let (tb, ta) = (&b.transport, &a.transport);
         samples.push(SteadyNodeSample {
             node: *i,
+            wire_bytes_out: ta.wire.bytes_out.saturating_sub(tb.wire.bytes_out),
+            wire_bytes_in: ta.wire.bytes_in.saturating_sub(tb.wire.bytes_in),
+            packets_out: ta.wire.datagrams_out.saturating_sub(tb.wire.datagrams_out),
+            packets_in: ta.wire.datagrams_in.saturating_sub(tb.wire.datagrams_in),
             bytes_out: ta.bytes_out - tb.bytes_out,
             bytes_in: ta.bytes_in - tb.bytes_in,
             datagrams_out: ta.datagrams_out - tb.datagrams_out,
@@ -166,6 +187,10 @@ fn summarise(
         window_s: window.as_secs_f64(),
         queues_empty,
         cpu_ms_per_node_s: cpu.as_secs_f64() * 1e3 / nodes / secs,
+        wire_bytes_out_per_node_s: rate(sum(|s| s.wire_bytes_out)),
+        wire_bytes_in_per_node_s: rate(sum(|s| s.wire_bytes_in)),
+        packets_out_per_node_s: rate(sum(|s| s.packets_out)),
+        packets_in_per_node_s: rate(sum(|s| s.packets_in)),
         bytes_out_per_node_s: rate(sum(|s| s.bytes_out)),
         bytes_in_per_node_s: rate(sum(|s| s.bytes_in)),
         datagrams_out_per_node_s: rate(sum(|s| s.datagrams_out)),

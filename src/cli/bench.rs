@@ -210,8 +210,10 @@ fn print_human(r: &BenchReport) {
     );
     let s = &r.steady;
     println!(
-        "  steady, per node per s    {:.3} ms CPU  {:.0} B out ({:.0} B datagrams, {:.0} B anti-entropy)  {:.1} datagrams out",
+        "  steady, per node per s    {:.3} ms CPU  {:.0} B on the wire in {:.1} packets; payload {:.0} B ({:.0} B datagrams, {:.0} B anti-entropy) in {:.1} datagrams",
         s.cpu_ms_per_node_s,
+        s.wire_bytes_out_per_node_s,
+        s.packets_out_per_node_s,
         s.bytes_out_per_node_s,
         s.datagram_bytes_out_per_node_s,
         s.anti_entropy_bytes_out_per_node_s,

@@ -49,7 +49,7 @@ use super::member::{
     overrides, Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
 use super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
-use super::timer::{Timer, Timers};
+use super::timer::{Timer, TimerKey, Timers};
 
 /// Where a transmit goes: an address, and the name expected there when it is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,6 +255,9 @@ struct Probe {
     seq: u32,
     target: NodeName,
     acked: bool,
+    /// The direct Ping's timeout, cancelled by the Ack so it does not wake the node for
+    /// nothing.
+    timeout: Option<TimerKey>,
     nacks: u32,
     expected_nacks: u32,
 }
@@ -320,6 +323,11 @@ pub struct Swim {
     gossip_dial_after: Instant,
     /// When the last gossip round went out.
     last_gossip: Option<Instant>,
+    /// When the next periodic gossip round is due, on a grid of gossip intervals. It is a
+    /// deadline only while the piggyback queue holds news: an idle node does not wake five
+    /// times a second to send nothing (with 32 nodes on one machine, gossip ticks were most of
+    /// the idle wake-ups).
+    gossip_tick: Instant,
     next_seq: u32,
     relays: BTreeMap<u32, Relay>,
     timers: Timers,
@@ -379,10 +387,7 @@ impl Swim {
             now + jitter(&mut rng, config.probe_interval),
             Timer::ProbeNextMember,
         );
-        timers.insert(
-            now + jitter(&mut rng, config.gossip_interval),
-            Timer::Gossip,
-        );
+        let gossip_tick = now + jitter(&mut rng, config.gossip_interval);
         if !config.push_pull_interval.is_zero() {
             let at =
                 now + config.push_pull_interval / 2 + jitter(&mut rng, config.push_pull_interval);
@@ -432,6 +437,7 @@ impl Swim {
             watch_turn: false,
             probe_soon: None,
             last_gossip: None,
+            gossip_tick,
             dedup: Deduplicator::default(),
             next_event_seq: 1,
             recent_events: VecDeque::new(),
@@ -947,6 +953,9 @@ impl Swim {
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        if self.gossip_due().is_some_and(|tick| now >= tick) {
+            self.gossip(now);
+        }
         self.gossip_if_new(now, news);
     }
 
@@ -965,7 +974,17 @@ impl Swim {
     /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let timers = self.timers.next_deadline();
+        match self.gossip_due() {
+            Some(tick) => Some(timers.map_or(tick, |at| at.min(tick))),
+            None => timers,
+        }
+    }
+
+    /// When the next periodic gossip round is due: only while news is queued, and never
+    /// after leaving (the Left claim was sent directly; a node that left stops all timers).
+    fn gossip_due(&self) -> Option<Instant> {
+        (!self.broadcasts.is_empty() && self.me.state != State::Left).then_some(self.gossip_tick)
     }
 
     /// The next membership event.
@@ -993,11 +1012,6 @@ impl Swim {
                         },
                     );
                 }
-            }
-            Timer::Gossip => {
-                self.timers
-                    .insert(now + self.config.gossip_interval, Timer::Gossip);
-                self.gossip(now);
             }
             Timer::PushPull => {
                 let interval = push_pull_scale(self.config.push_pull_interval, self.cluster_size());
@@ -1227,16 +1241,18 @@ impl Swim {
                 suspected,
             },
         );
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        let timeout = self
+            .timers
+            .insert(now + timeout, Timer::ProbeTimeout { seq });
         self.probe = Some(Probe {
             seq,
             target,
             acked: false,
+            timeout: Some(timeout),
             nacks: 0,
             expected_nacks: 0,
         });
-        let timeout = self.awareness.scale(self.config.probe_timeout);
-        self.timers
-            .insert(now + timeout, Timer::ProbeTimeout { seq });
         self.prepare_next_probe();
     }
 
@@ -1428,6 +1444,9 @@ impl Swim {
                 p.acked = true;
                 self.awareness.apply(-1);
             }
+            if let Some(key) = p.timeout.take() {
+                self.timers.cancel(key);
+            }
             return;
         }
         if let Some(relay) = self.relays.remove(&seq) {
@@ -1483,6 +1502,15 @@ impl Swim {
     fn gossip(&mut self, now: Instant) {
         if self.broadcasts.is_empty() {
             return;
+        }
+        // The periodic rounds keep their phase (each node's own, set at start), as a fixed
+        // timer would: a round that news brought early leaves the next tick where it was, so
+        // the first retransmission follows within a fraction of an interval, not a whole one.
+        if self.gossip_tick <= now {
+            let interval = self.config.gossip_interval.as_nanos().max(1);
+            let into = now.duration_since(self.gossip_tick).as_nanos() % interval;
+            let to_next = u64::try_from(interval - into).unwrap_or(u64::MAX);
+            self.gossip_tick = now + Duration::from_nanos(to_next);
         }
         let dead_window = self.config.gossip_to_the_dead_time;
         let eligible = |e: &Entry| {

@@ -24,8 +24,6 @@ pub enum Timer {
         /// Our sequence number for the relayed Ping.
         seq: u32,
     },
-    /// Send queued updates to a few random members.
-    Gossip,
     /// Exchange full state with one random member.
     PushPull,
     /// Declare a suspect Dead unless it refuted meanwhile.
@@ -50,6 +48,10 @@ pub enum Timer {
     KvSync,
 }
 
+/// Names one set timer, to cancel it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerKey(Instant, u64);
+
 /// The core's deadlines.
 #[derive(Debug, Default)]
 pub struct Timers {
@@ -58,10 +60,17 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Sets `timer` to fire at `at`.
-    pub fn insert(&mut self, at: Instant, timer: Timer) {
+    /// Sets `timer` to fire at `at`; the key cancels it.
+    pub fn insert(&mut self, at: Instant, timer: Timer) -> TimerKey {
+        let key = TimerKey(at, self.next_id);
         self.map.insert((at, self.next_id), timer);
         self.next_id += 1;
+        key
+    }
+
+    /// Removes a timer that has not fired yet (one that has is gone already).
+    pub fn cancel(&mut self, key: TimerKey) {
+        self.map.remove(&(key.0, key.1));
     }
 
     /// The earliest deadline.
@@ -103,7 +112,7 @@ mod tests {
     fn timers_fire_in_deadline_then_insertion_order() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        t.insert(t0 + Duration::from_secs(2), Timer::Gossip);
+        t.insert(t0 + Duration::from_secs(2), Timer::RetryJoin);
         t.insert(t0 + Duration::from_secs(1), Timer::PushPull);
         t.insert(t0 + Duration::from_secs(1), Timer::ReconnectDead);
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
@@ -112,7 +121,29 @@ mod tests {
         assert_eq!(t.pop_due(now), Some(Timer::PushPull));
         assert_eq!(t.pop_due(now), Some(Timer::ReconnectDead));
         assert_eq!(t.pop_due(now), None);
-        assert_eq!(t.pop_due(t0 + Duration::from_secs(5)), Some(Timer::Gossip));
+        assert_eq!(
+            t.pop_due(t0 + Duration::from_secs(5)),
+            Some(Timer::RetryJoin)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_timer_never_fires_and_others_still_do() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let probe = t.insert(
+            t0 + Duration::from_millis(500),
+            Timer::ProbeTimeout { seq: 7 },
+        );
+        t.insert(t0 + Duration::from_secs(1), Timer::ProbeNextMember);
+        t.cancel(probe);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(t.pop_due(now), Some(Timer::ProbeNextMember));
+        assert_eq!(t.pop_due(now), None);
+        // Cancelling what already fired is harmless.
+        t.cancel(probe);
         assert!(t.is_empty());
     }
 }

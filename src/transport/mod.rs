@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::config::TransportConfig;
 pub use self::error::Error;
-pub use self::stats::{RefusedCounts, TransportStats};
+pub use self::stats::{RefusedCounts, TransportStats, WireStats};
 use crate::protocol::NodeName;
 use crate::tls;
 

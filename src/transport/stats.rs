@@ -49,6 +49,46 @@ pub struct TransportStats {
     pub connections_open: u64,
     /// Gauge: connections in the pool, one per peer.
     pub connections_pooled: u64,
+    /// What QUIC itself put on and took off the wire, over every admitted connection.
+    pub wire: WireStats,
+}
+
+/// QUIC's own counters, summed over connections: UDP datagrams and their payload bytes, so
+/// with QUIC headers, acknowledgements, handshakes, keep-alives, retransmissions and
+/// encryption tags (IP and UDP headers are not in them). Connections refused or failed
+/// before admission are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireStats {
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes in the UDP datagrams sent.
+    pub bytes_out: u64,
+    /// UDP datagrams received.
+    pub datagrams_in: u64,
+    /// Bytes in the UDP datagrams received.
+    pub bytes_in: u64,
+}
+
+impl WireStats {
+    /// What QUIC has counted on `conn` so far.
+    pub(crate) fn of(conn: &quinn::Connection) -> Self {
+        let stats = conn.stats();
+        WireStats {
+            datagrams_out: stats.udp_tx.datagrams,
+            bytes_out: stats.udp_tx.bytes,
+            datagrams_in: stats.udp_rx.datagrams,
+            bytes_in: stats.udp_rx.bytes,
+        }
+    }
+}
+
+impl std::ops::AddAssign for WireStats {
+    fn add_assign(&mut self, other: Self) {
+        self.datagrams_out += other.datagrams_out;
+        self.bytes_out += other.bytes_out;
+        self.datagrams_in += other.datagrams_in;
+        self.bytes_in += other.bytes_in;
+    }
 }
 
 /// Refusals by class; see [`Refusal`].
@@ -134,7 +174,7 @@ impl Counters {
             });
     }
 
-    pub fn snapshot(&self, connections_pooled: usize) -> TransportStats {
+    pub fn snapshot(&self, connections_pooled: usize, wire: WireStats) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let refused = |r: Refusal| get(&self.refused[r as usize]);
         TransportStats {
@@ -164,6 +204,7 @@ impl Counters {
             idle_closed: get(&self.idle_closed),
             connections_open: get(&self.connections_open),
             connections_pooled: u64::try_from(connections_pooled).unwrap_or(u64::MAX),
+            wire,
         }
     }
 }
@@ -178,7 +219,7 @@ mod tests {
         counters.refused(Refusal::UnknownCa);
         counters.refused(Refusal::NoClientCert);
         counters.refused(Refusal::NoClientCert);
-        let stats = counters.snapshot(0);
+        let stats = counters.snapshot(0, WireStats::default());
         assert_eq!(stats.refused.unknown_ca, 1);
         assert_eq!(stats.refused.get(Refusal::NoClientCert), 2);
         assert_eq!(stats.refused.total(), 3);
@@ -188,6 +229,9 @@ mod tests {
     fn open_gauge_does_not_wrap() {
         let counters = Counters::default();
         counters.connection_closed();
-        assert_eq!(counters.snapshot(0).connections_open, 0);
+        assert_eq!(
+            counters.snapshot(0, WireStats::default()).connections_open,
+            0
+        );
     }
 }

@@ -25,7 +25,7 @@ use tracing::{debug, info, trace, warn, Instrument, Span};
 use self::handshake::Failure;
 use super::frame::{read_frame, write_frame, FrameError};
 use super::link::{keep_new, lru_victim, Link};
-use super::stats::{add, bump, Counters};
+use super::stats::{add, bump, Counters, WireStats};
 use super::DEFAULT_MAX_DATAGRAM_SIZE;
 use super::{codes, Error, Incoming, Peer, PeerInfo, TransportConfig, TransportStats};
 use crate::protocol::NodeName;
@@ -70,6 +70,11 @@ struct State {
     dials: HashMap<DialKey, PendingDial>,
     /// Dials and accepts between the first packet and admission.
     handshakes: usize,
+    /// Every admitted connection not yet closed (pooled, or a loser being closed), by
+    /// `stable_id`: the wire counters are summed over them.
+    open: HashMap<usize, Arc<Link>>,
+    /// Wire counters of the connections closed so far.
+    closed_wire: WireStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -208,8 +213,16 @@ impl Engine {
     }
 
     pub fn stats(&self) -> TransportStats {
-        let pooled = self.state().pool.len();
-        self.counters.snapshot(pooled)
+        // One lock for both parts, so a connection closing meanwhile is counted exactly once.
+        let (pooled, wire) = {
+            let state = self.state();
+            let mut wire = state.closed_wire;
+            for link in state.open.values() {
+                wire += WireStats::of(&link.conn);
+            }
+            (state.pool.len(), wire)
+        };
+        self.counters.snapshot(pooled, wire)
     }
 
     pub fn peers(&self) -> Vec<PeerInfo> {
@@ -495,6 +508,7 @@ impl Engine {
                 return Err(Failure::Closed);
             }
             let addr = link.conn.remote_address();
+            state.open.insert(link.conn.stable_id(), link.clone());
             match state.pool.get(&link.name).cloned() {
                 Some(existing) => {
                     let restarted = existing.peer_instance != link.peer_instance;

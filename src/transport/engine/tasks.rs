@@ -11,7 +11,7 @@ use super::Engine;
 use crate::transport::codes;
 use crate::transport::frame::{read_frame, write_frame, FrameError};
 use crate::transport::link::{Link, WorkGuard};
-use crate::transport::stats::{add, bump};
+use crate::transport::stats::{add, bump, WireStats};
 use crate::transport::Incoming;
 
 impl Engine {
@@ -133,6 +133,9 @@ impl Engine {
         self.counters.connection_closed();
         let was_pooled = {
             let mut state = self.state();
+            if state.open.remove(&link.conn.stable_id()).is_some() {
+                state.closed_wire += WireStats::of(&link.conn);
+            }
             let pooled = state
                 .pool
                 .get(&link.name)
