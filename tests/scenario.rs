@@ -1373,13 +1373,16 @@ fn probe_targets(h: &Harness) -> Vec<NodeName> {
 
 /// The watch order is `xxh64(name)`; the member after `me` in it, wrapping round.
 fn watched_by_me() -> NodeName {
+    watch_order()[0].clone()
+}
+
+/// [`PEERS`] in the watch order, starting after `me`.
+fn watch_order() -> Vec<NodeName> {
     let key = |s: &str| quicswim::ring::hash::xxh64(s.as_bytes(), 0);
     let mine = key("me");
-    let next = PEERS
-        .iter()
-        .min_by_key(|p| key(p).wrapping_sub(mine).wrapping_sub(1))
-        .expect("peers");
-    name(next)
+    let mut peers = PEERS.to_vec();
+    peers.sort_by_key(|p| key(p).wrapping_sub(mine).wrapping_sub(1));
+    peers.into_iter().map(name).collect()
 }
 
 #[test]
@@ -1403,6 +1406,38 @@ fn every_other_probe_goes_to_the_watched_member_and_the_pass_still_covers_everyo
             targets.contains(&name(p)),
             "{p} never probed in {targets:?}"
         );
+    }
+}
+
+#[test]
+fn when_the_watched_member_dies_the_next_in_the_order_is_watched() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.run_for(config.probe_interval * 4);
+    let order = watch_order();
+    let (gone, next) = (order[0].clone(), order[1].clone());
+    let reporter = PEERS.iter().find(|p| name(p) != gone).expect("peers");
+    h.gossip(reporter, &[claim(gone.as_str(), 0, State::Dead, None)])
+        .expect("valid datagram");
+    assert_eq!(h.state_of(gone.as_str()), Some((0, State::Dead)));
+    h.take_sent();
+    h.run_for(config.probe_interval * 10);
+    let targets = probe_targets(&h);
+    assert!(
+        !targets.contains(&gone),
+        "probed the dead {gone}: {targets:?}"
+    );
+    for pair in targets.windows(2) {
+        assert!(pair.contains(&next), "{pair:?}: neither is {next}");
+    }
+    // It comes back: watched again.
+    h.gossip(reporter, &[alive(gone.as_str(), 1)])
+        .expect("valid datagram");
+    h.take_sent();
+    h.run_for(config.probe_interval * 10);
+    let targets = probe_targets(&h);
+    for pair in targets.windows(2) {
+        assert!(pair.contains(&gone), "{pair:?}: neither is {gone}");
     }
 }
 

@@ -329,6 +329,10 @@ pub struct Swim {
     /// times a second to send nothing (with 32 nodes on one machine, gossip ticks were most of
     /// the idle wake-ups).
     gossip_tick: Instant,
+    /// [`watched`](Self::watched) as last found; `None` once a member became or stopped
+    /// being active (finding it scans the table and hashes every name: at 1,000 members that
+    /// was most of a probe period's core time).
+    watched_cache: Option<Option<NodeName>>,
     next_seq: u32,
     relays: BTreeMap<u32, Relay>,
     timers: Timers,
@@ -439,6 +443,7 @@ impl Swim {
             probe_soon: None,
             last_gossip: None,
             gossip_tick,
+            watched_cache: None,
             dedup: Deduplicator::default(),
             next_event_seq: 1,
             recent_events: VecDeque::new(),
@@ -1335,9 +1340,13 @@ impl Swim {
 
     /// The active member after this node in the order of [`watch_key`]: every node computes
     /// the same order, so each member has one watcher (two for a moment while views differ).
-    fn watched(&self) -> Option<NodeName> {
+    fn watched(&mut self) -> Option<NodeName> {
+        if let Some(cached) = &self.watched_cache {
+            return cached.clone();
+        }
         let mine = watch_key(&self.me.name);
-        self.members
+        let found = self
+            .members
             .values()
             .filter(|e| e.member.state.is_active())
             .map(|e| {
@@ -1345,7 +1354,9 @@ impl Swim {
                 (distance, &e.member.name)
             })
             .min()
-            .map(|(_, name)| name.clone())
+            .map(|(_, name)| name.clone());
+        self.watched_cache = Some(found.clone());
+        found
     }
 
     /// One pass done: a new pass in a new random order (time-bounded completeness).
@@ -1864,7 +1875,12 @@ impl Swim {
         self.probe_list.insert(at, member);
     }
 
+    /// Every change of a member's state, or of who is in the table, comes through here.
     fn recount(&mut self, old: Option<State>, new: Option<State>) {
+        let active = |s: Option<State>| s.is_some_and(State::is_active);
+        if active(old) != active(new) {
+            self.watched_cache = None;
+        }
         if let Some(s) = old {
             self.counts[state_index(s)] -= 1;
         }
