@@ -977,7 +977,8 @@ impl Swim {
         t
     }
 
-    /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then.
+    /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then (at once if it
+    /// has passed).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.timers.next_deadline();

@@ -626,6 +626,8 @@ impl Simulation {
         }
         self.tracker.alive_seen(now, i, alive);
         if let Some(at) = next_wake {
+            // A deadline already past (allowed by `poll_timeout`) means at once, never earlier.
+            let at = at.max(self.now);
             let node = &mut self.nodes[i];
             if node.wake.is_none_or(|w| at < w) {
                 node.wake = Some(at);
