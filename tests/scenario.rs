@@ -188,6 +188,17 @@ impl Harness {
         }
     }
 
+    /// Runs, deadline by deadline, until nothing is queued to gossip.
+    fn drain_news(&mut self) {
+        while self.swim.pending_broadcasts() > 0 {
+            let at = self
+                .swim
+                .poll_timeout()
+                .expect("news queued: a round is due");
+            self.run_until(at);
+        }
+    }
+
     /// No peer answers any probe.
     fn silence_all(&mut self) {
         for p in PEERS {
@@ -1481,10 +1492,7 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
             .filter(|(_, _, p)| member_updates(p).iter().any(|u| u.name == name(who)))
             .count()
     };
-    while h.swim.pending_broadcasts() > 0 {
-        let at = h.swim.poll_timeout().expect("timers are set");
-        h.run_until(at);
-    }
+    h.drain_news();
     h.take_sent();
     h.gossip("a", &[alive("b", 1)]).expect("valid datagram");
     assert_eq!(
@@ -1521,10 +1529,7 @@ fn an_idle_node_wakes_only_to_probe_and_news_restarts_the_gossip_rounds() {
     let config = Config::lan();
     let mut h = Harness::with_peers(config.clone());
     h.connect_all();
-    while h.swim.pending_broadcasts() > 0 {
-        let at = h.swim.poll_timeout().expect("timers are set");
-        h.run_until(at);
-    }
+    h.drain_news();
     // Nothing queued, every probe answered: over ten probe intervals the node wakes for its
     // probes (and the rare periodic exchange), not for gossip ticks or answered timeouts.
     let from = h.now;
@@ -1561,5 +1566,37 @@ fn an_idle_node_wakes_only_to_probe_and_news_restarts_the_gossip_rounds() {
     assert!(
         rounds.len() >= 2,
         "retransmitted in later rounds: {rounds:?}"
+    );
+}
+
+#[test]
+fn a_suspicion_raised_by_a_timer_on_an_idle_node_goes_out_in_one_round() {
+    // Enough retransmissions that one round does not use them all up (as in a larger cluster).
+    let config = Config {
+        retransmit_mult: 10,
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    h.connect_all();
+    h.drain_news();
+    // Idle for a while, so the gossip tick is long past when the news comes.
+    h.run_for(config.probe_interval * 3);
+    h.silence("c");
+    h.take_sent();
+    let deadline = h.now + config.probe_interval * 30;
+    while h.state_of("c") != Some((0, State::Suspect)) {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        assert!(at <= deadline, "c never suspected");
+        h.run_until(at);
+    }
+    let suspected_at = h.now;
+    let rounds = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(at, _, _)| *at == suspected_at)
+        .count();
+    assert!(
+        (1..=config.gossip_nodes).contains(&rounds),
+        "{rounds} gossip datagrams at the instant of the suspicion"
     );
 }

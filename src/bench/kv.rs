@@ -70,7 +70,7 @@ pub struct KvResult {
     /// Process CPU per node per second over window and drain, in ms.
     pub cpu_ms_per_node_s: f64,
     /// Transport payload bytes sent per node per second over window and drain.
-    pub bytes_out_per_node_s: f64,
+    pub payload_bytes_out_per_node_s: f64,
     /// Datagrams sent per node per second over window and drain.
     pub datagrams_out_per_node_s: f64,
     /// Updates dropped from full piggyback queues, over the cluster.
@@ -258,7 +258,7 @@ pub(crate) async fn run(
             })
             .sum()
     };
-    result.bytes_out_per_node_s = growth(|m| m.transport.bytes_out) as f64 / nodes / secs;
+    result.payload_bytes_out_per_node_s = growth(|m| m.transport.bytes_out) as f64 / nodes / secs;
     result.datagrams_out_per_node_s = growth(|m| m.transport.datagrams_out) as f64 / nodes / secs;
     result.broadcasts_dropped = growth(|m| m.core.broadcasts_dropped);
     result.kv_entries_synced = growth(|m| m.core.kv_entries_synced);
@@ -339,7 +339,7 @@ fn summarise(set_us: &[u32], live: &[usize], seen: &[Vec<u32>], window: Duration
         lag_max_s: q(1.0),
         pairs_missing: missing,
         cpu_ms_per_node_s: 0.0,
-        bytes_out_per_node_s: 0.0,
+        payload_bytes_out_per_node_s: 0.0,
         datagrams_out_per_node_s: 0.0,
         broadcasts_dropped: 0,
         kv_entries_synced: 0,

@@ -389,7 +389,7 @@ async fn run_phases(
         cpu_ms_per_node_s: steady.cpu_ms_per_node_s,
         bytes_per_node_s: steady.wire_bytes_out_per_node_s,
         packets_per_node_s: steady.packets_out_per_node_s,
-        payload_bytes_per_node_s: steady.bytes_out_per_node_s,
+        payload_bytes_per_node_s: steady.payload_bytes_out_per_node_s,
         datagrams_per_node_s: steady.datagrams_out_per_node_s,
         kv_updates_per_s: kv.as_ref().and_then(|k| k.updates_per_s),
         kv_lag_p99_s: kv.as_ref().and_then(|k| k.lag_p99_s),

@@ -5,8 +5,8 @@
 //!   join.csv        node, converged_s
 //!   broadcast.csv   update, origin, node, latency_s        broadcast.svg
 //!   steady.csv      node, wire_bytes_out, wire_bytes_in, packets_out, packets_in (QUIC's
-//!                   counts), bytes_out, bytes_in, datagrams_out, datagrams_in (payload), requests_out,
-//!                   dials, idle_closed
+//!                   counts), payload_bytes_out, payload_bytes_in, datagrams_out,
+//!                   datagrams_in, requests_out, dials, idle_closed
 //!   kv.csv          write, owner, set_s, nodes_delivered, all_lag_s    kv.svg
 //!   detect.csv      node, suspect_s, dead_s                 detect.svg
 //! ```
@@ -65,7 +65,8 @@ fn broadcast_csv(samples: &[UpdateSample]) -> String {
 
 fn steady_csv(samples: &[SteadyNodeSample]) -> String {
     let mut s = String::from(
-        "node,wire_bytes_out,wire_bytes_in,packets_out,packets_in,bytes_out,bytes_in,datagrams_out,datagrams_in,requests_out,dials,idle_closed\n",
+        "node,wire_bytes_out,wire_bytes_in,packets_out,packets_in,payload_bytes_out,payload_bytes_in,\
+         datagrams_out,datagrams_in,requests_out,dials,idle_closed\n",
     );
     for n in samples {
         let _ = writeln!(
@@ -76,8 +77,8 @@ fn steady_csv(samples: &[SteadyNodeSample]) -> String {
             n.wire_bytes_in,
             n.packets_out,
             n.packets_in,
-            n.bytes_out,
-            n.bytes_in,
+            n.payload_bytes_out,
+            n.payload_bytes_in,
             n.datagrams_out,
             n.datagrams_in,
             n.requests_out,

@@ -30,9 +30,9 @@ pub struct SteadyResult {
     /// UDP datagrams (packets) received, as QUIC counts them.
     pub packets_in_per_node_s: f64,
     /// Transport payload bytes sent (datagrams and stream frames).
-    pub bytes_out_per_node_s: f64,
+    pub payload_bytes_out_per_node_s: f64,
     /// Transport payload bytes received.
-    pub bytes_in_per_node_s: f64,
+    pub payload_bytes_in_per_node_s: f64,
     /// Application datagrams (SWIM messages) sent.
     pub datagrams_out_per_node_s: f64,
     /// Application datagrams received.
@@ -74,9 +74,9 @@ pub struct SteadyNodeSample {
     /// UDP datagrams received (QUIC's count).
     pub packets_in: u64,
     /// Transport payload bytes sent.
-    pub bytes_out: u64,
+    pub payload_bytes_out: u64,
     /// Transport payload bytes received.
-    pub bytes_in: u64,
+    pub payload_bytes_in: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
     /// Datagrams received.
@@ -159,8 +159,8 @@ fn summarise(
             wire_bytes_in: ta.wire.bytes_in.saturating_sub(tb.wire.bytes_in),
             packets_out: ta.wire.datagrams_out.saturating_sub(tb.wire.datagrams_out),
             packets_in: ta.wire.datagrams_in.saturating_sub(tb.wire.datagrams_in),
-            bytes_out: ta.bytes_out - tb.bytes_out,
-            bytes_in: ta.bytes_in - tb.bytes_in,
+            payload_bytes_out: ta.bytes_out - tb.bytes_out,
+            payload_bytes_in: ta.bytes_in - tb.bytes_in,
             datagrams_out: ta.datagrams_out - tb.datagrams_out,
             datagrams_in: ta.datagrams_in - tb.datagrams_in,
             requests_out: ta.requests_out - tb.requests_out,
@@ -191,8 +191,8 @@ fn summarise(
         wire_bytes_in_per_node_s: rate(sum(|s| s.wire_bytes_in)),
         packets_out_per_node_s: rate(sum(|s| s.packets_out)),
         packets_in_per_node_s: rate(sum(|s| s.packets_in)),
-        bytes_out_per_node_s: rate(sum(|s| s.bytes_out)),
-        bytes_in_per_node_s: rate(sum(|s| s.bytes_in)),
+        payload_bytes_out_per_node_s: rate(sum(|s| s.payload_bytes_out)),
+        payload_bytes_in_per_node_s: rate(sum(|s| s.payload_bytes_in)),
         datagrams_out_per_node_s: rate(sum(|s| s.datagrams_out)),
         datagrams_in_per_node_s: rate(sum(|s| s.datagrams_in)),
         datagram_bytes_out_per_node_s: rate(core[0]),

@@ -214,7 +214,7 @@ fn print_human(r: &BenchReport) {
         s.cpu_ms_per_node_s,
         s.wire_bytes_out_per_node_s,
         s.packets_out_per_node_s,
-        s.bytes_out_per_node_s,
+        s.payload_bytes_out_per_node_s,
         s.datagram_bytes_out_per_node_s,
         s.anti_entropy_bytes_out_per_node_s,
         s.datagrams_out_per_node_s

@@ -42,8 +42,8 @@ pub struct SimulateArgs {
     /// When the partition heals.
     #[arg(long, value_parser = parse_duration, default_value = "90s")]
     heal_at: Duration,
-    /// Nodes start one after another over this window, each joining through nodes already
-    /// started (0s: all at once, through the first).
+    /// Nodes start one after another over this window, each joining through up to three
+    /// nodes already started (0s: all at the same instant, still one after another).
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     join_spread: Duration,
     /// Virtual time to simulate.

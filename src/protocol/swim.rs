@@ -278,10 +278,11 @@ const LEAVE_FANOUT: usize = 16;
 const RECENT_EVENTS_SYNCED: usize = 64;
 /// Early full-state exchanges after joining.
 const JOIN_SYNC_ROUNDS: u32 = 4;
-/// The first early exchange comes after half a probe interval (jittered up to twice that), the
-/// others at 1, 2 and 4: a node that missed every gossip copy of another's join, because few
-/// members knew it yet when that news went round, catches up within a second (it waited 1-2 s
-/// with the first at one interval: a 32-node join once took 2.02 s).
+/// The first early exchange comes half a probe interval after joining, each next one 1, 2 and
+/// 4 intervals after the last (each wait jittered up to twice): a node that missed every
+/// gossip copy of another's join, because few members knew it yet when that news went round,
+/// catches up within a second (it waited 1-2 s with the first wait at one interval: a 32-node
+/// join once took 2.02 s).
 const JOIN_SYNC_FIRST_DIVISOR: u32 = 2;
 /// How often tombstones are looked at.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
@@ -324,10 +325,10 @@ pub struct Swim {
     gossip_dial_after: Instant,
     /// When the last gossip round went out.
     last_gossip: Option<Instant>,
-    /// When the next periodic gossip round is due, on a grid of gossip intervals. It is a
-    /// deadline only while the piggyback queue holds news: an idle node does not wake five
-    /// times a second to send nothing (with 32 nodes on one machine, gossip ticks were most of
-    /// the idle wake-ups).
+    /// When the next periodic gossip round is due, on a grid of gossip intervals. Not one of
+    /// `timers`, because it is a deadline only while the piggyback queue holds news
+    /// ([`gossip_due`](Self::gossip_due)): an idle node does not wake five times a second to
+    /// send nothing (with 32 nodes on one machine, gossip ticks were most of the idle wake-ups).
     gossip_tick: Instant,
     /// [`watched`](Self::watched) as last found; `None` once a member became or stopped
     /// being active (finding it scans the table and hashes every name: at 1,000 members that
@@ -959,10 +960,12 @@ impl Swim {
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        // News a timer queued (a suspicion, a verdict) goes first: its eager round moves the
+        // tick on, so a tick left in the past by an idle queue does not send a second round.
+        self.gossip_if_new(now, news);
         if self.gossip_due().is_some_and(|tick| now >= tick) {
             self.gossip(now);
         }
-        self.gossip_if_new(now, news);
     }
 
     // ---------------------------------------------------------------- outputs
