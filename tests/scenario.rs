@@ -1477,15 +1477,21 @@ fn a_suspicion_heard_from_another_member_is_probed_next() {
     assert_eq!(h.state_of(suspect.as_str()), Some((0, State::Suspect)));
 }
 
-#[test]
-fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_interval_apart() {
-    // Enough retransmissions that news sent in one round is still queued a round later.
+/// Every peer connected, and enough retransmissions that news sent in one round is still
+/// queued a round later (as in a larger cluster).
+fn connected_with_long_retransmits() -> (Config, Harness) {
     let config = Config {
         retransmit_mult: 10,
         ..Config::lan()
     };
     let mut h = Harness::with_peers(config.clone());
     h.connect_all();
+    (config, h)
+}
+
+#[test]
+fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_interval_apart() {
+    let (config, mut h) = connected_with_long_retransmits();
     let carries = |h: &Harness, who: &str| {
         h.sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()
@@ -1571,13 +1577,7 @@ fn an_idle_node_wakes_only_to_probe_and_news_restarts_the_gossip_rounds() {
 
 #[test]
 fn a_suspicion_raised_by_a_timer_on_an_idle_node_goes_out_in_one_round() {
-    // Enough retransmissions that one round does not use them all up (as in a larger cluster).
-    let config = Config {
-        retransmit_mult: 10,
-        ..Config::lan()
-    };
-    let mut h = Harness::with_peers(config.clone());
-    h.connect_all();
+    let (config, mut h) = connected_with_long_retransmits();
     h.drain_news();
     // Idle for a while, so the gossip tick is long past when the news comes.
     h.run_for(config.probe_interval * 3);

@@ -257,7 +257,7 @@ struct Probe {
     acked: bool,
     /// The direct Ping's timeout, cancelled by the Ack so it does not wake the node for
     /// nothing.
-    timeout: Option<TimerKey>,
+    timeout: TimerKey,
     nacks: u32,
     expected_nacks: u32,
 }
@@ -768,8 +768,7 @@ impl Swim {
             }
         }
         // It came over a connection; a member first heard of in it is known only now.
-        self.dial_done(now, from);
-        self.set_connected(from, true);
+        self.handle_peer_up(now, from);
         self.gossip_if_new(now, news);
         let reply_to = Destination {
             addr,
@@ -1259,7 +1258,7 @@ impl Swim {
             seq,
             target,
             acked: false,
-            timeout: Some(timeout),
+            timeout,
             nacks: 0,
             expected_nacks: 0,
         });
@@ -1459,9 +1458,7 @@ impl Swim {
             if !p.acked {
                 p.acked = true;
                 self.awareness.apply(-1);
-            }
-            if let Some(key) = p.timeout.take() {
-                self.timers.cancel(key);
+                self.timers.cancel(p.timeout);
             }
             return;
         }
