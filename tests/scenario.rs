@@ -6,7 +6,7 @@
 //! `answer_streams` answer Pings addressed to them at once, so that only the members a test
 //! leaves silent fail their probes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -1487,6 +1487,41 @@ fn connected_with_long_retransmits() -> (Config, Harness) {
     let mut h = Harness::with_peers(config.clone());
     h.connect_all();
     (config, h)
+}
+
+#[test]
+fn a_node_sends_its_copies_of_an_update_to_distinct_members() {
+    let config = Config {
+        gossip_nodes: 2,
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    h.connect_all();
+    h.drain_news();
+    // Six nodes: each update is sent 4 times, in rounds of 2, among 5 connected peers.
+    for incarnation in 1..=20 {
+        h.take_sent();
+        h.gossip("a", &[alive("b", incarnation)])
+            .expect("valid datagram");
+        h.drain_news();
+        let reached: Vec<NodeName> = h
+            .sent_messages(|m| matches!(m, Message::Gossip))
+            .into_iter()
+            .filter(|(_, _, p)| {
+                member_updates(p)
+                    .iter()
+                    .any(|u| u.name == name("b") && u.incarnation == Incarnation(incarnation))
+            })
+            .map(|(_, t, _)| t.to.name.expect("members are known by name"))
+            .collect();
+        assert!(reached.len() >= 3, "update {incarnation}: {reached:?}");
+        let distinct: HashSet<&NodeName> = reached.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            reached.len(),
+            "update {incarnation}: {reached:?}"
+        );
+    }
 }
 
 #[test]

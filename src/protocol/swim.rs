@@ -43,6 +43,7 @@ use super::codec::{
     UPDATES_PER_DATAGRAM_MAX,
 };
 use super::config::{Config, ConfigError};
+use super::cycle::Cycle;
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
 use super::kv::{KvEntry, KvError, KvStore, OwnerDelta, OwnerDigest};
 use super::member::{
@@ -323,6 +324,9 @@ pub struct Swim {
     gossip_dial: Option<(NodeName, Instant)>,
     /// No gossip pick dials before this (see [`dial_done`](Self::dial_done)).
     gossip_dial_after: Instant,
+    /// Where gossip rounds pick their targets: a walk over the member table that reaches
+    /// every member once before any twice (see [`gossip`](Self::gossip)).
+    gossip_cycle: Cycle,
     /// When the last gossip round went out.
     last_gossip: Option<Instant>,
     /// When the next periodic gossip round is due, on a grid of gossip intervals. Not one of
@@ -440,6 +444,7 @@ impl Swim {
             kv_replies_pending: 0,
             gossip_dial: None,
             gossip_dial_after: now,
+            gossip_cycle: Cycle::default(),
             watch_turn: false,
             probe_soon: None,
             last_gossip: None,
@@ -1502,16 +1507,24 @@ impl Swim {
         }
     }
 
-    /// A gossip round: the queued news to `gossip_nodes` members drawn from every member (as
-    /// memberlist), except that a pick needing a new connection is dropped while another is
-    /// being dialled or within [`DIAL_PAUSE`] times the last dial's duration after it, and
-    /// the round is topped up with members that have a connection.
+    /// A gossip round: the queued news to `gossip_nodes` members, the next in this node's
+    /// cyclic walk over its member table ([`Cycle`]), skipping those without a connection
+    /// except one, when no other is being dialled and [`DIAL_PAUSE`] times the last dial's
+    /// duration has passed since it.
     ///
-    /// Kept to connected members, gossip left a member few others were connected to (the mesh
-    /// is young for one probe pass after a join) with few chances to be picked: in a 32-node
-    /// bench one node in a few hundred missed every copy of an update and waited 0.5-3 s for
-    /// a probe to bring it. Pacing the dials keeps a large cluster that starts at once from a
-    /// storm of handshakes (they slow each other; the dials are what costs).
+    /// The walk, where memberlist draws each round's targets afresh: successive rounds reach
+    /// distinct members, so the copies a node sends of an update (the retransmit limit, 12
+    /// at 128 members) go to as many different members when it has that many connections,
+    /// and to every one when it has fewer. Drawn afresh among its connections (15 or so just
+    /// after a 128-node join), a third of a node's copies went to a member it had already
+    /// sent that update to, and a member few others were connected to (the mesh is young for
+    /// one probe pass after a join) could miss every copy and have the update only 0.8-1.6 s
+    /// later: about one update in 50.
+    ///
+    /// Kept to connected members without the dial, gossip left such members fewer chances
+    /// still (32 nodes: one in a few hundred missed every copy). Pacing the dials keeps a
+    /// large cluster that starts at once from a storm of handshakes (they slow each other;
+    /// the dials are what costs).
     fn gossip(&mut self, now: Instant) {
         if self.broadcasts.is_empty() {
             return;
@@ -1532,28 +1545,31 @@ impl Swim {
                     && now.duration_since(e.state_change) < dead_window)
         };
         let k = self.config.gossip_nodes;
-        let mut targets = Vec::with_capacity(k);
-        self.fill_random(&mut targets, k, &eligible, None);
-        let dial_free = match &self.gossip_dial {
+        let mut dial_free = match &self.gossip_dial {
             None => now >= self.gossip_dial_after,
             // No answer within a probe interval: given up on.
             Some((_, at)) => now.duration_since(*at) >= self.config.probe_interval,
         };
-        let members = &self.members;
-        let mut dial = None;
-        targets.retain(|name| {
-            let ok = members[name].connected || (dial_free && dial.is_none());
-            if ok && !members[name].connected {
-                dial = Some(name.clone());
+        let mut targets = Vec::with_capacity(k);
+        // Bounded work per round: a young node with few connections sends to fewer.
+        for _ in 0..walk_max(k) {
+            if targets.len() >= k {
+                break;
             }
-            ok
-        });
-        if let Some(name) = dial {
-            self.gossip_dial = Some((name, now));
+            let Some(at) = self.gossip_cycle.next(&mut self.rng, self.members.len()) else {
+                break;
+            };
+            let e = self.members.at(at);
+            if !eligible(e) || !(e.connected || dial_free) {
+                continue;
+            }
+            if !e.connected {
+                dial_free = false;
+                self.gossip_dial = Some((e.member.name.clone(), now));
+            }
+            targets.push(e.member.name.clone());
         }
-        // The rest among connected members, found by bounded sampling: a young node with few
-        // connections sends to fewer, and only when it has none does a pick dial regardless.
-        self.sample_connected(&mut targets, k, &eligible, None);
+        // Only a node with no connection at all dials regardless.
         if targets.is_empty() {
             self.fill_random(&mut targets, 1, &eligible, None);
         }
@@ -2042,7 +2058,7 @@ impl Swim {
         pred: &impl Fn(&Entry) -> bool,
         except: Option<&NodeName>,
     ) {
-        self.sample_members(out, k, 8 * k + 32, &|e| e.connected && pred(e), except);
+        self.sample_members(out, k, walk_max(k), &|e| e.connected && pred(e), except);
     }
 
     /// Adds members drawn at random to `out`, up to `k` in all, in at most `draws` draws: those
@@ -2129,6 +2145,12 @@ pub fn probe_pass(n: usize, config: &Config) -> Duration {
 /// on 2 cores they take 0.1-1 s, and dials back to back (2,900 handshakes, a 3.4 s join) were
 /// what kept the join slow.
 const DIAL_PAUSE: u32 = 4;
+
+/// Members looked at to find `k` with a connection: bounded work per pick, even in a cluster
+/// of thousands where few are connected.
+fn walk_max(k: usize) -> usize {
+    8 * k + 32
+}
 
 /// A member's place in the order members watch each other in: a stable hash of its name, the
 /// same on every node and every build.
