@@ -1267,10 +1267,25 @@ fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialle
         .collect();
     assert!(dialled.len() <= 1, "several dials at once: {rounds:?}");
 
-    // With "c" gone only two have a connection; once the first dial is given up on, rounds
-    // reach gossip_nodes members again, the third without a connection.
-    h.swim.handle_peer_down(&name("c"));
+    // With only "a" and "b" connected, once no other dial is under way (one from above is
+    // given up on after a probe interval), rounds reach gossip_nodes members again, the
+    // third without a connection. The news comes just after a probe, so that no Gossip
+    // datagram dialling the member probed next shares an instant with the rounds; the
+    // members that answered probes meanwhile are reported down.
+    h.run_for(config.probe_interval);
     h.take_sent();
+    while h
+        .sent_messages(|m| matches!(m, Message::Ping { .. }))
+        .is_empty()
+    {
+        let at = h.swim.poll_timeout().expect("probes are due");
+        h.run_until(at);
+    }
+    h.run_for(Duration::from_millis(1));
+    h.take_sent();
+    for p in ["c", "d", "e"] {
+        h.swim.handle_peer_down(&name(p));
+    }
     h.swim.set_meta(h.now, b"v2".to_vec()).unwrap();
     h.run_for(config.gossip_interval * 3);
     let rounds = gossip_rounds(&h);
@@ -1521,6 +1536,37 @@ fn a_node_sends_its_copies_of_an_update_to_distinct_members() {
             reached.len(),
             "update {incarnation}: {reached:?}"
         );
+    }
+}
+
+#[test]
+fn a_round_sends_to_a_member_once_however_few_it_can_reach() {
+    let config = Config {
+        gossip_nodes: 3,
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config);
+    h.drain_news();
+    // One connection: a round reaches it, and at most one member it must dial.
+    h.swim.handle_peer_up(h.now, &name("a"));
+    for incarnation in 1..=5 {
+        h.take_sent();
+        h.gossip("a", &[alive("b", incarnation)])
+            .expect("valid datagram");
+        h.drain_news();
+        let mut rounds: Vec<(Instant, Vec<NodeName>)> = Vec::new();
+        for (at, t, _) in h.sent_messages(|m| matches!(m, Message::Gossip)) {
+            let to = t.to.name.expect("members are known by name");
+            match rounds.last_mut() {
+                Some((when, names)) if *when == at => names.push(to),
+                _ => rounds.push((at, vec![to])),
+            }
+        }
+        assert!(!rounds.is_empty(), "update {incarnation} went out");
+        for (_, names) in &rounds {
+            let distinct: HashSet<&NodeName> = names.iter().collect();
+            assert_eq!(distinct.len(), names.len(), "one round: {names:?}");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! A walk over the positions `0..len` of a table that reaches every position once before
-//! any twice, in an order drawn at random, with no memory beyond a few numbers.
+//! A walk over the positions `0..len` of a table that, while the length stays the same,
+//! reaches every position once before any twice, in an order drawn at random, with no memory
+//! beyond a few numbers.
 
 use rand::Rng;
 
@@ -36,7 +37,7 @@ impl Cycle {
             };
             if gcd(self.stride, len) != 1 {
                 self.stride = loop {
-                    let s = rng.random_range(1..len.max(2));
+                    let s = rng.random_range(1..len);
                     if gcd(s, len) == 1 {
                         break s;
                     }
@@ -46,7 +47,7 @@ impl Cycle {
         }
         let at = self.at;
         self.at = (self.at + self.stride) % len;
-        usize::try_from(at).ok()
+        Some(usize::try_from(at).expect("a position below a usize length fits a usize"))
     }
 }
 
@@ -92,6 +93,29 @@ mod tests {
             .map(|_| walk(&mut Cycle::default(), &mut rng, 50, 50))
             .collect();
         assert!(others.iter().all(|w| *w != first), "{first:?} {others:?}");
+    }
+
+    #[test]
+    fn strides_are_drawn_at_random() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        let strides: std::collections::HashSet<usize> = (0..20)
+            .map(|_| {
+                let w = walk(&mut Cycle::default(), &mut rng, 50, 2);
+                (w[1] + 50 - w[0]) % 50
+            })
+            .collect();
+        assert!(strides.len() > 3, "{strides:?}");
+    }
+
+    #[test]
+    fn a_stride_that_still_reaches_every_position_is_kept() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut cycle = Cycle::default();
+        let w = walk(&mut cycle, &mut rng, 10, 2);
+        let stride = (w[1] + 10 - w[0]) % 10;
+        // 11 is prime: the stride drawn for 10 reaches every position of 11 too.
+        let w = walk(&mut cycle, &mut rng, 11, 2);
+        assert_eq!((w[1] + 11 - w[0]) % 11, stride);
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod awareness;
 pub mod broadcast;
 pub mod codec;
 pub mod config;
-pub mod cycle;
+pub(crate) mod cycle;
 pub mod events;
 pub mod kv;
 pub mod member;

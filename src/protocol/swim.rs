@@ -1512,10 +1512,12 @@ impl Swim {
     /// except one, when no other is being dialled and [`DIAL_PAUSE`] times the last dial's
     /// duration has passed since it.
     ///
-    /// The walk, where memberlist draws each round's targets afresh: successive rounds reach
-    /// distinct members, so the copies a node sends of an update (the retransmit limit, 12
-    /// at 128 members) go to as many different members when it has that many connections,
-    /// and to every one when it has fewer. Drawn afresh among its connections (15 or so just
+    /// The walk, where memberlist draws each round's targets afresh: while the member table
+    /// keeps its size, successive rounds reach distinct members, so the copies a node sends
+    /// of an update (the retransmit limit, 12 at 128 members) go to as many different
+    /// members when it has that many connections, and to every one when it has fewer. (A
+    /// join or a reap moves the walk on from where it was; a member may then come round
+    /// again early.) Drawn afresh among its connections (15 or so just
     /// after a 128-node join), a third of a node's copies went to a member it had already
     /// sent that update to, and a member few others were connected to (the mesh is young for
     /// one probe pass after a join) could miss every copy and have the update only 0.8-1.6 s
@@ -1545,14 +1547,16 @@ impl Swim {
                     && now.duration_since(e.state_change) < dead_window)
         };
         let k = self.config.gossip_nodes;
-        let mut dial_free = match &self.gossip_dial {
+        let dial_free = match &self.gossip_dial {
             None => now >= self.gossip_dial_after,
             // No answer within a probe interval: given up on.
             Some((_, at)) => now.duration_since(*at) >= self.config.probe_interval,
         };
         let mut targets = Vec::with_capacity(k);
-        // Bounded work per round: a young node with few connections sends to fewer.
-        for _ in 0..walk_max(k) {
+        let mut dial = None;
+        // At most one step per member, so a round's targets are distinct; and bounded work
+        // per round: a young node with few connections sends to fewer.
+        for _ in 0..walk_max(k).min(self.members.len()) {
             if targets.len() >= k {
                 break;
             }
@@ -1560,16 +1564,19 @@ impl Swim {
                 break;
             };
             let e = self.members.at(at);
-            if !eligible(e) || !(e.connected || dial_free) {
+            if !eligible(e) || !(e.connected || (dial_free && dial.is_none())) {
                 continue;
             }
             if !e.connected {
-                dial_free = false;
-                self.gossip_dial = Some((e.member.name.clone(), now));
+                dial = Some(e.member.name.clone());
             }
             targets.push(e.member.name.clone());
         }
-        // Only a node with no connection at all dials regardless.
+        // Short of `k` (few connections among the members walked: a young node, or a large
+        // cluster), the rest among connected members drawn at random; a round that found no
+        // one sends to one member at random, dialling it if need be, so that news still
+        // leaves a node before its mesh grows.
+        self.sample_connected(&mut targets, k, &eligible, None);
         if targets.is_empty() {
             self.fill_random(&mut targets, 1, &eligible, None);
         }
@@ -1579,6 +1586,9 @@ impl Swim {
         for name in targets {
             if self.broadcasts.is_empty() {
                 break;
+            }
+            if dial.as_ref() == Some(&name) {
+                self.gossip_dial = Some((name.clone(), now));
             }
             let to = self.destination_of(&name);
             self.send_datagram(to, Message::Gossip);
@@ -2146,8 +2156,8 @@ pub fn probe_pass(n: usize, config: &Config) -> Duration {
 /// what kept the join slow.
 const DIAL_PAUSE: u32 = 4;
 
-/// Members looked at to find `k` with a connection: bounded work per pick, even in a cluster
-/// of thousands where few are connected.
+/// Members looked at to find `k` with a connection: bounded work per round, even in a
+/// cluster of thousands where few are connected.
 fn walk_max(k: usize) -> usize {
     8 * k + 32
 }
