@@ -324,8 +324,9 @@ pub struct Swim {
     gossip_dial: Option<(NodeName, Instant)>,
     /// No gossip pick dials before this (see [`dial_done`](Self::dial_done)).
     gossip_dial_after: Instant,
-    /// Where gossip rounds pick their targets: a walk over the member table that reaches
-    /// every member once before any twice (see [`gossip`](Self::gossip)).
+    /// Where gossip rounds pick their targets: a walk over the member table that, while the
+    /// table keeps its size, reaches every member once before any twice (see
+    /// [`gossip`](Self::gossip)).
     gossip_cycle: Cycle,
     /// When the last gossip round went out.
     last_gossip: Option<Instant>,
@@ -1517,11 +1518,11 @@ impl Swim {
     /// of an update (the retransmit limit, 12 at 128 members) go to as many different
     /// members when it has that many connections, and to every one when it has fewer. (A
     /// join or a reap moves the walk on from where it was; a member may then come round
-    /// again early.) Drawn afresh among its connections (15 or so just
-    /// after a 128-node join), a third of a node's copies went to a member it had already
-    /// sent that update to, and a member few others were connected to (the mesh is young for
-    /// one probe pass after a join) could miss every copy and have the update only 0.8-1.6 s
-    /// later: about one update in 50.
+    /// again early.) Drawn afresh among its connections (15 or so just after a 128-node
+    /// join), about a third of a node's copies went to a member it had already sent that
+    /// update to, and a member few others were connected to (the mesh is young for one probe
+    /// pass after a join) could miss every copy and have the update only 0.8-1.6 s later:
+    /// about one update in 50.
     ///
     /// Kept to connected members without the dial, gossip left such members fewer chances
     /// still (32 nodes: one in a few hundred missed every copy). Pacing the dials keeps a
