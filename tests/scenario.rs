@@ -190,11 +190,21 @@ impl Harness {
 
     /// Runs, deadline by deadline, until nothing is queued to gossip.
     fn drain_news(&mut self) {
-        while self.swim.pending_broadcasts() > 0 {
+        self.run_until_true(Duration::from_secs(60), "the queue drained", |h| {
+            h.swim.pending_broadcasts() == 0
+        });
+    }
+
+    /// Fires deadlines one at a time until `done` holds, failing if that takes longer than
+    /// `bound` of virtual time.
+    fn run_until_true(&mut self, bound: Duration, what: &str, done: impl Fn(&Harness) -> bool) {
+        let deadline = self.now + bound;
+        while !done(self) {
             let at = self
                 .swim
                 .poll_timeout()
-                .expect("news queued: a round is due");
+                .unwrap_or_else(|| panic!("no deadline left, and not yet: {what}"));
+            assert!(at <= deadline, "not within {bound:?}: {what}");
             self.run_until(at);
         }
     }
@@ -1051,10 +1061,9 @@ fn restarted_node_told_it_is_dead_refutes_above_that_incarnation() {
     assert_eq!(h.swim.local_member().state, State::Alive);
     assert_eq!(h.swim.stats().refutations, 1);
     // The refutation goes out on the next datagram.
-    while h.sent_messages(|_| true).is_empty() {
-        let at = h.swim.poll_timeout().expect("timers are set");
-        h.run_until(at);
-    }
+    h.run_until_true(Config::lan().probe_interval, "a datagram went out", |h| {
+        !h.sent_messages(|_| true).is_empty()
+    });
     let (_, _, p) = &h.sent_messages(|_| true)[0];
     assert!(member_updates(p).contains(&alive("me", 6)), "{p:?}");
 }
@@ -1245,6 +1254,18 @@ fn gossip_rounds(h: &Harness) -> Vec<(Instant, NodeName)> {
         .collect()
 }
 
+/// [`gossip_rounds`] grouped by instant: the members each round went to, in send order.
+fn rounds_by_instant(h: &Harness) -> Vec<Vec<NodeName>> {
+    let mut rounds: Vec<(Instant, Vec<NodeName>)> = Vec::new();
+    for (at, to) in gossip_rounds(h) {
+        match rounds.last_mut() {
+            Some((when, names)) if *when == at => names.push(to),
+            _ => rounds.push((at, vec![to])),
+        }
+    }
+    rounds.into_iter().map(|(_, names)| names).collect()
+}
+
 #[test]
 fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialled() {
     let config = Config::lan();
@@ -1269,18 +1290,15 @@ fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialle
 
     // With only "a" and "b" connected, once no other dial is under way (one from above is
     // given up on after a probe interval), rounds reach gossip_nodes members again, the
-    // third without a connection. The news comes just after a probe, so that no Gossip
-    // datagram dialling the member probed next shares an instant with the rounds; the
-    // members that answered probes meanwhile are reported down.
+    // third without a connection. The news comes just after a probe, so that its rounds do
+    // not share an instant with a Ping (`gossip_rounds` leaves those out); the members that
+    // answered probes meanwhile are reported down.
     h.run_for(config.probe_interval);
     h.take_sent();
-    while h
-        .sent_messages(|m| matches!(m, Message::Ping { .. }))
-        .is_empty()
-    {
-        let at = h.swim.poll_timeout().expect("probes are due");
-        h.run_until(at);
-    }
+    h.run_until_true(config.probe_interval * 2, "a probe went out", |h| {
+        !h.sent_messages(|m| matches!(m, Message::Ping { .. }))
+            .is_empty()
+    });
     h.run_for(Duration::from_millis(1));
     h.take_sent();
     for p in ["c", "d", "e"] {
@@ -1288,17 +1306,10 @@ fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialle
     }
     h.swim.set_meta(h.now, b"v2".to_vec()).unwrap();
     h.run_for(config.gossip_interval * 3);
-    let rounds = gossip_rounds(&h);
-    let times: BTreeSet<Instant> = rounds.iter().map(|(at, _)| *at).collect();
-    let full_rounds = times
+    let rounds = rounds_by_instant(&h);
+    let full_rounds = rounds
         .iter()
-        .map(|at| {
-            rounds
-                .iter()
-                .filter(|(t, _)| t == at)
-                .map(|(_, n)| n.clone())
-                .collect::<BTreeSet<NodeName>>()
-        })
+        .map(|names| names.iter().cloned().collect::<BTreeSet<NodeName>>())
         .filter(|to| to.len() == config.gossip_nodes)
         .inspect(|to| {
             assert!(to.contains(&name("a")) && to.contains(&name("b")), "{to:?}");
@@ -1554,16 +1565,9 @@ fn a_round_sends_to_a_member_once_however_few_it_can_reach() {
         h.gossip("a", &[alive("b", incarnation)])
             .expect("valid datagram");
         h.drain_news();
-        let mut rounds: Vec<(Instant, Vec<NodeName>)> = Vec::new();
-        for (at, t, _) in h.sent_messages(|m| matches!(m, Message::Gossip)) {
-            let to = t.to.name.expect("members are known by name");
-            match rounds.last_mut() {
-                Some((when, names)) if *when == at => names.push(to),
-                _ => rounds.push((at, vec![to])),
-            }
-        }
+        let rounds = rounds_by_instant(&h);
         assert!(!rounds.is_empty(), "update {incarnation} went out");
-        for (_, names) in &rounds {
+        for names in &rounds {
             let distinct: HashSet<&NodeName> = names.iter().collect();
             assert_eq!(distinct.len(), names.len(), "one round: {names:?}");
         }
@@ -1596,10 +1600,9 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
     );
     // c goes at the next tick; a quarter interval after it, while it is still being
     // retransmitted, news goes out at once again.
-    while carries(&h, "c") == 0 {
-        let at = h.swim.poll_timeout().expect("timers are set");
-        h.run_until(at);
-    }
+    h.run_until_true(config.gossip_interval, "c went out", |h| {
+        carries(h, "c") > 0
+    });
     h.run_for(config.gossip_interval / 4);
     h.take_sent();
     assert!(h.swim.pending_broadcasts() > 0, "news still queued");
@@ -1664,12 +1667,9 @@ fn a_suspicion_raised_by_a_timer_on_an_idle_node_goes_out_in_one_round() {
     h.run_for(config.probe_interval * 3);
     h.silence("c");
     h.take_sent();
-    let deadline = h.now + config.probe_interval * 30;
-    while h.state_of("c") != Some((0, State::Suspect)) {
-        let at = h.swim.poll_timeout().expect("timers are set");
-        assert!(at <= deadline, "c never suspected");
-        h.run_until(at);
-    }
+    h.run_until_true(config.probe_interval * 30, "c suspected", |h| {
+        h.state_of("c") == Some((0, State::Suspect))
+    });
     let suspected_at = h.now;
     let rounds = h
         .sent_messages(|m| matches!(m, Message::Gossip))
