@@ -1,0 +1,104 @@
+//! The `quicswim` binary: clap parsing and output; everything else lives in the library.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::certs::CertsCommand;
+
+/// Encrypted cluster membership: SWIM + Lifeguard over QUIC with mutual TLS.
+#[derive(Debug, Parser)]
+#[command(name = "quicswim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Start a local encrypted cluster and show it working: forming, a key reaching every
+    /// node, a crash detected, the node coming back.
+    Demo(cli::demo::DemoArgs),
+    /// Make a cluster CA and node certificates.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCommand,
+    },
+    /// Run a cluster member and its HTTP control API until SIGINT or SIGTERM, then leave.
+    Agent(cli::agent::AgentArgs),
+    /// List the members a running agent knows.
+    Members(cli::members::MembersArgs),
+    /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
+    Ring(cli::ring::RingArgs),
+    /// Set, read, delete and list key/value data through a running agent.
+    Kv(cli::kv::KvArgs),
+    /// Publish a user event to every member through a running agent.
+    Event(cli::event::EventArgs),
+    /// List the user events a running agent has received, oldest first.
+    Events(cli::event::EventsArgs),
+    /// Simulate a whole cluster in virtual time (deterministic from --seed).
+    Simulate(cli::simulate::SimulateArgs),
+    /// Measure a real cluster in this process: join, dissemination, detection, steady-state
+    /// cost and key/value throughput.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args),
+        Command::Certs { cmd } => cli::certs::run(cmd),
+        Command::Agent(args) => cli::agent::run(args),
+        Command::Members(args) => cli::members::run(args),
+        Command::Ring(args) => cli::ring::run(args),
+        Command::Kv(args) => cli::kv::run(args),
+        Command::Event(args) => cli::event::run_event(args),
+        Command::Events(args) => cli::event::run_events(args),
+        Command::Simulate(args) => cli::simulate::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the context chain into one line: "cannot ...: cause: cause".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go out as clap writes them; a usage mistake is folded into one line
+/// ("error: ... --name <NAME>") so every error a user can cause reads the same way.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = err.render().to_string();
+    let line: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect();
+    eprintln!("{} (see --help)", line.join(" "));
+    ExitCode::from(2)
+}

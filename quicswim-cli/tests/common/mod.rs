@@ -1,0 +1,8 @@
+//! Helpers for the tests that drive the real binary: [`process`] starts and talks to it; the
+//! rest comes from the workspace's shared test kit.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub use quicswim_testkit::*;
+
+#[cfg(unix)]
+pub mod process;

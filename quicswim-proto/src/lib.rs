@@ -1,0 +1,26 @@
+//! quicswim-proto: the sans-IO core of quicswim.
+//!
+//! SWIM failure detection with the Lifeguard refinements, piggybacked gossip, full-state
+//! anti-entropy, key/value data and user events ([`protocol`]); the consistent-hash ring that
+//! follows membership ([`ring`]); and a deterministic simulator of whole clusters of cores
+//! ([`sim`]).
+//!
+//! ```text
+//!   quicswim (binary)   CLI, agent, demo, simulate, bench
+//!         |
+//!   quicswim (library)  node (handle + driver task), api, transport (quinn), tls (rustls, rcgen)
+//!         |  now, handle_* inputs / poll_* outputs
+//!   quicswim-proto      protocol/, ring/, sim/, hash   <- this crate
+//! ```
+//!
+//! Nothing here does I/O: no sockets, no runtime, no clock, no OS randomness. Time comes in as
+//! `now: Instant`, randomness from a seed the caller gives, so one core runs in a real node, in
+//! a 10,000-node simulation and in tests with exact, repeatable outcomes. The crate's dependency
+//! list is what keeps it so: it has no tokio, quinn, rustls or HTTP stack to reach for.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod hash;
+pub mod protocol;
+pub mod ring;
+pub mod sim;
