@@ -2,6 +2,7 @@
 //! from its own membership view, and they all route every key alike; when a member crashes
 //! and is detected, only the keys it owned move. Virtual time, seeded: a failure prints the
 //! seed, and the same seed replays it.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

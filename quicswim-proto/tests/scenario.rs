@@ -5,6 +5,7 @@
 //! core's next deadline (`poll_timeout`), and peers named in `answer_datagrams` /
 //! `answer_streams` answer Pings addressed to them at once, so that only the members a test
 //! leaves silent fail their probes.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::bench::{self, steady_warmup, BenchConfig, BenchReport, Observer, Phase};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use crate::bench::{self, steady_warmup, BenchConfig, BenchReport, Observer, Phase};
 use quicswim::protocol::Config;
 use quicswim::transport::TransportConfig;
 

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use quicswim::protocol::Config;
-use quicswim_proto::sim::{KvWorkload, NetworkConfig, PartitionPlan, Report, SimConfig, Simulation};
+use quicswim_proto::sim::{
+    KvWorkload, NetworkConfig, PartitionPlan, Report, SimConfig, Simulation,
+};
 
 use super::parse_duration;
 

@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::hash::xxh64;
 use super::weight::clamp_weight;
+use crate::hash::xxh64;
 use crate::protocol::member::NAME_LEN_MAX;
 use crate::protocol::NodeName;
 
