@@ -1,0 +1,134 @@
+//! Scenario tests of key/value rounds on one core: when they start and stop, and what they
+//! fetch and push.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
+
+mod core_harness;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use quicswim_proto::protocol::codec::{decode_stream, StreamMessage};
+use quicswim_proto::protocol::{Config, Event, NodeName, TransmitKind};
+
+use core_harness::*;
+
+/// The key/value round requests sent so far, with when and to whom.
+fn kv_syncs(h: &Harness) -> Vec<(Instant, NodeName)> {
+    h.sent
+        .iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .filter(|(_, t)| matches!(decode_stream(&t.payload), Ok(StreamMessage::KvSync { .. })))
+        .map(|(at, t)| {
+            (
+                *at,
+                t.to.name.clone().expect("rounds go to members by name"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_write_starts_key_value_rounds_at_once_and_a_quiet_node_stops_them() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.run_for(config.kv_sync_interval * 20);
+    assert!(kv_syncs(&h).is_empty(), "no key/value data, no rounds");
+
+    let written_at = h.now;
+    h.swim.set(h.now, "k", b"v".to_vec()).expect("valid write");
+    h.run_for(config.kv_sync_interval * 40);
+    let syncs = kv_syncs(&h);
+    let rounds = quicswim_proto::protocol::swim::kv_rounds(PEERS.len() + 1) as usize;
+    assert_eq!(syncs.len(), rounds * config.gossip_nodes, "{syncs:?}");
+    // The first round goes at the write, the rest one interval apart.
+    for (i, round) in syncs.chunks(config.gossip_nodes).enumerate() {
+        let due = written_at + config.kv_sync_interval * i as u32;
+        assert!(
+            round.iter().all(|(at, _)| *at == due),
+            "round {i}: {round:?}"
+        );
+        let targets: BTreeSet<&NodeName> = round.iter().map(|(_, to)| to).collect();
+        assert_eq!(
+            targets.len(),
+            config.gossip_nodes,
+            "distinct members per round"
+        );
+    }
+}
+
+#[test]
+fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
+    use quicswim_proto::protocol::kv::{OwnerDelta, OwnerDigest};
+    use quicswim_proto::protocol::KvEntry;
+
+    let mut h = Harness::with_peers(Config::lan());
+    h.swim
+        .set(h.now, "mine", b"m".to_vec())
+        .expect("valid write");
+    h.take_sent();
+    let theirs = KvEntry {
+        owner: name("a"),
+        key: "theirs".into(),
+        version: 9,
+        value: Some(b"t".to_vec()),
+    };
+    // "a" answers our round: here is a's key, and a holds nothing of ours.
+    let reply = StreamMessage::KvSyncReply {
+        delta: vec![OwnerDelta {
+            reset: false,
+            gc_floor: 0,
+            entries: vec![theirs.clone()],
+        }],
+        wants: vec![OwnerDigest {
+            owner: name("me"),
+            max_version: 0,
+            fingerprint: 0,
+            gc_floor: 0,
+        }],
+    };
+    assert_eq!(h.stream("a", &reply), Ok(None));
+    assert_eq!(h.swim.kv_get(&name("a"), "theirs"), Some(&b"t"[..]));
+    assert!(h.take_events().iter().any(|(_, e)| *e
+        == Event::KvChanged {
+            owner: name("a"),
+            key: "theirs".into()
+        }));
+    let pushes: Vec<StreamMessage> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.to == to("a") && t.kind == TransmitKind::Request)
+        .filter_map(|(_, t)| decode_stream(&t.payload).ok())
+        .filter(|m| matches!(m, StreamMessage::KvPush { .. }))
+        .collect();
+    assert_eq!(pushes.len(), 1, "one push to a expected: {pushes:?}");
+    let StreamMessage::KvPush { deltas } = &pushes[0] else {
+        unreachable!("filtered to pushes")
+    };
+    let keys: Vec<(&str, &str)> = deltas
+        .iter()
+        .flat_map(|d| &d.entries)
+        .map(|e| (e.owner.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(keys, vec![("me", "mine")], "only the wanted owner");
+}
+
+#[test]
+fn a_key_value_round_waits_for_the_last_ones_replies_within_a_bound() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence_all();
+    let written_at = h.now;
+    h.swim.set(h.now, "k", b"v".to_vec()).expect("valid write");
+    h.run_for(config.kv_sync_interval * 12);
+    let at: BTreeSet<Instant> = kv_syncs(&h).into_iter().map(|(at, _)| at).collect();
+    // Unanswered, the next round waits five intervals (the bound), not one.
+    let interval = config.kv_sync_interval;
+    assert_eq!(
+        at.into_iter().collect::<Vec<_>>(),
+        vec![
+            written_at,
+            written_at + interval * 5,
+            written_at + interval * 10
+        ]
+    );
+}

@@ -1,0 +1,206 @@
+//! Scenario tests of membership on one core: leaving, joining through a seed, reaping
+//! tombstones and timer upkeep.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
+
+mod core_harness;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
+use quicswim_proto::protocol::{
+    Config, Destination, Event, Incarnation, State, Transmit, TransmitKind,
+};
+
+use core_harness::*;
+
+// ------------------------------------------------------------------------------- leaving
+
+#[test]
+fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.swim.leave(h.now);
+    h.pump();
+    assert_eq!(h.swim.local_member().state, State::Left);
+    let sent = h.take_sent();
+    let left = claim("me", 0, State::Left, None);
+    // A datagram carrying the Left claim to every member (up to a fan-out of 16)...
+    let mut reached = BTreeSet::new();
+    for (_, t) in sent
+        .iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+    {
+        let p = packet(t);
+        assert_eq!(p.message, Message::Gossip);
+        assert!(member_updates(&p).contains(&left), "no Left in {p:?}");
+        assert!(reached.insert(t.to.name.clone().expect("members are known by name")));
+    }
+    assert_eq!(reached, PEERS.iter().map(|p| name(p)).collect());
+    // ...and to gossip_nodes of them the full state on a stream, which is not lost.
+    let requests: Vec<&Transmit> = sent
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(requests.len(), config.gossip_nodes);
+    for t in requests {
+        assert!(reached.contains(t.to.name.as_ref().expect("by name")));
+        match decode_stream(&t.payload) {
+            Ok(StreamMessage::PushPull {
+                join: false,
+                members,
+                ..
+            }) => assert!(members.contains(&left), "{members:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(h.swim.poll_timeout(), None, "timers stopped");
+    h.swim.handle_timeout(h.now + Duration::from_secs(3600));
+    h.pump();
+    assert!(h.take_sent().is_empty());
+    // Probes to a node that left go unanswered.
+    h.send("a", &ping(1, "me", None), &[]);
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn member_that_leaves_is_left_not_dead() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("e", &[claim("e", 0, State::Left, None)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Left)));
+    assert_eq!(
+        h.take_events()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![Event::Left(member("e", 0, State::Left))]
+    );
+}
+
+// ------------------------------------------------------------------------------- joining
+
+#[test]
+fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
+    let config = Config::lan();
+    let mut h = Harness::unjoined(config.clone());
+    h.swim.join(h.now, &[addr("seed")]);
+    h.pump();
+    assert!(!h.swim.is_joined());
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let t = &sent[0].1;
+    assert_eq!(t.kind, TransmitKind::Request);
+    assert_eq!(
+        t.to,
+        Destination {
+            addr: addr("seed"),
+            name: None,
+        },
+        "a seed is known by address only"
+    );
+    assert_eq!(
+        decode_stream(&t.payload),
+        Ok(push_pull(true, "me", vec![alive("me", 0)]))
+    );
+
+    // No answer yet: asked again after join_retry_interval, not before.
+    let asked_at = h.now;
+    h.run_until(asked_at + config.join_retry_interval - NS);
+    assert!(h.sent.iter().all(|(_, t)| t.kind != TransmitKind::Request));
+    h.run_until(asked_at + config.join_retry_interval);
+    let retries: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .collect();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].1.payload, t.payload);
+
+    let reply = push_pull_reply(vec![alive("seed", 0), alive("other", 2), alive("me", 0)]);
+    assert_eq!(h.stream("seed", &reply), Ok(None));
+    assert!(h.swim.is_joined());
+    assert_eq!(
+        h.take_events()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Joined(member("seed", 0, State::Alive)),
+            Event::Joined(member("other", 2, State::Alive)),
+        ]
+    );
+    assert_eq!(h.swim.alive_count(), 3);
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(0));
+    // Joined: no more join requests to the seed's bare address (the early full-state syncs
+    // that follow a join go to members by name).
+    h.run_for(config.join_retry_interval * 3);
+    let sent = h.take_sent();
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|(_, t)| t.to.name.is_some()), "{sent:?}");
+}
+
+#[test]
+fn restarted_node_told_it_is_dead_refutes_above_that_incarnation() {
+    let mut h = Harness::unjoined(Config::lan());
+    h.swim.join(h.now, &[addr("seed")]);
+    h.pump();
+    h.take_sent();
+    let reply = push_pull_reply(vec![alive("seed", 0), claim("me", 5, State::Dead, None)]);
+    assert_eq!(h.stream("seed", &reply), Ok(None));
+    assert_eq!(h.swim.local_member().incarnation, Incarnation(6));
+    assert_eq!(h.swim.local_member().state, State::Alive);
+    assert_eq!(h.swim.stats().refutations, 1);
+    // The refutation goes out on the next datagram.
+    h.run_until_true(Config::lan().probe_interval, "a datagram went out", |h| {
+        !h.sent_messages(|_| true).is_empty()
+    });
+    let (_, _, p) = &h.sent_messages(|_| true)[0];
+    assert!(member_updates(p).contains(&alive("me", 6)), "{p:?}");
+}
+
+// ------------------------------------------------------------------------------- upkeep
+
+#[test]
+fn tombstones_are_reaped_after_dead_retention() {
+    let config = Config {
+        dead_retention: Duration::from_secs(60),
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    h.run_for(Duration::from_millis(1234));
+    let died_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Dead)));
+    h.run_until(died_at + config.dead_retention - NS);
+    assert_eq!(
+        h.state_of("e"),
+        Some((0, State::Dead)),
+        "kept until retention"
+    );
+    assert_eq!(h.swim.count(State::Dead), 1);
+    // Tombstones are looked at every 10 s.
+    h.run_until(died_at + config.dead_retention + Duration::from_secs(10));
+    assert_eq!(h.state_of("e"), None, "reaped");
+    assert_eq!(h.swim.count(State::Dead), 0);
+    assert_eq!(h.swim.alive_count(), PEERS.len());
+}
+
+#[test]
+fn handle_timeout_called_early_fires_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    let next = h.swim.poll_timeout().expect("timers are set");
+    assert!(next > h.t0);
+    let before = (h.table(), h.swim.stats(), h.swim.health_score());
+    for early in [h.t0, next - NS] {
+        h.swim.handle_timeout(early);
+        h.pump();
+        assert!(h.take_sent().is_empty());
+        assert!(h.take_events().is_empty());
+        assert_eq!(h.swim.poll_timeout(), Some(next));
+        assert_eq!((h.table(), h.swim.stats(), h.swim.health_score()), before);
+    }
+    h.swim.handle_timeout(next);
+    assert_ne!(h.swim.poll_timeout(), Some(next), "the due timer fired");
+}

@@ -1,0 +1,171 @@
+//! Scenario tests of suspicion on one core: the Lifeguard timeout and its confirmations,
+//! refutation, and when a suspect is declared Dead.
+#![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
+
+mod core_harness;
+
+use std::time::{Duration, Instant};
+
+use quicswim_proto::protocol::{Config, Event, State};
+
+use core_harness::*;
+
+fn is_dead(e: &Event) -> bool {
+    matches!(e, Event::Dead(_))
+}
+
+/// With `me` and five peers, n = 6: min = 4 · max(1, log10 6) · 1 s = 4 s, max = 6 · min =
+/// 24 s, and k = suspicion_mult − 2 = 2 confirmations bring the timeout down to the min.
+const MIN: Duration = Duration::from_secs(4);
+const MAX: Duration = Duration::from_secs(24);
+
+/// Gossips a suspicion of `e` from each accuser in turn at one instant; returns when `e` was
+/// declared Dead (`None` if not within `MAX` plus a second).
+fn dead_after(accusers: &[&str]) -> (Instant, Option<Instant>, Harness) {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    for a in accusers {
+        h.gossip(a, &[claim("e", 0, State::Suspect, Some(a))])
+            .expect("valid datagram");
+    }
+    let suspects: Vec<_> = h
+        .events_about("e")
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::Suspect(_)))
+        .collect();
+    assert_eq!(suspects.len(), 1, "one suspicion, then confirmations");
+    h.run_until(suspected_at + MAX + Duration::from_secs(1));
+    let dead = h
+        .events_about("e")
+        .into_iter()
+        .find(|(_, e)| is_dead(e))
+        .map(|(at, _)| at);
+    (suspected_at, dead, h)
+}
+
+#[test]
+fn unconfirmed_suspect_is_dead_at_the_max_timeout() {
+    let (at, dead, h) = dead_after(&["a"]);
+    assert_eq!(dead, Some(at + MAX));
+    assert_eq!(h.state_of("e"), Some((0, State::Dead)));
+    assert_eq!(
+        h.events_about("e").last(),
+        Some(&(at + MAX, Event::Dead(member("e", 0, State::Dead))))
+    );
+}
+
+#[test]
+fn one_confirmation_shortens_the_timeout_by_the_lifeguard_formula() {
+    let (at, dead, _) = dead_after(&["a", "b"]);
+    // max − (max − min) · log(C + 1) / log(k + 1) with C = 1, k = 2.
+    let expected = MAX.as_secs_f64() - (MAX - MIN).as_secs_f64() * 2f64.ln() / 3f64.ln();
+    let dead = dead.expect("declared Dead").duration_since(at);
+    assert!(
+        (dead.as_secs_f64() - expected).abs() < 1e-6,
+        "dead after {dead:?}, expected {expected} s"
+    );
+}
+
+#[test]
+fn our_own_failed_probe_of_a_suspect_confirms_the_suspicion() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.silence("e");
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .expect("valid datagram");
+    h.run_until(suspected_at + MAX + Duration::from_secs(1));
+    let dead = h
+        .events_about("e")
+        .into_iter()
+        .find(|(_, e)| is_dead(e))
+        .map(|(at, _)| at)
+        .expect("declared Dead");
+    // Our probe pass reaches e within five periods and fails: a second accuser, so the
+    // timeout drops to max - (max - min) * log 2 / log 3, counted from the suspicion.
+    let one_confirmation = MAX - (MAX - MIN).mul_f64(2f64.ln() / 3f64.ln());
+    assert!(
+        dead <= suspected_at + one_confirmation + Duration::from_millis(1),
+        "dead after {:?}",
+        dead - suspected_at
+    );
+    // ... and the accusation went out as gossip, for the others to count.
+    let accused = h
+        .sent_messages(|_| true)
+        .into_iter()
+        .any(|(_, _, p)| member_updates(&p).contains(&claim("e", 0, State::Suspect, Some("me"))));
+    assert!(accused, "our confirmation was not gossiped");
+}
+
+#[test]
+fn a_repeated_accuser_is_not_a_confirmation() {
+    let (at, dead, _) = dead_after(&["a", "a", "a"]);
+    assert_eq!(dead, Some(at + MAX));
+}
+
+#[test]
+fn k_independent_confirmations_reach_the_min_and_no_lower() {
+    let (at, dead, _) = dead_after(&["a", "b", "c"]);
+    assert_eq!(dead, Some(at + MIN));
+    // More accusers than k do not go below the min.
+    let (at, dead, _) = dead_after(&["a", "b", "c", "d"]);
+    assert_eq!(dead, Some(at + MIN));
+}
+
+#[test]
+fn late_confirmation_past_the_new_deadline_kills_at_once() {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.run_until(suspected_at + Duration::from_secs(10));
+    h.gossip("b", &[claim("e", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    h.gossip("c", &[claim("e", 0, State::Suspect, Some("c"))])
+        .unwrap();
+    // The deadline is now suspected_at + MIN, already past: Dead at the next wake-up, which
+    // is now.
+    assert_eq!(h.swim.poll_timeout(), Some(h.now));
+    let confirmed_at = h.now;
+    h.run_until(confirmed_at);
+    let dead: Vec<_> = h
+        .events_about("e")
+        .into_iter()
+        .filter(|(_, e)| is_dead(e))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, confirmed_at);
+}
+
+#[test]
+fn suspect_refuting_at_a_higher_incarnation_recovers_and_stays_alive() {
+    let mut h = Harness::with_peers(Config::lan());
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.run_until(suspected_at + Duration::from_secs(2));
+    h.gossip("b", &[alive("e", 1)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    assert_eq!(
+        h.events_about("e")
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Suspect(member("e", 0, State::Suspect)),
+            Event::Recovered(member("e", 1, State::Alive)),
+        ]
+    );
+    // The old suspicion's timer outlives it and does nothing.
+    h.run_until(suspected_at + MAX * 2);
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    assert_eq!(h.events_about("e").len(), 2);
+}
+
+#[test]
+fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.gossip("b", &[alive("e", 0)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
+}
