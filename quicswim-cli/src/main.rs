@@ -29,7 +29,7 @@ enum Command {
         cmd: CertsCommand,
     },
     /// Run a cluster member and its HTTP control API until SIGINT or SIGTERM, then leave.
-    Agent(cli::agent::AgentArgs),
+    Agent(Box<cli::agent::AgentArgs>),
     /// List the members a running agent knows.
     Members(cli::members::MembersArgs),
     /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cli::demo::run(args),
         Command::Certs { cmd } => cli::certs::run(cmd),
-        Command::Agent(args) => cli::agent::run(args),
+        Command::Agent(args) => cli::agent::run(*args),
         Command::Members(args) => cli::members::run(args),
         Command::Ring(args) => cli::ring::run(args),
         Command::Kv(args) => cli::kv::run(args),

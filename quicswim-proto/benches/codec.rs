@@ -1,5 +1,9 @@
 //! Wire codec: a datagram filled to the pre-MTU-discovery size, and a 1000-member push-pull.
 
+mod common;
+
+use common::name;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,15 +13,11 @@ use quicswim_proto::protocol::codec::{
     datagram_overhead, decode_datagram, decode_stream, encode_datagram, encode_stream,
     encode_update, MemberUpdate, Message, StreamMessage, Update,
 };
-use quicswim_proto::protocol::{Incarnation, NodeName, State};
+use quicswim_proto::protocol::{Incarnation, State};
 
 /// QUIC's datagram size before MTU discovery, the core's default fill.
 const DATAGRAM_SIZE: usize = 1162;
 const MEMBERS: usize = 1000;
-
-fn name(i: usize) -> NodeName {
-    NodeName::new(format!("node-{i:04}")).expect("a DNS label")
-}
 
 /// A realistic mix: mostly Alive, some Suspect with an accuser, a few Dead.
 fn update(i: usize) -> MemberUpdate {
@@ -97,16 +97,9 @@ fn push_pull(c: &mut Criterion) {
     group.finish();
 }
 
-fn quick() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = quick();
+    config = common::quick(20, Duration::from_secs(2));
     targets = datagram, push_pull
 }
 criterion_main!(benches);

@@ -2,6 +2,10 @@
 //! timer-driven probe cycle; and the key/value store answering a key/value round.
 #![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
 
+mod common;
+
+use common::name;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,16 +17,12 @@ use quicswim_proto::protocol::codec::{
 };
 use quicswim_proto::protocol::kv::{KvStore, OwnerDelta};
 use quicswim_proto::protocol::{
-    Config, Incarnation, KvEntry, KvLimits, NodeName, State, Swim, TransmitKind,
+    Incarnation, KvEntry, KvLimits, State, Swim, TransmitKind, ValidConfig,
 };
 
 const MEMBERS: usize = 1000;
 /// About what fits in a 1162-byte datagram next to a Ping.
 const UPDATES: usize = 30;
-
-fn name(i: usize) -> NodeName {
-    NodeName::new(format!("node-{i:04}")).expect("a DNS label")
-}
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7946))
@@ -69,8 +69,8 @@ fn drain_and_ack(swim: &mut Swim, now: Instant) {
 /// piggyback queue from the join has drained.
 fn steady_core() -> (Swim, Instant) {
     let t0 = Instant::now();
-    let mut swim =
-        Swim::new(name(0), addr(0), Vec::new(), Config::lan(), 1, t0).expect("lan config is valid");
+    let mut swim = Swim::new(name(0), addr(0), Vec::new(), ValidConfig::default(), 1, t0)
+        .expect("empty metadata");
     swim.join(t0, &[addr(1)]);
     while swim.poll_transmit().is_some() {}
     let reply = StreamMessage::PushPullReply {
@@ -236,16 +236,9 @@ fn round_delta(owners: usize, from: u64, lag: u64, keys: u64) -> Vec<OwnerDelta>
         .collect()
 }
 
-fn quick() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = quick();
+    config = common::quick(20, Duration::from_secs(2));
     targets = handle_datagram, probe_cycle, kv_round
 }
 criterion_main!(benches);

@@ -1,5 +1,7 @@
 //! Consistent-hash ring: lookup and build costs at 1000 members with the default vnode count.
 
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -18,7 +20,7 @@ fn members() -> Vec<(NodeName, u32)> {
 fn members_of(count: usize) -> Vec<(NodeName, u32)> {
     (0..count)
         .map(|i| {
-            let name = NodeName::new(format!("node-{i:04}")).expect("a DNS label");
+            let name = common::name(i);
             (name, 1)
         })
         .collect()

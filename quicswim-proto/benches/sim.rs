@@ -2,6 +2,8 @@
 //! included), reported as simulator steps (messages delivered and timers fired) per second.
 #![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -29,16 +31,9 @@ fn steps(c: &mut Criterion) {
     println!("sim/{NODES}-nodes-10s: {steps} steps per iteration (elements = steps)");
 }
 
-fn quick() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = quick();
+    config = common::quick(10, Duration::from_secs(3));
     targets = steps
 }
 criterion_main!(benches);

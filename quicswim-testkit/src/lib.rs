@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-use quicswim::protocol::{Config, Member, NodeName, State};
+use quicswim::protocol::{Config, Member, NodeName, State, ValidConfig};
 use quicswim::tls::{CertAuthority, Identity};
 use quicswim::{Node, NodeConfig};
 
@@ -21,7 +21,7 @@ pub fn name(s: &str) -> NodeName {
 }
 
 /// A quick profile so that detection takes seconds, not tens of seconds.
-pub fn fast() -> Config {
+pub fn fast() -> ValidConfig {
     Config {
         probe_interval: Duration::from_millis(300),
         probe_timeout: Duration::from_millis(150),
@@ -32,6 +32,8 @@ pub fn fast() -> Config {
         reconnect_interval: Duration::from_secs(2),
         ..Config::local()
     }
+    .validate()
+    .expect("the fast test profile is valid")
 }
 
 pub fn identity(ca: &CertAuthority, n: &str) -> Identity {

@@ -20,13 +20,14 @@ const STEP_DEADLINE: Duration = Duration::from_secs(10);
 async fn main() -> Result<(), Box<dyn Error>> {
     // One CA for the cluster; each node gets a certificate naming it (DNS SAN = node name).
     let ca = CertAuthority::generate("example cluster")?;
-    // Quicker than the lan preset so the example finishes in seconds.
+    // Quicker than the lan preset so the example finishes in seconds; checked once, here.
     let protocol = Config {
         probe_interval: Duration::from_millis(300),
         probe_timeout: Duration::from_millis(150),
         gossip_interval: Duration::from_millis(50),
         ..Config::local()
-    };
+    }
+    .validate()?;
     let start = |name: &str, seeds: Vec<SocketAddr>| {
         let identity = ca.identity(&NodeName::new(name)?, &[Ipv4Addr::LOCALHOST.into()], 1)?;
         let config = NodeConfig {

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{
     CommandError, Config, ConfigError, Destination, Event, Member, NodeName, PeerError, State,
-    Stats, Swim, Transmit, TransmitKind, UserEvent,
+    Stats, Swim, Transmit, TransmitKind, UserEvent, ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
 use crate::tls::Identity;
@@ -54,8 +54,8 @@ pub struct NodeConfig {
     pub advertise: Option<SocketAddr>,
     /// Seeds to join through, by address. Empty: start a new cluster.
     pub seeds: Vec<SocketAddr>,
-    /// Protocol settings.
-    pub protocol: Config,
+    /// Protocol settings, validated where they came in ([`Config::validate`]).
+    pub protocol: ValidConfig,
     /// Transport settings (its `bind` is replaced by [`NodeConfig::bind`]).
     pub transport: TransportConfig,
     /// Small application metadata gossiped with this node.
@@ -70,7 +70,7 @@ impl NodeConfig {
             bind,
             advertise: None,
             seeds,
-            protocol: Config::lan(),
+            protocol: ValidConfig::default(),
             transport: TransportConfig::default(),
             meta: Vec::new(),
         }
@@ -152,7 +152,7 @@ enum Command {
 pub struct Node {
     name: NodeName,
     addr: SocketAddr,
-    config: Arc<Config>,
+    config: Arc<ValidConfig>,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     ring: RingView,
@@ -190,7 +190,6 @@ impl Node {
     /// Binds the transport, joins through the seeds (retrying until one answers) and starts
     /// the driver task.
     pub async fn start(config: NodeConfig) -> Result<Node, Error> {
-        config.protocol.validate()?;
         let name = config.identity.name.clone();
         let transport_config = TransportConfig {
             bind: config.bind,

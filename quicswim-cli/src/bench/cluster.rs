@@ -9,7 +9,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::recorder::{node_name, spawn_listener, Kind, SharedLog};
 use super::{BenchConfig, Error, Observer, Phase};
 use quicswim::node::NodeMetrics;
-use quicswim::protocol::{Config, NodeName};
+use quicswim::protocol::{NodeName, ValidConfig};
 use quicswim::tls::{CertAuthority, Identity};
 use quicswim::transport::TransportConfig;
 use quicswim::{Node, NodeConfig};
@@ -24,7 +24,7 @@ const TEARDOWN_BOUND: Duration = Duration::from_secs(15);
 pub(crate) struct BenchCluster {
     pub size: usize,
     identities: Vec<Identity>,
-    protocol: Config,
+    protocol: ValidConfig,
     transport: TransportConfig,
     /// `None` until started.
     pub nodes: Vec<Option<Node>>,

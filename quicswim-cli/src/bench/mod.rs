@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use quicswim::protocol::{probe_pass, Config};
+use quicswim::protocol::{probe_pass, Config, Profile, ValidConfig};
 use quicswim::transport::TransportConfig;
 
 pub use self::broadcast::BroadcastResult;
@@ -57,10 +57,10 @@ pub struct BenchConfig {
     pub nodes: usize,
     /// Nodes that start first and that the others join through (at least 1, below `nodes`).
     pub seeds: usize,
-    /// Name of the protocol preset, for the report.
-    pub profile: String,
+    /// The protocol preset, for the report.
+    pub profile: Profile,
     /// Protocol settings of every node.
-    pub protocol: Config,
+    pub protocol: ValidConfig,
     /// Transport settings of every node (`bind` is replaced by 127.0.0.1:0).
     pub transport: TransportConfig,
     /// Metadata updates timed in the broadcast phase (one at a time).
@@ -96,8 +96,8 @@ impl BenchConfig {
         Self {
             nodes,
             seeds: 1,
-            profile: "lan".into(),
-            protocol: Config::lan(),
+            profile: Profile::Lan,
+            protocol: Profile::Lan.config(),
             transport: TransportConfig::default(),
             updates: 10,
             warmup: steady_warmup(nodes, &Config::lan()),
@@ -122,9 +122,6 @@ impl BenchConfig {
                 self.nodes, self.seeds
             ));
         }
-        self.protocol
-            .validate()
-            .map_err(|e| Error::Config(e.to_string()))?;
         self.transport
             .validate()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -322,8 +319,8 @@ impl BenchOutcome {
 }
 
 /// Runs every phase on the current tokio runtime (it should be multi-threaded).
+/// `config` is checked by [`BenchConfig::validate`] where it is made.
 pub async fn run(config: &BenchConfig, observer: &dyn Observer) -> Result<BenchOutcome, Error> {
-    config.validate()?;
     let started = Instant::now();
     observer.phase_started(Phase::Setup, None);
     let mut cluster = BenchCluster::setup(config, observer).await?;
@@ -368,7 +365,7 @@ async fn run_phases(
     let report = BenchReport {
         nodes: config.nodes,
         seeds: config.seeds,
-        profile: config.profile.clone(),
+        profile: config.profile.to_string(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         join_converged_s: join.converged_s,
         broadcast_all_p50_s: broadcast.all_p50_s,

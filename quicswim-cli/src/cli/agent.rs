@@ -19,7 +19,6 @@
 //! probe_interval = "500ms"
 //! ```
 
-use std::fmt;
 use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -27,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use quicswim::protocol::member::META_LEN_MAX;
-use quicswim::protocol::{Config, NodeName};
+use quicswim::protocol::{ConfigPatch, NodeName, Profile};
 use quicswim::tls::Identity;
 use quicswim::transport::TransportConfig;
 use quicswim::{api, Node, NodeConfig};
@@ -42,8 +41,10 @@ use super::http::DEFAULT_API;
 /// How long the API server may take to finish its requests after the node has left.
 const API_DRAIN: Duration = Duration::from_secs(2);
 
-/// Arguments of `quicswim agent`. Every one may instead be set in the `--config` file.
-#[derive(clap::Args, Debug)]
+/// Arguments of `quicswim agent`, and the keys of its `--config` file: one definition, so a
+/// flag and its key cannot drift apart. A flag wins over the file, the file over the defaults.
+#[derive(clap::Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentArgs {
     /// Node name; must be the DNS name in the node's certificate.
     #[arg(long, value_name = "NAME")]
@@ -57,6 +58,7 @@ pub struct AgentArgs {
     advertise: Option<SocketAddr>,
     /// A member to join through, HOST:PORT (repeatable). None: start a new cluster.
     #[arg(long = "join", value_name = "ADDR")]
+    #[serde(default)]
     join: Vec<String>,
     /// Directory with ca.pem, NAME.pem and NAME-key.pem, as `quicswim certs` writes them.
     #[arg(long, value_name = "DIR")]
@@ -77,9 +79,10 @@ pub struct AgentArgs {
     /// TOML file holding any of these settings, plus a [protocol] table of protocol fields
     /// that override the profile. Flags win over the file.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Protocol timing preset [default: lan].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::profile_parser())]
     profile: Option<Profile>,
     /// Log line format on stderr (filter with RUST_LOG, default info) [default: text].
     #[arg(long, value_enum)]
@@ -87,37 +90,55 @@ pub struct AgentArgs {
     /// Application metadata gossiped with this node (at most 128 bytes).
     #[arg(long, value_name = "STRING")]
     meta: Option<String>,
+    /// The file's `[protocol]` table: protocol fields laid over the profile's preset.
+    #[arg(skip)]
+    protocol: Option<ConfigPatch>,
 }
 
-/// Protocol timing presets, from memberlist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Profile {
-    /// One data centre or region.
-    Lan,
-    /// Across regions: slower probes, more patience.
-    Wan,
-    /// One machine or a fast local network.
-    Local,
-}
-
-impl Profile {
-    fn config(self) -> Config {
-        match self {
-            Profile::Lan => Config::lan(),
-            Profile::Wan => Config::wan(),
-            Profile::Local => Config::local(),
+impl AgentArgs {
+    /// Reads a `--config` file; relative paths inside become relative to its directory.
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut file: AgentArgs = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| line_col(&text, s.start))
+                .unwrap_or_default();
+            anyhow!("{}{at}: {}", path.display(), e.message().trim())
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut file.certs, &mut file.ca, &mut file.cert, &mut file.key]
+            .into_iter()
+            .flatten()
+        {
+            *p = base.join(&*p);
         }
+        Ok(file)
     }
-}
 
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Profile::Lan => "lan",
-            Profile::Wan => "wan",
-            Profile::Local => "local",
-        })
+    /// These settings (the flags) laid over `file`'s.
+    fn over(self, file: AgentArgs) -> AgentArgs {
+        AgentArgs {
+            name: self.name.or(file.name),
+            bind: self.bind.or(file.bind),
+            advertise: self.advertise.or(file.advertise),
+            join: if self.join.is_empty() {
+                file.join
+            } else {
+                self.join
+            },
+            certs: self.certs.or(file.certs),
+            ca: self.ca.or(file.ca),
+            cert: self.cert.or(file.cert),
+            key: self.key.or(file.key),
+            api: self.api.or(file.api),
+            config: self.config,
+            profile: self.profile.or(file.profile),
+            log_format: self.log_format.or(file.log_format),
+            meta: self.meta.or(file.meta),
+            protocol: file.protocol,
+        }
     }
 }
 
@@ -129,59 +150,6 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// The `--config` file: the same settings as the flags, plus `[protocol]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    name: Option<NodeName>,
-    bind: Option<SocketAddr>,
-    advertise: Option<SocketAddr>,
-    join: Option<Vec<String>>,
-    certs: Option<PathBuf>,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    api: Option<SocketAddr>,
-    profile: Option<Profile>,
-    log_format: Option<LogFormat>,
-    meta: Option<String>,
-    protocol: Option<toml::Table>,
-}
-
-impl FileConfig {
-    /// Reads and parses `path`; relative paths inside become relative to its directory.
-    fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let located = |e: toml::de::Error| {
-            let at = e
-                .span()
-                .map(|s| line_col(&text, s.start))
-                .unwrap_or_default();
-            anyhow!("{}{at}: {}", path.display(), e.message().trim())
-        };
-        let mut file: FileConfig = toml::from_str(&text).map_err(located)?;
-        // Parsed once more as a typed Config only for errors that point at the line: the
-        // table itself is laid over the profile later (see `overlay`).
-        toml::from_str::<ProtocolSection>(&text).map_err(located)?;
-        let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut file.certs, &mut file.ca, &mut file.cert, &mut file.key]
-            .into_iter()
-            .flatten()
-        {
-            *p = base.join(&*p);
-        }
-        Ok(file)
-    }
-}
-
-/// The `[protocol]` table alone, typed (other keys are ignored).
-#[derive(Deserialize)]
-struct ProtocolSection {
-    #[serde(rename = "protocol")]
-    _protocol: Option<Config>,
 }
 
 /// `:LINE:COLUMN` (1-based) of a byte offset in `text`.
@@ -202,10 +170,14 @@ struct Settings {
 
 /// Merges flags over the file over defaults, and checks everything that can be checked
 /// before binding a socket.
-fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
+fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
+    let joins_from_flags = !flags.join.is_empty();
+    let args = match &flags.config {
+        Some(path) => {
+            let file = AgentArgs::load(path)?;
+            flags.over(file)
+        }
+        None => flags,
     };
     let in_file = |key: &str| match &args.config {
         Some(path) => format!("`{key}` in {}", path.display()),
@@ -214,15 +186,15 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
 
     let name = args
         .name
-        .or(file.name)
+        .clone()
         .ok_or_else(|| anyhow!("no node name: give --name NAME (or {})", in_file("name")))?;
-    let bind = args.bind.or(file.bind).ok_or_else(|| {
+    let bind = args.bind.ok_or_else(|| {
         anyhow!(
             "no address to listen on: give --bind ADDR, e.g. 0.0.0.0:7946 (or {})",
             in_file("bind")
         )
     })?;
-    let advertise = args.advertise.or(file.advertise);
+    let advertise = args.advertise;
     match advertise {
         Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
             bail!("--advertise {a} cannot be reached by others; give a routable IP and a port")
@@ -234,36 +206,29 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
         _ => {}
     }
 
-    let seeds = if args.join.is_empty() {
-        let origin = in_file("join");
-        file.join
-            .unwrap_or_default()
-            .iter()
-            .map(|s| resolve_seed(s, bind, &origin))
-            .collect::<anyhow::Result<Vec<_>>>()?
+    let origin = if joins_from_flags {
+        "--join".to_string()
     } else {
-        args.join
-            .iter()
-            .map(|s| resolve_seed(s, bind, "--join"))
-            .collect::<anyhow::Result<Vec<_>>>()?
+        in_file("join")
     };
+    let seeds = args
+        .join
+        .iter()
+        .map(|s| resolve_seed(s, bind, &origin))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let profile = args.profile.or(file.profile).unwrap_or(Profile::Lan);
-    let mut protocol = profile.config();
-    if let Some(table) = file.protocol {
-        let path = args.config.as_deref().unwrap_or(Path::new("config"));
-        protocol = overlay(&protocol, table)
-            .map_err(|e| anyhow!("{}: [protocol]: {}", path.display(), e.message().trim()))?;
-    }
-    protocol.validate().map_err(|e| match &args.config {
-        Some(path) => anyhow!(
-            "{e} (profile {profile} with [protocol] from {})",
-            path.display()
-        ),
-        None => anyhow!("{e} (profile {profile})"),
-    })?;
+    let profile = args.profile.unwrap_or_default();
+    let protocol = profile
+        .with_patch(args.protocol.unwrap_or_default())
+        .map_err(|e| match &args.config {
+            Some(path) => anyhow!(
+                "{e} (profile {profile} with [protocol] from {})",
+                path.display()
+            ),
+            None => anyhow!("{e} (profile {profile})"),
+        })?;
 
-    let meta = args.meta.or(file.meta).unwrap_or_default().into_bytes();
+    let meta = args.meta.unwrap_or_default().into_bytes();
     if meta.len() > META_LEN_MAX {
         bail!(
             "--meta is {} bytes; the limit is {META_LEN_MAX}",
@@ -271,13 +236,7 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
         );
     }
 
-    let identity = load_identity(
-        &name,
-        args.certs.or(file.certs),
-        args.ca.or(file.ca),
-        args.cert.or(file.cert),
-        args.key.or(file.key),
-    )?;
+    let identity = load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
 
     Ok(Settings {
         node: NodeConfig {
@@ -289,28 +248,14 @@ fn resolve(args: AgentArgs) -> anyhow::Result<Settings> {
             transport: TransportConfig::default(),
             meta,
         },
-        api: args.api.or(file.api).unwrap_or_else(|| {
+        api: args.api.unwrap_or_else(|| {
             DEFAULT_API
                 .parse()
                 .expect("DEFAULT_API is a socket address")
         }),
-        log_format: args
-            .log_format
-            .or(file.log_format)
-            .unwrap_or(LogFormat::Text),
+        log_format: args.log_format.unwrap_or(LogFormat::Text),
         profile,
     })
-}
-
-/// `base` with the keys of `table` replacing its own; unknown keys and bad values refused.
-fn overlay(base: &Config, table: toml::Table) -> Result<Config, toml::de::Error> {
-    let toml::Value::Table(mut merged) =
-        toml::Value::try_from(base).expect("a Config serializes to TOML")
-    else {
-        unreachable!("a struct serializes to a TOML table");
-    };
-    merged.extend(table);
-    toml::Value::Table(merged).try_into()
 }
 
 /// Resolves one `HOST:PORT` seed, preferring an address of the bound socket's family (a
@@ -501,7 +446,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -525,24 +469,38 @@ mod tests {
     }
 
     #[test]
-    fn protocol_table_overrides_only_its_keys() {
-        let table: toml::Table =
-            toml::from_str("probe_interval = \"300ms\"\ngossip_nodes = 5").expect("valid TOML");
-        let merged = overlay(&Config::wan(), table).unwrap();
-        assert_eq!(merged.probe_interval, Duration::from_millis(300));
-        assert_eq!(merged.gossip_nodes, 5);
-        // Everything else is still the wan profile, not the lan default.
-        assert_eq!(merged.probe_timeout, Config::wan().probe_timeout);
-        assert_eq!(merged.push_pull_interval, Config::wan().push_pull_interval);
+    fn protocol_table_is_typed_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "name = \"a\"\n[protocol]\nprobe_intervall = \"1s\"\n",
+        )
+        .unwrap();
+        let err = AgentArgs::load(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:3:1"), "{err}");
+        assert!(err.contains("probe_intervall"), "{err}");
+        std::fs::write(&path, "[protocol]\ngossip_nodes = 5\n").unwrap();
+        let file = AgentArgs::load(&path).unwrap();
+        assert_eq!(file.protocol.unwrap().gossip_nodes, Some(5));
     }
 
     #[test]
-    fn protocol_table_refuses_unknown_keys_by_name() {
-        let table: toml::Table = toml::from_str("probe_intervall = \"1s\"").unwrap();
-        let err = overlay(&Config::lan(), table).unwrap_err();
-        assert!(err.message().contains("probe_intervall"), "{err}");
-        let table: toml::Table = toml::from_str("probe_interval = \"soon\"").unwrap();
-        assert!(overlay(&Config::lan(), table).is_err());
+    fn flags_win_over_the_file() {
+        let file = AgentArgs {
+            name: Some(NodeName::new("from-file").unwrap()),
+            join: vec!["a:1".into()],
+            meta: Some("file".into()),
+            ..AgentArgs::default()
+        };
+        let flags = AgentArgs {
+            name: Some(NodeName::new("from-flag").unwrap()),
+            ..AgentArgs::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.name.unwrap().as_str(), "from-flag");
+        assert_eq!(merged.join, vec!["a:1".to_string()]);
+        assert_eq!(merged.meta.as_deref(), Some("file"));
     }
 
     #[test]
@@ -550,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, "name = \"alice\"\nbindd = \"127.0.0.1:1\"\n").unwrap();
-        let err = FileConfig::load(&path).unwrap_err().to_string();
+        let err = AgentArgs::load(&path).unwrap_err().to_string();
         assert!(err.contains("agent.toml:2:1"), "{err}");
         assert!(err.contains("bindd"), "{err}");
         assert!(!err.contains('\n'), "{err}");
@@ -561,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, "certs = \"certs\"\nkey = \"/abs/k.pem\"\n").unwrap();
-        let file = FileConfig::load(&path).unwrap();
+        let file = AgentArgs::load(&path).unwrap();
         assert_eq!(file.certs.unwrap(), dir.path().join("certs"));
         assert_eq!(file.key.unwrap(), PathBuf::from("/abs/k.pem"));
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::bench::{self, steady_warmup, BenchConfig, BenchReport, Observer, Phase};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use quicswim::protocol::Config;
+use quicswim::protocol::Profile;
 use quicswim::transport::TransportConfig;
 
 use super::parse_duration;
@@ -23,9 +23,9 @@ pub struct BenchArgs {
     /// Nodes started first, that the others join through.
     #[arg(long, default_value_t = 1)]
     seeds: usize,
-    /// Protocol preset: lan, wan or local.
-    #[arg(long, default_value = "lan")]
-    profile: String,
+    /// Protocol preset.
+    #[arg(long, default_value = "lan", value_parser = super::profile_parser())]
+    profile: Profile,
     /// Metadata updates timed in the broadcast phase.
     #[arg(long, default_value_t = 10)]
     updates: usize,
@@ -133,13 +133,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         super::agent::init_logging(super::agent::LogFormat::Text)?;
     }
-    let protocol = Config::preset(&args.profile).context("--profile")?;
+    let protocol = args.profile.config();
     let warmup = args
         .warmup
         .unwrap_or_else(|| steady_warmup(args.nodes, &protocol));
     let config = BenchConfig {
         seeds: args.seeds,
-        profile: args.profile.clone(),
+        profile: args.profile,
         protocol,
         transport: {
             let defaults = TransportConfig::default();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use quicswim::protocol::{Config, Event, Member, NodeName, State};
+use quicswim::protocol::{Event, Member, NodeName, Profile, State, ValidConfig};
 use quicswim::tls::{self, Identity};
 use quicswim::{Node, NodeConfig};
 use serde::Serialize;
@@ -23,9 +23,9 @@ pub struct DemoArgs {
     /// Nodes in the demo cluster (3..=64).
     #[arg(long, default_value_t = 5)]
     nodes: usize,
-    /// Protocol preset: lan, wan or local.
-    #[arg(long, default_value = "lan")]
-    profile: String,
+    /// Protocol preset.
+    #[arg(long, default_value = "lan", value_parser = super::profile_parser())]
+    profile: Profile,
     /// Print one JSON object with the timings instead of the live story.
     #[arg(long)]
     json: bool,
@@ -38,7 +38,7 @@ const STEP_DEADLINE: Duration = Duration::from_secs(40);
 #[derive(Serialize, Debug)]
 struct Timings {
     nodes: usize,
-    profile: String,
+    profile: Profile,
     formed_s: f64,
     kv_all_s: f64,
     suspect_s: f64,
@@ -54,11 +54,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !(3..=64).contains(&args.nodes) {
         bail!("--nodes must be between 3 and 64 (got {})", args.nodes);
     }
-    let protocol = Config::preset(&args.profile).context("--profile")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let timings = runtime.block_on(demo(args.nodes, args.profile.clone(), protocol, !args.json))?;
+    let timings = runtime.block_on(demo(args.nodes, args.profile, !args.json))?;
     if args.json {
         println!("{}", serde_json::to_string(&timings)?);
     } else {
@@ -112,7 +111,8 @@ impl Story {
     }
 }
 
-async fn demo(n: usize, profile: String, protocol: Config, live: bool) -> anyhow::Result<Timings> {
+async fn demo(n: usize, profile: Profile, live: bool) -> anyhow::Result<Timings> {
+    let protocol = profile.config();
     let story = Story {
         live,
         started: Instant::now(),
@@ -288,7 +288,7 @@ async fn start_node(
     dir: &Path,
     name: &NodeName,
     seeds: Vec<SocketAddr>,
-    protocol: &Config,
+    protocol: &ValidConfig,
 ) -> anyhow::Result<Node> {
     let identity = Identity::load(
         &dir.join("ca.pem"),

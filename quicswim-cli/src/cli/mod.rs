@@ -14,6 +14,15 @@ pub mod simulate;
 
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use quicswim::protocol::Profile;
+
+/// `--profile lan|wan|local` for every subcommand that runs protocol cores.
+pub fn profile_parser() -> impl TypedValueParser<Value = Profile> {
+    PossibleValuesParser::new(Profile::ALL.map(Profile::as_str))
+        .map(|name| name.parse().expect("clap offers only the listed profiles"))
+}
+
 /// Parses durations like `120s`, `500ms`, `2m` for clap.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)

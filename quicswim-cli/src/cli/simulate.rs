@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use quicswim::protocol::Config;
+use quicswim::protocol::Profile;
 use quicswim_proto::sim::{
     KvWorkload, NetworkConfig, PartitionPlan, Report, SimConfig, Simulation,
 };
@@ -54,9 +54,9 @@ pub struct SimulateArgs {
     /// Metadata updates injected (one per second from 15 s) to time dissemination.
     #[arg(long, default_value_t = 5)]
     updates: usize,
-    /// Protocol preset: lan, wan or local.
-    #[arg(long, default_value = "lan")]
-    profile: String,
+    /// Protocol preset.
+    #[arg(long, default_value = "lan", value_parser = super::profile_parser())]
+    profile: Profile,
     /// Nodes that write key/value entries (0: no key/value workload).
     #[arg(long, default_value_t = 0)]
     kv_writers: usize,
@@ -112,7 +112,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let protocol = Config::preset(&args.profile).context("--profile")?;
+    let protocol = args.profile.config();
     let kv = (args.kv_writers > 0).then(|| KvWorkload {
         writers: args.kv_writers.min(args.nodes),
         writes_per_s: args.kv_rate,

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
+use struct_patch::Patch;
 
 use super::kv::KvLimits;
 
@@ -28,14 +33,26 @@ impl ConfigError {
 
 /// Everything that tunes the protocol core. Durations are given in config files as
 /// humantime strings (`"500ms"`, `"30s"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Settings are layered once, at the edge: a [`Profile`]'s preset, then a [`ConfigPatch`]
+/// from a file, then [`Config::validate`] into the [`ValidConfig`] that the core and the node
+/// take without checking again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Patch)]
 #[serde(default, deny_unknown_fields)]
+#[patch(attribute(derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)))]
+#[patch(attribute(serde(deny_unknown_fields)))]
+#[patch(attribute(allow(missing_docs)))]
+#[patch(attribute(
+    doc = "Some of [`Config`]'s fields, each replacing the base's when set (a config file's `[protocol]` table). The fields mean what [`Config`]'s do."
+))]
 pub struct Config {
     /// Time between probes of one member each (lan 1 s). Range 10 ms..=60 s.
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub probe_interval: Duration,
     /// How long to wait for a direct Ack before asking others (lan 500 ms). Below `probe_interval`.
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub probe_timeout: Duration,
     /// Members asked to probe on our behalf when a direct probe fails (lan 3). 0..=16.
     pub indirect_checks: usize,
@@ -48,27 +65,33 @@ pub struct Config {
     pub retransmit_mult: u32,
     /// Time between gossip rounds (lan 200 ms). Range 1 ms..=60 s.
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub gossip_interval: Duration,
     /// Members sent queued updates each gossip round (lan 3). 1..=64.
     pub gossip_nodes: usize,
     /// Dead members still gossiped to, so they learn it and refute (lan 30 s).
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub gossip_to_the_dead_time: Duration,
     /// Full-state exchange with one random member, scaled up beyond 32 members (lan 30 s).
     /// Zero disables periodic exchanges (joins still use them).
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub push_pull_interval: Duration,
     /// Upper bound of the local health multiplier (Lifeguard; lan 8). 0..=32.
     pub awareness_max_multiplier: u32,
     /// How long Dead and Left members are kept as tombstones (lan 1 h).
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub dead_retention: Duration,
     /// How often one random Dead member is contacted for a full exchange, so that a healed
     /// partition merges back by itself (lan 10 s). Zero disables.
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub reconnect_interval: Duration,
     /// How often a node that has not reached any seed tries again (lan 2 s).
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub join_retry_interval: Duration,
     /// Datagram size the core fills up to; the runtime lowers or raises it to the
     /// connection's `max_datagram_size()` (default 1162, QUIC's size before MTU discovery).
@@ -81,6 +104,7 @@ pub struct Config {
     pub kv: KvLimits,
     /// How long key/value tombstones are kept before collection (default 1 h).
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_tombstone_grace: Duration,
     /// Most key/value bytes one anti-entropy exchange carries each way (default 1 MiB).
     pub kv_sync_bytes_max: usize,
@@ -88,6 +112,7 @@ pub struct Config {
     /// streams with `gossip_nodes` members (lan 200 ms, wan 500 ms, local 100 ms: the
     /// gossip interval). Range 1 ms..=60 s.
     #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_sync_interval: Duration,
     /// Largest user event payload in bytes (default 512, as serf; at most 1024 so an event
     /// fits a datagram).
@@ -111,6 +136,24 @@ mod humantime_serde {
                 "{text:?} is not a duration like \"500ms\" or \"30s\": {e}"
             ))
         })
+    }
+
+    /// The same for the optional fields of a [`ConfigPatch`](super::ConfigPatch).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
 
@@ -184,21 +227,9 @@ impl Config {
         }
     }
 
-    /// A preset by name: `lan`, `wan` or `local`.
-    pub fn preset(name: &str) -> Result<Self, ConfigError> {
-        match name {
-            "lan" => Ok(Self::lan()),
-            "wan" => Ok(Self::wan()),
-            "local" => Ok(Self::local()),
-            other => Err(ConfigError::new(
-                "profile",
-                format!("unknown profile {other:?} (expected lan, wan or local)"),
-            )),
-        }
-    }
-
-    /// Cross-field checks, run once when a core is made.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Cross-field checks, run once at the edge (the agent's settings, a simulation's or a
+    /// bench's arguments): the [`ValidConfig`] it returns is what the core accepts.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         let ms = Duration::from_millis;
         in_range("probe_interval", self.probe_interval, ms(10), ms(60_000))?;
         if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
@@ -288,7 +319,118 @@ impl Config {
             1,
             1024,
         )?;
-        Ok(())
+        Ok(ValidConfig(self))
+    }
+}
+
+/// A [`Config`] that passed [`Config::validate`]: what [`Swim::new`](super::Swim::new), the
+/// simulator and the node take, so the checks run once, where the settings come in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidConfig(Config);
+
+impl ValidConfig {
+    /// The settings.
+    pub fn get(&self) -> &Config {
+        &self.0
+    }
+
+    /// The settings, to change and validate again.
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
+impl Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl Default for ValidConfig {
+    /// The lan preset.
+    fn default() -> Self {
+        Profile::Lan.config()
+    }
+}
+
+impl TryFrom<Config> for ValidConfig {
+    type Error = ConfigError;
+
+    fn try_from(config: Config) -> Result<Self, ConfigError> {
+        config.validate()
+    }
+}
+
+/// The protocol presets, from memberlist: the first layer of every subcommand's settings
+/// (agent, demo, simulate, bench), under a config file's `[protocol]` table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// One data centre or region ([`Config::lan`]).
+    #[default]
+    Lan,
+    /// Across regions: slower probes, more patience ([`Config::wan`]).
+    Wan,
+    /// One machine or a fast local network ([`Config::local`]).
+    Local,
+}
+
+impl Profile {
+    /// Every profile, in the order they are listed to users.
+    pub const ALL: [Profile; 3] = [Profile::Lan, Profile::Wan, Profile::Local];
+
+    /// The profile's preset, unchanged.
+    pub fn preset(self) -> Config {
+        match self {
+            Profile::Lan => Config::lan(),
+            Profile::Wan => Config::wan(),
+            Profile::Local => Config::local(),
+        }
+    }
+
+    /// The profile's preset, validated (every preset is valid; a unit test holds it so).
+    pub fn config(self) -> ValidConfig {
+        ValidConfig(self.preset())
+    }
+
+    /// The preset with `patch` laid over it, validated.
+    pub fn with_patch(self, patch: ConfigPatch) -> Result<ValidConfig, ConfigError> {
+        let mut config = self.preset();
+        config.apply(patch);
+        config.validate()
+    }
+
+    /// The name users give: `lan`, `wan` or `local`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Lan => "lan",
+            Profile::Wan => "wan",
+            Profile::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = ConfigError;
+
+    fn from_str(name: &str) -> Result<Self, ConfigError> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "profile",
+                    format!("unknown profile {name:?} (expected lan, wan or local)"),
+                )
+            })
     }
 }
 
@@ -323,9 +465,29 @@ mod tests {
 
     #[test]
     fn presets_are_valid() {
-        for c in [Config::lan(), Config::wan(), Config::local()] {
-            c.validate().unwrap();
+        for p in Profile::ALL {
+            assert_eq!(p.preset().validate().unwrap(), p.config(), "{p}");
+            assert_eq!(p.to_string().parse::<Profile>().unwrap(), p);
         }
+    }
+
+    #[test]
+    fn patch_replaces_only_what_it_sets() {
+        let patch: ConfigPatch =
+            toml::from_str("probe_interval = \"300ms\"\ngossip_nodes = 5").unwrap();
+        let c = Profile::Wan.with_patch(patch).unwrap();
+        assert_eq!(c.probe_interval, Duration::from_millis(300));
+        assert_eq!(c.gossip_nodes, 5);
+        // Everything else is still the wan preset, not the lan default.
+        assert_eq!(c.probe_timeout, Config::wan().probe_timeout);
+        assert_eq!(c.push_pull_interval, Config::wan().push_pull_interval);
+        assert!(toml::from_str::<ConfigPatch>("probe_intervall = \"1s\"").is_err());
+        assert!(toml::from_str::<ConfigPatch>("probe_interval = \"soon\"").is_err());
+        let patch: ConfigPatch = toml::from_str("probe_timeout = \"20s\"").unwrap();
+        assert_eq!(
+            Profile::Lan.with_patch(patch).unwrap_err().field,
+            "probe_timeout"
+        );
     }
 
     #[test]
@@ -369,7 +531,7 @@ mod tests {
 
     #[test]
     fn unknown_profile_is_refused() {
-        assert_eq!(Config::preset("moon").unwrap_err().field, "profile");
+        assert_eq!("moon".parse::<Profile>().unwrap_err().field, "profile");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod swim;
 pub mod timer;
 
 pub use codec::DecodeError;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ConfigPatch, Profile, ValidConfig};
 pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};

@@ -42,7 +42,7 @@ use super::codec::{
     encode_update, DecodeError, MemberUpdate, Message, StreamMessage, Update,
     UPDATES_PER_DATAGRAM_MAX,
 };
-use super::config::{Config, ConfigError};
+use super::config::{Config, ConfigError, ValidConfig};
 use super::cycle::Cycle;
 use super::events::{Deduplicator, UserEvent, EVENT_NAME_LEN_MAX};
 use super::kv::{KvEntry, KvError, KvStore, OwnerDelta, OwnerDigest};
@@ -301,6 +301,9 @@ enum Source<'a> {
 #[derive(Debug)]
 pub struct Swim {
     config: Config,
+    /// The datagram size to fill up to: the configured one until the runtime says what its
+    /// connections carry ([`Swim::set_max_datagram_size`]); the settings stay as given.
+    datagram_size: usize,
     me: Member,
     /// Every known member; its positions `0..len` serve O(1) random picks.
     members: NameTable<Entry>,
@@ -379,11 +382,11 @@ impl Swim {
         name: NodeName,
         addr: SocketAddr,
         meta: Vec<u8>,
-        config: Config,
+        config: ValidConfig,
         seed: u64,
         now: Instant,
     ) -> Result<Self, ConfigError> {
-        config.validate()?;
+        let config = config.into_inner();
         if meta.len() > META_LEN_MAX {
             return Err(ConfigError {
                 field: "meta",
@@ -420,6 +423,7 @@ impl Swim {
                 state: State::Alive,
                 meta,
             },
+            datagram_size: config.max_datagram_size,
             config,
             members: NameTable::new(),
             pool: None,
@@ -711,7 +715,7 @@ impl Swim {
 
     /// Sets the datagram size to fill up to (the connection's `max_datagram_size()`).
     pub fn set_max_datagram_size(&mut self, size: usize) {
-        self.config.max_datagram_size = size.clamp(256, 65_527);
+        self.datagram_size = size.clamp(256, 65_527);
     }
 
     // ---------------------------------------------------------------- inputs
@@ -1953,14 +1957,13 @@ impl Swim {
         let limit = retransmit_limit(self.config.retransmit_mult, n);
         // Two bytes of count varint cover up to 16383 updates, far above what fits.
         let budget = self
-            .config
-            .max_datagram_size
+            .datagram_size
             .saturating_sub(datagram_overhead(&message, 200));
         let (count, updates) = self
             .broadcasts
             .take(budget, limit, UPDATES_PER_DATAGRAM_MAX);
         let payload = encode_datagram(&message, count, &updates);
-        debug_assert!(payload.len() <= self.config.max_datagram_size);
+        debug_assert!(payload.len() <= self.datagram_size);
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += payload.len() as u64;
         self.transmits.push_back(Transmit {

@@ -16,7 +16,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use super::network::{Network, NetworkConfig};
 use super::report::{Report, Tracker};
 use crate::protocol::{
-    Config, Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind,
+    Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind, ValidConfig,
 };
 
 /// A partition: `fraction` of the nodes on one side from `at` until `heal_at`.
@@ -57,7 +57,7 @@ pub struct SimConfig {
     /// Seed for every random choice.
     pub seed: u64,
     /// Protocol settings of every node.
-    pub protocol: Config,
+    pub protocol: ValidConfig,
     /// The network's behaviour.
     pub network: NetworkConfig,
     /// Nodes start one after another over this window, each joining through up to three
@@ -87,7 +87,7 @@ impl SimConfig {
         Self {
             nodes,
             seed,
-            protocol: Config::lan(),
+            protocol: ValidConfig::default(),
             network: NetworkConfig::default(),
             join_spread: Duration::from_secs(1),
             crashes: 0,
@@ -492,7 +492,7 @@ impl Simulation {
             seed,
             self.now,
         )
-        .expect("simulation protocol config is valid");
+        .expect("empty metadata is within the limit");
         node.core = Some(core);
         node.core
             .as_mut()

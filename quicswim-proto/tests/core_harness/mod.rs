@@ -156,8 +156,15 @@ impl Harness {
 
     pub fn unjoined(config: Config) -> Self {
         let t0 = Instant::now();
-        let swim =
-            Swim::new(name("me"), addr("me"), Vec::new(), config, SEED, t0).expect("valid config");
+        let swim = Swim::new(
+            name("me"),
+            addr("me"),
+            Vec::new(),
+            config.validate().expect("valid config"),
+            SEED,
+            t0,
+        )
+        .expect("empty metadata");
         Self {
             swim,
             t0,
