@@ -1,23 +1,14 @@
-//! Members, their names and incarnations, and SWIM's precedence rules.
-//!
-//! ```text
-//!   higher incarnation wins
-//!   same incarnation:  Alive  <  Suspect  <  Dead == Left
-//! ```
+//! Node names: the [`NodeName`] newtype (a DNS label, stored inline when short), and the
+//! hashing and table that key members by name with an order that is the same on every run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 /// Longest node name accepted (a DNS label is at most 63 bytes).
 pub const NAME_LEN_MAX: usize = 63;
-
-/// Most metadata bytes a member may carry.
-pub const META_LEN_MAX: usize = 128;
 
 /// A node's identity: a DNS label (`[a-z0-9-]`, 1..=63 bytes, no leading or trailing hyphen)
 /// that must equal the DNS SAN of the certificate the node presents.
@@ -373,157 +364,6 @@ impl<V: Named + fmt::Debug> fmt::Debug for NameTable<V> {
     }
 }
 
-/// A member's incarnation number. Only the member itself raises it.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Incarnation(pub u64);
-
-impl Incarnation {
-    /// The next incarnation.
-    pub fn next(self) -> Self {
-        Incarnation(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for Incarnation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A member's state as one node sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum State {
-    /// Answering probes.
-    Alive,
-    /// Failed a probe; becomes Dead unless it refutes in time.
-    Suspect,
-    /// Declared failed.
-    Dead,
-    /// Left gracefully.
-    Left,
-}
-
-impl State {
-    /// Rank at equal incarnation: Alive < Suspect < Dead == Left.
-    fn rank(self) -> u8 {
-        match self {
-            State::Alive => 0,
-            State::Suspect => 1,
-            State::Dead | State::Left => 2,
-        }
-    }
-
-    /// Alive or Suspect: still a member to probe and gossip to.
-    pub fn is_active(self) -> bool {
-        matches!(self, State::Alive | State::Suspect)
-    }
-
-    /// Lowercase name, as the CLI and API print it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Alive => "alive",
-            State::Suspect => "suspect",
-            State::Dead => "dead",
-            State::Left => "left",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What one node knows of a member.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Member {
-    /// The member's name (its certificate's DNS SAN).
-    pub name: NodeName,
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Its incarnation as last heard.
-    pub incarnation: Incarnation,
-    /// Its state as this node sees it.
-    pub state: State,
-    /// Small application metadata (at most [`META_LEN_MAX`] bytes).
-    pub meta: Vec<u8>,
-}
-
-/// Identical members shared between the tables of many nodes in one process.
-///
-/// In a simulation every node holds an entry for every member, and at any moment nearly all
-/// of them hold the same `Member` (same name, address, incarnation, state and metadata).
-/// Handing out one shared copy per distinct value makes a table entry a pointer: at 10,000
-/// nodes that is 10⁸ entries, 88 bytes each when every node keeps its own copy. A node on
-/// its own has no use for one. Sharing is by value only, so no outcome depends on it.
-#[derive(Clone, Debug, Default)]
-pub struct MemberPool(Arc<Mutex<PoolInner>>);
-
-#[derive(Debug, Default)]
-struct PoolInner {
-    members: HashSet<Arc<Member>, BuildHasherDefault<NameHasher>>,
-    /// Size after the last sweep; the next comes when the pool has doubled.
-    swept_len: usize,
-}
-
-/// Fewest members a pool holds before it sweeps out those no table uses any more.
-const POOL_SWEEP_MIN: usize = 4096;
-
-impl MemberPool {
-    /// An empty pool.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The shared copy of `member`, added if the pool has none.
-    pub fn share(&self, member: Member) -> Arc<Member> {
-        let mut inner = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = inner.members.get(&member) {
-            return Arc::clone(held);
-        }
-        if inner.members.len() >= (2 * inner.swept_len).max(POOL_SWEEP_MIN) {
-            // Only the pool holds these: no table uses them any more.
-            inner.members.retain(|m| Arc::strong_count(m) > 1);
-            inner.swept_len = inner.members.len();
-        }
-        let shared = Arc::new(member);
-        inner.members.insert(Arc::clone(&shared));
-        shared
-    }
-
-    /// Distinct members held.
-    pub fn len(&self) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .members
-            .len()
-    }
-
-    /// Holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Whether a claim `(incarnation, state)` overrides what is held, under SWIM precedence.
-///
-/// A higher incarnation always wins; at equal incarnation only a strictly stronger state does
-/// (so re-hearing the same claim changes nothing and is not re-gossiped).
-pub fn overrides(new: (Incarnation, State), held: (Incarnation, State)) -> bool {
-    match new.0.cmp(&held.0) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => new.1.rank() > held.1.rank(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,24 +393,6 @@ mod tests {
             Err(InvalidName::TooLong(_))
         ));
         assert!(NodeName::new("a".repeat(63)).is_ok());
-    }
-
-    #[test]
-    fn higher_incarnation_wins_whatever_the_state() {
-        let (i1, i2) = (Incarnation(1), Incarnation(2));
-        assert!(overrides((i2, State::Alive), (i1, State::Dead)));
-        assert!(!overrides((i1, State::Dead), (i2, State::Alive)));
-    }
-
-    #[test]
-    fn at_equal_incarnation_suspect_beats_alive_and_dead_beats_both() {
-        let i = Incarnation(3);
-        assert!(overrides((i, State::Suspect), (i, State::Alive)));
-        assert!(overrides((i, State::Dead), (i, State::Suspect)));
-        assert!(overrides((i, State::Left), (i, State::Alive)));
-        assert!(!overrides((i, State::Alive), (i, State::Suspect)));
-        assert!(!overrides((i, State::Suspect), (i, State::Suspect)));
-        assert!(!overrides((i, State::Dead), (i, State::Left)));
     }
 
     #[test]
@@ -639,30 +461,5 @@ mod tests {
             Some(1)
         );
         assert_eq!(table[&names[1]].1, 9);
-    }
-
-    #[test]
-    fn pool_hands_out_one_copy_per_distinct_member_and_sweeps_unused_ones() {
-        let pool = MemberPool::new();
-        let member = |i: usize, incarnation: u64| Member {
-            name: NodeName::new(format!("n{i}")).unwrap(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            incarnation: Incarnation(incarnation),
-            state: State::Alive,
-            meta: Vec::new(),
-        };
-        let a = pool.share(member(1, 0));
-        let b = pool.share(member(1, 0));
-        assert!(Arc::ptr_eq(&a, &b));
-        let c = pool.share(member(1, 1));
-        assert!(!Arc::ptr_eq(&a, &c));
-        assert_eq!(pool.len(), 2);
-        drop(c);
-        for i in 0..POOL_SWEEP_MIN {
-            let _unused = pool.share(member(i + 10, 0));
-        }
-        // The sweep kept only what is still used elsewhere: `a` (and `b`).
-        assert!(pool.len() < POOL_SWEEP_MIN);
-        assert!(Arc::ptr_eq(&a, &pool.share(member(1, 0))));
     }
 }

@@ -1,0 +1,99 @@
+//! [`MemberPool`]: one shared copy of each distinct member for the tables of many nodes in one
+//! process (a simulation).
+
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+use std::sync::{Arc, Mutex};
+
+use super::{Member, NameHasher};
+
+/// Identical members shared between the tables of many nodes in one process.
+///
+/// In a simulation every node holds an entry for every member, and at any moment nearly all
+/// of them hold the same `Member` (same name, address, incarnation, state and metadata).
+/// Handing out one shared copy per distinct value makes a table entry a pointer: at 10,000
+/// nodes that is 10⁸ entries, 88 bytes each when every node keeps its own copy. A node on
+/// its own has no use for one. Sharing is by value only, so no outcome depends on it.
+#[derive(Clone, Debug, Default)]
+pub struct MemberPool(Arc<Mutex<PoolInner>>);
+
+#[derive(Debug, Default)]
+struct PoolInner {
+    members: HashSet<Arc<Member>, BuildHasherDefault<NameHasher>>,
+    /// Size after the last sweep; the next comes when the pool has doubled.
+    swept_len: usize,
+}
+
+/// Fewest members a pool holds before it sweeps out those no table uses any more.
+const POOL_SWEEP_MIN: usize = 4096;
+
+impl MemberPool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of `member`, added if the pool has none.
+    pub fn share(&self, member: Member) -> Arc<Member> {
+        let mut inner = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = inner.members.get(&member) {
+            return Arc::clone(held);
+        }
+        if inner.members.len() >= (2 * inner.swept_len).max(POOL_SWEEP_MIN) {
+            // Only the pool holds these: no table uses them any more.
+            inner.members.retain(|m| Arc::strong_count(m) > 1);
+            inner.swept_len = inner.members.len();
+        }
+        let shared = Arc::new(member);
+        inner.members.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Distinct members held.
+    pub fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .members
+            .len()
+    }
+
+    /// Holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Incarnation, NodeName, State};
+    use super::*;
+
+    #[test]
+    fn pool_hands_out_one_copy_per_distinct_member_and_sweeps_unused_ones() {
+        let pool = MemberPool::new();
+        let member = |i: usize, incarnation: u64| Member {
+            name: NodeName::new(format!("n{i}")).unwrap(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incarnation: Incarnation(incarnation),
+            state: State::Alive,
+            meta: Vec::new(),
+        };
+        let a = pool.share(member(1, 0));
+        let b = pool.share(member(1, 0));
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = pool.share(member(1, 1));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(pool.len(), 2);
+        drop(c);
+        for i in 0..POOL_SWEEP_MIN {
+            let _unused = pool.share(member(i + 10, 0));
+        }
+        // The sweep kept only what is still used elsewhere: `a` (and `b`).
+        assert!(pool.len() < POOL_SWEEP_MIN);
+        assert!(Arc::ptr_eq(&a, &pool.share(member(1, 0))));
+    }
+}

@@ -1,0 +1,208 @@
+//! Gossip: piggybacking queued updates on every datagram, eager rounds when news arrives, and
+//! the periodic rounds to members picked by a walk over the member table.
+
+use std::time::{Duration, Instant};
+
+use super::super::broadcast::{retransmit_limit, Subject};
+use super::super::codec::{
+    datagram_overhead, encode_datagram, encode_update, MemberUpdate, Message, Update,
+    UPDATES_PER_DATAGRAM_MAX,
+};
+use super::super::member::{NodeName, State};
+use super::sampling::walk_max;
+use super::{Destination, Entry, Swim, Transmit, TransmitKind};
+
+/// After a gossip pick's dial, the next waits this many times as long as the dial took: a
+/// node spends at most a fifth of its time dialling for gossip. Handshakes on an idle machine
+/// take milliseconds, so gossip reaches every member at once; when 128 nodes start together
+/// on 2 cores they take 0.1-1 s, and dials back to back (2,900 handshakes, a 3.4 s join) were
+/// what kept the join slow.
+const DIAL_PAUSE: u32 = 4;
+
+/// The piggyback queue before an input: how many updates had been pushed, and whether it
+/// was empty.
+#[derive(Clone, Copy)]
+pub(super) struct NewsMark {
+    pushed: u64,
+    idle: bool,
+}
+
+impl Swim {
+    /// What the piggyback queue held before an input, for [`gossip_if_new`](Self::gossip_if_new).
+    pub(super) fn news_mark(&self) -> NewsMark {
+        NewsMark {
+            pushed: self.broadcasts.pushed(),
+            idle: self.broadcasts.is_empty(),
+        }
+    }
+
+    /// Eager gossip: news queued since `before` goes out in a round at once instead of at
+    /// the next tick. Waiting for the tick costs each hop half a gossip interval on average,
+    /// and the slowest of a few hops sets the time until every member knows; while earlier
+    /// news is still being retransmitted the queue is seldom empty, so waiting only for an
+    /// empty queue left most hops at the tick (128 nodes: a median 0.2-0.3 s per update).
+    /// Rounds are at least a quarter interval apart unless the queue was empty, so a burst
+    /// of news (a cluster joining) sends at most four times the rounds of the tick.
+    pub(super) fn gossip_if_new(&mut self, now: Instant, before: NewsMark) {
+        if self.broadcasts.pushed() == before.pushed
+            || self.broadcasts.is_empty()
+            || self.me.state == State::Left
+        {
+            return;
+        }
+        let spaced = self
+            .last_gossip
+            .is_none_or(|at| now.duration_since(at) >= self.config.gossip_interval / 4);
+        if before.idle || spaced {
+            self.gossip(now);
+        }
+    }
+
+    /// A gossip round: the queued news to `gossip_nodes` members, the next in this node's
+    /// cyclic walk over its member table ([`Cycle`](super::super::cycle::Cycle)), skipping
+    /// those without a connection except one, when no other is being dialled and
+    /// [`DIAL_PAUSE`] times the last dial's duration has passed since it.
+    ///
+    /// The walk, where memberlist draws each round's targets afresh: while the member table
+    /// keeps its size, successive rounds reach distinct members, so the copies a node sends
+    /// of an update (the retransmit limit, 12 at 128 members) go to as many different
+    /// members when it has that many connections, and to every one when it has fewer. (A
+    /// join or a reap moves the walk on from where it was; a member may then come round
+    /// again early.) Drawn afresh among its connections (15 or so just after a 128-node
+    /// join), about a third of a node's copies went to a member it had already sent that
+    /// update to, and a member few others were connected to (the mesh is young for one probe
+    /// pass after a join) could miss every copy and have the update only 0.8-1.6 s later:
+    /// about one update in 50.
+    ///
+    /// Kept to connected members without the dial, gossip left such members fewer chances
+    /// still (32 nodes: one in a few hundred missed every copy). Pacing the dials keeps a
+    /// large cluster that starts at once from a storm of handshakes (they slow each other;
+    /// the dials are what costs).
+    pub(super) fn gossip(&mut self, now: Instant) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        // The periodic rounds keep their phase (each node's own, set at start), as a fixed
+        // timer would: a round that news brought early leaves the next tick where it was, so
+        // the first retransmission follows within a fraction of an interval, not a whole one.
+        if self.gossip_tick <= now {
+            let interval = self.config.gossip_interval.as_nanos().max(1);
+            let into = now.duration_since(self.gossip_tick).as_nanos() % interval;
+            let to_next = u64::try_from(interval - into).unwrap_or(u64::MAX);
+            self.gossip_tick = now + Duration::from_nanos(to_next);
+        }
+        let dead_window = self.config.gossip_to_the_dead_time;
+        let eligible = |e: &Entry| {
+            e.member.state.is_active()
+                || (e.member.state == State::Dead
+                    && now.duration_since(e.state_change) < dead_window)
+        };
+        let k = self.config.gossip_nodes;
+        let dial_free = match &self.gossip_dial {
+            None => now >= self.gossip_dial_after,
+            // No answer within a probe interval: given up on.
+            Some((_, at)) => now.duration_since(*at) >= self.config.probe_interval,
+        };
+        let mut targets = Vec::with_capacity(k);
+        let mut dial = None;
+        // At most one step per member, so a round's targets are distinct; and bounded work
+        // per round: a young node with few connections sends to fewer.
+        for _ in 0..walk_max(k).min(self.members.len()) {
+            if targets.len() >= k {
+                break;
+            }
+            let Some(at) = self.gossip_cycle.next(&mut self.rng, self.members.len()) else {
+                break;
+            };
+            let e = self.members.at(at);
+            if !eligible(e) || !(e.connected || (dial_free && dial.is_none())) {
+                continue;
+            }
+            if !e.connected {
+                dial = Some(e.member.name.clone());
+            }
+            targets.push(e.member.name.clone());
+        }
+        // Short of `k` (few connections among the members walked: a young node, or a large
+        // cluster), the rest among connected members drawn at random; a round that found no
+        // one sends to one member at random, dialling it if need be, so that news still
+        // leaves a node before its mesh grows.
+        self.sample_connected(&mut targets, k, &eligible, None);
+        if targets.is_empty() {
+            self.fill_random(&mut targets, 1, &eligible, None);
+        }
+        if !targets.is_empty() {
+            self.last_gossip = Some(now);
+        }
+        for name in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            if dial.as_ref() == Some(&name) {
+                self.gossip_dial = Some((name.clone(), now));
+            }
+            let to = self.destination_of(&name);
+            self.send_datagram(to, Message::Gossip);
+        }
+    }
+
+    /// When the next periodic gossip round is due: only while news is queued, and never
+    /// after leaving (the Left claim was sent directly; a node that left stops all timers).
+    pub(super) fn gossip_due(&self) -> Option<Instant> {
+        (!self.broadcasts.is_empty() && self.me.state != State::Left).then_some(self.gossip_tick)
+    }
+
+    /// A connection to `name` is up: if a gossip pick was dialling it, the next such dial
+    /// waits [`DIAL_PAUSE`] times as long as this one took (see [`gossip`](Self::gossip)).
+    pub(super) fn dial_done(&mut self, now: Instant, name: &NodeName) {
+        if let Some((_, at)) = self.gossip_dial.as_ref().filter(|(n, _)| n == name) {
+            let took = now.saturating_duration_since(*at);
+            self.gossip_dial_after = now + took * DIAL_PAUSE;
+            self.gossip_dial = None;
+        }
+    }
+
+    pub(super) fn send_datagram(&mut self, to: Destination, message: Message) {
+        let n = self.cluster_size();
+        let limit = retransmit_limit(self.config.retransmit_mult, n);
+        // Two bytes of count varint cover up to 16383 updates, far above what fits.
+        let budget = self
+            .datagram_size
+            .saturating_sub(datagram_overhead(&message, 200));
+        let (count, updates) = self
+            .broadcasts
+            .take(budget, limit, UPDATES_PER_DATAGRAM_MAX);
+        let payload = encode_datagram(&message, count, &updates);
+        debug_assert!(payload.len() <= self.datagram_size);
+        self.stats.datagrams_out += 1;
+        self.stats.datagram_bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Datagram,
+            payload,
+        });
+    }
+
+    pub(super) fn broadcast_self(&mut self) {
+        let bytes = encode_update(&Update::Member(self.self_update()));
+        self.broadcasts
+            .push(Subject::Member(self.me.name.clone()), bytes);
+    }
+
+    pub(super) fn broadcast_member(&mut self, name: &NodeName, accuser: Option<NodeName>) {
+        let Some(e) = self.members.get(name) else {
+            return;
+        };
+        let m = &e.member;
+        let update = MemberUpdate {
+            name: m.name.clone(),
+            addr: m.addr,
+            incarnation: m.incarnation,
+            state: m.state,
+            meta: m.meta.clone(),
+            accuser,
+        };
+        let bytes = encode_update(&Update::Member(update));
+        self.broadcasts.push(Subject::Member(name.clone()), bytes);
+    }
+}

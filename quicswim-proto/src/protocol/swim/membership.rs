@@ -1,0 +1,398 @@
+//! Membership transitions: Alive, Suspect, Dead and Left under SWIM precedence, refuting
+//! claims about this node with a higher incarnation, leaving, and collecting tombstones.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::Rng;
+use tracing::{debug, trace};
+
+use super::super::broadcast::Subject;
+use super::super::codec::{encode_datagram, encode_update, MemberUpdate, Message, Update};
+use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
+use super::super::timer::Timer;
+use super::{state_index, CommandError, Entry, Event, Swim, Transmit, TransmitKind};
+
+/// Whether an update came from gossip or from a peer's full state.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    Gossip,
+    PushPull(&'a NodeName),
+}
+
+/// Most members sent a Leave directly.
+const LEAVE_FANOUT: usize = 16;
+
+impl Swim {
+    /// Leaves gracefully: this node is Left everywhere, not Dead. The Left update goes by
+    /// datagram to up to 16 members, and by reliable full-state request to `gossip_nodes` of
+    /// them, so it is not lost with a datagram; the runtime flushes
+    /// [`poll_transmit`](Self::poll_transmit) and waits for those requests before closing.
+    pub fn leave(&mut self, _now: Instant) {
+        if self.me.state == State::Left {
+            return;
+        }
+        self.me.state = State::Left;
+        debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "leaving");
+        // Each of these datagrams carries the Left claim itself. Taken from the piggyback
+        // queue, it would ride on only the first `retransmit_limit` of them (4 in a small
+        // cluster, 12 at 200 members, both below LEAVE_FANOUT), and nothing is sent after
+        // leaving to make up for it.
+        let left = encode_update(&Update::Member(self.self_update()));
+        let payload = encode_datagram(&Message::Gossip, 1, &left);
+        let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
+        for (i, name) in targets.iter().enumerate() {
+            let to = self.destination_of(name);
+            self.stats.datagrams_out += 1;
+            self.stats.datagram_bytes_out += payload.len() as u64;
+            self.transmits.push_back(Transmit {
+                to: to.clone(),
+                kind: TransmitKind::Datagram,
+                payload: payload.clone(),
+            });
+            if i < self.config.gossip_nodes {
+                self.send_push_pull(to, false);
+            }
+        }
+        self.timers.clear();
+        self.probe = None;
+    }
+
+    /// Changes this node's metadata; gossiped with a new incarnation.
+    pub fn set_meta(&mut self, now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        if meta.len() > META_LEN_MAX {
+            return Err(CommandError::MetaTooLong(meta.len()));
+        }
+        self.me.meta = meta;
+        self.me.incarnation = self.me.incarnation.next();
+        let news = self.news_mark();
+        self.broadcast_self();
+        self.gossip_if_new(now, news);
+        Ok(())
+    }
+
+    pub(super) fn apply(&mut self, now: Instant, u: MemberUpdate, source: Source<'_>) {
+        if u.name == self.me.name {
+            self.on_self_claim(u.incarnation, u.state, Some((u.addr, &u.meta)));
+            return;
+        }
+        match u.state {
+            State::Alive => self.on_alive(now, u),
+            State::Suspect => {
+                let accuser = match (u.accuser, source) {
+                    (Some(a), _) => a,
+                    (None, Source::PushPull(from)) => from.clone(),
+                    (None, Source::Gossip) => return,
+                };
+                self.on_suspect(now, u.name, u.incarnation, accuser);
+            }
+            State::Dead => match source {
+                // memberlist: a peer's full state saying Dead only makes us suspect, so one
+                // stale view cannot kill members we still reach.
+                Source::PushPull(from) => {
+                    self.on_suspect(now, u.name, u.incarnation, from.clone());
+                }
+                Source::Gossip => self.on_dead(now, &u.name, u.incarnation, State::Dead, u.accuser),
+            },
+            State::Left => self.on_dead(now, &u.name, u.incarnation, State::Left, None),
+        }
+    }
+
+    /// Someone holds a claim about this node. Refute anything but the truth.
+    fn on_self_claim(
+        &mut self,
+        incarnation: Incarnation,
+        state: State,
+        detail: Option<(SocketAddr, &Vec<u8>)>,
+    ) {
+        if self.me.state == State::Left || incarnation < self.me.incarnation {
+            return;
+        }
+        let same_detail =
+            detail.is_none_or(|(addr, meta)| addr == self.me.addr && *meta == self.me.meta);
+        if state == State::Alive && incarnation == self.me.incarnation && same_detail {
+            return;
+        }
+        self.me.incarnation = Incarnation(incarnation.0.max(self.me.incarnation.0)).next();
+        if state != State::Alive {
+            self.stats.refutations += 1;
+            self.awareness.apply(1);
+        }
+        debug!(member = %self.me.name, incarnation = self.me.incarnation.0, claimed = %state, "refute");
+        self.broadcast_self();
+    }
+
+    /// A Ping names this node. `suspected` is the incarnation the prober holds us Suspect at
+    /// (buddy system): refute it at once.
+    pub(super) fn on_pinged(&mut self, suspected: Option<Incarnation>) {
+        let Some(incarnation) = suspected else {
+            return;
+        };
+        if incarnation < self.me.incarnation {
+            // We refuted already, but this prober missed it: gossip is best effort and a node
+            // can miss every copy. Queue our Alive again so the Ack, filled next and
+            // fewest-sent first, carries it to the one member known to need it. Without this
+            // the prober's suspicion runs out and it declares us Dead.
+            self.broadcast_self();
+        } else {
+            self.on_self_claim(incarnation, State::Suspect, None);
+        }
+    }
+
+    fn on_alive(&mut self, now: Instant, u: MemberUpdate) {
+        let name = u.name.clone();
+        let event = match self.members.get_mut(&name) {
+            None => {
+                if self.members.len() >= self.config.members_max {
+                    return;
+                }
+                let member = Member {
+                    name: u.name.clone(),
+                    addr: u.addr,
+                    incarnation: u.incarnation,
+                    state: State::Alive,
+                    meta: u.meta.clone(),
+                };
+                self.insert_member(now, member.clone());
+                debug!(member = %name, incarnation = u.incarnation.0, addr = %u.addr, "member joined");
+                Event::Joined(member)
+            }
+            Some(e) => {
+                let held = (e.member.incarnation, e.member.state);
+                if !overrides((u.incarnation, State::Alive), held) {
+                    return;
+                }
+                let old = e.member.state;
+                e.update(self.pool.as_ref(), |m| {
+                    m.addr = u.addr;
+                    m.meta = u.meta.clone();
+                    m.incarnation = u.incarnation;
+                    m.state = State::Alive;
+                });
+                e.suspicion = None;
+                e.state_change = now;
+                let member = Member::clone(&e.member);
+                self.recount(Some(old), Some(State::Alive));
+                match old {
+                    State::Alive => Event::Updated(member),
+                    State::Suspect => {
+                        debug!(member = %name, incarnation = u.incarnation.0, "member recovered");
+                        Event::Recovered(member)
+                    }
+                    State::Dead | State::Left => {
+                        debug!(member = %name, incarnation = u.incarnation.0, "member rejoined");
+                        self.add_to_probe_list(name.clone());
+                        Event::Joined(member)
+                    }
+                }
+            }
+        };
+        self.broadcast_member(&name, None);
+        self.push_event(event);
+    }
+
+    pub(super) fn on_suspect(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        incarnation: Incarnation,
+        accuser: NodeName,
+    ) {
+        let n = self.cluster_size();
+        let Some(e) = self.members.get_mut(&name) else {
+            return;
+        };
+        if e.member.state == State::Suspect && e.member.incarnation == incarnation {
+            let Some(s) = e.suspicion.as_mut() else {
+                return;
+            };
+            if s.confirm(accuser.clone()) {
+                let deadline = s.deadline();
+                trace!(member = %name, accuser = %accuser, confirmations = s.confirmations(), "suspicion confirmed");
+                self.timers.insert(
+                    deadline.max(now),
+                    Timer::SuspectToDead {
+                        name: name.clone(),
+                        incarnation,
+                    },
+                );
+                self.broadcast_member(&name, Some(accuser));
+            }
+            return;
+        }
+        if !overrides(
+            (incarnation, State::Suspect),
+            (e.member.incarnation, e.member.state),
+        ) {
+            return;
+        }
+        let old = e.member.state;
+        let min = min_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
+        let max = min * self.config.suspicion_max_timeout_mult;
+        let k = confirmations_wanted(self.config.suspicion_mult, n);
+        let s = Suspicion::new(now, min, max, k, accuser.clone());
+        let deadline = s.deadline();
+        e.update(self.pool.as_ref(), |m| {
+            m.state = State::Suspect;
+            m.incarnation = incarnation;
+        });
+        e.suspicion = Some(Box::new(s));
+        e.state_change = now;
+        let member = Member::clone(&e.member);
+        self.recount(Some(old), Some(State::Suspect));
+        if old.is_active() {
+            debug!(member = %name, incarnation = incarnation.0, accuser = %accuser, "member suspect");
+        } else {
+            self.add_to_probe_list(name.clone());
+        }
+        self.timers.insert(
+            deadline,
+            Timer::SuspectToDead {
+                name: name.clone(),
+                incarnation,
+            },
+        );
+        // A suspicion ends at its minimum timeout only once k others confirm it, each by its own
+        // failed probe; probing at random, they come at one probe interval each on average,
+        // and in 8% of 128-node crashes the second came after the minimum (half-rate random
+        // probes, see `next_probe_target`). About 3k nodes hearing of it probe it next, so a
+        // dead member's confirmations come within about one interval.
+        let probers = f64::from(3 * k);
+        if accuser != self.me.name
+            && self.probe_soon.is_none()
+            && self.rng.random::<f64>() < probers / n as f64
+        {
+            self.probe_soon = Some(name.clone());
+        }
+        self.broadcast_member(&name, Some(accuser));
+        self.push_event(Event::Suspect(member));
+    }
+
+    fn on_dead(
+        &mut self,
+        now: Instant,
+        name: &NodeName,
+        incarnation: Incarnation,
+        state: State,
+        accuser: Option<NodeName>,
+    ) {
+        let Some(e) = self.members.get_mut(name) else {
+            return;
+        };
+        if !overrides((incarnation, state), (e.member.incarnation, e.member.state)) {
+            return;
+        }
+        let old = e.member.state;
+        e.update(self.pool.as_ref(), |m| {
+            m.state = state;
+            m.incarnation = incarnation;
+        });
+        e.suspicion = None;
+        e.state_change = now;
+        let member = Member::clone(&e.member);
+        self.recount(Some(old), Some(state));
+        self.broadcast_member(name, accuser);
+        if state == State::Left {
+            debug!(member = %name, incarnation = incarnation.0, "member left");
+            self.push_event(Event::Left(member));
+        } else {
+            debug!(member = %name, incarnation = incarnation.0, "member dead");
+            self.push_event(Event::Dead(member));
+        }
+    }
+
+    pub(super) fn suspect_timed_out(
+        &mut self,
+        now: Instant,
+        name: NodeName,
+        incarnation: Incarnation,
+    ) {
+        let Some(e) = self.members.get(&name) else {
+            return;
+        };
+        if e.member.state != State::Suspect || e.member.incarnation != incarnation {
+            return;
+        }
+        let due = e.suspicion.as_ref().is_none_or(|s| s.deadline() <= now);
+        if !due {
+            return; // a later timer holds the deadline
+        }
+        let me = self.me.name.clone();
+        self.on_dead(now, &name, incarnation, State::Dead, Some(me));
+    }
+
+    fn insert_member(&mut self, now: Instant, member: Member) {
+        let name = member.name.clone();
+        let state = member.state;
+        let member = match &self.pool {
+            Some(pool) => pool.share(member),
+            None => Arc::new(member),
+        };
+        self.members.insert(Entry {
+            member,
+            state_change: now,
+            suspicion: None,
+            connected: false,
+        });
+        self.recount(None, Some(state));
+        self.add_to_probe_list(name);
+    }
+
+    fn remove_member(&mut self, name: &NodeName) {
+        let Some(e) = self.members.remove(name) else {
+            return;
+        };
+        self.recount(Some(e.member.state), None);
+        self.broadcasts.remove(&Subject::Member(name.clone()));
+    }
+
+    /// Every change of a member's state, or of who is in the table, comes through here.
+    fn recount(&mut self, old: Option<State>, new: Option<State>) {
+        let active = |s: Option<State>| s.is_some_and(State::is_active);
+        if active(old) != active(new) {
+            self.watched_cache = None;
+        }
+        if let Some(s) = old {
+            self.counts[state_index(s)] -= 1;
+        }
+        if let Some(s) = new {
+            self.counts[state_index(s)] += 1;
+        }
+    }
+
+    pub(super) fn self_update(&self) -> MemberUpdate {
+        MemberUpdate {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            incarnation: self.me.incarnation,
+            state: self.me.state,
+            meta: self.me.meta.clone(),
+            accuser: None,
+        }
+    }
+
+    pub(super) fn reap(&mut self, now: Instant) {
+        let retention = self.config.dead_retention;
+        let expired: Vec<NodeName> = self
+            .members
+            .values()
+            .filter(|e| {
+                matches!(e.member.state, State::Dead | State::Left)
+                    && now.duration_since(e.state_change) >= retention
+            })
+            .map(|e| e.member.name.clone())
+            .collect();
+        for name in expired {
+            self.remove_member(&name);
+            self.kv.remove_owner(&name);
+            self.dedup.forget(&name);
+        }
+        self.kv
+            .collect_tombstones(now, self.config.kv_tombstone_grace);
+    }
+}

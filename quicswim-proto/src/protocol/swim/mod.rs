@@ -1,0 +1,604 @@
+//! The SWIM state machine: probes, suspicion, gossip, anti-entropy and join, with no I/O.
+//!
+//! Probe of one member per protocol period (round-robin over a list reshuffled each pass):
+//!
+//! ```text
+//!   A                      B (target)            C (indirect_checks of them)
+//!   |--- Ping(seq) -------->|                     |
+//!   |<-- Ack(seq) ----------|                     |        direct: done
+//!   |        ... probe_timeout, no Ack ...        |
+//!   |=== Ping(seq) ========>|  (on a stream)      |  fallback: streams are retransmitted
+//!   |<== Ack(seq) ==========|                     |
+//!   |--- PingReq(seq, B) ------------------------>|
+//!   |                       |<------ Ping(seq') ---|
+//!   |                       |------- Ack(seq') -->|
+//!   |<-- Ack(seq) (relayed) or Nack(seq) ---------|
+//!   |  end of period, no Ack: B is Suspect (accuser A), gossiped;
+//!   |  B refutes with incarnation+1, or after the Lifeguard timeout it is Dead.
+//! ```
+//!
+//! Join and anti-entropy are one request/reply on a stream:
+//!
+//! ```text
+//!   joiner --- PushPull{join, sender, members} ---> seed    seed merges, replies
+//!   joiner <-- PushPullReply{members} ------------- seed    joiner merges, refutes if needed
+//! ```
+//!
+//! [`Swim`] is one state machine with an `impl` block per concept, each in its own file:
+//!
+//! - this file: the state, the constructor, the getters, and the inputs
+//!   (`handle_datagram`, `handle_stream_message`, `handle_timeout`) dispatched to the rest;
+//! - `probe`: probes, Acks, PingReqs and Nacks, and the order members are probed in;
+//! - `membership`: Alive, Suspect, Dead and Left, refutation, incarnations, tombstones;
+//! - `gossip`: gossip rounds and piggybacking on the broadcast queue;
+//! - `sync`: join, full-state anti-entropy (push-pull) and key/value rounds;
+//! - `user_events`: user events;
+//! - `sampling`: random member picks, connected members first;
+//! - `output`: what the core hands out (transmits, events, errors, counters) and `poll_*`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tracing::{trace, warn};
+
+use super::awareness::Awareness;
+use super::broadcast::BroadcastQueue;
+use super::codec::{decode_datagram, decode_stream, encode_stream, Message, StreamMessage, Update};
+use super::config::{Config, ConfigError, ValidConfig};
+use super::cycle::Cycle;
+use super::events::{Deduplicator, UserEvent};
+use super::kv::KvStore;
+use super::member::{
+    Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
+};
+use super::suspicion::Suspicion;
+use super::timer::{Timer, Timers};
+
+mod gossip;
+mod membership;
+mod output;
+mod probe;
+mod sampling;
+mod sync;
+mod user_events;
+
+pub use output::{CommandError, Destination, Event, PeerError, Stats, Transmit, TransmitKind};
+pub use probe::probe_pass;
+pub use sync::{kv_rounds, push_pull_scale};
+
+use membership::Source;
+use probe::{Probe, Relay};
+
+/// One member in this node's table, with what the core keeps beside it.
+#[derive(Debug)]
+struct Entry {
+    /// Shared with other nodes' tables when the runtime gave a [`MemberPool`].
+    member: Arc<Member>,
+    state_change: Instant,
+    /// Boxed: only a few members are suspect at a time, and every entry pays for the field.
+    suspicion: Option<Box<Suspicion>>,
+    /// A connection to it is up, as far as this node knows: it was heard from, or the
+    /// runtime reported one, and no close was reported since. Sending to a member without
+    /// one costs a handshake first.
+    connected: bool,
+}
+
+impl Entry {
+    /// Changes the member, through `pool` when there is one.
+    fn update(&mut self, pool: Option<&MemberPool>, change: impl FnOnce(&mut Member)) {
+        match pool {
+            Some(pool) => {
+                let mut member = Member::clone(&self.member);
+                change(&mut member);
+                self.member = pool.share(member);
+            }
+            None => change(Arc::make_mut(&mut self.member)),
+        }
+    }
+}
+
+impl Named for Entry {
+    fn name(&self) -> &NodeName {
+        &self.member.name
+    }
+}
+
+/// How often tombstones are looked at.
+const REAP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The sans-IO SWIM + Lifeguard core for one node.
+#[derive(Debug)]
+pub struct Swim {
+    config: Config,
+    /// The datagram size to fill up to: the configured one until the runtime says what its
+    /// connections carry ([`Swim::set_max_datagram_size`]); the settings stay as given.
+    datagram_size: usize,
+    me: Member,
+    /// Every known member; its positions `0..len` serve O(1) random picks.
+    members: NameTable<Entry>,
+    /// Where members are shared with other nodes' tables (a simulation), if anywhere.
+    pool: Option<MemberPool>,
+    /// Members by state, self excluded: [alive, suspect, dead, left].
+    counts: [usize; 4],
+    /// This pass's probe order. A pointer to the member (its name is what counts) rather than
+    /// the name: half the bytes, in a list as long as the table.
+    probe_list: Vec<Arc<Member>>,
+    probe_index: usize,
+    probe: Option<Probe>,
+    /// Whether the last probe went to the watched member (see
+    /// [`next_probe_target`](Self::next_probe_target)).
+    watch_turn: bool,
+    /// A member another node suspects, to probe next instead of the turn's member (see
+    /// [`on_suspect`](Self::on_suspect)).
+    probe_soon: Option<NodeName>,
+    /// The member a gossip round's open pick last sent to without a connection, and when,
+    /// until the connection is up (see [`gossip`](Self::gossip)).
+    gossip_dial: Option<(NodeName, Instant)>,
+    /// No gossip pick dials before this (see [`dial_done`](Self::dial_done)).
+    gossip_dial_after: Instant,
+    /// Where gossip rounds pick their targets: a walk over the member table that, while the
+    /// table keeps its size, reaches every member once before any twice (see
+    /// [`gossip`](Self::gossip)).
+    gossip_cycle: Cycle,
+    /// When the last gossip round went out.
+    last_gossip: Option<Instant>,
+    /// When the next periodic gossip round is due, on a grid of gossip intervals. Not one of
+    /// `timers`, because it is a deadline only while the piggyback queue holds news
+    /// ([`gossip_due`](Self::gossip_due)): an idle node does not wake five times a second to
+    /// send nothing (with 32 nodes on one machine, gossip ticks were most of the idle wake-ups).
+    gossip_tick: Instant,
+    /// [`watched`](Self::watched) as last found; `None` once a member became or stopped
+    /// being active (finding it scans the table and hashes every name: at 1,000 members that
+    /// was most of a probe period's core time).
+    watched_cache: Option<Option<NodeName>>,
+    next_seq: u32,
+    relays: BTreeMap<u32, Relay>,
+    timers: Timers,
+    broadcasts: BroadcastQueue,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    awareness: Awareness,
+    rng: SmallRng,
+    seeds: Vec<SocketAddr>,
+    joined: bool,
+    stats: Stats,
+    kv: KvStore,
+    /// The version this node's next write takes.
+    next_version: u64,
+    /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
+    kv_rounds_left: u32,
+    /// When the last key/value round went out, and how many of its replies are still due.
+    kv_round_at: Option<Instant>,
+    kv_replies_pending: u32,
+    dedup: Deduplicator,
+    next_event_seq: u64,
+    recent_events: VecDeque<UserEvent>,
+}
+
+fn state_index(s: State) -> usize {
+    match s {
+        State::Alive => 0,
+        State::Suspect => 1,
+        State::Dead => 2,
+        State::Left => 3,
+    }
+}
+
+impl Swim {
+    /// A node named `name` listening on `addr`, alone until [`join`](Self::join).
+    /// `seed` drives every random choice; `now` starts the clocks.
+    pub fn new(
+        name: NodeName,
+        addr: SocketAddr,
+        meta: Vec<u8>,
+        config: ValidConfig,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        let config = config.into_inner();
+        if meta.len() > META_LEN_MAX {
+            return Err(ConfigError {
+                field: "meta",
+                reason: format!("{} bytes; the limit is {META_LEN_MAX}", meta.len()),
+            });
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut timers = Timers::default();
+        // Random phases, so that nodes started together do not probe in lockstep.
+        let jitter = |rng: &mut SmallRng, d: Duration| d.mul_f64(rng.random::<f64>());
+        timers.insert(
+            now + jitter(&mut rng, config.probe_interval),
+            Timer::ProbeNextMember,
+        );
+        let gossip_tick = now + jitter(&mut rng, config.gossip_interval);
+        if !config.push_pull_interval.is_zero() {
+            let at =
+                now + config.push_pull_interval / 2 + jitter(&mut rng, config.push_pull_interval);
+            timers.insert(at, Timer::PushPull);
+        }
+        if !config.reconnect_interval.is_zero() {
+            let at = now + config.reconnect_interval + jitter(&mut rng, config.reconnect_interval);
+            timers.insert(at, Timer::ReconnectDead);
+        }
+        timers.insert(now + REAP_INTERVAL, Timer::ReapTombstones);
+        let broadcasts = BroadcastQueue::new(config.broadcast_queue_max);
+        let config_kv = config.kv.clone();
+        let awareness = Awareness::new(config.awareness_max_multiplier);
+        Ok(Self {
+            me: Member {
+                name,
+                addr,
+                incarnation: Incarnation(0),
+                state: State::Alive,
+                meta,
+            },
+            datagram_size: config.max_datagram_size,
+            config,
+            members: NameTable::new(),
+            pool: None,
+            counts: [0; 4],
+            probe_list: Vec::new(),
+            probe_index: 0,
+            probe: None,
+            next_seq: 0,
+            relays: BTreeMap::new(),
+            timers,
+            broadcasts,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            awareness,
+            rng,
+            seeds: Vec::new(),
+            joined: false,
+            stats: Stats::default(),
+            kv: KvStore::new(config_kv),
+            next_version: 1,
+            kv_rounds_left: 0,
+            kv_round_at: None,
+            kv_replies_pending: 0,
+            gossip_dial: None,
+            gossip_dial_after: now,
+            gossip_cycle: Cycle::default(),
+            watch_turn: false,
+            probe_soon: None,
+            last_gossip: None,
+            gossip_tick,
+            watched_cache: None,
+            dedup: Deduplicator::default(),
+            next_event_seq: 1,
+            recent_events: VecDeque::new(),
+        })
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.me.name
+    }
+
+    /// This node as it advertises itself.
+    pub fn local_member(&self) -> &Member {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every member known, this node first, tombstones included (others in no set order).
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        std::iter::once(&self.me).chain(self.members.values().map(|e| &*e.member))
+    }
+
+    /// One member by name (this node included).
+    pub fn member(&self, name: &NodeName) -> Option<&Member> {
+        if *name == self.me.name {
+            return Some(&self.me);
+        }
+        self.members.get(name).map(|e| &*e.member)
+    }
+
+    /// Members held Alive, this node included while it has not left.
+    pub fn alive_count(&self) -> usize {
+        self.counts[0] + usize::from(self.me.state == State::Alive)
+    }
+
+    /// Members held in `state`, this node excluded.
+    pub fn count(&self, state: State) -> usize {
+        self.counts[state_index(state)]
+    }
+
+    /// The cluster size estimate used by the formulas: Alive and Suspect members plus self.
+    pub fn cluster_size(&self) -> usize {
+        self.counts[0] + self.counts[1] + 1
+    }
+
+    /// Lifeguard local health score (0 is healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Whether a seed answered (or no seed was needed).
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Updates waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// A live key/value entry of `owner`.
+    pub fn kv_get(&self, owner: &NodeName, key: &str) -> Option<&[u8]> {
+        self.kv.get(owner, key)
+    }
+
+    /// Every live key/value entry: (owner, key, value, version), sorted by owner then key.
+    pub fn kv_entries(&self) -> Vec<(&NodeName, &str, &[u8], u64)> {
+        self.kv.iter()
+    }
+
+    /// Live keys and their bytes, over every owner.
+    pub fn kv_totals(&self) -> (usize, usize) {
+        self.kv.totals()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.broadcasts_dropped = self.broadcasts.dropped();
+        s
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    /// Raises the starting point of this node's key/value versions and event sequence
+    /// numbers. The runtime passes wall-clock microseconds at start, so that a node restarted
+    /// with no state still writes versions above its old ones.
+    pub fn set_version_floor(&mut self, floor: u64) {
+        self.next_version = self.next_version.max(floor);
+        self.next_event_seq = self.next_event_seq.max(floor);
+    }
+
+    /// Keeps this node's member table in `pool`, shared with the other nodes that use it (a
+    /// simulation of many nodes in one process). Members already held move into it.
+    pub fn share_members(&mut self, pool: MemberPool) {
+        let names: Vec<NodeName> = self.members.values().map(|e| e.name().clone()).collect();
+        for name in names {
+            if let Some(e) = self.members.get_mut(&name) {
+                e.member = pool.share(Member::clone(&e.member));
+            }
+        }
+        self.pool = Some(pool);
+    }
+
+    /// Sets the datagram size to fill up to (the connection's `max_datagram_size()`).
+    pub fn set_max_datagram_size(&mut self, size: usize) {
+        self.datagram_size = size.clamp(256, 65_527);
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// The runtime has a connection to `name` (dialled or accepted). Gossip, indirect probes
+    /// and anti-entropy prefer members with one, so a cluster that starts at once does not
+    /// open a handshake to nearly every member at the same time.
+    pub fn handle_peer_up(&mut self, now: Instant, name: &NodeName) {
+        self.dial_done(now, name);
+        self.set_connected(name, true);
+    }
+
+    /// The runtime's connection to `name` closed (idle, evicted or lost).
+    pub fn handle_peer_down(&mut self, name: &NodeName) {
+        self.set_connected(name, false);
+    }
+
+    /// Notes whether a connection to `name` is up (see [`Entry`]'s `connected`).
+    fn set_connected(&mut self, name: &NodeName, up: bool) {
+        if let Some(e) = self.members.get_mut(name) {
+            e.connected = up;
+        }
+    }
+
+    /// A datagram from `from` (the name in its connection's certificate) at `addr`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        addr: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), PeerError> {
+        let packet = decode_datagram(bytes).map_err(|source| {
+            self.stats.decode_errors += 1;
+            PeerError::Decode {
+                peer: from.clone(),
+                source,
+            }
+        })?;
+        if self.me.state == State::Left {
+            return Ok(());
+        }
+        self.stats.datagrams_in += 1;
+        self.stats.datagram_bytes_in += bytes.len() as u64;
+        let news = self.news_mark();
+        trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
+        for update in packet.updates {
+            match update {
+                Update::Member(u) => self.apply(now, u, Source::Gossip),
+                Update::Event(e) => self.on_user_event(e),
+            }
+        }
+        // It came over a connection; a member first heard of in it is known only now.
+        self.handle_peer_up(now, from);
+        self.gossip_if_new(now, news);
+        let reply_to = Destination {
+            addr,
+            name: Some(from.clone()),
+        };
+        match packet.message {
+            Message::Ping {
+                seq,
+                target,
+                suspected,
+            } => {
+                if target != self.me.name {
+                    return Ok(()); // meant for whoever had this address before
+                }
+                self.on_pinged(suspected);
+                self.send_datagram(reply_to, Message::Ack { seq });
+            }
+            Message::Ack { seq } => self.on_ack(seq),
+            Message::Nack { seq } => self.on_nack(seq),
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.on_ping_req(now, reply_to, seq, target, target_addr),
+            Message::Gossip => {}
+        }
+        Ok(())
+    }
+
+    /// A stream message from `from`. A request returns the reply to send back; a reply
+    /// returns `None`.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, PeerError> {
+        let message = decode_stream(bytes).map_err(|source| {
+            self.stats.decode_errors += 1;
+            PeerError::Decode {
+                peer: from.clone(),
+                source,
+            }
+        })?;
+        let news = self.news_mark();
+        let reply = match message {
+            StreamMessage::PushPull {
+                join,
+                sender,
+                members,
+                kv_digest,
+                events,
+            } => {
+                if sender != *from {
+                    self.stats.name_mismatches += 1;
+                    warn!(peer = %from, claimed = %sender, "peer claims another name; refused");
+                    return Err(PeerError::NameMismatch {
+                        peer: from.clone(),
+                        claimed: Box::new(sender),
+                    });
+                }
+                Ok(Some(
+                    self.on_push_pull(now, from, join, members, kv_digest, events),
+                ))
+            }
+            StreamMessage::Ping {
+                seq,
+                target,
+                suspected,
+            } => {
+                if target != self.me.name || self.me.state == State::Left {
+                    return Ok(None);
+                }
+                trace!(peer = %from, seq, "stream ping");
+                self.on_pinged(suspected);
+                Ok(Some(encode_stream(&StreamMessage::Ack { seq })))
+            }
+            StreamMessage::Ack { seq } => {
+                self.on_ack(seq);
+                Ok(None)
+            }
+            StreamMessage::PushPullReply {
+                members,
+                kv_delta,
+                kv_digest,
+                events,
+            } => {
+                self.on_push_pull_reply(now, from, members, kv_delta, kv_digest, events);
+                Ok(None)
+            }
+            StreamMessage::KvPush { deltas } => {
+                if self.me.state != State::Left {
+                    self.apply_kv_deltas(now, deltas);
+                }
+                Ok(Some(encode_stream(&StreamMessage::KvPushAck)))
+            }
+            StreamMessage::KvPushAck => Ok(None),
+            StreamMessage::KvSync { digest } => Ok(Some(self.on_kv_sync(&digest))),
+            StreamMessage::KvSyncReply { delta, wants } => {
+                self.on_kv_sync_reply(now, from, delta, wants);
+                Ok(None)
+            }
+        };
+        // As for datagrams; a joiner is a member only once its full state is merged.
+        self.set_connected(from, true);
+        self.gossip_if_new(now, news);
+        reply
+    }
+
+    /// Runs every timer due at `now`. Safe to call early: nothing fires before its time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let news = self.news_mark();
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.on_timer(now, timer);
+        }
+        // News a timer queued (a suspicion, a verdict) goes first: its eager round moves the
+        // tick on, so a tick left in the past by an idle queue does not send a second round.
+        self.gossip_if_new(now, news);
+        if self.gossip_due().is_some_and(|tick| now >= tick) {
+            self.gossip(now);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::ProbeNextMember => self.probe_next(now),
+            Timer::ProbeTimeout { seq } => self.probe_indirectly(seq),
+            Timer::IndirectProbeTimeout { seq } => self.relay_timed_out(seq),
+            Timer::PushPull => {
+                let interval = push_pull_scale(self.config.push_pull_interval, self.cluster_size());
+                self.timers.insert(now + interval, Timer::PushPull);
+                self.push_pull_random();
+            }
+            Timer::JoinSync { round } => {
+                self.push_pull_random();
+                self.schedule_join_sync(now, round + 1);
+            }
+            Timer::SuspectToDead { name, incarnation } => {
+                self.suspect_timed_out(now, name, incarnation)
+            }
+            Timer::ReconnectDead => {
+                self.timers
+                    .insert(now + self.config.reconnect_interval, Timer::ReconnectDead);
+                self.push_pull_dead();
+            }
+            Timer::RetryJoin => self.retry_join(now),
+            Timer::KvSync => self.kv_round(now),
+            Timer::ReapTombstones => {
+                self.timers
+                    .insert(now + REAP_INTERVAL, Timer::ReapTombstones);
+                self.reap(now);
+            }
+        }
+    }
+
+    /// Where to reach `name`: its address as held, or our own for a member no longer held.
+    fn destination_of(&self, name: &NodeName) -> Destination {
+        let addr = self
+            .members
+            .get(name)
+            .map_or(self.me.addr, |e| e.member.addr);
+        Destination {
+            addr,
+            name: Some(name.clone()),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! What the core hands the runtime: transmits, membership events, refusals and counters,
+//! and the `poll_*` calls that drain them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::super::codec::DecodeError;
+use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
+use super::super::kv::KvError;
+use super::super::member::{Member, NodeName, META_LEN_MAX};
+use super::Swim;
+
+/// Where a transmit goes: an address, and the name expected there when it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The peer's name; `None` for a seed known only by address, whose certificate then
+    /// tells who it is.
+    pub name: Option<NodeName>,
+}
+
+/// How a transmit travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransmitKind {
+    /// One unreliable datagram, at most the configured datagram size.
+    Datagram,
+    /// A request on a new stream; the reply goes to [`Swim::handle_stream_message`].
+    Request,
+}
+
+/// Bytes for the runtime to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// To whom.
+    pub to: Destination,
+    /// Datagram or stream request.
+    pub kind: TransmitKind,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Membership changes, as this node sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member was seen for the first time, or came back after Dead or Left.
+    Joined(Member),
+    /// A Suspect member refuted and is Alive again.
+    Recovered(Member),
+    /// An Alive member changed its address or metadata.
+    Updated(Member),
+    /// A member is suspected of failure.
+    Suspect(Member),
+    /// A member was declared failed.
+    Dead(Member),
+    /// A member left gracefully.
+    Left(Member),
+    /// A key/value entry changed here (set, deleted, or learned from a peer).
+    KvChanged {
+        /// The owning node.
+        owner: NodeName,
+        /// The key.
+        key: String,
+    },
+    /// A user event arrived (delivered once per node).
+    User(UserEvent),
+}
+
+impl Event {
+    /// The member a membership event is about; `None` for key/value and user events.
+    pub fn member(&self) -> Option<&Member> {
+        match self {
+            Event::Joined(m)
+            | Event::Recovered(m)
+            | Event::Updated(m)
+            | Event::Suspect(m)
+            | Event::Dead(m)
+            | Event::Left(m) => Some(m),
+            Event::KvChanged { .. } | Event::User(_) => None,
+        }
+    }
+}
+
+/// Input from a peer that was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The bytes did not decode.
+    #[error("from {peer}: {source}")]
+    Decode {
+        /// The sender, by certificate.
+        peer: NodeName,
+        /// Why.
+        source: DecodeError,
+    },
+    /// A message claimed a sender other than the certificate's name.
+    #[error("peer {peer} claims to be {claimed}")]
+    NameMismatch {
+        /// The sender, by certificate.
+        peer: NodeName,
+        /// The name it claimed.
+        claimed: Box<NodeName>,
+    },
+}
+
+/// A command that could not be carried out. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Metadata over [`META_LEN_MAX`].
+    #[error("metadata is {0} bytes; the limit is {META_LEN_MAX}")]
+    MetaTooLong(usize),
+    /// The node has left.
+    #[error("this node has left the cluster")]
+    Left,
+    /// A key/value write over a limit.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// A user event payload over the limit.
+    #[error("event payload is {len} bytes; the limit is {max}")]
+    EventTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A user event name that is empty or too long.
+    #[error("event name must be 1..={EVENT_NAME_LEN_MAX} bytes (got {0})")]
+    BadEventName(usize),
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Probes that ended with no Ack.
+    pub probes_failed: u64,
+    /// PingReqs sent.
+    pub indirect_probes_sent: u64,
+    /// Direct probes repeated on a stream after the datagram Ping timed out.
+    pub stream_probes_sent: u64,
+    /// Suspicions this node raised.
+    pub suspicions_raised: u64,
+    /// Times this node refuted a claim about itself.
+    pub refutations: u64,
+    /// Datagrams handed to the runtime, and their bytes.
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_out: u64,
+    /// Datagrams accepted, and their bytes.
+    pub datagrams_in: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_in: u64,
+    /// Messages refused as malformed.
+    pub decode_errors: u64,
+    /// Messages refused for a sender name other than the certificate's.
+    pub name_mismatches: u64,
+    /// Full-state exchanges started (joins included).
+    pub push_pulls_started: u64,
+    /// Full-state exchanges answered.
+    pub push_pulls_answered: u64,
+    /// Updates dropped because the piggyback queue was full.
+    pub broadcasts_dropped: u64,
+    /// Events dropped because nobody polled them.
+    pub events_dropped: u64,
+    /// Key/value entries that changed here from peers (key/value rounds or anti-entropy).
+    pub kv_updates_applied: u64,
+    /// Key/value entries from peers refused for breaking a limit.
+    pub kv_refused: u64,
+    /// Key/value entries sent in anti-entropy exchanges and key/value rounds.
+    pub kv_entries_synced: u64,
+    /// Key/value round requests sent (one per member per round).
+    pub kv_syncs_started: u64,
+    /// Bytes of anti-entropy requests and replies this node sent.
+    pub anti_entropy_bytes_out: u64,
+    /// User events delivered here.
+    pub user_events_delivered: u64,
+}
+
+/// Most events kept for a slow consumer.
+const EVENTS_MAX: usize = 65_536;
+
+/// Most queued outputs whose room a drained queue keeps.
+const OUTPUTS_KEPT: usize = 64;
+
+impl Swim {
+    /// The next thing to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            release_burst(&mut self.transmits);
+        }
+        t
+    }
+
+    /// The next deadline; call [`handle_timeout`](Self::handle_timeout) then (at once if it
+    /// has passed).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = self.timers.next_deadline();
+        match self.gossip_due() {
+            Some(tick) => Some(timers.map_or(tick, |at| at.min(tick))),
+            None => timers,
+        }
+    }
+
+    /// The next membership event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let e = self.events.pop_front();
+        if e.is_none() {
+            release_burst(&mut self.events);
+        }
+        e
+    }
+
+    pub(super) fn push_event(&mut self, event: Event) {
+        if self.events.len() >= EVENTS_MAX {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+}
+
+/// Gives back the room a burst left in a drained output queue. A full-state reply from a
+/// cluster of `n` yields up to `n` events at once; keeping that room in every node costs
+/// `n²` (15 GB at 10,000 simulated nodes).
+fn release_burst<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > OUTPUTS_KEPT {
+        queue.shrink_to(OUTPUTS_KEPT);
+    }
+}

@@ -1,0 +1,399 @@
+//! Full-state sync: joining through seeds, the periodic anti-entropy exchange (push-pull) and
+//! the early ones after a join, and key/value writes with the digest rounds that spread them.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tracing::{debug, trace};
+
+use super::super::codec::{encode_stream, MemberUpdate, StreamMessage};
+use super::super::events::UserEvent;
+use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
+use super::super::member::{NodeName, State};
+use super::super::timer::Timer;
+use super::membership::Source;
+use super::{CommandError, Destination, Event, Swim, Transmit, TransmitKind};
+
+/// Early full-state exchanges after joining.
+const JOIN_SYNC_ROUNDS: u32 = 4;
+
+/// The first early exchange comes half a probe interval after joining, each next one 1, 2 and
+/// 4 intervals after the last (each wait jittered up to twice): a node that missed every
+/// gossip copy of another's join, because few members knew it yet when that news went round,
+/// catches up within a second (it waited 1-2 s with the first wait at one interval: a 32-node
+/// join once took 2.02 s).
+const JOIN_SYNC_FIRST_DIVISOR: u32 = 2;
+
+/// A key/value round waits for the last one's replies at most this many intervals.
+const KV_ROUND_WAIT_INTERVALS: u32 = 5;
+
+/// Which owners a key/value delta covers.
+#[derive(Clone, Copy)]
+enum Owners {
+    /// Every owner we hold (those the digest does not list are sent whole).
+    All,
+    /// Only the owners the digest lists (a peer's `wants`).
+    Listed,
+}
+
+impl Swim {
+    /// Joins through `seeds` (addresses only); with none, this node starts a cluster.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .filter(|a| *a != self.me.addr)
+            .collect();
+        if self.seeds.is_empty() {
+            self.joined = true;
+            return;
+        }
+        self.joined = false;
+        self.send_join_requests();
+        self.timers
+            .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
+    }
+
+    fn send_join_requests(&mut self) {
+        for addr in self.seeds.clone() {
+            self.send_push_pull(Destination { addr, name: None }, true);
+        }
+    }
+
+    /// No seed has answered yet: ask them all again.
+    pub(super) fn retry_join(&mut self, now: Instant) {
+        if !self.joined {
+            debug!(
+                seeds = self.seeds.len(),
+                "no seed answered yet; retrying join"
+            );
+            self.send_join_requests();
+            self.timers
+                .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
+        }
+    }
+
+    /// A push-pull request from `from` (the name it claims already checked against its
+    /// certificate): merge its state, answer with ours and what it lacks of our key/value data.
+    pub(super) fn on_push_pull(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        join: bool,
+        members: Vec<MemberUpdate>,
+        kv_digest: Vec<OwnerDigest>,
+        events: Vec<UserEvent>,
+    ) -> Vec<u8> {
+        debug!(peer = %from, join, members = members.len(), "push-pull request");
+        if self.me.state != State::Left {
+            for u in members {
+                self.apply(now, u, Source::PushPull(from));
+            }
+            for e in events {
+                self.on_user_event(e);
+            }
+        }
+        self.stats.push_pulls_answered += 1;
+        let reply = StreamMessage::PushPullReply {
+            members: self.table(),
+            kv_delta: self.kv_delta(&kv_digest, Owners::All),
+            kv_digest: self.kv.digest(),
+            events: self.recent_events.iter().cloned().collect(),
+        };
+        self.encode_anti_entropy(&reply)
+    }
+
+    /// The reply to our push-pull (or join) request: merge it, and push what the responder
+    /// lacks of our key/value data. The first reply from a seed completes a join.
+    pub(super) fn on_push_pull_reply(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        members: Vec<MemberUpdate>,
+        kv_delta: Vec<OwnerDelta>,
+        kv_digest: Vec<OwnerDigest>,
+        events: Vec<UserEvent>,
+    ) {
+        trace!(peer = %from, members = members.len(), "push-pull reply");
+        if self.me.state != State::Left {
+            for u in members {
+                self.apply(now, u, Source::PushPull(from));
+            }
+            self.apply_kv_deltas(now, kv_delta);
+            for e in events {
+                self.on_user_event(e);
+            }
+            if !self.joined {
+                debug!(seed = %from, "joined");
+                self.joined = true;
+                self.schedule_join_sync(now, 0);
+                self.prepare_next_probe();
+            }
+            // Our half: what the responder lacks, by its digest.
+            let deltas = self.kv_delta(&kv_digest, Owners::All);
+            self.send_kv_push(from, deltas);
+        }
+    }
+
+    /// A full-state exchange with one dead member, so a healed partition merges back.
+    pub(super) fn push_pull_dead(&mut self) {
+        let picked = self.random_members(1, |e| e.member.state == State::Dead, None);
+        if let Some(name) = picked.into_iter().next() {
+            trace!(member = %name, "reconnect to dead member");
+            let to = self.destination_of(&name);
+            self.send_push_pull(to, false);
+        }
+    }
+
+    pub(super) fn send_push_pull(&mut self, to: Destination, join: bool) {
+        self.stats.push_pulls_started += 1;
+        let message = StreamMessage::PushPull {
+            join,
+            sender: self.me.name.clone(),
+            members: self.table(),
+            kv_digest: self.kv.digest(),
+            events: self.recent_events.iter().cloned().collect(),
+        };
+        let payload = encode_stream(&message);
+        self.stats.anti_entropy_bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Request,
+            payload,
+        });
+    }
+
+    pub(super) fn push_pull_random(&mut self) {
+        let picked = self.random_members_connected_first(1, |e| e.member.state.is_active(), None);
+        if let Some(name) = picked.into_iter().next() {
+            let to = self.destination_of(&name);
+            self.send_push_pull(to, false);
+        }
+    }
+
+    /// After joining, a few early full-state exchanges at doubling intervals. Nodes that join
+    /// together learn of each other by gossip, but the earliest of them spread news with the
+    /// small retransmit limit of a small cluster; these exchanges fill what gossip missed,
+    /// long before the periodic push-pull would.
+    pub(super) fn schedule_join_sync(&mut self, now: Instant, round: u32) {
+        if round >= JOIN_SYNC_ROUNDS {
+            return;
+        }
+        let base = self.config.probe_interval * (1 << round) / JOIN_SYNC_FIRST_DIVISOR;
+        let at = now + base + base.mul_f64(self.rng.random::<f64>());
+        self.timers.insert(at, Timer::JoinSync { round });
+    }
+
+    fn table(&self) -> Vec<MemberUpdate> {
+        self.members()
+            .map(|m| MemberUpdate {
+                name: m.name.clone(),
+                addr: m.addr,
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta.clone(),
+                accuser: None,
+            })
+            .collect()
+    }
+
+    /// Sets one of this node's keys; returns the version it took.
+    pub fn set(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<u64, CommandError> {
+        self.write(now, key, Some(value))
+    }
+
+    /// Deletes one of this node's keys (a tombstone); returns the version it took, or `None`
+    /// when the key did not exist here.
+    ///
+    /// The tombstone is written either way: a node restarted with no state may not yet have
+    /// heard back the keys it wrote before, and its delete must still win over those copies
+    /// (a 500-node simulation with restarts kept a deleted key alive everywhere otherwise).
+    pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, CommandError> {
+        let existed = self.kv.get(&self.me.name, key).is_some();
+        let version = self.write(now, key, None)?;
+        Ok(existed.then_some(version))
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<u64, CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        let entry = KvEntry {
+            owner: self.me.name.clone(),
+            key: key.to_string(),
+            version: self.next_version,
+            value,
+        };
+        self.kv.apply(now, &entry)?;
+        self.next_version += 1;
+        self.push_event(Event::KvChanged {
+            owner: entry.owner.clone(),
+            key: entry.key.clone(),
+        });
+        self.kv_changed(now);
+        Ok(entry.version)
+    }
+
+    /// Entries from anti-entropy or a key/value round.
+    pub(super) fn apply_kv_deltas(&mut self, now: Instant, deltas: Vec<OwnerDelta>) {
+        for d in &deltas {
+            let ours = d.entries.iter().filter(|e| e.owner == self.me.name);
+            if let Some(max) = ours.map(|e| e.version).max() {
+                // Our own keys at versions our counter has not reached: we restarted and
+                // lost state, so later writes must go above them.
+                self.next_version = self.next_version.max(max + 1);
+            }
+        }
+        let (changed, refused) = self.kv.apply_delta(now, deltas);
+        self.stats.kv_refused += refused as u64;
+        self.stats.kv_updates_applied += changed.len() as u64;
+        if changed.is_empty() {
+            return;
+        }
+        for e in changed {
+            self.push_event(Event::KvChanged {
+                owner: e.owner,
+                key: e.key,
+            });
+        }
+        self.kv_changed(now);
+    }
+
+    /// Key/value data changed here: keep running key/value rounds for a while, starting at
+    /// once when none were running (so news travels a hop per round trip until it meets
+    /// the round timer).
+    fn kv_changed(&mut self, now: Instant) {
+        let idle = self.kv_rounds_left == 0;
+        self.kv_rounds_left = kv_rounds(self.cluster_size());
+        if idle {
+            self.timers.insert(now, Timer::KvSync);
+        }
+    }
+
+    /// One key/value round: our digest to `gossip_nodes` random live members, who answer with
+    /// what we lack and the owners where we are ahead, which we then push.
+    pub(super) fn kv_round(&mut self, now: Instant) {
+        let interval = self.config.kv_sync_interval;
+        let waited = self
+            .kv_round_at
+            .is_some_and(|at| now < at + interval * KV_ROUND_WAIT_INTERVALS);
+        if self.kv_replies_pending > 0 && waited {
+            // The last round is still being answered (an overloaded peer, or ourselves):
+            // a new one now would fetch the same entries again. Try again next interval.
+            self.timers.insert(now + interval, Timer::KvSync);
+            return;
+        }
+        self.kv_rounds_left = self.kv_rounds_left.saturating_sub(1);
+        if self.kv_rounds_left > 0 {
+            self.timers.insert(now + interval, Timer::KvSync);
+        }
+        if self.me.state == State::Left {
+            return;
+        }
+        let targets = self.random_members_connected_first(
+            self.config.gossip_nodes,
+            |e| e.member.state == State::Alive,
+            None,
+        );
+        if targets.is_empty() {
+            return;
+        }
+        let payload = encode_stream(&StreamMessage::KvSync {
+            digest: self.kv.digest(),
+        });
+        self.kv_round_at = Some(now);
+        self.kv_replies_pending = targets.len() as u32;
+        for name in targets {
+            self.stats.kv_syncs_started += 1;
+            self.stats.anti_entropy_bytes_out += payload.len() as u64;
+            let to = self.destination_of(&name);
+            self.transmits.push_back(Transmit {
+                to,
+                kind: TransmitKind::Request,
+                payload: payload.clone(),
+            });
+        }
+    }
+
+    /// What the holder of `theirs` lacks from us, within `kv_sync_bytes_max`, counted.
+    fn kv_delta(&mut self, theirs: &[OwnerDigest], owners: Owners) -> Vec<OwnerDelta> {
+        let budget = self.config.kv_sync_bytes_max;
+        let deltas = match owners {
+            Owners::All => self.kv.delta_for(theirs, budget),
+            Owners::Listed => self.kv.delta_for_listed(theirs, budget),
+        };
+        self.stats.kv_entries_synced += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+        deltas
+    }
+
+    /// A key/value round request: what the sender lacks by its digest, and the owners where
+    /// it is ahead of us.
+    pub(super) fn on_kv_sync(&mut self, digest: &[OwnerDigest]) -> Vec<u8> {
+        let reply = StreamMessage::KvSyncReply {
+            delta: self.kv_delta(digest, Owners::All),
+            wants: self.kv.wants(digest),
+        };
+        self.encode_anti_entropy(&reply)
+    }
+
+    /// The reply to one of our key/value round requests: take what we lacked, push what the
+    /// peer wants.
+    pub(super) fn on_kv_sync_reply(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        delta: Vec<OwnerDelta>,
+        wants: Vec<OwnerDigest>,
+    ) {
+        self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
+        if self.me.state != State::Left {
+            self.apply_kv_deltas(now, delta);
+            let deltas = self.kv_delta(&wants, Owners::Listed);
+            self.send_kv_push(from, deltas);
+        }
+    }
+
+    /// Encodes an anti-entropy or key/value reply, counting its bytes.
+    fn encode_anti_entropy(&mut self, reply: &StreamMessage) -> Vec<u8> {
+        let bytes = encode_stream(reply);
+        self.stats.anti_entropy_bytes_out += bytes.len() as u64;
+        bytes
+    }
+
+    /// Pushes `deltas` to `to`, if there is anything in them.
+    fn send_kv_push(&mut self, to: &NodeName, deltas: Vec<OwnerDelta>) {
+        if deltas.is_empty() {
+            return;
+        }
+        let payload = self.encode_anti_entropy(&StreamMessage::KvPush { deltas });
+        self.transmits.push_back(Transmit {
+            to: self.destination_of(to),
+            kind: TransmitKind::Request,
+            payload,
+        });
+    }
+}
+
+/// Key/value rounds a node runs after its data last changed: `ceil(log10(n+1)) + 2`
+/// (4 at 32 members). Each round is a digest exchange with `gossip_nodes` members, so news
+/// that reached a node leaves it on about a dozen exchanges before the node falls quiet;
+/// the periodic full-state exchange repairs whatever that misses.
+pub fn kv_rounds(n: usize) -> u32 {
+    ((n as f64 + 1.0).log10().ceil() as u32).max(1) + 2
+}
+
+/// memberlist's `pushPullScale`: beyond 32 members, multiply by `ceil(log2 n - log2 32) + 1`.
+pub fn push_pull_scale(interval: Duration, n: usize) -> Duration {
+    const THRESHOLD: usize = 32;
+    if n <= THRESHOLD {
+        return interval;
+    }
+    let mult = ((n as f64).log2() - (THRESHOLD as f64).log2()).ceil() + 1.0;
+    interval.mul_f64(mult)
+}

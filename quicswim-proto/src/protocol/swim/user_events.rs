@@ -1,0 +1,80 @@
+//! User events: fire-and-forget named payloads, published here or heard from peers, delivered
+//! once per node and spread by gossip and full-state exchanges.
+
+use std::time::Instant;
+
+use super::super::broadcast::Subject;
+use super::super::codec::{encode_update, Update};
+use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
+use super::super::member::State;
+use super::{CommandError, Event, Swim};
+
+/// User events carried in every full-state exchange.
+const RECENT_EVENTS_SYNCED: usize = 64;
+
+impl Swim {
+    /// Publishes a user event to every member; returns its sequence number.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, CommandError> {
+        if self.me.state == State::Left {
+            return Err(CommandError::Left);
+        }
+        if name.is_empty() || name.len() > EVENT_NAME_LEN_MAX {
+            return Err(CommandError::BadEventName(name.len()));
+        }
+        if payload.len() > self.config.event_payload_len_max {
+            return Err(CommandError::EventTooLarge {
+                len: payload.len(),
+                max: self.config.event_payload_len_max,
+            });
+        }
+        let seq = self.next_event_seq;
+        self.next_event_seq += 1;
+        let event = UserEvent {
+            origin: self.me.name.clone(),
+            seq,
+            name: name.to_string(),
+            payload,
+        };
+        self.dedup.first_sight(&event.origin, seq);
+        self.stats.user_events_delivered += 1;
+        self.remember_event(&event);
+        self.push_event(Event::User(event.clone()));
+        let subject = Subject::Event(event.origin.clone(), seq);
+        let news = self.news_mark();
+        self.broadcasts
+            .push(subject, encode_update(&Update::Event(event)));
+        self.gossip_if_new(now, news);
+        Ok(seq)
+    }
+
+    pub(super) fn on_user_event(&mut self, e: UserEvent) {
+        if e.origin == self.me.name {
+            self.next_event_seq = self.next_event_seq.max(e.seq + 1);
+        }
+        if e.payload.len() > self.config.event_payload_len_max
+            || !self.dedup.first_sight(&e.origin, e.seq)
+        {
+            return;
+        }
+        self.stats.user_events_delivered += 1;
+        self.remember_event(&e);
+        let subject = Subject::Event(e.origin.clone(), e.seq);
+        self.broadcasts
+            .push(subject, encode_update(&Update::Event(e.clone())));
+        self.push_event(Event::User(e));
+    }
+
+    /// Keeps the last few events for full-state exchanges (as serf's push-pull does), so a
+    /// member that missed one by gossip still gets it.
+    fn remember_event(&mut self, e: &UserEvent) {
+        if self.recent_events.len() >= RECENT_EVENTS_SYNCED {
+            self.recent_events.pop_front();
+        }
+        self.recent_events.push_back(e.clone());
+    }
+}

@@ -1,0 +1,354 @@
+//! The driver task: it owns the protocol core and the transport, feeds the core every input
+//! (datagrams, stream requests and replies, connection changes, timeouts, commands from the
+//! handles), and hands its outputs on: transmits to the transport, events to subscribers and
+//! the ring task.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tracing::{debug, info, warn, Instrument};
+
+use crate::protocol::{
+    Destination, Event, Member, NodeName, PeerError, State, Swim, Transmit, TransmitKind, UserEvent,
+};
+use crate::ring::weight_from_meta;
+use crate::transport::{Incoming, Peer, Transport};
+
+use super::ring::RingFeed;
+use super::{Command, KvItem, NodeMetrics};
+
+/// Stream requests in flight at once; beyond it, new ones are dropped (the core retries).
+pub(super) const REQUESTS_IN_FLIGHT_MAX: usize = 64;
+/// User events kept for [`Node::recent_events`](super::Node::recent_events).
+const RECENT_EVENTS_MAX: usize = 256;
+/// How long a graceful leave waits for its Left notices to be acknowledged.
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
+/// How often the transport's datagram size is read again between connection changes. The
+/// smallest size over the pool changes when a connection comes or goes (read again at once)
+/// and when MTU discovery raises a path's size (read within this period). Reading it locks
+/// every pooled connection, which on every wake-up was the driver's largest cost.
+const DATAGRAM_SIZE_REFRESH: Duration = Duration::from_secs(1);
+
+/// The task that owns the core and the transport (see the [module docs](self)).
+pub(super) struct Driver {
+    /// Where membership changes go to move the ring.
+    ring: RingFeed,
+    /// The core's count of dropped events when last looked at: when it grows, the ring
+    /// missed changes and is rebuilt from the member table.
+    events_dropped: u64,
+    recent: VecDeque<UserEvent>,
+    core: Swim,
+    transport: Transport,
+    events: broadcast::Sender<Event>,
+    replies: mpsc::Sender<(NodeName, Vec<u8>)>,
+    requests: Arc<Semaphore>,
+    /// When to read the transport's datagram size again (see [`DATAGRAM_SIZE_REFRESH`]).
+    datagram_size_due: Instant,
+    /// The cluster size the transport's unused-connection time was last set for.
+    kept_for_size: usize,
+}
+
+impl Driver {
+    /// A driver for `core` over `transport`; [`run`](Self::run) starts it.
+    pub(super) fn new(
+        core: Swim,
+        transport: Transport,
+        events: broadcast::Sender<Event>,
+        replies: mpsc::Sender<(NodeName, Vec<u8>)>,
+        ring: RingFeed,
+        now: Instant,
+    ) -> Self {
+        Driver {
+            ring,
+            events_dropped: 0,
+            recent: VecDeque::new(),
+            core,
+            transport,
+            events,
+            replies,
+            requests: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
+            datagram_size_due: now,
+            kept_for_size: 0,
+        }
+    }
+
+    /// Runs until a leave completes or every handle is dropped.
+    pub(super) async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut commands: mpsc::Receiver<Command>,
+        mut reply_rx: mpsc::Receiver<(NodeName, Vec<u8>)>,
+    ) {
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        loop {
+            self.flush();
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map_or_else(far, tokio::time::Instant::from_std);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                _ = &mut sleep => self.core.handle_timeout(Instant::now()),
+                Some(input) = incoming.recv() => self.on_incoming(input),
+                Some((from, bytes)) = reply_rx.recv() => {
+                    if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
+                        self.log_peer_error(&e);
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Leave(done)) => {
+                        self.leave().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return, // every handle dropped: stop like a crash
+                },
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, input: Incoming) {
+        let now = Instant::now();
+        match input {
+            Incoming::Datagram { from, addr, bytes } => {
+                if let Err(e) = self.core.handle_datagram(now, &from, addr, &bytes) {
+                    self.log_peer_error(&e);
+                }
+            }
+            Incoming::Request {
+                from, bytes, reply, ..
+            } => {
+                match self.core.handle_stream_message(now, &from, &bytes) {
+                    Ok(Some(answer)) => {
+                        let _ = reply.send(answer);
+                    }
+                    Ok(None) => {} // a reply sent as a request: merged, nothing to answer
+                    Err(e) => self.log_peer_error(&e), // dropping `reply` resets the stream
+                }
+            }
+            Incoming::PeerUp { name, addr } => {
+                self.datagram_size_due = now;
+                self.core.handle_peer_up(now, &name);
+                debug!(peer = %name, %addr, "connection up");
+            }
+            Incoming::PeerDown { name, reason } => {
+                self.datagram_size_due = now;
+                self.core.handle_peer_down(&name);
+                debug!(peer = %name, %reason, "connection down");
+            }
+            Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Members(tx) => {
+                let mut members: Vec<Member> = self.core.members().cloned().collect();
+                members.sort_by(|a, b| a.name.cmp(&b.name));
+                let _ = tx.send(members);
+            }
+            Command::Metrics(tx) => {
+                let mut by_state = [0usize; 4];
+                for (i, s) in [State::Alive, State::Suspect, State::Dead, State::Left]
+                    .into_iter()
+                    .enumerate()
+                {
+                    by_state[i] =
+                        self.core.count(s) + usize::from(self.core.local_member().state == s);
+                }
+                let _ = tx.send(NodeMetrics {
+                    name: self.core.name().clone(),
+                    incarnation: self.core.local_member().incarnation.0,
+                    members: by_state,
+                    health_score: self.core.health_score(),
+                    pending_broadcasts: self.core.pending_broadcasts(),
+                    kv_entries: self.core.kv_totals().0,
+                    kv_bytes: self.core.kv_totals().1,
+                    core: self.core.stats(),
+                    transport: self.transport.stats(),
+                });
+            }
+            Command::Set(key, value, tx) => {
+                let _ = tx.send(self.core.set(Instant::now(), &key, value));
+            }
+            Command::Delete(key, tx) => {
+                let _ = tx.send(self.core.delete(Instant::now(), &key));
+            }
+            Command::Get(owner, key, tx) => {
+                let _ = tx.send(self.core.kv_get(&owner, &key).map(<[u8]>::to_vec));
+            }
+            Command::KvEntries(tx) => {
+                let items = self
+                    .core
+                    .kv_entries()
+                    .into_iter()
+                    .map(|(owner, key, value, version)| KvItem {
+                        owner: owner.clone(),
+                        key: key.to_string(),
+                        value: value.to_vec(),
+                        version,
+                    })
+                    .collect();
+                let _ = tx.send(items);
+            }
+            Command::Publish(name, payload, tx) => {
+                let _ = tx.send(self.core.publish(Instant::now(), &name, payload));
+            }
+            Command::RecentEvents(tx) => {
+                let _ = tx.send(self.recent.iter().cloned().collect());
+            }
+            Command::SetMeta(meta, tx) => {
+                let result = self.core.set_meta(Instant::now(), meta);
+                if result.is_ok() {
+                    // The core raises no event about itself; its weight may have changed.
+                    let me = self.core.local_member();
+                    self.ring
+                        .push(&me.name, me.state, weight_from_meta(&me.meta));
+                }
+                let _ = tx.send(result);
+            }
+            Command::Leave(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Hands every pending transmit to the transport and publishes every pending event.
+    fn flush(&mut self) {
+        let now = Instant::now();
+        if now >= self.datagram_size_due {
+            self.core
+                .set_max_datagram_size(self.transport.max_datagram_size());
+            self.datagram_size_due = now + DATAGRAM_SIZE_REFRESH;
+        }
+        let size = self.core.cluster_size();
+        if size != self.kept_for_size {
+            self.kept_for_size = size;
+            // Each member probes every other once per pass over the members, in random
+            // order, so the same pair is probed again within two passes. A connection closed
+            // sooner is dialled again at the next probe: at 128 members each pair is probed
+            // about every 64 s, and the 30 s idle timeout kept the cluster re-handshaking
+            // (BENCHMARKS.md: 300 s halved the steady CPU).
+            let keep = crate::protocol::probe_pass(size, self.core.config()).saturating_mul(2);
+            self.transport.keep_unused_for(keep);
+        }
+        while let Some(t) = self.core.poll_transmit() {
+            self.send(t, None);
+        }
+        let mut membership = Vec::new();
+        while let Some(event) = self.core.poll_event() {
+            log_event(&event);
+            if let Some(m) = event.member() {
+                membership.push((m.name.clone(), m.state, weight_from_meta(&m.meta)));
+            }
+            if let Event::User(e) = &event {
+                if self.recent.len() >= RECENT_EVENTS_MAX {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(e.clone());
+            }
+            let _ = self.events.send(event);
+        }
+        let dropped = self.core.stats().events_dropped;
+        if dropped != self.events_dropped {
+            self.events_dropped = dropped;
+            warn!(
+                dropped,
+                "membership events were dropped; resyncing the ring"
+            );
+            let table = self
+                .core
+                .members()
+                .map(|m| (&m.name, m.state, weight_from_meta(&m.meta)));
+            self.ring.resync(table);
+        } else if !membership.is_empty() {
+            self.ring
+                .push_all(membership.iter().map(|(n, s, w)| (n, *s, *w)));
+        }
+    }
+
+    /// Sends one transmit; a request's reply comes back through `replies`, and `done` is told
+    /// when it has finished either way.
+    fn send(&self, t: Transmit, done: Option<mpsc::Sender<()>>) {
+        let Transmit { to, kind, payload } = t;
+        let peer = peer_of(to);
+        match kind {
+            TransmitKind::Datagram => self.transport.send_datagram(peer, Bytes::from(payload)),
+            TransmitKind::Request => {
+                let Ok(permit) = self.requests.clone().try_acquire_owned() else {
+                    debug!(%peer, "too many requests in flight; dropped (will be retried)");
+                    return;
+                };
+                let transport = self.transport.clone();
+                let replies = self.replies.clone();
+                tokio::spawn(
+                    async move {
+                        match transport.request(peer.clone(), payload).await {
+                            Ok((from, reply)) => {
+                                let _ = replies.send((from, reply)).await;
+                            }
+                            Err(e) => debug!(%peer, error = %e, "request failed"),
+                        }
+                        drop(permit);
+                        drop(done);
+                    }
+                    .in_current_span(),
+                );
+            }
+        }
+    }
+
+    async fn leave(&mut self) {
+        self.core.leave(Instant::now());
+        self.ring.push(self.core.name(), State::Left, 0);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        while let Some(t) = self.core.poll_transmit() {
+            self.send(t, Some(done_tx.clone()));
+        }
+        drop(done_tx);
+        // Every request task holds a sender; recv() returns None once all have finished.
+        let _ = tokio::time::timeout(LEAVE_WAIT, done_rx.recv()).await;
+        info!(node = %self.core.name(), "left the cluster");
+    }
+
+    fn log_peer_error(&self, e: &PeerError) {
+        match e {
+            PeerError::NameMismatch { .. } => warn!(error = %e, "refused message"),
+            PeerError::Decode { .. } => debug!(error = %e, "dropped malformed message"),
+        }
+    }
+}
+
+fn peer_of(to: Destination) -> Peer {
+    Peer {
+        addr: to.addr,
+        name: to.name,
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::Joined(m) => {
+            info!(member = %m.name, addr = %m.addr, incarnation = m.incarnation.0, "member joined")
+        }
+        Event::Recovered(m) => {
+            info!(member = %m.name, incarnation = m.incarnation.0, "member recovered")
+        }
+        Event::Updated(m) => {
+            debug!(member = %m.name, incarnation = m.incarnation.0, "member updated")
+        }
+        Event::Suspect(m) => {
+            info!(member = %m.name, incarnation = m.incarnation.0, "member suspect")
+        }
+        Event::Dead(m) => info!(member = %m.name, incarnation = m.incarnation.0, "member dead"),
+        Event::Left(m) => info!(member = %m.name, incarnation = m.incarnation.0, "member left"),
+        Event::KvChanged { owner, key } => debug!(%owner, %key, "key changed"),
+        Event::User(e) => debug!(origin = %e.origin, name = %e.name, seq = e.seq, "user event"),
+    }
+}

@@ -1,0 +1,379 @@
+//! The node runtime: a handle for applications, and the driver task that owns the protocol
+//! core and the transport.
+//!
+//! ```text
+//!   Node (handle) --commands--> Driver task --------------------------+
+//!        ^                        | owns Swim (sans-IO) + Transport   |
+//!        +---- events (broadcast) | one sleep, reset to poll_timeout()|
+//!        |                        v                                   |
+//!        |     transport Incoming: datagrams, requests, peer up/down  |
+//!        |     request replies from spawned request tasks <-----------+
+//!        |                        |
+//!        |                        | member states (see [`ring`])
+//!        +-- ring(), ring_events() <-- ring task: RingTracker, one rebuild per batch
+//! ```
+//!
+//! Every input to the core carries the peer's certificate name as its sender; the core never
+//! takes a sender name from a payload.
+//!
+//! Membership events and ring changes are two streams, [`Node::events`] and
+//! [`Node::ring_events`]: most applications want one or the other, a ring change is derived
+//! from membership (it is not a fact about a member), and it carries the ring it produced.
+//!
+//! This file holds the handle, [`Node`]; the driver task is in `driver`, the ring task in
+//! `ring`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, Instrument};
+
+use crate::protocol::{
+    CommandError, Config, ConfigError, Event, Member, NodeName, State, Stats, Swim, UserEvent,
+    ValidConfig,
+};
+use crate::ring::{weight_from_meta, Ring, RingTracker};
+use crate::tls::Identity;
+use crate::transport::{self, Transport, TransportConfig, TransportStats};
+
+mod driver;
+mod ring;
+
+use driver::{Driver, REQUESTS_IN_FLIGHT_MAX};
+pub use ring::RingChanged;
+use ring::{RingFeed, RingView};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Certificates: the node's name is its certificate's DNS SAN.
+    pub identity: Identity,
+    /// UDP address to listen and dial from (port 0 picks one).
+    pub bind: SocketAddr,
+    /// Address other members reach this node at; default: the bound address. Needed when
+    /// binding to `0.0.0.0`.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds to join through, by address. Empty: start a new cluster.
+    pub seeds: Vec<SocketAddr>,
+    /// Protocol settings, validated where they came in ([`Config::validate`]).
+    pub protocol: ValidConfig,
+    /// Transport settings (its `bind` is replaced by [`NodeConfig::bind`]).
+    pub transport: TransportConfig,
+    /// Small application metadata gossiped with this node.
+    pub meta: Vec<u8>,
+}
+
+impl NodeConfig {
+    /// A config with the lan preset and default transport, binding `bind`, joining `seeds`.
+    pub fn new(identity: Identity, bind: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
+        Self {
+            identity,
+            bind,
+            advertise: None,
+            seeds,
+            protocol: ValidConfig::default(),
+            transport: TransportConfig::default(),
+            meta: Vec::new(),
+        }
+    }
+}
+
+/// Why a node could not start or answer. Nothing was started, or the node is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A protocol setting is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport could not bind or is misconfigured.
+    #[error("transport: {0}")]
+    Transport(#[from] transport::Error),
+    /// The address to advertise is unspecified (`0.0.0.0`); set `advertise`.
+    #[error("cannot advertise the unspecified address {0}; set an advertise address")]
+    UnspecifiedAdvertise(SocketAddr),
+    /// A command was refused by the core.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The driver task has stopped (the node left or was shut down).
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A snapshot of counters and gauges for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct NodeMetrics {
+    /// This node's name.
+    pub name: NodeName,
+    /// This node's incarnation.
+    pub incarnation: u64,
+    /// Members by state, this node included: alive, suspect, dead, left.
+    pub members: [usize; 4],
+    /// Lifeguard local health multiplier (0 healthy ..= awareness_max_multiplier).
+    pub health_score: u32,
+    /// Updates waiting to be piggybacked.
+    pub pending_broadcasts: usize,
+    /// Live key/value entries held, over every owner.
+    pub kv_entries: usize,
+    /// Bytes of those keys and values.
+    pub kv_bytes: usize,
+    /// Protocol counters.
+    pub core: Stats,
+    /// Transport counters.
+    pub transport: TransportStats,
+}
+
+/// One live key/value entry, as [`Node::kv_entries`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvItem {
+    /// The owning node.
+    pub owner: NodeName,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The owner's version of it.
+    pub version: u64,
+}
+
+enum Command {
+    Members(oneshot::Sender<Vec<Member>>),
+    Set(String, Vec<u8>, oneshot::Sender<Result<u64, CommandError>>),
+    Delete(String, oneshot::Sender<Result<Option<u64>, CommandError>>),
+    Get(NodeName, String, oneshot::Sender<Option<Vec<u8>>>),
+    KvEntries(oneshot::Sender<Vec<KvItem>>),
+    Publish(String, Vec<u8>, oneshot::Sender<Result<u64, CommandError>>),
+    RecentEvents(oneshot::Sender<Vec<UserEvent>>),
+    Metrics(oneshot::Sender<NodeMetrics>),
+    SetMeta(Vec<u8>, oneshot::Sender<Result<(), CommandError>>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A running cluster member. Cheap to clone; the node runs until [`Node::leave`] or
+/// [`Node::shutdown`] (or the last handle is dropped, which stops it like a crash).
+#[derive(Clone)]
+pub struct Node {
+    name: NodeName,
+    addr: SocketAddr,
+    config: Arc<ValidConfig>,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    ring: RingView,
+    driver: Arc<DriverHandle>,
+}
+
+struct DriverHandle {
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    transport: Transport,
+}
+
+impl Drop for DriverHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().map(|mut t| t.take()).ok().flatten() {
+            task.abort();
+        }
+    }
+}
+
+/// Events kept for a slow subscriber before it sees `Lagged`.
+const EVENT_CAPACITY: usize = 4096;
+
+impl Node {
+    /// Binds the transport, joins through the seeds (retrying until one answers) and starts
+    /// the driver task.
+    pub async fn start(config: NodeConfig) -> Result<Node, Error> {
+        let name = config.identity.name.clone();
+        let transport_config = TransportConfig {
+            bind: config.bind,
+            ..config.transport.clone()
+        };
+        let (transport, incoming) = Transport::bind(transport_config, &config.identity).await?;
+        let addr = config.advertise.unwrap_or_else(|| transport.local_addr());
+        if addr.ip().is_unspecified() {
+            return Err(Error::UnspecifiedAdvertise(addr));
+        }
+        let now = Instant::now();
+        let mut core = Swim::new(
+            name.clone(),
+            addr,
+            config.meta.clone(),
+            config.protocol.clone(),
+            rand::random(),
+            now,
+        )?;
+        // Versions and event numbers start at wall-clock microseconds, so a node restarted with
+        // no state still writes above everything it wrote before.
+        let floor = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        core.set_version_floor(floor);
+        core.join(now, &config.seeds);
+        let (commands, command_rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (replies, reply_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
+        // This node owns keys from the start, before anyone else is heard of.
+        let mut tracker = RingTracker::default();
+        tracker.apply(&name, State::Alive, weight_from_meta(&config.meta));
+        let (ring_feed, ring) = RingFeed::start(tracker);
+        let driver = Driver::new(
+            core,
+            transport.clone(),
+            events.clone(),
+            replies,
+            ring_feed,
+            now,
+        );
+        info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
+        let span = tracing::info_span!("node", name = %name);
+        let task = tokio::spawn(driver.run(incoming, command_rx, reply_rx).instrument(span));
+        Ok(Node {
+            name,
+            addr,
+            config: Arc::new(config.protocol),
+            commands,
+            events,
+            ring,
+            driver: Arc::new(DriverHandle {
+                task: std::sync::Mutex::new(Some(task)),
+                transport,
+            }),
+        })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+
+    /// The address this node advertises.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The protocol settings the node started with (its limits, for example).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The UDP address the node's socket is bound to (differs from [`Node::addr`] when an
+    /// advertise address was given).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.driver.transport.local_addr()
+    }
+
+    /// Every member known (tombstones included), sorted by name.
+    pub async fn members(&self) -> Result<Vec<Member>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Members(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Counters and gauges.
+    pub async fn metrics(&self) -> Result<NodeMetrics, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Metrics(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Changes this node's metadata (gossiped with a new incarnation).
+    pub async fn set_meta(&self, meta: Vec<u8>) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetMeta(meta, tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// Sets one of this node's keys; every member eventually holds it. Returns its version.
+    pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Set(key.to_string(), value, tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// Deletes one of this node's keys; `None` when it did not exist.
+    pub async fn delete(&self, key: &str) -> Result<Option<u64>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Delete(key.to_string(), tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// The value `owner` holds under `key`, as known here.
+    pub async fn get(&self, owner: &NodeName, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Get(owner.clone(), key.to_string(), tx))
+            .await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Every live key/value entry known here, sorted by owner then key.
+    pub async fn kv_entries(&self) -> Result<Vec<KvItem>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::KvEntries(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Publishes a user event to every member (fire and forget); returns its sequence number.
+    pub async fn publish(&self, name: &str, payload: Vec<u8>) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Publish(name.to_string(), payload, tx))
+            .await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// The most recent user events received here (at most 256), oldest first.
+    pub async fn recent_events(&self) -> Result<Vec<UserEvent>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::RecentEvents(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Membership events from now on: joined, recovered, updated, suspect, dead, left. A
+    /// subscriber that falls more than 4096 events behind gets `Lagged`.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The current consistent-hash ring: every member Alive or Suspect (a suspicion does not
+    /// move keys), this node included while it runs, weighted by the `weight=N` pair in each
+    /// member's metadata (see [`weight_from_meta`]). A snapshot: cheap to take (an `Arc` clone,
+    /// no call into the driver) and never changed by later membership changes.
+    ///
+    /// The ring follows membership events moments after [`Node::events`] delivers them; watch
+    /// [`Node::ring_events`] to know when it has.
+    pub fn ring(&self) -> Arc<Ring> {
+        Arc::clone(&self.ring.ring.borrow())
+    }
+
+    /// Ring changes from now on: members added, removed or reweighted, with the ring each
+    /// change produced. Changes that arrive together may come as one. A subscriber that
+    /// falls more than 256 changes behind gets `Lagged` and can resume from [`Node::ring`].
+    pub fn ring_events(&self) -> broadcast::Receiver<RingChanged> {
+        self.ring.events.subscribe()
+    }
+
+    /// Leaves gracefully: the others see this node Left (not Dead), then the transport closes.
+    pub async fn leave(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Leave(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?;
+        self.driver.transport.close().await;
+        Ok(())
+    }
+
+    /// Stops at once, without leaving: to the others this looks like a crash.
+    pub async fn shutdown(&self) {
+        let task = self.driver.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.driver.transport.close().await;
+    }
+
+    async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+}
