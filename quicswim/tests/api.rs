@@ -231,6 +231,53 @@ async fn metrics_expose_counters_that_move() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_describe_the_build_and_the_process() {
+    let ca = CertAuthority::generate("api test").unwrap();
+    let served = start(&ca, "node-a", vec![], b"").await;
+    let answer = common::request(served.api, "GET", "/metrics", None, Vec::new()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.content_type.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = String::from_utf8(answer.body).expect("UTF-8 body");
+    assert!(
+        text.contains("# TYPE quicswim_build_info gauge\n"),
+        "{text}"
+    );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        metric(&text, "quicswim_build_info", Some(&version)),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "quicswim_node_info", Some("name=\"node-a\"")),
+        Some(1.0)
+    );
+    if cfg!(target_os = "linux") {
+        let get = |name| metric(&text, name, None).unwrap_or_else(|| panic!("no {name}"));
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
+        assert!(get("process_cpu_seconds_total") > 0.0, "the node has run");
+        let resident = get("process_resident_memory_bytes");
+        assert!(resident > 1_000_000.0, "resident memory {resident}");
+        assert!(get("process_virtual_memory_bytes") >= resident);
+        let open = get("process_open_fds");
+        assert!(open >= 3.0, "open fds {open}");
+        assert!(get("process_max_fds") >= open);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = get("process_start_time_seconds");
+        assert!(
+            started <= now + 1.0 && started > now - 3600.0,
+            "started {started}, now {now}"
+        );
+    }
+    stop_all(vec![served]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn left_node_answers_503_and_others_show_it_left() {
     let ca = CertAuthority::generate("api test").unwrap();
     let mut nodes = cluster(&ca).await;

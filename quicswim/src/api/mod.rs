@@ -13,7 +13,8 @@
 //!   GET    /v1/ring/owner?key=K[&key=K2..][&replicas=N]
 //!                               {"K": owner} or, with replicas, {"K": [owner, next, ..]}
 //!   GET    /health              200 with this node's name, state and alive count; 503 once stopped
-//!   GET    /metrics             Prometheus text exposition, every name prefixed `quicswim_`
+//!   GET    /metrics             Prometheus text exposition: the node's families, prefixed
+//!                               `quicswim_`, and the standard `process_*` ones (Linux)
 //!   anything else               404 (or 405) with {"error": "..."}
 //! ```
 //!
@@ -33,7 +34,8 @@ mod health;
 mod kv;
 mod members;
 mod metrics;
-pub mod prometheus;
+#[cfg(target_os = "linux")]
+mod process;
 mod ring;
 
 use std::future::Future;
