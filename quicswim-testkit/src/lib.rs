@@ -1,13 +1,8 @@
 //! Helpers shared by the workspace's integration tests: certificates in memory, fast timings,
 //! waiting for conditions under a deadline, and talking to the control API. Not published.
 
-use http_body_util::BodyExt;
-use hyper::body::Bytes;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 use quicswim::protocol::{Config, Member, NodeName, State, ValidConfig};
 use quicswim::tls::{CertAuthority, Identity};
@@ -173,35 +168,26 @@ pub async fn request(
     body: Vec<u8>,
 ) -> Answer {
     let exchange = async {
-        let stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1 handshake");
-        let driver = tokio::spawn(connection);
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr.to_string());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut builder = client
+            .request(method, format!("http://{addr}{path}"))
+            .body(body);
         if let Some(content_type) = content_type {
             builder = builder.header("content-type", content_type);
         }
-        let request = builder
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .expect("valid request");
-        let answer = sender.send_request(request).await.expect("an answer");
+        let answer = builder.send().await.expect("an answer");
         let status = answer.status().as_u16();
         let content_type = answer
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = answer
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        driver.abort();
+        let body = answer.bytes().await.expect("a body");
         Answer {
             status,
             content_type,

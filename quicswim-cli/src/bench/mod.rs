@@ -177,6 +177,14 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A plot could not be drawn; none of the run's files was written.
+    #[error("drawing {path}: {message}")]
+    Plot {
+        /// The file it was for.
+        path: String,
+        /// Why, as the plotting library put it.
+        message: String,
+    },
 }
 
 /// Where a run is, for a progress display. Called from the runtime; keep it quick.

@@ -15,6 +15,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use plotters::style::RGBColor;
+
 use super::broadcast::UpdateSample;
 use super::detect::DetectSample;
 use super::join::JoinSamples;
@@ -132,16 +134,16 @@ fn broadcast_chart(report: &BenchReport, samples: &[UpdateSample]) -> Chart {
             points.push((x_max, points.last().map_or(0.0, |p| p.1)));
             Series {
                 label: String::new(),
-                colour: "#9db4d6",
-                width: 1.0,
+                colour: RGBColor(0x9d, 0xb4, 0xd6),
+                width: 1,
                 points,
             }
         })
         .collect();
     series.push(Series {
         label: format!("mean of {} updates", samples.len()),
-        colour: "#1f4e9a",
-        width: 2.5,
+        colour: RGBColor(0x1f, 0x4e, 0x9a),
+        width: 3,
         points: mean_curve(&curves, x_max, 400),
     });
     Chart {
@@ -185,14 +187,14 @@ fn detect_chart(report: &BenchReport, samples: &[DetectSample]) -> Chart {
         series: vec![
             Series {
                 label: "suspect".into(),
-                colour: "#e08a1e",
-                width: 2.0,
+                colour: RGBColor(0xe0, 0x8a, 0x1e),
+                width: 2,
                 points: finish(share_curve(&suspect, samples.len())),
             },
             Series {
                 label: "dead".into(),
-                colour: "#c0262d",
-                width: 2.5,
+                colour: RGBColor(0xc0, 0x26, 0x2d),
+                width: 3,
                 points: finish(share_curve(&dead, samples.len())),
             },
         ],
@@ -243,14 +245,14 @@ fn kv_chart(report: &BenchReport, samples: &[WriteSample]) -> Chart {
         series: vec![
             Series {
                 label: "made".into(),
-                colour: "#7a7a7a",
-                width: 2.0,
+                colour: RGBColor(0x7a, 0x7a, 0x7a),
+                width: 2,
                 points: counts(&made),
             },
             Series {
                 label: "on every node".into(),
-                colour: "#2a8c3c",
-                width: 2.5,
+                colour: RGBColor(0x2a, 0x8c, 0x3c),
+                width: 3,
                 points: counts(&delivered),
             },
         ],
@@ -266,6 +268,12 @@ pub(crate) fn write_dir(
         path: path.display().to_string(),
         source,
     };
+    let plot = |name: &str, chart: Chart| {
+        chart.render().map_err(|e| Error::Plot {
+            path: dir.join(name).display().to_string(),
+            message: e.to_string(),
+        })
+    };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
     let json = serde_json::to_string_pretty(report).expect("the report serialises");
     let mut files: Vec<(&str, String)> = vec![
@@ -274,15 +282,18 @@ pub(crate) fn write_dir(
         ("broadcast.csv", broadcast_csv(&samples.broadcast)),
         (
             "broadcast.svg",
-            broadcast_chart(report, &samples.broadcast).render(),
+            plot("broadcast.svg", broadcast_chart(report, &samples.broadcast))?,
         ),
         ("steady.csv", steady_csv(&samples.steady)),
         ("detect.csv", detect_csv(&samples.detect)),
-        ("detect.svg", detect_chart(report, &samples.detect).render()),
+        (
+            "detect.svg",
+            plot("detect.svg", detect_chart(report, &samples.detect))?,
+        ),
     ];
     if let Some(kv) = &samples.kv {
         files.push(("kv.csv", kv_csv(kv)));
-        files.push(("kv.svg", kv_chart(report, kv).render()));
+        files.push(("kv.svg", plot("kv.svg", kv_chart(report, kv))?));
     }
     let mut written = Vec::with_capacity(files.len());
     for (name, text) in files {

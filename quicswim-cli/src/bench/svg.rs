@@ -1,27 +1,30 @@
-//! A small SVG line chart: axes with round ticks, polylines, a legend. Enough for share-over-
-//! time curves; no dependency.
+//! Line charts as SVG, drawn with plotters: axes with round ticks, lines, a legend.
 //!
 //! ```text
 //!   title
-//!   1.0 ┤        ┌──────        ── series a
-//!       │     ┌──┘              ── series b
-//!   0.5 ┤  ┌──┘
-//!       │──┘
-//!   0.0 ┼──┬──┬──┬──┬──
-//!       0  1  2  3  4   x label
+//!   1.0 ┤        ┌──────
+//!       │     ┌──┘
+//!   0.5 ┤  ┌──┘        ┌────────────┐
+//!       │──┘           │── series a │
+//!   0.0 ┼──┬──┬──┬──┬──└── series b─┘
+//!       0  1  2  3  4
+//!          x label
 //! ```
+//!
+//! plotters is built without its font features: the SVG backend writes text as `<text>`
+//! elements for the viewer to set, and lays labels out from an estimate of their width, so no
+//! system font library is needed to build or run.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
 
 /// One line of the chart.
 #[derive(Clone, Debug)]
 pub(crate) struct Series {
     /// Shown in the legend; empty: not listed.
     pub label: String,
-    /// Any SVG colour.
-    pub colour: &'static str,
+    pub colour: RGBColor,
     /// Stroke width in pixels.
-    pub width: f64,
+    pub width: u32,
     /// Data points, drawn in order.
     pub points: Vec<(f64, f64)>,
 }
@@ -32,168 +35,98 @@ pub(crate) struct Chart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
-    /// Upper end of the x axis (the lower end is 0); grown to a round tick.
+    /// Upper end of the x axis (the lower end is 0).
     pub x_max: f64,
-    /// Upper end of the y axis (the lower end is 0); grown to a round tick.
+    /// Upper end of the y axis (the lower end is 0).
     pub y_max: f64,
     pub series: Vec<Series>,
 }
 
-const WIDTH: f64 = 760.0;
-const HEIGHT: f64 = 440.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 60.0;
+/// Why a chart could not be drawn (plotters' own error, as text, so that its types stay out
+/// of this crate's errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct PlotError(String);
 
-/// Round tick spacing giving about `target` intervals over `0..max`.
-fn tick_step(max: f64, target: usize) -> f64 {
-    if !(max.is_finite() && max > 0.0) {
-        return 1.0;
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for PlotError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        Self(e.to_string())
     }
-    let raw = max / target.max(1) as f64;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * magnitude)
 }
 
-fn format_tick(v: f64, step: f64) -> String {
-    // As many decimals as the step needs to be written exactly (0.25 -> 2, 0.2 -> 1, 2 -> 0).
-    let decimals = (0..6)
-        .find(|d| {
-            let scaled = step * 10f64.powi(*d);
-            (scaled - scaled.round()).abs() < 1e-6
-        })
-        .unwrap_or(6) as usize;
-    format!("{v:.decimals$}")
-}
+const SIZE: (u32, u32) = (760, 440);
+const FONT: &str = "sans-serif";
+const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A tick value as short as it can be written: plotters places ticks at round values, but
+/// its own format always shows a decimal ("1000.0") and sums of steps can carry float noise.
+fn tick_label(v: &f64) -> String {
+    let rounded = (v * 1e6).round() / 1e6;
+    // `{}` prints the shortest form that reads back the same: 0.2, 0.25, 1000.
+    format!("{}", rounded + 0.0)
 }
 
 impl Chart {
     /// The chart as a standalone SVG document.
-    pub fn render(&self) -> String {
-        let x_step = tick_step(self.x_max, 8);
-        let y_step = tick_step(self.y_max, 5);
-        let x_max = (self.x_max / x_step).ceil().max(1.0) * x_step;
-        let y_max = (self.y_max / y_step).ceil().max(1.0) * y_step;
-        let plot_w = WIDTH - LEFT - RIGHT;
-        let plot_h = HEIGHT - TOP - BOTTOM;
-        let px = |x: f64| LEFT + (x.clamp(0.0, x_max) / x_max) * plot_w;
-        let py = |y: f64| TOP + plot_h - (y.clamp(0.0, y_max) / y_max) * plot_h;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#,
-            LEFT + plot_w / 2.0,
-            escape(&self.title)
-        );
-        // Grid and ticks.
-        let mut k = 0.0;
-        while k * x_step <= x_max + x_step * 1e-9 {
-            let v = k * x_step;
-            let x = px(v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#e4e4e4"/>"##,
-                TOP + plot_h
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                TOP + plot_h + 18.0,
-                format_tick(v, x_step)
-            );
-            k += 1.0;
-        }
-        let mut k = 0.0;
-        while k * y_step <= y_max + y_step * 1e-9 {
-            let v = k * y_step;
-            let y = py(v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e4e4e4"/>"##,
-                LEFT + plot_w
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                LEFT - 8.0,
-                y + 4.0,
-                format_tick(v, y_step)
-            );
-            k += 1.0;
-        }
-        let _ = writeln!(
-            s,
-            r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            LEFT + plot_w / 2.0,
-            HEIGHT - 18.0,
-            escape(&self.x_label)
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{}</text>"#,
-            TOP + plot_h / 2.0,
-            TOP + plot_h / 2.0,
-            escape(&self.y_label)
-        );
-        // Lines, then the legend.
-        for series in &self.series {
-            if series.points.is_empty() {
-                continue;
+    pub fn render(&self) -> Result<String, PlotError> {
+        // A zero or non-finite extent would leave no axis to map onto.
+        let extent = |max: f64| {
+            if max.is_finite() && max > 0.0 {
+                max
+            } else {
+                1.0
             }
-            let mut points = String::new();
-            for (x, y) in &series.points {
-                let _ = write!(points, "{:.1},{:.1} ", px(*x), py(*y));
+        };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, (FONT, 20))
+                .margin(12)
+                .margin_right(24)
+                .x_label_area_size(48)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0.0..extent(self.x_max), 0.0..extent(self.y_max))?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_labels(9)
+                .y_labels(6)
+                .x_label_formatter(&tick_label)
+                .y_label_formatter(&tick_label)
+                .label_style((FONT, 15))
+                .axis_desc_style((FONT, 15))
+                .bold_line_style(GRID)
+                .light_line_style(TRANSPARENT)
+                .draw()?;
+            for series in self.series.iter().filter(|s| !s.points.is_empty()) {
+                let style = series.colour.stroke_width(series.width);
+                let drawn =
+                    chart.draw_series(LineSeries::new(series.points.iter().copied(), style))?;
+                if !series.label.is_empty() {
+                    let legend_width = series.width.max(2);
+                    drawn.label(&series.label).legend(move |(x, y)| {
+                        PathElement::new(
+                            [(x, y), (x + 24, y)],
+                            series.colour.stroke_width(legend_width),
+                        )
+                    });
+                }
             }
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-linejoin="round"/>"#,
-                points.trim_end(),
-                series.colour,
-                series.width
-            );
+            // Every curve here rises from (0, 0) towards the top right, so the lower right is
+            // the corner they leave clear.
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font((FONT, 15))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
         }
-        let mut row = 0.0;
-        for series in self.series.iter().filter(|s| !s.label.is_empty()) {
-            let y = TOP + 10.0 + row * 20.0;
-            let x = LEFT + plot_w + 14.0;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="{}"/>"#,
-                x + 24.0,
-                series.colour,
-                series.width.max(2.0)
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-                x + 30.0,
-                y + 4.0,
-                escape(&series.label)
-            );
-            row += 1.0;
-        }
-        s.push_str("</svg>\n");
-        s
+        Ok(svg)
     }
 }
 
@@ -202,15 +135,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_are_round_numbers() {
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(close(tick_step(1.0, 5), 0.2));
-        assert!(close(tick_step(0.73, 8), 0.1));
-        assert!(close(tick_step(12.0, 8), 2.0));
-        assert!(close(tick_step(0.0, 8), 1.0));
-        assert_eq!(format_tick(0.4, 0.2), "0.4");
-        assert_eq!(format_tick(0.25, 0.05), "0.25");
-        assert_eq!(format_tick(12.0, 2.0), "12");
+    fn ticks_read_as_short_numbers() {
+        assert_eq!(tick_label(&0.4), "0.4");
+        assert_eq!(tick_label(&0.25), "0.25");
+        assert_eq!(tick_label(&(0.1 + 0.2)), "0.3");
+        assert_eq!(tick_label(&12.0), "12");
+        assert_eq!(tick_label(&0.0), "0");
     }
 
     #[test]
@@ -224,23 +154,27 @@ mod tests {
             series: vec![
                 Series {
                     label: "mean".into(),
-                    colour: "blue",
-                    width: 2.0,
+                    colour: RGBColor(0, 0, 0xff),
+                    width: 2,
                     points: vec![(0.0, 0.0), (1.3, 1.0)],
                 },
                 Series {
                     label: String::new(),
-                    colour: "grey",
-                    width: 1.0,
+                    colour: RGBColor(0x80, 0x80, 0x80),
+                    width: 1,
                     points: vec![(0.0, 0.0), (0.5, 1.0)],
                 },
             ],
         };
-        let svg = chart.render();
-        assert!(svg.starts_with("<svg "));
+        let svg = chart.render().expect("drawing into a string cannot fail");
+        assert!(svg.trim_start().starts_with("<svg "));
         assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("a &lt;b&gt; &amp; c"));
-        assert!(svg.contains(">mean</text>"));
+        // The labelled line and its legend sample; the unlabelled line alone.
+        assert_eq!(svg.matches(r##"stroke="#0000FF""##).count(), 2);
+        assert_eq!(svg.matches(r##"stroke="#808080""##).count(), 1);
+        // plotters writes each text on a line of its own.
+        assert!(svg.contains("\na &lt;b&gt; &amp; c\n</text>"));
+        assert!(svg.contains("\nmean\n</text>"));
+        assert!(svg.contains("\nshare\n</text>"));
     }
 }

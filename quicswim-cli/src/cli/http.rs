@@ -1,21 +1,18 @@
-//! A small HTTP/1 client for the agent's control API, shared by every subcommand that talks
-//! to a running agent (`members`, `ring`, `kv`, `event`, `events`).
+//! The client for the agent's control API, shared by every subcommand that talks to a running
+//! agent (`members`, `ring`, `kv`, `event`, `events`): reqwest over plain HTTP/1 (the API
+//! listens on loopback, so no TLS).
 //!
-//! One TCP connection per call, a deadline on the whole exchange, and errors that name the
-//! API address and carry the server's own `{"error": ...}` message.
+//! A deadline on each whole exchange, a bound on the answer read, and errors that name the API
+//! address and carry the server's own `{"error": ...}` message.
 
-use std::io;
+use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use quicswim::api::ErrorBody;
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpStream;
 
 /// Where `quicswim agent` serves its API unless told otherwise.
 pub const DEFAULT_API: &str = "127.0.0.1:7947";
@@ -24,17 +21,29 @@ pub const DEFAULT_API: &str = "127.0.0.1:7947";
 const ANSWER_LEN_MAX: usize = 64 << 20;
 /// Longest server error text quoted in a message when it is not the usual JSON.
 const QUOTE_LEN_MAX: usize = 200;
+/// Deadline on each exchange, connecting included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call to the API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiCallError {
+    /// The API address and the path do not make a URL.
+    #[error("agent API at {addr}: {path}: not a valid address and path: {cause}")]
+    Address {
+        /// The API address.
+        addr: String,
+        /// Request path.
+        path: String,
+        /// Why it does not parse.
+        cause: String,
+    },
     /// No TCP connection could be made.
     #[error("cannot reach the agent API at {addr}: {cause} (is `quicswim agent` running there?)")]
     Connect {
         /// The API address.
         addr: String,
         /// What the OS said (part of the message, so not also a `source`).
-        cause: io::Error,
+        cause: String,
     },
     /// The exchange did not finish within the deadline.
     #[error("the agent API at {addr} did not answer {method} {path} within {after:?}")]
@@ -112,7 +121,7 @@ pub fn user_error(e: ApiCallError) -> anyhow::Error {
 }
 
 /// The single-threaded runtime a subcommand drives its API calls on.
-pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -121,15 +130,17 @@ pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
 /// A client for one agent's API.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
-    /// `host:port`, used to connect, for the `Host` header and in messages.
+    /// `host:port`, as the user wrote it, for URLs and messages.
     addr: String,
     timeout: Duration,
+    http: reqwest::Client,
 }
 
-/// A request body and its content type.
-struct Body {
-    bytes: Bytes,
-    content_type: &'static str,
+/// A request body: raw bytes or JSON.
+enum Body<'a, B> {
+    None,
+    Bytes(Vec<u8>),
+    Json(&'a B),
 }
 
 impl ApiClient {
@@ -138,21 +149,30 @@ impl ApiClient {
     pub fn new(addr: &str) -> Self {
         let addr = addr.strip_prefix("http://").unwrap_or(addr);
         let addr = addr.trim_end_matches('/');
+        let http = reqwest::Client::builder()
+            // The API is on this host or one named outright: a proxy from the environment
+            // would only stand in the way, and the API never redirects.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .expect("a client without TLS, proxies or a custom resolver always builds");
         Self {
             addr: addr.to_string(),
-            timeout: Duration::from_secs(10),
+            timeout: CALL_TIMEOUT,
+            http,
         }
     }
 
     /// `GET path`, decoding a JSON answer.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiCallError> {
-        let answer = self.call(Method::GET, path, None).await?;
+        let answer = self.call(Method::GET, path, Body::<()>::None).await?;
         self.decode(Method::GET, path, &answer)
     }
 
     /// `GET path`, returning the answer's body as it is.
     pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ApiCallError> {
-        self.call(Method::GET, path, None).await
+        self.call(Method::GET, path, Body::<()>::None).await
     }
 
     /// `PUT path` with raw bytes, decoding a JSON answer.
@@ -161,17 +181,15 @@ impl ApiClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<T, ApiCallError> {
-        let body = Body {
-            bytes: Bytes::from(body),
-            content_type: "application/octet-stream",
-        };
-        let answer = self.call(Method::PUT, path, Some(body)).await?;
+        let answer = self
+            .call(Method::PUT, path, Body::<()>::Bytes(body))
+            .await?;
         self.decode(Method::PUT, path, &answer)
     }
 
     /// `DELETE path`, decoding a JSON answer.
     pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiCallError> {
-        let answer = self.call(Method::DELETE, path, None).await?;
+        let answer = self.call(Method::DELETE, path, Body::<()>::None).await?;
         self.decode(Method::DELETE, path, &answer)
     }
 
@@ -181,12 +199,7 @@ impl ApiClient {
         B: Serialize,
         T: DeserializeOwned,
     {
-        let bytes = serde_json::to_vec(body).expect("request bodies serialize to JSON");
-        let body = Body {
-            bytes: Bytes::from(bytes),
-            content_type: "application/json",
-        };
-        let answer = self.call(Method::POST, path, Some(body)).await?;
+        let answer = self.call(Method::POST, path, Body::Json(body)).await?;
         self.decode(Method::POST, path, &answer)
     }
 
@@ -204,85 +217,102 @@ impl ApiClient {
         })
     }
 
-    /// One exchange on a fresh connection; the body of a 2xx answer, or an error.
-    async fn call(
+    /// One exchange; the body of a 2xx answer, or an error.
+    async fn call<B: Serialize>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Body>,
+        body: Body<'_, B>,
     ) -> Result<Bytes, ApiCallError> {
-        let exchange = self.exchange(method.clone(), path, body);
-        let (status, answer) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ApiCallError::Timeout {
+        let url = Url::parse(&format!("http://{}{path}", self.addr)).map_err(|cause| {
+            ApiCallError::Address {
                 addr: self.addr.clone(),
-                method: method.clone(),
                 path: path.to_string(),
-                after: self.timeout,
-            })??;
+                cause: cause.to_string(),
+            }
+        })?;
+        let fail = |e: reqwest::Error| self.failure(method.clone(), path, e);
+        let request = self.http.request(method.clone(), url);
+        let request = match body {
+            Body::None => request,
+            Body::Bytes(bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes),
+            Body::Json(value) => request.json(value),
+        };
+        let mut answer = request.send().await.map_err(fail)?;
+        let status = answer.status();
+        let too_long = || ApiCallError::Protocol {
+            addr: self.addr.clone(),
+            method: method.clone(),
+            path: path.to_string(),
+            reason: format!("the answer is longer than {ANSWER_LEN_MAX} bytes"),
+        };
+        if answer
+            .content_length()
+            .is_some_and(|len| len > ANSWER_LEN_MAX as u64)
+        {
+            return Err(too_long());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > ANSWER_LEN_MAX {
+                return Err(too_long());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            return Ok(answer);
+            return Ok(Bytes::from(body));
         }
         Err(ApiCallError::Status {
             addr: self.addr.clone(),
             method,
             path: path.to_string(),
             status,
-            message: error_message(&answer),
+            message: error_message(&body),
         })
     }
 
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Body>,
-    ) -> Result<(StatusCode, Bytes), ApiCallError> {
-        let protocol = |reason: String| ApiCallError::Protocol {
-            addr: self.addr.clone(),
-            method: method.clone(),
-            path: path.to_string(),
-            reason,
-        };
-        let stream =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|cause| ApiCallError::Connect {
-                    addr: self.addr.clone(),
-                    cause,
-                })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        // The connection future does the I/O; it ends when `sender` is dropped.
-        let driver = tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(HOST, &self.addr);
-        let bytes = match body {
-            Some(body) => {
-                request = request.header(CONTENT_TYPE, body.content_type);
-                body.bytes
+    /// The error for a failed exchange, by what reqwest says went wrong.
+    fn failure(&self, method: Method, path: &str, e: reqwest::Error) -> ApiCallError {
+        let addr = self.addr.clone();
+        let path = path.to_string();
+        // Timeout first: a connection attempt that outlives the deadline is a timeout.
+        if e.is_timeout() {
+            return ApiCallError::Timeout {
+                addr,
+                method,
+                path,
+                after: self.timeout,
+            };
+        }
+        if e.is_connect() {
+            // The innermost cause is the OS's own word ("Connection refused"); the layers
+            // above it only say that connecting failed.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
             }
-            None => Bytes::new(),
-        };
-        let request = request
-            .body(Full::new(bytes))
-            .map_err(|e| protocol(format!("cannot build the request: {e}")))?;
-        let answer = sender
-            .send_request(request)
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
-        let status = answer.status();
-        let body = Limited::new(answer.into_body(), ANSWER_LEN_MAX)
-            .collect()
-            .await
-            .map_err(|e| protocol(format!("reading the answer: {e}")))?
-            .to_bytes();
-        drop(sender);
-        driver.abort();
-        Ok((status, body))
+            return ApiCallError::Connect {
+                addr,
+                cause: cause.to_string(),
+            };
+        }
+        // Every layer's text, without the URL that the message already names.
+        let e = e.without_url();
+        let mut reason = e.to_string();
+        let mut source = e.source();
+        while let Some(inner) = source {
+            reason.push_str(": ");
+            reason.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        ApiCallError::Protocol {
+            addr,
+            method,
+            path,
+            reason,
+        }
     }
 }
 
@@ -421,6 +451,19 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ApiCallError::Connect { .. }), "{err}");
-        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&addr.to_string()), "{text}");
+        // The OS's word for it, not only "error sending request".
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_address_that_makes_no_url_is_named() {
+        let err = ApiClient::new("no such host:7947")
+            .get_json::<Echo>("/json")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiCallError::Address { .. }), "{err}");
+        assert!(err.to_string().contains("no such host:7947"), "{err}");
     }
 }

@@ -122,6 +122,11 @@ fn segment(text: &str) -> anyhow::Result<String> {
     if text.is_empty() {
         bail!("a key or owner must not be empty");
     }
+    // URL parsers (the WHATWG rules the HTTP client follows) take `.` and `..` as path steps
+    // even when percent-encoded, and drop them: the request would go to another route.
+    if text == "." || text == ".." {
+        bail!("`{text}` cannot be named in a URL path, so `quicswim kv` cannot address it");
+    }
     Ok(utf8_percent_encode(text, SEGMENT).to_string())
 }
 
@@ -207,5 +212,8 @@ mod tests {
         assert_eq!(segment("a/b c.%").unwrap(), "a%2Fb%20c%2E%25");
         assert_eq!(segment("node-1_x").unwrap(), "node-1_x");
         assert!(segment("").is_err());
+        assert_eq!(segment("..x").unwrap(), "%2E%2Ex");
+        assert!(segment(".").is_err());
+        assert!(segment("..").is_err());
     }
 }
