@@ -4,9 +4,11 @@
 //! partitions, crashes and restarts. No I/O: the caller passes an `Instant` as time zero and
 //! a seed; the same seed gives the same run, so a failure is replayed from its seed.
 pub mod cluster;
+pub mod config;
 pub mod network;
 pub mod report;
 
-pub use cluster::{node_addr, KvWorkload, PartitionPlan, SimConfig, Simulation};
+pub use cluster::{node_addr, Simulation};
+pub use config::{KvWorkload, PartitionPlan, SimConfig};
 pub use network::NetworkConfig;
 pub use report::Report;

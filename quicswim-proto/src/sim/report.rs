@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::cluster::SimConfig;
+use super::config::SimConfig;
 use crate::protocol::{Event, Incarnation, NodeName};
 
 /// A run's figures, in virtual seconds.

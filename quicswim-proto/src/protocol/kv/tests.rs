@@ -1,0 +1,259 @@
+//! Unit tests of the key/value store: writes, deltas, digests, limits and tombstones.
+use super::*;
+
+fn n(s: &str) -> NodeName {
+    NodeName::new(s).unwrap()
+}
+
+fn put(owner: &str, key: &str, version: u64, value: &str) -> KvEntry {
+    KvEntry {
+        owner: n(owner),
+        key: key.into(),
+        version,
+        value: Some(value.as_bytes().to_vec()),
+    }
+}
+
+/// A digest claiming `max_version` of `owner` and nothing else.
+fn at(owner: &str, max_version: u64) -> OwnerDigest {
+    OwnerDigest {
+        owner: n(owner),
+        max_version,
+        fingerprint: 0,
+        gc_floor: 0,
+    }
+}
+
+fn del(owner: &str, key: &str, version: u64) -> KvEntry {
+    KvEntry {
+        owner: n(owner),
+        key: key.into(),
+        version,
+        value: None,
+    }
+}
+
+#[test]
+fn newer_versions_win_and_older_are_stale() {
+    let t = Instant::now();
+    let mut s = KvStore::new(KvLimits::default());
+    assert_eq!(
+        s.apply(t, &put("a", "k", 2, "two")).unwrap(),
+        Applied::Changed
+    );
+    assert_eq!(
+        s.apply(t, &put("a", "k", 1, "one")).unwrap(),
+        Applied::Stale
+    );
+    assert_eq!(s.get(&n("a"), "k"), Some(&b"two"[..]));
+    assert_eq!(s.apply(t, &del("a", "k", 3)).unwrap(), Applied::Changed);
+    assert_eq!(s.get(&n("a"), "k"), None);
+    assert_eq!(s.version(&n("a"), "k"), Some(3));
+    assert_eq!(s.totals(), (0, 0));
+}
+
+#[test]
+fn limits_are_enforced_on_receipt_and_change_nothing() {
+    let t = Instant::now();
+    let limits = KvLimits {
+        value_len_max: 4,
+        keys_per_node_max: 1,
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    assert!(matches!(
+        s.apply(t, &put("a", "k", 1, "toolong")),
+        Err(KvError::ValueTooLarge { .. })
+    ));
+    s.apply(t, &put("a", "k", 1, "ok")).unwrap();
+    assert!(matches!(
+        s.apply(t, &put("a", "j", 2, "no")),
+        Err(KvError::TooManyKeys { .. })
+    ));
+    assert_eq!(s.iter().len(), 1);
+    assert!(matches!(
+        s.apply(t, &put("a", "", 3, "x")),
+        Err(KvError::EmptyKey)
+    ));
+}
+
+#[test]
+fn equal_stores_have_nothing_to_send() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let mut b = KvStore::new(KvLimits::default());
+    for e in [
+        put("x", "1", 1, "a"),
+        put("x", "2", 2, "b"),
+        del("y", "3", 7),
+    ] {
+        a.apply(t, &e).unwrap();
+        b.apply(t, &e).unwrap();
+    }
+    assert!(a.delta_for(&b.digest(), 1 << 20).is_empty());
+}
+
+#[test]
+fn delta_sends_only_what_is_newer_than_their_max() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let mut b = KvStore::new(KvLimits::default());
+    for v in 1..=100 {
+        let e = put("x", &format!("k{v}"), v, "v");
+        a.apply(t, &e).unwrap();
+        if v <= 95 {
+            b.apply(t, &e).unwrap();
+        }
+    }
+    let delta = a.delta_for(&b.digest(), 1 << 20);
+    assert_eq!(delta.len(), 1);
+    assert_eq!(delta[0].entries.len(), 5);
+    let (changed, refused) = b.apply_delta(t, delta);
+    assert_eq!((changed.len(), refused), (5, 0));
+    assert_eq!(a.digest(), b.digest());
+}
+
+#[test]
+fn a_round_moves_each_side_only_what_the_other_lacks() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let mut b = KvStore::new(KvLimits::default());
+    for v in 1..=10 {
+        a.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+        b.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+    }
+    a.apply(t, &put("x", "k11", 11, "v")).unwrap(); // a ahead on x
+    b.apply(t, &put("y", "k", 1, "v")).unwrap(); // b alone holds y
+    b.apply(t, &put("z", "k", 4, "v")).unwrap();
+    a.apply(t, &put("z", "k", 4, "v")).unwrap(); // equal on z
+
+    // a asks with its digest; b answers with y and names x as wanted.
+    let from_b = b.delta_for(&a.digest(), 1 << 20);
+    let wants = b.wants(&a.digest());
+    assert_eq!(
+        from_b
+            .iter()
+            .flat_map(|d| &d.entries)
+            .map(|e| (e.owner.as_str(), e.key.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("y", "k")]
+    );
+    assert_eq!(
+        wants.iter().map(|d| d.owner.as_str()).collect::<Vec<_>>(),
+        vec!["x"]
+    );
+    // a pushes only the wanted owner, and only above b's version of it.
+    let from_a = a.delta_for_listed(&wants, 1 << 20);
+    assert_eq!(from_a.len(), 1);
+    assert_eq!(from_a[0].entries, vec![put("x", "k11", 11, "v")]);
+    a.apply_delta(t, from_b);
+    b.apply_delta(t, from_a);
+    assert_eq!(a.digest(), b.digest());
+}
+
+#[test]
+fn an_owner_we_lack_is_wanted_whole() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let b = KvStore::new(KvLimits::default());
+    a.apply(t, &put("x", "k1", 1, "v")).unwrap();
+    a.apply(t, &del("x", "k2", 2)).unwrap();
+    let wants = b.wants(&a.digest());
+    assert_eq!(wants.len(), 1);
+    assert_eq!((wants[0].max_version, wants[0].fingerprint), (0, 0));
+    let delta = a.delta_for_listed(&wants, 1 << 20);
+    assert_eq!(
+        delta[0].entries,
+        vec![put("x", "k1", 1, "v"), del("x", "k2", 2)]
+    );
+}
+
+#[test]
+fn overwrites_and_collection_keep_the_version_index_exact() {
+    let t0 = Instant::now();
+    let grace = Duration::from_secs(1);
+    let mut a = KvStore::new(KvLimits::default());
+    a.apply(t0, &put("x", "k", 1, "one")).unwrap();
+    a.apply(t0, &put("x", "k", 5, "five")).unwrap();
+    a.apply(t0, &del("x", "gone", 6)).unwrap();
+    a.collect_tombstones(t0 + grace, grace);
+    // Nothing above 1 but k@5: the overwritten version and the collected tombstone are
+    // no longer indexed.
+    let delta = a.delta_for(&[at("x", 1)], 1 << 20);
+    assert_eq!(delta[0].entries, vec![put("x", "k", 5, "five")]);
+    assert!(a.delta_for(&[at("x", u64::MAX)], 1 << 20).is_empty());
+}
+
+#[test]
+fn a_hole_below_the_max_is_repaired_by_a_full_owner_sync() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let mut b = KvStore::new(KvLimits::default());
+    for v in 1..=3 {
+        a.apply(t, &put("x", &format!("k{v}"), v, "v")).unwrap();
+    }
+    b.apply(t, &put("x", "k1", 1, "v")).unwrap();
+    b.apply(t, &put("x", "k3", 3, "v")).unwrap(); // k2 lost in gossip
+    let delta = a.delta_for(&b.digest(), 1 << 20);
+    b.apply_delta(t, delta);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(b.get(&n("x"), "k2"), Some(&b"v"[..]));
+}
+
+#[test]
+fn collected_tombstones_are_not_resurrected_and_a_long_absence_resets() {
+    let t0 = Instant::now();
+    let grace = Duration::from_secs(10);
+    let mut a = KvStore::new(KvLimits::default());
+    let mut away = KvStore::new(KvLimits::default());
+    for e in [put("x", "gone", 1, "old"), put("x", "kept", 2, "v")] {
+        a.apply(t0, &e).unwrap();
+        away.apply(t0, &e).unwrap();
+    }
+    a.apply(t0, &del("x", "gone", 3)).unwrap();
+    a.apply(t0, &put("x", "new", 4, "v")).unwrap();
+    assert_eq!(a.collect_tombstones(t0 + grace, grace), 1);
+    // The old value comes back by gossip: refused, it is below the floor.
+    assert_eq!(
+        a.apply(t0, &put("x", "gone", 1, "old")).unwrap(),
+        Applied::Stale
+    );
+    // The node that was away gets a reset and drops the deleted key.
+    let delta = a.delta_for(&away.digest(), 1 << 20);
+    assert!(delta[0].reset);
+    away.apply_delta(t0 + grace, delta);
+    assert_eq!(away.get(&n("x"), "gone"), None);
+    assert_eq!(away.get(&n("x"), "new"), Some(&b"v"[..]));
+    assert_eq!(away.get(&n("x"), "kept"), Some(&b"v"[..]));
+}
+
+#[test]
+fn budget_cuts_a_delta_but_the_next_one_continues() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    let mut b = KvStore::new(KvLimits::default());
+    for v in 1..=50 {
+        a.apply(
+            t,
+            &KvEntry {
+                owner: n("x"),
+                key: format!("k{v}"),
+                version: v,
+                value: Some(vec![0; 100]),
+            },
+        )
+        .unwrap();
+    }
+    let mut rounds = 0;
+    loop {
+        let delta = a.delta_for(&b.digest(), 1000);
+        if delta.is_empty() {
+            break;
+        }
+        assert!(delta[0].entries.len() <= 9, "budget respected");
+        b.apply_delta(t, delta);
+        rounds += 1;
+        assert!(rounds < 20);
+    }
+    assert_eq!(a.digest(), b.digest());
+}
