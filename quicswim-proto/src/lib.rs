@@ -26,3 +26,9 @@ pub mod hash;
 pub mod protocol;
 pub mod ring;
 pub mod sim;
+
+/// A node name for unit tests, which use only valid DNS labels.
+#[cfg(test)]
+pub(crate) fn test_name(s: &str) -> crate::protocol::NodeName {
+    crate::protocol::NodeName::new(s).expect("test names are DNS labels")
+}

@@ -27,3 +27,9 @@ pub mod transport;
 pub use quicswim_proto::{protocol, ring};
 
 pub use node::{KvItem, Node, NodeConfig, RingChanged};
+
+/// A node name for unit tests, which use only valid DNS labels.
+#[cfg(test)]
+pub(crate) fn test_name(s: &str) -> crate::protocol::NodeName {
+    crate::protocol::NodeName::new(s).expect("test names are DNS labels")
+}

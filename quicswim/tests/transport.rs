@@ -18,9 +18,7 @@ use tokio::time::timeout;
 /// Longest any single condition may take.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn name(s: &str) -> NodeName {
-    NodeName::new(s).expect("test names are valid")
-}
+use quicswim_testkit::name;
 
 fn local_config() -> TransportConfig {
     TransportConfig {

@@ -342,9 +342,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).unwrap()
-    }
+    use crate::test_name as name;
 
     fn member(n: &str, inc: u64, state: State) -> MemberUpdate {
         MemberUpdate {

@@ -81,9 +81,7 @@ pub fn confirmations_wanted(mult: u32, n: usize) -> u32 {
 mod tests {
     use super::*;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).unwrap()
-    }
+    use crate::test_name as name;
 
     #[test]
     fn timeout_shrinks_from_max_to_min_with_confirmations() {

@@ -365,9 +365,7 @@ mod tests {
     use super::*;
     use crate::ring::weight::WEIGHT_MAX;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are DNS labels")
-    }
+    use crate::test_name as name;
 
     /// `node-1` ..= `node-{n}`, weight 1.
     fn members(n: usize) -> Vec<(NodeName, u32)> {

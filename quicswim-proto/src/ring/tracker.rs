@@ -156,9 +156,7 @@ impl Default for RingTracker {
 mod tests {
     use super::*;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are DNS labels")
-    }
+    use crate::test_name as name;
 
     /// A tracker with `node-1..=node-{n}` Alive at weight 1 (few vnodes: tests stay fast).
     fn tracker_with(n: usize) -> RingTracker {

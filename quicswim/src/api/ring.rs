@@ -167,11 +167,8 @@ impl OwnerQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::NodeName;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are DNS labels")
-    }
+    use crate::test_name as name;
 
     #[test]
     fn query_takes_repeated_keys_and_replicas() {

@@ -205,9 +205,7 @@ async fn follow(
 mod tests {
     use super::*;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are DNS labels")
-    }
+    use crate::test_name as name;
 
     /// Every sequence of updates for one member, applied in order to a fresh tracker and to
     /// one holding the member, gives the same ring as its collapsed form.

@@ -411,9 +411,7 @@ mod tests {
 
     use super::*;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are valid")
-    }
+    use crate::test_name as name;
 
     #[test]
     fn issued_cert_has_name_ips_and_both_usages() {

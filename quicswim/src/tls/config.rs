@@ -236,9 +236,7 @@ mod tests {
     use crate::protocol::NodeName;
     use crate::tls::CertAuthority;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are valid")
-    }
+    use crate::test_name as name;
 
     fn verifier(id: &Identity) -> NodeServerVerifier {
         let provider = crypto_provider();

@@ -356,9 +356,7 @@ mod tests {
     use super::*;
     use crate::tls::CertAuthority;
 
-    fn name(s: &str) -> NodeName {
-        NodeName::new(s).expect("test names are valid")
-    }
+    use crate::test_name as name;
 
     #[test]
     fn issued_cert_loads_with_its_name() {
