@@ -232,8 +232,8 @@ impl Driver {
             self.kept_for_size = size;
             // Each member probes every other once per pass over the members, in random
             // order, so the same pair is probed again within two passes. A connection closed
-            // sooner is dialled again at the next probe: at 128 members each pair is probed
-            // about every 64 s, so the 30 s idle timeout alone would keep the cluster
+            // sooner is dialled again at the next probe: at 128 members a pass takes 254
+            // probe intervals, so the 30 s idle timeout alone would keep the cluster
             // re-handshaking.
             let keep = crate::protocol::probe_pass(size, self.core.config()).saturating_mul(2);
             self.transport.keep_unused_for(keep);
