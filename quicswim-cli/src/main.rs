@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 }
 
 /// Help and version go out as clap writes them; a usage mistake is folded into one line
-/// ("error: ... --name <NAME>") so every error a user can cause reads the same way.
+/// (`error: ... --name <NAME>`) so every error a user can cause reads the same way.
 fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(

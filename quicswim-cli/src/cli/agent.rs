@@ -78,6 +78,9 @@ pub struct AgentArgs {
     api: Option<SocketAddr>,
     /// TOML file holding any of these settings, plus a [protocol] table of protocol fields
     /// that override the profile. Flags win over the file.
+    // This doc comment is also the flag's --help text, shown as written: `[protocol]` names
+    // the TOML table, and escaping it for rustdoc would put backslashes in the help.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     config: Option<PathBuf>,

@@ -16,8 +16,8 @@
 //! ring is built from the old one: points of members kept with the same weight are reused
 //! (their order does not change), and only the points of new or reweighted members are hashed
 //! and sorted, then merged in. A node that sees a hundred members join one after another
-//! rebuilds its ring many times in a few seconds; hashing and sorting every member's 512
-//! points each time was, in a 128-node cluster, a third of the join's CPU.
+//! rebuilds its ring many times in a few seconds, so a rebuild should cost what changed, not
+//! every member's 512 points.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,8 +100,8 @@ impl Ring {
 
     /// [`Ring::with_members`], writing the new ring's points into `spare` (cleared first),
     /// typically the list of a ring no longer in use ([`Ring::into_spare`]): its memory is
-    /// already mapped, so the rebuild takes no page faults. Without it, zeroing fresh pages was
-    /// two fifths of a rebuild's time when 128 nodes on one machine started together.
+    /// already mapped, so the rebuild takes no page faults: zeroing fresh pages would be a
+    /// large part of a rebuild's time, and a node rebuilds often while a cluster starts.
     pub(crate) fn with_members_in<I>(&self, members: I, spare: Points) -> Self
     where
         I: IntoIterator<Item = (NodeName, u32)>,

@@ -29,7 +29,7 @@ const LEAVE_WAIT: Duration = Duration::from_secs(3);
 /// How often the transport's datagram size is read again between connection changes. The
 /// smallest size over the pool changes when a connection comes or goes (read again at once)
 /// and when MTU discovery raises a path's size (read within this period). Reading it locks
-/// every pooled connection, which on every wake-up was the driver's largest cost.
+/// every pooled connection: too much work for every wake-up.
 const DATAGRAM_SIZE_REFRESH: Duration = Duration::from_secs(1);
 
 /// The task that owns the core and the transport (see the [module docs](self)).
@@ -232,9 +232,9 @@ impl Driver {
             self.kept_for_size = size;
             // Each member probes every other once per pass over the members, in random
             // order, so the same pair is probed again within two passes. A connection closed
-            // sooner is dialled again at the next probe: at 128 members each pair is probed
-            // about every 64 s, and the 30 s idle timeout kept the cluster re-handshaking
-            // (BENCHMARKS.md: 300 s halved the steady CPU).
+            // sooner is dialled again at the next probe: at 128 members a pass takes 254
+            // probe intervals, so the 30 s idle timeout alone would keep the cluster
+            // re-handshaking.
             let keep = crate::protocol::probe_pass(size, self.core.config()).saturating_mul(2);
             self.transport.keep_unused_for(keep);
         }

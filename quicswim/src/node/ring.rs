@@ -45,10 +45,10 @@ pub struct RingChanged {
 /// [`Node::ring`](super::Node::ring) to catch up).
 const RING_EVENT_CAPACITY: usize = 256;
 
-/// The least time from one rebuild's start to the next's. A 128-node cluster starting at once
-/// otherwise rebuilt each node's ring about 15 times in its first two seconds (1,800 rebuilds
-/// of 65,000 points each, a fifth of the join's CPU on 2 cores); spaced, a burst of changes
-/// costs at most two rebuilds a second, and a lone change still goes on the ring at once.
+/// The least time from one rebuild's start to the next's. Unspaced, a cluster starting at once
+/// has every node rebuild its ring many times a second (65,000 points each at 128 members);
+/// spaced, a burst of changes costs at most two rebuilds a second, and a lone change still
+/// goes on the ring at once.
 const REBUILD_SPACING: Duration = Duration::from_millis(500);
 
 /// Updates waiting for the ring task: the latest `(state, weight)` per member.

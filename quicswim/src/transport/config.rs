@@ -20,8 +20,8 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval, so a quiet but used connection to a live peer survives (and
     /// NAT bindings stay open). Default 25 s, five seconds inside the idle timeout: a node
-    /// keeps a connection to every member it probes, and keep-alives on all of them were a
-    /// fifth of a 32-node cluster's idle CPU at 10 s. Must be below `idle_timeout`.
+    /// keeps a connection to every member it probes, and keep-alives on all of them are a
+    /// large share of an idle node's CPU when they come often. Must be below `idle_timeout`.
     pub keep_alive: Duration,
     /// Most connections kept in the pool; admitting one more evicts the least recently used.
     /// Also bounds handshakes in progress. Default 512; at least 1.

@@ -15,9 +15,10 @@ pub const NAME_LEN_MAX: usize = 63;
 ///
 /// 16 bytes. Names of up to [`NAME_INLINE_MAX`] bytes (most host names, every simulated one)
 /// are stored inline: names are map keys compared on every gossiped update, and a pointer
-/// chase per compare dominated large simulations. Longer ones go to the heap. Every node
-/// keeps a copy of every member's name in its table and its probe list, so the size of this
-/// type is paid `nodes²` times in a simulation (64 bytes inline cost 6.4 GB at 10,000 nodes).
+/// chase per compare would dominate a large simulation. Longer ones go to the heap. Every
+/// node keeps a copy of every member's name in its table and its probe list, so the size of
+/// this type is paid `nodes²` times in a simulation (64 bytes inline would be 6.4 GB at
+/// 10,000 nodes).
 #[derive(Clone)]
 pub struct NodeName(Repr);
 

@@ -15,8 +15,8 @@ use super::{Destination, Entry, Swim, Transmit, TransmitKind};
 /// After a gossip pick's dial, the next waits this many times as long as the dial took: a
 /// node spends at most a fifth of its time dialling for gossip. Handshakes on an idle machine
 /// take milliseconds, so gossip reaches every member at once; when 128 nodes start together
-/// on 2 cores they take 0.1-1 s, and dials back to back (2,900 handshakes, a 3.4 s join) were
-/// what kept the join slow.
+/// on 2 cores they take 0.1-1 s, and dials back to back slow every handshake, and the join
+/// with them.
 const DIAL_PAUSE: u32 = 4;
 
 /// The piggyback queue before an input: how many updates had been pushed, and whether it
@@ -40,7 +40,7 @@ impl Swim {
     /// the next tick. Waiting for the tick costs each hop half a gossip interval on average,
     /// and the slowest of a few hops sets the time until every member knows; while earlier
     /// news is still being retransmitted the queue is seldom empty, so waiting only for an
-    /// empty queue left most hops at the tick (128 nodes: a median 0.2-0.3 s per update).
+    /// empty queue would leave most hops at the tick.
     /// Rounds are at least a quarter interval apart unless the queue was empty, so a burst
     /// of news (a cluster joining) sends at most four times the rounds of the tick.
     pub(super) fn gossip_if_new(&mut self, now: Instant, before: NewsMark) {
@@ -69,15 +69,14 @@ impl Swim {
     /// members when it has that many connections, and to every one when it has fewer. (A
     /// join or a reap moves the walk on from where it was; a member may then come round
     /// again early.) Drawn afresh among its connections (15 or so just after a 128-node
-    /// join), about a third of a node's copies went to a member it had already sent that
-    /// update to, and a member few others were connected to (the mesh is young for one probe
-    /// pass after a join) could miss every copy and have the update only 0.8-1.6 s later:
-    /// about one update in 50.
+    /// join), about a third of a node's copies would go to a member it had already sent that
+    /// update to, and a member few others are connected to (the mesh is young for one probe
+    /// pass after a join) could miss every copy and have the update only from a later
+    /// exchange.
     ///
-    /// Kept to connected members without the dial, gossip left such members fewer chances
-    /// still (32 nodes: one in a few hundred missed every copy). Pacing the dials keeps a
-    /// large cluster that starts at once from a storm of handshakes (they slow each other;
-    /// the dials are what costs).
+    /// Kept to connected members without the dial, gossip would leave such members fewer
+    /// chances still. Pacing the dials keeps a large cluster that starts at once from a
+    /// storm of handshakes (they slow each other; the dials are what costs).
     pub(super) fn gossip(&mut self, now: Instant) {
         if self.broadcasts.is_empty() {
             return;

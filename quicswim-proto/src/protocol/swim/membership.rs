@@ -259,8 +259,8 @@ impl Swim {
         );
         // A suspicion ends at its minimum timeout only once k others confirm it, each by its own
         // failed probe; probing at random, they come at one probe interval each on average,
-        // and in 8% of 128-node crashes the second came after the minimum (half-rate random
-        // probes, see `next_probe_target`). About 3k nodes hearing of it probe it next, so a
+        // and the last often comes after the minimum has passed (half-rate random probes,
+        // see `next_probe_target`). About 3k nodes hearing of it probe it next, so a
         // dead member's confirmations come within about one interval.
         let probers = f64::from(3 * k);
         if accuser != self.me.name

@@ -149,11 +149,11 @@ pub struct Swim {
     /// When the next periodic gossip round is due, on a grid of gossip intervals. Not one of
     /// `timers`, because it is a deadline only while the piggyback queue holds news
     /// ([`gossip_due`](Self::gossip_due)): an idle node does not wake five times a second to
-    /// send nothing (with 32 nodes on one machine, gossip ticks were most of the idle wake-ups).
+    /// send nothing.
     gossip_tick: Instant,
     /// [`watched`](Self::watched) as last found; `None` once a member became or stopped
     /// being active (finding it scans the table and hashes every name: at 1,000 members that
-    /// was most of a probe period's core time).
+    /// would be most of a probe period's core time).
     watched_cache: Option<Option<NodeName>>,
     next_seq: u32,
     relays: BTreeMap<u32, Relay>,

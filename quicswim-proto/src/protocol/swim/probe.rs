@@ -82,11 +82,11 @@ impl Swim {
     /// is up: a Gossip datagram (carrying whatever is queued) makes the runtime dial it now.
     ///
     /// A Ping to a member without a connection waits behind a TLS handshake. On a loaded
-    /// machine (128 nodes joining at once on 2 cores) handshakes took a median 0.9 s, so
-    /// such Pings, their stream retry and the helpers' Pings all missed the probe period and
-    /// live members were suspected by the dozen. The probe itself is judged exactly as
-    /// before; only its connection is made earlier, so a crashed member is suspected as soon
-    /// as ever.
+    /// machine (many nodes joining at once) a handshake can take most of a probe period, so
+    /// such Pings, their stream retry and the helpers' Pings would all miss the period and
+    /// live members would be suspected by the dozen. The probe itself is judged as any
+    /// other; only its connection is made earlier, so a crashed member is suspected no
+    /// later.
     pub(super) fn prepare_next_probe(&mut self) {
         /// Entries looked at past dead and left ones, to bound the work.
         const LOOK_AHEAD: usize = 4;
@@ -119,11 +119,10 @@ impl Swim {
     ///
     /// With random orders alone, the time until some member first probes a crashed one is
     /// exponential with a mean of one probe interval whatever the cluster's size: past 2.4
-    /// intervals in 9% of crashes (a 128-node simulation: detection 9.5-14.2 s, above 12 s in
-    /// 6 of 40 seeds). Each member watched by the one before it in a shared order is probed
-    /// at least every two intervals, so detection is bounded by two intervals plus the
-    /// suspicion timeout; random probing goes on at half the rate, keeping the pass's
-    /// every-member guarantee and indirect paths to any member.
+    /// intervals in 9% of crashes. Each member watched by the one before it in a shared
+    /// order is probed at least every two intervals, so detection is bounded by two
+    /// intervals plus the suspicion timeout; random probing goes on at half the rate,
+    /// keeping the pass's every-member guarantee and indirect paths to any member.
     fn next_probe_target(&mut self) -> Option<NodeName> {
         if let Some(name) = self.probe_soon.take() {
             let suspect = self.members.get(&name).map(|e| e.member.state) == Some(State::Suspect);
@@ -216,8 +215,8 @@ impl Swim {
         // memberlist's TCP fallback ping: the same probe on a stream, which QUIC retransmits.
         // Under random datagram loss the Ping or its Ack is lost about 2p of the time and all
         // the indirect paths (four datagrams each) far less often but not never; at 10% loss
-        // and 200 members that was still ~1.5 suspicions a second, and now and then a member
-        // missed every copy of the refutation and declared a live node Dead. With the stream
+        // a large cluster still raises suspicions every second, and now and then a member
+        // misses every copy of the refutation and declares a live node Dead. With the stream
         // a live, reachable member is only suspected when streams fail too.
         self.stats.stream_probes_sent += 1;
         let ping = StreamMessage::Ping {

@@ -21,8 +21,7 @@ const JOIN_SYNC_ROUNDS: u32 = 4;
 /// The first early exchange comes half a probe interval after joining, each next one 1, 2 and
 /// 4 intervals after the last (each wait jittered up to twice): a node that missed every
 /// gossip copy of another's join, because few members knew it yet when that news went round,
-/// catches up within a second (it waited 1-2 s with the first wait at one interval: a 32-node
-/// join once took 2.02 s).
+/// catches up within a second; a first wait of a whole interval would leave it 1-2 s behind.
 const JOIN_SYNC_FIRST_DIVISOR: u32 = 2;
 
 /// A key/value round waits for the last one's replies at most this many intervals.
@@ -207,8 +206,8 @@ impl Swim {
     /// when the key did not exist here.
     ///
     /// The tombstone is written either way: a node restarted with no state may not yet have
-    /// heard back the keys it wrote before, and its delete must still win over those copies
-    /// (a 500-node simulation with restarts kept a deleted key alive everywhere otherwise).
+    /// heard back the keys it wrote before, and its delete must still win over those copies,
+    /// or the deleted value comes back and lives on everywhere.
     pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, CommandError> {
         let existed = self.kv.get(&self.me.name, key).is_some();
         let version = self.write(now, key, None)?;
