@@ -67,8 +67,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` joins the context chain into one line: "cannot ...: cause: cause".
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
@@ -101,4 +100,51 @@ fn usage_error(err: clap::Error) -> ExitCode {
         .collect();
     eprintln!("{} (see --help)", line.join(" "));
     ExitCode::from(2)
+}
+
+/// The error and its causes on one line, "cannot ...: cause: cause", each cause once. Library
+/// errors quote their source in their own message and also return it as `source()` (so logs,
+/// which print only the top message, keep the cause); `{:#}` would print such a cause twice
+/// or three times ("address in use" came out three times), so a cause whose text the line
+/// already ends with is skipped.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot bind udp 127.0.0.1:1: {source}")]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport: {0}")]
+    struct Transport(#[from] Bind);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let err = anyhow::Error::new(Transport(Bind { source: io })).context("cannot start node a");
+        assert_eq!(
+            one_line(&err),
+            "cannot start node a: transport: cannot bind udp 127.0.0.1:1: Address already in use"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::{
-    Config, Destination, Event, Incarnation, State, Transmit, TransmitKind,
+    Config, Destination, Event, Incarnation, LeaveStatus, State, Transmit, TransmitKind,
 };
 
 use core_harness::*;
@@ -44,7 +44,7 @@ fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
         .filter(|t| t.kind == TransmitKind::Request)
         .collect();
     assert_eq!(requests.len(), config.gossip_nodes);
-    for t in requests {
+    for t in &requests {
         assert!(reached.contains(t.to.name.as_ref().expect("by name")));
         match decode_stream(&t.payload) {
             Ok(StreamMessage::PushPull {
@@ -55,6 +55,13 @@ fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
             other => panic!("{other:?}"),
         }
     }
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Unconfirmed);
+    // One reply that lists this node Left confirms it (it owns no keys to push).
+    let by = requests[0].to.name.clone().expect("by name");
+    h.stream(by.as_str(), &push_pull_reply(vec![left.clone()]))
+        .unwrap();
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Confirmed { by });
+    assert!(h.take_sent().is_empty());
     assert_eq!(h.swim.poll_timeout(), None, "timers stopped");
     h.swim.handle_timeout(h.now + Duration::from_secs(3600));
     h.pump();
@@ -62,6 +69,107 @@ fn graceful_leave_sends_left_to_every_member_and_stops_timers() {
     // Probes to a node that left go unanswered.
     h.send("a", &ping(1, "me", None), &[]);
     assert!(h.take_sent().is_empty());
+}
+
+/// The leave PushPulls a test's peers were sent, by peer, with the digest each carried.
+fn leave_requests(h: &mut Harness) -> Vec<(String, Vec<u8>)> {
+    h.take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::PushPull { .. }) => {
+                Some((t.to.name.expect("by name").to_string(), t.payload))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn leave_counts_as_confirmed_only_once_a_peer_holds_this_nodes_keys() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.swim.set(h.now, "colour", b"blue".to_vec()).unwrap();
+    h.pump();
+    h.take_sent();
+    h.swim.leave(h.now);
+    h.pump();
+    let left = claim("me", 0, State::Left, None);
+    let (peer, request) = leave_requests(&mut h).remove(0);
+    let Ok(StreamMessage::PushPull { kv_digest, .. }) = decode_stream(&request) else {
+        panic!("a PushPull");
+    };
+    // The peer has the Left claim but none of our keys: it is pushed them, not yet confirmed.
+    h.stream(&peer, &push_pull_reply(vec![left.clone()]))
+        .unwrap();
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Unconfirmed);
+    let pushed: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::KvPush { deltas }) => Some((t.to.name, deltas)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(
+        pushed[0].0.as_ref().map(|n| n.as_str()),
+        Some(peer.as_str())
+    );
+    let keys: Vec<&str> = pushed[0]
+        .1
+        .iter()
+        .flat_map(|d| &d.entries)
+        .map(|e| e.key.as_str())
+        .collect();
+    assert_eq!(keys, ["colour"]);
+    // Its ack starts one more exchange, whose reply shows it level with us.
+    h.stream(&peer, &StreamMessage::KvPushAck).unwrap();
+    let again = leave_requests(&mut h);
+    assert_eq!(
+        again.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        [peer.as_str()]
+    );
+    let level = StreamMessage::PushPullReply {
+        members: vec![left],
+        kv_delta: Vec::new(),
+        kv_digest,
+        events: Vec::new(),
+    };
+    h.stream(&peer, &level).unwrap();
+    assert_eq!(
+        h.swim.leave_status(),
+        LeaveStatus::Confirmed { by: name(&peer) }
+    );
+}
+
+#[test]
+fn unconfirmed_leave_asks_one_more_member_each_interval_up_to_a_bound() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.swim.leave(h.now);
+    h.pump();
+    let mut asked: BTreeSet<String> = leave_requests(&mut h).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(asked.len(), config.gossip_nodes);
+    h.run_for(config.probe_interval);
+    let next = leave_requests(&mut h);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert!(asked.insert(next[0].0.clone()), "asked {} twice", next[0].0);
+    // A reply that does not list us Left (an older exchange's) confirms nothing.
+    h.stream(&next[0].0, &push_pull_reply(vec![alive("me", 0)]))
+        .unwrap();
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Unconfirmed);
+    h.run_for(config.probe_interval * 60);
+    assert!(h.swim.poll_timeout().is_none(), "the resends end");
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Unconfirmed);
+}
+
+#[test]
+fn node_alone_leaves_with_nothing_to_wait_for() {
+    let mut h = Harness::alone(Config::lan());
+    h.swim.leave(h.now);
+    h.pump();
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Alone);
+    assert_eq!(h.swim.poll_timeout(), None);
 }
 
 #[test]

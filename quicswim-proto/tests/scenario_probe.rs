@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::{
-    Config, Event, Incarnation, NodeName, State, Transmit, TransmitKind,
+    Config, Event, Incarnation, NodeName, State, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
 };
 
 use core_harness::*;
@@ -407,4 +407,45 @@ fn a_suspicion_heard_from_another_member_is_probed_next() {
     // It answers: the suspicion stays until it refutes, and no one else's probe is held up.
     h.run_for(config.probe_interval * 2);
     assert_eq!(h.state_of(suspect.as_str()), Some((0, State::Suspect)));
+}
+
+// ------------------------------------------------------------------------------- round trips
+
+#[test]
+fn probe_round_trips_are_timed_from_the_nows_given() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence_all();
+    let (_, target, seq) = first_probe(&mut h);
+    // The target's own Ack, 3 ms after the Ping: a direct round trip in the 2.5-5 ms bucket.
+    h.now += Duration::from_millis(3);
+    h.send(target.as_str(), &Message::Ack { seq }, &[]);
+    let rtt = h.swim.stats().probe_rtt;
+    assert_eq!(rtt.count(), 1);
+    assert_eq!(rtt.sum_micros, 3_000);
+    let bucket = RTT_BOUNDS_MICROS.partition_point(|&b| b < 3_000);
+    assert_eq!(rtt.counts[bucket], 1);
+    assert_eq!(RTT_BOUNDS_MICROS[bucket], 5_000);
+    // A second Ack for the same probe is not counted again.
+    h.send(target.as_str(), &Message::Ack { seq }, &[]);
+    assert_eq!(h.swim.stats().probe_rtt.count(), 1);
+    assert_eq!(h.swim.stats().indirect_probe_rtt.count(), 0);
+
+    // The next probe times out; a helper's relayed Ack 40 ms after the PingReqs is indirect.
+    h.take_sent();
+    let (_, target, seq) = first_probe(&mut h);
+    h.run_for(config.probe_timeout);
+    let helper = h
+        .sent_messages(|m| matches!(m, Message::PingReq { .. }))
+        .into_iter()
+        .map(|(_, t, _)| t.to.name.expect("helpers by name"))
+        .next()
+        .expect("a PingReq went out");
+    assert_ne!(helper, target);
+    h.now += Duration::from_millis(40);
+    h.send(helper.as_str(), &Message::Ack { seq }, &[]);
+    let stats = h.swim.stats();
+    assert_eq!(stats.probe_rtt.count(), 1);
+    assert_eq!(stats.indirect_probe_rtt.count(), 1);
+    assert_eq!(stats.indirect_probe_rtt.sum_micros, 40_000);
 }

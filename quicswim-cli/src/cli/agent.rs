@@ -14,6 +14,8 @@
 //! profile = "lan"            # lan | wan | local
 //! log_format = "text"        # text | json
 //! meta = "zone=a"
+//! leave_timeout = "5s"       # how long a stop waits for a member to confirm the leave
+//! data_dir = "/var/lib/quicswim"   # keeps the members last known, to rejoin through
 //!
 //! [protocol]                 # any protocol::Config field; overrides the profile
 //! probe_interval = "500ms"
@@ -29,7 +31,7 @@ use quicswim::protocol::member::META_LEN_MAX;
 use quicswim::protocol::{ConfigPatch, NodeName, Profile};
 use quicswim::tls::Identity;
 use quicswim::transport::TransportConfig;
-use quicswim::{api, Node, NodeConfig};
+use quicswim::{api, LeaveOutcome, Node, NodeConfig, LEAVE_TIMEOUT_DEFAULT};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -37,6 +39,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 use super::http::DEFAULT_API;
+use super::snapshot::Snapshot;
 
 /// How long the API server may take to finish its requests after the node has left.
 const API_DRAIN: Duration = Duration::from_secs(2);
@@ -93,6 +96,15 @@ pub struct AgentArgs {
     /// Application metadata gossiped with this node (at most 128 bytes).
     #[arg(long, value_name = "STRING")]
     meta: Option<String>,
+    /// On SIGTERM or SIGINT, how long to wait for a member to confirm the leave (it has this
+    /// node Left and this node's keys) before exiting anyway [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    leave_timeout: Option<Duration>,
+    /// Directory where the members last known are kept (created if missing), so that a
+    /// restarted node rejoins through them when its seeds are gone.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// The file's `[protocol]` table: protocol fields laid over the profile's preset.
     #[arg(skip)]
     protocol: Option<ConfigPatch>,
@@ -111,10 +123,14 @@ impl AgentArgs {
             anyhow!("{}{at}: {}", path.display(), e.message().trim())
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut file.certs, &mut file.ca, &mut file.cert, &mut file.key]
-            .into_iter()
-            .flatten()
-        {
+        let paths = [
+            &mut file.certs,
+            &mut file.ca,
+            &mut file.cert,
+            &mut file.key,
+            &mut file.data_dir,
+        ];
+        for p in paths.into_iter().flatten() {
             *p = base.join(&*p);
         }
         Ok(file)
@@ -140,6 +156,8 @@ impl AgentArgs {
             profile: self.profile.or(file.profile),
             log_format: self.log_format.or(file.log_format),
             meta: self.meta.or(file.meta),
+            leave_timeout: self.leave_timeout.or(file.leave_timeout),
+            data_dir: self.data_dir.or(file.data_dir),
             protocol: file.protocol,
         }
     }
@@ -153,6 +171,14 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// A duration in the config file, as humantime text (`"5s"`, `"500ms"`).
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    super::parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `:LINE:COLUMN` (1-based) of a byte offset in `text`.
@@ -169,6 +195,8 @@ struct Settings {
     api: SocketAddr,
     log_format: LogFormat,
     profile: Profile,
+    leave_timeout: Duration,
+    data_dir: Option<PathBuf>,
 }
 
 /// Merges flags over the file over defaults, and checks everything that can be checked
@@ -258,6 +286,8 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         }),
         log_format: args.log_format.unwrap_or(LogFormat::Text),
         profile,
+        leave_timeout: args.leave_timeout.unwrap_or(LEAVE_TIMEOUT_DEFAULT),
+        data_dir: args.data_dir,
     })
 }
 
@@ -387,13 +417,26 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
-        node: config,
+        node: mut config,
         api: api_addr,
         profile,
+        leave_timeout,
+        data_dir,
         ..
     } = settings;
     let name = config.identity.name.clone();
     let mut signals = Signals::register()?;
+    let snapshot = data_dir.as_deref().map(Snapshot::open).transpose()?;
+    if let Some(snapshot) = &snapshot {
+        // The members last known join the seeds: any of them still up lets this node back in.
+        let known = snapshot.load(&name);
+        info!(members = known.len(), "member snapshot read");
+        for addr in known {
+            if !config.seeds.contains(&addr) {
+                config.seeds.push(addr);
+            }
+        }
+    }
     let listener = TcpListener::bind(api_addr)
         .await
         .with_context(|| format!("cannot listen for the API on {api_addr} (--api)"))?;
@@ -410,6 +453,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         node.addr()
     );
 
+    let keeper = snapshot.map(|s| s.keep(node.clone()));
     let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut api_task = tokio::spawn(api::serve(node.clone(), listener, async move {
         let _ = stopped.await;
@@ -426,12 +470,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     info!(%signal, "leaving the cluster");
+    if let Some(keeper) = keeper {
+        keeper.finish().await;
+    }
     tokio::select! {
-        left = node.leave() => {
-            if let Err(e) = left {
-                warn!(error = %e, "could not leave gracefully");
-            }
-        }
+        left = node.leave_with_timeout(leave_timeout) => match left {
+            Ok(LeaveOutcome::Confirmed { by }) => info!(%by, "leave confirmed"),
+            Ok(LeaveOutcome::Alone) => info!("no other member to tell"),
+            Ok(LeaveOutcome::TimedOut) => warn!(timeout = ?leave_timeout,
+                "no member confirmed the leave in time; stopping anyway"),
+            Err(e) => warn!(error = %e, "could not leave gracefully"),
+        },
         again = signals.next() => {
             warn!(signal = %again, "second signal: stopping without waiting for the leave");
             node.shutdown().await;

@@ -11,6 +11,7 @@ pub mod kv;
 pub mod members;
 pub mod ring;
 pub mod simulate;
+pub mod snapshot;
 
 use std::time::Duration;
 

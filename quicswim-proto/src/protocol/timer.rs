@@ -46,6 +46,8 @@ pub enum Timer {
     ReapTombstones,
     /// A key/value round: exchange key/value digests with a few members.
     KvSync,
+    /// This node left and no member confirmed it yet: ask one more.
+    ResendLeave,
 }
 
 /// Names one set timer, to cancel it.

@@ -161,7 +161,10 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         kv_syncs_started,
         anti_entropy_bytes_out,
         user_events_delivered,
+        probe_rtt,
+        indirect_probe_rtt,
     } = s;
+    super::rtt::encode_probe_rtt(e, probe_rtt, indirect_probe_rtt)?;
     counter(
         e,
         "kv_updates_applied",
@@ -552,7 +555,10 @@ mod tests {
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
                 assert!(helped.contains(name), "TYPE before HELP for {name}");
-                assert!(matches!(kind, "counter" | "gauge"), "kind {kind}");
+                assert!(
+                    matches!(kind, "counter" | "gauge" | "histogram"),
+                    "kind {kind}"
+                );
                 assert!(
                     typed.insert(name.to_string(), kind.to_string()).is_none(),
                     "second TYPE for {name}"
@@ -569,8 +575,12 @@ mod tests {
                     None => (series, BTreeMap::new()),
                 };
                 assert!(is_metric_name(name), "bad metric name {name:?}");
+                let histogram = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .filter_map(|suffix| name.strip_suffix(suffix))
+                    .find(|family| typed.get(*family).is_some_and(|k| k == "histogram"));
                 let kind = typed
-                    .get(name)
+                    .get(histogram.unwrap_or(name))
                     .unwrap_or_else(|| panic!("{name} has no TYPE"));
                 if kind == "counter" {
                     assert!(name.ends_with("_total"), "counter {name} lacks _total");
@@ -649,6 +659,7 @@ mod tests {
             "# TYPE quicswim_members gauge",
             "# TYPE quicswim_probes_sent_total counter",
             "# TYPE quicswim_handshakes_refused_total counter",
+            "# TYPE quicswim_probe_rtt_seconds histogram",
             "# HELP quicswim_node_info This node's name as a label; always 1.",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?}");

@@ -37,6 +37,7 @@ mod metrics;
 #[cfg(target_os = "linux")]
 mod process;
 mod ring;
+mod rtt;
 
 use std::future::Future;
 use std::io;

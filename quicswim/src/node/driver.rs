@@ -8,24 +8,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{
-    Destination, Event, Member, NodeName, PeerError, State, Swim, Transmit, TransmitKind, UserEvent,
+    Destination, Event, LeaveStatus, Member, NodeName, PeerError, State, Swim, Transmit,
+    TransmitKind, UserEvent,
 };
 use crate::ring::weight_from_meta;
 use crate::transport::{Incoming, Peer, Transport};
 
 use super::ring::RingFeed;
-use super::{Command, KvItem, NodeMetrics};
+use super::{Command, KvItem, LeaveOutcome, NodeMetrics};
 
 /// Stream requests in flight at once; beyond it, new ones are dropped (the core retries).
 pub(super) const REQUESTS_IN_FLIGHT_MAX: usize = 64;
 /// User events kept for [`Node::recent_events`](super::Node::recent_events).
 const RECENT_EVENTS_MAX: usize = 256;
-/// How long a graceful leave waits for its Left notices to be acknowledged.
-const LEAVE_WAIT: Duration = Duration::from_secs(3);
 /// How often the transport's datagram size is read again between connection changes. The
 /// smallest size over the pool changes when a connection comes or goes (read again at once)
 /// and when MTU discovery raises a path's size (read within this period). Reading it locks
@@ -103,9 +102,11 @@ impl Driver {
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Leave(done)) => {
-                        self.leave().await;
-                        let _ = done.send(());
+                    Some(Command::Leave(wait, done)) => {
+                        let outcome = self
+                            .leave(wait, done, &mut incoming, &mut commands, &mut reply_rx)
+                            .await;
+                        info!(node = %self.core.name(), ?outcome, "left the cluster");
                         return;
                     }
                     Some(command) => self.on_command(command),
@@ -113,6 +114,52 @@ impl Driver {
                 },
             }
         }
+    }
+
+    /// Leaves, then goes on feeding the core (replies, requests, timeouts) until a member
+    /// confirms the leave, there is nobody to tell, or `wait` passes. Commands are still
+    /// answered meanwhile; every caller of leave, `first` included, gets the outcome.
+    async fn leave(
+        &mut self,
+        wait: Duration,
+        first: oneshot::Sender<LeaveOutcome>,
+        incoming: &mut mpsc::Receiver<Incoming>,
+        commands: &mut mpsc::Receiver<Command>,
+        reply_rx: &mut mpsc::Receiver<(NodeName, Vec<u8>)>,
+    ) -> LeaveOutcome {
+        self.core.leave(Instant::now());
+        self.ring.push(self.core.name(), State::Left, 0);
+        let mut waiting = vec![first];
+        let give_up = tokio::time::Instant::now() + wait;
+        let outcome = loop {
+            self.flush();
+            match self.core.leave_status() {
+                LeaveStatus::Confirmed { by } => break LeaveOutcome::Confirmed { by },
+                LeaveStatus::Alone => break LeaveOutcome::Alone,
+                LeaveStatus::Member | LeaveStatus::Unconfirmed => {}
+            }
+            let timer = self.core.poll_timeout().map_or(give_up, |at| {
+                tokio::time::Instant::from_std(at).min(give_up)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep_until(give_up) => break LeaveOutcome::TimedOut,
+                _ = tokio::time::sleep_until(timer) => self.core.handle_timeout(Instant::now()),
+                Some(input) = incoming.recv() => self.on_incoming(input),
+                Some((from, bytes)) = reply_rx.recv() => {
+                    if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
+                        self.log_peer_error(&e);
+                    }
+                }
+                Some(command) = commands.recv() => match command {
+                    Command::Leave(_, done) => waiting.push(done),
+                    command => self.on_command(command),
+                },
+            }
+        };
+        for done in waiting {
+            let _ = done.send(outcome.clone());
+        }
+        outcome
     }
 
     fn on_incoming(&mut self, input: Incoming) {
@@ -215,7 +262,7 @@ impl Driver {
                 }
                 let _ = tx.send(result);
             }
-            Command::Leave(_) => unreachable!("handled by the loop"),
+            Command::Leave(..) => unreachable!("handled by the loop"),
         }
     }
 
@@ -302,19 +349,6 @@ impl Driver {
                 );
             }
         }
-    }
-
-    async fn leave(&mut self) {
-        self.core.leave(Instant::now());
-        self.ring.push(self.core.name(), State::Left, 0);
-        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        while let Some(t) = self.core.poll_transmit() {
-            self.send(t, Some(done_tx.clone()));
-        }
-        drop(done_tx);
-        // Every request task holds a sender; recv() returns None once all have finished.
-        let _ = tokio::time::timeout(LEAVE_WAIT, done_rx.recv()).await;
-        info!(node = %self.core.name(), "left the cluster");
     }
 
     fn log_peer_error(&self, e: &PeerError) {

@@ -25,7 +25,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -147,7 +147,34 @@ enum Command {
     RecentEvents(oneshot::Sender<Vec<UserEvent>>),
     Metrics(oneshot::Sender<NodeMetrics>),
     SetMeta(Vec<u8>, oneshot::Sender<Result<(), CommandError>>),
-    Leave(oneshot::Sender<()>),
+    Leave(Duration, oneshot::Sender<LeaveOutcome>),
+}
+
+/// How long [`Node::leave`] waits for a member to confirm the leave.
+pub const LEAVE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
+/// How a graceful leave ended ([`Node::leave_with_timeout`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    /// `by` answered with this node Left in its table and every key/value entry this node
+    /// owns (it had them, or took them from this node before answering again); the user
+    /// events this node published lately went with it.
+    Confirmed {
+        /// The member that confirmed.
+        by: NodeName,
+    },
+    /// No active member was known: nobody to tell.
+    Alone,
+    /// No member confirmed within the timeout. The Left notices went out all the same; the
+    /// others may still see this node Dead rather than Left.
+    TimedOut,
+}
+
+impl LeaveOutcome {
+    /// Whether a member confirmed the leave.
+    pub fn is_confirmed(&self) -> bool {
+        matches!(self, LeaveOutcome::Confirmed { .. })
+    }
 }
 
 /// A running cluster member. Cheap to clone; the node runs until [`Node::leave`] or
@@ -351,13 +378,34 @@ impl Node {
         self.ring.events.subscribe()
     }
 
-    /// Leaves gracefully: the others see this node Left (not Dead), then the transport closes.
+    /// Leaves gracefully: the others see this node Left (not Dead), then the transport
+    /// closes. Waits up to [`LEAVE_TIMEOUT_DEFAULT`] for a member to confirm; see
+    /// [`Node::leave_with_timeout`].
     pub async fn leave(&self) -> Result<(), Error> {
+        self.leave_with_timeout(LEAVE_TIMEOUT_DEFAULT)
+            .await
+            .map(|_| ())
+    }
+
+    /// Leaves gracefully and waits, at most `timeout`, until one member confirms that it
+    /// holds this node Left and every key/value entry this node owns (so a write just before
+    /// leaving is not lost with it); then the transport closes. Requests, replies and
+    /// commands are still served while it waits. `Error::Stopped` when the node had already
+    /// left or stopped.
+    pub async fn leave_with_timeout(&self, timeout: Duration) -> Result<LeaveOutcome, Error> {
+        /// Time the transport's close always gets to tell peers the connections are over.
+        const CLOSE_MIN: Duration = Duration::from_millis(100);
+        let give_up = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Leave(tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)?;
-        self.driver.transport.close().await;
-        Ok(())
+        self.send(Command::Leave(timeout, tx)).await?;
+        let outcome = rx.await.map_err(|_| Error::Stopped)?;
+        // Closing waits for peers to acknowledge; dead ones never do, and the leave is over
+        // either way: the rest of the timeout bounds it, so a stop takes about `timeout`.
+        let left = give_up
+            .saturating_duration_since(Instant::now())
+            .max(CLOSE_MIN);
+        let _ = tokio::time::timeout(left, self.driver.transport.close()).await;
+        Ok(outcome)
     }
 
     /// Stops at once, without leaving: to the others this looks like a crash.

@@ -9,11 +9,11 @@ use rand::Rng;
 use tracing::{debug, trace};
 
 use super::super::broadcast::Subject;
-use super::super::codec::{encode_datagram, encode_update, MemberUpdate, Message, Update};
+use super::super::codec::MemberUpdate;
 use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
 use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
-use super::{state_index, CommandError, Entry, Event, Swim, Transmit, TransmitKind};
+use super::{state_index, CommandError, Entry, Event, Swim};
 
 /// Whether an update came from gossip or from a peer's full state.
 #[derive(Clone, Copy)]
@@ -22,44 +22,7 @@ pub(super) enum Source<'a> {
     PushPull(&'a NodeName),
 }
 
-/// Most members sent a Leave directly.
-const LEAVE_FANOUT: usize = 16;
-
 impl Swim {
-    /// Leaves gracefully: this node is Left everywhere, not Dead. The Left update goes by
-    /// datagram to up to 16 members, and by reliable full-state request to `gossip_nodes` of
-    /// them, so it is not lost with a datagram; the runtime flushes
-    /// [`poll_transmit`](Self::poll_transmit) and waits for those requests before closing.
-    pub fn leave(&mut self, _now: Instant) {
-        if self.me.state == State::Left {
-            return;
-        }
-        self.me.state = State::Left;
-        debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "leaving");
-        // Each of these datagrams carries the Left claim itself. Taken from the piggyback
-        // queue, it would ride on only the first `retransmit_limit` of them (4 in a small
-        // cluster, 12 at 200 members, both below LEAVE_FANOUT), and nothing is sent after
-        // leaving to make up for it.
-        let left = encode_update(&Update::Member(self.self_update()));
-        let payload = encode_datagram(&Message::Gossip, 1, &left);
-        let targets = self.random_members(LEAVE_FANOUT, |e| e.member.state.is_active(), None);
-        for (i, name) in targets.iter().enumerate() {
-            let to = self.destination_of(name);
-            self.stats.datagrams_out += 1;
-            self.stats.datagram_bytes_out += payload.len() as u64;
-            self.transmits.push_back(Transmit {
-                to: to.clone(),
-                kind: TransmitKind::Datagram,
-                payload: payload.clone(),
-            });
-            if i < self.config.gossip_nodes {
-                self.send_push_pull(to, false);
-            }
-        }
-        self.timers.clear();
-        self.probe = None;
-    }
-
     /// Changes this node's metadata; gossiped with a new incarnation.
     pub fn set_meta(&mut self, now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
         if self.me.state == State::Left {

@@ -30,6 +30,7 @@
 //!   (`handle_datagram`, `handle_stream_message`, `handle_timeout`) dispatched to the rest;
 //! - `probe`: probes, Acks, PingReqs and Nacks, and the order members are probed in;
 //! - `membership`: Alive, Suspect, Dead and Left, refutation, incarnations, tombstones;
+//! - `leave`: leaving gracefully, and knowing that one member heard of it;
 //! - `gossip`: gossip rounds and piggybacking on the broadcast queue;
 //! - `sync`: join, full-state anti-entropy (push-pull) and key/value rounds;
 //! - `user_events`: user events;
@@ -59,6 +60,7 @@ use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
 mod gossip;
+mod leave;
 mod membership;
 mod output;
 mod probe;
@@ -66,10 +68,15 @@ mod sampling;
 mod sync;
 mod user_events;
 
-pub use output::{CommandError, Destination, Event, PeerError, Stats, Transmit, TransmitKind};
+pub use leave::LeaveStatus;
+pub use output::{
+    CommandError, Destination, Event, PeerError, RttHistogram, Stats, Transmit, TransmitKind,
+    RTT_BOUNDS_MICROS,
+};
 pub use probe::probe_pass;
 pub use sync::{kv_rounds, push_pull_scale};
 
+use leave::Leaving;
 use membership::Source;
 use probe::{Probe, Relay};
 
@@ -177,6 +184,8 @@ pub struct Swim {
     dedup: Deduplicator,
     next_event_seq: u64,
     recent_events: VecDeque<UserEvent>,
+    /// Set once this node leaves (see `leave`).
+    leaving: Option<Leaving>,
 }
 
 fn state_index(s: State) -> usize {
@@ -271,6 +280,7 @@ impl Swim {
             dedup: Deduplicator::default(),
             next_event_seq: 1,
             recent_events: VecDeque::new(),
+            leaving: None,
         })
     }
 
@@ -452,7 +462,7 @@ impl Swim {
                 self.on_pinged(suspected);
                 self.send_datagram(reply_to, Message::Ack { seq });
             }
-            Message::Ack { seq } => self.on_ack(seq),
+            Message::Ack { seq } => self.on_ack(now, seq, Some(from)),
             Message::Nack { seq } => self.on_nack(seq),
             Message::PingReq {
                 seq,
@@ -513,7 +523,7 @@ impl Swim {
                 Ok(Some(encode_stream(&StreamMessage::Ack { seq })))
             }
             StreamMessage::Ack { seq } => {
-                self.on_ack(seq);
+                self.on_ack(now, seq, None);
                 Ok(None)
             }
             StreamMessage::PushPullReply {
@@ -531,7 +541,10 @@ impl Swim {
                 }
                 Ok(Some(encode_stream(&StreamMessage::KvPushAck)))
             }
-            StreamMessage::KvPushAck => Ok(None),
+            StreamMessage::KvPushAck => {
+                self.on_leave_push_acked(from);
+                Ok(None)
+            }
             StreamMessage::KvSync { digest } => Ok(Some(self.on_kv_sync(&digest))),
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.on_kv_sync_reply(now, from, delta, wants);
@@ -561,7 +574,7 @@ impl Swim {
     fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::ProbeNextMember => self.probe_next(now),
-            Timer::ProbeTimeout { seq } => self.probe_indirectly(seq),
+            Timer::ProbeTimeout { seq } => self.probe_indirectly(now, seq),
             Timer::IndirectProbeTimeout { seq } => self.relay_timed_out(seq),
             Timer::PushPull => {
                 let interval = push_pull_scale(self.config.push_pull_interval, self.cluster_size());
@@ -582,6 +595,7 @@ impl Swim {
             }
             Timer::RetryJoin => self.retry_join(now),
             Timer::KvSync => self.kv_round(now),
+            Timer::ResendLeave => self.resend_leave(now),
             Timer::ReapTombstones => {
                 self.timers
                     .insert(now + REAP_INTERVAL, Timer::ReapTombstones);

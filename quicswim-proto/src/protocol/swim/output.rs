@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::super::codec::DecodeError;
 use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
@@ -175,6 +175,45 @@ pub struct Stats {
     pub anti_entropy_bytes_out: u64,
     /// User events delivered here.
     pub user_events_delivered: u64,
+    /// Round trips of direct probes: from the datagram Ping to the target's Ack.
+    pub probe_rtt: RttHistogram,
+    /// Round trips of probes answered only after the direct Ping timed out: from the moment
+    /// the PingReqs and the stream Ping went out to the first Ack, relayed or on the stream.
+    pub indirect_probe_rtt: RttHistogram,
+}
+
+/// Upper bounds of [`RttHistogram`]'s buckets, in microseconds: from a LAN's quarter
+/// millisecond to the seconds a loaded WAN path can take, about two buckets per decade.
+pub const RTT_BOUNDS_MICROS: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000,
+];
+
+/// Round-trip samples counted into fixed buckets, so that the runtime can export them as a
+/// histogram from a snapshot (the core keeps no clock of its own: each sample is the
+/// difference of two `now`s it was given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    /// Samples per bucket, not cumulative: `counts[i]` holds those above bound `i - 1` up to
+    /// [`RTT_BOUNDS_MICROS`]`[i]`; the last holds those above every bound.
+    pub counts: [u64; RTT_BOUNDS_MICROS.len() + 1],
+    /// The sum of every sample, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl RttHistogram {
+    /// Counts one round trip.
+    pub fn observe(&mut self, rtt: Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let i = RTT_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+        self.counts[i] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    /// Samples counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// Most events kept for a slow consumer.

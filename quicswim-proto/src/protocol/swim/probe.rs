@@ -19,6 +19,10 @@ pub(super) struct Probe {
     seq: u32,
     target: NodeName,
     acked: bool,
+    /// When the direct Ping went out.
+    sent: Instant,
+    /// When the PingReqs and the stream Ping went out, once the direct Ping timed out.
+    indirect_sent: Option<Instant>,
     /// The direct Ping's timeout, cancelled by the Ack so it does not wake the node for
     /// nothing.
     timeout: TimerKey,
@@ -71,6 +75,8 @@ impl Swim {
             seq,
             target,
             acked: false,
+            sent: now,
+            indirect_sent: None,
             timeout,
             nacks: 0,
             expected_nacks: 0,
@@ -199,7 +205,7 @@ impl Swim {
         self.probe_list.insert(at, member);
     }
 
-    pub(super) fn probe_indirectly(&mut self, seq: u32) {
+    pub(super) fn probe_indirectly(&mut self, now: Instant, seq: u32) {
         let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
             return;
         };
@@ -249,6 +255,7 @@ impl Swim {
         }
         if let Some(p) = self.probe.as_mut() {
             p.expected_nacks = helpers.len() as u32;
+            p.indirect_sent = Some(now);
         }
     }
 
@@ -278,12 +285,24 @@ impl Swim {
         self.on_suspect(now, p.target, incarnation, me);
     }
 
-    pub(super) fn on_ack(&mut self, seq: u32) {
+    /// An Ack for `seq`: by datagram from `from`, or on a stream (`None`) from the target.
+    pub(super) fn on_ack(&mut self, now: Instant, seq: u32, from: Option<&NodeName>) {
         if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
             if !p.acked {
                 p.acked = true;
                 self.awareness.apply(-1);
                 self.timers.cancel(p.timeout);
+                // The target's own datagram Ack times the direct path even when it comes
+                // late; any other first Ack times the indirect phase from its start.
+                if from == Some(&p.target) {
+                    self.stats
+                        .probe_rtt
+                        .observe(now.saturating_duration_since(p.sent));
+                } else if let Some(at) = p.indirect_sent {
+                    self.stats
+                        .indirect_probe_rtt
+                        .observe(now.saturating_duration_since(at));
+                }
             }
             return;
         }

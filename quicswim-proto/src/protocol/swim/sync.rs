@@ -115,7 +115,9 @@ impl Swim {
         events: Vec<UserEvent>,
     ) {
         trace!(peer = %from, members = members.len(), "push-pull reply");
-        if self.me.state != State::Left {
+        if self.me.state == State::Left {
+            self.on_leave_reply(from, &members, &kv_digest);
+        } else {
             for u in members {
                 self.apply(now, u, Source::PushPull(from));
             }
@@ -366,7 +368,7 @@ impl Swim {
     }
 
     /// Pushes `deltas` to `to`, if there is anything in them.
-    fn send_kv_push(&mut self, to: &NodeName, deltas: Vec<OwnerDelta>) {
+    pub(super) fn send_kv_push(&mut self, to: &NodeName, deltas: Vec<OwnerDelta>) {
         if deltas.is_empty() {
             return;
         }
