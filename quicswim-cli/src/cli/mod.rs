@@ -8,7 +8,9 @@ pub mod demo;
 pub mod event;
 pub mod http;
 pub mod kv;
+pub mod leave;
 pub mod members;
+pub mod monitor;
 pub mod ring;
 pub mod simulate;
 
