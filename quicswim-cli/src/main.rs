@@ -28,10 +28,17 @@ enum Command {
         #[command(subcommand)]
         cmd: CertsCommand,
     },
-    /// Run a cluster member and its HTTP control API until SIGINT or SIGTERM, then leave.
+    /// Run a cluster member and its HTTP control API until SIGINT, SIGTERM or `quicswim
+    /// leave`, then leave.
     Agent(Box<cli::agent::AgentArgs>),
-    /// List the members a running agent knows.
+    /// List the members a running agent knows, optionally by state and name.
     Members(cli::members::MembersArgs),
+    /// Stream a running agent's membership, key/value and user events as they happen.
+    Monitor(cli::monitor::MonitorArgs),
+    /// Make a running agent leave the cluster gracefully; the agent then exits.
+    Leave(cli::leave::LeaveArgs),
+    /// Drop a dead or left member's tombstone from a running agent's member list now.
+    ForceLeave(cli::leave::ForceLeaveArgs),
     /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
     Ring(cli::ring::RingArgs),
     /// Set, read, delete and list key/value data through a running agent.
@@ -57,6 +64,9 @@ fn main() -> ExitCode {
         Command::Certs { cmd } => cli::certs::run(cmd),
         Command::Agent(args) => cli::agent::run(*args),
         Command::Members(args) => cli::members::run(args),
+        Command::Monitor(args) => cli::monitor::run(args),
+        Command::Leave(args) => cli::leave::run_leave(args),
+        Command::ForceLeave(args) => cli::leave::run_force_leave(args),
         Command::Ring(args) => cli::ring::run(args),
         Command::Kv(args) => cli::kv::run(args),
         Command::Event(args) => cli::event::run_event(args),

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::{
-    Config, Destination, Event, Incarnation, LeaveStatus, State, Transmit, TransmitKind,
+    CommandError, Config, Destination, Event, Incarnation, LeaveStatus, State, Transmit,
+    TransmitKind,
 };
 
 use core_harness::*;
@@ -265,6 +266,79 @@ fn restarted_node_told_it_is_dead_refutes_above_that_incarnation() {
     });
     let (_, _, p) = &h.sent_messages(|_| true)[0];
     assert!(member_updates(p).contains(&alive("me", 6)), "{p:?}");
+}
+
+#[test]
+fn a_full_state_exchange_marks_the_node_synced_either_way() {
+    // Joining through a seed: synced by the seed's reply, not before.
+    let mut joiner = Harness::unjoined(Config::lan());
+    joiner.swim.join(joiner.now, &[addr("seed")]);
+    joiner.pump();
+    assert!(!joiner.swim.is_synced());
+    // Gossip alone is not a full state.
+    joiner.gossip("seed", &[alive("seed", 0)]).unwrap();
+    assert!(!joiner.swim.is_synced());
+    let reply = push_pull_reply(vec![alive("seed", 0), alive("me", 0)]);
+    assert_eq!(joiner.stream("seed", &reply), Ok(None));
+    assert!(joiner.swim.is_joined() && joiner.swim.is_synced());
+
+    // A node with no seeds is joined at once, and synced once someone joins it.
+    let mut first = Harness::alone(Config::lan());
+    assert!(!first.swim.is_synced());
+    let join = push_pull(true, "a", vec![alive("a", 0)]);
+    assert!(matches!(first.stream("a", &join), Ok(Some(_))));
+    assert!(first.swim.is_synced());
+}
+
+#[test]
+fn force_leave_drops_a_dead_members_tombstone_and_refuses_live_ones() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    h.gossip("a", &[claim("d", 0, State::Left, None)]).unwrap();
+    h.gossip("a", &[claim("c", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    h.take_sent();
+    h.take_events();
+
+    assert_eq!(
+        h.swim.force_leave(&name("b")),
+        Err(CommandError::MemberActive {
+            name: name("b"),
+            state: State::Alive
+        })
+    );
+    assert!(matches!(
+        h.swim.force_leave(&name("c")),
+        Err(CommandError::MemberActive {
+            state: State::Suspect,
+            ..
+        })
+    ));
+    assert_eq!(
+        h.swim.force_leave(&name("me")),
+        Err(CommandError::ForceLeaveSelf)
+    );
+    assert_eq!(
+        h.swim.force_leave(&name("nobody")),
+        Err(CommandError::UnknownMember(name("nobody")))
+    );
+
+    assert_eq!(h.swim.force_leave(&name("e")), Ok(()));
+    assert_eq!(h.swim.force_leave(&name("d")), Ok(()));
+    assert_eq!(h.state_of("e"), None);
+    assert_eq!(h.state_of("d"), None);
+    assert_eq!(h.swim.count(State::Dead), 0);
+    assert_eq!(h.swim.count(State::Left), 0);
+    assert_eq!(h.state_of("c"), Some((0, State::Suspect)));
+    // Local only: nothing is sent about it, and no event is raised.
+    h.pump();
+    assert!(h.take_sent().is_empty());
+    assert!(h.take_events().is_empty());
+    // A stale Dead about it does not bring it back.
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    assert_eq!(h.state_of("e"), None);
 }
 
 // ------------------------------------------------------------------------------- upkeep

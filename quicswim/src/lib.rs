@@ -26,7 +26,9 @@ pub mod transport;
 
 pub use quicswim_proto::{protocol, ring};
 
-pub use node::{KvItem, LeaveOutcome, Node, NodeConfig, RingChanged, LEAVE_TIMEOUT_DEFAULT};
+pub use node::{
+    KvItem, LeaveOutcome, Node, NodeConfig, NotReady, Readiness, RingChanged, LEAVE_TIMEOUT_DEFAULT,
+};
 
 /// A node name for unit tests, which use only valid DNS labels.
 #[cfg(test)]

@@ -311,3 +311,94 @@ async fn left_node_answers_503_and_others_show_it_left() {
     served.unwrap().unwrap();
     stop_all(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_node_is_ready_alone_and_its_monitor_ends_with_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ca = CertAuthority::generate("api test").unwrap();
+    let identity = ca
+        .identity(
+            &NodeName::new("first").unwrap(),
+            &[Ipv4Addr::LOCALHOST.into()],
+            1,
+        )
+        .unwrap();
+    let config = NodeConfig {
+        protocol: fast(),
+        bootstrap: true,
+        ..NodeConfig::new(identity, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), vec![])
+    };
+    let node = Node::start(config).await.expect("node starts");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(node.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let (status, body) = get(addr, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let answer = common::request(addr, "POST", "/v1/force-leave/first", None, vec![]).await;
+    assert_eq!(answer.status, 400, "this node itself");
+    let answer = common::request(addr, "POST", "/v1/force-leave/nobody", None, vec![]).await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.error().contains("nobody"), "{}", answer.error());
+    let (status, body) = get(addr, "/v1/members?state=zombie").await;
+    assert_eq!(status, 400, "{body}");
+
+    // A monitor stream, by hand: HTTP/1.1, chunked, open until the server stops.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/monitor HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "\r\n\r\n").await;
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("application/x-ndjson"), "{head}");
+    node.set("color", b"blue".to_vec()).await.unwrap();
+    read_until(
+        &mut stream,
+        &mut seen,
+        r#""type":"kv","owner":"first","key":"color"}"#,
+    )
+    .await;
+
+    // Stopping the server ends the stream (the last chunk), and the server then finishes.
+    let _ = stop.send(());
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the stream ends when the server stops")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&rest).ends_with("0\r\n\r\n"),
+        "{rest:?}"
+    );
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    node.shutdown().await;
+}
+
+/// Reads from `stream` into `seen` until `wanted` is in it.
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, wanted: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(wanted) {
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {wanted:?} in {:?}", String::from_utf8_lossy(seen)))
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {wanted:?}: {:?}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}

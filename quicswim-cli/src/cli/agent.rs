@@ -1,5 +1,6 @@
 //! `quicswim agent`: run one cluster member and its control API until SIGINT or SIGTERM,
-//! then leave the cluster gracefully.
+//! then leave the cluster gracefully; or until it is told to leave through its API
+//! (`quicswim leave`), then exit the same way.
 //!
 //! Settings come from flags and from an optional TOML file (`--config`); a flag wins over the
 //! file, the file over the defaults. Paths in the file are relative to the file's directory.
@@ -9,6 +10,7 @@
 //! bind = "0.0.0.0:7946"
 //! advertise = "10.0.0.5:7946"
 //! join = ["10.0.0.6:7946", "seed.example.net:7946"]
+//! bootstrap = false          # true: a deliberate first node, ready (/ready) while alone
 //! certs = "certs"            # or ca = ..., cert = ..., key = ...
 //! api = "127.0.0.1:7947"
 //! profile = "lan"            # lan | wan | local
@@ -63,6 +65,12 @@ pub struct AgentArgs {
     #[arg(long = "join", value_name = "ADDR")]
     #[serde(default)]
     join: Vec<String>,
+    /// This is a deliberate first node: `/ready` answers 200 from the start and while it is
+    /// alone. Without it, a node is ready only once it has joined (a seed answered, or with
+    /// no seeds, a member joined it) and while it has a live peer.
+    #[arg(long)]
+    #[serde(default)]
+    bootstrap: bool,
     /// Directory with ca.pem, NAME.pem and NAME-key.pem, as `quicswim certs` writes them.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
@@ -147,6 +155,7 @@ impl AgentArgs {
             } else {
                 self.join
             },
+            bootstrap: self.bootstrap || file.bootstrap,
             certs: self.certs.or(file.certs),
             ca: self.ca.or(file.ca),
             cert: self.cert.or(file.cert),
@@ -275,6 +284,7 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
             bind,
             advertise,
             seeds,
+            bootstrap: args.bootstrap,
             protocol,
             transport: TransportConfig::default(),
             meta,
@@ -460,6 +470,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }));
     let signal = tokio::select! {
         signal = signals.next() => signal,
+        () = node.stopped() => {
+            // Left through the API (`quicswim leave`): the leave is done; stop as on a signal.
+            info!("left the cluster as asked through the API");
+            let _ = stop_api.send(());
+            drain_api(api_task).await;
+            info!(node = %name, "stopped");
+            return Ok(());
+        }
         ended = &mut api_task => {
             node.shutdown().await;
             return match ended {
@@ -494,6 +512,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     info!(node = %name, "stopped");
     Ok(())
+}
+
+/// Waits (at most [`API_DRAIN`]) for the API server, told to stop, to answer its last
+/// requests: the leave request itself among them.
+async fn drain_api(api_task: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(API_DRAIN, api_task).await {
+        Ok(Ok(Err(e))) => warn!(error = %e, "API server failed while stopping"),
+        Ok(_) => {}
+        Err(_) => warn!("API server did not stop within {API_DRAIN:?}; exiting anyway"),
+    }
 }
 
 #[cfg(test)]

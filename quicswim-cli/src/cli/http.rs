@@ -1,5 +1,5 @@
 //! The client for the agent's control API, shared by every subcommand that talks to a running
-//! agent (`members`, `ring`, `kv`, `event`, `events`): reqwest over plain HTTP/1 (the API
+//! agent (`members`, `ring`, `kv`, `event`, `events`, `monitor`, `leave`, `force-leave`): reqwest over plain HTTP/1 (the API
 //! listens on loopback, so no TLS).
 //!
 //! A deadline on each whole exchange, a bound on the answer read, and errors that name the API
@@ -217,6 +217,55 @@ impl ApiClient {
         })
     }
 
+    /// `GET path` for an answer that streams for as long as the agent wants (`/v1/monitor`):
+    /// the deadline covers connecting and the answer's headers only. An error status is an
+    /// error, as for every other call.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, ApiCallError> {
+        let url = self.url(path)?;
+        let fail = |e: reqwest::Error| self.failure(Method::GET, path, e);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.timeout)
+            // A host that vanishes without closing the connection is noticed, not waited on.
+            .tcp_keepalive(Duration::from_secs(15))
+            .build()
+            .expect("a client without TLS, proxies or a custom resolver always builds");
+        let answer = tokio::time::timeout(self.timeout, http.get(url).send())
+            .await
+            .map_err(|_| ApiCallError::Timeout {
+                addr: self.addr.clone(),
+                method: Method::GET,
+                path: path.to_string(),
+                after: self.timeout,
+            })?
+            .map_err(fail)?;
+        let status = answer.status();
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let body = tokio::time::timeout(self.timeout, answer.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(ApiCallError::Status {
+            addr: self.addr.clone(),
+            method: Method::GET,
+            path: path.to_string(),
+            status,
+            message: error_message(&body),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ApiCallError> {
+        Url::parse(&format!("http://{}{path}", self.addr)).map_err(|cause| ApiCallError::Address {
+            addr: self.addr.clone(),
+            path: path.to_string(),
+            cause: cause.to_string(),
+        })
+    }
+
     /// One exchange; the body of a 2xx answer, or an error.
     async fn call<B: Serialize>(
         &self,
@@ -224,13 +273,7 @@ impl ApiClient {
         path: &str,
         body: Body<'_, B>,
     ) -> Result<Bytes, ApiCallError> {
-        let url = Url::parse(&format!("http://{}{path}", self.addr)).map_err(|cause| {
-            ApiCallError::Address {
-                addr: self.addr.clone(),
-                path: path.to_string(),
-                cause: cause.to_string(),
-            }
-        })?;
+        let url = self.url(path)?;
         let fail = |e: reqwest::Error| self.failure(method.clone(), path, e);
         let request = self.http.request(method.clone(), url);
         let request = match body {

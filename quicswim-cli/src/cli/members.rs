@@ -1,11 +1,12 @@
-//! `quicswim members`: the member list of a running agent.
+//! `quicswim members`: the member list of a running agent, optionally filtered by state and
+//! by a name glob (the agent filters: `GET /v1/members?state=..&name=..`).
 
 use std::net::SocketAddr;
 
 use quicswim::api::MemberJson;
 use serde::Serialize;
 
-use super::http::{runtime, ApiClient, DEFAULT_API};
+use super::http::{runtime, user_error, ApiClient, DEFAULT_API};
 
 /// Arguments of `quicswim members`.
 #[derive(clap::Args, Debug)]
@@ -16,6 +17,50 @@ pub struct MembersArgs {
     /// Print a JSON array of {name, addr, state, incarnation} instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only members in this state (repeatable, or comma-separated: --state alive,suspect).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
+    state: Vec<StateFilter>,
+    /// Only members whose name matches this glob: `*` any run of characters, `?` one
+    /// (quote it from the shell: --name 'web-*').
+    #[arg(long, value_name = "GLOB")]
+    name: Option<String>,
+}
+
+/// A member state to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StateFilter {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+impl StateFilter {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::Alive => "alive",
+            StateFilter::Suspect => "suspect",
+            StateFilter::Dead => "dead",
+            StateFilter::Left => "left",
+        }
+    }
+}
+
+/// `/v1/members` with the filters as its query.
+fn path(states: &[StateFilter], name: Option<&str>) -> String {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if !states.is_empty() {
+        let list: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        query.push(("state", list.join(",")));
+    }
+    if let Some(glob) = name {
+        query.push(("name", glob.to_string()));
+    }
+    if query.is_empty() {
+        return "/v1/members".to_string();
+    }
+    let query = serde_urlencoded::to_string(&query).expect("pairs of strings always encode");
+    format!("/v1/members?{query}")
 }
 
 /// One row of `--json` output.
@@ -31,7 +76,10 @@ struct Row<'a> {
 pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let client = ApiClient::new(&args.api);
-    let members: Vec<MemberJson> = runtime.block_on(client.get_json("/v1/members"))?;
+    let path = path(&args.state, args.name.as_deref());
+    let members: Vec<MemberJson> = runtime
+        .block_on(client.get_json(&path))
+        .map_err(user_error)?;
     if args.json {
         let rows: Vec<Row<'_>> = members
             .iter()
@@ -79,6 +127,15 @@ mod tests {
             incarnation: 2,
             meta: meta.into(),
         }
+    }
+
+    #[test]
+    fn filters_become_the_query() {
+        assert_eq!(path(&[], None), "/v1/members");
+        assert_eq!(
+            path(&[StateFilter::Alive, StateFilter::Suspect], Some("web-?*")),
+            "/v1/members?state=alive%2Csuspect&name=web-%3F*"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `GET /health`.
+//! `GET /health` (liveness) and `GET /ready` (readiness).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -60,5 +60,40 @@ pub(super) async fn check(State(api): State<ApiState>) -> (StatusCode, Json<Heal
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(health))
         }
+    }
+}
+
+/// The answer of `/ready`: HTTP 200 with `ready: true`, or 503 with `ready: false` and the
+/// reason (see [`Node::readiness`](crate::Node::readiness)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyJson {
+    /// Whether the node is ready.
+    pub ready: bool,
+    /// This node's name.
+    pub name: String,
+    /// Why it is not ready, e.g. `not joined: no seed has answered yet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub(super) async fn ready(State(api): State<ApiState>) -> (StatusCode, Json<ReadyJson>) {
+    let name = api.node.name().to_string();
+    match api.node.readiness().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(ReadyJson {
+                ready: true,
+                name,
+                reason: None,
+            }),
+        ),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ReadyJson {
+                ready: false,
+                name,
+                reason: Some(why.to_string()),
+            }),
+        ),
     }
 }

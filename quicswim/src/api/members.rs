@@ -1,13 +1,23 @@
-//! `GET /v1/members`.
+//! `GET /v1/members`, optionally filtered:
+//!
+//! ```text
+//!   GET /v1/members?state=alive,suspect   only members in one of these states
+//!   GET /v1/members?name=web-*            only names matching the glob (`*` any run, `?` one)
+//! ```
+//!
+//! Filtering is here, not in the client, so that a script with curl gets the same filters
+//! and a large cluster's table is not sent whole to be cut down.
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
-use crate::protocol::Member;
+use crate::protocol::{Member, State as MemberState};
 
 /// One member as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +46,160 @@ impl From<&Member> for MemberJson {
     }
 }
 
-/// Every member known to this node, itself and tombstones included, sorted by name.
-pub(super) async fn list(State(api): State<ApiState>) -> Result<Json<Vec<MemberJson>>, ApiError> {
+/// The query of `GET /v1/members`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Filter {
+    /// States to keep, comma-separated.
+    state: Option<String>,
+    /// A glob over names.
+    name: Option<String>,
+}
+
+impl Filter {
+    /// The states to keep (all when none are given), or a 400 naming the stranger.
+    fn states(&self) -> Result<Vec<MemberState>, ApiError> {
+        let Some(list) = &self.state else {
+            return Ok(vec![
+                MemberState::Alive,
+                MemberState::Suspect,
+                MemberState::Dead,
+                MemberState::Left,
+            ]);
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                [
+                    MemberState::Alive,
+                    MemberState::Suspect,
+                    MemberState::Dead,
+                    MemberState::Left,
+                ]
+                .into_iter()
+                .find(|state| state.as_str() == s)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown state {s:?}: expected alive, suspect, dead or left"),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Every member known to this node, itself and tombstones included, sorted by name; only
+/// those the query's filters keep.
+pub(super) async fn list(
+    State(api): State<ApiState>,
+    filter: Result<Query<Filter>, QueryRejection>,
+) -> Result<Json<Vec<MemberJson>>, ApiError> {
+    let Query(filter) =
+        filter.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let states = filter.states()?;
     let members = api.node.members().await?;
-    Ok(Json(members.iter().map(MemberJson::from).collect()))
+    Ok(Json(
+        members
+            .iter()
+            .filter(|m| states.contains(&m.state))
+            .filter(|m| {
+                filter
+                    .name
+                    .as_deref()
+                    .is_none_or(|glob| glob_match(glob, m.name.as_str()))
+            })
+            .map(MemberJson::from)
+            .collect(),
+    ))
+}
+
+/// Whether `text` matches `glob`, where `*` stands for any run of characters (none
+/// included) and `?` for exactly one; every other character stands for itself.
+///
+/// Hand-written rather than a crate: member names are short DNS labels, and these two
+/// wildcards are all a filter over them needs (globset brings a regex engine for character
+/// classes and `**` paths that names have no use for). The classic greedy matcher with one
+/// backtrack point: linear in practice, `O(glob * text)` at worst.
+pub fn glob_match(glob: &str, text: &str) -> bool {
+    let glob: Vec<char> = glob.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    let (mut g, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it is matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some('*') => {
+                star = Some((g, t));
+                g += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                g += 1;
+                t += 1;
+            }
+            _ => match star {
+                // Let the last `*` swallow one more character and try again from there.
+                Some((sg, st)) => {
+                    star = Some((sg, st + 1));
+                    g = sg + 1;
+                    t = st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_literals_stars_and_question_marks() {
+        assert!(glob_match("alice", "alice"));
+        assert!(!glob_match("alice", "alice2"));
+        assert!(!glob_match("alice2", "alice"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("web-*", "web-1"));
+        assert!(glob_match("web-*", "web-"));
+        assert!(!glob_match("web-*", "db-1"));
+        assert!(glob_match("*-1", "web-1"));
+        assert!(glob_match("w?b-*", "wab-17"));
+        assert!(!glob_match("w?b", "wb"));
+        assert!(glob_match("*a*b*c*", "xxaxxbxxcxx"));
+        assert!(!glob_match("*a*b*c*", "xxaxxcxxbxx"));
+        assert!(glob_match("a*b*", "aXbYbZ"));
+        assert!(glob_match("*ab", "aab"));
+        assert!(glob_match("???", "abc"));
+        assert!(!glob_match("???", "ab"));
+        assert!(!glob_match("", "a"));
+        assert!(glob_match("", ""));
+    }
+
+    #[test]
+    fn glob_worst_case_stays_fast() {
+        let text = "a".repeat(253);
+        let glob = format!("{}b", "*a".repeat(60));
+        assert!(!glob_match(&glob, &text));
+    }
+
+    #[test]
+    fn state_filter_parses_lists_and_names_strangers() {
+        let f = Filter {
+            state: Some("alive, dead".into()),
+            name: None,
+        };
+        assert_eq!(f.states().unwrap(), [MemberState::Alive, MemberState::Dead]);
+        let bad = Filter {
+            state: Some("alive,zombie".into()),
+            name: None,
+        };
+        let err = bad.states().unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("\"zombie\""), "{}", err.message);
+        assert_eq!(Filter::default().states().unwrap().len(), 4);
+    }
 }

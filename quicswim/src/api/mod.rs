@@ -2,7 +2,14 @@
 //! that talk to a running agent.
 //!
 //! ```text
-//!   GET    /v1/members          every member this node knows, sorted by name (JSON array)
+//!   GET    /v1/members[?state=S[,S..]][&name=GLOB]
+//!                               every member this node knows, sorted by name (JSON array);
+//!                               `state` keeps alive|suspect|dead|left, `name` a glob (* ?)
+//!   POST   /v1/leave            leave the cluster gracefully; answers once the others were told
+//!   POST   /v1/force-leave/{name}
+//!                               drop a dead or left member's tombstone here now (local)
+//!   GET    /v1/monitor          membership, key/value and user events as they happen:
+//!                               newline-delimited JSON, chunked, until the node or API stops
 //!   PUT    /v1/kv/{key}         set this node's key to the raw body
 //!   DELETE /v1/kv/{key}         delete this node's key
 //!   GET    /v1/kv/{owner}/{key} one value, raw bytes
@@ -12,16 +19,19 @@
 //!   GET    /v1/ring             the consistent-hash ring: checksum, members with weight, vnodes, share
 //!   GET    /v1/ring/owner?key=K[&key=K2..][&replicas=N]
 //!                               {"K": owner} or, with replicas, {"K": [owner, next, ..]}
-//!   GET    /health              200 with this node's name, state and alive count; 503 once stopped
+//!   GET    /health              liveness: 200 with this node's name, state and alive count
+//!                               while its driver answers; 503 once stopped
+//!   GET    /ready               readiness: 200 {"ready":true} once joined (or --bootstrap) with
+//!                               full state and a live peer; else 503 {"ready":false,"reason"}
 //!   GET    /metrics             Prometheus text exposition: the node's families, prefixed
 //!                               `quicswim_`, and the standard `process_*` ones (Linux)
 //!   anything else               404 (or 405) with {"error": "..."}
 //! ```
 //!
 //! Errors are `{"error": "..."}` with a status that says whose fault: 400 for a bad request,
-//! 404 for a key that is not there, 413 for a value or event payload over its limit (the
-//! message names the limit), 507 when this node's key quota is full, 503 once the node has
-//! left or stopped.
+//! 404 for a key or member that is not there, 409 for a force-leave of a live member, 413 for
+//! a value or event payload over its limit (the message names the limit), 507 when this
+//! node's key quota is full, 503 once the node has left or stopped.
 //!
 //! The API holds a [`Node`] handle and asks the node's driver task for each answer, so it
 //! never sees a half-applied protocol step; the ring routes read the node's ring snapshot
@@ -32,8 +42,10 @@ mod error;
 mod events;
 mod health;
 mod kv;
+mod leave;
 mod members;
 mod metrics;
+mod monitor;
 #[cfg(target_os = "linux")]
 mod process;
 mod ring;
@@ -41,27 +53,43 @@ mod rtt;
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::node::Node;
 
 pub use error::{ApiError, ErrorBody};
 pub use events::{EventJson, PublishRequest, Published};
-pub use health::Health;
+pub use health::{Health, ReadyJson};
 pub use kv::{KvItemJson, KvWritten};
-pub use members::MemberJson;
+pub use leave::{ForceLeft, Left};
+pub use members::{glob_match, MemberJson};
+pub use monitor::{MonitorEvent, MonitorLine};
 pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 
 /// What every handler is given: the node it answers for.
 #[derive(Clone)]
 struct ApiState {
     node: Node,
+    /// Becomes true when the server is stopping, so that streams end and the graceful
+    /// shutdown, which waits for every answer in progress, can finish.
+    stopping: Arc<watch::Sender<bool>>,
+}
+
+impl ApiState {
+    fn new(node: Node) -> Self {
+        Self {
+            node,
+            stopping: Arc::new(watch::channel(false).0),
+        }
+    }
 }
 
 /// Bytes as the API shows them in JSON: as text when they are valid UTF-8 (else `None`), and
@@ -73,13 +101,23 @@ fn text_and_base64(bytes: Vec<u8>) -> (Option<String>, String) {
 
 /// Every route of the API, answering for `node`. Routes for key/value data, events and the
 /// ring go here too, so that the whole surface is listed in one place.
+///
+/// `/v1/monitor` streams end when the node stops or the client goes away; [`serve`] also
+/// ends them when it is told to stop.
 pub fn router(node: Node) -> Router {
+    routes(ApiState::new(node))
+}
+
+fn routes(state: ApiState) -> Router {
     // For extractors (the JSON of events): room for the largest payload, escaped or in
     // base64. `PUT /v1/kv/{key}` reads its body itself, to answer an oversized value with
     // the value limit.
-    let body_limit = node.config().kv.value_len_max + kv::BODY_HEADROOM;
+    let body_limit = state.node.config().kv.value_len_max + kv::BODY_HEADROOM;
     Router::new()
         .route("/v1/members", get(members::list))
+        .route("/v1/leave", post(leave::leave))
+        .route("/v1/force-leave/{name}", post(leave::force_leave))
+        .route("/v1/monitor", get(monitor::stream))
         .route("/v1/ring", get(ring::summary))
         .route("/v1/ring/owner", get(ring::owner))
         .route("/v1/kv", get(kv::list))
@@ -90,11 +128,12 @@ pub fn router(node: Node) -> Router {
         .route("/v1/kv/{owner}/{key}", get(kv::get))
         .route("/v1/events", get(events::list).post(events::publish))
         .route("/health", get(health::check))
+        .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::scrape))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(ApiState { node })
+        .with_state(state)
 }
 
 /// Serves the API for `node` on `listener` until `shutdown` completes, then lets requests in
@@ -105,7 +144,13 @@ pub async fn serve<F>(node: Node, listener: TcpListener, shutdown: F) -> io::Res
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(node))
+    let state = ApiState::new(node);
+    let stopping = Arc::clone(&state.stopping);
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
+    axum::serve(listener, routes(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

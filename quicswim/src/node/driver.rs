@@ -18,6 +18,7 @@ use crate::protocol::{
 use crate::ring::weight_from_meta;
 use crate::transport::{Incoming, Peer, Transport};
 
+use super::ready::ReadyFacts;
 use super::ring::RingFeed;
 use super::{Command, KvItem, LeaveOutcome, NodeMetrics};
 
@@ -261,6 +262,18 @@ impl Driver {
                         .push(&me.name, me.state, weight_from_meta(&me.meta));
                 }
                 let _ = tx.send(result);
+            }
+            Command::Ready(tx) => {
+                let _ = tx.send(ReadyFacts {
+                    left: self.core.local_member().state == State::Left,
+                    joined: self.core.is_joined(),
+                    synced: self.core.is_synced(),
+                    live_peers: self.core.count(State::Alive) + self.core.count(State::Suspect),
+                });
+            }
+            Command::ForceLeave(name, tx) => {
+                // A dead or left member is off the ring already: nothing to move.
+                let _ = tx.send(self.core.force_leave(&name));
             }
             Command::Leave(..) => unreachable!("handled by the loop"),
         }

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, Instrument};
 
@@ -40,9 +40,12 @@ use crate::tls::Identity;
 use crate::transport::{self, Transport, TransportConfig, TransportStats};
 
 mod driver;
+mod ready;
 mod ring;
 
 use driver::{Driver, REQUESTS_IN_FLIGHT_MAX};
+use ready::{readiness, ReadyFacts};
+pub use ready::{NotReady, Readiness};
 pub use ring::RingChanged;
 use ring::{RingFeed, RingView};
 
@@ -58,6 +61,10 @@ pub struct NodeConfig {
     pub advertise: Option<SocketAddr>,
     /// Seeds to join through, by address. Empty: start a new cluster.
     pub seeds: Vec<SocketAddr>,
+    /// A deliberate first node: [`Node::readiness`] is ready from the start and while alone.
+    /// Without it, a node is ready only once it has exchanged full state with a member (a
+    /// seed answered, or with no seeds, a member joined it) and while it has a live peer.
+    pub bootstrap: bool,
     /// Protocol settings, validated where they came in ([`Config::validate`]).
     pub protocol: ValidConfig,
     /// Transport settings (its `bind` is replaced by [`NodeConfig::bind`]).
@@ -74,6 +81,7 @@ impl NodeConfig {
             bind,
             advertise: None,
             seeds,
+            bootstrap: false,
             protocol: ValidConfig::default(),
             transport: TransportConfig::default(),
             meta: Vec::new(),
@@ -148,6 +156,8 @@ enum Command {
     Metrics(oneshot::Sender<NodeMetrics>),
     SetMeta(Vec<u8>, oneshot::Sender<Result<(), CommandError>>),
     Leave(Duration, oneshot::Sender<LeaveOutcome>),
+    Ready(oneshot::Sender<ReadyFacts>),
+    ForceLeave(NodeName, oneshot::Sender<Result<(), CommandError>>),
 }
 
 /// How long [`Node::leave`] waits for a member to confirm the leave.
@@ -188,6 +198,10 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     ring: RingView,
     driver: Arc<DriverHandle>,
+    bootstrap: bool,
+    /// Never sent on: its sender lives as long as the driver task, and is dropped when the
+    /// task ends for any reason (see [`Node::stopped`]).
+    running: watch::Receiver<()>,
 }
 
 struct DriverHandle {
@@ -253,7 +267,14 @@ impl Node {
         );
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
         let span = tracing::info_span!("node", name = %name);
-        let task = tokio::spawn(driver.run(incoming, command_rx, reply_rx).instrument(span));
+        let (running_tx, running) = watch::channel(());
+        let task = tokio::spawn(
+            async move {
+                let _running = running_tx;
+                driver.run(incoming, command_rx, reply_rx).await;
+            }
+            .instrument(span),
+        );
         Ok(Node {
             name,
             addr,
@@ -265,6 +286,8 @@ impl Node {
                 task: std::sync::Mutex::new(Some(task)),
                 transport,
             }),
+            bootstrap: config.bootstrap,
+            running,
         })
     }
 
@@ -301,6 +324,34 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Metrics(tx)).await?;
         rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Whether this node is ready to serve: joined (or a bootstrap node), its first full-state
+    /// exchange done, and a live peer held (see [`NodeConfig::bootstrap`] and [`NotReady`]).
+    /// Never an error: a stopped node is [`NotReady::Stopped`].
+    pub async fn readiness(&self) -> Readiness {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Ready(tx)).await.is_err() {
+            return Err(NotReady::Stopped);
+        }
+        let facts = rx.await.map_err(|_| NotReady::Stopped)?;
+        readiness(facts, self.bootstrap)
+    }
+
+    /// Drops a dead or left member's tombstone here now, instead of after `dead_retention`
+    /// (see [`Swim::force_leave`]: local, refused for alive and suspect members).
+    pub async fn force_leave(&self, name: &NodeName) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ForceLeave(name.clone(), tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+    }
+
+    /// Completes once the node has stopped: it left (through any handle), was shut down, or
+    /// its driver ended. Lets an agent notice a leave asked for through its API.
+    pub async fn stopped(&self) {
+        let mut running = self.running.clone();
+        // Nothing is ever sent: `changed` returns only with an error, once the sender is gone.
+        while running.changed().await.is_ok() {}
     }
 
     /// Changes this node's metadata (gossiped with a new incarnation).

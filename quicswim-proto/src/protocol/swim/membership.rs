@@ -23,6 +23,35 @@ pub(super) enum Source<'a> {
 }
 
 impl Swim {
+    /// Drops a dead or left member's tombstone now, as [`reap`](Self::reap) would after
+    /// `dead_retention`: the member, its key/value data and its event history go from this
+    /// node's table. Refused for an alive or suspect member, for this node, and for a name not
+    /// held; nothing changes then.
+    ///
+    /// Local, not gossiped: a Left is a member's own statement, and no member may make it for
+    /// another (serf's force-leave gossips one; here each node drops its own tombstone, and an
+    /// operator runs it on each node or lets `dead_retention` do it). A peer that still holds
+    /// the member Alive can bring it back through a full-state exchange; the failure detector
+    /// then finds it dead again.
+    pub fn force_leave(&mut self, name: &NodeName) -> Result<(), CommandError> {
+        if *name == self.me.name {
+            return Err(CommandError::ForceLeaveSelf);
+        }
+        let Some(e) = self.members.get(name) else {
+            return Err(CommandError::UnknownMember(name.clone()));
+        };
+        let state = e.member.state;
+        if state.is_active() {
+            return Err(CommandError::MemberActive {
+                name: name.clone(),
+                state,
+            });
+        }
+        debug!(member = %name, %state, "tombstone dropped (force-leave)");
+        self.forget(name);
+        Ok(())
+    }
+
     /// Changes this node's metadata; gossiped with a new incarnation.
     pub fn set_meta(&mut self, now: Instant, meta: Vec<u8>) -> Result<(), CommandError> {
         if self.me.state == State::Left {
@@ -339,6 +368,13 @@ impl Swim {
         }
     }
 
+    /// Removes a tombstone and everything held for its member.
+    fn forget(&mut self, name: &NodeName) {
+        self.remove_member(name);
+        self.kv.remove_owner(name);
+        self.dedup.forget(name);
+    }
+
     pub(super) fn reap(&mut self, now: Instant) {
         let retention = self.config.dead_retention;
         let expired: Vec<NodeName> = self
@@ -351,9 +387,7 @@ impl Swim {
             .map(|e| e.member.name.clone())
             .collect();
         for name in expired {
-            self.remove_member(&name);
-            self.kv.remove_owner(&name);
-            self.dedup.forget(&name);
+            self.forget(&name);
         }
         self.kv
             .collect_tombstones(now, self.config.kv_tombstone_grace);

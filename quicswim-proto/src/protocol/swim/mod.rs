@@ -172,6 +172,9 @@ pub struct Swim {
     rng: SmallRng,
     seeds: Vec<SocketAddr>,
     joined: bool,
+    /// A full-state exchange with another member has completed: a reply to one of our
+    /// push-pulls (a join included) merged, or a peer's push-pull request answered.
+    synced: bool,
     stats: Stats,
     kv: KvStore,
     /// The version this node's next write takes.
@@ -263,6 +266,7 @@ impl Swim {
             rng,
             seeds: Vec::new(),
             joined: false,
+            synced: false,
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
@@ -337,6 +341,14 @@ impl Swim {
     /// Whether a seed answered (or no seed was needed).
     pub fn is_joined(&self) -> bool {
         self.joined
+    }
+
+    /// Whether a full-state exchange with another member has completed: this node holds a
+    /// peer's whole member table and key/value digest, not only what gossip brought. True
+    /// after a join through a seed; for a node that joined no one, once someone joined it (or
+    /// its first periodic exchange). Never false again.
+    pub fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// Updates waiting to be piggybacked.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::super::codec::DecodeError;
 use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
 use super::super::kv::KvError;
-use super::super::member::{Member, NodeName, META_LEN_MAX};
+use super::super::member::{Member, NodeName, State, META_LEN_MAX};
 use super::Swim;
 
 /// Where a transmit goes: an address, and the name expected there when it is known.
@@ -126,6 +126,22 @@ pub enum CommandError {
     /// A user event name that is empty or too long.
     #[error("event name must be 1..={EVENT_NAME_LEN_MAX} bytes (got {0})")]
     BadEventName(usize),
+    /// A force-leave named a member this node does not hold (never heard of, or its
+    /// tombstone is already gone).
+    #[error("no member {0} is known here")]
+    UnknownMember(NodeName),
+    /// A force-leave named a member that is alive or suspect: it may still be running, and
+    /// only it can say it left.
+    #[error("member {name} is {state}; only a dead or left member can be forced out")]
+    MemberActive {
+        /// The member.
+        name: NodeName,
+        /// Its state here.
+        state: State,
+    },
+    /// A force-leave named this node itself.
+    #[error("a node cannot force itself out; leave instead")]
+    ForceLeaveSelf,
 }
 
 /// Counters for metrics.

@@ -92,6 +92,7 @@ impl Swim {
             for e in events {
                 self.on_user_event(e);
             }
+            self.synced = true;
         }
         self.stats.push_pulls_answered += 1;
         let reply = StreamMessage::PushPullReply {
@@ -125,6 +126,7 @@ impl Swim {
             for e in events {
                 self.on_user_event(e);
             }
+            self.synced = true;
             if !self.joined {
                 debug!(seed = %from, "joined");
                 self.joined = true;
