@@ -26,4 +26,4 @@ pub mod transport;
 
 pub use quicswim_proto::{protocol, ring};
 
-pub use node::{KvItem, Node, NodeConfig, RingChanged};
+pub use node::{KvItem, Node, NodeConfig, RingChanged, Seed, SeedParseError};

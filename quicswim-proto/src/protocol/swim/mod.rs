@@ -59,6 +59,7 @@ use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
 mod gossip;
+mod join;
 mod membership;
 mod output;
 mod probe;
@@ -70,6 +71,7 @@ pub use output::{CommandError, Destination, Event, PeerError, Stats, Transmit, T
 pub use probe::probe_pass;
 pub use sync::{kv_rounds, push_pull_scale};
 
+use join::JoinProgress;
 use membership::Source;
 use probe::{Probe, Relay};
 
@@ -165,6 +167,8 @@ pub struct Swim {
     rng: SmallRng,
     seeds: Vec<SocketAddr>,
     joined: bool,
+    /// How this node gets its seeds' addresses, and which attempt it is on.
+    join: JoinProgress,
     stats: Stats,
     kv: KvStore,
     /// The version this node's next write takes.
@@ -254,6 +258,7 @@ impl Swim {
             rng,
             seeds: Vec::new(),
             joined: false,
+            join: JoinProgress::default(),
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
@@ -580,7 +585,7 @@ impl Swim {
                     .insert(now + self.config.reconnect_interval, Timer::ReconnectDead);
                 self.push_pull_dead();
             }
-            Timer::RetryJoin => self.retry_join(now),
+            Timer::RetryJoin { attempt } => self.retry_join(now, attempt),
             Timer::KvSync => self.kv_round(now),
             Timer::ReapTombstones => {
                 self.timers
