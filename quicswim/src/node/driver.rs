@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{
@@ -52,8 +52,6 @@ pub(super) struct Driver {
     kept_for_size: usize,
     /// Seeds resolved for each join attempt, and the reports on them.
     joiner: Joiner,
-    /// Whether the core has joined, for [`Node::is_joined`](super::Node::is_joined).
-    joined: watch::Sender<bool>,
 }
 
 impl Driver {
@@ -65,7 +63,6 @@ impl Driver {
         replies: mpsc::Sender<(NodeName, Vec<u8>)>,
         ring: RingFeed,
         joiner: Joiner,
-        joined: watch::Sender<bool>,
         now: Instant,
     ) -> Self {
         Driver {
@@ -80,7 +77,6 @@ impl Driver {
             datagram_size_due: now,
             kept_for_size: 0,
             joiner,
-            joined,
         }
     }
 
@@ -239,9 +235,7 @@ impl Driver {
         while let Some(attempt) = self.core.poll_join_attempt() {
             self.joiner.attempt_begins(&mut self.core, attempt);
         }
-        let joined = self.core.is_joined();
-        self.joined
-            .send_if_modified(|j| std::mem::replace(j, joined) != joined);
+        self.joiner.publish(&self.core);
         let now = Instant::now();
         if now >= self.datagram_size_due {
             self.core

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn, Instrument};
 
 use crate::protocol::{NodeName, Swim};
@@ -61,6 +61,8 @@ pub(super) struct Joiner {
     /// A lookup is running (its answer serves whichever attempt is current when it comes).
     resolving: bool,
     round: Round,
+    /// Whether the core has joined, for [`Node::is_joined`](super::Node::is_joined).
+    joined: watch::Sender<bool>,
 }
 
 impl Joiner {
@@ -70,6 +72,7 @@ impl Joiner {
         news: mpsc::Sender<JoinNews>,
         advertised: SocketAddr,
         bound: SocketAddr,
+        joined: watch::Sender<bool>,
     ) -> Self {
         Joiner {
             seeds: seeds.into(),
@@ -79,7 +82,15 @@ impl Joiner {
             own: vec![advertised, bound],
             resolving: false,
             round: Round::default(),
+            joined,
         }
+    }
+
+    /// Tells the handles whether the core has joined, when that changed.
+    pub(super) fn publish(&self, core: &Swim) {
+        let joined = core.is_joined();
+        self.joined
+            .send_if_modified(|j| std::mem::replace(j, joined) != joined);
     }
 
     /// Where join request tasks report a failure.
@@ -166,7 +177,7 @@ impl Joiner {
         {
             if self.is_own(*a) {
                 addrs.push(me);
-            } else if !(self.bound.is_ipv4() && a.is_ipv6()) && !addrs.contains(a) {
+            } else if !(addrs.contains(a) || self.bound.is_ipv4() && a.is_ipv6()) {
                 addrs.push(*a);
             }
         }
@@ -198,7 +209,10 @@ impl Joiner {
         let retry_in = core
             .next_join_attempt()
             .map(|at| at.saturating_duration_since(Instant::now()))
-            .map(|d| Duration::from_millis(d.as_millis() as u64));
+            .map_or_else(
+                || "-".to_string(),
+                |d| format!("{:?}", Duration::from_millis(d.as_millis() as u64)),
+            );
         let reason = if self.round.lookups.is_none() {
             "the seed names did not resolve in time"
         } else {
@@ -208,7 +222,7 @@ impl Joiner {
             attempt = self.round.attempt,
             reason,
             tried = %self.round.describe(),
-            ?retry_in,
+            %retry_in,
             "could not join the cluster"
         );
     }

@@ -235,14 +235,15 @@ impl Node {
         tracker.apply(&name, State::Alive, weight_from_meta(&config.meta));
         let (ring_feed, ring) = RingFeed::start(tracker);
         let (join_news, join_news_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
+        let (joined_tx, joined) = watch::channel(core.is_joined());
         let joiner = Joiner::new(
             config.seeds.clone(),
             SeedResolver::new(config.nameserver),
             join_news,
             addr,
             transport.local_addr(),
+            joined_tx,
         );
-        let (joined_tx, joined) = watch::channel(core.is_joined());
         let driver = Driver::new(
             core,
             transport.clone(),
@@ -250,7 +251,6 @@ impl Node {
             replies,
             ring_feed,
             joiner,
-            joined_tx,
             now,
         );
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
