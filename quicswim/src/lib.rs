@@ -27,7 +27,8 @@ pub mod transport;
 pub use quicswim_proto::{protocol, ring};
 
 pub use node::{
-    KvItem, LeaveOutcome, Node, NodeConfig, NotReady, Readiness, RingChanged, LEAVE_TIMEOUT_DEFAULT,
+    KvItem, LeaveOutcome, Node, NodeConfig, NotReady, Readiness, RingChanged, Seed, SeedParseError,
+    LEAVE_TIMEOUT_DEFAULT,
 };
 
 /// A node name for unit tests, which use only valid DNS labels.

@@ -9,7 +9,8 @@
 //! name = "alice"
 //! bind = "0.0.0.0:7946"
 //! advertise = "10.0.0.5:7946"
-//! join = ["10.0.0.6:7946", "seed.example.net:7946"]
+//! join = ["10.0.0.6:7946", "seed.example.net:7946", "dnssrv+_quicswim._udp.example.net"]
+//! join_timeout = "5m"        # give up (exit 1) if no seed answers by then; default: never
 //! bootstrap = false          # true: a deliberate first node, ready (/ready) while alone
 //! certs = "certs"            # or ca = ..., cert = ..., key = ...
 //! api = "127.0.0.1:7947"
@@ -24,7 +25,7 @@
 //! ```
 
 use std::io::{self, IsTerminal};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use quicswim::protocol::member::META_LEN_MAX;
 use quicswim::protocol::{ConfigPatch, NodeName, Profile};
 use quicswim::tls::Identity;
 use quicswim::transport::TransportConfig;
-use quicswim::{api, LeaveOutcome, Node, NodeConfig, LEAVE_TIMEOUT_DEFAULT};
+use quicswim::{api, LeaveOutcome, Node, NodeConfig, Seed, LEAVE_TIMEOUT_DEFAULT};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -61,8 +62,11 @@ pub struct AgentArgs {
     /// binding 0.0.0.0].
     #[arg(long, value_name = "ADDR")]
     advertise: Option<SocketAddr>,
-    /// A member to join through, HOST:PORT (repeatable). None: start a new cluster.
-    #[arg(long = "join", value_name = "ADDR")]
+    /// A member to join through (repeatable): IP:PORT; HOST:PORT or dns+HOST:PORT (every A
+    /// and AAAA record); dnssrv+NAME (every SRV record's target and port). Names are
+    /// resolved again at every join attempt, and one that does not resolve yet is retried.
+    /// None: start a new cluster.
+    #[arg(long = "join", value_name = "SEED")]
     #[serde(default)]
     join: Vec<String>,
     /// This is a deliberate first node: `/ready` answers 200 from the start and while it is
@@ -71,6 +75,15 @@ pub struct AgentArgs {
     #[arg(long)]
     #[serde(default)]
     bootstrap: bool,
+    /// Give up and exit with status 1 if no seed has answered within this time (e.g. 5m)
+    /// [default: keep trying].
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    join_timeout: Option<Duration>,
+    /// DNS server (IP:PORT) to resolve seed names with, instead of the system's
+    /// /etc/resolv.conf; for tests and unusual setups.
+    #[arg(long, value_name = "ADDR")]
+    dns_server: Option<SocketAddr>,
     /// Directory with ca.pem, NAME.pem and NAME-key.pem, as `quicswim certs` writes them.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
@@ -156,6 +169,8 @@ impl AgentArgs {
                 self.join
             },
             bootstrap: self.bootstrap || file.bootstrap,
+            join_timeout: self.join_timeout.or(file.join_timeout),
+            dns_server: self.dns_server.or(file.dns_server),
             certs: self.certs.or(file.certs),
             ca: self.ca.or(file.ca),
             cert: self.cert.or(file.cert),
@@ -206,6 +221,7 @@ struct Settings {
     profile: Profile,
     leave_timeout: Duration,
     data_dir: Option<PathBuf>,
+    join_timeout: Option<Duration>,
 }
 
 /// Merges flags over the file over defaults, and checks everything that can be checked
@@ -251,11 +267,15 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
     } else {
         in_file("join")
     };
+    // Only the syntax is checked here: names are resolved at every join attempt.
     let seeds = args
         .join
         .iter()
-        .map(|s| resolve_seed(s, bind, &origin))
+        .map(|s| s.parse::<Seed>().map_err(|e| anyhow!("{origin} {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.join_timeout.is_some_and(|t| t.is_zero()) {
+        bail!("--join-timeout must be above zero");
+    }
 
     let profile = args.profile.unwrap_or_default();
     let protocol = profile
@@ -285,6 +305,7 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
             advertise,
             seeds,
             bootstrap: args.bootstrap,
+            nameserver: args.dns_server,
             protocol,
             transport: TransportConfig::default(),
             meta,
@@ -298,22 +319,8 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         profile,
         leave_timeout: args.leave_timeout.unwrap_or(LEAVE_TIMEOUT_DEFAULT),
         data_dir: args.data_dir,
+        join_timeout: args.join_timeout,
     })
-}
-
-/// Resolves one `HOST:PORT` seed, preferring an address of the bound socket's family (a
-/// socket bound to an IPv4 address cannot reach `::1`); `origin` says where it was given.
-fn resolve_seed(text: &str, bind: SocketAddr, origin: &str) -> anyhow::Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| anyhow!("{origin} {text}: cannot resolve (expected HOST:PORT): {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4() == bind.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| anyhow!("{origin} {text}: resolves to no address"))
 }
 
 /// Loads the certificates, each from its own flag or else from the certs directory, and
@@ -432,6 +439,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         profile,
         leave_timeout,
         data_dir,
+        join_timeout,
         ..
     } = settings;
     let name = config.identity.name.clone();
@@ -441,7 +449,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         // The members last known join the seeds: any of them still up lets this node back in.
         let known = snapshot.load(&name);
         info!(members = known.len(), "member snapshot read");
-        for addr in known {
+        for addr in known.into_iter().map(Seed::from) {
             if !config.seeds.contains(&addr) {
                 config.seeds.push(addr);
             }
@@ -468,6 +476,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut api_task = tokio::spawn(api::serve(node.clone(), listener, async move {
         let _ = stopped.await;
     }));
+    let gave_up = async {
+        match join_timeout {
+            Some(limit) => {
+                if tokio::time::timeout(limit, node.wait_joined())
+                    .await
+                    .is_err()
+                {
+                    return limit;
+                }
+                std::future::pending().await
+            }
+            None => std::future::pending().await,
+        }
+    };
     let signal = tokio::select! {
         signal = signals.next() => signal,
         () = node.stopped() => {
@@ -477,6 +499,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             drain_api(api_task).await;
             info!(node = %name, "stopped");
             return Ok(());
+        }
+        limit = gave_up => {
+            node.shutdown().await;
+            let _ = stop_api.send(());
+            return Err(anyhow!(
+                "could not join the cluster within {} (--join-timeout): no seed answered; \
+                 the warnings above say what was tried",
+                humantime::format_duration(limit)
+            ));
         }
         ended = &mut api_task => {
             node.shutdown().await;
@@ -530,14 +561,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seeds_resolve_to_the_bound_family() {
-        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let seed = resolve_seed("127.0.0.1:7946", v4, "--join").unwrap();
-        assert_eq!(seed, "127.0.0.1:7946".parse().unwrap());
-        let err = resolve_seed("no-port", v4, "--join")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("--join no-port: "), "{err}");
+    fn join_timeout_is_read_from_the_file_like_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "join_timeout = \"90s\"\ndns_server = \"127.0.0.1:53\"\n",
+        )
+        .unwrap();
+        let file = AgentArgs::load(&path).unwrap();
+        assert_eq!(file.join_timeout, Some(Duration::from_secs(90)));
+        std::fs::write(&path, "join_timeout = \"soon\"\n").unwrap();
+        let err = AgentArgs::load(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:1:"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub join_retry_interval: Duration,
+    /// The longest wait between join attempts: the wait doubles from `join_retry_interval`
+    /// up to this (default 30 s). At least `join_retry_interval`, at most 1 h.
+    #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
+    pub join_retry_max: Duration,
     /// Datagram size the core fills up to; the runtime lowers or raises it to the
     /// connection's `max_datagram_size()` (default 1162, QUIC's size before MTU discovery).
     pub max_datagram_size: usize,
@@ -181,6 +186,7 @@ impl Config {
             dead_retention: Duration::from_secs(3600),
             reconnect_interval: Duration::from_secs(10),
             join_retry_interval: Duration::from_secs(2),
+            join_retry_max: Duration::from_secs(30),
             max_datagram_size: 1162,
             members_max: 16384,
             broadcast_queue_max: 8192,
@@ -205,6 +211,7 @@ impl Config {
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(30),
             join_retry_interval: Duration::from_secs(5),
+            join_retry_max: Duration::from_secs(30),
             ..Self::lan()
         }
     }
@@ -223,6 +230,7 @@ impl Config {
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
             join_retry_interval: Duration::from_secs(1),
+            join_retry_max: Duration::from_secs(30),
             ..Self::lan()
         }
     }
@@ -271,6 +279,12 @@ impl Config {
                 "must be above zero",
             ));
         }
+        in_range(
+            "join_retry_max",
+            self.join_retry_max,
+            self.join_retry_interval,
+            Duration::from_secs(3600),
+        )?;
         count_in_range(
             "max_datagram_size",
             self.max_datagram_size as u64,

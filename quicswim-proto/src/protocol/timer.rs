@@ -40,8 +40,11 @@ pub enum Timer {
         /// 0, 1, 2, ...: the exchange's place in the series.
         round: u32,
     },
-    /// Try the seeds again: no join reply yet.
-    RetryJoin,
+    /// Start the next join attempt: no seed has answered the last one.
+    RetryJoin {
+        /// The attempt this timer ends; stale once another join began.
+        attempt: u32,
+    },
     /// Forget tombstones older than the retention.
     ReapTombstones,
     /// A key/value round: exchange key/value digests with a few members.
@@ -114,7 +117,7 @@ mod tests {
     fn timers_fire_in_deadline_then_insertion_order() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        t.insert(t0 + Duration::from_secs(2), Timer::RetryJoin);
+        t.insert(t0 + Duration::from_secs(2), Timer::RetryJoin { attempt: 1 });
         t.insert(t0 + Duration::from_secs(1), Timer::PushPull);
         t.insert(t0 + Duration::from_secs(1), Timer::ReconnectDead);
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
@@ -125,7 +128,7 @@ mod tests {
         assert_eq!(t.pop_due(now), None);
         assert_eq!(
             t.pop_due(t0 + Duration::from_secs(5)),
-            Some(Timer::RetryJoin)
+            Some(Timer::RetryJoin { attempt: 1 })
         );
         assert!(t.is_empty());
     }

@@ -16,8 +16,9 @@ use crate::protocol::{
     TransmitKind, UserEvent,
 };
 use crate::ring::weight_from_meta;
-use crate::transport::{Incoming, Peer, Transport};
+use crate::transport::{self, Incoming, Peer, Transport};
 
+use super::join::{JoinNews, Joiner};
 use super::ready::ReadyFacts;
 use super::ring::RingFeed;
 use super::{Command, KvItem, LeaveOutcome, NodeMetrics};
@@ -49,6 +50,8 @@ pub(super) struct Driver {
     datagram_size_due: Instant,
     /// The cluster size the transport's unused-connection time was last set for.
     kept_for_size: usize,
+    /// Seeds resolved for each join attempt, and the reports on them.
+    joiner: Joiner,
 }
 
 impl Driver {
@@ -59,6 +62,7 @@ impl Driver {
         events: broadcast::Sender<Event>,
         replies: mpsc::Sender<(NodeName, Vec<u8>)>,
         ring: RingFeed,
+        joiner: Joiner,
         now: Instant,
     ) -> Self {
         Driver {
@@ -72,6 +76,7 @@ impl Driver {
             requests: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             datagram_size_due: now,
             kept_for_size: 0,
+            joiner,
         }
     }
 
@@ -81,6 +86,7 @@ impl Driver {
         mut incoming: mpsc::Receiver<Incoming>,
         mut commands: mpsc::Receiver<Command>,
         mut reply_rx: mpsc::Receiver<(NodeName, Vec<u8>)>,
+        mut join_news: mpsc::Receiver<JoinNews>,
     ) {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
@@ -98,10 +104,15 @@ impl Driver {
                 _ = &mut sleep => self.core.handle_timeout(Instant::now()),
                 Some(input) = incoming.recv() => self.on_incoming(input),
                 Some((from, bytes)) = reply_rx.recv() => {
+                    let was_joined = self.core.is_joined();
                     if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
                         self.log_peer_error(&e);
                     }
+                    if !was_joined && self.core.is_joined() {
+                        self.joiner.joined_through(&self.core, &from);
+                    }
                 }
+                Some(news) = join_news.recv() => self.joiner.on_news(&mut self.core, news),
                 command = commands.recv() => match command {
                     Some(Command::Leave(wait, done)) => {
                         let outcome = self
@@ -281,6 +292,10 @@ impl Driver {
 
     /// Hands every pending transmit to the transport and publishes every pending event.
     fn flush(&mut self) {
+        while let Some(attempt) = self.core.poll_join_attempt() {
+            self.joiner.attempt_begins(&mut self.core, attempt);
+        }
+        self.joiner.publish(&self.core);
         let now = Instant::now();
         if now >= self.datagram_size_due {
             self.core
@@ -347,13 +362,29 @@ impl Driver {
                 };
                 let transport = self.transport.clone();
                 let replies = self.replies.clone();
+                // Only a join request goes to a bare address; the joiner reports its failure.
+                let join = peer
+                    .name
+                    .is_none()
+                    .then(|| (self.joiner.news(), self.core.join_attempt()));
                 tokio::spawn(
                     async move {
                         match transport.request(peer.clone(), payload).await {
                             Ok((from, reply)) => {
                                 let _ = replies.send((from, reply)).await;
                             }
-                            Err(e) => debug!(%peer, error = %e, "request failed"),
+                            Err(e) => {
+                                debug!(%peer, error = %e, "request failed");
+                                if let Some((news, attempt)) = join {
+                                    let failed = JoinNews::Failed {
+                                        attempt,
+                                        addr: peer.addr,
+                                        self_dial: matches!(e, transport::Error::SelfDial { .. }),
+                                        error: e.to_string(),
+                                    };
+                                    let _ = news.send(failed).await;
+                                }
+                            }
                         }
                         drop(permit);
                         drop(done);

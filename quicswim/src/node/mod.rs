@@ -40,14 +40,19 @@ use crate::tls::Identity;
 use crate::transport::{self, Transport, TransportConfig, TransportStats};
 
 mod driver;
+mod join;
 mod ready;
 mod ring;
+mod seed;
 
 use driver::{Driver, REQUESTS_IN_FLIGHT_MAX};
+use join::Joiner;
 use ready::{readiness, ReadyFacts};
 pub use ready::{NotReady, Readiness};
 pub use ring::RingChanged;
 use ring::{RingFeed, RingView};
+use seed::SeedResolver;
+pub use seed::{Seed, SeedParseError};
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -59,8 +64,14 @@ pub struct NodeConfig {
     /// Address other members reach this node at; default: the bound address. Needed when
     /// binding to `0.0.0.0`.
     pub advertise: Option<SocketAddr>,
-    /// Seeds to join through, by address. Empty: start a new cluster.
-    pub seeds: Vec<SocketAddr>,
+    /// Seeds to join through, by address or DNS name (names are resolved again before each
+    /// join attempt; see [`Seed`]). Empty: start a new cluster. Joining is retried until a
+    /// seed answers ([`Node::wait_joined`]); this node's own address among them is skipped,
+    /// and a node whose only seed is itself starts the cluster.
+    pub seeds: Vec<Seed>,
+    /// The DNS server to resolve seed names with; `None` (the default): the system's, from
+    /// `/etc/resolv.conf`, with `/etc/hosts` first. For tests and unusual setups.
+    pub nameserver: Option<SocketAddr>,
     /// A deliberate first node: [`Node::readiness`] is ready from the start and while alone.
     /// Without it, a node is ready only once it has exchanged full state with a member (a
     /// seed answered, or with no seeds, a member joined it) and while it has a live peer.
@@ -74,14 +85,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A config with the lan preset and default transport, binding `bind`, joining `seeds`.
+    /// A config with the lan preset and default transport, binding `bind`, joining `seeds`
+    /// (set [`seeds`](Self::seeds) for seeds by name).
     pub fn new(identity: Identity, bind: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
         Self {
             identity,
             bind,
             advertise: None,
-            seeds,
+            seeds: seeds.into_iter().map(Seed::from).collect(),
             bootstrap: false,
+            nameserver: None,
             protocol: ValidConfig::default(),
             transport: TransportConfig::default(),
             meta: Vec::new(),
@@ -197,6 +210,7 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     ring: RingView,
+    joined: watch::Receiver<bool>,
     driver: Arc<DriverHandle>,
     bootstrap: bool,
     /// Never sent on: its sender lives as long as the driver task, and is dropped when the
@@ -249,7 +263,11 @@ impl Node {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
         core.set_version_floor(floor);
-        core.join(now, &config.seeds);
+        if config.seeds.is_empty() {
+            core.join(now, &[]);
+        } else {
+            core.join_resolving(now);
+        }
         let (commands, command_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (replies, reply_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
@@ -257,12 +275,23 @@ impl Node {
         let mut tracker = RingTracker::default();
         tracker.apply(&name, State::Alive, weight_from_meta(&config.meta));
         let (ring_feed, ring) = RingFeed::start(tracker);
+        let (join_news, join_news_rx) = mpsc::channel(REQUESTS_IN_FLIGHT_MAX);
+        let (joined_tx, joined) = watch::channel(core.is_joined());
+        let joiner = Joiner::new(
+            config.seeds.clone(),
+            SeedResolver::new(config.nameserver),
+            join_news,
+            addr,
+            transport.local_addr(),
+            joined_tx,
+        );
         let driver = Driver::new(
             core,
             transport.clone(),
             events.clone(),
             replies,
             ring_feed,
+            joiner,
             now,
         );
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
@@ -271,7 +300,9 @@ impl Node {
         let task = tokio::spawn(
             async move {
                 let _running = running_tx;
-                driver.run(incoming, command_rx, reply_rx).await;
+                driver
+                    .run(incoming, command_rx, reply_rx, join_news_rx)
+                    .await;
             }
             .instrument(span),
         );
@@ -282,6 +313,7 @@ impl Node {
             commands,
             events,
             ring,
+            joined,
             driver: Arc::new(DriverHandle {
                 task: std::sync::Mutex::new(Some(task)),
                 transport,
@@ -310,6 +342,23 @@ impl Node {
     /// advertise address was given).
     pub fn local_addr(&self) -> SocketAddr {
         self.driver.transport.local_addr()
+    }
+
+    /// Whether this node is in a cluster: a seed answered, or it had none to join (or only
+    /// itself) and started one.
+    pub fn is_joined(&self) -> bool {
+        *self.joined.borrow()
+    }
+
+    /// Waits until [`is_joined`](Self::is_joined); join attempts go on until then, with no
+    /// limit: wrap this in a timeout to give up.
+    pub async fn wait_joined(&self) -> Result<(), Error> {
+        let mut joined = self.joined.clone();
+        joined
+            .wait_for(|j| *j)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Stopped)
     }
 
     /// Every member known (tombstones included), sorted by name.

@@ -60,6 +60,7 @@ use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
 mod gossip;
+mod join;
 mod leave;
 mod membership;
 mod output;
@@ -76,6 +77,7 @@ pub use output::{
 pub use probe::probe_pass;
 pub use sync::{kv_rounds, push_pull_scale};
 
+use join::JoinProgress;
 use leave::Leaving;
 use membership::Source;
 use probe::{Probe, Relay};
@@ -175,6 +177,8 @@ pub struct Swim {
     /// A full-state exchange with another member has completed: a reply to one of our
     /// push-pulls (a join included) merged, or a peer's push-pull request answered.
     synced: bool,
+    /// How this node gets its seeds' addresses, and which attempt it is on.
+    join: JoinProgress,
     stats: Stats,
     kv: KvStore,
     /// The version this node's next write takes.
@@ -267,6 +271,7 @@ impl Swim {
             seeds: Vec::new(),
             joined: false,
             synced: false,
+            join: JoinProgress::default(),
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
@@ -605,7 +610,7 @@ impl Swim {
                     .insert(now + self.config.reconnect_interval, Timer::ReconnectDead);
                 self.push_pull_dead();
             }
-            Timer::RetryJoin => self.retry_join(now),
+            Timer::RetryJoin { attempt } => self.retry_join(now, attempt),
             Timer::KvSync => self.kv_round(now),
             Timer::ResendLeave => self.resend_leave(now),
             Timer::ReapTombstones => {

@@ -1,7 +1,6 @@
 //! Full-state sync: joining through seeds, the periodic anti-entropy exchange (push-pull) and
 //! the early ones after a join, and key/value writes with the digest rounds that spread them.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -37,42 +36,6 @@ enum Owners {
 }
 
 impl Swim {
-    /// Joins through `seeds` (addresses only); with none, this node starts a cluster.
-    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
-        self.seeds = seeds
-            .iter()
-            .copied()
-            .filter(|a| *a != self.me.addr)
-            .collect();
-        if self.seeds.is_empty() {
-            self.joined = true;
-            return;
-        }
-        self.joined = false;
-        self.send_join_requests();
-        self.timers
-            .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
-    }
-
-    fn send_join_requests(&mut self) {
-        for addr in self.seeds.clone() {
-            self.send_push_pull(Destination { addr, name: None }, true);
-        }
-    }
-
-    /// No seed has answered yet: ask them all again.
-    pub(super) fn retry_join(&mut self, now: Instant) {
-        if !self.joined {
-            debug!(
-                seeds = self.seeds.len(),
-                "no seed answered yet; retrying join"
-            );
-            self.send_join_requests();
-            self.timers
-                .insert(now + self.config.join_retry_interval, Timer::RetryJoin);
-        }
-    }
-
     /// A push-pull request from `from` (the name it claims already checked against its
     /// certificate): merge its state, answer with ours and what it lacks of our key/value data.
     pub(super) fn on_push_pull(
@@ -128,7 +91,7 @@ impl Swim {
             }
             self.synced = true;
             if !self.joined {
-                debug!(seed = %from, "joined");
+                debug!(seed = %from, attempt = self.join.attempt, "joined");
                 self.joined = true;
                 self.schedule_join_sync(now, 0);
                 self.prepare_next_probe();
