@@ -265,3 +265,27 @@ fn manifests_use_only_real_agent_flags() {
         assert!(help.contains(&format!("{flag} ")), "agent has no {flag}");
     }
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_commands() {
+    let output = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (shell, marker) in [
+        ("bash", "_quicswim()"),
+        ("zsh", "#compdef quicswim"),
+        ("fish", "complete -c quicswim"),
+    ] {
+        let script = output(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("join"), "{shell} completes no agent flags");
+    }
+    let page = output(&["man"]);
+    assert!(page.contains(".TH quicswim 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    output(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let agent = std::fs::read_to_string(dir.path().join("quicswim-agent.1")).unwrap();
+    assert!(agent.contains("\\-\\-join"), "{agent}");
+}
