@@ -42,6 +42,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("cert", "\"certs/node1.pem\""),
     ("key", "\"certs/node1-key.pem\""),
     ("meta", "\"zone=a\""),
+    ("data_dir", "\"/var/lib/quicswim\""),
 ];
 
 /// Longest comment line, `# ` included.
