@@ -6,9 +6,10 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::certs::CertsCommand;
+use crate::cli::config::ConfigCommand;
 
 /// Encrypted cluster membership: SWIM + Lifeguard over QUIC with mutual TLS.
 #[derive(Debug, Parser)]
@@ -52,6 +53,15 @@ enum Command {
     /// Measure a real cluster in this process: join, dissemination, detection, steady-state
     /// cost and key/value throughput.
     Bench(cli::bench::BenchArgs),
+    /// Print an agent config file with every key and its default (`config example`).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCommand,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(cli::generate::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --dir.
+    Man(cli::generate::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +83,9 @@ fn main() -> ExitCode {
         Command::Events(args) => cli::event::run_events(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Config { cmd } => cli::config::run(cmd),
+        Command::Completions(args) => cli::generate::completions(args, Cli::command()),
+        Command::Man(args) => cli::generate::man(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

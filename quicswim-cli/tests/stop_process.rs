@@ -1,5 +1,5 @@
 //! Stopping and starting again, with the real binary: SIGTERM leaves after flushing the last
-//! write and exits 0 within `--leave-timeout`; `--data-dir` lets a restarted node rejoin
+//! write and exits 0 within `--leave-timeout` (SIGHUP before it changes nothing); `--data-dir` lets a restarted node rejoin
 //! without its seeds and survives a corrupt file; a taken port is one error line; and probe
 //! round trips show in `/metrics`. Every wait is for a condition under a deadline.
 #![cfg(unix)]
@@ -63,6 +63,18 @@ fn sigterm_flushes_the_last_write_leaves_and_exits_zero_in_time() {
         .metrics()
         .lines()
         .any(|l| l == "# TYPE quicswim_probe_rtt_seconds histogram"));
+
+    // SIGHUP (systemd's reload) is logged and survived: bob still answers and is alive.
+    bob.signal("-HUP");
+    wait_for("bob logs the SIGHUP", DEADLINE, &[&bob], || {
+        bob.log().contains("SIGHUP")
+    });
+    assert_eq!(alice.state_of("bob").as_deref(), Some("alive"));
+    assert!(
+        names(&bob.members()).len() == 3,
+        "bob stopped answering after SIGHUP; log:\n{}",
+        bob.log()
+    );
 
     // A write, then at once SIGTERM: the write must outlive bob.
     quicswim_ok(&["kv", "set", "last", "words", "--api", &bob.api.to_string()]);

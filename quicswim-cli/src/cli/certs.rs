@@ -15,15 +15,21 @@ pub enum CertsCommand {
         /// Directory to write the CA into (created if missing).
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Keep the CA already in DIR, if there is a usable one, and succeed (for scripts and
+        /// one-shot containers that may run again).
+        #[arg(long)]
+        if_missing: bool,
     },
-    /// Issue a node certificate signed by the CA in DIR: DIR/NAME.pem and DIR/NAME-key.pem.
+    /// Issue node certificates signed by the CA in DIR: DIR/NAME.pem and DIR/NAME-key.pem for
+    /// each NAME.
     Issue {
-        /// Node name: a DNS label (a-z, 0-9, '-'), written as the certificate's DNS SAN.
-        name: NodeName,
+        /// Node names: DNS labels (a-z, 0-9, '-'), each written as its certificate's DNS SAN.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<NodeName>,
         /// Directory holding ca.pem and ca-key.pem; the node files are written there too.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
-        /// IP address to add as an IP SAN (repeatable).
+        /// IP address to add as an IP SAN (repeatable; added to every certificate issued).
         #[arg(long = "ip", value_name = "IP")]
         ips: Vec<IpAddr>,
         /// Validity in days (1..=36500).
@@ -35,9 +41,17 @@ pub enum CertsCommand {
 /// Runs one `certs` subcommand, printing the files it wrote.
 pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
     match cmd {
-        CertsCommand::Init { dir } => {
-            let files = tls::init_ca_dir(&dir)
-                .with_context(|| format!("cannot create a CA in {}", dir.display()))?;
+        CertsCommand::Init { dir, if_missing } => {
+            let files = match tls::init_ca_dir(&dir) {
+                Err(tls::Error::CaExists { .. }) if if_missing => {
+                    tls::CertAuthority::load(&dir).with_context(|| {
+                        format!("{} holds part of a CA that cannot be used", dir.display())
+                    })?;
+                    println!("kept the CA already in {}", dir.display());
+                    return Ok(());
+                }
+                made => made.with_context(|| format!("cannot create a CA in {}", dir.display()))?,
+            };
             println!("wrote CA certificate {}", files.cert.display());
             println!(
                 "wrote CA private key {} (mode 0600; keep it off the nodes)",
@@ -49,23 +63,25 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             );
         }
         CertsCommand::Issue {
-            name,
+            names,
             dir,
             ips,
             days,
         } => {
-            let files = tls::issue_to_dir(&dir, &name, &ips, days)
-                .with_context(|| format!("cannot issue a certificate for {name}"))?;
-            let ip_list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-            let sans = std::iter::once(name.to_string())
-                .chain(ip_list)
-                .collect::<Vec<_>>()
-                .join(", ");
-            println!(
-                "wrote certificate {} (SANs: {sans}; valid {days} days)",
-                files.cert.display()
-            );
-            println!("wrote private key {} (mode 0600)", files.key.display());
+            for name in names {
+                let files = tls::issue_to_dir(&dir, &name, &ips, days)
+                    .with_context(|| format!("cannot issue a certificate for {name}"))?;
+                let ip_list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+                let sans = std::iter::once(name.to_string())
+                    .chain(ip_list)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "wrote certificate {} (SANs: {sans}; valid {days} days)",
+                    files.cert.display()
+                );
+                println!("wrote private key {} (mode 0600)", files.key.display());
+            }
         }
     }
     Ok(())

@@ -4,8 +4,10 @@
 pub mod agent;
 pub mod bench;
 pub mod certs;
+pub mod config;
 pub mod demo;
 pub mod event;
+pub mod generate;
 pub mod http;
 pub mod kv;
 pub mod leave;
