@@ -116,7 +116,11 @@ fn default_value(arg: &clap::Arg, help: &str) -> Option<String> {
         let text = &rest[..rest.find(']')?];
         return Some(toml_value(text));
     }
-    matches!(arg.get_action(), clap::ArgAction::Append).then(|| "[]".to_string())
+    match arg.get_action() {
+        clap::ArgAction::Append => Some("[]".to_string()),
+        clap::ArgAction::SetTrue => Some("false".to_string()),
+        _ => None,
+    }
 }
 
 /// `text` as TOML: numbers and booleans bare, anything else a quoted string.
