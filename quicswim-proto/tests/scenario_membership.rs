@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
+use quicswim_proto::protocol::kv::{OwnerDelta, OwnerDigest};
 use quicswim_proto::protocol::{
-    CommandError, Config, Destination, Event, Incarnation, LeaveStatus, State, Transmit,
+    CommandError, Config, Destination, Event, Incarnation, KvEntry, LeaveStatus, State, Transmit,
     TransmitKind,
 };
 
@@ -302,30 +303,30 @@ fn force_leave_drops_a_dead_members_tombstone_and_refuses_live_ones() {
     h.take_events();
 
     assert_eq!(
-        h.swim.force_leave(&name("b")),
+        h.swim.force_leave(h.now, &name("b")),
         Err(CommandError::MemberActive {
             name: name("b"),
             state: State::Alive
         })
     );
     assert!(matches!(
-        h.swim.force_leave(&name("c")),
+        h.swim.force_leave(h.now, &name("c")),
         Err(CommandError::MemberActive {
             state: State::Suspect,
             ..
         })
     ));
     assert_eq!(
-        h.swim.force_leave(&name("me")),
+        h.swim.force_leave(h.now, &name("me")),
         Err(CommandError::ForceLeaveSelf)
     );
     assert_eq!(
-        h.swim.force_leave(&name("nobody")),
+        h.swim.force_leave(h.now, &name("nobody")),
         Err(CommandError::UnknownMember(name("nobody")))
     );
 
-    assert_eq!(h.swim.force_leave(&name("e")), Ok(()));
-    assert_eq!(h.swim.force_leave(&name("d")), Ok(()));
+    assert_eq!(h.swim.force_leave(h.now, &name("e")), Ok(()));
+    assert_eq!(h.swim.force_leave(h.now, &name("d")), Ok(()));
     assert_eq!(h.state_of("e"), None);
     assert_eq!(h.state_of("d"), None);
     assert_eq!(h.swim.count(State::Dead), 0);
@@ -339,6 +340,164 @@ fn force_leave_drops_a_dead_members_tombstone_and_refuses_live_ones() {
     h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
         .unwrap();
     assert_eq!(h.state_of("e"), None);
+}
+
+/// One key of `owner` as a peer sends it.
+fn their_key(owner: &str, key: &str, version: u64) -> OwnerDelta {
+    OwnerDelta {
+        reset: false,
+        gc_floor: 0,
+        entries: vec![KvEntry {
+            owner: name(owner),
+            key: key.into(),
+            version,
+            value: Some(b"v".to_vec()),
+        }],
+    }
+}
+
+#[test]
+fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    let push = |owner: &str, key: &str| StreamMessage::KvPush {
+        deltas: vec![their_key(owner, key, 1)],
+    };
+    h.stream("a", &push("e", "old")).unwrap();
+    assert!(h.swim.kv_get(&name("e"), "old").is_some());
+    assert_eq!(h.swim.force_leave(h.now, &name("e")), Ok(()));
+    assert_eq!(h.swim.kv_get(&name("e"), "old"), None, "dropped with it");
+
+    // A peer that still holds e's data sends it whole, by every path: it is refused.
+    h.stream("a", &push("e", "old")).unwrap();
+    let reply = StreamMessage::PushPullReply {
+        members: vec![alive("a", 0)],
+        kv_delta: vec![their_key("e", "old", 1)],
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+    };
+    h.stream("a", &reply).unwrap();
+    let sync_reply = StreamMessage::KvSyncReply {
+        delta: vec![their_key("e", "old", 1)],
+        wants: Vec::new(),
+    };
+    h.stream("a", &sync_reply).unwrap();
+    assert_eq!(h.swim.kv_get(&name("e"), "old"), None);
+    assert_eq!(
+        h.state_of("e"),
+        None,
+        "the member does not come back either"
+    );
+    // Nor is it asked for in a key/value round.
+    let digest = |owner: &str| OwnerDigest {
+        owner: name(owner),
+        max_version: 1,
+        fingerprint: 1,
+        gc_floor: 0,
+    };
+    let sync = StreamMessage::KvSync {
+        digest: vec![digest("e"), digest("f")],
+    };
+    let answer = h.stream("a", &sync).unwrap().expect("a reply");
+    let Ok(StreamMessage::KvSyncReply { wants, .. }) = decode_stream(&answer) else {
+        panic!("a KvSyncReply");
+    };
+    let wanted: Vec<&str> = wants.iter().map(|w| w.owner.as_str()).collect();
+    assert_eq!(wanted, ["f"]);
+    // An owner merely not known yet (gossip lags) is taken.
+    h.stream("a", &push("f", "new")).unwrap();
+    assert!(h.swim.kv_get(&name("f"), "new").is_some());
+
+    // Once e is back in the table, its data is taken again.
+    h.gossip("b", &[alive("e", 1)]).unwrap();
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    h.stream("a", &push("e", "old")).unwrap();
+    assert!(h.swim.kv_get(&name("e"), "old").is_some());
+}
+
+#[test]
+fn a_reaped_members_keys_are_refused_until_dead_retention_passes_again() {
+    let config = Config {
+        dead_retention: Duration::from_secs(60),
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config.clone());
+    h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
+        .unwrap();
+    let push = StreamMessage::KvPush {
+        deltas: vec![their_key("e", "old", 1)],
+    };
+    h.stream("a", &push).unwrap();
+    h.run_for(config.dead_retention + Duration::from_secs(10));
+    assert_eq!(h.state_of("e"), None, "reaped");
+    assert_eq!(h.swim.kv_get(&name("e"), "old"), None);
+    // A peer that reaps later still sends it: refused.
+    h.stream("a", &push).unwrap();
+    assert_eq!(h.swim.kv_get(&name("e"), "old"), None);
+    // The record is bounded in time: by then every member has reaped e.
+    h.run_for(config.dead_retention + Duration::from_secs(10));
+    h.stream("a", &push).unwrap();
+    assert!(h.swim.kv_get(&name("e"), "old").is_some());
+}
+
+#[test]
+fn leave_stops_pushing_to_a_peer_that_never_comes_level() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.swim.set(h.now, "colour", b"blue".to_vec()).unwrap();
+    h.pump();
+    h.take_sent();
+    h.swim.leave(h.now);
+    h.pump();
+    let left = claim("me", 0, State::Left, None);
+    // Every peer holds our newest version but a different set (a tombstone collected on
+    // one side): pushes never make it level.
+    let reply = |mut kv_digest: Vec<OwnerDigest>| {
+        for d in &mut kv_digest {
+            d.fingerprint ^= 1;
+        }
+        StreamMessage::PushPullReply {
+            members: vec![left.clone()],
+            kv_delta: Vec::new(),
+            kv_digest,
+            events: Vec::new(),
+        }
+    };
+    let mut push_pulls = 0;
+    let mut pushes = 0;
+    for _ in 0..1000 {
+        let sent = h.take_sent();
+        if sent.is_empty() {
+            if h.swim.poll_timeout().is_none() {
+                break;
+            }
+            h.run_for(config.probe_interval);
+            continue;
+        }
+        for (_, t) in sent
+            .into_iter()
+            .filter(|(_, t)| t.kind == TransmitKind::Request)
+        {
+            let peer = t.to.name.expect("by name").to_string();
+            match decode_stream(&t.payload) {
+                Ok(StreamMessage::PushPull { kv_digest, .. }) => {
+                    push_pulls += 1;
+                    h.stream(&peer, &reply(kv_digest)).unwrap();
+                }
+                Ok(StreamMessage::KvPush { .. }) => {
+                    pushes += 1;
+                    h.stream(&peer, &StreamMessage::KvPushAck).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(h.swim.poll_timeout(), None, "the resends end by themselves");
+    assert_eq!(h.swim.leave_status(), LeaveStatus::Unconfirmed);
+    // Each of the 5 peers: asked, then at most 3 pushes each followed by a PushPull.
+    assert!(pushes <= 3 * PEERS.len(), "{pushes} pushes");
+    assert!(push_pulls <= 8 + 3 * PEERS.len(), "{push_pulls} PushPulls");
 }
 
 // ------------------------------------------------------------------------------- upkeep

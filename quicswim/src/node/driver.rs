@@ -284,7 +284,7 @@ impl Driver {
             }
             Command::ForceLeave(name, tx) => {
                 // A dead or left member is off the ring already: nothing to move.
-                let _ = tx.send(self.core.force_leave(&name));
+                let _ = tx.send(self.core.force_leave(Instant::now(), &name));
             }
             Command::Leave(..) => unreachable!("handled by the loop"),
         }

@@ -9,14 +9,20 @@
 //!              the reply lists us Left: the peer has the leave; its digest against our keys:
 //!                level -> confirmed by the peer
 //!                behind -> KvPush {our entries it lacks} ==> peer, KvPushAck <==,
-//!                          then PushPull again, until its digest is level
+//!                          then PushPull again, until its digest is level, at most
+//!                          LEAVE_FLUSHES_MAX pushes to one peer
 //!   no confirmation within a probe interval: one more member is asked, up to LEAVE_ASKS_MAX
 //! ```
+//!
+//! A peer's digest can stay unlevel for good: at the same version with a different
+//! fingerprint, once one side collected a tombstone the other still holds, every push is
+//! refused there as stale. The flush limit ends those rounds; the other members asked may
+//! still confirm.
 //!
 //! The user events this node published recently ride in the PushPull itself (the responder
 //! merges them before it answers), so a reply also says they arrived.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use tracing::debug;
@@ -33,6 +39,11 @@ const LEAVE_FANOUT: usize = 16;
 /// Most members asked for a confirmation in all, the first `gossip_nodes` included: the
 /// resends stop by themselves even if the runtime never stops the core.
 const LEAVE_ASKS_MAX: usize = 8;
+
+/// Most pushes of our entries to one member while leaving, each followed by a PushPull to
+/// see whether it is level; together with `LEAVE_ASKS_MAX` this bounds every request a
+/// leave sends.
+const LEAVE_FLUSHES_MAX: u32 = 3;
 
 /// Where a graceful leave stands ([`Swim::leave_status`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +71,8 @@ pub(super) struct Leaving {
     /// Members that hold our Left and were pushed our entries they lacked: their KvPushAck
     /// starts one more PushPull to check they are level.
     flushing: BTreeSet<NodeName>,
+    /// Pushes of our entries sent, by member.
+    flushes: BTreeMap<NodeName, u32>,
     alone: bool,
     confirmed_by: Option<NodeName>,
 }
@@ -199,6 +212,12 @@ impl Swim {
             self.timers.clear();
             return;
         }
+        let flushes = l.flushes.entry(from.clone()).or_insert(0);
+        if *flushes >= LEAVE_FLUSHES_MAX {
+            debug!(peer = %from, "leave: peer still not level after {LEAVE_FLUSHES_MAX} pushes; giving up on it");
+            return;
+        }
+        *flushes += 1;
         l.flushing.insert(from.clone());
         self.stats.kv_entries_synced += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
         self.send_kv_push(from, deltas);

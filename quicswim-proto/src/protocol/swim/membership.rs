@@ -1,6 +1,7 @@
 //! Membership transitions: Alive, Suspect, Dead and Left under SWIM precedence, refuting
 //! claims about this node with a higher incarnation, leaving, and collecting tombstones.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +16,49 @@ use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
 use super::{state_index, CommandError, Entry, Event, Swim};
 
+/// Most dropped members remembered at once; beyond it the one remembered longest goes.
+const FORGOTTEN_MAX: usize = 1024;
+
+/// Members whose tombstone was dropped here (force-leave or reap), each until
+/// `dead_retention` after. A peer that still holds such a member's key/value data sends it
+/// whole with every exchange (we list no digest for it), and with no member to reap it
+/// would stay here for good; so it is refused while the member is remembered. Gossip about
+/// a member does not bring it back (Dead, Left and Suspect of unknown names are ignored),
+/// so only its data needs this.
+#[derive(Debug, Default)]
+pub(super) struct Forgotten {
+    until: BTreeMap<NodeName, Instant>,
+}
+
+impl Forgotten {
+    fn insert(&mut self, name: NodeName, until: Instant) {
+        self.until.insert(name, until);
+        if self.until.len() > FORGOTTEN_MAX {
+            let oldest = self
+                .until
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                self.until.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether `name` was dropped here and is still remembered at `now`.
+    pub(super) fn holds(&self, name: &NodeName, now: Instant) -> bool {
+        self.until.get(name).is_some_and(|until| now < *until)
+    }
+
+    fn remove(&mut self, name: &NodeName) {
+        self.until.remove(name);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.until.retain(|_, until| now < *until);
+    }
+}
+
 /// Whether an update came from gossip or from a peer's full state.
 #[derive(Clone, Copy)]
 pub(super) enum Source<'a> {
@@ -26,14 +70,15 @@ impl Swim {
     /// Drops a dead or left member's tombstone now, as [`reap`](Self::reap) would after
     /// `dead_retention`: the member, its key/value data and its event history go from this
     /// node's table. Refused for an alive or suspect member, for this node, and for a name not
-    /// held; nothing changes then.
+    /// held; nothing changes then. Key/value data of the member that peers still hold is
+    /// refused for `dead_retention`, unless the member comes back into the table first.
     ///
     /// Local, not gossiped: a Left is a member's own statement, and no member may make it for
     /// another (serf's force-leave gossips one; here each node drops its own tombstone, and an
     /// operator runs it on each node or lets `dead_retention` do it). A peer that still holds
     /// the member Alive can bring it back through a full-state exchange; the failure detector
     /// then finds it dead again.
-    pub fn force_leave(&mut self, name: &NodeName) -> Result<(), CommandError> {
+    pub fn force_leave(&mut self, now: Instant, name: &NodeName) -> Result<(), CommandError> {
         if *name == self.me.name {
             return Err(CommandError::ForceLeaveSelf);
         }
@@ -48,7 +93,7 @@ impl Swim {
             });
         }
         debug!(member = %name, %state, "tombstone dropped (force-leave)");
-        self.forget(name);
+        self.forget(now, name);
         Ok(())
     }
 
@@ -150,6 +195,9 @@ impl Swim {
                     state: State::Alive,
                     meta: u.meta.clone(),
                 };
+                // Back from a dropped tombstone: its data has a member to be collected
+                // with again.
+                self.forgotten.remove(&name);
                 self.insert_member(now, member.clone());
                 debug!(member = %name, incarnation = u.incarnation.0, addr = %u.addr, "member joined");
                 Event::Joined(member)
@@ -368,8 +416,11 @@ impl Swim {
         }
     }
 
-    /// Removes a tombstone and everything held for its member.
-    fn forget(&mut self, name: &NodeName) {
+    /// Removes a tombstone and everything held for its member, and remembers it for a while
+    /// (see [`Forgotten`]).
+    fn forget(&mut self, now: Instant, name: &NodeName) {
+        self.forgotten
+            .insert(name.clone(), now + self.config.dead_retention);
         self.remove_member(name);
         self.kv.remove_owner(name);
         self.dedup.forget(name);
@@ -387,8 +438,9 @@ impl Swim {
             .map(|e| e.member.name.clone())
             .collect();
         for name in expired {
-            self.forget(&name);
+            self.forget(now, &name);
         }
+        self.forgotten.expire(now);
         self.kv
             .collect_tombstones(now, self.config.kv_tombstone_grace);
     }

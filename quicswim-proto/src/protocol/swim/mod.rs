@@ -79,7 +79,7 @@ pub use sync::{kv_rounds, push_pull_scale};
 
 use join::JoinProgress;
 use leave::Leaving;
-use membership::Source;
+use membership::{Forgotten, Source};
 use probe::{Probe, Relay};
 
 /// One member in this node's table, with what the core keeps beside it.
@@ -193,6 +193,8 @@ pub struct Swim {
     recent_events: VecDeque<UserEvent>,
     /// Set once this node leaves (see `leave`).
     leaving: Option<Leaving>,
+    /// Members dropped here whose key/value data is refused for a while.
+    forgotten: Forgotten,
 }
 
 fn state_index(s: State) -> usize {
@@ -290,6 +292,7 @@ impl Swim {
             next_event_seq: 1,
             recent_events: VecDeque::new(),
             leaving: None,
+            forgotten: Forgotten::default(),
         })
     }
 
@@ -562,7 +565,7 @@ impl Swim {
                 self.on_leave_push_acked(from);
                 Ok(None)
             }
-            StreamMessage::KvSync { digest } => Ok(Some(self.on_kv_sync(&digest))),
+            StreamMessage::KvSync { digest } => Ok(Some(self.on_kv_sync(now, &digest))),
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.on_kv_sync_reply(now, from, delta, wants);
                 Ok(None)

@@ -207,7 +207,14 @@ impl Swim {
     }
 
     /// Entries from anti-entropy or a key/value round.
-    pub(super) fn apply_kv_deltas(&mut self, now: Instant, deltas: Vec<OwnerDelta>) {
+    pub(super) fn apply_kv_deltas(&mut self, now: Instant, mut deltas: Vec<OwnerDelta>) {
+        // A member dropped here has no tombstone left to collect its data with: taken back,
+        // it would stay for good (an owner merely not known yet is taken: gossip lags).
+        deltas.retain(|d| {
+            d.entries
+                .first()
+                .is_none_or(|e| !self.forgotten.holds(&e.owner, now))
+        });
         for d in &deltas {
             let ours = d.entries.iter().filter(|e| e.owner == self.me.name);
             if let Some(max) = ours.map(|e| e.version).max() {
@@ -300,10 +307,13 @@ impl Swim {
 
     /// A key/value round request: what the sender lacks by its digest, and the owners where
     /// it is ahead of us.
-    pub(super) fn on_kv_sync(&mut self, digest: &[OwnerDigest]) -> Vec<u8> {
+    pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
+        let mut wants = self.kv.wants(digest);
+        // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
+        wants.retain(|w| !self.forgotten.holds(&w.owner, now));
         let reply = StreamMessage::KvSyncReply {
             delta: self.kv_delta(digest, Owners::All),
-            wants: self.kv.wants(digest),
+            wants,
         };
         self.encode_anti_entropy(&reply)
     }
