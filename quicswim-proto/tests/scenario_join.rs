@@ -1,5 +1,5 @@
 //! Scenario tests of joining on one core: the retry backoff, seeds resolved by the caller for
-//! every attempt, and a node that lists itself as a seed.
+//! every attempt, a node whose seeds lead only to itself, and a deliberate first node.
 #![allow(clippy::disallowed_methods)] // `Instant::now()` is only an arbitrary epoch here
 
 mod core_harness;
@@ -61,7 +61,7 @@ fn resolving_join_asks_for_addresses_at_every_attempt_until_a_seed_answers() {
     let config = Config::lan();
     let first = config.join_retry_interval;
     let mut h = Harness::unjoined(config);
-    h.swim.join_resolving(h.now);
+    h.swim.join_resolving(h.now, false);
     assert_eq!(h.swim.poll_join_attempt(), Some(1));
     assert_eq!(h.swim.poll_join_attempt(), None, "asked once per attempt");
     // The name does not resolve yet: nothing is sent, and this is no first node.
@@ -94,30 +94,94 @@ fn resolving_join_asks_for_addresses_at_every_attempt_until_a_seed_answers() {
 }
 
 #[test]
-fn a_node_whose_only_seed_is_itself_starts_the_cluster() {
+fn a_node_whose_seeds_lead_only_to_itself_keeps_looking_until_a_member_joins_it() {
+    let first = Config::lan().join_retry_interval;
     let mut h = Harness::unjoined(Config::lan());
-    h.swim.join_resolving(h.now);
+    h.swim.join_resolving(h.now, false);
     assert_eq!(h.swim.poll_join_attempt(), Some(1));
     h.swim.handle_seed_addrs(&[addr("me")]);
     h.pump();
-    assert!(h.swim.is_joined());
+    assert!(!h.swim.is_joined(), "itself is no cluster");
+    assert!(h.swim.seeds_found_only_self());
     assert!(join_requests(&mut h).is_empty());
+    // The names are resolved again at the next attempt, and the next.
+    h.run_until(h.t0 + first);
+    assert_eq!(h.swim.poll_join_attempt(), Some(2));
+    h.swim.handle_seed_addrs(&[addr("me")]);
     h.run_for(Duration::from_secs(60));
-    assert_eq!(h.swim.poll_join_attempt(), None);
+    assert!(h.swim.poll_join_attempt().is_some());
+    assert!(!h.swim.is_joined());
+
+    // Another node that found this one asks it to join: answered, and that is the join.
+    let request = push_pull(true, "a", vec![alive("a", 0)]);
+    let answer = h.stream("a", &request).expect("a valid request");
+    assert!(answer.is_some(), "an unjoined node answers join requests");
+    assert!(h.swim.is_joined());
+    assert!(!h.swim.is_seeking_join());
+    assert!(!h.swim.seeds_found_only_self());
+    assert_eq!(
+        h.state_of("a"),
+        Some((0, quicswim_proto::protocol::State::Alive))
+    );
+    h.take_sent();
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(h.swim.poll_join_attempt(), None, "joined: no more attempts");
+    assert!(join_requests(&mut h).is_empty());
 
     // Listed among others, its own address is skipped and the others are asked.
     let mut h = Harness::unjoined(Config::lan());
-    h.swim.join_resolving(h.now);
+    h.swim.join_resolving(h.now, false);
     let _ = h.swim.poll_join_attempt();
     h.swim.handle_seed_addrs(&[addr("me"), addr("seed")]);
     h.pump();
     assert!(!h.swim.is_joined());
+    assert!(!h.swim.seeds_found_only_self());
     assert_eq!(join_requests(&mut h), vec![(Duration::ZERO, addr("seed"))]);
 
-    // The same for seeds given by address.
+    // The same for seeds given by address: retried, not a cluster of one.
     let mut h = Harness::unjoined(Config::lan());
     h.swim.join(h.now, &[addr("me")]);
-    assert!(h.swim.is_joined());
+    assert!(!h.swim.is_joined());
+    assert!(h.swim.seeds_found_only_self());
+    h.run_for(Duration::from_secs(10));
+    assert!(h.swim.is_seeking_join());
+}
+
+#[test]
+fn a_first_node_starts_the_cluster_and_asks_its_seeds_until_it_has_a_live_peer() {
+    let first = Config::lan().join_retry_interval;
+    let mut h = Harness::unjoined(Config::lan());
+    h.swim.join_resolving(h.now, true);
+    assert!(
+        h.swim.is_joined(),
+        "a first node is a cluster from the start"
+    );
+    assert_eq!(h.swim.poll_join_attempt(), Some(1));
+    h.swim.handle_seed_addrs(&[addr("me")]);
+    h.run_until(h.t0 + first);
+    assert_eq!(h.swim.poll_join_attempt(), Some(2));
+    // Another first node's address appears: asked, and its answer merges the two.
+    h.swim.handle_seed_addrs(&[addr("me"), addr("other")]);
+    h.pump();
+    assert_eq!(join_requests(&mut h), vec![(first, addr("other"))]);
+    let reply = push_pull_reply(vec![alive("other", 0)]);
+    assert_eq!(h.stream("other", &reply), Ok(None));
+    assert!(!h.swim.is_seeking_join());
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(
+        h.swim.poll_join_attempt(),
+        None,
+        "a live peer: no more attempts"
+    );
+
+    // A live peer learned any other way (gossip) ends the attempts too.
+    let mut h = Harness::unjoined(Config::lan());
+    h.swim.join_resolving(h.now, true);
+    let _ = h.swim.poll_join_attempt();
+    h.gossip("a", &[alive("a", 0)]).expect("valid datagram");
+    assert!(!h.swim.is_seeking_join());
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(h.swim.poll_join_attempt(), None);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Seeds by DNS name, against a small DNS server inside the test: names resolved at every
-//! join attempt, every address of a name tried, and a node that lists itself. Every wait is
-//! for a condition under a deadline.
+//! join attempt, every address of a name tried, a node that lists itself, and two nodes whose
+//! seeds at first lead each only to itself. Every wait is for a condition under a deadline.
 
 use quicswim_testkit as common;
 
@@ -9,13 +9,24 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use common::dns::TestDns;
 use common::*;
 use quicswim::tls::{CertAuthority, Identity};
-use quicswim::{Node, NodeConfig, Seed};
+use quicswim::{Node, NodeConfig, NotReady, Seed};
 
 async fn start_with(identity: Identity, bind: SocketAddr, seeds: Vec<Seed>, dns: &TestDns) -> Node {
+    start_node(identity, bind, seeds, dns, false).await
+}
+
+async fn start_node(
+    identity: Identity,
+    bind: SocketAddr,
+    seeds: Vec<Seed>,
+    dns: &TestDns,
+    bootstrap: bool,
+) -> Node {
     let config = NodeConfig {
         protocol: fast(),
         seeds,
         nameserver: Some(dns.addr()),
+        bootstrap,
         ..NodeConfig::new(identity, bind, Vec::new())
     };
     Node::start(config).await.expect("node starts")
@@ -102,15 +113,17 @@ async fn a_node_listing_itself_as_seed_is_harmless() {
     let ca = CertAuthority::generate("test cluster").unwrap();
     let dns = TestDns::start().await;
     // As a StatefulSet's pods: every pod lists the same name, which resolves to them all.
-    let (port0, port1) = (unused_port(), unused_port());
+    let (port0, port1, port2) = (unused_port(), unused_port(), unused_port());
     let pod0 = SocketAddr::new(loopback(1), port0);
     dns.set_srv("_quicswim._udp.pods.test", &[("pod-0.test", port0)]);
     dns.set_ips("pod-0.test", &[loopback(1)]);
     let pods: Vec<Seed> = vec!["dnssrv+_quicswim._udp.pods.test".parse().unwrap()];
-    // Pod 0 alone: its only seed is itself, so it starts the cluster.
-    let first = start_with(identity(&ca, "pod-0"), pod0, pods.clone(), &dns).await;
-    joined_within_deadline(&first, "pod 0, its own only seed").await;
+    // Pod 0 alone, its only seed itself: a deliberate first node starts the cluster, and is
+    // ready alone.
+    let first = start_node(identity(&ca, "pod-0"), pod0, pods.clone(), &dns, true).await;
+    joined_within_deadline(&first, "pod 0, a first node").await;
     assert_eq!(first.members().await.unwrap().len(), 1);
+    assert_eq!(first.readiness().await, Ok(()));
     // Pod 1 finds both, itself among them, and joins pod 0.
     dns.set_srv(
         "_quicswim._udp.pods.test",
@@ -121,11 +134,13 @@ async fn a_node_listing_itself_as_seed_is_harmless() {
     let second = start_with(identity(&ca, "pod-1"), pod1, pods, &dns).await;
     joined_within_deadline(&second, "pod 1").await;
     wait_all("both alive", &[&first, &second], all_alive(2)).await;
-    // Seeds by address, this node's own among them, the same.
+    // Seeds by address, this node's own among them (first, so it is met before pod 0's):
+    // skipped, and pod 0 joined.
+    let pod2 = SocketAddr::new(loopback(1), port2);
     let third = start_with(
         identity(&ca, "pod-2"),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        vec![Seed::Addr(pod0)],
+        pod2,
+        vec![Seed::Addr(pod2), Seed::Addr(pod0)],
         &dns,
     )
     .await;
@@ -133,4 +148,54 @@ async fn a_node_listing_itself_as_seed_is_harmless() {
     let nodes = [&first, &second, &third];
     wait_all("three alive", &nodes, all_alive(3)).await;
     shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_each_find_only_themselves_become_one_cluster_once_they_see_each_other() {
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    let dns = TestDns::start().await;
+    // Two pods started together, each resolving the service while only its own record exists.
+    let port = unused_port();
+    let (ip_a, ip_b) = (loopback(5), loopback(6));
+    dns.set_ips("view-a.test", &[ip_a]);
+    dns.set_ips("view-b.test", &[ip_b]);
+    let seed = |view: &str| {
+        vec![Seed::Host {
+            name: view.into(),
+            port,
+        }]
+    };
+    let a = start_with(
+        identity(&ca, "pod-a"),
+        SocketAddr::new(ip_a, port),
+        seed("view-a.test"),
+        &dns,
+    )
+    .await;
+    let b = start_with(
+        identity(&ca, "pod-b"),
+        SocketAddr::new(ip_b, port),
+        seed("view-b.test"),
+        &dns,
+    )
+    .await;
+    // Each sees only itself, at two attempts at least: neither is a cluster of one.
+    eventually("each name looked up at two attempts", || async {
+        dns.queries("view-a.test") >= 2 && dns.queries("view-b.test") >= 2
+    })
+    .await;
+    for node in [&a, &b] {
+        assert!(!node.is_joined());
+        assert_eq!(node.readiness().await, Err(NotReady::OnlySelf));
+    }
+    // Both records are in now: whichever asks first, the two end up in one cluster.
+    dns.set_ips("view-a.test", &[ip_a, ip_b]);
+    dns.set_ips("view-b.test", &[ip_b, ip_a]);
+    joined_within_deadline(&a, "pod a").await;
+    joined_within_deadline(&b, "pod b").await;
+    wait_all("two alive", &[&a, &b], all_alive(2)).await;
+    for node in [&a, &b] {
+        assert_eq!(node.readiness().await, Ok(()));
+    }
+    shutdown_all([&a, &b]).await;
 }

@@ -104,12 +104,12 @@ impl Driver {
                 _ = &mut sleep => self.core.handle_timeout(Instant::now()),
                 Some(input) = incoming.recv() => self.on_incoming(input),
                 Some((from, bytes)) = reply_rx.recv() => {
-                    let was_joined = self.core.is_joined();
+                    let was_seeking = self.core.is_seeking_join();
                     if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
                         self.log_peer_error(&e);
                     }
-                    if !was_joined && self.core.is_joined() {
-                        self.joiner.joined_through(&self.core, &from);
+                    if was_seeking && !self.core.is_seeking_join() {
+                        self.joiner.joined_through(&self.core, &from, "seed");
                     }
                 }
                 Some(news) = join_news.recv() => self.joiner.on_news(&mut self.core, news),
@@ -185,12 +185,18 @@ impl Driver {
             Incoming::Request {
                 from, bytes, reply, ..
             } => {
+                // Answered whether joined or not: two nodes that each found only themselves
+                // become one cluster when one asks the other.
+                let was_seeking = self.core.is_seeking_join();
                 match self.core.handle_stream_message(now, &from, &bytes) {
                     Ok(Some(answer)) => {
                         let _ = reply.send(answer);
                     }
                     Ok(None) => {} // a reply sent as a request: merged, nothing to answer
                     Err(e) => self.log_peer_error(&e), // dropping `reply` resets the stream
+                }
+                if was_seeking && !self.core.is_seeking_join() {
+                    self.joiner.joined_through(&self.core, &from, "request");
                 }
             }
             Incoming::PeerUp { name, addr } => {
@@ -278,6 +284,7 @@ impl Driver {
                 let _ = tx.send(ReadyFacts {
                     left: self.core.local_member().state == State::Left,
                     joined: self.core.is_joined(),
+                    only_self: self.core.seeds_found_only_self(),
                     synced: self.core.is_synced(),
                     live_peers: self.core.count(State::Alive) + self.core.count(State::Suspect),
                 });

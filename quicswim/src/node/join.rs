@@ -7,14 +7,18 @@
 //!        JoinNews::Resolved ------> core.handle_seed_addrs(addrs) --> join requests
 //!        JoinNews::Failed (a request to a seed address failed)
 //!   every address failed / nothing resolved / attempt n+1 begins: one WARN for attempt n
+//!   a seed answered, or a member's request reached this node: INFO "joined the cluster"
 //! ```
+//!
+//! A deliberate first node (`--bootstrap`) is in its own cluster already while it asks its
+//! seeds: its failed attempts are logged at DEBUG, not WARN, since being alone is expected.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::protocol::{NodeName, Swim};
 
@@ -140,7 +144,7 @@ impl Joiner {
                 if self_dial && !self.own.contains(&addr) && self.own.len() < OWN_ADDRS_MAX {
                     self.own.push(addr);
                 }
-                if attempt != self.round.attempt || core.is_joined() {
+                if attempt != self.round.attempt || !core.is_seeking_join() {
                     return;
                 }
                 self.round.failures.push((addr, error));
@@ -157,15 +161,16 @@ impl Joiner {
         }
     }
 
-    /// A seed answered: the node is in the cluster.
-    pub(super) fn joined_through(&mut self, core: &Swim, seed: &NodeName) {
+    /// The join completed with `peer`: a seed that answered (`via` "seed"), or a member
+    /// whose request reached this node ("request").
+    pub(super) fn joined_through(&mut self, core: &Swim, peer: &NodeName, via: &str) {
         self.round.reported = true;
-        info!(%seed, attempt = self.round.attempt, members = core.alive_count(), "joined the cluster");
+        info!(%peer, via, attempt = self.round.attempt, members = core.alive_count(), "joined the cluster");
     }
 
     /// This attempt's lookups are in: hand the core their addresses.
     fn resolved(&mut self, core: &mut Swim, lookups: Vec<SeedLookup>) {
-        if core.is_joined() {
+        if !core.is_seeking_join() {
             return;
         }
         let me = core.local_member().addr;
@@ -184,9 +189,12 @@ impl Joiner {
         self.round.asked = addrs.iter().copied().filter(|a| *a != me).collect();
         self.round.lookups = Some(lookups);
         core.handle_seed_addrs(&addrs);
-        if core.is_joined() {
-            self.round.reported = true;
-            info!("this node is its only seed: it starts the cluster");
+        if core.seeds_found_only_self() {
+            self.report(
+                core,
+                "the seeds lead only to this node; waiting for another member \
+                 (start the first node of a new cluster with --bootstrap)",
+            );
         } else if self.round.asked.is_empty() {
             self.report(core, "no seed resolved to an address this node can reach");
         }
@@ -202,7 +210,7 @@ impl Joiner {
     /// One WARN per failed attempt: what was tried, what each address did, and when the
     /// next attempt comes.
     fn report(&mut self, core: &Swim, reason: &str) {
-        if self.round.reported || self.round.attempt == 0 || core.is_joined() {
+        if self.round.reported || self.round.attempt == 0 || !core.is_seeking_join() {
             return;
         }
         self.round.reported = true;
@@ -218,10 +226,15 @@ impl Joiner {
         } else {
             reason
         };
+        let tried = self.round.describe();
+        if core.is_joined() {
+            debug!(attempt = self.round.attempt, reason, %tried, %retry_in, "first node: no seed answered yet");
+            return;
+        }
         warn!(
             attempt = self.round.attempt,
             reason,
-            tried = %self.round.describe(),
+            %tried,
             %retry_in,
             "could not join the cluster"
         );

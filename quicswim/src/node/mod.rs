@@ -66,15 +66,18 @@ pub struct NodeConfig {
     pub advertise: Option<SocketAddr>,
     /// Seeds to join through, by address or DNS name (names are resolved again before each
     /// join attempt; see [`Seed`]). Empty: start a new cluster. Joining is retried until a
-    /// seed answers ([`Node::wait_joined`]); this node's own address among them is skipped,
-    /// and a node whose only seed is itself starts the cluster.
+    /// seed answers or a member joins this node ([`Node::wait_joined`]); this node's own
+    /// address among them is skipped, and seeds that lead only back to this node are retried
+    /// like seeds that do not answer (unless [`bootstrap`](Self::bootstrap)).
     pub seeds: Vec<Seed>,
     /// The DNS server to resolve seed names with; `None` (the default): the system's, from
     /// `/etc/resolv.conf`, with `/etc/hosts` first. For tests and unusual setups.
     pub nameserver: Option<SocketAddr>,
-    /// A deliberate first node: [`Node::readiness`] is ready from the start and while alone.
-    /// Without it, a node is ready only once it has exchanged full state with a member (a
-    /// seed answered, or with no seeds, a member joined it) and while it has a live peer.
+    /// A deliberate first node: it starts a cluster without waiting for its seeds (it goes
+    /// on asking them until it has a live peer, so two first nodes merge), and
+    /// [`Node::readiness`] is ready from the start and while alone. Without it, a node is
+    /// ready only once it has exchanged full state with a member (a seed answered, or a
+    /// member joined it) and while it has a live peer.
     pub bootstrap: bool,
     /// Protocol settings, validated where they came in ([`Config::validate`]).
     pub protocol: ValidConfig,
@@ -266,7 +269,7 @@ impl Node {
         if config.seeds.is_empty() {
             core.join(now, &[]);
         } else {
-            core.join_resolving(now);
+            core.join_resolving(now, config.bootstrap);
         }
         let (commands, command_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -344,8 +347,8 @@ impl Node {
         self.driver.transport.local_addr()
     }
 
-    /// Whether this node is in a cluster: a seed answered, or it had none to join (or only
-    /// itself) and started one.
+    /// Whether this node is in a cluster: a seed answered, a member joined it, or it started
+    /// one (no seeds, or [`NodeConfig::bootstrap`]).
     pub fn is_joined(&self) -> bool {
         *self.joined.borrow()
     }

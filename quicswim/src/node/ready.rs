@@ -4,6 +4,7 @@
 //! ```text
 //!   left the cluster                        -> not ready (Left)
 //!   bootstrap node                          -> ready, alone or not, seeds answered or not
+//!   seeds lead only to this node            -> not ready (OnlySelf)
 //!   seeds given, none has answered yet      -> not ready (NotJoined)
 //!   no seeds, no full-state exchange yet    -> not ready (AwaitingMember)
 //!   no other member alive or suspect        -> not ready (NoLivePeer)
@@ -12,7 +13,9 @@
 //!
 //! A node with no seeds that is not a bootstrap node is a node waiting to be joined: ready
 //! only once a member has joined it (and so exchanged full state with it). One started with
-//! seeds is ready once a seed has answered, which is its first full-state exchange. A
+//! seeds is ready once a seed has answered, which is its first full-state exchange, or a
+//! member has joined it; seeds that resolve only to this node are no cluster (see
+//! `quicswim_proto`'s join module), and `/ready` says so rather than "no seed answered". A
 //! bootstrap node (consul's `-bootstrap`) is ready from the start and stays ready alone, even
 //! while seeds it was given do not answer: a StatefulSet's pod 0 must pass its readiness probe
 //! before the pods it lists as seeds are created.
@@ -24,8 +27,10 @@
 pub(super) struct ReadyFacts {
     /// This node has left the cluster.
     pub left: bool,
-    /// A seed answered, or none was given.
+    /// A seed answered, a member joined this node, or none was needed.
     pub joined: bool,
+    /// The seeds' addresses last found were this node's own and nothing else.
+    pub only_self: bool,
     /// A full-state exchange with another member has completed.
     pub synced: bool,
     /// Other members held Alive or Suspect.
@@ -41,6 +46,13 @@ pub enum NotReady {
     /// Seeds were given and none has answered yet.
     #[error("not joined: no seed has answered yet")]
     NotJoined,
+    /// Seeds were given, but the addresses they resolved to last were all this node's own
+    /// (a StatefulSet's pod that sees only its own record): it waits for another member.
+    #[error(
+        "not joined: the seeds resolve only to this node; waiting for another member \
+         (a deliberate first node is started with --bootstrap)"
+    )]
+    OnlySelf,
     /// No seeds were given, the node is not a bootstrap node, and no member has joined it.
     #[error("not joined: no seeds, not a bootstrap node, and no member has joined this node yet")]
     AwaitingMember,
@@ -63,6 +75,9 @@ pub(super) fn readiness(facts: ReadyFacts, bootstrap: bool) -> Readiness {
     if bootstrap {
         return Ok(());
     }
+    if !facts.joined && facts.only_self {
+        return Err(NotReady::OnlySelf);
+    }
     if !facts.joined {
         return Err(NotReady::NotJoined);
     }
@@ -82,6 +97,7 @@ mod tests {
     const IN_A_CLUSTER: ReadyFacts = ReadyFacts {
         left: false,
         joined: true,
+        only_self: false,
         synced: true,
         live_peers: 2,
     };
@@ -104,6 +120,22 @@ mod tests {
         assert!(NotReady::NotJoined
             .to_string()
             .starts_with("not joined: no seed has answered"));
+    }
+
+    #[test]
+    fn a_node_whose_seeds_lead_only_to_itself_says_so() {
+        let only_self = ReadyFacts {
+            joined: false,
+            only_self: true,
+            synced: false,
+            live_peers: 0,
+            ..IN_A_CLUSTER
+        };
+        assert_eq!(readiness(only_self, false), Err(NotReady::OnlySelf));
+        assert_eq!(readiness(only_self, true), Ok(()));
+        assert!(NotReady::OnlySelf
+            .to_string()
+            .contains("the seeds resolve only to this node"));
     }
 
     #[test]

@@ -7,10 +7,18 @@
 //!                        handle_seed_addrs(addrs) -> PushPull{join} to each address
 //!        |
 //!        | RetryJoin{attempt} after join_retry_interval, then doubling (jittered, capped
-//!        | at join_retry_max), until the first PushPullReply from a seed
+//!        | at join_retry_max), until a PushPullReply merges or a member's push-pull
+//!        | reaches this node (it joined us)
 //!        v
 //!   attempt 2, 3, ...  (the same, with the addresses resolved again)
 //! ```
+//!
+//! Seeds that lead only back to this node are no cluster: the attempts go on, so two nodes
+//! that each found only themselves (two pods of a StatefulSet started together, each seeing
+//! only its own DNS record) find each other once the names resolve to both, instead of
+//! staying two clusters of one. Only a deliberate first node (`first_node`, the agent's
+//! `--bootstrap`) starts a cluster before any seed answers; it still goes on asking its seeds
+//! until it has a live peer, so two first nodes merge.
 //!
 //! The core does no name resolution: a caller whose seeds are names (whose addresses come and
 //! go, as a Kubernetes headless service's do) starts with
@@ -25,6 +33,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tracing::debug;
 
+use super::super::member::State;
 use super::super::timer::Timer;
 use super::{Destination, Swim};
 
@@ -40,34 +49,47 @@ pub(super) struct JoinProgress {
     pub(super) attempt: u32,
     /// The caller resolves the seeds before each attempt (see the module docs).
     resolving: bool,
+    /// Attempts go on: no seed has answered, no member has reached this node, and (for a
+    /// first node) no live peer is known.
+    seeking: bool,
+    /// A deliberate first node: joined from the start, seeking a peer all the same.
+    first_node: bool,
+    /// The last addresses handed in were this node's own and nothing else.
+    only_self: bool,
     /// An attempt began that the caller has not yet been told of.
     attempt_due: bool,
-    /// When the next attempt begins, while unjoined.
+    /// When the next attempt begins, while seeking.
     next_at: Option<Instant>,
 }
 
 impl Swim {
-    /// Joins through `seeds` (addresses only); with none, or only this node's own address,
-    /// this node starts a cluster. Retries go to the same addresses.
+    /// Joins through `seeds` (addresses only); with none, this node starts a cluster at once.
+    /// This node's own address among them is skipped; if nothing else is left, the attempts
+    /// go on all the same (see the module docs). Retries go to the same addresses.
     pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
         self.join = JoinProgress::default();
-        self.joined = false;
-        if !self.take_seed_addrs(seeds) {
-            self.joined = true;
+        self.joined = seeds.is_empty();
+        if self.joined {
             return;
         }
+        self.join.seeking = true;
+        self.join.only_self = !self.take_seed_addrs(seeds);
         self.begin_join_attempt(now);
     }
 
     /// Joins through seeds whose addresses the caller finds anew for every attempt: see
-    /// [`poll_join_attempt`](Self::poll_join_attempt). Never a first node by itself: it
-    /// stays unjoined until a seed answers or the only address given is this node's.
-    pub fn join_resolving(&mut self, now: Instant) {
+    /// [`poll_join_attempt`](Self::poll_join_attempt). Unjoined until a seed answers or a
+    /// member joins this node, however often the seeds lead only back here, unless
+    /// `first_node`: then joined at once (a cluster of one), the attempts going on until a
+    /// live peer is known.
+    pub fn join_resolving(&mut self, now: Instant, first_node: bool) {
         self.join = JoinProgress {
             resolving: true,
+            seeking: true,
+            first_node,
             ..JoinProgress::default()
         };
-        self.joined = false;
+        self.joined = first_node;
         self.seeds.clear();
         self.begin_join_attempt(now);
     }
@@ -77,27 +99,43 @@ impl Swim {
     /// [`handle_seed_addrs`](Self::handle_seed_addrs). Returns the attempt's number, from 1.
     #[must_use]
     pub fn poll_join_attempt(&mut self) -> Option<u32> {
-        if std::mem::take(&mut self.join.attempt_due) && !self.joined {
+        if std::mem::take(&mut self.join.attempt_due) && self.is_seeking_join() {
             return Some(self.join.attempt);
         }
         None
     }
 
     /// The addresses the seeds resolved to for the current attempt: each is asked for the
-    /// cluster's state. This node's own address among them is skipped; if it is the only
-    /// one, this node starts the cluster (a StatefulSet's first pod lists itself). An empty
-    /// list (nothing resolved yet) waits for the next attempt. Ignored once joined.
+    /// cluster's state. This node's own address among them is skipped; if nothing else is
+    /// left (a StatefulSet's pod that sees only its own record), or the list is empty
+    /// (nothing resolved yet), the next attempt resolves them again. Ignored once no longer
+    /// seeking.
     pub fn handle_seed_addrs(&mut self, addrs: &[SocketAddr]) {
-        if self.joined {
+        if !self.is_seeking_join() {
             return;
         }
         let listed_self = addrs.contains(&self.me.addr);
-        if !self.take_seed_addrs(addrs) && listed_self {
-            debug!("this node is its only seed: starting a cluster");
-            self.joined = true;
-            return;
+        let any = self.take_seed_addrs(addrs);
+        self.join.only_self = listed_self && !any;
+        if self.join.only_self {
+            debug!(
+                attempt = self.join.attempt,
+                "the seeds lead only to this node"
+            );
         }
         self.send_join_requests();
+    }
+
+    /// Whether join attempts go on: no seed has answered and no member has joined this
+    /// node; for a first node, no live peer known yet.
+    pub fn is_seeking_join(&self) -> bool {
+        self.join.seeking && !(self.join.first_node && self.has_live_peer())
+    }
+
+    /// Whether the last seed addresses handed in led only back to this node (and the join
+    /// still waits): no other member to ask yet.
+    pub fn seeds_found_only_self(&self) -> bool {
+        self.join.seeking && self.join.only_self
     }
 
     /// The attempt under way (0 before any join).
@@ -105,9 +143,22 @@ impl Swim {
         self.join.attempt
     }
 
-    /// When the next join attempt begins if no seed answers first; `None` once joined.
+    /// When the next join attempt begins if no seed answers first; `None` once no longer
+    /// seeking.
     pub fn next_join_attempt(&self) -> Option<Instant> {
-        self.join.next_at.filter(|_| !self.joined)
+        self.join.next_at.filter(|_| self.is_seeking_join())
+    }
+
+    /// The join is complete: a seed answered, or a member's push-pull reached this node.
+    /// Returns whether it was still seeking (this input completed it).
+    pub(super) fn complete_join(&mut self) -> bool {
+        self.joined = true;
+        self.join.only_self = false;
+        std::mem::take(&mut self.join.seeking)
+    }
+
+    fn has_live_peer(&self) -> bool {
+        self.count(State::Alive) + self.count(State::Suspect) > 0
     }
 
     /// Keeps `addrs` less this node's own and duplicates; whether any are left.
@@ -161,12 +212,18 @@ impl Swim {
     /// The wait for an answer to `attempt` is over: begin the next one, unless a seed
     /// answered or another join began since.
     pub(super) fn retry_join(&mut self, now: Instant, attempt: u32) {
-        if self.joined || attempt != self.join.attempt {
+        if attempt != self.join.attempt {
+            return;
+        }
+        if !self.is_seeking_join() {
+            // A first node that found a live peer is done for good.
+            self.join.seeking = false;
             return;
         }
         debug!(
             attempt,
             seeds = self.seeds.len(),
+            only_self = self.join.only_self,
             "no seed answered yet; retrying join"
         );
         self.begin_join_attempt(now);

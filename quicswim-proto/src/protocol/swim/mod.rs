@@ -346,7 +346,8 @@ impl Swim {
         self.awareness.score()
     }
 
-    /// Whether a seed answered (or no seed was needed).
+    /// Whether this node is in a cluster: a seed answered, a member's push-pull reached it,
+    /// or it needed no seed (none given, or a first node).
     pub fn is_joined(&self) -> bool {
         self.joined
     }

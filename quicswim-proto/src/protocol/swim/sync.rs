@@ -56,6 +56,12 @@ impl Swim {
                 self.on_user_event(e);
             }
             self.synced = true;
+            // A member reached this node: whatever its seeds said, it is in that member's
+            // cluster now (two nodes that each found only themselves meet this way).
+            if self.complete_join() {
+                debug!(peer = %from, attempt = self.join.attempt, "joined by a member");
+                self.prepare_next_probe();
+            }
         }
         self.stats.push_pulls_answered += 1;
         let reply = StreamMessage::PushPullReply {
@@ -90,9 +96,8 @@ impl Swim {
                 self.on_user_event(e);
             }
             self.synced = true;
-            if !self.joined {
+            if self.complete_join() {
                 debug!(seed = %from, attempt = self.join.attempt, "joined");
-                self.joined = true;
                 self.schedule_join_sync(now, 0);
                 self.prepare_next_probe();
             }
