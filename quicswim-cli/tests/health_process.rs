@@ -232,6 +232,7 @@ fn monitor_leave_force_leave_and_member_filters_work_on_a_live_cluster() {
     // leave through the API: the others see bob Left, and bob's agent exits 0.
     let out = quicswim_ok(&["leave", "--api", &api(&bob)]);
     assert!(out.contains("bob left"), "{out}");
+    assert!(out.contains("confirmed by alice"), "{out}");
     monitor.wait_for("bob left", member_event("bob", "left"));
     assert_eq!(alice.state_of("bob").as_deref(), Some("left"));
     let status = bob.wait_exit();

@@ -14,9 +14,10 @@ use common::process::*;
 use common::DEADLINE;
 
 /// The `--leave-timeout` these tests give, and what a stop may take beyond it (the API's
-/// drain, the process exit).
+/// drain, the process exit): generous, since a loaded CI machine is slow; the outcome in the
+/// log says what happened, the bound only that the stop did not hang.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
-const EXIT_SLACK: Duration = Duration::from_secs(3);
+const EXIT_SLACK: Duration = Duration::from_secs(8);
 
 fn wait_alive(agents: &[&Agent], want: &[&str]) {
     for agent in agents {

@@ -28,7 +28,7 @@ pub use quicswim_proto::{protocol, ring};
 
 pub use node::{
     KvItem, LeaveOutcome, Node, NodeConfig, NotReady, Readiness, RingChanged, Seed, SeedParseError,
-    LEAVE_TIMEOUT_DEFAULT,
+    StopReason, LEAVE_TIMEOUT_DEFAULT,
 };
 
 /// A node name for unit tests, which use only valid DNS labels.

@@ -34,7 +34,7 @@ use quicswim::protocol::member::META_LEN_MAX;
 use quicswim::protocol::{ConfigPatch, NodeName, Profile};
 use quicswim::tls::Identity;
 use quicswim::transport::TransportConfig;
-use quicswim::{api, LeaveOutcome, Node, NodeConfig, Seed, LEAVE_TIMEOUT_DEFAULT};
+use quicswim::{api, LeaveOutcome, Node, NodeConfig, Seed, StopReason, LEAVE_TIMEOUT_DEFAULT};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -44,8 +44,16 @@ use tracing_subscriber::EnvFilter;
 use super::http::DEFAULT_API;
 use super::snapshot::Snapshot;
 
-/// How long the API server may take to finish its requests after the node has left.
+/// How long the API server may take to finish its requests after the node has left, beyond
+/// the leave timeout (a `POST /v1/leave` answers once the transport has closed, which the
+/// rest of that timeout bounds).
 const API_DRAIN: Duration = Duration::from_secs(2);
+
+/// The largest `--leave-timeout`: a stop that waits longer is a typo, not a wish.
+const LEAVE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+/// The largest `--join-timeout` (30 days); above it, leave the flag out to keep trying.
+const JOIN_TIMEOUT_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Arguments of `quicswim agent`, and the keys of its `--config` file: one definition, so a
 /// flag and its key cannot drift apart. A flag wins over the file, the file over the defaults.
@@ -276,6 +284,20 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
     if args.join_timeout.is_some_and(|t| t.is_zero()) {
         bail!("--join-timeout must be above zero");
     }
+    if let Some(t) = args.join_timeout.filter(|t| *t > JOIN_TIMEOUT_MAX) {
+        bail!(
+            "--join-timeout {} is too long: at most {} (leave it out to keep trying)",
+            humantime::format_duration(t),
+            humantime::format_duration(JOIN_TIMEOUT_MAX)
+        );
+    }
+    if let Some(t) = args.leave_timeout.filter(|t| *t > LEAVE_TIMEOUT_MAX) {
+        bail!(
+            "--leave-timeout {} is too long: at most {}",
+            humantime::format_duration(t),
+            humantime::format_duration(LEAVE_TIMEOUT_MAX)
+        );
+    }
 
     let profile = args.profile.unwrap_or_default();
     let protocol = profile
@@ -458,9 +480,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         // The members last known join the seeds: any of them still up lets this node back in.
         let known = snapshot.load(&name);
         info!(members = known.len(), "member snapshot read");
-        for addr in known.into_iter().map(Seed::from) {
-            if !config.seeds.contains(&addr) {
-                config.seeds.push(addr);
+        let mut seen: std::collections::HashSet<Seed> = config.seeds.iter().cloned().collect();
+        for seed in known.into_iter().map(Seed::from) {
+            if seen.insert(seed.clone()) {
+                config.seeds.push(seed);
             }
         }
     }
@@ -482,9 +505,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let keeper = snapshot.map(|s| s.keep(node.clone()));
     let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut api_task = tokio::spawn(api::serve(node.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
+    let options = api::ServeOptions { leave_timeout };
+    let mut api_task = tokio::spawn(api::serve_with(
+        node.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        options,
+    ));
+    // Requests in progress when the API is told to stop may include a leave, which answers
+    // once the transport has closed (bounded by the leave timeout).
+    let drain = leave_timeout.saturating_add(API_DRAIN);
     let gave_up = async {
         match join_timeout {
             Some(limit) => {
@@ -501,11 +533,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let signal = tokio::select! {
         signal = signals.next() => signal,
-        () = node.stopped() => {
-            // Left through the API (`quicswim leave`): the leave is done; stop as on a signal.
-            info!("left the cluster as asked through the API");
+        reason = node.stopped() => {
+            // The snapshot's last write happened as the leave began (see Keeper); this
+            // waits for it.
+            if let Some(keeper) = keeper {
+                keeper.finish().await;
+            }
             let _ = stop_api.send(());
-            drain_api(api_task).await;
+            let outcome = match reason {
+                StopReason::Left(outcome) => outcome,
+                StopReason::Shutdown | StopReason::Crashed => {
+                    drain_api(api_task, API_DRAIN).await;
+                    return Err(anyhow!(
+                        "node {name} stopped unexpectedly ({reason:?}) without leaving the cluster"
+                    ));
+                }
+            };
+            // Left through the API (`quicswim leave`): stop as on a signal, once the
+            // leave request has been answered.
+            info!("left the cluster as asked through the API");
+            log_outcome(Ok(outcome), leave_timeout);
+            drain_api(api_task, drain).await;
             info!(node = %name, "stopped");
             return Ok(());
         }
@@ -532,35 +580,38 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         keeper.finish().await;
     }
     tokio::select! {
-        left = node.leave_with_timeout(leave_timeout) => match left {
-            Ok(LeaveOutcome::Confirmed { by }) => info!(%by, "leave confirmed"),
-            Ok(LeaveOutcome::Alone) => info!("no other member to tell"),
-            Ok(LeaveOutcome::TimedOut) => warn!(timeout = ?leave_timeout,
-                "no member confirmed the leave in time; stopping anyway"),
-            Err(e) => warn!(error = %e, "could not leave gracefully"),
-        },
+        left = node.leave_with_timeout(leave_timeout) => log_outcome(left, leave_timeout),
         again = signals.next() => {
             warn!(signal = %again, "second signal: stopping without waiting for the leave");
             node.shutdown().await;
         }
     }
     let _ = stop_api.send(());
-    match tokio::time::timeout(API_DRAIN, api_task).await {
-        Ok(Ok(Err(e))) => warn!(error = %e, "API server failed while stopping"),
-        Ok(_) => {}
-        Err(_) => warn!("API server did not stop within {API_DRAIN:?}; exiting anyway"),
-    }
+    drain_api(api_task, API_DRAIN).await;
     info!(node = %name, "stopped");
     Ok(())
 }
 
-/// Waits (at most [`API_DRAIN`]) for the API server, told to stop, to answer its last
-/// requests: the leave request itself among them.
-async fn drain_api(api_task: tokio::task::JoinHandle<std::io::Result<()>>) {
-    match tokio::time::timeout(API_DRAIN, api_task).await {
+/// Logs how a leave ended.
+fn log_outcome(left: Result<LeaveOutcome, quicswim::node::Error>, timeout: Duration) {
+    match left {
+        Ok(LeaveOutcome::Confirmed { by }) => info!(%by, "leave confirmed"),
+        Ok(LeaveOutcome::Alone) => info!("no other member to tell"),
+        Ok(LeaveOutcome::TimedOut) => warn!(
+            ?timeout,
+            "no member confirmed the leave in time; stopping anyway"
+        ),
+        Err(e) => warn!(error = %e, "could not leave gracefully"),
+    }
+}
+
+/// Waits (at most `limit`) for the API server, told to stop, to answer its last requests:
+/// a leave request among them.
+async fn drain_api(api_task: tokio::task::JoinHandle<std::io::Result<()>>, limit: Duration) {
+    match tokio::time::timeout(limit, api_task).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "API server failed while stopping"),
         Ok(_) => {}
-        Err(_) => warn!("API server did not stop within {API_DRAIN:?}; exiting anyway"),
+        Err(_) => warn!("API server did not stop within {limit:?}; exiting anyway"),
     }
 }
 
@@ -583,6 +634,22 @@ mod tests {
         std::fs::write(&path, "join_timeout = \"soon\"\n").unwrap();
         let err = AgentArgs::load(&path).unwrap_err().to_string();
         assert!(err.contains("agent.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_above_the_maximum_are_refused_by_flag() {
+        let args = |leave, join| AgentArgs {
+            name: Some(NodeName::new("a").unwrap()),
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            leave_timeout: leave,
+            join_timeout: join,
+            ..AgentArgs::default()
+        };
+        let huge = Some(Duration::from_secs(u64::MAX / 2));
+        let err = resolve(args(huge, None)).err().unwrap().to_string();
+        assert!(err.contains("--leave-timeout"), "{err}");
+        let err = resolve(args(None, huge)).err().unwrap().to_string();
+        assert!(err.contains("--join-timeout"), "{err}");
     }
 
     #[test]

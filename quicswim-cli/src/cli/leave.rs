@@ -31,7 +31,15 @@ pub fn run_leave(args: LeaveArgs) -> anyhow::Result<()> {
     let left: Left = runtime()?
         .block_on(client.post_json("/v1/leave", &serde_json::json!({})))
         .map_err(user_error)?;
-    println!("{} left the cluster", left.name);
+    match (left.outcome.as_str(), &left.by) {
+        ("confirmed", Some(by)) => println!("{} left the cluster (confirmed by {by})", left.name),
+        ("alone", _) => println!("{} left the cluster (no other member to tell)", left.name),
+        ("timed_out", _) => println!(
+            "{} left the cluster (no member confirmed in time; others may see it dead)",
+            left.name
+        ),
+        _ => println!("{} left the cluster", left.name),
+    }
     Ok(())
 }
 

@@ -91,9 +91,13 @@ fn human(line: &str) -> String {
             } else {
                 format!(" meta={:?}", meta)
             };
-            format!("member {name} {event} (addr {addr}, incarnation {incarnation}){meta}")
+            format!(
+                "member {} {} (addr {addr}, incarnation {incarnation}){meta}",
+                shown(&name),
+                shown(&event)
+            )
         }
-        MonitorEvent::Kv { owner, key } => format!("kv {owner}/{key} changed"),
+        MonitorEvent::Kv { owner, key } => format!("kv {}/{} changed", shown(&owner), shown(&key)),
         MonitorEvent::User(e) => {
             let payload = match e.payload {
                 Some(text) => format!("{text:?}"),
@@ -101,19 +105,46 @@ fn human(line: &str) -> String {
             };
             format!(
                 "event {} from {} (seq {}) payload {payload}",
-                e.name, e.origin, e.seq
+                shown(&e.name),
+                shown(&e.origin),
+                e.seq
             )
         }
         MonitorEvent::Dropped { count } => {
             format!("dropped {count} events: this monitor fell behind the agent")
         }
     };
-    format!("{time}  {what}")
+    format!("{}  {what}", shown(&time))
+}
+
+/// Text from the cluster as one terminal line: control characters (escape sequences, line
+/// breaks) are shown escaped, so a member cannot repaint the screen or forge a line.
+fn shown(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.escape_debug().to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_members_are_escaped() {
+        let line =
+            r#"{"time":"t","type":"kv","owner":"bob","key":"k\u001b[2J\nt  member eve left"}"#;
+        let shown = human(line);
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        assert!(shown.contains(r"\u{1b}[2J\n"), "{shown}");
+        let line = r#"{"time":"t","type":"user","origin":"alice","seq":1,"name":"a\rb","payload":"x\n","payload_base64":""}"#;
+        let shown = human(line);
+        assert!(shown.contains(r"a\rb") && !shown.contains('\r'), "{shown}");
+    }
 
     #[test]
     fn member_lines_read_as_sentences() {

@@ -1,13 +1,15 @@
 //! `--data-dir DIR`: the members this agent last knew, kept in `DIR/members.json`, so that a
 //! node restarted after its seeds are gone rejoins through them (serf's `-snapshot`).
 //!
-//! The file is small JSON, `{"node": NAME, "members": [{"name": .., "addr": ..}, ..]}`: every
-//! member but this node and those that left. It is written whole into a temporary file in the
+//! The file is small JSON, `{"node": NAME, "members": [{"name": .., "addr": .., "state": ..},
+//! ..]}`: every member but this node and those that left. Only the best [`LOAD_MAX`] of them
+//! become seeds (alive first), and a file over [`FILE_LEN_MAX`] is ignored. It is written whole into a temporary file in the
 //! same directory, synced, then renamed over the old one, so a crash mid-write leaves the old
 //! file or the new, never half of one. Writes follow membership changes at most once per
 //! [`WRITE_INTERVAL`], and once more when the agent stops. A file that cannot be read or
 //! parsed is reported and ignored: it only ever adds seeds.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,13 @@ use tracing::{debug, warn};
 
 /// The file's name inside `--data-dir`.
 const FILE_NAME: &str = "members.json";
+
+/// At most this many addresses are taken from the file: enough to find one member still up,
+/// few enough that a join does not walk a whole large cluster's tombstones.
+pub const LOAD_MAX: usize = 32;
+
+/// A larger file is not read (16384 members take about 1.5 MiB).
+const FILE_LEN_MAX: u64 = 4 << 20;
 
 /// Membership changes are written at most this often (a join of many members is one write).
 const WRITE_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,6 +51,19 @@ struct SnapshotFile {
 struct Known {
     name: NodeName,
     addr: SocketAddr,
+    /// Absent in files written before states were kept: taken as alive.
+    #[serde(default)]
+    state: KnownState,
+}
+
+/// A kept member's state, in the order its address is worth trying.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+enum KnownState {
+    #[default]
+    Alive,
+    Suspect,
+    Dead,
 }
 
 /// The snapshot file of a data directory.
@@ -61,10 +83,12 @@ impl Snapshot {
         })
     }
 
-    /// The addresses of the members last known, for `name`; none, with a warning naming the
-    /// file, when it cannot be read or parsed; none, silently, when there is no file yet.
+    /// The addresses of the members last known, for `name`: at most [`LOAD_MAX`], alive
+    /// ones first, then suspect, then dead, each once. None, with a warning naming the file,
+    /// when it cannot be read or parsed or is too large; none, silently, when there is no
+    /// file yet.
     pub fn load(&self, name: &NodeName) -> Vec<SocketAddr> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match read_capped(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
             Err(e) => {
@@ -85,7 +109,16 @@ impl Snapshot {
             warn!(file = %self.path.display(), written_by = %file.node, node = %name,
                 "the member snapshot was written by another node; using its members anyway");
         }
-        file.members.into_iter().map(|m| m.addr).collect()
+        let mut members = file.members;
+        // Stable: within a state, the file's order stays.
+        members.sort_by_key(|m| m.state);
+        let mut seen = HashSet::new();
+        members
+            .into_iter()
+            .map(|m| m.addr)
+            .filter(|a| seen.insert(*a))
+            .take(LOAD_MAX)
+            .collect()
     }
 
     /// Writes `members` (this node's view) atomically: temporary file, sync, rename.
@@ -135,10 +168,30 @@ fn worth_keeping(me: &NodeName, members: Vec<Member>) -> Vec<Known> {
         .into_iter()
         .filter(|m| m.name != *me && m.state != State::Left)
         .map(|m| Known {
+            state: match m.state {
+                State::Alive | State::Left => KnownState::Alive,
+                State::Suspect => KnownState::Suspect,
+                State::Dead => KnownState::Dead,
+            },
             name: m.name,
             addr: m.addr,
         })
         .collect()
+}
+
+/// The file's text, refused when larger than [`FILE_LEN_MAX`].
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(FILE_LEN_MAX + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > FILE_LEN_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            FILE_LEN_MAX >> 20
+        )));
+    }
+    Ok(text)
 }
 
 async fn keep(snapshot: Snapshot, node: Node, mut stopped: oneshot::Receiver<()>) {
@@ -157,6 +210,12 @@ async fn keep(snapshot: Snapshot, node: Node, mut stopped: oneshot::Receiver<()>
         };
         tokio::select! {
             _ = &mut stopped => {
+                write_if_changed(&snapshot, &node, &me, &mut written).await;
+                return;
+            }
+            // However the leave was asked for (a signal, the API), the view just before it
+            // is the one to keep: the node still answers while it leaves.
+            () = node.leaving() => {
                 write_if_changed(&snapshot, &node, &me, &mut written).await;
                 return;
             }
@@ -209,7 +268,59 @@ mod tests {
         Known {
             name: NodeName::new(name).unwrap(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            state: KnownState::Alive,
         }
+    }
+
+    #[test]
+    fn load_takes_few_addresses_alive_first_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = Snapshot::open(dir.path()).unwrap();
+        let me = NodeName::new("a").unwrap();
+        let mut members = Vec::new();
+        for i in 0..100u16 {
+            let state =
+                [KnownState::Dead, KnownState::Suspect, KnownState::Alive][usize::from(i % 3)];
+            members.push(Known {
+                state,
+                ..known(&format!("m{i}"), 7000 + i)
+            });
+        }
+        members.push(known("dup", 7002)); // an alive member's address again
+        snapshot.write(&me, &members).unwrap();
+        let addrs = snapshot.load(&me);
+        assert_eq!(addrs.len(), LOAD_MAX);
+        let alive = members
+            .iter()
+            .filter(|m| m.state == KnownState::Alive)
+            .count();
+        assert_eq!(alive, 34, "33 alive addresses, one of them twice");
+        // The first 32 distinct alive addresses, in the file's order.
+        assert_eq!(addrs[0], known("m2", 7002).addr);
+        assert_eq!(addrs[1], known("m5", 7005).addr);
+        assert!(
+            addrs.iter().all(|a| (a.port() - 7000) % 3 == 2),
+            "{addrs:?}"
+        );
+        // An old file without states still loads.
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            r#"{"node":"a","members":[{"name":"b","addr":"127.0.0.1:9"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(snapshot.load(&me), [known("b", 9).addr]);
+    }
+
+    #[test]
+    fn oversized_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = Snapshot::open(dir.path()).unwrap();
+        let me = NodeName::new("a").unwrap();
+        let mut text =
+            String::from(r#"{"node":"a","members":[{"name":"b","addr":"127.0.0.1:9"}]}"#);
+        text.push_str(&" ".repeat(FILE_LEN_MAX as usize));
+        std::fs::write(dir.path().join(FILE_NAME), text).unwrap();
+        assert!(snapshot.load(&me).is_empty());
     }
 
     #[test]

@@ -54,6 +54,7 @@ mod rtt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -63,7 +64,7 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::node::Node;
+use crate::node::{Node, LEAVE_TIMEOUT_DEFAULT};
 
 pub use error::{ApiError, ErrorBody};
 pub use events::{EventJson, PublishRequest, Published};
@@ -78,15 +79,18 @@ pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 #[derive(Clone)]
 struct ApiState {
     node: Node,
+    /// How long `POST /v1/leave` waits for a member to confirm the leave.
+    leave_timeout: Duration,
     /// Becomes true when the server is stopping, so that streams end and the graceful
     /// shutdown, which waits for every answer in progress, can finish.
     stopping: Arc<watch::Sender<bool>>,
 }
 
 impl ApiState {
-    fn new(node: Node) -> Self {
+    fn new(node: Node, options: ServeOptions) -> Self {
         Self {
             node,
+            leave_timeout: options.leave_timeout,
             stopping: Arc::new(watch::channel(false).0),
         }
     }
@@ -105,7 +109,7 @@ fn text_and_base64(bytes: Vec<u8>) -> (Option<String>, String) {
 /// `/v1/monitor` streams end when the node stops or the client goes away; [`serve`] also
 /// ends them when it is told to stop.
 pub fn router(node: Node) -> Router {
-    routes(ApiState::new(node))
+    routes(ApiState::new(node, ServeOptions::default()))
 }
 
 fn routes(state: ApiState) -> Router {
@@ -144,7 +148,36 @@ pub async fn serve<F>(node: Node, listener: TcpListener, shutdown: F) -> io::Res
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let state = ApiState::new(node);
+    serve_with(node, listener, shutdown, ServeOptions::default()).await
+}
+
+/// Settings of the API server that are not the node's.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// How long `POST /v1/leave` waits for a member to confirm the leave (an agent's
+    /// `--leave-timeout`); default [`LEAVE_TIMEOUT_DEFAULT`].
+    pub leave_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            leave_timeout: LEAVE_TIMEOUT_DEFAULT,
+        }
+    }
+}
+
+/// [`serve`] with `options`.
+pub async fn serve_with<F>(
+    node: Node,
+    listener: TcpListener,
+    shutdown: F,
+    options: ServeOptions,
+) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let state = ApiState::new(node, options);
     let stopping = Arc::clone(&state.stopping);
     let shutdown = async move {
         shutdown.await;

@@ -129,7 +129,7 @@ impl Subscription {
                 Err(RecvError::Closed) => return None,
             },
             _ = self.stopping.wait_for(|stopping| *stopping) => return None,
-            () = self.node.stopped() => return None,
+            _ = self.node.stopped() => return None,
         };
         let line = MonitorLine {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),

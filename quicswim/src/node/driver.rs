@@ -80,14 +80,14 @@ impl Driver {
         }
     }
 
-    /// Runs until a leave completes or every handle is dropped.
+    /// Runs until a leave completes (its outcome) or every handle is dropped (`None`).
     pub(super) async fn run(
         mut self,
         mut incoming: mpsc::Receiver<Incoming>,
         mut commands: mpsc::Receiver<Command>,
         mut reply_rx: mpsc::Receiver<(NodeName, Vec<u8>)>,
         mut join_news: mpsc::Receiver<JoinNews>,
-    ) {
+    ) -> Option<LeaveOutcome> {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -119,10 +119,10 @@ impl Driver {
                             .leave(wait, done, &mut incoming, &mut commands, &mut reply_rx)
                             .await;
                         info!(node = %self.core.name(), ?outcome, "left the cluster");
-                        return;
+                        return Some(outcome);
                     }
                     Some(command) => self.on_command(command),
-                    None => return, // every handle dropped: stop like a crash
+                    None => return None, // every handle dropped: stop like a crash
                 },
             }
         }
@@ -142,7 +142,7 @@ impl Driver {
         self.core.leave(Instant::now());
         self.ring.push(self.core.name(), State::Left, 0);
         let mut waiting = vec![first];
-        let give_up = tokio::time::Instant::now() + wait;
+        let give_up = super::deadline_after(tokio::time::Instant::now(), wait);
         let outcome = loop {
             self.flush();
             match self.core.leave_status() {

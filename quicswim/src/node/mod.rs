@@ -196,6 +196,84 @@ pub enum LeaveOutcome {
     TimedOut,
 }
 
+/// Why a node stopped ([`Node::stopped`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// It left gracefully (through any handle), with this outcome.
+    Left(LeaveOutcome),
+    /// [`Node::shutdown`] stopped it.
+    Shutdown,
+    /// Its driver task ended with neither: it panicked, or ended unexpectedly.
+    Crashed,
+}
+
+/// Where a node is in its life; the driver task's guard records the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Leaving,
+    Stopped(StopReason),
+}
+
+/// Records `reason` unless a reason is already recorded (the first one is the true one:
+/// a shutdown aborts the task, whose guard then sees it already stopped).
+fn mark_stopped(phase: &watch::Sender<Phase>, reason: StopReason) {
+    phase.send_if_modified(|p| {
+        if matches!(p, Phase::Stopped(_)) {
+            return false;
+        }
+        *p = Phase::Stopped(reason);
+        true
+    });
+}
+
+/// Lives in the driver task: dropped without [`StopGuard::stop`] (a panic, an abort), it
+/// records a crash, so that [`Node::stopped`] never takes a dead driver for a leave.
+struct StopGuard(Arc<watch::Sender<Phase>>);
+
+impl StopGuard {
+    fn stop(self, reason: StopReason) {
+        mark_stopped(&self.0, reason);
+    }
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        mark_stopped(&self.0, StopReason::Crashed);
+    }
+}
+
+/// A deadline `after` from `now`; a duration too large to add (`Duration::MAX`) means a
+/// deadline that never comes, not a panic.
+pub(crate) fn deadline_after<I>(now: I, after: Duration) -> I
+where
+    I: Copy + CheckedAdd,
+{
+    now.checked_add_duration(after)
+        .or_else(|| now.checked_add_duration(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// About 30 years: the deadline that stands for "never".
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `checked_add` of the two clocks in use (std's and tokio's).
+pub(crate) trait CheckedAdd: Sized {
+    fn checked_add_duration(self, d: Duration) -> Option<Self>;
+}
+
+impl CheckedAdd for Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
+    }
+}
+
+impl CheckedAdd for tokio::time::Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
+    }
+}
+
 impl LeaveOutcome {
     /// Whether a member confirmed the leave.
     pub fn is_confirmed(&self) -> bool {
@@ -216,14 +294,14 @@ pub struct Node {
     joined: watch::Receiver<bool>,
     driver: Arc<DriverHandle>,
     bootstrap: bool,
-    /// Never sent on: its sender lives as long as the driver task, and is dropped when the
-    /// task ends for any reason (see [`Node::stopped`]).
-    running: watch::Receiver<()>,
+    /// Running, leaving, or stopped and why (see [`Node::stopped`]).
+    phase: watch::Receiver<Phase>,
 }
 
 struct DriverHandle {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     transport: Transport,
+    phase: Arc<watch::Sender<Phase>>,
 }
 
 impl Drop for DriverHandle {
@@ -299,13 +377,16 @@ impl Node {
         );
         info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
         let span = tracing::info_span!("node", name = %name);
-        let (running_tx, running) = watch::channel(());
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        let phase_tx = Arc::new(phase_tx);
+        let guard = StopGuard(Arc::clone(&phase_tx));
         let task = tokio::spawn(
             async move {
-                let _running = running_tx;
-                driver
+                let guard = guard;
+                let left = driver
                     .run(incoming, command_rx, reply_rx, join_news_rx)
                     .await;
+                guard.stop(left.map_or(StopReason::Crashed, StopReason::Left));
             }
             .instrument(span),
         );
@@ -320,9 +401,10 @@ impl Node {
             driver: Arc::new(DriverHandle {
                 task: std::sync::Mutex::new(Some(task)),
                 transport,
+                phase: phase_tx,
             }),
             bootstrap: config.bootstrap,
-            running,
+            phase,
         })
     }
 
@@ -398,12 +480,27 @@ impl Node {
         rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
-    /// Completes once the node has stopped: it left (through any handle), was shut down, or
-    /// its driver ended. Lets an agent notice a leave asked for through its API.
-    pub async fn stopped(&self) {
-        let mut running = self.running.clone();
-        // Nothing is ever sent: `changed` returns only with an error, once the sender is gone.
-        while running.changed().await.is_ok() {}
+    /// Completes once the node has stopped, and says why: it left (through any handle), was
+    /// shut down, or its driver crashed. Lets an agent notice a leave asked for through its
+    /// API, and tell it from a crash.
+    pub async fn stopped(&self) -> StopReason {
+        let mut phase = self.phase.clone();
+        let reason = match phase.wait_for(|p| matches!(p, Phase::Stopped(_))).await {
+            Ok(p) => match &*p {
+                Phase::Stopped(reason) => reason.clone(),
+                Phase::Running | Phase::Leaving => StopReason::Crashed,
+            },
+            // The sender lives in the handle this borrows: not reached.
+            Err(_) => StopReason::Crashed,
+        };
+        reason
+    }
+
+    /// Completes once a leave has begun (through any handle) or the node has stopped: the
+    /// moment to save what the node knows, while it still answers.
+    pub async fn leaving(&self) {
+        let mut phase = self.phase.clone();
+        let _ = phase.wait_for(|p| !matches!(p, Phase::Running)).await;
     }
 
     /// Changes this node's metadata (gossiped with a new incarnation).
@@ -498,7 +595,14 @@ impl Node {
     pub async fn leave_with_timeout(&self, timeout: Duration) -> Result<LeaveOutcome, Error> {
         /// Time the transport's close always gets to tell peers the connections are over.
         const CLOSE_MIN: Duration = Duration::from_millis(100);
-        let give_up = Instant::now() + timeout;
+        let give_up = deadline_after(Instant::now(), timeout);
+        self.driver.phase.send_if_modified(|p| {
+            let running = matches!(p, Phase::Running);
+            if running {
+                *p = Phase::Leaving;
+            }
+            running
+        });
         let (tx, rx) = oneshot::channel();
         self.send(Command::Leave(timeout, tx)).await?;
         let outcome = rx.await.map_err(|_| Error::Stopped)?;
@@ -514,6 +618,7 @@ impl Node {
     /// Stops at once, without leaving: to the others this looks like a crash.
     pub async fn shutdown(&self) {
         let task = self.driver.task.lock().ok().and_then(|mut t| t.take());
+        mark_stopped(&self.driver.phase, StopReason::Shutdown);
         if let Some(task) = task {
             task.abort();
             let _ = task.await;

@@ -22,9 +22,13 @@ use tokio::task::JoinSet;
 const ADDRS_PER_SEED_MAX: usize = 64;
 /// SRV targets resolved for one `dnssrv+` seed.
 const SRV_TARGETS_MAX: usize = 32;
-/// How long one DNS query waits for its answer (each is tried twice); an attempt's lookups
-/// run at once, so a round's resolution takes at most about twice this.
+/// How long one DNS query waits for its answer (each is tried twice, and a name may be tried
+/// with each search domain in turn).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one round's resolution may take in all. Seeds, and a `dnssrv+` seed's targets,
+/// are looked up at once, but a long search list still chains queries: a seed not resolved by
+/// then counts as failed for this round, and the others keep what they found.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A member to join through.
 ///
@@ -182,14 +186,33 @@ impl SeedResolver {
                 (i, SeedLookup { seed, addrs })
             });
         }
-        let mut found: Vec<(usize, SeedLookup)> = Vec::with_capacity(seeds.len());
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(one) = done {
-                found.push(one);
+        let mut found: Vec<Option<SeedLookup>> = vec![None; seeds.len()];
+        let give_up = tokio::time::Instant::now() + ROUND_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(give_up, tasks.join_next()).await {
+                Ok(Some(Ok((i, one)))) => found[i] = Some(one),
+                Ok(Some(Err(_))) => {} // a lookup task panicked: that seed counts as failed
+                Ok(None) => break,
+                Err(_) => {
+                    tasks.abort_all();
+                    break;
+                }
             }
         }
-        found.sort_by_key(|(i, _)| *i);
-        found.into_iter().map(|(_, l)| l).collect()
+        let late = format!(
+            "DNS resolution timed out (the round's limit is {}s)",
+            ROUND_TIMEOUT.as_secs()
+        );
+        seeds
+            .iter()
+            .zip(found)
+            .map(|(seed, one)| {
+                one.unwrap_or_else(|| SeedLookup {
+                    seed: seed.clone(),
+                    addrs: Err(late.clone()),
+                })
+            })
+            .collect()
     }
 
     fn resolver(&self) -> Result<TokioResolver, String> {
@@ -238,12 +261,27 @@ async fn lookup(resolver: &TokioResolver, seed: &Seed) -> Result<Vec<SocketAddr>
         }
         Seed::Srv(name) => {
             let records = resolver.srv_lookup(name.as_str()).await.map_err(why)?;
+            // The targets at once: one after another, a few slow ones would take the round.
+            let mut targets = JoinSet::new();
+            for (i, srv) in records.iter().take(SRV_TARGETS_MAX).enumerate() {
+                let (target, port, resolver) = (srv.target().clone(), srv.port(), resolver.clone());
+                targets.spawn(async move {
+                    let found = resolver.lookup_ip(target.clone()).await;
+                    (i, target.to_utf8(), port, found)
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(done) = targets.join_next().await {
+                if let Ok(answer) = done {
+                    answers.push(answer);
+                }
+            }
+            answers.sort_by_key(|(i, ..)| *i);
             let mut addrs = Vec::new();
             let mut errors = Vec::new();
-            for srv in records.iter().take(SRV_TARGETS_MAX) {
-                let target = srv.target().to_utf8();
-                match resolver.lookup_ip(srv.target().clone()).await {
-                    Ok(ips) => addrs.extend(ips.iter().map(|ip| SocketAddr::new(ip, srv.port()))),
+            for (_, target, port, found) in answers {
+                match found {
+                    Ok(ips) => addrs.extend(ips.iter().map(|ip| SocketAddr::new(ip, port))),
                     Err(e) => errors.push(format!("{target}: {}", why(e))),
                 }
             }
