@@ -77,9 +77,10 @@ pub struct AgentArgs {
     #[arg(long = "join", value_name = "SEED")]
     #[serde(default)]
     join: Vec<String>,
-    /// This is a deliberate first node: `/ready` answers 200 from the start and while it is
-    /// alone. Without it, a node is ready only once it has joined (a seed answered, or with
-    /// no seeds, a member joined it) and while it has a live peer.
+    /// This is a deliberate first node: it starts the cluster without waiting for its seeds
+    /// (and keeps asking them until it has a peer), and `/ready` answers 200 from the start.
+    /// Without it, a node is ready only once it has joined (a seed answered, or a member joined
+    /// it) and while it has a live peer; seeds that resolve only to itself are retried.
     #[arg(long)]
     #[serde(default)]
     bootstrap: bool,

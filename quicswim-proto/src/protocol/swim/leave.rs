@@ -81,7 +81,7 @@ impl Swim {
     /// Leaves gracefully: this node is Left everywhere, not Dead. The Left update goes by
     /// datagram to up to 16 members, and by reliable full-state request to `gossip_nodes` of
     /// them, so it is not lost with a datagram; this node's key/value entries follow to those
-    /// that lack them (see the [module docs](self)). The runtime keeps feeding replies and
+    /// that lack them (see the module docs). The runtime keeps feeding replies and
     /// timeouts until [`leave_status`](Self::leave_status) is no longer `Unconfirmed`, or its
     /// own deadline passes, and then closes.
     pub fn leave(&mut self, now: Instant) {

@@ -67,7 +67,7 @@ pub(super) enum Source<'a> {
 }
 
 impl Swim {
-    /// Drops a dead or left member's tombstone now, as [`reap`](Self::reap) would after
+    /// Drops a dead or left member's tombstone now, as reaping would after
     /// `dead_retention`: the member, its key/value data and its event history go from this
     /// node's table. Refused for an alive or suspect member, for this node, and for a name not
     /// held; nothing changes then. Key/value data of the member that peers still hold is
