@@ -22,25 +22,15 @@ fn join_timeout_exits_non_zero_after_reporting_each_failed_attempt() {
     let (dns_addr, dead) = (dns.addr().to_string(), unused_addr().to_string());
 
     let started = Instant::now();
-    let out = quicswim(&[
-        "agent",
-        "--name",
-        "alice",
-        "--bind",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--certs",
-        certs.to_str().unwrap(),
-        "--join",
-        "nowhere.test:7946",
-        "--join",
-        &dead,
-        "--dns-server",
-        &dns_addr,
-        "--join-timeout",
-        "3s",
-    ]);
+    let out = quicswim(
+        &[
+            &["agent", "--name", "alice"][..],
+            &local_args(&config, &certs),
+            &["--join", "nowhere.test:7946", "--join", &dead],
+            &["--dns-server", &dns_addr, "--join-timeout", "3s"],
+        ]
+        .concat(),
+    );
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -145,14 +145,7 @@ fn restarted_node_rejoins_through_its_snapshot_when_its_seed_is_gone() {
     let data = dir.join("bob-data");
     let data_arg = data.to_str().unwrap();
     let config = write_fast_config(dir);
-    let common = [
-        "--bind",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--certs",
-        certs.to_str().unwrap(),
-    ];
+    let common = local_args(&config, &certs);
     let mut alice = Agent::start(dir, "alice", &common);
     let seed = alice.addr.to_string();
     let joining = [&common[..], &["--join", &seed]].concat();
@@ -207,15 +200,10 @@ fn corrupt_snapshot_is_reported_and_ignored() {
         dir,
         "alice",
         &[
-            "--bind",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-            "--certs",
-            certs.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
+            &local_args(&config, &certs)[..],
+            &["--data-dir", data.to_str().unwrap()],
+        ]
+        .concat(),
     );
     assert_eq!(names(&alice.members()), ["alice"]);
     let log = alice.log();

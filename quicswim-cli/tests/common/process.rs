@@ -39,19 +39,25 @@ pub fn write_fast_config(dir: &Path) -> PathBuf {
     config
 }
 
+/// The flags of a test agent on 127.0.0.1 (any free port) with `config` and the
+/// certificates in `certs`.
+pub fn local_args<'a>(config: &'a Path, certs: &'a Path) -> [&'a str; 6] {
+    [
+        "--bind",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().expect("test paths are UTF-8"),
+        "--certs",
+        certs.to_str().expect("test paths are UTF-8"),
+    ]
+}
+
 /// Starts alice, then bob and carol joining through her, all bound to 127.0.0.1 port 0 with
 /// [`FAST_CONFIG`] and the certificates in `certs`; `alice_args` go to alice alone. Returns
 /// once each has printed its addresses: waiting for the cluster to form is the caller's.
 pub fn start_three(dir: &Path, certs: &Path, alice_args: &[&str]) -> [Agent; 3] {
     let config = write_fast_config(dir);
-    let common = [
-        "--bind",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--certs",
-        certs.to_str().unwrap(),
-    ];
+    let common = local_args(&config, certs);
     let alice = Agent::start(dir, "alice", &[&common[..], alice_args].concat());
     let seed = alice.addr.to_string();
     let joining = [&common[..], &["--join", &seed]].concat();

@@ -222,13 +222,13 @@ impl RttHistogram {
     pub fn observe(&mut self, rtt: Duration) {
         let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
         let i = RTT_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
-        self.counts[i] += 1;
+        self.counts[i] = self.counts[i].saturating_add(1);
         self.sum_micros = self.sum_micros.saturating_add(micros);
     }
 
     /// Samples counted.
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0, |sum, n| sum.saturating_add(*n))
     }
 }
 
