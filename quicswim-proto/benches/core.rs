@@ -79,7 +79,7 @@ fn steady_core() -> (Swim, Instant) {
         kv_digest: Vec::new(),
         events: Vec::new(),
     };
-    swim.handle_stream_message(t0, &name(1), &encode_stream(&reply))
+    swim.handle_stream_reply(t0, &name(1), &encode_stream(&reply))
         .expect("reply is accepted");
     let mut now = t0;
     while now < t0 + Duration::from_secs(120) {

@@ -22,6 +22,8 @@
 // Unit tests take `Instant::now()` as an arbitrary epoch; std has no other way to make one.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod protocol;
 pub mod ring;

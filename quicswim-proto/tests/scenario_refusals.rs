@@ -101,7 +101,7 @@ fn malformed_stream_message_is_refused_and_changes_nothing() {
     let mut bytes = encode_stream(&push_pull_reply(vec![alive("zz", 0)]));
     bytes.truncate(bytes.len() - 2);
     assert!(matches!(
-        h.swim.handle_stream_message(h.now, &name("a"), &bytes),
+        h.swim.handle_stream_reply(h.now, &name("a"), &bytes),
         Err(PeerError::Decode { .. })
     ));
     assert_eq!(h.swim.stats().decode_errors, 1);

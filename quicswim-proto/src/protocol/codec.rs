@@ -11,9 +11,10 @@
 
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::events::{UserEvent, EVENT_NAME_LEN_MAX};
+use super::bounded::{self, decode_bounded};
+use super::events::UserEvent;
 use super::kv::{OwnerDelta, OwnerDigest};
 use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 
@@ -29,8 +30,24 @@ pub const STREAM_LEN_MAX: usize = 8 * 1024 * 1024;
 /// Most updates one datagram may carry.
 pub const UPDATES_PER_DATAGRAM_MAX: usize = 512;
 
-/// Most member records one stream message may carry.
-pub const MEMBERS_PER_MESSAGE_MAX: usize = 1_000_000;
+/// Most member records one stream message may carry (a full table: `members_max` is
+/// capped to this).
+pub const MEMBERS_PER_MESSAGE_MAX: usize = 65_536;
+
+/// Most owners one stream message may name, in a digest or a delta (`kv.owners_max` is
+/// capped to this).
+pub const OWNERS_PER_MESSAGE_MAX: usize = 65_536;
+
+/// Most key/value entries one owner's delta may carry.
+pub const ENTRIES_PER_DELTA_MAX: usize = 65_536;
+
+/// Most user events one stream message may carry (a node sends its last 64).
+pub const EVENTS_PER_MESSAGE_MAX: usize = 256;
+
+/// Most sequence elements (members, owners, entries, events, updates) one stream message
+/// may hold in all, however they nest: decoding costs at most this many allocations, about
+/// 12 MiB however the message is built.
+pub const ITEMS_PER_STREAM_MAX: usize = 131_072;
 
 /// Why bytes from a peer were not accepted. The message is dropped whole: nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +72,8 @@ pub enum DecodeError {
     /// Bytes left over after a complete message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
-    /// A field over its limit (metadata, update count, member count).
+    /// A field over its limit (a length, a count, or a counter above
+    /// [`COUNTER_MAX`](super::bounded::COUNTER_MAX)), refused as it was read.
     #[error("field `{field}` over its limit: {len} > {max}")]
     FieldTooLong {
         /// The field.
@@ -79,6 +97,7 @@ pub enum Message {
         /// Whom the sender means to probe.
         target: NodeName,
         /// Set when the sender holds the target Suspect at this incarnation.
+        #[serde(deserialize_with = "suspected")]
         suspected: Option<Incarnation>,
     },
     /// Answer to a Ping (or relayed answer to a PingReq).
@@ -121,10 +140,12 @@ pub struct MemberUpdate {
     /// Where it listens.
     pub addr: SocketAddr,
     /// At which incarnation.
+    #[serde(deserialize_with = "incarnation")]
     pub incarnation: Incarnation,
     /// In which state.
     pub state: State,
     /// Its metadata.
+    #[serde(deserialize_with = "meta")]
     pub meta: Vec<u8>,
     /// For Suspect and Dead: the member whose probe failed (Lifeguard counts distinct accusers).
     pub accuser: Option<NodeName>,
@@ -136,6 +157,7 @@ pub struct Packet {
     /// The SWIM message.
     pub message: Message,
     /// Piggybacked updates.
+    #[serde(deserialize_with = "updates")]
     pub updates: Vec<Update>,
 }
 
@@ -149,27 +171,35 @@ pub enum StreamMessage {
         /// The sender's name; must equal its certificate's name.
         sender: NodeName,
         /// Every member the sender knows, itself and tombstones included.
+        #[serde(deserialize_with = "members")]
         members: Vec<MemberUpdate>,
         /// The sender's key/value digest, per owner.
+        #[serde(deserialize_with = "digest")]
         kv_digest: Vec<OwnerDigest>,
         /// The user events the sender saw last, so a member that missed one catches up.
+        #[serde(deserialize_with = "events")]
         events: Vec<UserEvent>,
     },
     /// The responder's full state after merging the request.
     PushPullReply {
         /// Every member the responder knows.
+        #[serde(deserialize_with = "members")]
         members: Vec<MemberUpdate>,
         /// Key/value entries the requester lacks, by its digest.
+        #[serde(deserialize_with = "deltas")]
         kv_delta: Vec<OwnerDelta>,
         /// The responder's digest, so the requester can send back what it lacks.
+        #[serde(deserialize_with = "digest")]
         kv_digest: Vec<OwnerDigest>,
         /// The user events the responder saw last.
+        #[serde(deserialize_with = "events")]
         events: Vec<UserEvent>,
     },
     /// Key/value entries pushed to a peer: the requester's half of a full-state exchange or
     /// of a [`StreamMessage::KvSync`], what the responder lacks by its digest.
     KvPush {
         /// The entries, per owner.
+        #[serde(deserialize_with = "deltas")]
         deltas: Vec<OwnerDelta>,
     },
     /// Answer to [`StreamMessage::KvPush`].
@@ -184,6 +214,7 @@ pub enum StreamMessage {
         /// Whom the sender means to probe.
         target: NodeName,
         /// Set when the sender holds the target Suspect at this incarnation.
+        #[serde(deserialize_with = "suspected")]
         suspected: Option<Incarnation>,
     },
     /// Reply to a stream [`StreamMessage::Ping`].
@@ -196,14 +227,17 @@ pub enum StreamMessage {
     /// is changing; no member table, unlike [`StreamMessage::PushPull`].
     KvSync {
         /// The sender's key/value digest, per owner.
+        #[serde(deserialize_with = "digest")]
         digest: Vec<OwnerDigest>,
     },
     /// Answer to [`StreamMessage::KvSync`].
     KvSyncReply {
         /// Entries the requester lacks, by its digest.
+        #[serde(deserialize_with = "deltas")]
         delta: Vec<OwnerDelta>,
         /// The responder's digest of just the owners where the requester is ahead or holds
         /// a different set, so the requester pushes those back.
+        #[serde(deserialize_with = "digest")]
         wants: Vec<OwnerDigest>,
     },
 }
@@ -235,32 +269,11 @@ pub fn encode_update(update: &Update) -> Vec<u8> {
     postcard::to_stdvec(update).expect("Update always serializes")
 }
 
-/// Decodes a datagram, checking every bound.
+/// Decodes a datagram, checking every bound as it is read.
 pub fn decode_datagram(bytes: &[u8]) -> Result<Packet, DecodeError> {
     let body = check_frame(bytes, DATAGRAM_LEN_MAX)?;
-    let packet: Packet = decode_exact(body)?;
-    if packet.updates.len() > UPDATES_PER_DATAGRAM_MAX {
-        return Err(DecodeError::FieldTooLong {
-            field: "updates",
-            len: packet.updates.len(),
-            max: UPDATES_PER_DATAGRAM_MAX,
-        });
-    }
-    for update in &packet.updates {
-        match update {
-            Update::Member(m) => check_member(m)?,
-            Update::Event(e) => {
-                if e.name.len() > EVENT_NAME_LEN_MAX {
-                    return Err(DecodeError::FieldTooLong {
-                        field: "event name",
-                        len: e.name.len(),
-                        max: EVENT_NAME_LEN_MAX,
-                    });
-                }
-            }
-        }
-    }
-    Ok(packet)
+    // Every element of a datagram takes at least a byte of it.
+    decode_bounded(body, DATAGRAM_LEN_MAX)
 }
 
 /// Encodes a stream message.
@@ -268,30 +281,10 @@ pub fn encode_stream(message: &StreamMessage) -> Vec<u8> {
     postcard::to_extend(message, vec![WIRE_VERSION]).expect("StreamMessage always serializes")
 }
 
-/// Decodes a stream message, checking every bound.
+/// Decodes a stream message, checking every bound as it is read.
 pub fn decode_stream(bytes: &[u8]) -> Result<StreamMessage, DecodeError> {
     let body = check_frame(bytes, STREAM_LEN_MAX)?;
-    let message: StreamMessage = decode_exact(body)?;
-    let members: &[MemberUpdate] = match &message {
-        StreamMessage::PushPull { members, .. } | StreamMessage::PushPullReply { members, .. } => {
-            members
-        }
-        StreamMessage::KvPush { .. }
-        | StreamMessage::KvPushAck
-        | StreamMessage::Ping { .. }
-        | StreamMessage::Ack { .. }
-        | StreamMessage::KvSync { .. }
-        | StreamMessage::KvSyncReply { .. } => &[],
-    };
-    if members.len() > MEMBERS_PER_MESSAGE_MAX {
-        return Err(DecodeError::FieldTooLong {
-            field: "members",
-            len: members.len(),
-            max: MEMBERS_PER_MESSAGE_MAX,
-        });
-    }
-    members.iter().try_for_each(check_member)?;
-    Ok(message)
+    decode_bounded(body, ITEMS_PER_STREAM_MAX)
 }
 
 fn check_frame(bytes: &[u8], max: usize) -> Result<&[u8], DecodeError> {
@@ -308,24 +301,38 @@ fn check_frame(bytes: &[u8], max: usize) -> Result<&[u8], DecodeError> {
     Ok(body)
 }
 
-fn decode_exact<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
-    let (value, rest) =
-        postcard::take_from_bytes(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes(rest.len()));
-    }
-    Ok(value)
+// The bounds of each field, applied as it is decoded (see `bounded`).
+
+fn updates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Update>, D::Error> {
+    bounded::seq(d, "updates", UPDATES_PER_DATAGRAM_MAX)
 }
 
-fn check_member(m: &MemberUpdate) -> Result<(), DecodeError> {
-    if m.meta.len() > META_LEN_MAX {
-        return Err(DecodeError::FieldTooLong {
-            field: "meta",
-            len: m.meta.len(),
-            max: META_LEN_MAX,
-        });
-    }
-    Ok(())
+fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MemberUpdate>, D::Error> {
+    bounded::seq(d, "members", MEMBERS_PER_MESSAGE_MAX)
+}
+
+fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnerDigest>, D::Error> {
+    bounded::seq(d, "digest owners", OWNERS_PER_MESSAGE_MAX)
+}
+
+fn deltas<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnerDelta>, D::Error> {
+    bounded::seq(d, "delta owners", OWNERS_PER_MESSAGE_MAX)
+}
+
+fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<UserEvent>, D::Error> {
+    bounded::seq(d, "events", EVENTS_PER_MESSAGE_MAX)
+}
+
+fn meta<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    bounded::bytes(d, "meta", META_LEN_MAX)
+}
+
+fn incarnation<'de, D: Deserializer<'de>>(d: D) -> Result<Incarnation, D::Error> {
+    bounded::counter(d, "incarnation").map(Incarnation)
+}
+
+fn suspected<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Incarnation>, D::Error> {
+    bounded::option_counter(d, "suspected incarnation").map(|v| v.map(Incarnation))
 }
 
 /// postcard's unsigned varint (LEB128) for a length.

@@ -291,14 +291,24 @@ impl Config {
             256,
             65_527,
         )?;
-        count_in_range("members_max", self.members_max as u64, 2, 1_000_000)?;
+        count_in_range(
+            "members_max",
+            self.members_max as u64,
+            2,
+            super::codec::MEMBERS_PER_MESSAGE_MAX as u64,
+        )?;
         count_in_range(
             "broadcast_queue_max",
             self.broadcast_queue_max as u64,
             16,
             1_000_000,
         )?;
-        count_in_range("kv.key_len_max", self.kv.key_len_max as u64, 1, 4096)?;
+        count_in_range(
+            "kv.key_len_max",
+            self.kv.key_len_max as u64,
+            1,
+            super::kv::KEY_LEN_MAX_CAP as u64,
+        )?;
         count_in_range(
             "kv.value_len_max",
             self.kv.value_len_max as u64,
@@ -317,7 +327,12 @@ impl Config {
                 "must be at least kv.value_len_max",
             ));
         }
-        count_in_range("kv.owners_max", self.kv.owners_max as u64, 1, 1_000_000)?;
+        count_in_range(
+            "kv.owners_max",
+            self.kv.owners_max as u64,
+            1,
+            super::codec::OWNERS_PER_MESSAGE_MAX as u64,
+        )?;
         if self.kv_tombstone_grace.is_zero() {
             return Err(ConfigError::new("kv_tombstone_grace", "must be above zero"));
         }
@@ -331,7 +346,7 @@ impl Config {
             "event_payload_len_max",
             self.event_payload_len_max as u64,
             1,
-            1024,
+            super::events::EVENT_PAYLOAD_LEN_MAX_CAP as u64,
         )?;
         Ok(ValidConfig(self))
     }

@@ -4,6 +4,7 @@
 //! Nothing here does I/O. Time comes in as `now: Instant`, randomness from a seed the caller
 //! gives. Inputs are `handle_*` calls, outputs `poll_*` calls, as in quinn-proto.
 pub mod awareness;
+pub(crate) mod bounded;
 pub mod broadcast;
 pub mod codec;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod suspicion;
 pub mod swim;
 pub mod timer;
 
+pub use bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 pub use codec::DecodeError;
 pub use config::{Config, ConfigError, ConfigPatch, Profile, ValidConfig};
 pub use events::UserEvent;

@@ -285,7 +285,7 @@ impl Simulation {
                     return;
                 };
                 let reply = core
-                    .handle_stream_message(now, &from_name, &bytes)
+                    .handle_stream_request(now, &from_name, &bytes)
                     .expect("simulated stream messages decode");
                 self.after_input(to);
                 if let Some(reply) = reply {
@@ -314,7 +314,7 @@ impl Simulation {
                 let Some(core) = self.nodes[to].core.as_mut() else {
                     return;
                 };
-                core.handle_stream_message(now, &from_name, &bytes)
+                core.handle_stream_reply(now, &from_name, &bytes)
                     .expect("simulated stream messages decode");
                 self.after_input(to);
             }

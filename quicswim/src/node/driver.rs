@@ -105,7 +105,7 @@ impl Driver {
                 Some(input) = incoming.recv() => self.on_incoming(input),
                 Some((from, bytes)) = reply_rx.recv() => {
                     let was_seeking = self.core.is_seeking_join();
-                    if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
+                    if let Err(e) = self.core.handle_stream_reply(Instant::now(), &from, &bytes) {
                         self.log_peer_error(&e);
                     }
                     if was_seeking && !self.core.is_seeking_join() {
@@ -158,7 +158,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(timer) => self.core.handle_timeout(Instant::now()),
                 Some(input) = incoming.recv() => self.on_incoming(input),
                 Some((from, bytes)) = reply_rx.recv() => {
-                    if let Err(e) = self.core.handle_stream_message(Instant::now(), &from, &bytes) {
+                    if let Err(e) = self.core.handle_stream_reply(Instant::now(), &from, &bytes) {
                         self.log_peer_error(&e);
                     }
                 }
@@ -188,11 +188,11 @@ impl Driver {
                 // Answered whether joined or not: two nodes that each found only themselves
                 // become one cluster when one asks the other.
                 let was_seeking = self.core.is_seeking_join();
-                match self.core.handle_stream_message(now, &from, &bytes) {
+                match self.core.handle_stream_request(now, &from, &bytes) {
                     Ok(Some(answer)) => {
                         let _ = reply.send(answer);
                     }
-                    Ok(None) => {} // a reply sent as a request: merged, nothing to answer
+                    Ok(None) => {} // nothing to answer (a Ping for someone else)
                     Err(e) => self.log_peer_error(&e), // dropping `reply` resets the stream
                 }
                 if was_seeking && !self.core.is_seeking_join() {
@@ -405,7 +405,9 @@ impl Driver {
     fn log_peer_error(&self, e: &PeerError) {
         match e {
             PeerError::NameMismatch { .. } => warn!(error = %e, "refused message"),
-            PeerError::Decode { .. } => debug!(error = %e, "dropped malformed message"),
+            PeerError::Decode { .. } | PeerError::Unasked { .. } => {
+                debug!(error = %e, "dropped malformed message")
+            }
         }
     }
 }

@@ -20,17 +20,21 @@
 //! digests drive the key/value rounds that spread new entries ([`KvStore::wants`] names the
 //! owners to ask for), and a per-owner version index reads "entries above v" as a range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::bounded;
+use super::codec::ENTRIES_PER_DELTA_MAX;
 use super::member::{NameMap, NodeName};
 
 /// The highest `value_len_max` a configuration may set (4 MiB).
 pub const VALUE_LEN_MAX_CAP: usize = 4 << 20;
+
+/// The highest `key_len_max` a configuration may set.
+pub const KEY_LEN_MAX_CAP: usize = 4096;
 
 /// Limits on key/value data, enforced on write and on receipt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +44,11 @@ pub struct KvLimits {
     pub key_len_max: usize,
     /// Largest value in bytes (default 64 KiB, at most [`VALUE_LEN_MAX_CAP`]).
     pub value_len_max: usize,
-    /// Most live keys one owner may hold (default 10,000).
+    /// Most keys one owner may hold, deleted ones still held as tombstones included
+    /// (default 10,000).
     pub keys_per_node_max: usize,
-    /// Most key+value bytes one owner may hold (default 16 MiB).
+    /// Most key+value bytes one owner may hold, the keys of tombstones included
+    /// (default 16 MiB).
     pub bytes_per_node_max: usize,
     /// Most owners held (default 16,384).
     pub owners_max: usize,
@@ -82,8 +88,8 @@ pub enum KvError {
         /// The limit.
         max: usize,
     },
-    /// The owner would hold more keys than allowed.
-    #[error("owner {owner} would hold more than {max} keys")]
+    /// The owner would hold more keys than allowed (tombstones count until collected).
+    #[error("owner {owner} would hold more than {max} keys (kv.keys_per_node_max, deleted keys included until collected)")]
     TooManyKeys {
         /// Whose keys.
         owner: NodeName,
@@ -91,7 +97,9 @@ pub enum KvError {
         max: usize,
     },
     /// The owner would hold more bytes than allowed.
-    #[error("owner {owner} would hold more than {max} bytes of keys and values")]
+    #[error(
+        "owner {owner} would hold more than {max} bytes of keys and values (kv.bytes_per_node_max)"
+    )]
     TooManyBytes {
         /// Whose keys.
         owner: NodeName,
@@ -99,8 +107,12 @@ pub enum KvError {
         max: usize,
     },
     /// Too many owners.
-    #[error("more than {0} owners")]
+    #[error("more than {0} owners (kv.owners_max)")]
     TooManyOwners(usize),
+    /// The owner is not a member held here (or was dropped): its data would never be
+    /// collected.
+    #[error("owner {0} is not a member")]
+    NotAMember(NodeName),
 }
 
 /// One entry as it travels: a value, or a tombstone (`value: None`).
@@ -109,10 +121,13 @@ pub struct KvEntry {
     /// The owning node.
     pub owner: NodeName,
     /// The key.
+    #[serde(deserialize_with = "wire_key")]
     pub key: String,
     /// The owner's version of it.
+    #[serde(deserialize_with = "wire_version")]
     pub version: u64,
     /// The value; `None` for a delete.
+    #[serde(deserialize_with = "wire_value")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -122,10 +137,12 @@ pub struct OwnerDigest {
     /// The owner.
     pub owner: NodeName,
     /// Highest version held.
+    #[serde(deserialize_with = "wire_max_version")]
     pub max_version: u64,
     /// Xor of a hash of every (key, version) held, tombstones included.
     pub fingerprint: u64,
     /// Tombstones up to this version have been collected here.
+    #[serde(deserialize_with = "wire_gc_floor")]
     pub gc_floor: u64,
 }
 
@@ -136,9 +153,38 @@ pub struct OwnerDelta {
     /// a version at or below `gc_floor` (it was away past the tombstone grace).
     pub reset: bool,
     /// The sender's collection floor for the owner.
+    #[serde(deserialize_with = "wire_gc_floor")]
     pub gc_floor: u64,
     /// The entries.
+    #[serde(deserialize_with = "wire_entries")]
     pub entries: Vec<KvEntry>,
+}
+
+// Bounds of the wire fields, applied as they are decoded (see `protocol::bounded`): the
+// configurable limits are checked on receipt; these are the most any configuration allows.
+
+fn wire_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    bounded::string(d, "key", KEY_LEN_MAX_CAP)
+}
+
+fn wire_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    bounded::option_bytes(d, "value", VALUE_LEN_MAX_CAP)
+}
+
+fn wire_version<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    bounded::counter(d, "version")
+}
+
+fn wire_max_version<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    bounded::counter(d, "max version")
+}
+
+fn wire_gc_floor<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    bounded::counter(d, "gc floor")
+}
+
+fn wire_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KvEntry>, D::Error> {
+    bounded::seq(d, "entries", ENTRIES_PER_DELTA_MAX)
 }
 
 #[derive(Debug, Clone)]
@@ -152,14 +198,34 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Owner {
     entries: BTreeMap<String, Slot>,
-    /// version -> key, for every entry held: a delta above a version is a range, not a scan
-    /// of the owner's entries.
-    by_version: BTreeMap<u64, String>,
+    /// (version, key) for every entry held: a delta above a version is a range, not a scan
+    /// of the owner's entries. Keyed by both, because a peer can send two keys at one
+    /// version: an index by version alone would keep one and lose the other, and the
+    /// replicas would never agree again.
+    by_version: BTreeSet<(u64, String)>,
     max_version: u64,
     fingerprint: u64,
     gc_floor: u64,
     live_keys: usize,
     live_bytes: usize,
+    /// Key and value bytes of every entry held, tombstones' keys included: what the byte
+    /// quota counts (`entries.len()` is what the key quota counts).
+    held_bytes: usize,
+}
+
+impl Owner {
+    /// Forgets one entry, keeping every figure in step.
+    fn remove(&mut self, key: &str) -> Option<Slot> {
+        let slot = self.entries.remove(key)?;
+        self.by_version.remove(&(slot.version, key.to_owned()));
+        self.fingerprint ^= entry_hash(key, slot.version);
+        self.held_bytes -= key.len() + slot.value.as_ref().map_or(0, Vec::len);
+        if let Some(v) = &slot.value {
+            self.live_keys -= 1;
+            self.live_bytes -= key.len() + v.len();
+        }
+        Some(slot)
+    }
 }
 
 fn entry_hash(key: &str, version: u64) -> u64 {
@@ -257,13 +323,14 @@ impl KvStore {
             .fold((0, 0), |(k, b), o| (k + o.live_keys, b + o.live_bytes))
     }
 
-    /// Applies `e` if it is newer than what is held and within the limits.
+    /// Applies `e` if it is newer than what is held and within the limits. Deletes count
+    /// against the owner's quotas like values, until their tombstones are collected.
     pub fn apply(&mut self, now: Instant, e: &KvEntry) -> Result<Applied, KvError> {
         self.check(&e.key, e.value.as_deref())?;
         if !self.owners.contains_key(&e.owner) && self.owners.len() >= self.limits.owners_max {
             return Err(KvError::TooManyOwners(self.limits.owners_max));
         }
-        let limits = self.limits.clone();
+        let limits = &self.limits;
         let owner = self.owners.entry(e.owner.clone()).or_default();
         let held = owner.entries.get(&e.key);
         if held.is_some_and(|s| s.version >= e.version) {
@@ -272,33 +339,36 @@ impl KvStore {
         if held.is_none() && e.version <= owner.gc_floor {
             return Ok(Applied::Stale); // collected tombstone: do not resurrect
         }
-        let old_live = held
-            .and_then(|s| s.value.as_ref())
-            .map(|v| e.key.len() + v.len());
-        let new_live = e.value.as_ref().map(|v| e.key.len() + v.len());
-        let keys_after =
-            owner.live_keys - usize::from(old_live.is_some()) + usize::from(new_live.is_some());
-        let bytes_after = owner.live_bytes - old_live.unwrap_or(0) + new_live.unwrap_or(0);
-        if new_live.is_some() && keys_after > limits.keys_per_node_max {
-            return Err(KvError::TooManyKeys {
+        let old_bytes = held.map(|s| e.key.len() + s.value.as_ref().map_or(0, Vec::len));
+        let new_bytes = e.key.len() + e.value.as_ref().map_or(0, Vec::len);
+        let keys_after = owner.entries.len() + usize::from(held.is_none());
+        let bytes_after = owner.held_bytes - old_bytes.unwrap_or(0) + new_bytes;
+        // A write that shrinks what the owner holds is always let through, so an owner over
+        // a quota that was lowered can still delete.
+        if keys_after > limits.keys_per_node_max && held.is_none() {
+            let err = KvError::TooManyKeys {
                 owner: e.owner.clone(),
                 max: limits.keys_per_node_max,
-            });
+            };
+            self.drop_if_empty(&e.owner);
+            return Err(err);
         }
-        if new_live.is_some() && bytes_after > limits.bytes_per_node_max {
-            return Err(KvError::TooManyBytes {
+        if bytes_after > limits.bytes_per_node_max && Some(new_bytes) > old_bytes {
+            let err = KvError::TooManyBytes {
                 owner: e.owner.clone(),
                 max: limits.bytes_per_node_max,
-            });
+            };
+            self.drop_if_empty(&e.owner);
+            return Err(err);
         }
-        if let Some(old) = owner.entries.get(&e.key) {
-            owner.fingerprint ^= entry_hash(&e.key, old.version);
-            owner.by_version.remove(&old.version);
-        }
+        owner.remove(&e.key);
         owner.fingerprint ^= entry_hash(&e.key, e.version);
-        owner.by_version.insert(e.version, e.key.clone());
-        owner.live_keys = keys_after;
-        owner.live_bytes = bytes_after;
+        owner.by_version.insert((e.version, e.key.clone()));
+        owner.held_bytes += new_bytes;
+        if let Some(v) = &e.value {
+            owner.live_keys += 1;
+            owner.live_bytes += e.key.len() + v.len();
+        }
         owner.max_version = owner.max_version.max(e.version);
         let deleted_at = e.value.is_none().then_some(now);
         owner.entries.insert(
@@ -312,6 +382,62 @@ impl KvStore {
         Ok(Applied::Changed)
     }
 
+    /// Drops an owner that a refused first write left with nothing.
+    fn drop_if_empty(&mut self, name: &NodeName) {
+        if self
+            .owners
+            .get(name)
+            .is_some_and(|o| o.entries.is_empty() && o.gc_floor == 0)
+        {
+            self.owners.remove(name);
+        }
+    }
+
+    /// Checks that every owner is within the quotas and its figures agree with its entries
+    /// (for the fuzz targets and property tests).
+    #[doc(hidden)]
+    pub fn check_quotas(&self) -> Result<(), String> {
+        if self.owners.len() > self.limits.owners_max {
+            return Err(format!("{} owners", self.owners.len()));
+        }
+        for (name, o) in self.owners.iter() {
+            let held: usize = o
+                .entries
+                .iter()
+                .map(|(k, s)| k.len() + s.value.as_ref().map_or(0, Vec::len))
+                .sum();
+            let live = o.entries.values().filter(|s| s.value.is_some()).count();
+            let index_agrees = o.by_version.len() == o.entries.len()
+                && o.by_version
+                    .iter()
+                    .all(|(v, k)| o.entries.get(k).is_some_and(|s| s.version == *v));
+            let fingerprint = o
+                .entries
+                .iter()
+                .fold(0, |f, (k, s)| f ^ entry_hash(k, s.version));
+            if o.entries.len() > self.limits.keys_per_node_max
+                || held > self.limits.bytes_per_node_max
+                || held != o.held_bytes
+                || live != o.live_keys
+                || !index_agrees
+                || fingerprint != o.fingerprint
+            {
+                return Err(format!("owner {name} out of its quotas or out of step"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything of `owner` is held.
+    pub fn holds_owner(&self, owner: &NodeName) -> bool {
+        self.owners.contains_key(owner)
+    }
+
+    /// Owners held.
+    pub fn owner_count(&self) -> usize {
+        self.owners.len()
+    }
+
     /// Forgets tombstones older than `grace`, raising each owner's collection floor.
     pub fn collect_tombstones(&mut self, now: Instant, grace: Duration) -> usize {
         let mut collected = 0;
@@ -323,9 +449,7 @@ impl KvStore {
                 .map(|(k, s)| (k.clone(), s.version))
                 .collect();
             for (key, version) in expired {
-                owner.entries.remove(&key);
-                owner.by_version.remove(&version);
-                owner.fingerprint ^= entry_hash(&key, version);
+                owner.remove(&key);
                 owner.gc_floor = owner.gc_floor.max(version);
                 collected += 1;
             }
@@ -419,7 +543,11 @@ impl KvStore {
             let mut complete = true;
             // Oldest first, so an exchange cut short by the budget still leaves a prefix that
             // the next exchange continues from.
-            for (&version, key) in o.by_version.range((Excluded(since), Unbounded)) {
+            let Some(first) = since.checked_add(1) else {
+                continue; // nothing can be above the largest version
+            };
+            for (version, key) in o.by_version.range((first, String::new())..) {
+                let version = *version;
                 let slot = &o.entries[key];
                 let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
                 if size > left && (!entries.is_empty() || !out.is_empty()) {
@@ -459,29 +587,19 @@ impl KvStore {
                 if let Some(o) = self.owners.get_mut(&owner_name) {
                     let keep: std::collections::BTreeSet<&str> =
                         d.entries.iter().map(|e| e.key.as_str()).collect();
-                    let drop: Vec<(String, u64, Option<usize>)> = o
+                    let drop: Vec<String> = o
                         .entries
                         .iter()
                         .filter(|(k, s)| s.version <= d.gc_floor && !keep.contains(k.as_str()))
-                        .map(|(k, s)| {
-                            (
-                                k.clone(),
-                                s.version,
-                                s.value.as_ref().map(|v| k.len() + v.len()),
-                            )
-                        })
+                        .map(|(k, _)| k.clone())
                         .collect();
-                    for (key, version, live) in drop {
-                        o.entries.remove(&key);
-                        o.by_version.remove(&version);
-                        o.fingerprint ^= entry_hash(&key, version);
-                        if let Some(bytes) = live {
-                            o.live_keys -= 1;
-                            o.live_bytes -= bytes;
+                    for key in drop {
+                        let Some(slot) = o.remove(&key) else { continue };
+                        if slot.value.is_some() {
                             changed.push(KvEntry {
                                 owner: owner_name.clone(),
                                 key,
-                                version,
+                                version: slot.version,
                                 value: None,
                             });
                         }

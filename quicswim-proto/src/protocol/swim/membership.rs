@@ -9,6 +9,7 @@ use std::time::Instant;
 use rand::Rng;
 use tracing::{debug, trace};
 
+use super::super::bounded::SELF_CLAIM_MAX;
 use super::super::broadcast::Subject;
 use super::super::codec::MemberUpdate;
 use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
@@ -148,6 +149,11 @@ impl Swim {
         detail: Option<(SocketAddr, &Vec<u8>)>,
     ) {
         if self.me.state == State::Left || incarnation < self.me.incarnation {
+            return;
+        }
+        if incarnation.0 > SELF_CLAIM_MAX {
+            // Raising ours past it would take us beyond what peers accept (see SELF_CLAIM_MAX).
+            self.stats.self_claims_refused += 1;
             return;
         }
         let same_detail =

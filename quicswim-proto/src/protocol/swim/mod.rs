@@ -59,6 +59,7 @@ use super::member::{
 use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
+mod bounds;
 mod gossip;
 mod join;
 mod leave;
@@ -170,6 +171,8 @@ pub struct Swim {
     broadcasts: BroadcastQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Bytes of `events`, bounded by `EVENTS_BYTES_MAX`.
+    events_bytes: usize,
     awareness: Awareness,
     rng: SmallRng,
     seeds: Vec<SocketAddr>,
@@ -268,6 +271,7 @@ impl Swim {
             broadcasts,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            events_bytes: 0,
             awareness,
             rng,
             seeds: Vec::new(),
@@ -461,7 +465,7 @@ impl Swim {
         for update in packet.updates {
             match update {
                 Update::Member(u) => self.apply(now, u, Source::Gossip),
-                Update::Event(e) => self.on_user_event(e),
+                Update::Event(e) => self.on_user_event(now, e),
             }
         }
         // It came over a connection; a member first heard of in it is known only now.
@@ -495,21 +499,20 @@ impl Swim {
         Ok(())
     }
 
-    /// A stream message from `from`. A request returns the reply to send back; a reply
-    /// returns `None`.
-    pub fn handle_stream_message(
+    /// A request that `from` opened a stream with; returns the reply to send back, or
+    /// `None` when there is nothing to answer (a Ping that names someone else, or this node
+    /// has left).
+    ///
+    /// A reply-type message sent as a request is refused ([`PeerError::Unasked`]): a reply
+    /// only counts when this node asked, on the stream it opened
+    /// ([`handle_stream_reply`](Self::handle_stream_reply)).
+    pub fn handle_stream_request(
         &mut self,
         now: Instant,
         from: &NodeName,
         bytes: &[u8],
     ) -> Result<Option<Vec<u8>>, PeerError> {
-        let message = decode_stream(bytes).map_err(|source| {
-            self.stats.decode_errors += 1;
-            PeerError::Decode {
-                peer: from.clone(),
-                source,
-            }
-        })?;
+        let message = self.decode_stream_from(from, bytes)?;
         let news = self.news_mark();
         let reply = match message {
             StreamMessage::PushPull {
@@ -527,9 +530,7 @@ impl Swim {
                         claimed: Box::new(sender),
                     });
                 }
-                Ok(Some(
-                    self.on_push_pull(now, from, join, members, kv_digest, events),
-                ))
+                Some(self.on_push_pull(now, from, join, members, kv_digest, events))
             }
             StreamMessage::Ping {
                 seq,
@@ -541,41 +542,79 @@ impl Swim {
                 }
                 trace!(peer = %from, seq, "stream ping");
                 self.on_pinged(suspected);
-                Ok(Some(encode_stream(&StreamMessage::Ack { seq })))
-            }
-            StreamMessage::Ack { seq } => {
-                self.on_ack(now, seq, None);
-                Ok(None)
-            }
-            StreamMessage::PushPullReply {
-                members,
-                kv_delta,
-                kv_digest,
-                events,
-            } => {
-                self.on_push_pull_reply(now, from, members, kv_delta, kv_digest, events);
-                Ok(None)
+                Some(encode_stream(&StreamMessage::Ack { seq }))
             }
             StreamMessage::KvPush { deltas } => {
                 if self.me.state != State::Left {
                     self.apply_kv_deltas(now, deltas);
                 }
-                Ok(Some(encode_stream(&StreamMessage::KvPushAck)))
+                Some(encode_stream(&StreamMessage::KvPushAck))
             }
-            StreamMessage::KvPushAck => {
-                self.on_leave_push_acked(from);
-                Ok(None)
-            }
-            StreamMessage::KvSync { digest } => Ok(Some(self.on_kv_sync(now, &digest))),
-            StreamMessage::KvSyncReply { delta, wants } => {
-                self.on_kv_sync_reply(now, from, delta, wants);
-                Ok(None)
-            }
+            StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, &digest)),
+            StreamMessage::PushPullReply { .. }
+            | StreamMessage::Ack { .. }
+            | StreamMessage::KvPushAck
+            | StreamMessage::KvSyncReply { .. } => return Err(self.unasked(from, "request")),
         };
         // As for datagrams; a joiner is a member only once its full state is merged.
         self.set_connected(from, true);
         self.gossip_if_new(now, news);
-        reply
+        Ok(reply)
+    }
+
+    /// The reply `from` sent on a stream this node opened with a request. A request-type
+    /// message in its place is refused ([`PeerError::Unasked`]).
+    pub fn handle_stream_reply(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        bytes: &[u8],
+    ) -> Result<(), PeerError> {
+        let message = self.decode_stream_from(from, bytes)?;
+        let news = self.news_mark();
+        match message {
+            StreamMessage::Ack { seq } => self.on_ack(now, seq, None),
+            StreamMessage::PushPullReply {
+                members,
+                kv_delta,
+                kv_digest,
+                events,
+            } => self.on_push_pull_reply(now, from, members, kv_delta, kv_digest, events),
+            StreamMessage::KvPushAck => self.on_leave_push_acked(from),
+            StreamMessage::KvSyncReply { delta, wants } => {
+                self.on_kv_sync_reply(now, from, delta, wants)
+            }
+            StreamMessage::PushPull { .. }
+            | StreamMessage::Ping { .. }
+            | StreamMessage::KvPush { .. }
+            | StreamMessage::KvSync { .. } => return Err(self.unasked(from, "reply")),
+        }
+        self.set_connected(from, true);
+        self.gossip_if_new(now, news);
+        Ok(())
+    }
+
+    fn decode_stream_from(
+        &mut self,
+        from: &NodeName,
+        bytes: &[u8],
+    ) -> Result<StreamMessage, PeerError> {
+        decode_stream(bytes).map_err(|source| {
+            self.stats.decode_errors += 1;
+            PeerError::Decode {
+                peer: from.clone(),
+                source,
+            }
+        })
+    }
+
+    /// A message of the wrong kind for where it came: counted and refused, nothing changed.
+    fn unasked(&mut self, from: &NodeName, sent_as: &'static str) -> PeerError {
+        self.stats.unasked_messages += 1;
+        PeerError::Unasked {
+            peer: from.clone(),
+            sent_as,
+        }
     }
 
     /// Runs every timer due at `now`. Safe to call early: nothing fires before its time.

@@ -101,6 +101,14 @@ pub enum PeerError {
         /// The name it claimed.
         claimed: Box<NodeName>,
     },
+    /// A reply sent as a request, or a request where a reply was due.
+    #[error("from {peer}: wrong kind of message for a {sent_as}")]
+    Unasked {
+        /// The sender, by certificate.
+        peer: NodeName,
+        /// What it came as: "request" or "reply".
+        sent_as: &'static str,
+    },
 }
 
 /// A command that could not be carried out. Nothing changed.
@@ -142,6 +150,9 @@ pub enum CommandError {
     /// A force-leave named this node itself.
     #[error("a node cannot force itself out; leave instead")]
     ForceLeaveSelf,
+    /// One of this node's own counters reached its end (after 2^63 steps at the least).
+    #[error("this node's {0} counter is exhausted")]
+    CounterExhausted(&'static str),
 }
 
 /// Counters for metrics.
@@ -171,6 +182,20 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Messages refused for a sender name other than the certificate's.
     pub name_mismatches: u64,
+    /// Stream messages refused for their kind: a reply sent as a request, or a request
+    /// where a reply was due.
+    pub unasked_messages: u64,
+    /// Claims about this node (incarnation, key version, event sequence) refused for a
+    /// counter above `SELF_CLAIM_MAX`.
+    pub self_claims_refused: u64,
+    /// This node's own keys written again because a peer held a higher version of them.
+    pub kv_refuted: u64,
+    /// Key/value entries refused because their owner is not a member held here.
+    pub kv_owner_not_member: u64,
+    /// User events refused: from an origin that is not a member, or over a limit.
+    pub user_events_refused: u64,
+    /// Event origins forgotten to make room for another (least recently heard first).
+    pub event_origins_evicted: u64,
     /// Full-state exchanges started (joins included).
     pub push_pulls_started: u64,
     /// Full-state exchanges answered.
@@ -235,6 +260,25 @@ impl RttHistogram {
 /// Most events kept for a slow consumer.
 const EVENTS_MAX: usize = 65_536;
 
+/// Most bytes of events kept for a slow consumer (user events carry payloads, key/value
+/// events keys): a consumer that stops polling costs at most this much.
+pub(crate) const EVENTS_BYTES_MAX: usize = 16 << 20;
+
+/// Bytes an event takes while queued, its heap parts included.
+fn event_bytes(e: &Event) -> usize {
+    let heap = match e {
+        Event::User(u) => u.name.len() + u.payload.len(),
+        Event::KvChanged { key, .. } => key.len(),
+        Event::Joined(m)
+        | Event::Recovered(m)
+        | Event::Updated(m)
+        | Event::Suspect(m)
+        | Event::Dead(m)
+        | Event::Left(m) => m.meta.len(),
+    };
+    std::mem::size_of::<Event>() + heap
+}
+
 /// Most queued outputs whose room a drained queue keeps.
 const OUTPUTS_KEPT: usize = 64;
 
@@ -264,17 +308,23 @@ impl Swim {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let e = self.events.pop_front();
-        if e.is_none() {
-            release_burst(&mut self.events);
+        match &e {
+            Some(e) => self.events_bytes -= event_bytes(e),
+            None => release_burst(&mut self.events),
         }
         e
     }
 
     pub(super) fn push_event(&mut self, event: Event) {
-        if self.events.len() >= EVENTS_MAX {
-            self.events.pop_front();
+        let bytes = event_bytes(&event);
+        while self.events.len() >= EVENTS_MAX
+            || (self.events_bytes + bytes > EVENTS_BYTES_MAX && !self.events.is_empty())
+        {
+            let dropped = self.events.pop_front().expect("the queue is not empty");
+            self.events_bytes -= event_bytes(&dropped);
             self.stats.events_dropped += 1;
         }
+        self.events_bytes += bytes;
         self.events.push_back(event);
     }
 }

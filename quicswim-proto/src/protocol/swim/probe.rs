@@ -37,7 +37,7 @@ pub(super) struct Relay {
 }
 
 /// Most PingReqs served at once; beyond it new ones are ignored (bounded work per peer).
-const RELAYS_MAX: usize = 1024;
+pub(super) const RELAYS_MAX: usize = 1024;
 
 impl Swim {
     pub(super) fn probe_next(&mut self, now: Instant) {

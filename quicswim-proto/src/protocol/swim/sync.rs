@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tracing::{debug, trace};
 
+use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::codec::{encode_stream, MemberUpdate, StreamMessage};
 use super::super::events::UserEvent;
 use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
@@ -53,7 +54,7 @@ impl Swim {
                 self.apply(now, u, Source::PushPull(from));
             }
             for e in events {
-                self.on_user_event(e);
+                self.on_user_event(now, e);
             }
             self.synced = true;
             // A member reached this node: whatever its seeds said, it is in that member's
@@ -93,7 +94,7 @@ impl Swim {
             }
             self.apply_kv_deltas(now, kv_delta);
             for e in events {
-                self.on_user_event(e);
+                self.on_user_event(now, e);
             }
             self.synced = true;
             if self.complete_join() {
@@ -201,8 +202,15 @@ impl Swim {
             version: self.next_version,
             value,
         };
+        // Peers raise our counter to SELF_CLAIM_MAX + 1 at most, so only 2^62 writes of
+        // our own could reach what peers accept; refused then, rather than sent to be
+        // refused everywhere.
+        if self.next_version > COUNTER_MAX {
+            return Err(CommandError::CounterExhausted("key/value version"));
+        }
+        let next = self.next_version + 1;
         self.kv.apply(now, &entry)?;
-        self.next_version += 1;
+        self.next_version = next;
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
             key: entry.key.clone(),
@@ -213,25 +221,28 @@ impl Swim {
 
     /// Entries from anti-entropy or a key/value round.
     pub(super) fn apply_kv_deltas(&mut self, now: Instant, mut deltas: Vec<OwnerDelta>) {
-        // A member dropped here has no tombstone left to collect its data with: taken back,
-        // it would stay for good (an owner merely not known yet is taken: gossip lags).
+        // Data is held only for members (this node, or a member in the table, tombstones
+        // included): it is dropped with them when they are reaped. Anything else would stay
+        // for good, and a member could fill the store with owners no one will ever remove.
+        // An owner not known yet (gossip lags) is taken at a later round, once it is.
+        let mut not_members = 0;
         deltas.retain(|d| {
-            d.entries
+            let allowed = d
+                .entries
                 .first()
-                .is_none_or(|e| !self.forgotten.holds(&e.owner, now))
-        });
-        for d in &deltas {
-            let ours = d.entries.iter().filter(|e| e.owner == self.me.name);
-            if let Some(max) = ours.map(|e| e.version).max() {
-                // Our own keys at versions our counter has not reached: we restarted and
-                // lost state, so later writes must go above them.
-                self.next_version = self.next_version.max(max + 1);
+                .is_none_or(|e| self.kv_owner_allowed(&e.owner, now));
+            if !allowed {
+                not_members += d.entries.len() as u64;
             }
-        }
+            allowed
+        });
+        self.stats.kv_owner_not_member += not_members;
+        let refute = self.take_own_entries(&mut deltas);
         let (changed, refused) = self.kv.apply_delta(now, deltas);
         self.stats.kv_refused += refused as u64;
         self.stats.kv_updates_applied += changed.len() as u64;
         if changed.is_empty() {
+            self.refute_own_entries(now, refute);
             return;
         }
         for e in changed {
@@ -241,6 +252,60 @@ impl Swim {
             });
         }
         self.kv_changed(now);
+        self.refute_own_entries(now, refute);
+    }
+
+    /// Sorts out what peers say about our own keys, before the rest is applied. Only we
+    /// write them, so a key we hold is ours as held: a peer's copy at a higher version is
+    /// refuted (returned, to be written again above it) and never applied. A key we do not
+    /// hold is taken: we restarted and lost it, and later writes must go above it. A peer
+    /// never resets our own keys.
+    fn take_own_entries(&mut self, deltas: &mut [OwnerDelta]) -> Vec<String> {
+        let mut refute = Vec::new();
+        for d in deltas.iter_mut() {
+            let owner = d.entries.first().map(|e| e.owner.clone());
+            if owner.as_ref() != Some(&self.me.name) {
+                continue;
+            }
+            d.reset = false;
+            let mut newest = None;
+            let before = d.entries.len();
+            // Beyond SELF_CLAIM_MAX our counter could not stay ahead of it within what
+            // peers accept.
+            d.entries.retain(|e| e.version <= SELF_CLAIM_MAX);
+            self.stats.self_claims_refused += (before - d.entries.len()) as u64;
+            d.entries
+                .retain(|e| match self.kv.version(&self.me.name, &e.key) {
+                    Some(held) => {
+                        if e.version > held && !refute.contains(&e.key) {
+                            refute.push(e.key.clone());
+                        }
+                        newest = newest.max(Some(e.version));
+                        false
+                    }
+                    None => {
+                        newest = newest.max(Some(e.version));
+                        true
+                    }
+                });
+            if let Some(max) = newest {
+                // At most SELF_CLAIM_MAX + 1: 2^62 versions left to write with.
+                self.next_version = self.next_version.max(max.saturating_add(1));
+            }
+        }
+        refute
+    }
+
+    /// Writes our own keys again above a peer's higher copies of them (see
+    /// [`take_own_entries`](Self::take_own_entries)).
+    fn refute_own_entries(&mut self, now: Instant, keys: Vec<String>) {
+        for key in keys {
+            let value = self.kv.get(&self.me.name, &key).map(<[u8]>::to_vec);
+            self.stats.kv_refuted += 1;
+            // Fails only once this node has left or its counter is exhausted: then there
+            // is nothing more to write.
+            let _ = self.write(now, &key, value);
+        }
     }
 
     /// Key/value data changed here: keep running key/value rounds for a while, starting at
@@ -312,12 +377,17 @@ impl Swim {
 
     /// A key/value round request: what the sender lacks by its digest, and the owners where
     /// it is ahead of us.
+    ///
+    /// Only the owners the digest names are answered: a digest that names none (a few
+    /// bytes) would otherwise fetch `kv_sync_bytes_max` of everything. Owners the sender
+    /// lacks reach it through the `wants` of the rounds others send it, and through the
+    /// periodic full-state exchange.
     pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
-        wants.retain(|w| !self.forgotten.holds(&w.owner, now));
+        wants.retain(|w| self.kv_owner_allowed(&w.owner, now));
         let reply = StreamMessage::KvSyncReply {
-            delta: self.kv_delta(digest, Owners::All),
+            delta: self.kv_delta(digest, Owners::Listed),
             wants,
         };
         self.encode_anti_entropy(&reply)
@@ -338,6 +408,13 @@ impl Swim {
             let deltas = self.kv_delta(&wants, Owners::Listed);
             self.send_kv_push(from, deltas);
         }
+    }
+
+    /// Whether key/value data of `owner` is held here: this node's, or a member's in the
+    /// table (tombstones included) that was not dropped a short while ago.
+    pub(super) fn kv_owner_allowed(&self, owner: &NodeName, now: Instant) -> bool {
+        *owner == self.me.name
+            || (self.members.get(owner).is_some() && !self.forgotten.holds(owner, now))
     }
 
     /// Encodes an anti-entropy or key/value reply, counting its bytes.

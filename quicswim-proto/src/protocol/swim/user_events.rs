@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::broadcast::Subject;
 use super::super::codec::{encode_update, Update};
 use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
@@ -10,7 +11,7 @@ use super::super::member::State;
 use super::{CommandError, Event, Swim};
 
 /// User events carried in every full-state exchange.
-const RECENT_EVENTS_SYNCED: usize = 64;
+pub(super) const RECENT_EVENTS_SYNCED: usize = 64;
 
 impl Swim {
     /// Publishes a user event to every member; returns its sequence number.
@@ -33,7 +34,11 @@ impl Swim {
             });
         }
         let seq = self.next_event_seq;
-        self.next_event_seq += 1;
+        // As for key/value versions (see `write`): never beyond what peers accept.
+        if seq > COUNTER_MAX {
+            return Err(CommandError::CounterExhausted("event sequence"));
+        }
+        self.next_event_seq = seq + 1;
         let event = UserEvent {
             origin: self.me.name.clone(),
             seq,
@@ -52,13 +57,25 @@ impl Swim {
         Ok(seq)
     }
 
-    pub(super) fn on_user_event(&mut self, e: UserEvent) {
+    pub(super) fn on_user_event(&mut self, now: Instant, e: UserEvent) {
         if e.origin == self.me.name {
+            if e.seq > SELF_CLAIM_MAX {
+                self.stats.self_claims_refused += 1;
+                return;
+            }
             self.next_event_seq = self.next_event_seq.max(e.seq + 1);
         }
-        if e.payload.len() > self.config.event_payload_len_max
-            || !self.dedup.first_sight(&e.origin, e.seq)
-        {
+        // Only members' events: an origin outside the table would hold a de-duplication
+        // window that nothing ever removes (they go when their member is reaped).
+        let member = e.origin == self.me.name
+            || (self.members.get(&e.origin).is_some() && !self.forgotten.holds(&e.origin, now));
+        if !member || e.payload.len() > self.config.event_payload_len_max {
+            self.stats.user_events_refused += 1;
+            return;
+        }
+        let seen = self.dedup.first_sight(&e.origin, e.seq);
+        self.stats.event_origins_evicted = self.dedup.evicted();
+        if !seen {
             return;
         }
         self.stats.user_events_delivered += 1;

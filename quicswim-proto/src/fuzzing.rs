@@ -1,0 +1,603 @@
+//! The fuzz targets' bodies, shared with the test that replays their corpus on stable
+//! (`tests/fuzz_corpus.rs`), so the two cannot drift apart. Not part of the API.
+//!
+//! - [`datagram`] and [`stream`]: the decoders on arbitrary bytes; whatever decodes must
+//!   encode back to the same message.
+//! - [`core`]: one core fed an arbitrary script of inputs from arbitrary peers at arbitrary
+//!   times (raw and well-formed datagrams and stream messages, timeouts, connections, and
+//!   this node's own commands). After every step: no panic, every bound of
+//!   [`Swim::check_bounds`], every output decodes, and this node's own state (name, address,
+//!   metadata, state, the keys it wrote) is changed by nothing but its own commands.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::protocol::codec::{
+    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, MemberUpdate,
+    Message, StreamMessage, Update, DATAGRAM_LEN_MAX,
+};
+use crate::protocol::kv::{KvEntry, KvLimits, OwnerDelta, OwnerDigest};
+use crate::protocol::{
+    Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
+};
+
+/// Steps one core input runs at most, so each execution stays short.
+const STEPS_MAX: usize = 256;
+
+/// Decodes `bytes` as a datagram; what decodes must re-encode to the same packet.
+pub fn datagram(bytes: &[u8]) {
+    if let Ok(p) = decode_datagram(bytes) {
+        let body: Vec<u8> = p.updates.iter().flat_map(encode_update).collect();
+        let again = decode_datagram(&encode_datagram(&p.message, p.updates.len(), &body));
+        assert_eq!(
+            again.as_ref(),
+            Ok(&p),
+            "a decoded datagram re-encodes the same"
+        );
+    }
+}
+
+/// Decodes `bytes` as a stream message; what decodes must re-encode to the same message.
+pub fn stream(bytes: &[u8]) {
+    if let Ok(m) = decode_stream(bytes) {
+        assert_eq!(
+            decode_stream(&encode_stream(&m)).as_ref(),
+            Ok(&m),
+            "a decoded stream message re-encodes the same"
+        );
+    }
+}
+
+/// Reads a script from fuzz input; every read past the end gives zeros.
+struct Script<'a> {
+    data: &'a [u8],
+}
+
+impl Script<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    fn u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        b.iter_mut().for_each(|x| *x = self.byte());
+        u64::from_le_bytes(b)
+    }
+
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (taken, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        taken
+    }
+
+    /// A counter as a hostile peer would pick one: the edges, small, or anything.
+    fn counter(&mut self) -> u64 {
+        match self.byte() % 7 {
+            0 => 0,
+            1 => 1,
+            2 => u64::from(self.byte()),
+            3 => COUNTER_MAX,
+            4 => COUNTER_MAX - 1,
+            5 => u64::MAX,
+            _ => self.u64(),
+        }
+    }
+
+    fn len(&mut self) -> usize {
+        match self.byte() % 4 {
+            0 => 0,
+            1 => usize::from(self.byte()),
+            2 => usize::from(self.u16()),
+            _ => usize::from(self.byte()) * 64,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// The peers a script speaks as: the first four are members from the start, the others
+/// strangers until some message names them; the last name is this node's own.
+const NAMES: [&str; 7] = ["p0", "p1", "p2", "p3", "p4", "p5", "me"];
+
+fn name(i: usize) -> NodeName {
+    NodeName::new(NAMES[i % NAMES.len()]).expect("fuzz names are DNS labels")
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, (i % NAMES.len()) as u8 + 2], 7946))
+}
+
+fn me() -> NodeName {
+    name(NAMES.len() - 1)
+}
+
+/// Small limits, so that scripts reach them.
+fn config() -> Config {
+    Config {
+        members_max: 8,
+        broadcast_queue_max: 16,
+        kv: KvLimits {
+            key_len_max: 16,
+            value_len_max: 256,
+            keys_per_node_max: 8,
+            bytes_per_node_max: 1024,
+            owners_max: 4,
+        },
+        kv_sync_bytes_max: 2048,
+        ..Config::local()
+    }
+}
+
+struct Run {
+    swim: Swim,
+    now: Instant,
+    /// What this node's own commands wrote: each key's value, `None` once deleted.
+    mine: BTreeMap<String, Option<Vec<u8>>>,
+    incarnation: Incarnation,
+    left: bool,
+}
+
+/// Runs a core on a script read from `bytes`, checking its bounds and its own state after
+/// every step. `epoch` is the instant the script's times count from.
+pub fn core(bytes: &[u8], epoch: Instant) {
+    let config = config()
+        .validate()
+        .expect("the fuzz configuration is valid");
+    let swim = Swim::new(
+        me(),
+        addr(NAMES.len() - 1),
+        b"zone=a".to_vec(),
+        config,
+        7,
+        epoch,
+    )
+    .expect("the fuzz core starts");
+    let mut run = Run {
+        incarnation: swim.local_member().incarnation,
+        swim,
+        now: epoch,
+        mine: BTreeMap::new(),
+        left: false,
+    };
+    run.join();
+    let mut script = Script { data: bytes };
+    for _ in 0..STEPS_MAX {
+        if script.done() {
+            break;
+        }
+        run.step(&mut script);
+        run.check();
+    }
+}
+
+impl Run {
+    /// Joins through p0, which knows p0..p3.
+    fn join(&mut self) {
+        self.swim.join(self.now, &[addr(0)]);
+        let members = (0..4)
+            .map(|i| MemberUpdate {
+                name: name(i),
+                addr: addr(i),
+                incarnation: Incarnation(1),
+                state: State::Alive,
+                meta: Vec::new(),
+                accuser: None,
+            })
+            .collect();
+        let reply = StreamMessage::PushPullReply {
+            members,
+            kv_delta: Vec::new(),
+            kv_digest: Vec::new(),
+            events: Vec::new(),
+        };
+        self.swim
+            .handle_stream_reply(self.now, &name(0), &encode_stream(&reply))
+            .expect("the join reply is accepted");
+        self.drain();
+        self.check();
+    }
+
+    fn step(&mut self, s: &mut Script<'_>) {
+        let from = name(usize::from(s.byte()));
+        let from_addr = addr(usize::from(s.byte()));
+        match s.byte() % 14 {
+            0 => {
+                let n = s.len();
+                let bytes = s.take(n).to_vec();
+                let _ = self
+                    .swim
+                    .handle_datagram(self.now, &from, from_addr, &bytes);
+            }
+            1 => {
+                let n = s.len();
+                let bytes = s.take(n).to_vec();
+                if let Ok(Some(reply)) = self.swim.handle_stream_request(self.now, &from, &bytes) {
+                    decode_stream(&reply).expect("our replies decode");
+                }
+            }
+            2 => {
+                let n = s.len();
+                let bytes = s.take(n).to_vec();
+                let _ = self.swim.handle_stream_reply(self.now, &from, &bytes);
+            }
+            3 => {
+                self.now += Duration::from_millis(u64::from(s.u16()));
+                self.swim.handle_timeout(self.now);
+            }
+            4 => {
+                let key = key(s);
+                let value = vec![s.byte(); s.len()];
+                if self.swim.set(self.now, &key, value.clone()).is_ok() {
+                    self.mine.insert(key, Some(value));
+                }
+            }
+            5 => {
+                let key = key(s);
+                if self.swim.delete(self.now, &key).is_ok() {
+                    self.mine.insert(key, None);
+                }
+            }
+            6 => {
+                let name = "e".repeat(usize::from(s.byte()));
+                let payload = vec![0; s.len()];
+                let _ = self.swim.publish(self.now, &name, payload);
+            }
+            7 => {
+                let updates: Vec<Update> = (0..s.byte() % 8)
+                    .map(|_| {
+                        if s.byte() % 2 == 0 {
+                            Update::Member(member(s))
+                        } else {
+                            Update::Event(event(s))
+                        }
+                    })
+                    .collect();
+                let message = message(s);
+                let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
+                let bytes = encode_datagram(&message, updates.len(), &body);
+                let _ = self
+                    .swim
+                    .handle_datagram(self.now, &from, from_addr, &bytes);
+            }
+            8 => {
+                let m = match s.byte() % 3 {
+                    0 => StreamMessage::KvPush { deltas: deltas(s) },
+                    1 => StreamMessage::KvSync { digest: digest(s) },
+                    _ => StreamMessage::PushPull {
+                        join: s.byte() % 2 == 0,
+                        sender: if s.byte() % 8 == 0 {
+                            me()
+                        } else {
+                            from.clone()
+                        },
+                        members: (0..s.byte() % 8).map(|_| member(s)).collect(),
+                        kv_digest: digest(s),
+                        events: (0..s.byte() % 4).map(|_| event(s)).collect(),
+                    },
+                };
+                if let Ok(Some(reply)) =
+                    self.swim
+                        .handle_stream_request(self.now, &from, &encode_stream(&m))
+                {
+                    decode_stream(&reply).expect("our replies decode");
+                }
+            }
+            9 => {
+                let m = match s.byte() % 2 {
+                    0 => StreamMessage::KvSyncReply {
+                        delta: deltas(s),
+                        wants: digest(s),
+                    },
+                    _ => StreamMessage::PushPullReply {
+                        members: (0..s.byte() % 8).map(|_| member(s)).collect(),
+                        kv_delta: deltas(s),
+                        kv_digest: digest(s),
+                        events: (0..s.byte() % 4).map(|_| event(s)).collect(),
+                    },
+                };
+                let _ = self
+                    .swim
+                    .handle_stream_reply(self.now, &from, &encode_stream(&m));
+            }
+            10 => {
+                if s.byte() % 2 == 0 {
+                    self.swim.handle_peer_up(self.now, &from);
+                } else {
+                    self.swim.handle_peer_down(&from);
+                }
+            }
+            11 => while self.swim.poll_event().is_some() {},
+            12 => {
+                let size = usize::from(s.u16());
+                self.swim.set_max_datagram_size(size);
+            }
+            _ => {
+                if s.byte() == 0 {
+                    self.swim.leave(self.now);
+                    self.left = true;
+                }
+            }
+        }
+        self.drain();
+    }
+
+    /// Takes every transmit; each must decode as what it claims to be.
+    fn drain(&mut self) {
+        while let Some(t) = self.swim.poll_transmit() {
+            match t.kind {
+                TransmitKind::Datagram => {
+                    assert!(t.payload.len() <= DATAGRAM_LEN_MAX, "datagram too long");
+                    decode_datagram(&t.payload).expect("our datagrams decode");
+                }
+                TransmitKind::Request => {
+                    decode_stream(&t.payload).expect("our requests decode");
+                }
+            }
+        }
+    }
+
+    fn check(&mut self) {
+        if let Err(broken) = self.swim.check_bounds() {
+            panic!("bound broken: {broken}");
+        }
+        let me = self.swim.local_member();
+        assert_eq!(me.name, self::me(), "own name changed");
+        assert_eq!(me.addr, addr(NAMES.len() - 1), "own address changed");
+        assert_eq!(me.meta, b"zone=a", "own metadata changed");
+        let state = if self.left { State::Left } else { State::Alive };
+        assert_eq!(me.state, state, "own state changed by a peer");
+        assert!(
+            me.incarnation >= self.incarnation,
+            "own incarnation went back"
+        );
+        self.incarnation = me.incarnation;
+        let own = self.swim.name().clone();
+        // A deleted key's tombstone is collected after the grace, and a peer's copy of a
+        // key we no longer hold is taken back (we may have restarted and lost it); a value
+        // we hold stays ours.
+        for (key, value) in &self.mine {
+            if let Some(value) = value {
+                assert_eq!(
+                    self.swim.kv_get(&own, key),
+                    Some(&value[..]),
+                    "own key {key} changed by a peer"
+                );
+            }
+        }
+    }
+}
+
+fn pick_name(s: &mut Script<'_>) -> NodeName {
+    name(usize::from(s.byte()))
+}
+
+fn key(s: &mut Script<'_>) -> String {
+    match s.byte() % 8 {
+        0 => String::new(),
+        1 => "k".repeat(usize::from(s.byte())),
+        b => format!("k{}", b % 4),
+    }
+}
+
+fn member(s: &mut Script<'_>) -> MemberUpdate {
+    let state = match s.byte() % 4 {
+        0 => State::Alive,
+        1 => State::Suspect,
+        2 => State::Dead,
+        _ => State::Left,
+    };
+    MemberUpdate {
+        name: pick_name(s),
+        addr: addr(usize::from(s.byte())),
+        incarnation: Incarnation(s.counter()),
+        state,
+        meta: vec![1; usize::from(s.byte()) % 160],
+        accuser: (s.byte() % 2 == 0).then(|| pick_name(s)),
+    }
+}
+
+fn event(s: &mut Script<'_>) -> UserEvent {
+    UserEvent {
+        origin: pick_name(s),
+        seq: s.counter(),
+        name: "e".repeat(usize::from(s.byte())),
+        payload: vec![2; s.len() % 2048],
+    }
+}
+
+fn message(s: &mut Script<'_>) -> Message {
+    match s.byte() % 5 {
+        0 => Message::Ping {
+            seq: u32::from(s.u16()),
+            target: pick_name(s),
+            suspected: (s.byte() % 2 == 0).then(|| Incarnation(s.counter())),
+        },
+        1 => Message::Ack {
+            seq: u32::from(s.u16()),
+        },
+        2 => Message::PingReq {
+            seq: u32::from(s.u16()),
+            target: pick_name(s),
+            target_addr: addr(usize::from(s.byte())),
+        },
+        3 => Message::Nack {
+            seq: u32::from(s.u16()),
+        },
+        _ => Message::Gossip,
+    }
+}
+
+fn digest(s: &mut Script<'_>) -> Vec<OwnerDigest> {
+    (0..s.byte() % 8)
+        .map(|_| OwnerDigest {
+            owner: pick_name(s),
+            max_version: s.counter(),
+            fingerprint: s.u64(),
+            gc_floor: s.counter(),
+        })
+        .collect()
+}
+
+fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
+    (0..s.byte() % 4)
+        .map(|_| {
+            let owner = pick_name(s);
+            OwnerDelta {
+                reset: s.byte() % 4 == 0,
+                gc_floor: s.counter(),
+                entries: (0..s.byte() % 12)
+                    .map(|_| KvEntry {
+                        // Mostly one owner per delta, as we send them; sometimes not.
+                        owner: if s.byte() % 8 == 0 {
+                            pick_name(s)
+                        } else {
+                            owner.clone()
+                        },
+                        key: key(s),
+                        version: s.counter(),
+                        value: (s.byte() % 3 != 0).then(|| vec![3; s.len() % 512]),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Seeds for each target's corpus, one well-formed input of every kind: the fuzzer starts
+/// from messages that decode and mutates them, rather than finding postcard's layout alone.
+/// `tests/fuzz_corpus.rs` runs them and can write them out.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let m = MemberUpdate {
+        name: name(1),
+        addr: addr(1),
+        incarnation: Incarnation(3),
+        state: State::Suspect,
+        meta: b"zone=b".to_vec(),
+        accuser: Some(name(2)),
+    };
+    let e = UserEvent {
+        origin: name(2),
+        seq: 9,
+        name: "deploy".into(),
+        payload: b"v2".to_vec(),
+    };
+    let updates = [Update::Member(m.clone()), Update::Event(e.clone())];
+    let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
+    let messages = [
+        Message::Ping {
+            seq: 1,
+            target: me(),
+            suspected: Some(Incarnation(0)),
+        },
+        Message::Ack { seq: 1 },
+        Message::PingReq {
+            seq: 2,
+            target: name(3),
+            target_addr: addr(3),
+        },
+        Message::Nack { seq: 2 },
+        Message::Gossip,
+    ];
+    for message in &messages {
+        out.push(("datagram", encode_datagram(message, 2, &body)));
+    }
+    let entry = KvEntry {
+        owner: name(1),
+        key: "k1".into(),
+        version: 5,
+        value: Some(b"v".to_vec()),
+    };
+    let delta = OwnerDelta {
+        reset: false,
+        gc_floor: 0,
+        entries: vec![
+            entry.clone(),
+            KvEntry {
+                value: None,
+                version: 6,
+                ..entry
+            },
+        ],
+    };
+    let digest = OwnerDigest {
+        owner: name(1),
+        max_version: 4,
+        fingerprint: 1,
+        gc_floor: 0,
+    };
+    let streams = [
+        StreamMessage::PushPull {
+            join: true,
+            sender: name(1),
+            members: vec![m.clone()],
+            kv_digest: vec![digest.clone()],
+            events: vec![e.clone()],
+        },
+        StreamMessage::PushPullReply {
+            members: vec![m],
+            kv_delta: vec![delta.clone()],
+            kv_digest: vec![digest.clone()],
+            events: vec![e],
+        },
+        StreamMessage::KvPush {
+            deltas: vec![delta.clone()],
+        },
+        StreamMessage::KvPushAck,
+        StreamMessage::Ping {
+            seq: 1,
+            target: me(),
+            suspected: Some(Incarnation(0)),
+        },
+        StreamMessage::Ack { seq: 1 },
+        StreamMessage::KvSync {
+            digest: vec![digest.clone()],
+        },
+        StreamMessage::KvSyncReply {
+            delta: vec![delta],
+            wants: vec![digest],
+        },
+    ];
+    out.extend(streams.iter().map(|m| ("stream", encode_stream(m))));
+    // Core scripts: [from, from_addr, op, ...] per step (see `Run::step`).
+    let scripts: [&[u8]; 6] = [
+        // set k1, a KvPush of p1's keys, time passes, a KvSync naming everyone.
+        &[
+            6, 6, 4, 2, 1, 9, 1, 1, 1, 1, 8, 0, 1, 1, 1, 2, 3, 3, 1, 4, 1, 0, 0, 3, 0, 16, 1, 1, 8,
+            1, 5,
+        ],
+        // A datagram with member and event updates, then a stream ping.
+        &[
+            2, 2, 7, 4, 0, 1, 1, 1, 0, 1, 1, 2, 1, 0, 2, 3, 5, 1, 2, 0, 0, 1, 1, 1, 3, 0, 100,
+        ],
+        // Claims about ourselves at the edges: incarnation COUNTER_MAX, then u64::MAX.
+        &[
+            1, 1, 7, 2, 0, 1, 6, 1, 3, 0, 0, 1, 0, 6, 1, 5, 0, 0, 3, 0, 0, 0, 1, 0, 4,
+        ],
+        // Our key pushed back at a higher version by a peer.
+        &[
+            6, 6, 4, 3, 1, 8, 1, 1, 8, 0, 1, 6, 1, 6, 3, 3, 1, 1, 4, 7, 3, 3, 1, 1, 0,
+        ],
+        // Events from a stranger and from a member, at u64::MAX and COUNTER_MAX.
+        &[
+            5, 5, 7, 2, 1, 5, 5, 0, 1, 1, 1, 1, 3, 1, 200, 0, 1, 4, 7, 0, 0, 3, 50, 250,
+        ],
+        // Leave, then a reply-type message sent as a request.
+        &[0, 0, 13, 0, 1, 1, 1, 2, 2, 3, 2, 3],
+    ];
+    out.extend(scripts.iter().map(|s| ("core", s.to_vec())));
+    out
+}
