@@ -403,9 +403,19 @@ fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
     let Ok(StreamMessage::KvSyncReply { wants, .. }) = decode_stream(&answer) else {
         panic!("a KvSyncReply");
     };
+    assert!(wants.is_empty(), "neither e nor f is a member here");
+    // An owner not known yet (gossip lags) is refused, and taken once it is a member: its
+    // data would otherwise stay for good, with no member to be reaped with.
+    h.stream("a", &push("f", "new")).unwrap();
+    assert_eq!(h.swim.kv_get(&name("f"), "new"), None);
+    assert!(h.swim.stats().kv_owner_not_member >= 1);
+    h.gossip("b", &[alive("f", 1)]).unwrap();
+    let answer = h.stream("a", &sync).unwrap().expect("a reply");
+    let Ok(StreamMessage::KvSyncReply { wants, .. }) = decode_stream(&answer) else {
+        panic!("a KvSyncReply");
+    };
     let wanted: Vec<&str> = wants.iter().map(|w| w.owner.as_str()).collect();
     assert_eq!(wanted, ["f"]);
-    // An owner merely not known yet (gossip lags) is taken.
     h.stream("a", &push("f", "new")).unwrap();
     assert!(h.swim.kv_get(&name("f"), "new").is_some());
 
@@ -435,8 +445,12 @@ fn a_reaped_members_keys_are_refused_until_dead_retention_passes_again() {
     // A peer that reaps later still sends it: refused.
     h.stream("a", &push).unwrap();
     assert_eq!(h.swim.kv_get(&name("e"), "old"), None);
-    // The record is bounded in time: by then every member has reaped e.
+    // The record is bounded in time: by then every member has reaped e. Its data is still
+    // refused while it is no member, and taken once it is one again.
     h.run_for(config.dead_retention + Duration::from_secs(10));
+    h.stream("a", &push).unwrap();
+    assert_eq!(h.swim.kv_get(&name("e"), "old"), None);
+    h.gossip("b", &[alive("e", 1)]).unwrap();
     h.stream("a", &push).unwrap();
     assert!(h.swim.kv_get(&name("e"), "old").is_some());
 }

@@ -43,6 +43,7 @@ pub fn addr(s: &str) -> SocketAddr {
         "seed" => 7,
         "other" => 8,
         "zz" => 9,
+        "f" => 10,
         other => panic!("no address for {other:?}"),
     };
     SocketAddr::from(([10, 0, 0, host], 7946))

@@ -257,3 +257,95 @@ fn budget_cuts_a_delta_but_the_next_one_continues() {
     }
     assert_eq!(a.digest(), b.digest());
 }
+
+#[test]
+fn two_keys_at_one_version_are_both_held_and_replicas_converge() {
+    let t = Instant::now();
+    let mut a = KvStore::new(KvLimits::default());
+    // A peer sends two keys at one version: both are held, and the index keeps both.
+    a.apply(t, &put("o", "x", 5, "1")).unwrap();
+    a.apply(t, &put("o", "y", 5, "2")).unwrap();
+    a.apply(t, &put("o", "x", 6, "3")).unwrap();
+    a.check_quotas().unwrap();
+    // A replica that holds neither gets both, and the digests then agree.
+    let mut b = KvStore::new(KvLimits::default());
+    let (changed, refused) = b.apply_delta(t, a.delta_for(&b.digest(), 1 << 20));
+    assert_eq!((changed.len(), refused), (2, 0));
+    assert_eq!(b.digest(), a.digest());
+    assert_eq!(b.get(&n("o"), "y"), Some(&b"2"[..]));
+    // Collecting one of two entries at one version leaves the other indexed.
+    a.apply(t, &del("o", "y", 7)).unwrap();
+    a.collect_tombstones(t + Duration::from_secs(3600), Duration::from_secs(1));
+    a.check_quotas().unwrap();
+    assert_eq!(a.delta_for(&[at("o", 5)], 1 << 20)[0].entries.len(), 1);
+}
+
+#[test]
+fn tombstones_count_against_the_key_and_byte_quotas() {
+    let t = Instant::now();
+    let limits = KvLimits {
+        keys_per_node_max: 2,
+        bytes_per_node_max: 64,
+        ..KvLimits::default()
+    };
+    let mut s = KvStore::new(limits);
+    s.apply(t, &del("a", "k1", 1)).unwrap();
+    s.apply(t, &del("a", "k2", 2)).unwrap();
+    assert!(matches!(
+        s.apply(t, &del("a", "k3", 3)),
+        Err(KvError::TooManyKeys { .. })
+    ));
+    assert!(matches!(
+        s.apply(t, &put("a", "k4", 4, "v")),
+        Err(KvError::TooManyKeys { .. })
+    ));
+    // A held key can still change, and tombstones leave room once collected.
+    s.apply(t, &put("a", "k1", 5, "v")).unwrap();
+    s.apply(t, &del("a", "k1", 6)).unwrap();
+    s.collect_tombstones(t + Duration::from_secs(3600), Duration::from_secs(1));
+    s.apply(t, &del("a", "k3", 7)).unwrap();
+    s.check_quotas().unwrap();
+    // Long keys of tombstones count against the bytes.
+    let mut s = KvStore::new(KvLimits {
+        bytes_per_node_max: 64,
+        ..KvLimits::default()
+    });
+    s.apply(t, &del("a", &"x".repeat(40), 1)).unwrap();
+    assert!(matches!(
+        s.apply(t, &del("a", &"y".repeat(40), 2)),
+        Err(KvError::TooManyBytes { .. })
+    ));
+}
+
+#[test]
+fn a_refused_first_entry_leaves_no_owner_behind() {
+    let t = Instant::now();
+    let mut s = KvStore::new(KvLimits {
+        owners_max: 1,
+        keys_per_node_max: 1,
+        ..KvLimits::default()
+    });
+    s.apply(t, &put("a", "k", 1, "v")).unwrap();
+    s.apply(t, &put("a", "j", 2, "v")).unwrap_err();
+    assert!(matches!(
+        s.apply(t, &put("b", "k", 1, "v")),
+        Err(KvError::TooManyOwners(1))
+    ));
+    assert_eq!(s.owner_count(), 1);
+}
+
+#[test]
+fn a_delta_above_the_largest_version_is_empty() {
+    let t = Instant::now();
+    let mut s = KvStore::new(KvLimits::default());
+    s.apply(t, &put("a", "k", u64::MAX, "v")).unwrap();
+    let theirs = OwnerDigest {
+        owner: n("a"),
+        max_version: u64::MAX,
+        fingerprint: 0,
+        gc_floor: 0,
+    };
+    // Equal max versions, different fingerprints: the whole owner is sent, not a range
+    // above u64::MAX.
+    assert_eq!(s.delta_for(&[theirs], 1 << 20)[0].entries.len(), 1);
+}
