@@ -258,7 +258,7 @@ impl Run {
             7 => {
                 let updates: Vec<Update> = (0..s.byte() % 8)
                     .map(|_| {
-                        if s.byte() % 2 == 0 {
+                        if s.byte().is_multiple_of(2) {
                             Update::Member(member(s))
                         } else {
                             Update::Event(event(s))
@@ -277,8 +277,8 @@ impl Run {
                     0 => StreamMessage::KvPush { deltas: deltas(s) },
                     1 => StreamMessage::KvSync { digest: digest(s) },
                     _ => StreamMessage::PushPull {
-                        join: s.byte() % 2 == 0,
-                        sender: if s.byte() % 8 == 0 {
+                        join: s.byte().is_multiple_of(2),
+                        sender: if s.byte().is_multiple_of(8) {
                             me()
                         } else {
                             from.clone()
@@ -313,7 +313,7 @@ impl Run {
                     .handle_stream_reply(self.now, &from, &encode_stream(&m));
             }
             10 => {
-                if s.byte() % 2 == 0 {
+                if s.byte().is_multiple_of(2) {
                     self.swim.handle_peer_up(self.now, &from);
                 } else {
                     self.swim.handle_peer_down(&from);
@@ -405,7 +405,7 @@ fn member(s: &mut Script<'_>) -> MemberUpdate {
         incarnation: Incarnation(s.counter()),
         state,
         meta: vec![1; usize::from(s.byte()) % 160],
-        accuser: (s.byte() % 2 == 0).then(|| pick_name(s)),
+        accuser: (s.byte().is_multiple_of(2)).then(|| pick_name(s)),
     }
 }
 
@@ -423,7 +423,7 @@ fn message(s: &mut Script<'_>) -> Message {
         0 => Message::Ping {
             seq: u32::from(s.u16()),
             target: pick_name(s),
-            suspected: (s.byte() % 2 == 0).then(|| Incarnation(s.counter())),
+            suspected: (s.byte().is_multiple_of(2)).then(|| Incarnation(s.counter())),
         },
         1 => Message::Ack {
             seq: u32::from(s.u16()),
@@ -456,19 +456,19 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
         .map(|_| {
             let owner = pick_name(s);
             OwnerDelta {
-                reset: s.byte() % 4 == 0,
+                reset: s.byte().is_multiple_of(4),
                 gc_floor: s.counter(),
                 entries: (0..s.byte() % 12)
                     .map(|_| KvEntry {
                         // Mostly one owner per delta, as we send them; sometimes not.
-                        owner: if s.byte() % 8 == 0 {
+                        owner: if s.byte().is_multiple_of(8) {
                             pick_name(s)
                         } else {
                             owner.clone()
                         },
                         key: key(s),
                         version: s.counter(),
-                        value: (s.byte() % 3 != 0).then(|| vec![3; s.len() % 512]),
+                        value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
                     })
                     .collect(),
             }

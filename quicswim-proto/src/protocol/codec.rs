@@ -349,6 +349,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use crate::protocol::bounded::COUNTER_MAX;
+
     use crate::test_name as name;
 
     fn member(n: &str, inc: u64, state: State) -> MemberUpdate {
@@ -448,6 +450,97 @@ mod tests {
             decode_datagram(&bytes),
             Err(DecodeError::FieldTooLong { field: "meta", .. })
         ));
+    }
+
+    fn field_refused<T: std::fmt::Debug>(r: Result<T, DecodeError>) -> &'static str {
+        match r {
+            Err(DecodeError::FieldTooLong { field, .. }) => field,
+            other => panic!("expected a named refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_kv_sync_naming_millions_of_owners_is_refused_at_its_count() {
+        // [version][KvSync = variant 6][varint 1,600,000] and no owners behind it: refused
+        // by the count alone, before anything is allocated or merged.
+        let mut bytes = vec![WIRE_VERSION, 6];
+        push_varint(&mut bytes, 1_600_000);
+        bytes.extend([0; 16]);
+        assert_eq!(field_refused(decode_stream(&bytes)), "digest owners");
+        // As many owners as fit the budget but spread over nested deltas: refused by the
+        // message's element budget.
+        let delta = OwnerDelta {
+            reset: false,
+            gc_floor: 0,
+            entries: (0..40_000)
+                .map(|i| crate::protocol::KvEntry {
+                    owner: name("a"),
+                    key: format!("k{i}"),
+                    version: i,
+                    value: None,
+                })
+                .collect(),
+        };
+        let push = StreamMessage::KvPush {
+            deltas: vec![delta.clone(), delta.clone(), delta.clone(), delta],
+        };
+        assert_eq!(
+            field_refused(decode_stream(&encode_stream(&push))),
+            "elements in the message"
+        );
+    }
+
+    #[test]
+    fn event_names_payloads_and_counters_are_bounded_on_streams_too() {
+        let event = |name_len: usize, seq: u64| UserEvent {
+            origin: name("a"),
+            seq,
+            name: "e".repeat(name_len),
+            payload: Vec::new(),
+        };
+        let push_pull = |events| StreamMessage::PushPull {
+            join: false,
+            sender: name("a"),
+            members: Vec::new(),
+            kv_digest: Vec::new(),
+            events,
+        };
+        let max = super::super::events::EVENT_NAME_LEN_MAX;
+        let ok = push_pull(vec![event(max, COUNTER_MAX), event(0, 0)]);
+        assert_eq!(decode_stream(&encode_stream(&ok)).unwrap(), ok);
+        let long = push_pull(vec![event(max + 1, 1)]);
+        assert_eq!(
+            field_refused(decode_stream(&encode_stream(&long))),
+            "event name"
+        );
+        let big = push_pull(vec![event(1, COUNTER_MAX + 1)]);
+        assert_eq!(
+            field_refused(decode_stream(&encode_stream(&big))),
+            "event seq"
+        );
+        let mut m = member("a", u64::MAX, State::Alive);
+        m.meta.clear();
+        let bytes = encode_datagram(&Message::Gossip, 1, &encode_update(&Update::Member(m)));
+        assert_eq!(field_refused(decode_datagram(&bytes)), "incarnation");
+        let ping = Message::Ping {
+            seq: 1,
+            target: name("b"),
+            suspected: Some(Incarnation(u64::MAX)),
+        };
+        assert_eq!(
+            field_refused(decode_datagram(&encode_datagram(&ping, 0, &[]))),
+            "suspected incarnation"
+        );
+    }
+
+    #[test]
+    fn a_datagram_with_more_updates_than_allowed_is_refused() {
+        let u = encode_update(&Update::Member(member("a", 1, State::Alive)));
+        let body: Vec<u8> = (0..=UPDATES_PER_DATAGRAM_MAX)
+            .flat_map(|_| u.clone())
+            .collect();
+        let bytes = encode_datagram(&Message::Gossip, UPDATES_PER_DATAGRAM_MAX + 1, &body);
+        assert_eq!(field_refused(decode_datagram(&bytes)), "updates");
     }
 
     proptest! {

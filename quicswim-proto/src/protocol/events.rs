@@ -227,7 +227,7 @@ mod tests {
     fn the_least_recently_heard_origin_is_forgotten_first() {
         let mut d = Deduplicator::default();
         let names: Vec<NodeName> = (0..=ORIGINS_MAX)
-            .map(|i| NodeName::new(&format!("n{i}")).unwrap())
+            .map(|i| NodeName::new(format!("n{i}")).unwrap())
             .collect();
         for n in &names[..ORIGINS_MAX] {
             assert!(d.first_sight(n, 1));
