@@ -235,7 +235,9 @@ proptest! {
         }
         // And the node can still write, above anything it was told about itself.
         let version = h.swim.set(h.now, "after", b"x".to_vec()).unwrap();
-        prop_assert!(version <= SELF_CLAIM_MAX + 1);
+        // Beyond the highest claim taken, only our own writes (refutations included)
+        // moved the counter: far below what peers accept.
+        prop_assert!(version <= SELF_CLAIM_MAX + 2 + h.swim.stats().kv_refuted);
         prop_assert!(h.swim.publish(h.now, "after", Vec::new()).unwrap() <= SELF_CLAIM_MAX + 1);
         prop_assert!(h.swim.local_member().incarnation <= Incarnation(SELF_CLAIM_MAX + 1));
     }
