@@ -16,7 +16,7 @@ use crate::protocol::{
     TransmitKind, UserEvent,
 };
 use crate::ring::weight_from_meta;
-use crate::transport::{self, Incoming, Peer, Transport};
+use crate::transport::{self, Inbox, Incoming, Peer, Transport};
 
 use super::join::{JoinNews, Joiner};
 use super::ready::ReadyFacts;
@@ -83,7 +83,7 @@ impl Driver {
     /// Runs until a leave completes (its outcome) or every handle is dropped (`None`).
     pub(super) async fn run(
         mut self,
-        mut incoming: mpsc::Receiver<Incoming>,
+        mut incoming: Inbox,
         mut commands: mpsc::Receiver<Command>,
         mut reply_rx: mpsc::Receiver<(NodeName, Vec<u8>)>,
         mut join_news: mpsc::Receiver<JoinNews>,
@@ -135,7 +135,7 @@ impl Driver {
         &mut self,
         wait: Duration,
         first: oneshot::Sender<LeaveOutcome>,
-        incoming: &mut mpsc::Receiver<Incoming>,
+        incoming: &mut Inbox,
         commands: &mut mpsc::Receiver<Command>,
         reply_rx: &mut mpsc::Receiver<(NodeName, Vec<u8>)>,
     ) -> LeaveOutcome {
@@ -209,7 +209,8 @@ impl Driver {
                 self.core.handle_peer_down(&name);
                 debug!(peer = %name, %reason, "connection down");
             }
-            Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
+            // The transport has logged it already, under its rate limit.
+            Incoming::Refused { addr, reason } => debug!(%addr, %reason, "refused peer"),
         }
     }
 
