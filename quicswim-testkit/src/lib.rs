@@ -9,6 +9,7 @@ use quicswim::tls::{CertAuthority, Identity};
 use quicswim::{Node, NodeConfig};
 
 pub mod dns;
+pub mod flood;
 
 /// Longest any one condition may take; generous so a loaded CI machine does not flake.
 pub const DEADLINE: Duration = Duration::from_secs(40);
