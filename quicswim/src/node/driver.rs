@@ -252,18 +252,11 @@ impl Driver {
                 let _ = tx.send(self.core.kv_get(&owner, &key).map(<[u8]>::to_vec));
             }
             Command::KvEntries(tx) => {
-                let items = self
-                    .core
-                    .kv_entries()
-                    .into_iter()
-                    .map(|(owner, key, value, version)| KvItem {
-                        owner: owner.clone(),
-                        key: key.to_string(),
-                        value: value.to_vec(),
-                        version,
-                    })
-                    .collect();
-                let _ = tx.send(items);
+                let _ = tx.send(kv_items(self.core.kv_entries()));
+            }
+            Command::KvPage(after, limit, tx) => {
+                let after = after.as_ref().map(|(owner, key)| (owner, key.as_str()));
+                let _ = tx.send(kv_items(self.core.kv_page(after, limit)));
             }
             Command::Publish(name, payload, tx) => {
                 let _ = tx.send(self.core.publish(Instant::now(), &name, payload));
@@ -409,6 +402,18 @@ impl Driver {
             PeerError::Decode { .. } => debug!(error = %e, "dropped malformed message"),
         }
     }
+}
+
+fn kv_items(entries: Vec<(&NodeName, &str, &[u8], u64)>) -> Vec<KvItem> {
+    entries
+        .into_iter()
+        .map(|(owner, key, value, version)| KvItem {
+            owner: owner.clone(),
+            key: key.to_string(),
+            value: value.to_vec(),
+            version,
+        })
+        .collect()
 }
 
 fn peer_of(to: Destination) -> Peer {
