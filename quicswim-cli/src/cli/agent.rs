@@ -115,8 +115,9 @@ pub struct AgentArgs {
     /// same file from QUICSWIM_API_TOKEN_FILE.
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
-    /// Host name the API answers to besides IP addresses and localhost (repeatable); a
-    /// request naming any other host is refused, which stops DNS rebinding from a browser.
+    /// Host name with dots the API answers to, besides IP addresses and dotless names such as
+    /// localhost (repeatable); a request naming any other host is refused, which stops DNS
+    /// rebinding from a browser.
     #[arg(long = "api-host", value_name = "NAME")]
     #[serde(default)]
     api_host: Vec<String>,

@@ -2,7 +2,7 @@
 //! rebinding.
 //!
 //! ```text
-//!   request ──> Host is an IP literal, localhost, or a name allowed? ── no ──> 421
+//!   request ──> Host an IP, a name without a dot, or one allowed? ──── no ──> 421
 //!           ──> token set and path not /health or /ready:
 //!                 Authorization: Bearer <token>? ─────────────────── no ──> 401
 //!           ──> the route
@@ -10,8 +10,9 @@
 //!
 //! DNS rebinding: a web page from `evil.example` re-points its own name at 127.0.0.1 and,
 //! being same-origin with it, calls the API from the operator's browser. Its requests carry
-//! `Host: evil.example`; asking for an address or a known name stops them whether or not a
-//! token is set. `/health` and `/ready` answer without the token so that probes
+//! `Host: evil.example`; asking for an address, a name without a dot (`localhost`, a
+//! container's short name: local names a public page cannot own) or a name given with
+//! `--api-host` stops them whether or not a token is set. `/health` and `/ready` answer without the token so that probes
 //! (Kubernetes, load balancers) need no secret; they tell the node's name, state and
 //! alive count, nothing more.
 
@@ -97,7 +98,7 @@ fn admit(guard: &Guard, path: &str, headers: &HeaderMap) -> Result<(), Box<Respo
 }
 
 /// Whether `host` (a `Host` header: name or address, with an optional port) is one this
-/// API answers to. An empty `Host` (HTTP/1.0, or a raw client) is allowed: a browser always
+/// API answers to: an IP address, a name without a dot, or one of `allowed`. An empty `Host` (HTTP/1.0, or a raw client) is allowed: a browser always
 /// sends one.
 fn host_allowed(host: &str, allowed: &[String]) -> bool {
     if host.is_empty() {
@@ -117,7 +118,9 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
         return true;
     }
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost" || allowed.contains(&name)
+    // A name without a dot (a container's or a service's short name) is resolved from local
+    // configuration only; a rebinding page needs a public domain of its own, which has one.
+    !name.contains('.') || allowed.contains(&name)
 }
 
 /// Compares in time independent of where the first difference is.
@@ -147,6 +150,7 @@ mod tests {
             "[::1]:7947",
             "localhost:7947",
             "LOCALHOST",
+            "node1:7947",
             "api.internal:80",
         ] {
             assert!(host_allowed(host, &allowed), "{host}");

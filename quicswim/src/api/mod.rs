@@ -42,8 +42,8 @@
 //! Access: with [`ServeOptions::token`] every route but `/health` and `/ready` needs
 //! `Authorization: Bearer <token>`; without one, anyone who reaches the port may call it, so
 //! bind it to loopback (the agent's default) or set a token. Every request's `Host` must be an
-//! IP address, `localhost` or a name in [`ServeOptions::hosts`] (see `guard.rs`: DNS
-//! rebinding).
+//! IP address, a name without a dot (`localhost`) or a name in [`ServeOptions::hosts`] (see
+//! `guard.rs`: DNS rebinding).
 
 mod error;
 mod events;
@@ -175,9 +175,9 @@ pub struct ServeOptions {
     /// When set, every request but `/health` and `/ready` must carry
     /// `Authorization: Bearer <token>` (401 otherwise). Default none.
     pub token: Option<String>,
-    /// Host names the API answers to besides IP addresses and `localhost`: a request whose
-    /// `Host` names anything else is refused (421), which stops DNS rebinding from a
-    /// browser. Default none.
+    /// Host names (with dots) the API answers to besides IP addresses and names without a
+    /// dot such as `localhost`: a request whose `Host` names anything else is refused (421),
+    /// which stops DNS rebinding from a browser. Default none.
     pub hosts: Vec<String>,
 }
 
