@@ -228,10 +228,11 @@ fn compose_certificate_commands_can_run_again() {
     }
     for file in [
         "ca.pem",
-        "node1.pem",
-        "node1-key.pem",
-        "node2.pem",
-        "node2-key.pem",
+        "node1/ca.pem",
+        "node1/node1.pem",
+        "node1/node1-key.pem",
+        "node2/node2.pem",
+        "node2/node2-key.pem",
     ] {
         assert!(dir.path().join(file).is_file(), "{file}");
     }

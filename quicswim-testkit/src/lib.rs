@@ -9,6 +9,7 @@ use quicswim::tls::{CertAuthority, Identity};
 use quicswim::{Node, NodeConfig};
 
 pub mod dns;
+pub mod flood;
 
 /// Longest any one condition may take; generous so a loaded CI machine does not flake.
 pub const DEADLINE: Duration = Duration::from_secs(40);
@@ -136,10 +137,11 @@ pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
         .and_then(|(_, value)| value.parse().ok())
 }
 
-/// One HTTP answer: its status, `Content-Type` and body.
+/// One HTTP answer: its status, `Content-Type`, other headers and body.
 pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -169,6 +171,21 @@ pub async fn request(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Answer {
+    let headers: &[(&str, &str)] = match content_type {
+        Some(content_type) => &[("content-type", content_type)],
+        None => &[],
+    };
+    request_with(addr, method, path, headers, body).await
+}
+
+/// [`request`] with any request headers (`Authorization`, `Host`, ...).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
     let exchange = async {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -179,8 +196,8 @@ pub async fn request(
         let mut builder = client
             .request(method, format!("http://{addr}{path}"))
             .body(body);
-        if let Some(content_type) = content_type {
-            builder = builder.header("content-type", content_type);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let answer = builder.send().await.expect("an answer");
         let status = answer.status().as_u16();
@@ -189,10 +206,12 @@ pub async fn request(
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let headers = answer.headers().clone();
         let body = answer.bytes().await.expect("a body");
         Answer {
             status,
             content_type,
+            headers,
             body: body.to_vec(),
         }
     };
@@ -209,14 +228,24 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub async fn start(node: &Node) -> ApiServer {
+        ApiServer::start_with(node, quicswim::api::ServeOptions::default()).await
+    }
+
+    /// [`ApiServer::start`] with the server's options (token, hosts).
+    pub async fn start_with(node: &Node, options: quicswim::api::ServeOptions) -> ApiServer {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind the API");
         let addr = listener.local_addr().expect("bound address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(quicswim::api::serve(node.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(quicswim::api::serve_with(
+            node.clone(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            options,
+        ));
         ApiServer {
             addr,
             stop: Some(stop),

@@ -93,7 +93,8 @@ pub struct AgentArgs {
     /// /etc/resolv.conf; for tests and unusual setups.
     #[arg(long, value_name = "ADDR")]
     dns_server: Option<SocketAddr>,
-    /// Directory with ca.pem, NAME.pem and NAME-key.pem, as `quicswim certs` writes them.
+    /// Directory with ca.pem, NAME.pem and NAME-key.pem: the DIR/NAME that `quicswim certs
+    /// issue` writes (a DIR holding NAME/ is looked into).
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
     /// CA certificate(s) to trust, PEM [default: DIR/ca.pem].
@@ -105,10 +106,21 @@ pub struct AgentArgs {
     /// This node's private key, PEM [default: DIR/NAME-key.pem].
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// TCP address of the HTTP control API [default: 127.0.0.1:7947]. It has no
-    /// authentication: keep it on loopback or a trusted network.
+    /// TCP address of the HTTP control API [default: 127.0.0.1:7947]. Without
+    /// --api-token-file anyone who reaches it may call it: keep it on loopback or set a token.
     #[arg(long, value_name = "ADDR")]
     api: Option<SocketAddr>,
+    /// File holding the API's bearer token (first line). With it, every API route but
+    /// /health and /ready needs `Authorization: Bearer TOKEN`; the client commands read the
+    /// same file from QUICSWIM_API_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+    /// Host name with dots the API answers to, besides IP addresses and dotless names such as
+    /// localhost (repeatable); a request naming any other host is refused, which stops DNS
+    /// rebinding from a browser.
+    #[arg(long = "api-host", value_name = "NAME")]
+    #[serde(default)]
+    api_host: Vec<String>,
     /// TOML file holding any of these settings, plus a [protocol] table of protocol fields
     /// that override the profile. Flags win over the file.
     // This doc comment is also the flag's --help text, shown as written: `[protocol]` names
@@ -159,6 +171,7 @@ impl AgentArgs {
             &mut file.cert,
             &mut file.key,
             &mut file.data_dir,
+            &mut file.api_token_file,
         ];
         for p in paths.into_iter().flatten() {
             *p = base.join(&*p);
@@ -185,6 +198,12 @@ impl AgentArgs {
             cert: self.cert.or(file.cert),
             key: self.key.or(file.key),
             api: self.api.or(file.api),
+            api_token_file: self.api_token_file.or(file.api_token_file),
+            api_host: if self.api_host.is_empty() {
+                file.api_host
+            } else {
+                self.api_host
+            },
             config: self.config,
             profile: self.profile.or(file.profile),
             log_format: self.log_format.or(file.log_format),
@@ -226,6 +245,8 @@ fn line_col(text: &str, offset: usize) -> String {
 struct Settings {
     node: NodeConfig,
     api: SocketAddr,
+    api_token: Option<String>,
+    api_hosts: Vec<String>,
     log_format: LogFormat,
     profile: Profile,
     leave_timeout: Duration,
@@ -320,6 +341,11 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
     }
 
     let identity = load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
+    let api_token = args
+        .api_token_file
+        .as_deref()
+        .map(|path| super::token::read_token(path, "--api-token-file"))
+        .transpose()?;
 
     Ok(Settings {
         node: NodeConfig {
@@ -338,6 +364,8 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
                 .parse()
                 .expect("DEFAULT_API is a socket address")
         }),
+        api_token,
+        api_hosts: args.api_host,
         log_format: args.log_format.unwrap_or(LogFormat::Text),
         profile,
         leave_timeout: args.leave_timeout.unwrap_or(LEAVE_TIMEOUT_DEFAULT),
@@ -355,6 +383,17 @@ fn load_identity(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
 ) -> anyhow::Result<Identity> {
+    // `certs issue` writes each node's files into DIR/NAME/; a DIR holding that directory is
+    // read there, and a DIR holding the files themselves (the node's own directory, or the
+    // flat layout of earlier versions) is read as it is.
+    let dir = dir.map(|d| {
+        let own = d.join(name.as_str());
+        if own.join(format!("{name}.pem")).is_file() {
+            own
+        } else {
+            d
+        }
+    });
     let from_dir = |file: String, flag: &str| {
         dir.as_ref().map(|d| d.join(file)).ok_or_else(|| {
             anyhow!("no {flag} file: give --certs DIR (holding ca.pem, NAME.pem, NAME-key.pem) or --{flag} FILE")
@@ -468,6 +507,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
         node: mut config,
         api: api_addr,
+        api_token,
+        api_hosts,
         profile,
         leave_timeout,
         data_dir,
@@ -492,6 +533,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for the API on {api_addr} (--api)"))?;
     let api_addr = listener.local_addr()?;
+    if api_token.is_none() && !api_addr.ip().is_loopback() {
+        warn!(
+            api = %api_addr,
+            "THE CONTROL API LISTENS BEYOND LOOPBACK WITHOUT A TOKEN: anyone who reaches \
+             {api_addr} can read this node's data, write its keys and make it leave; set \
+             --api-token-file or bind --api to 127.0.0.1"
+        );
+    }
     let bind = config.bind;
     let node = Node::start(config)
         .await
@@ -506,7 +555,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let keeper = snapshot.map(|s| s.keep(node.clone()));
     let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = api::ServeOptions { leave_timeout };
+    let options = api::ServeOptions {
+        leave_timeout,
+        token: api_token,
+        hosts: api_hosts,
+    };
     let mut api_task = tokio::spawn(api::serve_with(
         node.clone(),
         listener,

@@ -20,20 +20,26 @@ pub enum CertsCommand {
         #[arg(long)]
         if_missing: bool,
     },
-    /// Issue node certificates signed by the CA in DIR: DIR/NAME.pem and DIR/NAME-key.pem for
-    /// each NAME.
+    /// Issue node certificates signed by the CA in DIR: for each NAME, a directory OUT/NAME
+    /// holding ca.pem, NAME.pem and NAME-key.pem (and not the CA key), to give the node's agent
+    /// as --certs.
     Issue {
         /// Node names: DNS labels (a-z, 0-9, '-'), each written as its certificate's DNS SAN.
         #[arg(value_name = "NAME", required = true)]
         names: Vec<NodeName>,
-        /// Directory holding ca.pem and ca-key.pem; the node files are written there too.
+        /// Directory holding ca.pem and ca-key.pem.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Where the nodes' directories go [default: DIR]. Point it away from DIR to keep the
+        /// CA's directory for the CA alone (for example a volume nodes never mount).
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
         /// IP address to add as an IP SAN (repeatable; added to every certificate issued).
         #[arg(long = "ip", value_name = "IP")]
         ips: Vec<IpAddr>,
-        /// Validity in days (1..=36500).
-        #[arg(long, default_value_t = 825)]
+        /// Validity in days (1..=36500). Short by default: a stolen node key is good for at
+        /// most this long; renew by issuing again.
+        #[arg(long, default_value_t = 90)]
         days: u32,
     },
 }
@@ -65,11 +71,13 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
         CertsCommand::Issue {
             names,
             dir,
+            out,
             ips,
             days,
         } => {
+            let out = out.unwrap_or_else(|| dir.clone());
             for name in names {
-                let files = tls::issue_to_dir(&dir, &name, &ips, days)
+                let files = tls::issue_to_node_dir(&dir, &out, &name, &ips, days)
                     .with_context(|| format!("cannot issue a certificate for {name}"))?;
                 let ip_list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
                 let sans = std::iter::once(name.to_string())
@@ -81,6 +89,11 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                     files.cert.display()
                 );
                 println!("wrote private key {} (mode 0600)", files.key.display());
+                println!(
+                    "wrote CA certificate copy {}; give the node --certs {}",
+                    files.ca.display(),
+                    files.dir.display()
+                );
             }
         }
     }

@@ -290,6 +290,8 @@ async fn start_node(
     seeds: Vec<SocketAddr>,
     protocol: &ValidConfig,
 ) -> anyhow::Result<Node> {
+    // `certs issue` puts each node's files in a directory of its own.
+    let dir = dir.join(name.as_str());
     let identity = Identity::load(
         &dir.join("ca.pem"),
         &dir.join(format!("{name}.pem")),

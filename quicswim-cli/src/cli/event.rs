@@ -50,7 +50,7 @@ const STDIN_LEN_MAX: u64 = 16 << 10;
 /// Runs `quicswim event send`.
 pub fn run_event(args: EventArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     match args.cmd {
         EventCommand::Send { name, payload } => {
             let payload = match payload.as_deref() {
@@ -74,7 +74,7 @@ pub fn run_event(args: EventArgs) -> anyhow::Result<()> {
 /// Runs `quicswim events`.
 pub fn run_events(args: EventsArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     let events: Vec<EventJson> = runtime
         .block_on(client.get_json("/v1/events"))
         .map_err(user_error)?;

@@ -21,6 +21,8 @@ pub const DEFAULT_API: &str = "127.0.0.1:7947";
 const ANSWER_LEN_MAX: usize = 64 << 20;
 /// Longest server error text quoted in a message when it is not the usual JSON.
 const QUOTE_LEN_MAX: usize = 200;
+/// Most pages one listing follows (of up to 10,000 entries each).
+const PAGES_MAX: usize = 10_000;
 /// Deadline on each exchange, connecting included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,6 +136,8 @@ pub struct ApiClient {
     addr: String,
     timeout: Duration,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer ...` when the agent wants one.
+    token: Option<String>,
 }
 
 /// A request body: raw bytes or JSON.
@@ -161,6 +165,26 @@ impl ApiClient {
             addr: addr.to_string(),
             timeout: CALL_TIMEOUT,
             http,
+            token: None,
+        }
+    }
+
+    /// A client for the agent at `addr` that sends the token from the file named by
+    /// `QUICSWIM_API_TOKEN_FILE`, when that is set (errors name the file).
+    pub fn for_agent(addr: &str) -> anyhow::Result<Self> {
+        Ok(Self::new(addr).with_token(super::token::client_token()?))
+    }
+
+    /// This client, sending `token` as a bearer token with every call.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -231,7 +255,7 @@ impl ApiClient {
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .expect("a client without TLS, proxies or a custom resolver always builds");
-        let answer = tokio::time::timeout(self.timeout, http.get(url).send())
+        let answer = tokio::time::timeout(self.timeout, self.authorized(http.get(url)).send())
             .await
             .map_err(|_| ApiCallError::Timeout {
                 addr: self.addr.clone(),
@@ -273,9 +297,47 @@ impl ApiClient {
         path: &str,
         body: Body<'_, B>,
     ) -> Result<Bytes, ApiCallError> {
+        self.call_with_headers(method, path, body)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// `GET path` for a listing served a page at a time (`/v1/kv`): every page, following
+    /// the next-page header the agent sets on a full page, decoded and joined. Bounded by
+    /// [`PAGES_MAX`] pages.
+    pub async fn get_json_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Vec<T>, ApiCallError> {
+        let mut all = Vec::new();
+        let mut next = Some(path.to_string());
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            let (headers, body) = self
+                .call_with_headers(Method::GET, &path, Body::<()>::None)
+                .await?;
+            let page: Vec<T> = self.decode(Method::GET, &path, &body)?;
+            all.extend(page);
+            pages += 1;
+            next = headers
+                .get(quicswim::api::NEXT_PAGE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| p.starts_with("/v1/") && pages < PAGES_MAX)
+                .map(str::to_string);
+        }
+        Ok(all)
+    }
+
+    /// One exchange; the headers and body of a 2xx answer, or an error.
+    async fn call_with_headers<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_, B>,
+    ) -> Result<(reqwest::header::HeaderMap, Bytes), ApiCallError> {
         let url = self.url(path)?;
         let fail = |e: reqwest::Error| self.failure(method.clone(), path, e);
-        let request = self.http.request(method.clone(), url);
+        let request = self.authorized(self.http.request(method.clone(), url));
         let request = match body {
             Body::None => request,
             Body::Bytes(bytes) => request
@@ -285,6 +347,7 @@ impl ApiClient {
         };
         let mut answer = request.send().await.map_err(fail)?;
         let status = answer.status();
+        let headers = answer.headers().clone();
         let too_long = || ApiCallError::Protocol {
             addr: self.addr.clone(),
             method: method.clone(),
@@ -305,7 +368,7 @@ impl ApiClient {
             body.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            return Ok(Bytes::from(body));
+            return Ok((headers, Bytes::from(body)));
         }
         Err(ApiCallError::Status {
             addr: self.addr.clone(),

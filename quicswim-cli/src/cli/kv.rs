@@ -67,7 +67,7 @@ const PREVIEW_CHARS_MAX: usize = 40;
 /// Runs one `quicswim kv` subcommand against the agent.
 pub fn run(args: KvArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     match args.cmd {
         KvCommand::Set { key, value } => {
             let value = if value == "-" {
@@ -105,7 +105,7 @@ pub fn run(args: KvArgs) -> anyhow::Result<()> {
         }
         KvCommand::List { json } => {
             let items: Vec<KvItemJson> = runtime
-                .block_on(client.get_json("/v1/kv"))
+                .block_on(client.get_json_pages("/v1/kv"))
                 .map_err(user_error)?;
             if json {
                 println!("{}", serde_json::to_string(&items)?);

@@ -27,7 +27,7 @@ pub struct ForceLeaveArgs {
 /// Asks the agent to leave; returns once the others have been told and the node stopped.
 /// The agent then exits 0.
 pub fn run_leave(args: LeaveArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     let left: Left = runtime()?
         .block_on(client.post_json("/v1/leave", &serde_json::json!({})))
         .map_err(user_error)?;
@@ -45,7 +45,7 @@ pub fn run_leave(args: LeaveArgs) -> anyhow::Result<()> {
 
 /// Asks the agent to drop a dead or left member's tombstone.
 pub fn run_force_leave(args: ForceLeaveArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     // A node name is a DNS name: nothing in it needs escaping in a path.
     let path = format!("/v1/force-leave/{}", args.name);
     let removed: ForceLeft = runtime()?

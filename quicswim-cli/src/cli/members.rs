@@ -75,7 +75,7 @@ struct Row<'a> {
 /// Asks the agent for its members and prints them.
 pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     let path = path(&args.state, args.name.as_deref());
     let members: Vec<MemberJson> = runtime
         .block_on(client.get_json(&path))

@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod ring;
 pub mod simulate;
 pub mod snapshot;
+pub mod token;
 
 use std::time::Duration;
 

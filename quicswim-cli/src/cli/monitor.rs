@@ -30,7 +30,7 @@ pub struct MonitorArgs {
 /// Streams the agent's events to standard output until the agent goes away.
 pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     runtime.block_on(async {
         let mut answer = client.get_stream("/v1/monitor").await.map_err(user_error)?;
         eprintln!("monitoring the agent at {} (Ctrl-C to stop)", args.api);

@@ -47,7 +47,7 @@ struct OwnerArgs {
 /// Asks the agent for its ring, or for the owners of keys, and prints the answer.
 pub fn run(args: RingArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let client = ApiClient::new(&args.api);
+    let client = ApiClient::for_agent(&args.api)?;
     match args.command {
         None => {
             let ring: RingJson = runtime.block_on(client.get_json("/v1/ring"))?;

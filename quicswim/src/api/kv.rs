@@ -4,7 +4,10 @@
 //!   PUT    /v1/kv/{key}           body = the raw value  -> 200 {"owner","key","version"}
 //!   DELETE /v1/kv/{key}                                 -> 200 {"owner","key","version"} | 404
 //!   GET    /v1/kv/{owner}/{key}   -> 200 the raw value (application/octet-stream) | 404
-//!   GET    /v1/kv                 -> 200 [{"owner","key","value","value_base64","version"}]
+//!   GET    /v1/kv[?after=OWNER/KEY][&limit=N]
+//!                                 -> 200 [{"owner","key","value","value_base64","version"}]
+//!                                    at most N (default 1000, at most 10,000); a full page has
+//!                                    `x-quicswim-next-page: /v1/kv?after=..&limit=N`
 //! ```
 //!
 //! A key is one path segment: percent-encode anything else (`a/b` is `a%2Fb`). Values are bytes;
@@ -12,10 +15,10 @@
 //! standard base64 with padding (`value_base64`, RFC 4648 section 4).
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -196,10 +199,70 @@ pub(super) async fn get(
     }
 }
 
-/// `GET /v1/kv`: every live entry known here, sorted by owner then key.
-pub(super) async fn list(State(api): State<ApiState>) -> Result<Json<Vec<KvItemJson>>, ApiError> {
-    let items = api.node.kv_entries().await?;
-    Ok(Json(items.into_iter().map(KvItemJson::from).collect()))
+/// Entries in one page of `GET /v1/kv` unless `limit` says otherwise.
+pub const KV_PAGE_DEFAULT: usize = 1000;
+/// Most entries one page may ask for.
+pub const KV_PAGE_MAX: usize = 10_000;
+/// Header of a full page: the path and query of the next one.
+pub const NEXT_PAGE_HEADER: &str = "x-quicswim-next-page";
+
+/// The query of `GET /v1/kv`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    /// Entries after this cursor, `owner/key` (the key may contain `/`).
+    after: Option<String>,
+    /// Entries in the page, 1 ..= [`KV_PAGE_MAX`]; default [`KV_PAGE_DEFAULT`].
+    limit: Option<usize>,
+}
+
+/// `GET /v1/kv[?after=OWNER/KEY][&limit=N]`: live entries known here, sorted by owner then
+/// key, a page at a time. A full page carries [`NEXT_PAGE_HEADER`] with the path of the
+/// next; the driver copies only the page, so listing a large store never stalls it.
+pub(super) async fn list(
+    State(api): State<ApiState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = query.limit.unwrap_or(KV_PAGE_DEFAULT);
+    if !(1..=KV_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit} is outside 1..={KV_PAGE_MAX}"),
+        ));
+    }
+    let after = match query.after {
+        None => None,
+        Some(cursor) => {
+            let (owner, key) = cursor.split_once('/').ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("after {cursor:?} is not OWNER/KEY"),
+                )
+            })?;
+            let owner = NodeName::new(owner).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("after {cursor:?}: {owner:?} is not a node name: {e}"),
+                )
+            })?;
+            Some((owner, key.to_string()))
+        }
+    };
+    let items = api.node.kv_page(after, limit).await?;
+    let mut headers = HeaderMap::new();
+    if items.len() == limit {
+        if let Some(last) = items.last() {
+            let cursor = format!("{}/{}", last.owner, last.key);
+            let query =
+                serde_urlencoded::to_string([("after", cursor), ("limit", limit.to_string())])
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if let Ok(value) = HeaderValue::from_str(&format!("/v1/kv?{query}")) {
+                headers.insert(NEXT_PAGE_HEADER, value);
+            }
+        }
+    }
+    let items: Vec<KvItemJson> = items.into_iter().map(KvItemJson::from).collect();
+    Ok((headers, Json(items)))
 }
 
 #[cfg(test)]

@@ -27,11 +27,12 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+mod transport;
+
+use self::transport::encode_transport;
 use super::{ApiError, ApiState};
 use crate::node::NodeMetrics;
 use crate::protocol::{State as MemberState, Stats};
-use crate::tls::Refusal;
-use crate::transport::TransportStats;
 
 pub(super) async fn scrape(State(api): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let metrics = api.node.metrics().await?;
@@ -64,11 +65,16 @@ fn render(metrics: NodeMetrics) -> String {
 #[derive(Debug)]
 struct NodeCollector(NodeMetrics);
 
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+pub(super) fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> fmt::Result {
     ConstCounter::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+pub(super) fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     ConstGauge::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
@@ -299,180 +305,14 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
     )
 }
 
-fn encode_transport(e: &mut DescriptorEncoder, t: &TransportStats) -> fmt::Result {
-    let TransportStats {
-        datagrams_in,
-        datagrams_out,
-        bytes_in,
-        bytes_out,
-        datagrams_too_large,
-        datagrams_dropped,
-        requests_in,
-        requests_out,
-        requests_failed,
-        requests_retried,
-        frames_too_large,
-        dials,
-        dials_failed,
-        refused,
-        evictions,
-        duplicates_closed,
-        idle_closed,
-        connections_open,
-        connections_pooled,
-        wire,
-    } = t;
-    counter(
-        e,
-        "transport_datagrams_received",
-        "QUIC datagrams received and delivered.",
-        *datagrams_in,
-    )?;
-    counter(
-        e,
-        "transport_datagrams_sent",
-        "QUIC datagrams handed to QUIC for sending.",
-        *datagrams_out,
-    )?;
-    counter(
-        e,
-        "transport_received_bytes",
-        "Payload bytes received: datagrams plus stream request and reply frames.",
-        *bytes_in,
-    )?;
-    counter(
-        e,
-        "transport_sent_bytes",
-        "Payload bytes sent: datagrams plus stream request and reply frames.",
-        *bytes_out,
-    )?;
-    counter(
-        e,
-        "transport_udp_datagrams_sent",
-        "UDP datagrams QUIC sent (handshakes, acknowledgements and keep-alives included).",
-        wire.datagrams_out,
-    )?;
-    counter(
-        e,
-        "transport_udp_datagrams_received",
-        "UDP datagrams QUIC received on admitted connections.",
-        wire.datagrams_in,
-    )?;
-    counter(
-        e,
-        "transport_udp_sent_bytes",
-        "Bytes on the wire as QUIC counts them: UDP payloads sent, all QUIC overhead included.",
-        wire.bytes_out,
-    )?;
-    counter(
-        e,
-        "transport_udp_received_bytes",
-        "UDP payload bytes QUIC received on admitted connections.",
-        wire.bytes_in,
-    )?;
-    counter(
-        e,
-        "transport_datagrams_too_large",
-        "Datagrams refused for exceeding the connection's maximum datagram size.",
-        *datagrams_too_large,
-    )?;
-    counter(
-        e,
-        "transport_datagrams_dropped",
-        "Datagrams dropped: dial failed, too many queued behind a dial, connection lost.",
-        *datagrams_dropped,
-    )?;
-    counter(
-        e,
-        "transport_requests_received",
-        "Stream requests received.",
-        *requests_in,
-    )?;
-    counter(
-        e,
-        "transport_requests_sent",
-        "Stream requests sent.",
-        *requests_out,
-    )?;
-    counter(
-        e,
-        "transport_requests_failed",
-        "Stream requests sent that ended in an error.",
-        *requests_failed,
-    )?;
-    counter(
-        e,
-        "transport_requests_retried",
-        "Stream requests sent again because the peer was closing the first connection.",
-        *requests_retried,
-    )?;
-    counter(
-        e,
-        "transport_frames_too_large",
-        "Stream frames refused for exceeding the frame size limit.",
-        *frames_too_large,
-    )?;
-    counter(
-        e,
-        "transport_dials",
-        "Outgoing connection attempts.",
-        *dials,
-    )?;
-    counter(
-        e,
-        "transport_dials_failed",
-        "Outgoing connection attempts that did not end admitted.",
-        *dials_failed,
-    )?;
-    let mut handshakes_refused = e.encode_descriptor(
-        "handshakes_refused",
-        "TLS handshakes or admissions refused, either side, by reason.",
-        None,
-        MetricType::Counter,
-    )?;
-    for reason in Refusal::ALL {
-        ConstCounter::new(refused.get(reason))
-            .encode(handshakes_refused.encode_family(&[("reason", reason.as_str())])?)?;
-    }
-    counter(
-        e,
-        "transport_evictions",
-        "Connections closed because the pool was full.",
-        *evictions,
-    )?;
-    counter(
-        e,
-        "transport_duplicates_closed",
-        "Connections closed as the loser of a dial race.",
-        *duplicates_closed,
-    )?;
-    counter(
-        e,
-        "transport_idle_closed",
-        "Connections closed after the idle timeout.",
-        *idle_closed,
-    )?;
-    gauge(
-        e,
-        "connections_open",
-        "Admitted QUIC connections still open.",
-        *connections_open,
-    )?;
-    gauge(
-        e,
-        "connections_pooled",
-        "QUIC connections in the pool, one per peer.",
-        *connections_pooled,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::protocol::NodeName;
-    use crate::transport::RefusedCounts;
+    use crate::tls::Refusal;
+    use crate::transport::{RefusedCounts, TransportStats};
 
     fn sample_metrics() -> NodeMetrics {
         NodeMetrics {

@@ -13,7 +13,9 @@
 //!   PUT    /v1/kv/{key}         set this node's key to the raw body
 //!   DELETE /v1/kv/{key}         delete this node's key
 //!   GET    /v1/kv/{owner}/{key} one value, raw bytes
-//!   GET    /v1/kv               every entry known here (JSON array)
+//!   GET    /v1/kv[?after=O/K][&limit=N]
+//!                               entries known here, a page at a time (JSON array; a full page
+//!                               names the next in the header `x-quicswim-next-page`)
 //!   POST   /v1/events           publish a user event
 //!   GET    /v1/events           the most recent user events received here (JSON array)
 //!   GET    /v1/ring             the consistent-hash ring: checksum, members with weight, vnodes, share
@@ -35,11 +37,17 @@
 //!
 //! The API holds a [`Node`] handle and asks the node's driver task for each answer, so it
 //! never sees a half-applied protocol step; the ring routes read the node's ring snapshot
-//! instead, without a round trip through the driver. It has no authentication of its own: bind it to
-//! loopback (the agent's default) or a trusted interface.
+//! instead, without a round trip through the driver.
+//!
+//! Access: with [`ServeOptions::token`] every route but `/health` and `/ready` needs
+//! `Authorization: Bearer <token>`; without one, anyone who reaches the port may call it, so
+//! bind it to loopback (the agent's default) or set a token. Every request's `Host` must be an
+//! IP address, a name without a dot (`localhost`) or a name in [`ServeOptions::hosts`] (see
+//! `guard.rs`: DNS rebinding).
 
 mod error;
 mod events;
+mod guard;
 mod health;
 mod kv;
 mod leave;
@@ -69,7 +77,7 @@ use crate::node::{Node, LEAVE_TIMEOUT_DEFAULT};
 pub use error::{ApiError, ErrorBody};
 pub use events::{EventJson, PublishRequest, Published};
 pub use health::{Health, ReadyJson};
-pub use kv::{KvItemJson, KvWritten};
+pub use kv::{KvItemJson, KvWritten, KV_PAGE_DEFAULT, KV_PAGE_MAX, NEXT_PAGE_HEADER};
 pub use leave::{ForceLeft, Left};
 pub use members::{glob_match, MemberJson};
 pub use monitor::{MonitorEvent, MonitorLine};
@@ -84,6 +92,8 @@ struct ApiState {
     /// Becomes true when the server is stopping, so that streams end and the graceful
     /// shutdown, which waits for every answer in progress, can finish.
     stopping: Arc<watch::Sender<bool>>,
+    /// The token and host checks every request passes first.
+    guard: guard::Guard,
 }
 
 impl ApiState {
@@ -92,6 +102,7 @@ impl ApiState {
             node,
             leave_timeout: options.leave_timeout,
             stopping: Arc::new(watch::channel(false).0),
+            guard: guard::Guard::new(options.token.as_deref(), &options.hosts),
         }
     }
 }
@@ -137,6 +148,10 @@ fn routes(state: ApiState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 
@@ -157,12 +172,21 @@ pub struct ServeOptions {
     /// How long `POST /v1/leave` waits for a member to confirm the leave (an agent's
     /// `--leave-timeout`); default [`LEAVE_TIMEOUT_DEFAULT`].
     pub leave_timeout: Duration,
+    /// When set, every request but `/health` and `/ready` must carry
+    /// `Authorization: Bearer <token>` (401 otherwise). Default none.
+    pub token: Option<String>,
+    /// Host names (with dots) the API answers to besides IP addresses and names without a
+    /// dot such as `localhost`: a request whose `Host` names anything else is refused (421),
+    /// which stops DNS rebinding from a browser. Default none.
+    pub hosts: Vec<String>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             leave_timeout: LEAVE_TIMEOUT_DEFAULT,
+            token: None,
+            hosts: Vec::new(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::protocol::{
     TransmitKind, UserEvent,
 };
 use crate::ring::weight_from_meta;
-use crate::transport::{self, Incoming, Peer, Transport};
+use crate::transport::{self, Inbox, Incoming, Peer, Transport};
 
 use super::join::{JoinNews, Joiner};
 use super::ready::ReadyFacts;
@@ -83,7 +83,7 @@ impl Driver {
     /// Runs until a leave completes (its outcome) or every handle is dropped (`None`).
     pub(super) async fn run(
         mut self,
-        mut incoming: mpsc::Receiver<Incoming>,
+        mut incoming: Inbox,
         mut commands: mpsc::Receiver<Command>,
         mut reply_rx: mpsc::Receiver<(NodeName, Vec<u8>)>,
         mut join_news: mpsc::Receiver<JoinNews>,
@@ -135,7 +135,7 @@ impl Driver {
         &mut self,
         wait: Duration,
         first: oneshot::Sender<LeaveOutcome>,
-        incoming: &mut mpsc::Receiver<Incoming>,
+        incoming: &mut Inbox,
         commands: &mut mpsc::Receiver<Command>,
         reply_rx: &mut mpsc::Receiver<(NodeName, Vec<u8>)>,
     ) -> LeaveOutcome {
@@ -209,7 +209,8 @@ impl Driver {
                 self.core.handle_peer_down(&name);
                 debug!(peer = %name, %reason, "connection down");
             }
-            Incoming::Refused { addr, reason } => info!(%addr, %reason, "refused peer"),
+            // The transport has logged it already, under its rate limit.
+            Incoming::Refused { addr, reason } => debug!(%addr, %reason, "refused peer"),
         }
     }
 
@@ -251,18 +252,11 @@ impl Driver {
                 let _ = tx.send(self.core.kv_get(&owner, &key).map(<[u8]>::to_vec));
             }
             Command::KvEntries(tx) => {
-                let items = self
-                    .core
-                    .kv_entries()
-                    .into_iter()
-                    .map(|(owner, key, value, version)| KvItem {
-                        owner: owner.clone(),
-                        key: key.to_string(),
-                        value: value.to_vec(),
-                        version,
-                    })
-                    .collect();
-                let _ = tx.send(items);
+                let _ = tx.send(kv_items(self.core.kv_entries()));
+            }
+            Command::KvPage(after, limit, tx) => {
+                let after = after.as_ref().map(|(owner, key)| (owner, key.as_str()));
+                let _ = tx.send(kv_items(self.core.kv_page(after, limit)));
             }
             Command::Publish(name, payload, tx) => {
                 let _ = tx.send(self.core.publish(Instant::now(), &name, payload));
@@ -410,6 +404,18 @@ impl Driver {
             }
         }
     }
+}
+
+fn kv_items(entries: Vec<(&NodeName, &str, &[u8], u64)>) -> Vec<KvItem> {
+    entries
+        .into_iter()
+        .map(|(owner, key, value, version)| KvItem {
+            owner: owner.clone(),
+            key: key.to_string(),
+            value: value.to_vec(),
+            version,
+        })
+        .collect()
 }
 
 fn peer_of(to: Destination) -> Peer {

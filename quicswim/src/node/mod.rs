@@ -167,6 +167,11 @@ enum Command {
     Delete(String, oneshot::Sender<Result<Option<u64>, CommandError>>),
     Get(NodeName, String, oneshot::Sender<Option<Vec<u8>>>),
     KvEntries(oneshot::Sender<Vec<KvItem>>),
+    KvPage(
+        Option<(NodeName, String)>,
+        usize,
+        oneshot::Sender<Vec<KvItem>>,
+    ),
     Publish(String, Vec<u8>, oneshot::Sender<Result<u64, CommandError>>),
     RecentEvents(oneshot::Sender<Vec<UserEvent>>),
     Metrics(oneshot::Sender<NodeMetrics>),
@@ -536,6 +541,19 @@ impl Node {
     pub async fn kv_entries(&self) -> Result<Vec<KvItem>, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::KvEntries(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// At most `limit` live entries after `after` (owner, key), in the order of
+    /// [`kv_entries`](Self::kv_entries): one page of a listing, for which the driver copies
+    /// only the page.
+    pub async fn kv_page(
+        &self,
+        after: Option<(NodeName, String)>,
+        limit: usize,
+    ) -> Result<Vec<KvItem>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::KvPage(after, limit, tx)).await?;
         rx.await.map_err(|_| Error::Stopped)
     }
 

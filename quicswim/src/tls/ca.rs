@@ -2,11 +2,18 @@
 //! file layout `quicswim certs` uses.
 //!
 //! ```text
-//!   DIR/ca.pem          CA certificate (give to every node)
-//!   DIR/ca-key.pem      CA private key (0600; keep it off the nodes)
-//!   DIR/NAME.pem        node certificate: DNS SAN NAME (+ IP SANs), serverAuth + clientAuth
-//!   DIR/NAME-key.pem    node private key (0600)
+//!   DIR/ca.pem               CA certificate
+//!   DIR/ca-key.pem           CA private key (0600; keep it off the nodes)
+//!   OUT/NAME/                what node NAME needs, and nothing else (OUT is DIR by default):
+//!   OUT/NAME/ca.pem            a copy of the CA certificate
+//!   OUT/NAME/NAME.pem          node certificate: DNS SAN NAME (+ IP SANs), both usages
+//!   OUT/NAME/NAME-key.pem      node private key (0600)
 //! ```
+//!
+//! A node's files get a directory of their own so that the directory given to an agent
+//! (`--certs OUT/NAME`), copied to a host or mounted into a container, never carries the CA
+//! key along by accident. The CA may sign node certificates only (path length 0): a stolen
+//! node key cannot be used to mint a sub-CA.
 
 use std::fs;
 use std::io::Write;
@@ -67,12 +74,16 @@ pub struct CaFiles {
     pub key: PathBuf,
 }
 
-/// Where [`issue_to_dir`] wrote a node certificate.
+/// Where [`issue_to_dir`] wrote a node's files.
 #[derive(Debug, Clone)]
 pub struct NodeFiles {
-    /// `DIR/NAME.pem`.
+    /// `OUT/NAME`: the directory to give the node's agent as `--certs`.
+    pub dir: PathBuf,
+    /// `OUT/NAME/ca.pem`, a copy of the CA certificate.
+    pub ca: PathBuf,
+    /// `OUT/NAME/NAME.pem`.
     pub cert: PathBuf,
-    /// `DIR/NAME-key.pem`.
+    /// `OUT/NAME/NAME-key.pem`.
     pub key: PathBuf,
 }
 
@@ -85,7 +96,8 @@ impl CertAuthority {
             source,
         })?;
         let mut params = params_named(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Path length 0: certificates it signs cannot sign others.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -112,6 +124,7 @@ impl CertAuthority {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_pem = read_file(&cert_path)?;
         let key_pem = read_file(&key_path)?;
+        super::warn_if_readable_by_others(&key_path, "CA private key");
         Self::from_pem_labelled(
             &cert_pem,
             &key_pem,
@@ -320,23 +333,39 @@ pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
     Ok(files)
 }
 
-/// Loads the CA in `dir` and writes a certificate for `name` into `DIR/NAME.pem` and its key
-/// into `DIR/NAME-key.pem` (mode 0600), replacing earlier ones for the same name (renewal).
-/// Names whose files would land on the CA's own files are refused.
+/// Loads the CA in `dir` and writes node `name`'s files into `DIR/NAME/`: `ca.pem`,
+/// `NAME.pem` and `NAME-key.pem` (mode 0600), replacing earlier ones for the same name
+/// (renewal). See [`issue_to_node_dir`] to write them elsewhere.
 pub fn issue_to_dir(dir: &Path, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<NodeFiles> {
+    issue_to_node_dir(dir, dir, name, ips, days)
+}
+
+/// Loads the CA in `ca_dir` and writes node `name`'s files into `OUT/NAME/` (created 0700):
+/// a copy of the CA certificate, the node certificate and its key (0600). The name `ca`
+/// is refused: its certificate would land on the CA certificate's copy.
+pub fn issue_to_node_dir(
+    ca_dir: &Path,
+    out: &Path,
+    name: &NodeName,
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<NodeFiles> {
+    let node_dir = out.join(name.as_str());
     let files = NodeFiles {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}-key.pem")),
+        ca: node_dir.join(CA_CERT_FILE),
+        cert: node_dir.join(format!("{name}.pem")),
+        key: node_dir.join(format!("{name}-key.pem")),
+        dir: node_dir,
     };
-    let reserved = [dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE)];
-    if reserved.contains(&files.cert) || reserved.contains(&files.key) {
+    if files.cert == files.ca || files.key == files.ca {
         return Err(Error::ReservedName {
             name: name.to_string(),
-            dir: dir.to_owned(),
+            dir: out.to_owned(),
         });
     }
-    let ca = CertAuthority::load(dir)?;
+    let ca = CertAuthority::load(ca_dir)?;
     let issued = ca.issue(name, ips, days)?;
+    create_private_dir(&files.dir)?;
     write_file(
         &files.key,
         issued.key_pem.as_bytes(),
@@ -349,7 +378,29 @@ pub fn issue_to_dir(dir: &Path, name: &NodeName, ips: &[IpAddr], days: u32) -> R
         Mode::Public,
         Exists::Replace,
     )?;
+    write_file(
+        &files.ca,
+        ca.cert_pem.as_bytes(),
+        Mode::Public,
+        Exists::Replace,
+    )?;
     Ok(files)
+}
+
+/// Creates `dir` (and its parents) with mode 0700 for the last component on Unix.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let err = |source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(err)
 }
 
 #[derive(Clone, Copy)]
@@ -492,18 +543,37 @@ mod tests {
             let mode = fs::metadata(key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", key.display());
         }
-        assert!(node.cert.ends_with("carol.pem"));
-        assert!(node.key.ends_with("carol-key.pem"));
+        assert!(node.cert.ends_with("carol/carol.pem"));
+        assert!(node.key.ends_with("carol/carol-key.pem"));
+        // The node's directory holds what it needs and not the CA key.
+        let mut held: Vec<String> = fs::read_dir(&node.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        held.sort();
+        assert_eq!(held, ["ca.pem", "carol-key.pem", "carol.pem"]);
+        Identity::load(&node.ca, &node.cert, &node.key).unwrap();
+    }
+
+    #[test]
+    fn the_ca_signs_node_certificates_only() {
+        let ca = CertAuthority::generate("pathlen").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(constraints.ca);
+        assert_eq!(constraints.path_len_constraint, Some(0));
     }
 
     #[test]
     fn names_that_clobber_the_ca_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         init_ca_dir(dir.path()).unwrap();
-        for reserved in ["ca", "ca-key"] {
-            let err = issue_to_dir(dir.path(), &name(reserved), &[], 1).unwrap_err();
-            assert!(matches!(err, Error::ReservedName { .. }), "{err}");
-        }
+        let err = issue_to_dir(dir.path(), &name("ca"), &[], 1).unwrap_err();
+        assert!(matches!(err, Error::ReservedName { .. }), "{err}");
+        // In its own directory, "ca-key" touches nothing of the CA's.
+        let files = issue_to_dir(dir.path(), &name("ca-key"), &[], 1).unwrap();
+        assert!(files.dir.ends_with("ca-key"));
+        CertAuthority::load(dir.path()).unwrap();
     }
 
     #[test]

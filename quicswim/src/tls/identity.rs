@@ -44,6 +44,7 @@ impl Identity {
         let ca_pem = read_file(ca)?;
         let cert_pem = read_file(cert)?;
         let key_pem = read_file(key)?;
+        super::warn_if_readable_by_others(key, "node private key");
         Self::build(
             Pem::new(&ca_pem, label_of(ca)),
             Pem::new(&cert_pem, label_of(cert)),

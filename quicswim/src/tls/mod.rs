@@ -2,8 +2,8 @@
 //! the transport hands to quinn.
 //!
 //! ```text
-//!   ca.pem + ca-key.pem --issue--> NAME.pem (DNS SAN = NAME, serverAuth + clientAuth)
-//!                                  NAME-key.pem
+//!   ca.pem + ca-key.pem --issue--> NAME/NAME.pem (DNS SAN = NAME, serverAuth + clientAuth)
+//!                                  NAME/NAME-key.pem, NAME/ca.pem (no CA key beside them)
 //!
 //!   Identity { name, roots, chain, key } --> server_config()  client cert REQUIRED, CA-verified
 //!                                        --> client_config()  server cert CA-verified; named
@@ -17,12 +17,16 @@
 mod ca;
 mod config;
 mod error;
+mod file_mode;
 mod identity;
 mod refusal;
 
-pub use ca::{init_ca_dir, issue_to_dir, CaFiles, CertAuthority, IssuedCert, NodeFiles};
+pub use ca::{
+    init_ca_dir, issue_to_dir, issue_to_node_dir, CaFiles, CertAuthority, IssuedCert, NodeFiles,
+};
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
+pub use file_mode::{readable_by_others, warn_if_readable_by_others};
 pub use identity::{peer_name, Identity};
 pub use refusal::Refusal;
 

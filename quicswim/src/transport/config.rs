@@ -24,10 +24,37 @@ pub struct TransportConfig {
     /// large share of an idle node's CPU when they come often. Must be below `idle_timeout`.
     pub keep_alive: Duration,
     /// Most connections kept in the pool; admitting one more evicts the least recently used.
-    /// Also bounds handshakes in progress. Default 512; at least 1.
+    /// Also bounds this node's own dials in progress. Default 512; at least 1.
     pub max_connections: usize,
-    /// Largest request or reply frame accepted or sent, in bytes. Default 8 MiB;
-    /// 64 B ..= 4 GiB - 1.
+    /// Most handshakes accepted from others in progress at once (first packet to admission);
+    /// more are refused. Kept apart from, and smaller than, the dial budget so strangers
+    /// that never finish cannot stop this node from dialling or being joined. Default 128;
+    /// at least 1.
+    pub handshakes_in_max: usize,
+    /// Once this many accepted handshakes are in progress, a new one whose address is not
+    /// yet validated is answered with a QUIC Retry: it costs no state, and a sender with a
+    /// forged address cannot answer it. Default 16; 0 (always) ..= `handshakes_in_max`.
+    pub retry_above: usize,
+    /// Bound on an accepted handshake with its admission round trip; a client that stalls
+    /// is dropped after it. Default 4 s (several retransmissions of a lost flight);
+    /// 100 ms ..= `request_timeout`.
+    pub handshake_timeout: Duration,
+    /// New handshakes accepted per second from one IP address (a token bucket, refilled at
+    /// this rate, holding `handshakes_per_ip_burst`). Over it, a sender not yet validated is
+    /// sent a Retry and a validated one is ignored (its client retransmits later). Default
+    /// 20; at least 1.
+    pub handshakes_per_ip_rate: u32,
+    /// Handshakes one IP address may start at once before its rate applies: the bucket's
+    /// size. Default 64 (a whole test cluster on one loopback address starting together);
+    /// at least 1.
+    pub handshakes_per_ip_burst: u32,
+    /// Request streams a peer may have open to this node at once (QUIC's
+    /// `max_concurrent_bidi_streams`); further ones wait for a slot. Default 8; 1 ..= 1024.
+    pub streams_per_peer_max: u32,
+    /// Largest request or reply frame accepted or sent, in bytes. Frames are read as their
+    /// bytes arrive, never allocated at the announced length, and the request frames being
+    /// read from one peer at once share one budget of this size. Default 8 MiB (the
+    /// protocol's largest stream message); 64 B ..= 4 GiB - 1.
     pub frame_len_max: usize,
     /// Bound on one request (dial, write, the peer's reply) and on a dial with its admission
     /// round trip. Default 10 s; at least 10 ms.
@@ -41,6 +68,12 @@ impl Default for TransportConfig {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(25),
             max_connections: 512,
+            handshakes_in_max: 128,
+            retry_above: 16,
+            handshake_timeout: Duration::from_secs(4),
+            handshakes_per_ip_rate: 20,
+            handshakes_per_ip_burst: 64,
+            streams_per_peer_max: 8,
             frame_len_max: 8 << 20,
             request_timeout: Duration::from_secs(10),
         }
@@ -69,6 +102,26 @@ impl TransportConfig {
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
         }
+        if self.handshakes_in_max == 0 {
+            return bad("handshakes_in_max must be at least 1".into());
+        }
+        if self.retry_above > self.handshakes_in_max {
+            return bad(format!(
+                "retry_above {} is above handshakes_in_max {}",
+                self.retry_above, self.handshakes_in_max
+            ));
+        }
+        if self.handshakes_per_ip_rate == 0 || self.handshakes_per_ip_burst == 0 {
+            return bad(
+                "handshakes_per_ip_rate and handshakes_per_ip_burst must be at least 1".into(),
+            );
+        }
+        if !(1..=1024).contains(&self.streams_per_peer_max) {
+            return bad(format!(
+                "streams_per_peer_max {} is outside 1..=1024",
+                self.streams_per_peer_max
+            ));
+        }
         if self.frame_len_max < 64 || u32::try_from(self.frame_len_max).is_err() {
             return bad(format!(
                 "frame_len_max {} is outside 64..=4294967295",
@@ -79,6 +132,14 @@ impl TransportConfig {
             return bad(format!(
                 "request_timeout {:?} is below 10ms",
                 self.request_timeout
+            ));
+        }
+        if self.handshake_timeout < Duration::from_millis(100)
+            || self.handshake_timeout > self.request_timeout
+        {
+            return bad(format!(
+                "handshake_timeout {:?} is outside 100ms..=request_timeout ({:?})",
+                self.handshake_timeout, self.request_timeout
             ));
         }
         Ok(())
@@ -121,6 +182,26 @@ mod tests {
             },
             TransportConfig {
                 idle_timeout: Duration::from_secs(3600),
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                handshakes_in_max: 0,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                retry_above: 200,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                handshake_timeout: Duration::from_secs(60),
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                handshakes_per_ip_rate: 0,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                streams_per_peer_max: 0,
                 ..TransportConfig::default()
             },
         ];

@@ -7,12 +7,15 @@
 //! ```
 //!
 //! The length is checked against the limit before anything is allocated, so a peer announcing
-//! four gigabytes costs four bytes of reading.
+//! four gigabytes costs four bytes of reading; within the limit, the buffer grows only as the
+//! bytes arrive, so announcing eight megabytes and sending nothing costs 16 KiB.
 
 use super::codes;
 
 /// Bytes in the length prefix.
 pub(crate) const HEADER_LEN: usize = 4;
+/// What a frame's buffer starts at, whatever its announced length.
+const FIRST_ALLOCATION: usize = 16 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug)]
@@ -117,18 +120,43 @@ pub(crate) async fn read_frame(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Vec<u8>, FrameError> {
+    let len = read_header(recv, max).await?;
+    read_payload(recv, len).await
+}
+
+/// Reads a frame's length prefix, refusing (and stopping the stream for) a length over `max`.
+pub(crate) async fn read_header(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<usize, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     recv.read_exact(&mut header).await?;
-    let len = match decode_header(header, max) {
-        Ok(len) => len,
-        Err(e) => {
-            // Already finished or reset streams have nothing to stop.
-            let _ = recv.stop(codes::FRAME_TOO_LARGE);
-            return Err(e);
+    decode_header(header, max).inspect_err(|_| {
+        // Already finished or reset streams have nothing to stop.
+        let _ = recv.stop(codes::FRAME_TOO_LARGE);
+    })
+}
+
+/// Reads the `len` payload bytes announced by a header, then the end of the stream. The
+/// buffer grows with the bytes that actually arrived (doubling, never past `len`), so a
+/// peer that announces a large frame and sends little costs little.
+pub(crate) async fn read_payload(
+    recv: &mut quinn::RecvStream,
+    len: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut payload = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    while payload.len() < len {
+        let remaining = len - payload.len();
+        let Some(chunk) = recv.read_chunk(remaining, true).await? else {
+            return Err(FrameError::Truncated);
+        };
+        let spare = payload.capacity() - payload.len();
+        if spare < chunk.bytes.len() {
+            let grow = chunk.bytes.len().max(payload.len().min(remaining));
+            payload.reserve_exact(grow);
         }
-    };
-    let mut payload = vec![0u8; len];
-    recv.read_exact(&mut payload).await?;
+        payload.extend_from_slice(&chunk.bytes);
+    }
     let mut probe = [0u8; 1];
     match recv.read(&mut probe).await? {
         None => Ok(payload),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::protocol::NodeName;
@@ -35,6 +35,9 @@ pub(crate) struct Link {
     last_used_ms: AtomicU64,
     work: Mutex<Work>,
     quiet: Notify,
+    /// Bytes of request frames being read from this peer at once, at most `frame_len_max`:
+    /// a peer with many streams open cannot hold more than one full frame's memory.
+    pub frame_budget: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -64,6 +67,7 @@ impl Link {
         dialed_locally: bool,
         peer_instance: u64,
         now_ms: u64,
+        frame_budget: usize,
     ) -> Self {
         Link {
             conn,
@@ -73,6 +77,7 @@ impl Link {
             last_used_ms: AtomicU64::new(now_ms),
             work: Mutex::new(Work::default()),
             quiet: Notify::new(),
+            frame_budget: Arc::new(Semaphore::new(frame_budget)),
         }
     }
 

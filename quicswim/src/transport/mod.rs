@@ -28,8 +28,10 @@ mod engine;
 mod error;
 mod frame;
 mod hello;
+mod inbox;
 mod link;
 mod stats;
+mod strangers;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -40,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::config::TransportConfig;
 pub use self::error::Error;
+pub use self::inbox::Inbox;
 pub use self::stats::{RefusedCounts, TransportStats, WireStats};
 use crate::protocol::NodeName;
 use crate::tls;
@@ -151,19 +154,23 @@ impl Drop for DropGuard {
     }
 }
 
-/// Capacity of the [`Incoming`] channel; when full, connections stop being read (QUIC flow
-/// control and datagram buffers then push back on peers).
+/// Capacity of the channel of requests and connection events; when full, request streams
+/// stop being read (QUIC flow control then pushes back on peers).
 const EVENTS_CAPACITY: usize = 1024;
 
 impl Transport {
     /// Binds the UDP socket and starts accepting. Returns the handle and the receiver of
-    /// everything peers send; the receiver should be drained continuously.
+    /// everything peers send; the receiver should be drained continuously. Datagrams reach
+    /// it through one bounded queue per connection served in turn, so one peer's flood
+    /// delays nobody else's (see [`Inbox`]).
     pub async fn bind(
         config: TransportConfig,
         identity: &tls::Identity,
-    ) -> Result<(Transport, mpsc::Receiver<Incoming>), Error> {
+    ) -> Result<(Transport, Inbox), Error> {
         let (events, receiver) = mpsc::channel(EVENTS_CAPACITY);
-        let engine = engine::Engine::bind(config, identity, events)?;
+        let datagrams = Arc::new(inbox::FairQueue::default());
+        let engine = engine::Engine::bind(config, identity, events, datagrams.clone())?;
+        let receiver = Inbox::new(receiver, datagrams);
         let guard = Arc::new(DropGuard(Arc::downgrade(&engine)));
         Ok((
             Transport {
@@ -184,8 +191,10 @@ impl Transport {
         self.engine.local_name()
     }
 
-    /// The largest datagram every pooled connection can carry now: the smallest of their
-    /// limits, or [`DEFAULT_MAX_DATAGRAM_SIZE`] before any connection exists.
+    /// The largest datagram to fill: the smallest limit over the pooled connections, but
+    /// never below [`DEFAULT_MAX_DATAGRAM_SIZE`], which every honest peer's path carries
+    /// (QUIC needs 1200-byte packets). A peer announcing a smaller limit of its own cannot
+    /// shrink everyone's datagrams; only the datagrams sent to it are refused, and counted.
     pub fn max_datagram_size(&self) -> usize {
         self.engine.max_datagram_size()
     }

@@ -39,6 +39,21 @@ pub struct TransportStats {
     pub dials_failed: u64,
     /// Handshakes or admissions refused, by class, on either side.
     pub refused: RefusedCounts,
+    /// Incoming handshakes started (accepted past the checks on strangers).
+    pub handshakes_in: u64,
+    /// Incoming connections answered with a QUIC Retry, to validate their address first.
+    pub retries_sent: u64,
+    /// Incoming connections refused because `handshakes_in_max` were in progress.
+    pub handshakes_in_refused: u64,
+    /// Incoming connections ignored because their IP address was over its handshake rate.
+    pub handshakes_in_rate_limited: u64,
+    /// Incoming handshakes not admitted within `handshake_timeout`.
+    pub handshakes_in_timed_out: u64,
+    /// Refusal log lines held back by the log rate limit (each refusal is still counted).
+    pub refusal_logs_suppressed: u64,
+    /// Datagrams dropped because their connection's receive queue was full (a peer sending
+    /// faster than its fair share).
+    pub datagrams_shed: u64,
     /// Connections closed because the pool was full.
     pub evictions: u64,
     /// Connections closed as the loser of a dial race.
@@ -144,6 +159,13 @@ pub(crate) struct Counters {
     pub dials: AtomicU64,
     pub dials_failed: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
+    pub handshakes_in: AtomicU64,
+    pub retries_sent: AtomicU64,
+    pub handshakes_in_refused: AtomicU64,
+    pub handshakes_in_rate_limited: AtomicU64,
+    pub handshakes_in_timed_out: AtomicU64,
+    pub refusal_logs_suppressed: AtomicU64,
+    pub datagrams_shed: AtomicU64,
     pub evictions: AtomicU64,
     pub duplicates_closed: AtomicU64,
     pub idle_closed: AtomicU64,
@@ -199,6 +221,13 @@ impl Counters {
                 bad_usage: refused(Refusal::BadUsage),
                 other: refused(Refusal::Other),
             },
+            handshakes_in: get(&self.handshakes_in),
+            retries_sent: get(&self.retries_sent),
+            handshakes_in_refused: get(&self.handshakes_in_refused),
+            handshakes_in_rate_limited: get(&self.handshakes_in_rate_limited),
+            handshakes_in_timed_out: get(&self.handshakes_in_timed_out),
+            refusal_logs_suppressed: get(&self.refusal_logs_suppressed),
+            datagrams_shed: get(&self.datagrams_shed),
             evictions: get(&self.evictions),
             duplicates_closed: get(&self.duplicates_closed),
             idle_closed: get(&self.idle_closed),

@@ -316,6 +316,39 @@ impl KvStore {
             .collect()
     }
 
+    /// At most `limit` live entries after `after` (an owner and key), in the order of
+    /// [`iter`](Self::iter): one page of a listing. Costs the owners' names and the page,
+    /// never a copy of the whole store.
+    pub fn page(
+        &self,
+        after: Option<(&NodeName, &str)>,
+        limit: usize,
+    ) -> Vec<(&NodeName, &str, &[u8], u64)> {
+        use std::ops::Bound;
+        let mut owners: Vec<(&NodeName, &Owner)> = self
+            .owners
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|(first, _)| *name >= first))
+            .collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        let mut page = Vec::new();
+        for (name, owner) in owners {
+            let start = match after {
+                Some((first, key)) if first == name => Bound::Excluded(key),
+                _ => Bound::Unbounded,
+            };
+            let live = owner
+                .entries
+                .range::<str, _>((start, Bound::Unbounded))
+                .filter_map(|(k, s)| s.value.as_deref().map(|v| (name, k.as_str(), v, s.version)));
+            page.extend(live.take(limit - page.len()));
+            if page.len() >= limit {
+                break;
+            }
+        }
+        page
+    }
+
     /// Live keys and their key+value bytes, over every owner.
     pub fn totals(&self) -> (usize, usize) {
         self.owners

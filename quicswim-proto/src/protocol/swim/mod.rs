@@ -379,6 +379,16 @@ impl Swim {
         self.kv.iter()
     }
 
+    /// At most `limit` live entries after `after` (owner, key), in the order of
+    /// [`kv_entries`](Self::kv_entries): a page of it, without listing the rest.
+    pub fn kv_page(
+        &self,
+        after: Option<(&NodeName, &str)>,
+        limit: usize,
+    ) -> Vec<(&NodeName, &str, &[u8], u64)> {
+        self.kv.page(after, limit)
+    }
+
     /// Live keys and their bytes, over every owner.
     pub fn kv_totals(&self) -> (usize, usize) {
         self.kv.totals()

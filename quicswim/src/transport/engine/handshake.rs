@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use quinn::ConnectionError;
 use tokio::time::timeout;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use super::{DialKey, Engine};
 use crate::protocol::NodeName;
@@ -14,6 +14,7 @@ use crate::tls::{self, Refusal};
 use crate::transport::hello::{self, HelloError};
 use crate::transport::link::peer_name_of;
 use crate::transport::stats::{add, bump};
+use crate::transport::strangers::{verdict, Arrival, Limits, Verdict};
 use crate::transport::{codes, Error, Incoming, Peer};
 
 /// Why a dial or accept did not end admitted.
@@ -132,7 +133,7 @@ impl Engine {
         };
         let pending = {
             let mut state = self.state();
-            state.handshakes = state.handshakes.saturating_sub(1);
+            state.dials_in_progress = state.dials_in_progress.saturating_sub(1);
             state.dials.remove(&key).unwrap_or_default()
         };
         match &result {
@@ -144,7 +145,7 @@ impl Engine {
             Err(failure) => {
                 bump(&self.counters.dials_failed);
                 add(&self.counters.datagrams_dropped, pending.datagrams.len());
-                self.report(peer.addr, &peer.to_string(), failure).await;
+                self.report(peer.addr, &peer.to_string(), failure);
             }
         }
         for waiter in pending.waiters {
@@ -187,35 +188,74 @@ impl Engine {
     }
 
     pub(super) async fn accept_loop(self: Arc<Self>) {
+        let limits = Limits {
+            retry_above: self.config.retry_above,
+            handshakes_in_max: self.config.handshakes_in_max,
+        };
         while let Some(incoming) = self.endpoint.accept().await {
             let addr = incoming.remote_address();
-            let admitted = {
+            let now_ms = self.now_ms();
+            let decided = {
                 let mut state = self.state();
-                let room = !state.closed && state.handshakes < self.config.max_connections;
-                if room {
-                    state.handshakes += 1;
+                let arrival = Arrival {
+                    closed: state.closed,
+                    validated: incoming.remote_address_validated(),
+                    may_retry: incoming.may_retry(),
+                    in_progress: state.accepts_in_progress,
+                };
+                let decided = verdict(arrival, limits, &mut state.rates, addr.ip(), now_ms);
+                if decided == Verdict::Accept {
+                    state.accepts_in_progress += 1;
                 }
-                room
+                decided
             };
-            if !admitted {
-                debug!(peer = %addr, "incoming connection refused: too many handshakes");
-                incoming.refuse();
-                continue;
+            match decided {
+                Verdict::Accept => {
+                    bump(&self.counters.handshakes_in);
+                    self.spawn(Engine::accept(self.clone(), incoming));
+                }
+                Verdict::Retry => {
+                    bump(&self.counters.retries_sent);
+                    trace!(peer = %addr, "address not validated: retry");
+                    if incoming.retry().is_err() {
+                        // may_retry said yes; a refusal here is the safe fallback anyway.
+                        debug!(peer = %addr, "retry not possible; ignored");
+                    }
+                }
+                Verdict::Ignore => {
+                    bump(&self.counters.handshakes_in_rate_limited);
+                    trace!(peer = %addr, "over the handshake rate of its address: ignored");
+                    incoming.ignore();
+                }
+                Verdict::Refuse => {
+                    bump(&self.counters.handshakes_in_refused);
+                    self.log_refusal(now_ms, addr, "too many handshakes in progress");
+                    incoming.refuse();
+                }
             }
-            self.spawn(Engine::accept(self.clone(), incoming));
         }
         debug!("endpoint closed; no longer accepting");
     }
 
     async fn accept(self: Arc<Self>, incoming: quinn::Incoming) {
         let addr = incoming.remote_address();
-        let bound = self.config.request_timeout;
+        // Shorter than a dial's bound: a stranger that stalls holds a slot of a small budget.
+        let bound = self.config.handshake_timeout;
         let handshake = match timeout(bound, self.handshake_as_acceptor(incoming)).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::Unreachable(format!(
-                "no admission within {bound:?}"
-            ))),
+            Err(_) => {
+                bump(&self.counters.handshakes_in_timed_out);
+                Err(Failure::Unreachable(format!(
+                    "no admission within {bound:?}"
+                )))
+            }
         };
+        // The slot is given back as soon as the handshake is over: admission below only
+        // pools the link and answers.
+        {
+            let mut state = self.state();
+            state.accepts_in_progress = state.accepts_in_progress.saturating_sub(1);
+        }
         let result = match handshake {
             Ok((conn, name, instance, welcome)) => {
                 match self.admit(conn, name, false, instance).await {
@@ -230,12 +270,8 @@ impl Engine {
             }
             Err(failure) => Err(failure),
         };
-        {
-            let mut state = self.state();
-            state.handshakes = state.handshakes.saturating_sub(1);
-        }
         if let Err(failure) = result {
-            self.report(addr, &addr.to_string(), &failure).await;
+            self.report(addr, &addr.to_string(), &failure);
         }
     }
 
@@ -262,17 +298,29 @@ impl Engine {
         }
     }
 
+    /// One WARN per `REFUSAL_LOG_PERIOD_MS` for refusals, carrying how many were held back
+    /// since the last one; the rest are counted in `refusal_logs_suppressed`.
+    fn log_refusal(&self, now_ms: u64, peer: impl std::fmt::Display, detail: &str) {
+        let admitted = self.state().refusal_log.admit(now_ms);
+        match admitted {
+            Some(suppressed) => warn!(%peer, detail, suppressed, "handshake refused"),
+            None => bump(&self.counters.refusal_logs_suppressed),
+        }
+    }
+
     /// Logs and counts a failed dial or accept; refusals are also emitted as events.
-    async fn report(&self, addr: SocketAddr, peer: &str, failure: &Failure) {
+    fn report(&self, addr: SocketAddr, peer: &str, failure: &Failure) {
         match failure {
             Failure::Refused { reason, detail } => {
                 self.counters.refused(*reason);
-                warn!(peer, %reason, detail = %detail, "handshake refused");
-                self.emit(Incoming::Refused {
+                let now_ms = self.now_ms();
+                self.log_refusal(now_ms, peer, &format!("{reason}: {detail}"));
+                // Never waits: a flood of refusals must not hold up peers' requests behind
+                // it in the channel. A refusal that finds it full is only counted.
+                let _ = self.events.try_send(Incoming::Refused {
                     addr,
                     reason: format!("{reason}: {detail}"),
-                })
-                .await;
+                });
             }
             Failure::Unreachable(detail) => debug!(peer, detail = %detail, "peer unreachable"),
             Failure::SelfDial => debug!(peer, "address is this node; not dialling it"),

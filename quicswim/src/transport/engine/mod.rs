@@ -24,8 +24,10 @@ use tracing::{debug, info, trace, warn, Instrument, Span};
 
 use self::handshake::Failure;
 use super::frame::{read_frame, write_frame, FrameError};
+use super::inbox::FairQueue;
 use super::link::{keep_new, lru_victim, Link};
 use super::stats::{add, bump, Counters, WireStats};
+use super::strangers::{IpRates, LogGate};
 use super::DEFAULT_MAX_DATAGRAM_SIZE;
 use super::{codes, Error, Incoming, Peer, PeerInfo, TransportConfig, TransportStats};
 use crate::protocol::NodeName;
@@ -35,6 +37,18 @@ use crate::tls;
 const QUEUED_DATAGRAMS_MAX: usize = 64;
 /// QUIC datagram buffers per connection, each way.
 const DATAGRAM_BUFFER: usize = 1 << 20;
+/// Bytes a peer may send on one stream before this node reads them (QUIC stream flow
+/// control); frames are read as they come, so this only bounds what quinn buffers.
+const STREAM_RECEIVE_WINDOW: u32 = 1 << 20;
+/// Bytes a peer may have unread on all its streams of one connection together (QUIC's
+/// default is unbounded in practice: about 800 MiB per connection).
+const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
+/// New connections quinn holds for the accept loop at once; the loop decides each in
+/// microseconds, so this only absorbs bursts. Beyond it quinn refuses by itself.
+const INCOMING_QUEUE_MAX: usize = 4096;
+/// At most one refusal WARN line per this period; the others are counted and the next line
+/// says how many.
+const REFUSAL_LOG_PERIOD_MS: u64 = 10_000;
 /// Longest an unused link is kept when the owner asks for more than `idle_timeout`.
 pub(crate) const KEEP_UNUSED_MAX: Duration = Duration::from_secs(3600);
 
@@ -51,6 +65,8 @@ pub(crate) struct Engine {
     config: TransportConfig,
     client_config: quinn::ClientConfig,
     events: mpsc::Sender<Incoming>,
+    /// Datagrams from admitted peers, one fair queue per connection.
+    datagrams: Arc<FairQueue>,
     counters: Counters,
     state: Mutex<State>,
     /// How long the idle sweep keeps a pooled link the application does not use, in ms:
@@ -63,13 +79,19 @@ pub(crate) struct Engine {
     runtime: tokio::runtime::Handle,
 }
 
-#[derive(Default)]
 struct State {
     closed: bool,
     pool: HashMap<NodeName, Arc<Link>>,
     dials: HashMap<DialKey, PendingDial>,
-    /// Dials and accepts between the first packet and admission.
-    handshakes: usize,
+    /// This node's dials between the first packet and admission (at most `max_connections`).
+    dials_in_progress: usize,
+    /// Accepted handshakes between the first packet and admission (at most
+    /// `handshakes_in_max`); counted apart from dials so strangers cannot take their room.
+    accepts_in_progress: usize,
+    /// New handshakes per source IP.
+    rates: IpRates,
+    /// Rate limit of refusal log lines.
+    refusal_log: LogGate,
     /// Every admitted connection not yet closed (pooled, or a loser being closed), by
     /// `stable_id`: the wire counters are summed over them.
     open: HashMap<usize, Arc<Link>>,
@@ -113,6 +135,7 @@ impl Engine {
         config: TransportConfig,
         identity: &tls::Identity,
         events: mpsc::Sender<Incoming>,
+        datagrams: Arc<FairQueue>,
     ) -> Result<Arc<Self>, Error> {
         config.validate()?;
         let tls_err = |reason: String| {
@@ -138,11 +161,16 @@ impl Engine {
             .keep_alive_interval(Some(config.keep_alive))
             .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
             .datagram_send_buffer_size(DATAGRAM_BUFFER)
-            .max_concurrent_uni_streams(VarInt::from_u32(0));
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .max_concurrent_bidi_streams(VarInt::from_u32(config.streams_per_peer_max))
+            .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+            .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW));
         let transport = Arc::new(transport);
 
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        server
+            .transport_config(transport.clone())
+            .max_incoming(INCOMING_QUEUE_MAX);
         let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
         client_config.transport_config(transport);
 
@@ -160,8 +188,22 @@ impl Engine {
             instance: rand::random(),
             client_config,
             events,
+            datagrams,
             counters: Counters::default(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                closed: false,
+                pool: HashMap::new(),
+                dials: HashMap::new(),
+                dials_in_progress: 0,
+                accepts_in_progress: 0,
+                rates: IpRates::new(
+                    config.handshakes_per_ip_rate,
+                    config.handshakes_per_ip_burst,
+                ),
+                refusal_log: LogGate::new(REFUSAL_LOG_PERIOD_MS),
+                open: HashMap::new(),
+                closed_wire: WireStats::default(),
+            }),
             keep_unused_ms: AtomicU64::new(millis(config.idle_timeout)),
             config,
             started: Instant::now(),
@@ -208,6 +250,7 @@ impl Engine {
             .pool
             .values()
             .filter_map(|link| link.conn.max_datagram_size())
+            .filter(|size| *size >= DEFAULT_MAX_DATAGRAM_SIZE)
             .min()
             .unwrap_or(DEFAULT_MAX_DATAGRAM_SIZE)
     }
@@ -265,10 +308,10 @@ impl Engine {
         let pending = match state.dials.entry(key.clone()) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                if state.handshakes >= self.config.max_connections {
+                if state.dials_in_progress >= self.config.max_connections {
                     return Err(Failure::Busy);
                 }
-                state.handshakes += 1;
+                state.dials_in_progress += 1;
                 self.spawn(Engine::dial(self.clone(), peer.clone(), key));
                 entry.insert(PendingDial::default())
             }
@@ -495,6 +538,7 @@ impl Engine {
             dialed_locally,
             peer_instance,
             self.now_ms(),
+            self.config.frame_len_max,
         ));
         bump(&self.counters.connections_open);
         let mut events = Vec::new();

@@ -3,31 +3,33 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::timeout;
 use tracing::{debug, info, trace, warn};
 
 use super::Engine;
 use crate::transport::codes;
-use crate::transport::frame::{read_frame, write_frame, FrameError};
+use crate::transport::frame::{read_header, read_payload, write_frame, FrameError};
 use crate::transport::link::{Link, WorkGuard};
 use crate::transport::stats::{add, bump, WireStats};
 use crate::transport::Incoming;
 
 impl Engine {
+    /// Moves the link's datagrams into its own fair queue; never waits on the owner, so a
+    /// peer sending faster than it is served only loses its own datagrams.
     pub(super) async fn read_datagrams(self: Arc<Self>, link: Arc<Link>) {
+        let id = link.conn.stable_id();
         while let Ok(bytes) = link.conn.read_datagram().await {
-            bump(&self.counters.datagrams_in);
-            add(&self.counters.bytes_in, bytes.len());
-            link.touch(self.now_ms());
-            trace!(peer = %link.name, len = bytes.len(), "datagram in");
-            let event = Incoming::Datagram {
-                from: link.name.clone(),
-                addr: link.conn.remote_address(),
-                bytes,
-            };
-            if self.events.send(event).await.is_err() {
-                return;
+            let len = bytes.len();
+            let addr = link.conn.remote_address();
+            if self.datagrams.push(id, &link.name, addr, bytes) {
+                bump(&self.counters.datagrams_in);
+                add(&self.counters.bytes_in, len);
+                link.touch(self.now_ms());
+                trace!(peer = %link.name, len, "datagram in");
+            } else {
+                bump(&self.counters.datagrams_shed);
+                trace!(peer = %link.name, len, "datagram shed: its queue is full");
             }
         }
     }
@@ -58,7 +60,7 @@ impl Engine {
         let bound = self.config.request_timeout;
         let max = self.config.frame_len_max;
         let addr = link.conn.remote_address();
-        let request = match timeout(bound, read_frame(&mut recv, max)).await {
+        let request = match timeout(bound, read_budgeted(&link, &mut recv, max)).await {
             Ok(Ok(request)) => request,
             Ok(Err(FrameError::TooLarge { len, max })) => {
                 bump(&self.counters.frames_too_large);
@@ -78,6 +80,8 @@ impl Engine {
                 return;
             }
         };
+        // Held until the application has answered: until then the frame's bytes are alive.
+        let (request, _budget) = request;
         bump(&self.counters.requests_in);
         add(&self.counters.bytes_in, request.len());
         link.touch(self.now_ms());
@@ -131,6 +135,10 @@ impl Engine {
     pub(super) async fn watch_closed(self: Arc<Self>, link: Arc<Link>) {
         let reason = link.conn.closed().await;
         self.counters.connection_closed();
+        add(
+            &self.counters.datagrams_dropped,
+            self.datagrams.forget(link.conn.stable_id()),
+        );
         let was_pooled = {
             let mut state = self.state();
             if state.open.remove(&link.conn.stable_id()).is_some() {
@@ -154,4 +162,28 @@ impl Engine {
             .await;
         }
     }
+}
+
+/// Reads one request frame after taking its announced length from the link's frame budget,
+/// so the frames one peer has in flight hold at most `frame_len_max` bytes together. The
+/// permit is returned with the frame.
+async fn read_budgeted(
+    link: &Link,
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), FrameError> {
+    let len = read_header(recv, max).await?;
+    // `len <= max <= u32::MAX` by the header check and the config's range.
+    let permits = u32::try_from(len).map_err(|_| FrameError::TooLarge {
+        len: u64::try_from(len).unwrap_or(u64::MAX),
+        max,
+    })?;
+    let permit = link
+        .frame_budget
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|_| FrameError::Closed)?;
+    let payload = read_payload(recv, len).await?;
+    Ok((payload, permit))
 }

@@ -1,0 +1,284 @@
+//! What a handshake from someone not yet known may cost: the decision taken on each new
+//! incoming connection before any state is kept for it, the per-IP rate behind it, and the
+//! gate that keeps refusal logs from flooding.
+//!
+//! ```text
+//!   Initial from addr ──> closed? ─────────────────────────────> refuse
+//!                     ──> address not validated and
+//!                         (in progress ≥ retry_above or addr's bucket empty) ──> Retry (stateless)
+//!                     ──> addr's bucket empty (validated) ──────> ignore (client retransmits)
+//!                     ──> in progress ≥ handshakes_in_max ─────> refuse
+//!                     ──> accept, bounded by handshake_timeout
+//! ```
+//!
+//! A Retry costs one small packet and no state; a sender with a forged address never sees
+//! it, so it cannot come back validated. What is left to a stranger with a real address is
+//! its IP's rate, and each accepted handshake lasts at most `handshake_timeout`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Distinct IP addresses whose buckets are remembered; when full, buckets that refilled are
+/// forgotten first, and a new address finds no token until room is made.
+const TRACKED_IPS_MAX: usize = 4096;
+
+/// What to do with a new incoming connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Start the handshake (one slot of `handshakes_in_max` is now held).
+    Accept,
+    /// Ask the client to prove its address first (QUIC Retry).
+    Retry,
+    /// Send nothing; a real client retransmits its Initial later.
+    Ignore,
+    /// Refuse: too many handshakes in progress, or the endpoint is closing.
+    Refuse,
+}
+
+/// Everything the verdict depends on, read under the engine's lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arrival {
+    pub closed: bool,
+    pub validated: bool,
+    pub may_retry: bool,
+    pub in_progress: usize,
+}
+
+/// Limits from the transport's settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub retry_above: usize,
+    pub handshakes_in_max: usize,
+}
+
+/// Decides, and takes a token from `ip`'s bucket when the handshake is accepted.
+pub(crate) fn verdict(
+    arrival: Arrival,
+    limits: Limits,
+    rates: &mut IpRates,
+    ip: IpAddr,
+    now_ms: u64,
+) -> Verdict {
+    if arrival.closed {
+        return Verdict::Refuse;
+    }
+    let has_token = rates.has_token(ip, now_ms);
+    if !arrival.validated
+        && arrival.may_retry
+        && (arrival.in_progress >= limits.retry_above || !has_token)
+    {
+        return Verdict::Retry;
+    }
+    if !has_token {
+        return Verdict::Ignore;
+    }
+    if arrival.in_progress >= limits.handshakes_in_max {
+        return Verdict::Refuse;
+    }
+    rates.take(ip);
+    Verdict::Accept
+}
+
+/// A token bucket, in thousandths of a token so refills are exact integers.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    milli_tokens: u64,
+    at_ms: u64,
+}
+
+/// Per-IP token buckets for new handshakes, bounded in size.
+#[derive(Debug)]
+pub(crate) struct IpRates {
+    /// Tokens per second, which is also thousandths of a token per millisecond.
+    per_second: u64,
+    capacity_milli: u64,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl IpRates {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        IpRates {
+            per_second: u64::from(per_second),
+            capacity_milli: u64::from(burst).saturating_mul(1000),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Refills `ip`'s bucket to `now_ms` and says whether it holds a whole token. An address
+    /// seen for the first time starts full, if there is room to track it.
+    fn has_token(&mut self, ip: IpAddr, now_ms: u64) -> bool {
+        if !self.buckets.contains_key(&ip) && !self.make_room(now_ms) {
+            return false;
+        }
+        let capacity = self.capacity_milli;
+        let per_second = self.per_second;
+        let bucket = self.buckets.entry(ip).or_insert(Bucket {
+            milli_tokens: capacity,
+            at_ms: now_ms,
+        });
+        refill(bucket, per_second, capacity, now_ms);
+        bucket.milli_tokens >= 1000
+    }
+
+    /// Takes a token checked by [`has_token`](Self::has_token).
+    fn take(&mut self, ip: IpAddr) {
+        if let Some(bucket) = self.buckets.get_mut(&ip) {
+            bucket.milli_tokens = bucket.milli_tokens.saturating_sub(1000);
+        }
+    }
+
+    /// Forgets buckets that have refilled (they hold no information) when the table is full;
+    /// `true` if a new address fits.
+    fn make_room(&mut self, now_ms: u64) -> bool {
+        if self.buckets.len() < TRACKED_IPS_MAX {
+            return true;
+        }
+        let (per_second, capacity) = (self.per_second, self.capacity_milli);
+        self.buckets.retain(|_, bucket| {
+            refill(bucket, per_second, capacity, now_ms);
+            bucket.milli_tokens < capacity
+        });
+        self.buckets.len() < TRACKED_IPS_MAX
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+fn refill(bucket: &mut Bucket, per_second: u64, capacity: u64, now_ms: u64) {
+    let elapsed = now_ms.saturating_sub(bucket.at_ms);
+    bucket.milli_tokens = bucket
+        .milli_tokens
+        .saturating_add(elapsed.saturating_mul(per_second))
+        .min(capacity);
+    bucket.at_ms = bucket.at_ms.max(now_ms);
+}
+
+/// Lets one log line through per period and counts the ones held back, so a flood of
+/// refusals costs a line per period, which says how many were suppressed since the last.
+#[derive(Debug)]
+pub(crate) struct LogGate {
+    period_ms: u64,
+    next_ms: u64,
+    suppressed: u64,
+}
+
+impl LogGate {
+    pub(crate) fn new(period_ms: u64) -> Self {
+        LogGate {
+            period_ms,
+            next_ms: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be written now; `None` when
+    /// this one is suppressed (and counted).
+    pub(crate) fn admit(&mut self, now_ms: u64) -> Option<u64> {
+        if now_ms >= self.next_ms {
+            self.next_ms = now_ms.saturating_add(self.period_ms);
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        retry_above: 2,
+        handshakes_in_max: 4,
+    };
+
+    fn arrival(validated: bool, in_progress: usize) -> Arrival {
+        Arrival {
+            closed: false,
+            validated,
+            may_retry: !validated,
+            in_progress,
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn unvalidated_arrivals_are_retried_past_the_threshold() {
+        let mut rates = IpRates::new(10, 10);
+        assert_eq!(
+            verdict(arrival(false, 1), LIMITS, &mut rates, ip(1), 0),
+            Verdict::Accept
+        );
+        assert_eq!(
+            verdict(arrival(false, 2), LIMITS, &mut rates, ip(1), 0),
+            Verdict::Retry
+        );
+        assert_eq!(
+            verdict(arrival(true, 2), LIMITS, &mut rates, ip(1), 0),
+            Verdict::Accept
+        );
+        assert_eq!(
+            verdict(arrival(true, 4), LIMITS, &mut rates, ip(1), 0),
+            Verdict::Refuse
+        );
+    }
+
+    #[test]
+    fn one_address_over_its_rate_is_retried_or_ignored_and_others_are_not() {
+        let mut rates = IpRates::new(1, 3);
+        for _ in 0..3 {
+            assert_eq!(
+                verdict(arrival(true, 0), LIMITS, &mut rates, ip(66), 0),
+                Verdict::Accept
+            );
+        }
+        assert_eq!(
+            verdict(arrival(false, 0), LIMITS, &mut rates, ip(66), 0),
+            Verdict::Retry
+        );
+        assert_eq!(
+            verdict(arrival(true, 0), LIMITS, &mut rates, ip(66), 0),
+            Verdict::Ignore
+        );
+        assert_eq!(
+            verdict(arrival(true, 0), LIMITS, &mut rates, ip(1), 0),
+            Verdict::Accept
+        );
+        // One token back after a second.
+        assert_eq!(
+            verdict(arrival(true, 0), LIMITS, &mut rates, ip(66), 1000),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn the_table_of_addresses_stays_bounded() {
+        let mut rates = IpRates::new(1, 1);
+        for i in 0..(TRACKED_IPS_MAX as u32 + 10) {
+            let addr = IpAddr::from(i.to_be_bytes());
+            if rates.has_token(addr, 0) {
+                rates.take(addr);
+            }
+        }
+        assert_eq!(rates.tracked(), TRACKED_IPS_MAX);
+        // Once they refill, they are forgotten to make room.
+        assert!(rates.has_token(ip(1), 10_000));
+        assert!(rates.tracked() <= TRACKED_IPS_MAX);
+    }
+
+    #[test]
+    fn the_log_gate_counts_what_it_holds_back() {
+        let mut gate = LogGate::new(1000);
+        assert_eq!(gate.admit(0), Some(0));
+        assert_eq!(gate.admit(10), None);
+        assert_eq!(gate.admit(20), None);
+        assert_eq!(gate.admit(1000), Some(2));
+    }
+}
