@@ -150,17 +150,34 @@ impl Lab {
         let run = format!("{}-{nanos:x}", std::process::id());
         let network = format!("quicswim-lab-{run}");
         let pid_label = format!("{PID_LABEL}={}", std::process::id());
-        docker(&[
+        // `--ip` needs a network whose subnet was given, not chosen: let Docker choose a free
+        // one (it avoids the host's routes and other networks), then make the network again
+        // with that subnet named.
+        let labels = [
+            "--label".to_string(),
+            format!("{LABEL}={run}"),
+            "--label".to_string(),
+            pid_label,
+        ];
+        let create = |extra: &[String]| {
+            let args: Vec<&str> = ["network", "create", "--driver", "bridge"]
+                .into_iter()
+                .chain(labels.iter().map(String::as_str))
+                .chain(extra.iter().map(String::as_str))
+                .chain([network.as_str()])
+                .collect();
+            docker(&args);
+        };
+        create(&[]);
+        let subnet = docker(&[
             "network",
-            "create",
-            "--driver",
-            "bridge",
-            "--label",
-            &format!("{LABEL}={run}"),
-            "--label",
-            &pid_label,
+            "inspect",
+            "--format",
+            "{{(index .IPAM.Config 0).Subnet}}",
             &network,
         ]);
+        docker(&["network", "rm", &network]);
+        create(&["--subnet".to_string(), subnet]);
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = dir.path().join("ca");
         quicswim_ok(&["certs", "init", "--dir", ca.to_str().expect("UTF-8")]);
