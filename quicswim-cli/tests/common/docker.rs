@@ -105,6 +105,25 @@ pub fn build_static_image(tag: &str, test: &str) -> Image {
         .expect("the binary sits in the target directory");
     let mut build = Command::new(repo().join("deploy/build-image.sh"));
     build.arg(&image.0);
+    // What cargo set for this test binary must not reach the inner build: build scripts
+    // (ring's, through cc) rerun when CARGO_MANIFEST_DIR or CARGO_PKG_NAME change, so the
+    // static build would be redone between this test and build-image.sh run by hand.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_test = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*key);
+        if set_by_cargo_test {
+            build.env_remove(&*key);
+        }
+    }
     if is_static_elf(bin) {
         build.env("QUICSWIM_BIN", bin);
     } else {

@@ -135,6 +135,18 @@ impl Ctx {
         })
     }
 
+    /// Starts node `i` again after a kill or a stop, and follows its new monitor stream.
+    pub fn start(&mut self, i: usize) {
+        self.lab.start(i);
+        self.watcher.reopen(&self.lab, i);
+    }
+
+    /// Restarts node `i` (a graceful stop, then a start) and follows its new monitor stream.
+    pub fn restart(&mut self, i: usize) {
+        self.lab.restart(i);
+        self.watcher.reopen(&self.lab, i);
+    }
+
     pub fn figure(&mut self, scenario: &str, line: String) {
         let line = format!("{scenario}: {line}");
         eprintln!("lab: {line}");

@@ -1,8 +1,10 @@
 //! What the agents themselves report: every node's `/v1/monitor` stream, read from the host
 //! for the whole run and stamped on arrival, so that detection times, false suspicions and
 //! deliveries are counted from the nodes' own events rather than from polls that could miss
-//! a short suspicion. A stream that ends (its node was killed, stopped or restarted) is opened
-//! again until the watcher stops.
+//! a short suspicion. A stream that ends is opened again until the watcher stops; one whose
+//! node was killed never ends by itself (the container's namespace vanishes without a reset,
+//! and a quiet node sends nothing), so the lab reopens a node's stream whenever it starts the
+//! node again ([`Watcher::reopen`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -48,7 +50,9 @@ pub enum What {
 /// Every node's monitor stream, recorded.
 pub struct Watcher {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// One per node, in the lab's order.
     tasks: Vec<JoinHandle<()>>,
+    rt: tokio::runtime::Handle,
 }
 
 impl Drop for Watcher {
@@ -116,7 +120,20 @@ impl Watcher {
             .iter()
             .map(|n| api.rt.spawn(follow(n.name.clone(), n.api(), seen.clone())))
             .collect();
-        Watcher { seen, tasks }
+        Watcher {
+            seen,
+            tasks,
+            rt: api.rt.handle().clone(),
+        }
+    }
+
+    /// Drops node `i`'s stream, whatever state it is in, and follows the node afresh.
+    pub fn reopen(&mut self, lab: &Lab, i: usize) {
+        let node = &lab.nodes[i];
+        self.tasks[i].abort();
+        self.tasks[i] = self
+            .rt
+            .spawn(follow(node.name.clone(), node.api(), self.seen.clone()));
     }
 
     /// Everything seen at or after `since`.

@@ -156,7 +156,7 @@ pub fn crash_and_restart(ctx: &mut Ctx) {
     );
 
     let restarted = Instant::now();
-    ctx.lab.start(victim);
+    ctx.start(victim);
     ctx.wait_until(
         &format!("{name} Alive again, incarnation above {before}"),
         STEP,
@@ -227,7 +227,7 @@ pub fn graceful_stop(ctx: &mut Ctx) {
     );
     assert!(last <= LEFT_BOUND, "Left took {last:?} to reach everyone");
 
-    ctx.lab.start(victim);
+    ctx.start(victim);
     ctx.wait_until(&format!("{name} back and all {n} alive"), STEP, |ctx| {
         ctx.all_alive(&all(ctx), n)
     });

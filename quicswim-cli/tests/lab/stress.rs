@@ -199,7 +199,7 @@ pub fn rolling_restart(ctx: &mut Ctx) {
         entries.push(write(ctx, next, &format!("roll-during-{i}"), name));
         let t = Instant::now();
         down.begin(name, t);
-        ctx.lab.restart(i);
+        ctx.restart(i);
         ctx.wait_until(
             &format!("{name} back with a new incarnation everywhere"),
             STEP,
