@@ -204,6 +204,8 @@ pub struct FalsePositives {
     pub long_suspicions: Vec<(String, String, Duration)>,
     /// The longest suspicion of a node that was up.
     pub longest: Duration,
+    /// The first few suspicions, as `observer>subject@incarnation +seconds`, to say who.
+    pub examples: Vec<String>,
 }
 
 /// Counts, among `seen` (from `start` until `end`), the Dead verdicts and the suspicions held
@@ -227,7 +229,13 @@ pub fn false_positives(
         }
     };
     for s in seen.iter().filter(|s| s.at >= start && s.at <= end) {
-        let What::Member { name, state, .. } = &s.what else {
+        let What::Member {
+            name,
+            state,
+            incarnation,
+            ..
+        } = &s.what
+        else {
             continue;
         };
         let key = (s.observer.clone(), name.clone());
@@ -240,6 +248,11 @@ pub fn false_positives(
         match state.as_str() {
             "suspect" => {
                 fp.suspicions += 1;
+                if fp.examples.len() < 4 {
+                    let after = s.at.saturating_duration_since(start).as_secs_f64();
+                    fp.examples
+                        .push(format!("{}>{name}@{incarnation} +{after:.1}s", s.observer));
+                }
                 open.insert(key, s.at);
             }
             "dead" => fp.dead.push((key.0, key.1, s.at.duration_since(start))),

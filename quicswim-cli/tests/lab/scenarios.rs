@@ -71,10 +71,11 @@ pub fn check_no_false_dead(ctx: &mut Ctx, scenario: &str, start: Instant, down: 
     ctx.figure(
         scenario,
         format!(
-            "false Dead {}, suspicions of live nodes {} (longest {})",
+            "false Dead {}, suspicions of live nodes {} (longest {}) {}",
             fp.dead.len(),
             fp.suspicions,
-            secs(fp.longest)
+            secs(fp.longest),
+            fp.examples.join(" ")
         ),
     );
     assert!(
@@ -84,7 +85,7 @@ pub fn check_no_false_dead(ctx: &mut Ctx, scenario: &str, start: Instant, down: 
     );
 }
 
-/// 1. All N see all N alive; `/ready` is 200 everywhere.
+/// Scenario 1: All N see all N alive; `/ready` is 200 everywhere.
 pub fn form(ctx: &mut Ctx, started: Instant) {
     let n = ctx.lab.nodes.len();
     let nodes = all(ctx);
@@ -108,7 +109,7 @@ pub fn form(ctx: &mut Ctx, started: Instant) {
     );
 }
 
-/// 2. A crash is Dead everywhere within the lan bound; the node comes back with a higher
+/// Scenario 2: A crash is Dead everywhere within the lan bound; the node comes back with a higher
 /// incarnation and its new writes win everywhere.
 pub fn crash_and_restart(ctx: &mut Ctx) {
     let n = ctx.lab.nodes.len();
@@ -189,7 +190,7 @@ pub fn crash_and_restart(ctx: &mut Ctx) {
     check_no_false_dead(ctx, "crash", start, &down);
 }
 
-/// 3. A graceful stop is Left everywhere within 2 s.
+/// Scenario 3: A graceful stop is Left everywhere within 2 s.
 pub fn graceful_stop(ctx: &mut Ctx) {
     const LEFT_BOUND: Duration = Duration::from_secs(2);
     let n = ctx.lab.nodes.len();
@@ -235,7 +236,7 @@ pub fn graceful_stop(ctx: &mut Ctx) {
     check_no_false_dead(ctx, "stop", start, &down);
 }
 
-/// 4. A 2 | 3 partition for 60 s: each side holds the other Suspect or Dead; healed, views
+/// Scenario 4: A 2 | 3 partition for 60 s: each side holds the other Suspect or Dead; healed, views
 /// agree within 60 s with no operator action and writes from both sides are everywhere.
 pub fn partition_and_heal(ctx: &mut Ctx) {
     const HOLD: Duration = Duration::from_secs(60);
@@ -319,9 +320,10 @@ pub fn partition_and_heal(ctx: &mut Ctx) {
     ctx.figure(
         "partition",
         format!(
-            "after the heal: {} Dead and {} suspicions newly raised about reachable nodes",
+            "after the heal: {} Dead and {} suspicions newly raised about reachable nodes {}",
             fp.dead.len(),
-            fp.suspicions
+            fp.suspicions,
+            fp.examples.join(" ")
         ),
     );
 }

@@ -40,7 +40,7 @@ fn percent(part: usize, whole: usize) -> String {
     )
 }
 
-/// 5. `percent` % loss on every node for the plan's loss duration, with a key/value write and
+/// Scenario 5: `percent` % loss on every node for the plan's loss duration, with a key/value write and
 /// a user event every 2 s. At 10 %: no false Dead, no suspicion of a live node longer than
 /// one suspicion timeout, every write and event on every node. Other rates are measured only.
 pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
@@ -97,14 +97,15 @@ pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
     ctx.figure(
         &scenario,
         format!(
-            "{n} nodes, {} under loss with a write and an event every {}: false Dead {}, suspicions of live nodes {} (longest {}, {} over one suspicion timeout of {})",
+            "{n} nodes, {} under loss with a write and an event every {}: false Dead {}, suspicions of live nodes {} (longest {}, {} over one suspicion timeout of {}) {}",
             secs(end.duration_since(start)),
             secs(WRITE_EVERY),
             fp.dead.len(),
             fp.suspicions,
             secs(fp.longest),
             fp.long_suspicions.len(),
-            secs(limit)
+            secs(limit),
+            fp.examples.join(" ")
         ),
     );
     ctx.figure(
@@ -164,7 +165,7 @@ pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
     );
 }
 
-/// 6. Every node restarted in turn (`docker restart`: a graceful leave, then a new start),
+/// Scenario 6: Every node restarted in turn (`docker restart`: a graceful leave, then a new start),
 /// each with a newly issued certificate: no node that was up is held Dead, and every key
 /// written before and during the roll is on every node at the end.
 pub fn rolling_restart(ctx: &mut Ctx) {
@@ -186,8 +187,7 @@ pub fn rolling_restart(ctx: &mut Ctx) {
     let start = Instant::now();
     let mut down = Downtime::default();
     let mut took = Vec::new();
-    for i in 0..n {
-        let name = &names[i];
+    for (i, name) in names.iter().enumerate() {
         let next = (i + 1) % n;
         let before = ctx
             .view_of(next, name)
