@@ -89,9 +89,15 @@ impl FaultPlan {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum NodeFault {
     Healthy,
-    Gray { ingress: f64, egress: f64 },
+    Gray {
+        ingress: f64,
+        egress: f64,
+    },
     /// Receives nothing during `[start + 2k·period, start + (2k+1)·period)`.
-    Flap { start: Instant, period: Duration },
+    Flap {
+        start: Instant,
+        period: Duration,
+    },
     /// Stalls during `[start + k·every, start + k·every + stall_for)`.
     Stall {
         start: Instant,

@@ -274,9 +274,7 @@ impl HealthTracker {
             faulty_dead_everywhere_max_s: dead_everywhere,
             faulty_state_changes_max: max_of(&self.faulty_changes),
             faulty_returns_max: max_of(&self.faulty_returns),
-            healthy_views_agree_s: self
-                .agree_since
-                .map(|t| (t - self.epoch).as_secs_f64()),
+            healthy_views_agree_s: self.agree_since.map(|t| (t - self.epoch).as_secs_f64()),
             membership_changes_per_healthy_node: self.changes_after as f64
                 / self.healthy_total.max(1) as f64,
         }
@@ -318,7 +316,11 @@ mod tests {
         }
         assert_eq!(t.figures().healthy_views_agree_s, Some(0.0));
         t.event(at, 0, 2, &Event::Suspect(member(2)));
-        assert_eq!(t.figures().healthy_views_agree_s, Some(0.0), "suspect is active");
+        assert_eq!(
+            t.figures().healthy_views_agree_s,
+            Some(0.0),
+            "suspect is active"
+        );
         t.event(at, 0, 2, &Event::Dead(member(2)));
         assert_eq!(t.figures().healthy_views_agree_s, None);
         t.event(at + Duration::from_secs(5), 1, 2, &Event::Dead(member(2)));

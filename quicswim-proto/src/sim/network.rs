@@ -200,7 +200,11 @@ mod tests {
             .iter()
             .all(|d| *d >= Duration::from_millis(1) && *d < Duration::from_millis(20)));
         assert_eq!(net.link_latency(7, 9), net.link_latency(9, 7));
-        let spread = all.iter().max().unwrap().saturating_sub(*all.iter().min().unwrap());
+        let spread = all
+            .iter()
+            .max()
+            .unwrap()
+            .saturating_sub(*all.iter().min().unwrap());
         assert!(spread > Duration::from_millis(15), "{spread:?}");
     }
 
