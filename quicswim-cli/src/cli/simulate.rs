@@ -86,6 +86,9 @@ pub struct SimulateArgs {
     /// When the gray failures below start; they last to the end of the run.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     faults_at: Duration,
+    /// When the gray failures end (default: they last to the end of the run).
+    #[arg(long, value_parser = parse_duration)]
+    faults_until: Option<Duration>,
     /// Share of nodes that are gray: they lose --gray-loss of their packets (0.0..1.0).
     #[arg(long)]
     gray: Option<f64>,
@@ -150,6 +153,9 @@ fn fault_plan(args: &SimulateArgs) -> anyhow::Result<Option<FaultPlan>> {
     if !(0.0..=1.0).contains(&args.gray_loss) {
         bail!("--gray-loss must be in 0.0..=1.0 (got {})", args.gray_loss);
     }
+    if args.faults_until.is_some_and(|u| u <= args.faults_at) {
+        bail!("--faults-until must come after --faults-at");
+    }
     if args.flap_period.is_zero() {
         bail!("--flap-period must be above zero");
     }
@@ -181,6 +187,7 @@ fn fault_plan(args: &SimulateArgs) -> anyhow::Result<Option<FaultPlan>> {
             every: args.stall_every,
         }),
         cut_links: args.cut_links,
+        until: args.faults_until,
         ..FaultPlan::starting_at(args.faults_at)
     };
     let any = plan.gray.is_some() || plan.flap.is_some() || plan.stall.is_some();

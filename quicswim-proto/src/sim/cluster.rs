@@ -587,6 +587,9 @@ impl Simulation {
                     .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
         };
         let crashed = &self.crashed;
+        // A faulty member declared Dead is the failure detector doing its job, not a false
+        // positive (the health figures count those separately).
+        let faults = &self.faults;
         for e in events {
             let Some(m) = e.member() else {
                 continue;
@@ -598,6 +601,7 @@ impl Simulation {
             let reachable = subject.is_some_and(|s| {
                 network.connected(i, s)
                     && !crashed.contains(&s)
+                    && !faults.is_faulty(s)
                     && !from_partition(s, m.incarnation)
             });
             self.tracker.event(now, i, &e, reachable);

@@ -58,11 +58,14 @@ pub struct StallPlan {
 
 /// The gray failures of a run. Faulty nodes are drawn at the start and are never crashed
 /// by the run's `crashes` (those come from the healthy nodes); every fault starts at `at`
-/// and lasts to the end.
+/// and lasts until `until` (or to the end of the run).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultPlan {
     /// When the faults start (virtual time since the run began).
     pub at: Duration,
+    /// When they all end, if before the end of the run: the faulty nodes are then as
+    /// healthy as the rest (is each let back in?).
+    pub until: Option<Duration>,
     /// Nodes with a loss rate of their own.
     pub gray: Option<GrayPlan>,
     /// Nodes whose ingress flaps.
@@ -78,6 +81,7 @@ impl FaultPlan {
     pub fn starting_at(at: Duration) -> Self {
         Self {
             at,
+            until: None,
             gray: None,
             flap: None,
             stall: None,
@@ -110,6 +114,7 @@ enum NodeFault {
 #[derive(Debug)]
 pub struct Faults {
     at: Instant,
+    until: Option<Instant>,
     nodes: Vec<NodeFault>,
     cut: BTreeSet<(usize, usize)>,
 }
@@ -127,6 +132,7 @@ impl Faults {
     pub fn none(n: usize, epoch: Instant) -> Self {
         Self {
             at: epoch,
+            until: Some(epoch),
             nodes: vec![NodeFault::Healthy; n],
             cut: BTreeSet::new(),
         }
@@ -178,7 +184,17 @@ impl Faults {
         for pair in healthy.chunks_exact(2).take(plan.cut_links) {
             cut.insert((pair[0].min(pair[1]), pair[0].max(pair[1])));
         }
-        Self { at, nodes, cut }
+        Self {
+            at,
+            until: plan.until.map(|u| epoch + u),
+            nodes,
+            cut,
+        }
+    }
+
+    /// Whether the faults are in force at `now`.
+    fn active(&self, now: Instant) -> bool {
+        now >= self.at && self.until.is_none_or(|u| now < u)
     }
 
     /// Whether node `i` has a fault of its own (gray, flapping or stalling). The ends of a
@@ -199,13 +215,13 @@ impl Faults {
 
     /// Whether the link between `a` and `b` is cut at `now`.
     pub fn is_cut(&self, a: usize, b: usize, now: Instant) -> bool {
-        now >= self.at && self.cut.contains(&(a.min(b), a.max(b)))
+        self.active(now) && self.cut.contains(&(a.min(b), a.max(b)))
     }
 
     /// The loss of a datagram from `from` to `to` at `now`: `base` (the network's) combined
     /// with the sender's egress and the receiver's ingress loss, each independent.
     pub fn loss(&self, base: f64, from: usize, to: usize, now: Instant) -> f64 {
-        if now < self.at {
+        if !self.active(now) {
             return base;
         }
         let egress = match self.nodes[from] {
@@ -233,7 +249,8 @@ impl Faults {
         else {
             return None;
         };
-        if now < start || every.is_zero() {
+        // A stall under way when the faults end ends with them.
+        if now < start || every.is_zero() || !self.active(now) {
             return None;
         }
         let since = now - start;

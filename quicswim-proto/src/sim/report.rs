@@ -33,7 +33,8 @@ pub struct Report {
     pub detect_all_max_s: Option<f64>,
     /// Crashed nodes that every live node holds Dead.
     pub crashes_detected: usize,
-    /// Live, reachable members declared Dead by anyone (distinct members).
+    /// Live, reachable, healthy members declared Dead by anyone (distinct members); faulty
+    /// ones declared Dead are counted in `faulty_declared_dead`.
     pub false_positives: usize,
     /// At the end, every live healthy node (faulty ones are not asked) holds the same set of
     /// members (Alive or Suspect).

@@ -311,7 +311,14 @@ impl Swim {
         if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
             if !p.acked {
                 p.acked = true;
-                self.awareness.apply(now, -1);
+                // Only a datagram Ack (direct or relayed) speaks for this node's health. The
+                // stream fallback keeps a target from being accused under loss, but a probe
+                // that needed it says our datagrams are being lost: a node losing 80 % of
+                // what it receives still got every other probe through on a stream, and
+                // with each counted as healthy its score never stayed at the maximum.
+                if from.is_some() {
+                    self.awareness.apply(now, -1);
+                }
                 self.timers.cancel(p.timeout);
                 // The target's own datagram Ack times the direct path even when it comes
                 // late; any other first Ack times the indirect phase from its start.
