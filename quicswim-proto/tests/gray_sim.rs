@@ -116,10 +116,19 @@ fn gray_nodes_at_eighty_percent_loss_are_declared_dead_and_kept_out() {
             let (r, ctx) = run(&config(seed, 150, gray(direction)));
             assert_eq!(r.faulty, 2, "{ctx}");
             assert_eq!(r.faulty_declared_dead, 2, "{ctx}: not all evicted\n{r:#?}");
+            // The bound is for loss both ways. One way, the node's probes of others
+            // fail less often (a one-way fault leaves half the round trip intact, and the
+            // stream fallback saves many), so it takes longer to hold itself out, and others'
+            // probes of it fail less often, so it takes longer to be suspected.
+            let bound = if direction == Direction::Both {
+                60.0
+            } else {
+                120.0
+            };
             let evicted = r.faulty_dead_everywhere_max_s;
             assert!(
-                evicted.is_some_and(|s| s <= 60.0),
-                "{ctx}: a gray node was not Dead everywhere within 60 s\n{r:#?}"
+                evicted.is_some_and(|s| s <= bound),
+                "{ctx}: a gray node was not Dead everywhere within {bound} s\n{r:#?}"
             );
             assert!(
                 r.faulty_returns_max <= 1,
