@@ -6,7 +6,8 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use quicswim::protocol::Profile;
 use quicswim_proto::sim::{
-    KvWorkload, NetworkConfig, PartitionPlan, Report, SimConfig, Simulation,
+    Direction, FaultPlan, FlapPlan, GrayPlan, KvWorkload, NetworkConfig, PartitionPlan, Report,
+    SimConfig, Simulation, StallPlan,
 };
 
 use super::parse_duration;
@@ -78,9 +79,119 @@ pub struct SimulateArgs {
     /// Key/value value length in bytes.
     #[arg(long, default_value_t = 32)]
     kv_value_len: usize,
+    /// Each link's minimum latency, drawn once per link from this range, as `1ms..20ms`
+    /// (an exponential tail with a mean of 2 ms comes on top). Default: 1 ms for every link.
+    #[arg(long, value_parser = parse_latency_range)]
+    latency: Option<(Duration, Duration)>,
+    /// When the gray failures below start; they last to the end of the run.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    faults_at: Duration,
+    /// When the gray failures end (default: they last to the end of the run).
+    #[arg(long, value_parser = parse_duration)]
+    faults_until: Option<Duration>,
+    /// Share of nodes that are gray: they lose --gray-loss of their packets (0.0..1.0).
+    #[arg(long)]
+    gray: Option<f64>,
+    /// The gray nodes' loss rate, 0.0..=1.0.
+    #[arg(long, default_value_t = 0.8)]
+    gray_loss: f64,
+    /// Which of the gray nodes' packets are lost: both, ingress or egress.
+    #[arg(long, default_value = "both", value_parser = parse_direction)]
+    gray_direction: Direction,
+    /// Nodes whose ingress loss flips between 100 % and 0 % every --flap-period.
+    #[arg(long, default_value_t = 0)]
+    flap: usize,
+    /// How long each flapping state lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    flap_period: Duration,
+    /// Share of nodes that stall (stop handling anything) for --stall-for every --stall-every.
+    #[arg(long)]
+    stall: Option<f64>,
+    /// How long a stall lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    stall_for: Duration,
+    /// How often a stalling node stalls (each on its own phase).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    stall_every: Duration,
+    /// Links to cut, each between two healthy nodes that still reach every other node.
+    #[arg(long, default_value_t = 0)]
+    cut_links: usize,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_latency_range(text: &str) -> Result<(Duration, Duration), String> {
+    let (lo, hi) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not a range like 1ms..20ms"))?;
+    let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+    if lo.is_zero() || hi < lo {
+        return Err(format!(
+            "{text:?}: the range must start above zero and end at or after its start"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_direction(text: &str) -> Result<Direction, String> {
+    match text {
+        "both" => Ok(Direction::Both),
+        "ingress" => Ok(Direction::Ingress),
+        "egress" => Ok(Direction::Egress),
+        _ => Err(format!("{text:?} is not one of both, ingress, egress")),
+    }
+}
+
+/// The gray failures the flags ask for, or `None` when they ask for none.
+fn fault_plan(args: &SimulateArgs) -> anyhow::Result<Option<FaultPlan>> {
+    for (flag, share) in [("--gray", args.gray), ("--stall", args.stall)] {
+        if let Some(f) = share.filter(|f| !(*f > 0.0 && *f < 1.0)) {
+            bail!("{flag} must be in (0.0, 1.0) (got {f})");
+        }
+    }
+    if !(0.0..=1.0).contains(&args.gray_loss) {
+        bail!("--gray-loss must be in 0.0..=1.0 (got {})", args.gray_loss);
+    }
+    if args.faults_until.is_some_and(|u| u <= args.faults_at) {
+        bail!("--faults-until must come after --faults-at");
+    }
+    if args.flap_period.is_zero() {
+        bail!("--flap-period must be above zero");
+    }
+    if args.stall_every.is_zero() || args.stall_for >= args.stall_every {
+        bail!("--stall-for must be shorter than --stall-every, and both above zero");
+    }
+    let faulty = args.gray.map_or(0.0, |f| f * args.nodes as f64).ceil() as usize
+        + args.flap
+        + args.stall.map_or(0.0, |f| f * args.nodes as f64).ceil() as usize;
+    if faulty + args.crash + 2 * args.cut_links > args.nodes {
+        bail!(
+            "--gray, --flap, --stall, --crash and --cut-links ask for more nodes than --nodes ({})",
+            args.nodes
+        );
+    }
+    let plan = FaultPlan {
+        gray: args.gray.map(|fraction| GrayPlan {
+            fraction,
+            loss: args.gray_loss,
+            direction: args.gray_direction,
+        }),
+        flap: (args.flap > 0).then(|| FlapPlan {
+            nodes: args.flap,
+            period: args.flap_period,
+        }),
+        stall: args.stall.map(|fraction| StallPlan {
+            fraction,
+            stall_for: args.stall_for,
+            every: args.stall_every,
+        }),
+        cut_links: args.cut_links,
+        until: args.faults_until,
+        ..FaultPlan::starting_at(args.faults_at)
+    };
+    let any = plan.gray.is_some() || plan.flap.is_some() || plan.stall.is_some();
+    Ok((any || plan.cut_links > 0).then_some(plan))
 }
 
 /// Runs the simulation and prints its figures.
@@ -129,13 +240,20 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             protocol.kv.value_len_max
         );
     }
+    let faults = fault_plan(&args)?;
     let seed = args.seed.unwrap_or_else(rand::random);
+    let defaults = NetworkConfig::default();
+    let (latency_min, latency_link_max) = args
+        .latency
+        .unwrap_or((defaults.latency_min, Duration::ZERO));
     let config = SimConfig {
         protocol,
         network: NetworkConfig {
             loss: args.loss,
             duplication: args.duplication,
-            ..NetworkConfig::default()
+            latency_min,
+            latency_link_max,
+            ..defaults
         },
         join_spread: args.join_spread,
         crashes: args.crash,
@@ -145,6 +263,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         updates: args.updates,
         duration: args.duration,
         kv,
+        faults,
         ..SimConfig::new(args.nodes, seed)
     };
     let bar = ProgressBar::new(args.duration.as_secs());
@@ -193,6 +312,25 @@ fn print_human(r: &Report) {
         );
     }
     println!("  false positives         {}", r.false_positives);
+    if r.faulty > 0 {
+        println!(
+            "  faulty nodes            {}: {} declared Dead, all Dead everywhere after {}, at most {} state changes and {} returns each",
+            r.faulty,
+            r.faulty_declared_dead,
+            secs(r.faulty_dead_everywhere_max_s),
+            r.faulty_state_changes_max,
+            r.faulty_returns_max
+        );
+    }
+    println!(
+        "  healthy members         {} suspected, {} declared Dead, {} state changes seen",
+        r.healthy_suspected, r.healthy_declared_dead, r.healthy_state_changes
+    );
+    println!(
+        "  healthy views agree     since {} ({:.2} membership changes per healthy node after the faults)",
+        secs(r.healthy_views_agree_s),
+        r.membership_changes_per_healthy_node
+    );
     if r.kv_writes > 0 {
         println!(
             "  key/value               {} writes, {} live keys, states agree: {}, match last writes: {}",

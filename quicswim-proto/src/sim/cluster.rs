@@ -14,6 +14,8 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, RngCore, SeedableRng};
 
 use super::config::SimConfig;
+use super::faults::Faults;
+use super::health::HealthTracker;
 use super::network::Network;
 use super::report::{Report, Tracker};
 use crate::protocol::{Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind};
@@ -91,6 +93,9 @@ pub struct Simulation {
     network: Network,
     rng: SmallRng,
     tracker: Tracker,
+    /// Gray failures in force, and what healthy nodes saw of them.
+    faults: Faults,
+    health: HealthTracker,
     crashed: Vec<usize>,
     /// Each node's own incarnation when the partition healed (`None` if it was down); empty
     /// before the heal.
@@ -134,8 +139,19 @@ impl Simulation {
                 wake: None,
             })
             .collect();
+        // Neither draws from `rng`: a run without faults or per-link latency makes the same
+        // draws, and gives the same figures, as before they existed.
+        let network = Network::with_seed(config.network.clone(), config.seed ^ 0x6c69_6e6b);
+        let faults = match &config.faults {
+            Some(plan) => Faults::new(plan, config.nodes, config.seed, epoch),
+            None => Faults::none(config.nodes, epoch),
+        };
+        let faults_at = epoch + config.faults.as_ref().map_or(config.duration, |p| p.at);
+        let faulty = (0..config.nodes).map(|i| faults.is_faulty(i)).collect();
         let mut sim = Self {
-            network: Network::new(config.network.clone()),
+            network,
+            health: HealthTracker::new(faulty, epoch, faults_at),
+            faults,
             tracker: Tracker::new(config.nodes),
             epoch,
             now: epoch,
@@ -243,8 +259,33 @@ impl Simulation {
         self.nodes[i].core.is_some()
     }
 
+    /// The node an action is handled by, when a stall can hold it back.
+    fn handled_by(action: &Action) -> Option<usize> {
+        match action {
+            Action::Wake(i) => Some(*i),
+            Action::Datagram { to, .. } | Action::Request { to, .. } | Action::Reply { to, .. } => {
+                Some(*to)
+            }
+            _ => None,
+        }
+    }
+
     fn step(&mut self, action: Action) {
         let now = self.now;
+        // A stalled node handles nothing until the stall ends; what arrived meanwhile waits
+        // in its socket buffer and is handled then, in order (a GC pause).
+        if let Some(i) = Self::handled_by(&action) {
+            if let Some(end) = self.faults.stalled_until(i, now) {
+                if let Action::Wake(_) = action {
+                    if self.nodes[i].wake != Some(now) {
+                        return;
+                    }
+                    self.nodes[i].wake = Some(end);
+                }
+                self.schedule_at(end, action);
+                return;
+            }
+        }
         match action {
             Action::Start(i) => self.start(i, false),
             Action::Wake(i) => {
@@ -258,7 +299,7 @@ impl Simulation {
                 self.after_input(i);
             }
             Action::Datagram { to, from, bytes } => {
-                if !self.network.connected(from, to) {
+                if !self.network.connected(from, to) || self.faults.is_cut(from, to, now) {
                     return;
                 }
                 let from_name = self.nodes[from].name.clone();
@@ -277,7 +318,7 @@ impl Simulation {
                 from_gen,
                 bytes,
             } => {
-                if !self.network.connected(from, to) {
+                if !self.network.connected(from, to) || self.faults.is_cut(from, to, now) {
                     return;
                 }
                 let from_name = self.nodes[from].name.clone();
@@ -288,8 +329,12 @@ impl Simulation {
                     .handle_stream_request(now, &from_name, &bytes)
                     .expect("simulated stream messages decode");
                 self.after_input(to);
+                let loss = self.faults.loss(self.network.loss(), to, from, now);
                 if let Some(reply) = reply {
-                    let delay = self.network.stream_delay(&mut self.rng, 1);
+                    let Some(delay) = self.network.stream_delay(&mut self.rng, 1, loss, to, from)
+                    else {
+                        return;
+                    };
                     self.schedule(
                         delay,
                         Action::Reply {
@@ -307,7 +352,10 @@ impl Simulation {
                 from,
                 bytes,
             } => {
-                if !self.network.connected(from, to) || self.nodes[to].generation != to_gen {
+                if !self.network.connected(from, to)
+                    || self.faults.is_cut(from, to, now)
+                    || self.nodes[to].generation != to_gen
+                {
                     return;
                 }
                 let from_name = self.nodes[from].name.clone();
@@ -439,11 +487,15 @@ impl Simulation {
             .expect("just set")
             .join(now, &seeds);
         self.tracker.node_started(i);
+        self.health.node_started(now, i);
         self.after_input(i);
     }
 
     fn crash(&mut self) {
-        let mut candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.live(i)).collect();
+        // Crashes come from the healthy nodes, so each node has one fault at most.
+        let mut candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.live(i) && !self.faults.is_faulty(i))
+            .collect();
         candidates.shuffle(&mut self.rng);
         let victims: Vec<usize> = candidates.into_iter().take(self.config.crashes).collect();
         for &i in &victims {
@@ -452,6 +504,7 @@ impl Simulation {
             self.crashed.push(i);
             self.tracker
                 .node_crashed(self.now, i, self.nodes[i].name.clone());
+            self.health.node_crashed(self.now, i);
             if let Some(after) = self.config.restart_after {
                 self.schedule(after, Action::Restart(i));
             }
@@ -481,8 +534,9 @@ impl Simulation {
             };
             match t.kind {
                 TransmitKind::Datagram => {
-                    for _ in 0..self.network.datagram_copies(&mut self.rng) {
-                        let delay = self.network.delay(&mut self.rng);
+                    let loss = self.faults.loss(self.network.loss(), i, to, now);
+                    for _ in 0..self.network.datagram_copies(&mut self.rng, loss) {
+                        let delay = self.network.delay(&mut self.rng, i, to);
                         self.schedule(
                             delay,
                             Action::Datagram {
@@ -495,7 +549,11 @@ impl Simulation {
                 }
                 TransmitKind::Request => {
                     // A stream costs a handshake round trip on a new connection; count one.
-                    let delay = self.network.stream_delay(&mut self.rng, 2);
+                    let loss = self.faults.loss(self.network.loss(), i, to, now);
+                    let Some(delay) = self.network.stream_delay(&mut self.rng, 2, loss, i, to)
+                    else {
+                        continue;
+                    };
                     self.schedule(
                         delay,
                         Action::Request {
@@ -529,13 +587,21 @@ impl Simulation {
                     .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
         };
         let crashed = &self.crashed;
+        // A faulty member declared Dead is the failure detector doing its job, not a false
+        // positive (the health figures count those separately).
+        let faults = &self.faults;
         for e in events {
             let Some(m) = e.member() else {
                 continue;
             };
-            let reachable = node_index(m.addr).is_some_and(|s| {
+            let subject = node_index(m.addr).filter(|&s| s < self.nodes.len());
+            if let Some(s) = subject {
+                self.health.event(now, i, s, &e);
+            }
+            let reachable = subject.is_some_and(|s| {
                 network.connected(i, s)
                     && !crashed.contains(&s)
+                    && !faults.is_faulty(s)
                     && !from_partition(s, m.incarnation)
             });
             self.tracker.event(now, i, &e, reachable);
@@ -558,7 +624,9 @@ impl Simulation {
         let mut views_agree = true;
         let mut views_correct = true;
         let mut first: Option<BTreeSet<&NodeName>> = None;
-        for &i in &live {
+        // Faulty nodes' views are not compared: a node that hears a fifth of what is sent
+        // cannot be expected to know what the others know.
+        for &i in live.iter().filter(|&&i| !self.faults.is_faulty(i)) {
             let core = self.nodes[i].core.as_ref().expect("live");
             // A view is who the node counts as a member: Alive or Suspect, not Dead or Left
             // (memberlist's `Members()`). Under loss some suspicion is always in flight; a
@@ -609,6 +677,7 @@ impl Simulation {
             self.steps,
             &totals,
         );
+        report.health(&self.health.figures(), self.faults.faulty().count());
         report.kv_writes = self.kv_writes;
         report.kv_states_agree = kv_agree;
         report.kv_matches_writes = kv_matches;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::faults::FaultPlan;
 use super::network::NetworkConfig;
 use crate::protocol::ValidConfig;
 
@@ -66,6 +67,8 @@ pub struct SimConfig {
     pub duration: Duration,
     /// Optional key/value writes.
     pub kv: Option<KvWorkload>,
+    /// Optional gray failures: lossy, flapping and stalling nodes, cut links.
+    pub faults: Option<FaultPlan>,
 }
 
 impl SimConfig {
@@ -85,6 +88,7 @@ impl SimConfig {
             updates_at: Duration::from_secs(15),
             duration: Duration::from_secs(60),
             kv: None,
+            faults: None,
         }
     }
 }

@@ -116,7 +116,7 @@ impl Swim {
 
     pub(super) fn apply(&mut self, now: Instant, u: MemberUpdate, source: Source<'_>) {
         if u.name == self.me.name {
-            self.on_self_claim(u.incarnation, u.state, Some((u.addr, &u.meta)));
+            self.on_self_claim(now, u.incarnation, u.state, Some((u.addr, &u.meta)));
             return;
         }
         match u.state {
@@ -144,6 +144,7 @@ impl Swim {
     /// Someone holds a claim about this node. Refute anything but the truth.
     fn on_self_claim(
         &mut self,
+        now: Instant,
         incarnation: Incarnation,
         state: State,
         detail: Option<(SocketAddr, &Vec<u8>)>,
@@ -161,10 +162,17 @@ impl Swim {
         if state == State::Alive && incarnation == self.me.incarnation && same_detail {
             return;
         }
+        if state != State::Alive && self.awareness.is_out() {
+            // Held out (see `awareness.rs`): let the claim stand, so the cluster declares
+            // this node Dead, but catch up with its incarnation so that coming back, one
+            // above, overrides it.
+            self.me.incarnation = Incarnation(incarnation.0.max(self.me.incarnation.0));
+            return;
+        }
         self.me.incarnation = Incarnation(incarnation.0.max(self.me.incarnation.0)).next();
         if state != State::Alive {
             self.stats.refutations += 1;
-            self.awareness.apply(1);
+            self.awareness.apply(now, 1);
         }
         debug!(member = %self.me.name, incarnation = self.me.incarnation.0, claimed = %state, "refute");
         self.broadcast_self();
@@ -172,18 +180,18 @@ impl Swim {
 
     /// A Ping names this node. `suspected` is the incarnation the prober holds us Suspect at
     /// (buddy system): refute it at once.
-    pub(super) fn on_pinged(&mut self, suspected: Option<Incarnation>) {
+    pub(super) fn on_pinged(&mut self, now: Instant, suspected: Option<Incarnation>) {
         let Some(incarnation) = suspected else {
             return;
         };
-        if incarnation < self.me.incarnation {
+        if incarnation < self.me.incarnation && !self.awareness.is_out() {
             // We refuted already, but this prober missed it: gossip is best effort and a node
             // can miss every copy. Queue our Alive again so the Ack, filled next and
             // fewest-sent first, carries it to the one member known to need it. Without this
             // the prober's suspicion runs out and it declares us Dead.
             self.broadcast_self();
         } else {
-            self.on_self_claim(incarnation, State::Suspect, None);
+            self.on_self_claim(now, incarnation, State::Suspect, None);
         }
     }
 
@@ -367,6 +375,16 @@ impl Swim {
         let due = e.suspicion.as_ref().is_none_or(|s| s.deadline() <= now);
         if !due {
             return; // a later timer holds the deadline
+        }
+        if self.awareness.is_out() {
+            // A node that cannot hear its peers cannot tell a suspect that refuted from one
+            // that did not: it declares nobody Dead while out, and looks again a suspicion
+            // timeout later (a healthy node's Dead would reach it by gossip meanwhile).
+            let n = self.cluster_size();
+            let wait = min_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
+            self.timers
+                .insert(now + wait, Timer::SuspectToDead { name, incarnation });
+            return;
         }
         let me = self.me.name.clone();
         self.on_dead(now, &name, incarnation, State::Dead, Some(me));

@@ -117,6 +117,10 @@ impl Named for Entry {
     }
 }
 
+/// A node that held itself out comes back after its health score has been zero for this
+/// many probe intervals (doubling while it flaps; see `awareness.rs`).
+const SELF_CHECK_HOLD_PERIODS: u32 = 10;
+
 /// How often tombstones are looked at.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -248,7 +252,10 @@ impl Swim {
         timers.insert(now + REAP_INTERVAL, Timer::ReapTombstones);
         let broadcasts = BroadcastQueue::new(config.broadcast_queue_max);
         let config_kv = config.kv.clone();
-        let awareness = Awareness::new(config.awareness_max_multiplier);
+        let awareness = Awareness::new(
+            config.awareness_max_multiplier,
+            config.probe_interval * SELF_CHECK_HOLD_PERIODS,
+        );
         Ok(Self {
             me: Member {
                 name,
@@ -494,7 +501,7 @@ impl Swim {
                 if target != self.me.name {
                     return Ok(()); // meant for whoever had this address before
                 }
-                self.on_pinged(suspected);
+                self.on_pinged(now, suspected);
                 self.send_datagram(reply_to, Message::Ack { seq });
             }
             Message::Ack { seq } => self.on_ack(now, seq, Some(from)),
@@ -551,7 +558,7 @@ impl Swim {
                     return Ok(None);
                 }
                 trace!(peer = %from, seq, "stream ping");
-                self.on_pinged(suspected);
+                self.on_pinged(now, suspected);
                 Some(encode_stream(&StreamMessage::Ack { seq }))
             }
             StreamMessage::KvPush { deltas } => {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
+use tracing::debug;
 
 use super::super::codec::{encode_stream, Message, StreamMessage};
 use super::super::config::Config;
@@ -43,6 +44,14 @@ impl Swim {
     pub(super) fn probe_next(&mut self, now: Instant) {
         if let Some(p) = self.probe.take() {
             self.finish_probe(now, p);
+        }
+        if self.awareness.try_return(now) {
+            // Back from holding itself out, stable for the hold-down: override whatever
+            // was said about this node meanwhile (it let suspicions and Dead stand).
+            self.me.incarnation = self.me.incarnation.next();
+            self.stats.refutations += 1;
+            debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "back after holding out");
+            self.broadcast_self();
         }
         let period = self.awareness.scale(self.config.probe_interval);
         self.timers.insert(now + period, Timer::ProbeNextMember);
@@ -270,7 +279,19 @@ impl Swim {
         } else {
             1
         };
-        self.awareness.apply(delta as i32);
+        self.awareness.apply(now, delta as i32);
+        if self.awareness.is_out() {
+            return; // see `awareness.rs`: a node holding itself out accuses nobody
+        }
+        if p.expected_nacks > 0 && p.nacks == 0 {
+            // Helpers were asked and not one Nack came back: they are alive (we pick Alive
+            // ones) and owe one whatever the target's state, so this node is more likely
+            // the one cut off than the target. A node whose ingress has just gone deaf
+            // would otherwise accuse every member it probes, and every accusation is a
+            // state change at every healthy member. A real crash is still accused by this
+            // node's next probe with one Nack home, and by every other prober.
+            return;
+        }
         let Some(e) = self.members.get(&p.target) else {
             return;
         };
@@ -290,7 +311,14 @@ impl Swim {
         if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
             if !p.acked {
                 p.acked = true;
-                self.awareness.apply(-1);
+                // Only a datagram Ack (direct or relayed) speaks for this node's health. The
+                // stream fallback keeps a target from being accused under loss, but a probe
+                // that needed it says our datagrams are being lost: a node losing 80 % of
+                // what it receives still got every other probe through on a stream, and
+                // with each counted as healthy its score never stayed at the maximum.
+                if from.is_some() {
+                    self.awareness.apply(now, -1);
+                }
                 self.timers.cancel(p.timeout);
                 // The target's own datagram Ack times the direct path even when it comes
                 // late; any other first Ack times the indirect phase from its start.
@@ -350,8 +378,13 @@ impl Swim {
                 suspected: None,
             },
         );
+        // The Nack goes at 80 % of the probe timeout (Lifeguard), not at all of it: the
+        // requester sent its PingReqs a probe timeout into its period and closes the probe
+        // at the period's end, half a period later on the lan preset, so a Nack sent a full
+        // timeout after the PingReq arrives just after the probe is closed, is counted as
+        // missing, and blames the requester's own health for a target that is simply down.
         self.timers.insert(
-            now + self.config.probe_timeout,
+            now + self.config.probe_timeout * 4 / 5,
             Timer::IndirectProbeTimeout { seq: our_seq },
         );
     }
