@@ -169,7 +169,26 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         user_events_delivered,
         probe_rtt,
         indirect_probe_rtt,
+        unasked_messages,
+        kv_owner_not_member,
+        user_events_refused,
+        event_origins_evicted,
+        self_claims_refused,
+        local_writes_refused,
+        kv_refuted,
     } = s;
+    // What peers sent that the core refused or bounded, and this node's own refused writes.
+    for (name, help, value) in [
+        ("unasked_messages", "Stream messages refused for their kind: a reply sent as a request, or a request where a reply was due.", unasked_messages),
+        ("kv_owner_not_member", "Key/value entries refused because their owner is not a member held here.", kv_owner_not_member),
+        ("user_events_refused", "User events refused: from an origin that is not a member, or over a limit.", user_events_refused),
+        ("event_origins_evicted", "Event origins forgotten to make room for another, least recently heard first.", event_origins_evicted),
+        ("self_claims_refused", "Claims about this node refused for a counter beyond what it can answer.", self_claims_refused),
+        ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
+        ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
+    ] {
+        counter(e, name, help, *value)?;
+    }
     super::rtt::encode_probe_rtt(e, probe_rtt, indirect_probe_rtt)?;
     counter(
         e,

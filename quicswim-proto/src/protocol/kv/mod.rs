@@ -109,10 +109,6 @@ pub enum KvError {
     /// Too many owners.
     #[error("more than {0} owners (kv.owners_max)")]
     TooManyOwners(usize),
-    /// The owner is not a member held here (or was dropped): its data would never be
-    /// collected.
-    #[error("owner {0} is not a member")]
-    NotAMember(NodeName),
 }
 
 /// One entry as it travels: a value, or a tombstone (`value: None`).

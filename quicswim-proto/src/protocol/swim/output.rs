@@ -188,6 +188,9 @@ pub struct Stats {
     /// Claims about this node (incarnation, key version, event sequence) refused for a
     /// counter above `SELF_CLAIM_MAX`.
     pub self_claims_refused: u64,
+    /// This node's own writes (set, delete, publish) refused for a limit; the caller got
+    /// the error naming it.
+    pub local_writes_refused: u64,
     /// This node's own keys written again because a peer held a higher version of them.
     pub kv_refuted: u64,
     /// Key/value entries refused because their owner is not a member held here.

@@ -202,6 +202,10 @@ impl Swim {
             version: self.next_version,
             value,
         };
+        if let Err(e) = self.kv.check(key, entry.value.as_deref()) {
+            self.stats.local_writes_refused += 1;
+            return Err(e.into());
+        }
         // Peers raise our counter to SELF_CLAIM_MAX + 1 at most, so only 2^62 writes of
         // our own could reach what peers accept; refused then, rather than sent to be
         // refused everywhere.
@@ -209,7 +213,10 @@ impl Swim {
             return Err(CommandError::CounterExhausted("key/value version"));
         }
         let next = self.next_version + 1;
-        self.kv.apply(now, &entry)?;
+        if let Err(e) = self.kv.apply(now, &entry) {
+            self.stats.local_writes_refused += 1;
+            return Err(e.into());
+        }
         self.next_version = next;
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),

@@ -25,9 +25,11 @@ impl Swim {
             return Err(CommandError::Left);
         }
         if name.is_empty() || name.len() > EVENT_NAME_LEN_MAX {
+            self.stats.local_writes_refused += 1;
             return Err(CommandError::BadEventName(name.len()));
         }
         if payload.len() > self.config.event_payload_len_max {
+            self.stats.local_writes_refused += 1;
             return Err(CommandError::EventTooLarge {
                 len: payload.len(),
                 max: self.config.event_payload_len_max,
