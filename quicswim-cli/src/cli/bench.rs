@@ -143,9 +143,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         protocol,
         transport: {
             let defaults = TransportConfig::default();
+            // Every node of the bench shares 127.0.0.1, and the limits on strangers' handshakes
+            // are per IP address, sized for one host: scaled here so the whole cluster
+            // starting at once is not taken for one host's flood.
+            let nodes = u32::try_from(args.nodes).unwrap_or(u32::MAX);
             TransportConfig {
                 idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
                 keep_alive: args.keep_alive.unwrap_or(defaults.keep_alive),
+                handshakes_per_ip_rate: defaults.handshakes_per_ip_rate.saturating_mul(nodes),
+                handshakes_per_ip_burst: defaults.handshakes_per_ip_burst.saturating_mul(nodes),
+                handshakes_in_max: defaults.handshakes_in_max.max(args.nodes),
                 ..defaults
             }
         },
