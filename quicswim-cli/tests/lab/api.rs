@@ -89,6 +89,15 @@ impl Api {
             .collect())
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub fn metrics(&self, api: &str) -> Result<String> {
+        let (status, body) = self.call(reqwest::Method::GET, api, "/metrics", NONE)?;
+        if status != 200 {
+            return Err(format!("{api}/metrics: status {status}"));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// The status of `GET /ready`.
     pub fn ready(&self, api: &str) -> Result<u16> {
         Ok(self.call(reqwest::Method::GET, api, "/ready", NONE)?.0)

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::observe::{false_positives, first_state, Downtime};
+use crate::observe::{false_positives, first_state, Downtime, What};
 use crate::{faults, lan_suspicion_timeout, Ctx, LAN_DETECTION_BOUND};
 
 /// Longest any step that has no bound of its own may take (joins, a restart, a key's spread).
@@ -275,11 +275,30 @@ pub fn partition_and_heal(ctx: &mut Ctx) {
             apart(ctx, &[i], other)
         })
         .count();
-    faults::heal(&ctx.lab);
+    // Timed from the first node's rules going: the nodes healed first start merging at once.
     let healed = Instant::now();
-    let agree = ctx.wait_until("all alive everywhere after the heal", HEAL_BOUND, |ctx| {
+    faults::heal(&ctx.lab);
+    let applied = healed.elapsed();
+    ctx.wait_until("all alive everywhere after the heal", HEAL_BOUND, |ctx| {
         ctx.all_alive(&all(ctx), n)
     });
+    let agree = healed.elapsed();
+    // From the nodes' own events: when the last of them saw the last of the other side alive.
+    let merged = ctx
+        .watcher
+        .since(healed)
+        .iter()
+        .filter(|s| match &s.what {
+            What::Member { name, state, .. } => {
+                let observer_in_a = names[..cut].contains(&s.observer);
+                let subject_in_a = names[..cut].contains(name);
+                state == "alive" && observer_in_a != subject_in_a
+            }
+            _ => false,
+        })
+        .map(|s| s.at.duration_since(healed))
+        .max()
+        .unwrap_or_default();
     let kv = wait_entries(
         ctx,
         "both sides' writes everywhere",
@@ -300,7 +319,9 @@ pub fn partition_and_heal(ctx: &mut Ctx) {
     ctx.figure(
         "partition",
         format!(
-            "healed: all {n} alive on every node {} after the heal (bound {}), both sides' writes everywhere at {}",
+            "healed (rules removed from all {n} in {}): last node saw the last of the other side alive after {}; all {n} alive on every node by {} (bound {}); both sides' writes everywhere by {}",
+            secs(applied),
+            secs(merged),
             secs(agree),
             secs(HEAL_BOUND),
             secs(agree + kv)

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::metric;
 use crate::observe::{dropped, false_positives, user_deliveries, Downtime};
 use crate::scenarios::{check_no_false_dead, wait_entries, write};
 use crate::{faults, lan_suspicion_timeout, Ctx};
@@ -33,6 +34,19 @@ fn kv_held(ctx: &Ctx, entries: &[(String, String, String)]) -> (usize, usize) {
     (held, entries.len() * ctx.lab.nodes.len())
 }
 
+/// Direct probes sent, and those whose datagram Ping went unanswered in time (each is then
+/// repeated on a stream, beside the indirect probes), summed over every node: evidence that
+/// the loss rules bite.
+fn probe_counts(ctx: &Ctx) -> (f64, f64) {
+    let mut sums = (0.0, 0.0);
+    for node in &ctx.lab.nodes {
+        let text = ctx.api.metrics(&node.api()).unwrap_or_default();
+        sums.0 += metric(&text, "quicswim_probes_sent_total", None).unwrap_or_default();
+        sums.1 += metric(&text, "quicswim_stream_probes_sent_total", None).unwrap_or_default();
+    }
+    sums
+}
+
 fn percent(part: usize, whole: usize) -> String {
     format!(
         "{part}/{whole} ({:.1} %)",
@@ -48,6 +62,7 @@ pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
     let asserted = percent_lost <= 10;
     let n = ctx.lab.nodes.len();
     let names = ctx.names();
+    let probes_before = probe_counts(ctx);
     let start = Instant::now();
     faults::loss(&ctx.lab, percent_lost);
     let mut entries = Vec::new();
@@ -89,10 +104,14 @@ pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
     let seen = ctx.watcher.since(start);
     let limit = lan_suspicion_timeout(n);
     let fp = false_positives(&seen, start, end, &Downtime::default(), limit);
+    let probes_after = probe_counts(ctx);
+    let lifted = Instant::now();
     faults::heal(&ctx.lab);
-    let whole = ctx.poll_until(RECOVERY, |ctx| {
-        ctx.all_alive(&(0..n).collect::<Vec<_>>(), n)
-    });
+    let whole = ctx
+        .poll_until(RECOVERY, |ctx| {
+            ctx.all_alive(&(0..n).collect::<Vec<_>>(), n)
+        })
+        .map(|_| lifted.elapsed());
 
     ctx.figure(
         &scenario,
@@ -123,10 +142,22 @@ pub fn loss(ctx: &mut Ctx, percent_lost: u32) {
             }
         ),
     );
+    let probes = probes_after.0 - probes_before.0;
+    let unanswered = probes_after.1 - probes_before.1;
+    ctx.figure(
+        &scenario,
+        format!(
+            "direct probes {probes:.0}, of which the datagram Ping got no Ack in time {unanswered:.0} ({:.1} %)",
+            100.0 * unanswered / probes.max(1.0)
+        ),
+    );
     ctx.figure(
         &scenario,
         match whole {
-            Some(t) => format!("loss lifted: all alive everywhere {} later", secs(t)),
+            Some(t) => format!(
+                "loss lifted: all alive everywhere {} after the first rule went",
+                secs(t)
+            ),
             None => format!(
                 "loss lifted: NOT all alive everywhere within {}",
                 secs(RECOVERY)
