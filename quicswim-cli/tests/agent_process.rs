@@ -193,3 +193,55 @@ fn user_errors_print_one_line_naming_the_culprit() {
     let line = one_error_line(&quicswim(&["members", "--api", &unused.to_string()]));
     assert!(line.contains(&unused.to_string()), "{line}");
 }
+
+#[test]
+fn a_token_guards_the_api_and_the_client_sends_it_from_its_file() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let certs = make_certs(dir, "certs", &["alice"]);
+    let config = write_fast_config(dir);
+    // The same token twice: a private file, and one other users can read.
+    let token = dir.join("api-token");
+    let open = dir.join("open-token");
+    for (path, mode) in [(&token, 0o600), (&open, 0o644)] {
+        fs::write(path, "t0ken-for-tests\n").unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let args = [
+        &local_args(&config, &certs)[..],
+        &["--bootstrap", "--api-token-file", open.to_str().unwrap()],
+    ]
+    .concat();
+    let alice = Agent::start(dir, "alice", &args);
+    let api = alice.api.to_string();
+    // The agent uses it, and its log says others can read it.
+    let log = alice.log();
+    assert!(
+        log.contains("API token file is readable by other users") && log.contains("open-token"),
+        "{log}"
+    );
+
+    // Without the token: refused, and the one line says what is missing.
+    let line = one_error_line(&quicswim(&["members", "--api", &api]));
+    assert!(line.contains("bearer token"), "{line}");
+
+    // With the file named in the environment: answered; a file others can read is still
+    // used, with a warning on stderr naming it.
+    for (path, warned) in [(&token, false), (&open, true)] {
+        let out = std::process::Command::new(BIN)
+            .args(["members", "--api", &api, "--json"])
+            .env("QUICSWIM_API_TOKEN_FILE", path)
+            .output()
+            .expect("run quicswim members");
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.contains("warning") && stderr.contains("open-token"),
+            warned,
+            "{stderr}"
+        );
+    }
+}

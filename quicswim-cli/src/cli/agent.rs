@@ -247,6 +247,8 @@ struct Settings {
     api: SocketAddr,
     api_token: Option<String>,
     api_hosts: Vec<String>,
+    /// Files that should be readable by their owner alone, and what they hold.
+    secret_files: Vec<(PathBuf, &'static str)>,
     log_format: LogFormat,
     profile: Profile,
     leave_timeout: Duration,
@@ -340,12 +342,15 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         );
     }
 
-    let identity = load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
+    let (identity, key_file) = load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
     let api_token = args
         .api_token_file
         .as_deref()
         .map(|path| super::token::read_token(path, "--api-token-file"))
         .transpose()?;
+    // Warned about once logging is up (resolve runs before it).
+    let mut secret_files = vec![(key_file, "node private key")];
+    secret_files.extend(args.api_token_file.map(|p| (p, "API token file")));
 
     Ok(Settings {
         node: NodeConfig {
@@ -366,6 +371,7 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         }),
         api_token,
         api_hosts: args.api_host,
+        secret_files,
         log_format: args.log_format.unwrap_or(LogFormat::Text),
         profile,
         leave_timeout: args.leave_timeout.unwrap_or(LEAVE_TIMEOUT_DEFAULT),
@@ -382,7 +388,7 @@ fn load_identity(
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-) -> anyhow::Result<Identity> {
+) -> anyhow::Result<(Identity, PathBuf)> {
     // `certs issue` writes each node's files into DIR/NAME/; a DIR holding that directory is
     // read there, and a DIR holding the files themselves (the node's own directory, or the
     // flat layout of earlier versions) is read as it is.
@@ -420,7 +426,7 @@ fn load_identity(
             name.as_str()
         );
     }
-    Ok(identity)
+    Ok((identity, key))
 }
 
 pub(crate) fn init_logging(format: LogFormat) -> anyhow::Result<()> {
@@ -496,6 +502,9 @@ impl Signals {
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let settings = resolve(args)?;
     init_logging(settings.log_format)?;
+    for (path, what) in &settings.secret_files {
+        quicswim::tls::warn_if_readable_by_others(path, what);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

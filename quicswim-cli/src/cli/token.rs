@@ -14,8 +14,8 @@ pub const TOKEN_FILE_ENV: &str = "QUICSWIM_API_TOKEN_FILE";
 const TOKEN_LEN_MAX: usize = 4096;
 
 /// The token in `path` (its first line, trimmed). `origin` names where the path came from
-/// (`--api-token-file`, or the environment variable) for the error messages. Warns when the
-/// file is readable by other users.
+/// (`--api-token-file`, or the environment variable) for the error messages. The caller warns
+/// when the file is readable by other users (the agent in its log, a client on stderr).
 pub fn read_token(path: &Path, origin: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -40,14 +40,26 @@ pub fn read_token(path: &Path, origin: &str) -> anyhow::Result<String> {
             path.display()
         );
     }
-    quicswim::tls::warn_if_readable_by_others(path, "API token file");
     Ok(token.to_string())
 }
 
 /// The client commands' token: from the file named by [`TOKEN_FILE_ENV`], if set.
 pub fn client_token() -> anyhow::Result<Option<String>> {
     match std::env::var_os(TOKEN_FILE_ENV) {
-        Some(path) if !path.is_empty() => read_token(Path::new(&path), TOKEN_FILE_ENV).map(Some),
+        Some(path) if !path.is_empty() => {
+            let path = Path::new(&path);
+            let token = read_token(path, TOKEN_FILE_ENV)?;
+            // The client commands keep no log; this goes where the user looks.
+            if quicswim::tls::readable_by_others(path) == Some(true) {
+                eprintln!(
+                    "warning: the API token file {} is readable by other users; restrict it \
+                     with `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Ok(Some(token))
+        }
         _ => Ok(None),
     }
 }
