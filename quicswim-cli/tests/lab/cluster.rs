@@ -48,7 +48,6 @@ pub struct Lab {
     image: String,
     /// Holds the CA (its key stays here, never mounted) and one certificate directory per node.
     dir: tempfile::TempDir,
-    extra_args: Vec<String>,
 }
 
 impl Drop for Lab {
@@ -187,7 +186,6 @@ impl Lab {
             nodes: Vec::new(),
             image: image.to_string(),
             dir,
-            extra_args: Vec::new(),
         }
     }
 
@@ -213,9 +211,11 @@ impl Lab {
     /// joining through [`SERVICE`], and starts them one after the other.
     pub fn add_nodes(&mut self, n: usize) {
         let (base, len) = self.subnet();
+        // .0 is the network, .1 the gateway, the last the broadcast; nodes from .11.
+        let room = 1u64 << (32 - len.min(32));
         assert!(
-            len <= 24 || (1u32 << (32 - len)) > n as u32 + 12,
-            "subnet /{len} too small for {n} nodes"
+            room > (self.nodes.len() + n) as u64 + 12,
+            "subnet /{len} too small for {n} more nodes"
         );
         for _ in 0..n {
             let name = format!("node{}", self.nodes.len() + 1);
@@ -230,11 +230,6 @@ impl Lab {
             });
             self.create(self.nodes.len() - 1);
         }
-    }
-
-    /// Extra agent flags for every node created from now on.
-    pub fn set_extra_args(&mut self, args: &[&str]) {
-        self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     fn create(&self, i: usize) {
@@ -279,7 +274,6 @@ impl Lab {
             "--certs=/certs".to_string(),
             format!("--join={SERVICE}:{CLUSTER_PORT}"),
         ]);
-        args.extend(self.extra_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&args);
     }
