@@ -49,7 +49,7 @@ enum Command {
     /// List the user events a running agent has received, oldest first.
     Events(cli::event::EventsArgs),
     /// Simulate a whole cluster in virtual time (deterministic from --seed).
-    Simulate(cli::simulate::SimulateArgs),
+    Simulate(Box<cli::simulate::SimulateArgs>),
     /// Measure a real cluster in this process: join, dissemination, detection, steady-state
     /// cost and key/value throughput.
     Bench(cli::bench::BenchArgs),
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         Command::Kv(args) => cli::kv::run(args),
         Command::Event(args) => cli::event::run_event(args),
         Command::Events(args) => cli::event::run_events(args),
-        Command::Simulate(args) => cli::simulate::run(args),
+        Command::Simulate(args) => cli::simulate::run(*args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Config { cmd } => cli::config::run(cmd),
         Command::Completions(args) => cli::generate::completions(args, Cli::command()),

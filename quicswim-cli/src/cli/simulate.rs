@@ -177,7 +177,7 @@ fn fault_plan(args: &SimulateArgs) -> anyhow::Result<Option<FaultPlan>> {
             loss: args.gray_loss,
             direction: args.gray_direction,
         }),
-        flap: (args.flap > 0).then(|| FlapPlan {
+        flap: (args.flap > 0).then_some(FlapPlan {
             nodes: args.flap,
             period: args.flap_period,
         }),

@@ -266,7 +266,7 @@ fn flap_down(start: Instant, period: Duration, now: Instant) -> bool {
         return false;
     }
     let k = (now - start).as_nanos() / period.as_nanos();
-    k % 2 == 0
+    k.is_multiple_of(2)
 }
 
 #[cfg(test)]
