@@ -338,7 +338,7 @@ fn a_suspicion_raised_by_a_timer_on_an_idle_node_goes_out_in_one_round() {
     h.run_for(config.probe_interval * 3);
     h.silence("c");
     h.take_sent();
-    h.run_until_true(config.probe_interval * 30, "c suspected", |h| {
+    h.run_until_true_nacking(config.probe_interval * 30, "c suspected", |h| {
         h.state_of("c") == Some((0, State::Suspect))
     });
     let suspected_at = h.now;

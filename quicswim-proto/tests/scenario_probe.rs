@@ -236,6 +236,30 @@ fn probe_answered_only_on_the_stream_raises_no_suspicion() {
     assert_eq!(h.state_of(target.as_str()), Some((0, State::Alive)));
 }
 
+#[test]
+fn probe_saved_by_the_stream_does_not_lower_the_health_score() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence_all();
+    let (probed_at, _, _) = first_probe(&mut h);
+    h.run_until(probed_at + config.probe_interval);
+    assert_eq!(h.swim.health_score(), 3);
+    // Datagrams still lost, streams answered: every probe is saved by the stream, which
+    // keeps the target from being accused but says nothing good about our datagrams.
+    for p in PEERS {
+        h.answer_streams.insert(name(p));
+    }
+    h.run_for(config.probe_interval * 40);
+    assert_eq!(h.swim.stats().suspicions_raised, 0);
+    assert_eq!(h.swim.health_score(), 3);
+    // Datagram Acks again: the score falls back to healthy.
+    for p in PEERS {
+        h.answer_datagrams.insert(name(p));
+    }
+    h.run_for(config.probe_interval * 40);
+    assert_eq!(h.swim.health_score(), 0);
+}
+
 // ------------------------------------------------------------------------------- relays
 
 #[test]

@@ -73,7 +73,10 @@ fn our_own_failed_probe_of_a_suspect_confirms_the_suspicion() {
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
         .expect("valid datagram");
-    h.run_until(suspected_at + MAX + Duration::from_secs(1));
+    // The helpers are heard (they Nack), so our failed probe of e accuses it.
+    h.run_until_true_nacking(MAX + Duration::from_secs(1), "e declared Dead", |h| {
+        h.events_about("e").iter().any(|(_, e)| is_dead(e))
+    });
     let dead = h
         .events_about("e")
         .into_iter()

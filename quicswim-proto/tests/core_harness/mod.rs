@@ -220,6 +220,38 @@ impl Harness {
         }
     }
 
+    /// As [`run_until_true`](Self::run_until_true), with the helpers alive: each PingReq
+    /// the core sends is Nacked at once (its target does not answer them either). A probe
+    /// with every Nack missing accuses nobody, so a silent member is only suspected when
+    /// its helpers are heard.
+    pub fn run_until_true_nacking(
+        &mut self,
+        bound: Duration,
+        what: &str,
+        done: impl Fn(&Harness) -> bool,
+    ) {
+        let deadline = self.now + bound;
+        let mut nacked = self
+            .sent_messages(|m| matches!(m, Message::PingReq { .. }))
+            .len();
+        while !done(self) {
+            let at = self
+                .swim
+                .poll_timeout()
+                .unwrap_or_else(|| panic!("no deadline left, and not yet: {what}"));
+            assert!(at <= deadline, "not within {bound:?}: {what}");
+            self.run_until(at);
+            let reqs = self.sent_messages(|m| matches!(m, Message::PingReq { .. }));
+            for (_, t, p) in reqs.iter().skip(nacked) {
+                let helper = t.to.name.clone().expect("helpers are known by name");
+                if let Message::PingReq { seq, .. } = p.message {
+                    self.send(helper.as_str(), &Message::Nack { seq }, &[]);
+                }
+            }
+            nacked = reqs.len();
+        }
+    }
+
     /// No peer answers any probe.
     pub fn silence_all(&mut self) {
         for p in PEERS {
