@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::process::BIN;
 
@@ -20,21 +20,42 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// Whether a docker daemon answers `docker version`.
-pub fn docker_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Why docker cannot be used here, or `None` when a daemon answers `docker version`. A
+/// daemon that is installed but slow to answer (busy building an image, say) is asked again
+/// for up to 30 s before the tests that need it give up, so a busy moment is not taken for
+/// a machine without docker.
+pub fn docker_unavailable() -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = match Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => return Some(format!("cannot run `docker`: {e}")),
+        };
+        if out.status.success() {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            return Some(format!(
+                "no docker daemon answers `docker version`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Whether a docker daemon answers; says why `test` is skipped when not.
 pub fn docker_answers_or_skip(test: &str) -> bool {
-    let answers = docker_answers();
-    if !answers {
-        eprintln!("{test}: skipped: no docker daemon answers `docker version`");
+    match docker_unavailable() {
+        None => true,
+        Some(reason) => {
+            eprintln!("{test}: skipped: {reason}");
+            false
+        }
     }
-    answers
 }
 
 pub fn describe(out: &Output) -> String {

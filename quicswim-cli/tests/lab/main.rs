@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use api::{Api, View};
 use cluster::Lab;
-use common::docker::{build_static_image, docker_answers};
+use common::docker::{build_static_image, docker_unavailable};
 use observe::Watcher;
 
 /// What one run covers.
@@ -212,10 +212,7 @@ impl Ctx {
 /// Whether the lab can run here; when it cannot, the reason, and the test is skipped unless
 /// `QUICSWIM_LAB_REQUIRED=1`, which makes it fail.
 fn lab_unavailable() -> Option<String> {
-    if !docker_answers() {
-        return Some("no docker daemon answers `docker version`".to_string());
-    }
-    faults::unavailable()
+    docker_unavailable().or_else(faults::unavailable)
 }
 
 #[test]
