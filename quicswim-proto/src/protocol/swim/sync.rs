@@ -1,6 +1,7 @@
 //! Full-state sync: joining through seeds, the periodic anti-entropy exchange (push-pull) and
 //! the early ones after a join, and key/value writes with the digest rounds that spread them.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -266,9 +267,10 @@ impl Swim {
     /// write them, so a key we hold is ours as held: a peer's copy at a higher version is
     /// refuted (returned, to be written again above it) and never applied. A key we do not
     /// hold is taken: we restarted and lost it, and later writes must go above it. A peer
-    /// never resets our own keys.
-    fn take_own_entries(&mut self, deltas: &mut [OwnerDelta]) -> Vec<String> {
-        let mut refute = Vec::new();
+    /// never resets our own keys. A set, not a list: one message may name our keys 65,536
+    /// times over thousands of keys, and each must cost a lookup, not a scan.
+    fn take_own_entries(&mut self, deltas: &mut [OwnerDelta]) -> BTreeSet<String> {
+        let mut refute = BTreeSet::new();
         for d in deltas.iter_mut() {
             let owner = d.entries.first().map(|e| e.owner.clone());
             if owner.as_ref() != Some(&self.me.name) {
@@ -285,7 +287,7 @@ impl Swim {
                 .retain(|e| match self.kv.version(&self.me.name, &e.key) {
                     Some(held) => {
                         if e.version > held && !refute.contains(&e.key) {
-                            refute.push(e.key.clone());
+                            refute.insert(e.key.clone());
                         }
                         newest = newest.max(Some(e.version));
                         false
@@ -305,7 +307,7 @@ impl Swim {
 
     /// Writes our own keys again above a peer's higher copies of them (see
     /// [`take_own_entries`](Self::take_own_entries)).
-    fn refute_own_entries(&mut self, now: Instant, keys: Vec<String>) {
+    fn refute_own_entries(&mut self, now: Instant, keys: BTreeSet<String>) {
         for key in keys {
             let value = self.kv.get(&self.me.name, &key).map(<[u8]>::to_vec);
             self.stats.kv_refuted += 1;
