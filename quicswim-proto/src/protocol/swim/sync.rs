@@ -238,7 +238,7 @@ impl Swim {
             let allowed = d
                 .entries
                 .first()
-                .is_none_or(|e| self.kv_owner_allowed(&e.owner, now));
+                .is_none_or(|e| self.holds_data_of(&e.owner, now));
             if !allowed {
                 not_members += d.entries.len() as u64;
             }
@@ -394,7 +394,7 @@ impl Swim {
     pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
-        wants.retain(|w| self.kv_owner_allowed(&w.owner, now));
+        wants.retain(|w| self.holds_data_of(&w.owner, now));
         let reply = StreamMessage::KvSyncReply {
             delta: self.kv_delta(digest, Owners::Listed),
             wants,
@@ -417,13 +417,6 @@ impl Swim {
             let deltas = self.kv_delta(&wants, Owners::Listed);
             self.send_kv_push(from, deltas);
         }
-    }
-
-    /// Whether key/value data of `owner` is held here: this node's, or a member's in the
-    /// table (tombstones included) that was not dropped a short while ago.
-    pub(super) fn kv_owner_allowed(&self, owner: &NodeName, now: Instant) -> bool {
-        *owner == self.me.name
-            || (self.members.get(owner).is_some() && !self.forgotten.holds(owner, now))
     }
 
     /// Encodes an anti-entropy or key/value reply, counting its bytes.
