@@ -506,7 +506,7 @@ impl Swim {
                 self.send_datagram(reply_to, Message::Ack { seq });
             }
             Message::Ack { seq } => self.on_ack(now, seq, Some(from)),
-            Message::Nack { seq } => self.on_nack(seq),
+            Message::Nack { seq } => self.on_nack(from, seq),
             Message::PingReq {
                 seq,
                 target,
