@@ -22,6 +22,11 @@
 // Unit tests take `Instant::now()` as an arbitrary epoch; std has no other way to make one.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+// Public only because the fuzz targets (`fuzz/`, a separate crate) and the corpus replay
+// test (`tests/fuzz_corpus.rs`) must reach it; hidden from the docs and not part of the API,
+// with no stability promise. A cargo feature would hide it from the compiler too, but the
+// replay test runs in every plain `cargo test` and would then need the crate to depend on
+// itself with that feature.
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;

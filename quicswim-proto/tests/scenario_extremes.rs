@@ -295,6 +295,53 @@ fn our_key_pushed_back_at_a_higher_version_is_written_again_above_it() {
 }
 
 #[test]
+fn a_maximal_push_about_all_our_keys_refutes_each_key_once() {
+    use quicswim_proto::protocol::codec::ENTRIES_PER_DELTA_MAX;
+    const OWN_KEYS: usize = 10_000; // the default keys_per_node_max
+    let mut h = Harness::with_peers(Config::lan());
+    for i in 0..OWN_KEYS {
+        h.swim
+            .set(h.now, &format!("k{i}"), b"ours".to_vec())
+            .unwrap();
+    }
+    // Every entry a claim that one of our keys was deleted at a higher version, each key ~6
+    // times over (deletions: a value each would take the message past its element budget).
+    let claimed = 1_000_000;
+    let entries: Vec<KvEntry> = (0..ENTRIES_PER_DELTA_MAX)
+        .map(|i| KvEntry {
+            owner: name("me"),
+            key: format!("k{}", i % OWN_KEYS),
+            version: claimed + i as u64,
+            value: None,
+        })
+        .collect();
+    let push = StreamMessage::KvPush {
+        deltas: vec![OwnerDelta {
+            reset: true,
+            gc_floor: 0,
+            entries,
+        }],
+    };
+    h.stream("a", &push).unwrap();
+    assert_eq!(h.swim.stats().kv_refuted, OWN_KEYS as u64, "each key once");
+    let ours: Vec<_> = h
+        .swim
+        .kv_entries()
+        .into_iter()
+        .filter(|(o, _, _, _)| **o == name("me"))
+        .collect();
+    assert_eq!(ours.len(), OWN_KEYS);
+    let highest_claim = claimed + ENTRIES_PER_DELTA_MAX as u64 - 1;
+    for (_, key, value, version) in ours {
+        assert_eq!(value, b"ours", "{key} kept its value");
+        assert!(
+            version > highest_claim,
+            "{key} written again above the claims"
+        );
+    }
+}
+
+#[test]
 fn an_empty_kv_sync_is_answered_with_no_data() {
     let mut h = Harness::with_peers(Config::lan());
     for i in 0..100 {

@@ -6,7 +6,7 @@
 mod core_harness;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::{
@@ -212,6 +212,87 @@ fn probe_without_a_single_nack_accuses_nobody() {
     let s = h.swim.stats();
     assert_eq!((s.probes_failed, s.suspicions_raised), (1, 0));
     assert_eq!(h.swim.health_score(), 3);
+}
+
+#[test]
+fn nacks_count_only_from_helpers_asked_and_once_each() {
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.silence_all();
+    let (probed_at, target, seq) = first_probe(&mut h);
+    h.run_until(probed_at + config.probe_timeout);
+    let helpers: BTreeSet<NodeName> = h
+        .sent_messages(|m| matches!(m, Message::PingReq { .. }))
+        .into_iter()
+        .map(|(_, t, _)| t.to.name.expect("helpers are known by name"))
+        .collect();
+    assert_eq!(helpers.len(), config.indirect_checks);
+    let not_asked: Vec<&str> = PEERS
+        .into_iter()
+        .filter(|p| !helpers.contains(&name(p)))
+        .collect();
+    assert!(
+        not_asked.contains(&target.as_str()),
+        "the target is no helper"
+    );
+    assert!(not_asked.len() >= 2, "{not_asked:?}");
+    // Members we did not ask (the target among them) Nack this probe, and a stranger too.
+    for who in not_asked.iter().copied().chain(["zz"]) {
+        for _ in 0..3 {
+            h.send(who, &Message::Nack { seq }, &[]);
+        }
+    }
+    h.run_until(probed_at + config.probe_interval);
+    // As with no Nack at all: the fault is likelier ours, nobody is accused.
+    assert!(h.events_about(target.as_str()).is_empty());
+    assert_eq!(h.swim.stats().suspicions_raised, 0);
+    assert_eq!(h.swim.health_score(), 3);
+
+    // The next probe: one helper Nacks it three times over, which counts as one Nack.
+    let score = h.swim.health_score();
+    let (next_at, next_target, next_seq) = next_probe(&mut h, probed_at);
+    let helper = loop {
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+        let asked =
+            h.sent_messages(|m| matches!(m, Message::PingReq { seq, .. } if *seq == next_seq));
+        if let Some((_, t, _)) = asked.into_iter().next() {
+            break t.to.name.expect("helpers are known by name");
+        }
+    };
+    for _ in 0..3 {
+        h.send(helper.as_str(), &Message::Nack { seq: next_seq }, &[]);
+    }
+    next_probe(&mut h, next_at);
+    assert_eq!(
+        h.swim.health_score() as usize,
+        score as usize + config.indirect_checks - 1,
+        "one Nack of {} counted",
+        config.indirect_checks
+    );
+    assert!(
+        h.events_about(next_target.as_str())
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Suspect(_))),
+        "with one helper's Nack home the target is accused"
+    );
+}
+
+/// Runs until `me` has sent a probe after `after` (closing the one before); returns when,
+/// the target and the seq.
+fn next_probe(h: &mut Harness, after: Instant) -> (Instant, NodeName, u32) {
+    for _ in 0..1000 {
+        let pings = h.sent_messages(|m| matches!(m, Message::Ping { .. }));
+        if let Some((at, _, p)) = pings.into_iter().find(|(at, _, _)| *at > after) {
+            let Message::Ping { seq, target, .. } = p.message else {
+                unreachable!()
+            };
+            return (at, target, seq);
+        }
+        let at = h.swim.poll_timeout().expect("timers are set");
+        h.run_until(at);
+    }
+    panic!("no probe sent");
 }
 
 #[test]

@@ -47,7 +47,7 @@ impl Forgotten {
     }
 
     /// Whether `name` was dropped here and is still remembered at `now`.
-    pub(super) fn holds(&self, name: &NodeName, now: Instant) -> bool {
+    fn holds(&self, name: &NodeName, now: Instant) -> bool {
         self.until.get(name).is_some_and(|until| now < *until)
     }
 
@@ -448,6 +448,15 @@ impl Swim {
         self.remove_member(name);
         self.kv.remove_owner(name);
         self.dedup.forget(name);
+    }
+
+    /// Whether data that `origin` writes (key/value entries, user events) is held here: this
+    /// node's, or a member's in the table (tombstones included) that was not dropped a short
+    /// while ago (see [`Forgotten`]). Anything else would stay for good: only reaping a
+    /// member removes what is held for it.
+    pub(super) fn holds_data_of(&self, origin: &NodeName, now: Instant) -> bool {
+        *origin == self.me.name
+            || (self.members.get(origin).is_some() && !self.forgotten.holds(origin, now))
     }
 
     pub(super) fn reap(&mut self, now: Instant) {

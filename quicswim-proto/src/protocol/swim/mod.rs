@@ -27,7 +27,8 @@
 //! [`Swim`] is one state machine with an `impl` block per concept, each in its own file:
 //!
 //! - this file: the state, the constructor, the getters, and the inputs
-//!   (`handle_datagram`, `handle_stream_message`, `handle_timeout`) dispatched to the rest;
+//!   (`handle_datagram`, `handle_stream_request`, `handle_stream_reply`, `handle_timeout`)
+//!   dispatched to the rest;
 //! - `probe`: probes, Acks, PingReqs and Nacks, and the order members are probed in;
 //! - `membership`: Alive, Suspect, Dead and Left, refutation, incarnations, tombstones;
 //! - `leave`: leaving gracefully, and knowing that one member heard of it;
@@ -505,7 +506,7 @@ impl Swim {
                 self.send_datagram(reply_to, Message::Ack { seq });
             }
             Message::Ack { seq } => self.on_ack(now, seq, Some(from)),
-            Message::Nack { seq } => self.on_nack(seq),
+            Message::Nack { seq } => self.on_nack(from, seq),
             Message::PingReq {
                 seq,
                 target,

@@ -26,7 +26,8 @@ pub struct Destination {
 pub enum TransmitKind {
     /// One unreliable datagram, at most the configured datagram size.
     Datagram,
-    /// A request on a new stream; the reply goes to [`Swim::handle_stream_message`].
+    /// A request on a new stream; the reply that comes back on it goes to
+    /// [`Swim::handle_stream_reply`].
     Request,
 }
 

@@ -27,6 +27,10 @@ pub(super) struct Probe {
     /// The direct Ping's timeout, cancelled by the Ack so it does not wake the node for
     /// nothing.
     timeout: TimerKey,
+    /// The helpers sent a PingReq for this probe and not heard from since: only their
+    /// Nacks count, each once. A Nack from anyone else (a member we did not ask, or one
+    /// sent twice) would otherwise let a peer cancel the health penalty of Nacks we miss.
+    unnacked: Vec<NodeName>,
     nacks: u32,
     expected_nacks: u32,
 }
@@ -87,6 +91,7 @@ impl Swim {
             sent: now,
             indirect_sent: None,
             timeout,
+            unnacked: Vec::new(),
             nacks: 0,
             expected_nacks: 0,
         });
@@ -263,7 +268,9 @@ impl Swim {
             self.send_datagram(to, msg);
         }
         if let Some(p) = self.probe.as_mut() {
-            p.expected_nacks = helpers.len() as u32;
+            // At most `indirect_checks` (16): a list is as quick as a set.
+            p.expected_nacks = u32::try_from(helpers.len()).unwrap_or(u32::MAX);
+            p.unnacked = helpers;
             p.indirect_sent = Some(now);
         }
     }
@@ -402,10 +409,15 @@ impl Swim {
     }
 
     /// A helper's Nack for our probe: counted, since Nacks owed and missing say the fault
-    /// may be ours (see [`finish_probe`](Self::finish_probe)).
-    pub(super) fn on_nack(&mut self, seq: u32) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
-            p.nacks += 1;
+    /// may be ours (see [`finish_probe`](Self::finish_probe)). Only from a helper asked for
+    /// this probe, once each.
+    pub(super) fn on_nack(&mut self, from: &NodeName, seq: u32) {
+        let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) else {
+            return;
+        };
+        if let Some(i) = p.unnacked.iter().position(|h| h == from) {
+            p.unnacked.swap_remove(i);
+            p.nacks = p.nacks.saturating_add(1);
         }
     }
 

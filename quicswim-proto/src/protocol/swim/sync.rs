@@ -1,6 +1,7 @@
 //! Full-state sync: joining through seeds, the periodic anti-entropy exchange (push-pull) and
 //! the early ones after a join, and key/value writes with the digest rounds that spread them.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -237,7 +238,7 @@ impl Swim {
             let allowed = d
                 .entries
                 .first()
-                .is_none_or(|e| self.kv_owner_allowed(&e.owner, now));
+                .is_none_or(|e| self.holds_data_of(&e.owner, now));
             if !allowed {
                 not_members += d.entries.len() as u64;
             }
@@ -266,9 +267,10 @@ impl Swim {
     /// write them, so a key we hold is ours as held: a peer's copy at a higher version is
     /// refuted (returned, to be written again above it) and never applied. A key we do not
     /// hold is taken: we restarted and lost it, and later writes must go above it. A peer
-    /// never resets our own keys.
-    fn take_own_entries(&mut self, deltas: &mut [OwnerDelta]) -> Vec<String> {
-        let mut refute = Vec::new();
+    /// never resets our own keys. A set, not a list: one message may name our keys 65,536
+    /// times over thousands of keys, and each must cost a lookup, not a scan.
+    fn take_own_entries(&mut self, deltas: &mut [OwnerDelta]) -> BTreeSet<String> {
+        let mut refute = BTreeSet::new();
         for d in deltas.iter_mut() {
             let owner = d.entries.first().map(|e| e.owner.clone());
             if owner.as_ref() != Some(&self.me.name) {
@@ -285,7 +287,7 @@ impl Swim {
                 .retain(|e| match self.kv.version(&self.me.name, &e.key) {
                     Some(held) => {
                         if e.version > held && !refute.contains(&e.key) {
-                            refute.push(e.key.clone());
+                            refute.insert(e.key.clone());
                         }
                         newest = newest.max(Some(e.version));
                         false
@@ -305,7 +307,7 @@ impl Swim {
 
     /// Writes our own keys again above a peer's higher copies of them (see
     /// [`take_own_entries`](Self::take_own_entries)).
-    fn refute_own_entries(&mut self, now: Instant, keys: Vec<String>) {
+    fn refute_own_entries(&mut self, now: Instant, keys: BTreeSet<String>) {
         for key in keys {
             let value = self.kv.get(&self.me.name, &key).map(<[u8]>::to_vec);
             self.stats.kv_refuted += 1;
@@ -392,7 +394,7 @@ impl Swim {
     pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
-        wants.retain(|w| self.kv_owner_allowed(&w.owner, now));
+        wants.retain(|w| self.holds_data_of(&w.owner, now));
         let reply = StreamMessage::KvSyncReply {
             delta: self.kv_delta(digest, Owners::Listed),
             wants,
@@ -415,13 +417,6 @@ impl Swim {
             let deltas = self.kv_delta(&wants, Owners::Listed);
             self.send_kv_push(from, deltas);
         }
-    }
-
-    /// Whether key/value data of `owner` is held here: this node's, or a member's in the
-    /// table (tombstones included) that was not dropped a short while ago.
-    pub(super) fn kv_owner_allowed(&self, owner: &NodeName, now: Instant) -> bool {
-        *owner == self.me.name
-            || (self.members.get(owner).is_some() && !self.forgotten.holds(owner, now))
     }
 
     /// Encodes an anti-entropy or key/value reply, counting its bytes.

@@ -69,9 +69,9 @@ impl Swim {
         }
         // Only members' events: an origin outside the table would hold a de-duplication
         // window that nothing ever removes (they go when their member is reaped).
-        let member = e.origin == self.me.name
-            || (self.members.get(&e.origin).is_some() && !self.forgotten.holds(&e.origin, now));
-        if !member || e.payload.len() > self.config.event_payload_len_max {
+        if !self.holds_data_of(&e.origin, now)
+            || e.payload.len() > self.config.event_payload_len_max
+        {
             self.stats.user_events_refused += 1;
             return;
         }
