@@ -252,14 +252,12 @@ async fn member_flood_victims() {
     shutdown_all(&nodes).await;
 }
 
-/// Resident bytes of process `pid`.
-fn resident_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+/// Resident bytes of process `pid`; `None` where /proc has no VmRSS for it.
+fn resident_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The value of `key=` in a report line.
@@ -313,7 +311,7 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     let to = Peer::named(name("node-0"), victim);
     // The first request dials and waits for admission; its garbage is refused like the rest.
     let _ = mallory.request(to.clone(), vec![0xff; 16]).await;
-    let rss_before = resident_of(pid);
+    let rss_before = resident_of(pid).expect("the victims' resident memory from /proc");
     let mut rss_peak = rss_before;
     let started = Instant::now();
 
@@ -323,7 +321,7 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     for i in 0..streams {
         if i % 10 == 0 {
             let _ = mallory.request(to.clone(), maximal.clone()).await;
-            rss_peak = rss_peak.max(resident_of(pid));
+            rss_peak = rss_peak.max(resident_of(pid).unwrap_or(rss_peak));
         } else {
             let (sender, dest) = (mallory.clone(), to.clone());
             let body = vec![0xff; 1 + i % 512];
@@ -345,7 +343,8 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     }
     while requests.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
-    rss_peak = rss_peak.max(resident_of(pid));
+    rss_peak = rss_peak.max(resident_of(pid).expect("the victims' resident memory from /proc"));
+    let sent = mallory.stats();
     mallory.close().await;
 
     drop(child.stdin.take());
@@ -359,7 +358,30 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
         "the victims' process failed"
     );
     assert_eq!(field(&report, "suspicions"), 0, "{report}");
-    assert!(field(&report, "decode_errors") > 0, "{report}");
+    // Every datagram QUIC took from mallory either reached node-0's application (and was
+    // malformed) or was shed by its fair queue. QUIC itself may drop some without telling
+    // either side (a full send buffer, a full socket buffer on loopback): allowed up to a
+    // quarter. Measured: 96% delivered or shed in the full flood (SECURITY.md), 89% in the
+    // quick one.
+    let (delivered, shed) = (
+        field(&report, "datagrams_in"),
+        field(&report, "datagrams_shed"),
+    );
+    assert!(
+        (delivered + shed) * 4 >= sent.datagrams_out * 3,
+        "{} datagrams sent, only {delivered} delivered and {shed} shed: {report}",
+        sent.datagrams_out
+    );
+    // node-0's datagrams_in also holds the cluster's own: the other two members' probes,
+    // acks and gossip (50 ms gossip interval), a few hundred over the run; allowed 100 a second.
+    let cluster_allowance = 100 * (secs as u64 + 10);
+    let malformed_requests = sent.requests_out - sent.requests_failed;
+    let decode_errors = field(&report, "decode_errors");
+    assert!(
+        decode_errors + cluster_allowance >= delivered + malformed_requests,
+        "{decode_errors} decode errors for {delivered} datagrams and {malformed_requests} \
+         requests delivered: {report}"
+    );
     let rss_growth = rss_peak.saturating_sub(rss_before);
     assert!(
         rss_growth < 50 << 20,
