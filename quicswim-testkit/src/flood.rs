@@ -4,6 +4,7 @@
 //! the node gives up on it. Also the resident memory of this process, to bound a flood's cost.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,23 +80,27 @@ pub struct FloodReport {
     pub elapsed: Duration,
 }
 
-/// Sends `count` ClientHellos to `target` from `from` (an address in 127.0.0.0/8 other than
-/// the cluster's, port 0), evenly over `over`, and never answers. Blocking: run it on its
-/// own thread. Stops by itself after `count` hellos or twice `over`, whichever comes first.
+/// Sends ClientHellos to `target` from `from` (an address in 127.0.0.0/8 other than the
+/// cluster's, port 0) at `per_sec`, and never answers. Blocking: run it on its own thread.
+/// Runs until `stop` is set, and stops by itself after `count_max` hellos or `time_max`,
+/// whichever comes first, so a test that fails before setting `stop` still ends.
 pub fn half_open_handshakes(
     from: SocketAddr,
     target: SocketAddr,
-    count: usize,
-    over: Duration,
+    per_sec: u32,
+    count_max: usize,
+    time_max: Duration,
+    stop: &AtomicBool,
 ) -> FloodReport {
     let socket = UdpSocket::bind(from).expect("bind the attacker's address");
     let mut hellos = ClientHellos::new(target);
     let start = Instant::now();
-    let give_up = start + over * 2;
-    let mut sent = 0;
-    while sent < count && Instant::now() < give_up {
-        // Paced: hello number `sent` is due at sent/count of the way through `over`.
-        let due = start + over.mul_f64(sent as f64 / count as f64);
+    let give_up = start + time_max;
+    let gap = Duration::from_secs(1) / per_sec.max(1);
+    let mut sent: usize = 0;
+    while sent < count_max && Instant::now() < give_up && !stop.load(Ordering::Relaxed) {
+        // Paced: hello number `sent` is due `sent` gaps after the start.
+        let due = start + gap.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);

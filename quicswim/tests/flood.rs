@@ -12,6 +12,8 @@
 use quicswim_testkit as common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,16 +32,29 @@ const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 66));
 /// tests would otherwise count each other's.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Every Suspect, Dead or Left seen on `events` so far.
+/// Every Suspect or Dead seen on `events` so far. Panics if the receiver lagged: events it
+/// missed could have been suspicions, and a check that may have skipped some proves nothing.
 fn suspicions(events: &mut broadcast::Receiver<Event>) -> Vec<String> {
+    use broadcast::error::TryRecvError;
     let mut seen = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        match event {
-            Event::Suspect(m) | Event::Dead(m) => seen.push(format!("{} {:?}", m.name, m.state)),
-            _ => {}
+    loop {
+        match events.try_recv() {
+            Ok(Event::Suspect(m) | Event::Dead(m)) => {
+                seen.push(format!("{} {:?}", m.name, m.state));
+            }
+            Ok(_) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return seen,
+            Err(TryRecvError::Lagged(missed)) => {
+                panic!("{missed} membership events missed; suspicions among them would be unseen")
+            }
         }
     }
-    seen
+}
+
+/// This process's resident memory; the memory bound is part of what the floods assert, so
+/// a platform without /proc fails them rather than passing vacuously.
+fn resident_now() -> u64 {
+    resident_bytes().expect("no VmRSS in /proc/self/status: the memory bound cannot be checked")
 }
 
 struct HandshakeFloodFigures {
@@ -53,21 +68,36 @@ struct HandshakeFloodFigures {
     timed_out: u64,
 }
 
-/// Three members; one of them is flooded with `count` half-open handshakes over `over` from
-/// 127.0.0.66; a fourth node on 127.0.0.1 joins through the flooded one during the flood.
-async fn handshake_flood(count: usize, over: Duration) -> HandshakeFloodFigures {
+/// Three members; one of them is flooded with half-open handshakes at `per_sec` from
+/// 127.0.0.66; once it is answering them with Retry, a fourth node on 127.0.0.1 joins through
+/// the flooded one. The flood runs until the joiner is alive everywhere (it is still running
+/// then: only the test stops it, or its cap of twice the wait deadline plus ten seconds).
+/// With `held_to_timeout`, the joiner also waits until the node has given up on some of the
+/// stranger's handshakes, i.e. it has held a full timeout's worth of them.
+async fn handshake_flood(per_sec: u32, held_to_timeout: bool) -> HandshakeFloodFigures {
     let _alone = ONE_AT_A_TIME.lock().await;
     let ca = CertAuthority::generate("flood").unwrap();
     let nodes = start_alive_cluster(&ca, 3).await;
     let mut watch: Vec<_> = nodes.iter().map(Node::events).collect();
     let target = nodes[0].addr();
-    let rss_before = resident_bytes().unwrap_or(0);
+    let rss_before = resident_now();
 
-    let flood = std::thread::spawn(move || {
-        half_open_handshakes(SocketAddr::new(ATTACKER, 0), target, count, over)
+    let stop = Arc::new(AtomicBool::new(false));
+    let time_max = DEADLINE * 2 + Duration::from_secs(10);
+    let count_max = usize::try_from(u64::from(per_sec) * time_max.as_secs()).unwrap();
+    let flood = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let from = SocketAddr::new(ATTACKER, 0);
+            half_open_handshakes(from, target, per_sec, count_max, time_max, &stop)
+        }
     });
-    // A fifth of the way in, the node holds as many half-open handshakes as it ever will.
-    tokio::time::sleep(over / 5).await;
+    // The node is under pressure once it answers the stranger with Retry.
+    eventually("the flooded node sending Retry", || async {
+        let t = nodes[0].metrics().await.unwrap().transport;
+        t.retries_sent > 0 && (!held_to_timeout || t.handshakes_in_timed_out > 0)
+    })
+    .await;
     let started = Instant::now();
     let joiner = start(identity(&ca, "joiner"), vec![target]).await;
     let all: Vec<&Node> = nodes.iter().chain([&joiner]).collect();
@@ -78,14 +108,16 @@ async fn handshake_flood(count: usize, over: Duration) -> HandshakeFloodFigures 
     )
     .await;
     let join_secs = started.elapsed().as_secs_f64();
+    let flood_running = !flood.is_finished();
+    stop.store(true, Ordering::Relaxed);
     assert!(
-        !flood.is_finished(),
-        "the flood ended before the joiner was in; nothing was shown"
+        flood_running,
+        "the flood hit its cap of {count_max} hellos or {time_max:?} before the joiner was in"
     );
     let report = tokio::task::spawn_blocking(move || flood.join().unwrap())
         .await
         .unwrap();
-    let rss_after = resident_bytes().unwrap_or(0);
+    let rss_after = resident_now();
 
     let mut false_suspicions = Vec::new();
     for events in &mut watch {
@@ -144,14 +176,14 @@ fn print_handshake_figures(f: &HandshakeFloodFigures) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_handshakes_from_a_stranger_do_not_keep_a_node_out() {
-    let figures = handshake_flood(3_000, Duration::from_secs(3)).await;
+    let figures = handshake_flood(1_000, true).await;
     print_handshake_figures(&figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the full flood for SECURITY.md: 10,000 hellos in 10 s (run with --ignored)"]
+#[ignore = "the full flood for SECURITY.md: 1,000 hellos a second (run with --ignored)"]
 async fn full_half_open_handshake_flood() {
-    let figures = handshake_flood(10_000, Duration::from_secs(10)).await;
+    let figures = handshake_flood(1_000, true).await;
     print_handshake_figures(&figures);
     assert!(
         figures.join_secs < 2.0,
@@ -220,14 +252,12 @@ async fn member_flood_victims() {
     shutdown_all(&nodes).await;
 }
 
-/// Resident bytes of process `pid`.
-fn resident_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+/// Resident bytes of process `pid`; `None` where /proc has no VmRSS for it.
+fn resident_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The value of `key=` in a report line.
@@ -281,7 +311,7 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     let to = Peer::named(name("node-0"), victim);
     // The first request dials and waits for admission; its garbage is refused like the rest.
     let _ = mallory.request(to.clone(), vec![0xff; 16]).await;
-    let rss_before = resident_of(pid);
+    let rss_before = resident_of(pid).expect("the victims' resident memory from /proc");
     let mut rss_peak = rss_before;
     let started = Instant::now();
 
@@ -291,7 +321,7 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     for i in 0..streams {
         if i % 10 == 0 {
             let _ = mallory.request(to.clone(), maximal.clone()).await;
-            rss_peak = rss_peak.max(resident_of(pid));
+            rss_peak = rss_peak.max(resident_of(pid).unwrap_or(rss_peak));
         } else {
             let (sender, dest) = (mallory.clone(), to.clone());
             let body = vec![0xff; 1 + i % 512];
@@ -313,7 +343,8 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
     }
     while requests.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
-    rss_peak = rss_peak.max(resident_of(pid));
+    rss_peak = rss_peak.max(resident_of(pid).expect("the victims' resident memory from /proc"));
+    let sent = mallory.stats();
     mallory.close().await;
 
     drop(child.stdin.take());
@@ -327,7 +358,30 @@ async fn member_flood(datagrams: usize, streams: usize) -> MemberFloodFigures {
         "the victims' process failed"
     );
     assert_eq!(field(&report, "suspicions"), 0, "{report}");
-    assert!(field(&report, "decode_errors") > 0, "{report}");
+    // Every datagram QUIC took from mallory either reached node-0's application (and was
+    // malformed) or was shed by its fair queue. QUIC itself may drop some without telling
+    // either side (a full send buffer, a full socket buffer on loopback): allowed up to a
+    // quarter. Measured: 96% delivered or shed in the full flood (SECURITY.md), 89% in the
+    // quick one.
+    let (delivered, shed) = (
+        field(&report, "datagrams_in"),
+        field(&report, "datagrams_shed"),
+    );
+    assert!(
+        (delivered + shed) * 4 >= sent.datagrams_out * 3,
+        "{} datagrams sent, only {delivered} delivered and {shed} shed: {report}",
+        sent.datagrams_out
+    );
+    // node-0's datagrams_in also holds the cluster's own: the other two members' probes,
+    // acks and gossip (50 ms gossip interval), a few hundred over the run; allowed 100 a second.
+    let cluster_allowance = 100 * (secs as u64 + 10);
+    let malformed_requests = sent.requests_out - sent.requests_failed;
+    let decode_errors = field(&report, "decode_errors");
+    assert!(
+        decode_errors + cluster_allowance >= delivered + malformed_requests,
+        "{decode_errors} decode errors for {delivered} datagrams and {malformed_requests} \
+         requests delivered: {report}"
+    );
     let rss_growth = rss_peak.saturating_sub(rss_before);
     assert!(
         rss_growth < 50 << 20,

@@ -650,6 +650,9 @@ async fn pool_cap_evicts_the_least_recently_used() {
     let alice_id = ca.identity(&name("alice"), &[], 1).unwrap();
     let capped = TransportConfig {
         max_connections: 1,
+        // Handshakes accepted at once fit in the connection budget (a config rule).
+        handshakes_in_max: 1,
+        retry_above: 1,
         ..local_config()
     };
     let mut alice = Node::start_with(alice_id, capped).await;
@@ -794,6 +797,9 @@ async fn request_refused_by_a_closing_connection_is_retried_on_a_new_one() {
     let bob_id = ca.identity(&name("bob"), &[], 1).unwrap();
     let capped = TransportConfig {
         max_connections: 1,
+        // Handshakes accepted at once fit in the connection budget (a config rule).
+        handshakes_in_max: 1,
+        retry_above: 1,
         ..local_config()
     };
     let mut bob = Node::start_with(bob_id, capped).await;

@@ -152,7 +152,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 keep_alive: args.keep_alive.unwrap_or(defaults.keep_alive),
                 handshakes_per_ip_rate: defaults.handshakes_per_ip_rate.saturating_mul(nodes),
                 handshakes_per_ip_burst: defaults.handshakes_per_ip_burst.saturating_mul(nodes),
-                handshakes_in_max: defaults.handshakes_in_max.max(args.nodes),
+                // At most max_connections, which the transport's config requires.
+                handshakes_in_max: defaults
+                    .handshakes_in_max
+                    .max(args.nodes)
+                    .min(defaults.max_connections),
                 ..defaults
             }
         },

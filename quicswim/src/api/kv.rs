@@ -6,7 +6,8 @@
 //!   GET    /v1/kv/{owner}/{key}   -> 200 the raw value (application/octet-stream) | 404
 //!   GET    /v1/kv[?after=OWNER/KEY][&limit=N]
 //!                                 -> 200 [{"owner","key","value","value_base64","version"}]
-//!                                    at most N (default 1000, at most 10,000); a full page has
+//!                                    at most N (default 1000, at most 10,000), ending once its
+//!                                    keys and values reach 4 MiB (always one entry); a full page has
 //!                                    `x-quicswim-next-page: /v1/kv?after=..&limit=N`
 //! ```
 //!
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 use crate::node::KvItem;
-use crate::protocol::kv::VALUE_LEN_MAX_CAP;
+use crate::protocol::kv::{page_is_full, VALUE_LEN_MAX_CAP};
 use crate::protocol::NodeName;
 
 /// The answer of a write or a delete: whose key, and the version the change took.
@@ -250,7 +251,10 @@ pub(super) async fn list(
     };
     let items = api.node.kv_page(after, limit).await?;
     let mut headers = HeaderMap::new();
-    if items.len() == limit {
+    let bytes = items
+        .iter()
+        .fold(0usize, |n, i| n.saturating_add(i.key.len() + i.value.len()));
+    if page_is_full(items.len(), bytes, limit) {
         if let Some(last) = items.last() {
             let cursor = format!("{}/{}", last.owner, last.key);
             let query =

@@ -29,7 +29,7 @@ pub struct TransportConfig {
     /// Most handshakes accepted from others in progress at once (first packet to admission);
     /// more are refused. Kept apart from, and smaller than, the dial budget so strangers
     /// that never finish cannot stop this node from dialling or being joined. Default 128;
-    /// at least 1.
+    /// 1 ..= `max_connections`.
     pub handshakes_in_max: usize,
     /// Once this many accepted handshakes are in progress, a new one whose address is not
     /// yet validated is answered with a QUIC Retry: it costs no state, and a sender with a
@@ -44,9 +44,10 @@ pub struct TransportConfig {
     /// sent a Retry and a validated one is ignored (its client retransmits later). Default
     /// 20; at least 1.
     pub handshakes_per_ip_rate: u32,
-    /// Handshakes one IP address may start at once before its rate applies: the bucket's
-    /// size. Default 64 (a whole test cluster on one loopback address starting together);
-    /// at least 1.
+    /// Handshakes one IP address (IPv6: one /64) may start at once before its rate applies:
+    /// the bucket's size. Whatever the rate, one source holds at most `handshakes_in_max / 8`
+    /// handshakes open at once. Default 16 (with 20 a second, a test cluster on one loopback
+    /// address still joins at once: its handshakes end in milliseconds); at least 1.
     pub handshakes_per_ip_burst: u32,
     /// Request streams a peer may have open to this node at once (QUIC's
     /// `max_concurrent_bidi_streams`); further ones wait for a slot. Default 8; 1 ..= 1024.
@@ -72,7 +73,7 @@ impl Default for TransportConfig {
             retry_above: 16,
             handshake_timeout: Duration::from_secs(4),
             handshakes_per_ip_rate: 20,
-            handshakes_per_ip_burst: 64,
+            handshakes_per_ip_burst: 16,
             streams_per_peer_max: 8,
             frame_len_max: 8 << 20,
             request_timeout: Duration::from_secs(10),
@@ -104,6 +105,12 @@ impl TransportConfig {
         }
         if self.handshakes_in_max == 0 {
             return bad("handshakes_in_max must be at least 1".into());
+        }
+        if self.handshakes_in_max > self.max_connections {
+            return bad(format!(
+                "handshakes_in_max {} is above max_connections {}",
+                self.handshakes_in_max, self.max_connections
+            ));
         }
         if self.retry_above > self.handshakes_in_max {
             return bad(format!(
@@ -190,6 +197,11 @@ mod tests {
             },
             TransportConfig {
                 retry_above: 200,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                max_connections: 64,
+                retry_above: 8,
                 ..TransportConfig::default()
             },
             TransportConfig {

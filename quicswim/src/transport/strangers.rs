@@ -3,20 +3,25 @@
 //! gate that keeps refusal logs from flooding.
 //!
 //! ```text
-//!   Initial from addr ──> closed? ─────────────────────────────> refuse
+//!   Initial from addr ──> closed? ─────────────────────────────> refuse (closing)
 //!                     ──> address not validated and
-//!                         (in progress ≥ retry_above or addr's bucket empty) ──> Retry (stateless)
-//!                     ──> addr's bucket empty (validated) ──────> ignore (client retransmits)
+//!                         (in progress ≥ retry_above or addr's source over its limits)
+//!                                                      ──────────> Retry (stateless)
+//!                     ──> source's bucket empty or handshakes_in_max / 8 open (validated)
+//!                                                      ──────────> ignore (client retransmits)
 //!                     ──> in progress ≥ handshakes_in_max ─────> refuse
 //!                     ──> accept, bounded by handshake_timeout
 //! ```
 //!
 //! A Retry costs one small packet and no state; a sender with a forged address never sees
 //! it, so it cannot come back validated. What is left to a stranger with a real address is
-//! its IP's rate, and each accepted handshake lasts at most `handshake_timeout`.
+//! its IP's rate and at most `handshakes_in_max / 8` handshakes open at once, and each
+//! accepted handshake lasts at most `handshake_timeout`. An IPv6 sender is counted by its /64
+//! prefix, the smallest block one host is commonly given, so walking its own addresses buys it
+//! nothing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Distinct IP addresses whose buckets are remembered; when full, buckets that refilled are
 /// forgotten first, and a new address finds no token until room is made.
@@ -31,8 +36,10 @@ pub(crate) enum Verdict {
     Retry,
     /// Send nothing; a real client retransmits its Initial later.
     Ignore,
-    /// Refuse: too many handshakes in progress, or the endpoint is closing.
+    /// Refuse: too many handshakes in progress.
     Refuse,
+    /// Refuse: the endpoint is closing.
+    Closing,
 }
 
 /// Everything the verdict depends on, read under the engine's lock.
@@ -51,7 +58,28 @@ pub(crate) struct Limits {
     pub handshakes_in_max: usize,
 }
 
-/// Decides, and takes a token from `ip`'s bucket when the handshake is accepted.
+impl Limits {
+    /// Handshakes one source may hold open at once: an eighth of the budget, so a single
+    /// stranger with a real address cannot fill it however long its handshakes stall.
+    pub(crate) fn open_per_source_max(self) -> usize {
+        (self.handshakes_in_max / 8).max(1)
+    }
+}
+
+/// The unit the per-source limits count: an IPv4 address, or an IPv6 /64 prefix (an IPv4
+/// address mapped into IPv6 counts as itself).
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// Decides, and takes a token from `ip`'s bucket when the handshake is accepted (counted
+/// open until [`IpRates::finished`]).
 pub(crate) fn verdict(
     arrival: Arrival,
     limits: Limits,
@@ -60,9 +88,10 @@ pub(crate) fn verdict(
     now_ms: u64,
 ) -> Verdict {
     if arrival.closed {
-        return Verdict::Refuse;
+        return Verdict::Closing;
     }
-    let has_token = rates.has_token(ip, now_ms);
+    let ip = source(ip);
+    let has_token = rates.has_token(ip, now_ms) && rates.open(ip) < limits.open_per_source_max();
     if !arrival.validated
         && arrival.may_retry
         && (arrival.in_progress >= limits.retry_above || !has_token)
@@ -84,6 +113,8 @@ pub(crate) fn verdict(
 struct Bucket {
     milli_tokens: u64,
     at_ms: u64,
+    /// Handshakes accepted from this source and not yet over.
+    open: usize,
 }
 
 /// Per-IP token buckets for new handshakes, bounded in size.
@@ -115,19 +146,34 @@ impl IpRates {
         let bucket = self.buckets.entry(ip).or_insert(Bucket {
             milli_tokens: capacity,
             at_ms: now_ms,
+            open: 0,
         });
         refill(bucket, per_second, capacity, now_ms);
         bucket.milli_tokens >= 1000
     }
 
-    /// Takes a token checked by [`has_token`](Self::has_token).
+    /// Takes a token checked by [`has_token`](Self::has_token), and counts a handshake open.
     fn take(&mut self, ip: IpAddr) {
         if let Some(bucket) = self.buckets.get_mut(&ip) {
             bucket.milli_tokens = bucket.milli_tokens.saturating_sub(1000);
+            bucket.open = bucket.open.saturating_add(1);
         }
     }
 
-    /// Forgets buckets that have refilled (they hold no information) when the table is full;
+    /// Handshakes from `ip`'s source accepted and not yet over.
+    fn open(&self, ip: IpAddr) -> usize {
+        self.buckets.get(&source(ip)).map_or(0, |b| b.open)
+    }
+
+    /// A handshake accepted from `ip` is over (admitted, failed or timed out).
+    pub(crate) fn finished(&mut self, ip: IpAddr) {
+        if let Some(bucket) = self.buckets.get_mut(&source(ip)) {
+            bucket.open = bucket.open.saturating_sub(1);
+        }
+    }
+
+    /// Forgets buckets that have refilled and hold no open handshake (they hold no
+    /// information) when the table is full;
     /// `true` if a new address fits.
     fn make_room(&mut self, now_ms: u64) -> bool {
         if self.buckets.len() < TRACKED_IPS_MAX {
@@ -136,7 +182,7 @@ impl IpRates {
         let (per_second, capacity) = (self.per_second, self.capacity_milli);
         self.buckets.retain(|_, bucket| {
             refill(bucket, per_second, capacity, now_ms);
-            bucket.milli_tokens < capacity
+            bucket.milli_tokens < capacity || bucket.open > 0
         });
         self.buckets.len() < TRACKED_IPS_MAX
     }
@@ -216,6 +262,7 @@ mod tests {
             verdict(arrival(false, 1), LIMITS, &mut rates, ip(1), 0),
             Verdict::Accept
         );
+        rates.finished(ip(1));
         assert_eq!(
             verdict(arrival(false, 2), LIMITS, &mut rates, ip(1), 0),
             Verdict::Retry
@@ -224,6 +271,7 @@ mod tests {
             verdict(arrival(true, 2), LIMITS, &mut rates, ip(1), 0),
             Verdict::Accept
         );
+        rates.finished(ip(1));
         assert_eq!(
             verdict(arrival(true, 4), LIMITS, &mut rates, ip(1), 0),
             Verdict::Refuse
@@ -238,6 +286,7 @@ mod tests {
                 verdict(arrival(true, 0), LIMITS, &mut rates, ip(66), 0),
                 Verdict::Accept
             );
+            rates.finished(ip(66));
         }
         assert_eq!(
             verdict(arrival(false, 0), LIMITS, &mut rates, ip(66), 0),
@@ -265,12 +314,86 @@ mod tests {
             let addr = IpAddr::from(i.to_be_bytes());
             if rates.has_token(addr, 0) {
                 rates.take(addr);
+                rates.finished(addr);
             }
         }
         assert_eq!(rates.tracked(), TRACKED_IPS_MAX);
         // Once they refill, they are forgotten to make room.
         assert!(rates.has_token(ip(1), 10_000));
         assert!(rates.tracked() <= TRACKED_IPS_MAX);
+    }
+
+    #[test]
+    fn a_closing_endpoint_refuses_as_closing_not_as_full() {
+        let mut rates = IpRates::new(10, 10);
+        let closing = Arrival {
+            closed: true,
+            ..arrival(true, 0)
+        };
+        assert_eq!(
+            verdict(closing, LIMITS, &mut rates, ip(1), 0),
+            Verdict::Closing
+        );
+    }
+
+    #[test]
+    fn one_source_holds_at_most_an_eighth_of_the_budget_open_at_once() {
+        let limits = Limits {
+            retry_above: 64,
+            handshakes_in_max: 64,
+        };
+        let mut rates = IpRates::new(1000, 1000);
+        for _ in 0..8 {
+            assert_eq!(
+                verdict(arrival(true, 0), limits, &mut rates, ip(66), 0),
+                Verdict::Accept
+            );
+        }
+        // Tokens left, but eight already open: validated, ignored; not validated, retried.
+        assert_eq!(
+            verdict(arrival(true, 0), limits, &mut rates, ip(66), 0),
+            Verdict::Ignore
+        );
+        assert_eq!(
+            verdict(arrival(false, 0), limits, &mut rates, ip(66), 0),
+            Verdict::Retry
+        );
+        assert_eq!(
+            verdict(arrival(true, 0), limits, &mut rates, ip(1), 0),
+            Verdict::Accept
+        );
+        // One ends; one more fits.
+        rates.finished(ip(66));
+        assert_eq!(
+            verdict(arrival(true, 0), limits, &mut rates, ip(66), 0),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source() {
+        let mut rates = IpRates::new(1, 2);
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        for last in 1..=2 {
+            assert_eq!(
+                verdict(arrival(true, 0), LIMITS, &mut rates, host(last), 0),
+                Verdict::Accept
+            );
+            rates.finished(host(last));
+        }
+        // Another address in the same /64 shares the empty bucket...
+        assert_eq!(
+            verdict(arrival(true, 0), LIMITS, &mut rates, host(0xbeef), 0),
+            Verdict::Ignore
+        );
+        // ...while the next /64 has its own.
+        let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(
+            verdict(arrival(true, 0), LIMITS, &mut rates, other, 0),
+            Verdict::Accept
+        );
+        // An IPv4-mapped address counts as the IPv4 address.
+        assert_eq!(source("::ffff:127.0.0.66".parse().unwrap()), ip(66));
     }
 
     #[test]

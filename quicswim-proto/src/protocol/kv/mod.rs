@@ -240,6 +240,16 @@ pub enum Applied {
     Stale,
 }
 
+/// Key and value bytes after which a page of a listing ends: a listing of a large store is
+/// copied on the node's driver a page at a time, and 10,000 entries of 64 KiB would be 625 MiB.
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// Whether a page of `len` entries holding `bytes` of keys and values, asked for `limit`
+/// entries, is full: more may follow it.
+pub fn page_is_full(len: usize, bytes: usize, limit: usize) -> bool {
+    len >= limit || bytes >= PAGE_BYTES
+}
+
 /// Every owner's entries.
 #[derive(Debug)]
 pub struct KvStore {
@@ -314,7 +324,9 @@ impl KvStore {
 
     /// At most `limit` live entries after `after` (an owner and key), in the order of
     /// [`iter`](Self::iter): one page of a listing. Costs the owners' names and the page,
-    /// never a copy of the whole store.
+    /// never a copy of the whole store. The page also ends once its keys and values reach
+    /// [`PAGE_BYTES`], so it holds at most that plus one entry, and always at least one
+    /// entry when any is left; see [`page_is_full`].
     pub fn page(
         &self,
         after: Option<(&NodeName, &str)>,
@@ -328,6 +340,10 @@ impl KvStore {
             .collect();
         owners.sort_by(|a, b| a.0.cmp(b.0));
         let mut page = Vec::new();
+        let mut bytes = 0usize;
+        if limit == 0 {
+            return page;
+        }
         for (name, owner) in owners {
             let start = match after {
                 Some((first, key)) if first == name => Bound::Excluded(key),
@@ -337,9 +353,12 @@ impl KvStore {
                 .entries
                 .range::<str, _>((start, Bound::Unbounded))
                 .filter_map(|(k, s)| s.value.as_deref().map(|v| (name, k.as_str(), v, s.version)));
-            page.extend(live.take(limit - page.len()));
-            if page.len() >= limit {
-                break;
+            for entry in live {
+                bytes = bytes.saturating_add(entry.1.len() + entry.2.len());
+                page.push(entry);
+                if page_is_full(page.len(), bytes, limit) {
+                    return page;
+                }
             }
         }
         page

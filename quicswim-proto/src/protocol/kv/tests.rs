@@ -349,3 +349,35 @@ fn a_delta_above_the_largest_version_is_empty() {
     // above u64::MAX.
     assert_eq!(s.delta_for(&[theirs], 1 << 20)[0].entries.len(), 1);
 }
+
+#[test]
+fn a_page_ends_at_its_byte_budget_and_holds_at_least_one_entry() {
+    let t = Instant::now();
+    let limits = KvLimits::default();
+    let value_len = limits.value_len_max;
+    let mut s = KvStore::new(limits);
+    let big = "x".repeat(value_len);
+    let count = PAGE_BYTES / value_len + 10;
+    for i in 0..count {
+        s.apply(t, &put("a", &format!("k{i:05}"), 1, &big)).unwrap();
+    }
+    let page = s.page(None, 10_000);
+    let bytes: usize = page.iter().map(|e| e.1.len() + e.2.len()).sum();
+    assert!(page.len() < count, "the whole store in one page");
+    assert!(
+        bytes >= PAGE_BYTES && bytes < PAGE_BYTES + value_len + 16,
+        "{bytes} bytes"
+    );
+    assert!(page_is_full(page.len(), bytes, 10_000));
+    // The next page carries on where it ended, and the pages together hold every entry.
+    let last = page.last().unwrap().1.to_string();
+    let rest = s.page(Some((&n("a"), &last)), 10_000);
+    assert_eq!(page.len() + rest.len(), count);
+    assert!(!page_is_full(
+        rest.len(),
+        rest.iter().map(|e| e.1.len() + e.2.len()).sum(),
+        10_000
+    ));
+    // A page of one entry, whatever its size.
+    assert_eq!(s.page(None, 1).len(), 1);
+}

@@ -232,6 +232,10 @@ impl Engine {
                     self.log_refusal(now_ms, addr, "too many handshakes in progress");
                     incoming.refuse();
                 }
+                Verdict::Closing => {
+                    debug!(peer = %addr, "endpoint closing: handshake refused");
+                    incoming.refuse();
+                }
             }
         }
         debug!("endpoint closed; no longer accepting");
@@ -255,6 +259,7 @@ impl Engine {
         {
             let mut state = self.state();
             state.accepts_in_progress = state.accepts_in_progress.saturating_sub(1);
+            state.rates.finished(addr.ip());
         }
         let result = match handshake {
             Ok((conn, name, instance, welcome)) => {
