@@ -147,16 +147,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             // are per IP address, sized for one host: scaled here so the whole cluster
             // starting at once is not taken for one host's flood.
             let nodes = u32::try_from(args.nodes).unwrap_or(u32::MAX);
+            // At most max_connections, which the transport's config requires.
+            let handshakes_in_max = defaults
+                .handshakes_in_max
+                .max(args.nodes)
+                .min(defaults.max_connections);
             TransportConfig {
                 idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
                 keep_alive: args.keep_alive.unwrap_or(defaults.keep_alive),
                 handshakes_per_ip_rate: defaults.handshakes_per_ip_rate.saturating_mul(nodes),
                 handshakes_per_ip_burst: defaults.handshakes_per_ip_burst.saturating_mul(nodes),
-                // At most max_connections, which the transport's config requires.
-                handshakes_in_max: defaults
-                    .handshakes_in_max
-                    .max(args.nodes)
-                    .min(defaults.max_connections),
+                handshakes_in_max,
+                handshakes_per_ip_open_max: handshakes_in_max,
                 ..defaults
             }
         },

@@ -45,10 +45,14 @@ pub struct TransportConfig {
     /// 20; at least 1.
     pub handshakes_per_ip_rate: u32,
     /// Handshakes one IP address (IPv6: one /64) may start at once before its rate applies:
-    /// the bucket's size. Whatever the rate, one source holds at most `handshakes_in_max / 8`
-    /// handshakes open at once. Default 16 (with 20 a second, a test cluster on one loopback
+    /// the bucket's size. Whatever the rate, one source holds at most
+    /// `handshakes_per_ip_open_max` handshakes open at once. Default 16 (with 20 a second, a test cluster on one loopback
     /// address still joins at once: its handshakes end in milliseconds); at least 1.
     pub handshakes_per_ip_burst: u32,
+    /// Handshakes one IP address (IPv6: one /64) may hold open at once, however slowly they
+    /// finish, so a single stranger with a real address cannot fill `handshakes_in_max`.
+    /// Default 16 (an eighth of the default budget); 1 ..= `handshakes_in_max`.
+    pub handshakes_per_ip_open_max: usize,
     /// Request streams a peer may have open to this node at once (QUIC's
     /// `max_concurrent_bidi_streams`); further ones wait for a slot. Default 8; 1 ..= 1024.
     pub streams_per_peer_max: u32,
@@ -74,6 +78,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(4),
             handshakes_per_ip_rate: 20,
             handshakes_per_ip_burst: 16,
+            handshakes_per_ip_open_max: 16,
             streams_per_peer_max: 8,
             frame_len_max: 8 << 20,
             request_timeout: Duration::from_secs(10),
@@ -116,6 +121,14 @@ impl TransportConfig {
             return bad(format!(
                 "retry_above {} is above handshakes_in_max {}",
                 self.retry_above, self.handshakes_in_max
+            ));
+        }
+        if self.handshakes_per_ip_open_max == 0
+            || self.handshakes_per_ip_open_max > self.handshakes_in_max
+        {
+            return bad(format!(
+                "handshakes_per_ip_open_max {} is not within 1 ..= handshakes_in_max {}",
+                self.handshakes_per_ip_open_max, self.handshakes_in_max
             ));
         }
         if self.handshakes_per_ip_rate == 0 || self.handshakes_per_ip_burst == 0 {
@@ -197,6 +210,14 @@ mod tests {
             },
             TransportConfig {
                 retry_above: 200,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                handshakes_per_ip_open_max: 0,
+                ..TransportConfig::default()
+            },
+            TransportConfig {
+                handshakes_per_ip_open_max: 129,
                 ..TransportConfig::default()
             },
             TransportConfig {

@@ -7,7 +7,7 @@
 //!                     ──> address not validated and
 //!                         (in progress ≥ retry_above or addr's source over its limits)
 //!                                                      ──────────> Retry (stateless)
-//!                     ──> source's bucket empty or handshakes_in_max / 8 open (validated)
+//!                     ──> source's bucket empty or handshakes_per_ip_open_max open (validated)
 //!                                                      ──────────> ignore (client retransmits)
 //!                     ──> in progress ≥ handshakes_in_max ─────> refuse
 //!                     ──> accept, bounded by handshake_timeout
@@ -15,7 +15,7 @@
 //!
 //! A Retry costs one small packet and no state; a sender with a forged address never sees
 //! it, so it cannot come back validated. What is left to a stranger with a real address is
-//! its IP's rate and at most `handshakes_in_max / 8` handshakes open at once, and each
+//! its IP's rate and at most `handshakes_per_ip_open_max` handshakes open at once, and each
 //! accepted handshake lasts at most `handshake_timeout`. An IPv6 sender is counted by its /64
 //! prefix, the smallest block one host is commonly given, so walking its own addresses buys it
 //! nothing.
@@ -56,14 +56,9 @@ pub(crate) struct Arrival {
 pub(crate) struct Limits {
     pub retry_above: usize,
     pub handshakes_in_max: usize,
-}
-
-impl Limits {
-    /// Handshakes one source may hold open at once: an eighth of the budget, so a single
-    /// stranger with a real address cannot fill it however long its handshakes stall.
-    pub(crate) fn open_per_source_max(self) -> usize {
-        (self.handshakes_in_max / 8).max(1)
-    }
+    /// Handshakes one source may hold open at once, so a single stranger with a real
+    /// address cannot fill the budget however long its handshakes stall.
+    pub open_per_source_max: usize,
 }
 
 /// The unit the per-source limits count: an IPv4 address, or an IPv6 /64 prefix (an IPv4
@@ -91,7 +86,7 @@ pub(crate) fn verdict(
         return Verdict::Closing;
     }
     let ip = source(ip);
-    let has_token = rates.has_token(ip, now_ms) && rates.open(ip) < limits.open_per_source_max();
+    let has_token = rates.has_token(ip, now_ms) && rates.open(ip) < limits.open_per_source_max;
     if !arrival.validated
         && arrival.may_retry
         && (arrival.in_progress >= limits.retry_above || !has_token)
@@ -240,6 +235,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         retry_above: 2,
         handshakes_in_max: 4,
+        open_per_source_max: 1,
     };
 
     fn arrival(validated: bool, in_progress: usize) -> Arrival {
@@ -341,6 +337,7 @@ mod tests {
         let limits = Limits {
             retry_above: 64,
             handshakes_in_max: 64,
+            open_per_source_max: 8,
         };
         let mut rates = IpRates::new(1000, 1000);
         for _ in 0..8 {
