@@ -191,7 +191,10 @@ impl Engine {
         let limits = Limits {
             retry_above: self.config.retry_above,
             handshakes_in_max: self.config.handshakes_in_max,
-            open_per_source_max: self.config.handshakes_per_ip_open_max,
+            open_per_source_max: self
+                .config
+                .handshakes_per_ip_open_max
+                .min(self.config.handshakes_in_max),
         };
         while let Some(incoming) = self.endpoint.accept().await {
             let addr = incoming.remote_address();
