@@ -91,7 +91,7 @@ fn run(c: &SimConfig) -> (Report, String) {
 
 fn assert_healthy_untouched(ctx: &str, r: &Report) {
     assert_eq!(
-        (r.healthy_declared_dead, r.false_positives),
+        (r.health.healthy_declared_dead, r.false_positives),
         (0, 0),
         "{ctx}: healthy members declared Dead\n{r:#?}"
     );
@@ -115,7 +115,10 @@ fn gray_nodes_at_eighty_percent_loss_are_declared_dead_and_kept_out() {
         for direction in [Direction::Both, Direction::Ingress, Direction::Egress] {
             let (r, ctx) = run(&config(seed, 150, gray(direction)));
             assert_eq!(r.faulty, 2, "{ctx}");
-            assert_eq!(r.faulty_declared_dead, 2, "{ctx}: not all evicted\n{r:#?}");
+            assert_eq!(
+                r.health.faulty_declared_dead, 2,
+                "{ctx}: not all evicted\n{r:#?}"
+            );
             // The bound is for loss both ways. One way, the node's probes of others
             // fail less often (a one-way fault leaves half the round trip intact, and the
             // stream fallback saves many), so it takes longer to hold itself out, and others'
@@ -125,18 +128,18 @@ fn gray_nodes_at_eighty_percent_loss_are_declared_dead_and_kept_out() {
             } else {
                 120.0
             };
-            let evicted = r.faulty_dead_everywhere_max_s;
+            let evicted = r.health.faulty_dead_everywhere_max_s;
             assert!(
                 evicted.is_some_and(|s| s <= bound),
                 "{ctx}: a gray node was not Dead everywhere within {bound} s\n{r:#?}"
             );
             assert!(
-                r.faulty_returns_max <= 1,
+                r.health.faulty_returns_max <= 1,
                 "{ctx}: a gray node kept coming back\n{r:#?}"
             );
             assert_healthy_untouched(&ctx, &r);
             assert!(
-                r.healthy_views_agree_s.is_some(),
+                r.health.healthy_views_agree_s.is_some(),
                 "{ctx}: healthy views never settled\n{r:#?}"
             );
         }
@@ -159,17 +162,17 @@ fn flapping_nodes_are_held_out_and_move_no_healthy_member() {
     for seed in seeds() {
         let (r, ctx) = run(&config(seed, 200, flapping(None)));
         assert_eq!(
-            (r.healthy_suspected, r.healthy_state_changes),
+            (r.health.healthy_suspected, r.health.healthy_state_changes),
             (0, 0),
             "{ctx}: a deaf node's accusations moved healthy members\n{r:#?}"
         );
         // Alive -> Suspect -> Dead, then held out: four more would be one return and out
         // again; over nine flaps unchecked it would be dozens.
         assert!(
-            r.faulty_state_changes_max <= 4,
+            r.health.faulty_state_changes_max <= 4,
             "{ctx}: flapping members were let back in\n{r:#?}"
         );
-        assert_eq!(r.faulty_declared_dead, 3, "{ctx}\n{r:#?}");
+        assert_eq!(r.health.faulty_declared_dead, 3, "{ctx}\n{r:#?}");
         assert_healthy_untouched(&ctx, &r);
     }
 }
@@ -179,7 +182,7 @@ fn flapping_node_comes_back_once_stable_again() {
     for seed in seeds() {
         let c = config(seed, 300, flapping(Some(Duration::from_secs(100))));
         let (r, ctx) = run(&c);
-        assert_eq!(r.faulty_declared_dead, 3, "{ctx}\n{r:#?}");
+        assert_eq!(r.health.faulty_declared_dead, 3, "{ctx}\n{r:#?}");
         assert!(
             r.final_views_correct,
             "{ctx}: a node stable for 200 s is still held out\n{r:#?}"
@@ -206,7 +209,7 @@ fn stalling_nodes_are_never_declared_dead_and_crashes_still_are() {
         };
         let (r, ctx) = run(&c);
         assert_eq!(
-            r.faulty_declared_dead, 0,
+            r.health.faulty_declared_dead, 0,
             "{ctx}: a stalled, live node was declared Dead\n{r:#?}"
         );
         // The clean figure at this size is 10-12 s (tests/sim.rs bounds it by 20 s).
@@ -226,7 +229,7 @@ fn ends_of_a_cut_link_are_never_declared_dead() {
             ..FaultPlan::starting_at(FAULTS_AT)
         };
         let (r, ctx) = run(&config(seed, 150, plan));
-        assert_eq!(r.healthy_declared_dead, 0, "{ctx}\n{r:#?}");
+        assert_eq!(r.health.healthy_declared_dead, 0, "{ctx}\n{r:#?}");
         assert_healthy_untouched(&ctx, &r);
         assert!(r.final_views_correct, "{ctx}\n{r:#?}");
     }

@@ -316,20 +316,20 @@ fn print_human(r: &Report) {
         println!(
             "  faulty nodes            {}: {} declared Dead, all Dead everywhere after {}, at most {} state changes and {} returns each",
             r.faulty,
-            r.faulty_declared_dead,
-            secs(r.faulty_dead_everywhere_max_s),
-            r.faulty_state_changes_max,
-            r.faulty_returns_max
+            r.health.faulty_declared_dead,
+            secs(r.health.faulty_dead_everywhere_max_s),
+            r.health.faulty_state_changes_max,
+            r.health.faulty_returns_max
         );
     }
     println!(
         "  healthy members         {} suspected, {} declared Dead, {} state changes seen",
-        r.healthy_suspected, r.healthy_declared_dead, r.healthy_state_changes
+        r.health.healthy_suspected, r.health.healthy_declared_dead, r.health.healthy_state_changes
     );
     println!(
         "  healthy views agree     since {} ({:.2} membership changes per healthy node after the faults)",
-        secs(r.healthy_views_agree_s),
-        r.membership_changes_per_healthy_node
+        secs(r.health.healthy_views_agree_s),
+        r.health.membership_changes_per_healthy_node
     );
     if r.kv_writes > 0 {
         println!(

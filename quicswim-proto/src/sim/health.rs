@@ -27,7 +27,7 @@ fn member_key(j: usize) -> u64 {
 }
 
 /// The figures the [`HealthTracker`] gathered.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct HealthFigures {
     /// Healthy members ever held Suspect by anyone.
     pub healthy_suspected: usize,

@@ -65,29 +65,10 @@ pub struct Report {
     pub kv_entries_synced: u64,
     /// Nodes with a gray failure of their own (gray, flapping, stalling).
     pub faulty: usize,
-    /// Healthy members (neither faulty nor crashed) ever held Suspect by anyone.
-    pub healthy_suspected: usize,
-    /// Healthy members ever held Dead by anyone.
-    pub healthy_declared_dead: usize,
-    /// State changes of healthy members seen by healthy nodes once the faults started.
-    pub healthy_state_changes: u64,
-    /// Faulty members ever held Dead by a healthy node.
-    pub faulty_declared_dead: usize,
-    /// Over the faulty members, the longest time from the faults' start until every healthy
-    /// node held it Dead at once; `None` if one never was, or there are none.
-    pub faulty_dead_everywhere_max_s: Option<f64>,
-    /// Most state changes of one faulty member as seen by one healthy node, once the faults
-    /// started.
-    pub faulty_state_changes_max: u32,
-    /// Most returns (Dead, then Alive or Suspect again) of one faulty member at one healthy
-    /// node.
-    pub faulty_returns_max: u32,
-    /// When every healthy node's view (its Alive and Suspect members) last came to agree;
-    /// `None` if they disagree at the end.
-    pub healthy_views_agree_s: Option<f64>,
-    /// Membership state changes seen by healthy nodes once the faults started (with no
-    /// faults: none counted), per healthy node.
-    pub membership_changes_per_healthy_node: f64,
+    /// What healthy nodes (neither faulty nor crashed) saw of the gray failures; its fields
+    /// sit at the top level of the JSON report.
+    #[serde(flatten)]
+    pub health: HealthFigures,
     /// Wall-clock seconds the run took (filled in by the caller).
     pub wall_s: f64,
 }
@@ -96,15 +77,7 @@ impl Report {
     /// Fills in what healthy nodes saw of the gray failures.
     pub(super) fn health(&mut self, f: &HealthFigures, faulty: usize) {
         self.faulty = faulty;
-        self.healthy_suspected = f.healthy_suspected;
-        self.healthy_declared_dead = f.healthy_declared_dead;
-        self.healthy_state_changes = f.healthy_state_changes;
-        self.faulty_declared_dead = f.faulty_declared_dead;
-        self.faulty_dead_everywhere_max_s = f.faulty_dead_everywhere_max_s;
-        self.faulty_state_changes_max = f.faulty_state_changes_max;
-        self.faulty_returns_max = f.faulty_returns_max;
-        self.healthy_views_agree_s = f.healthy_views_agree_s;
-        self.membership_changes_per_healthy_node = f.membership_changes_per_healthy_node;
+        self.health = f.clone();
     }
 }
 
@@ -332,15 +305,7 @@ impl Tracker {
             anti_entropy_bytes: totals.anti_entropy_bytes_out,
             kv_entries_synced: totals.kv_entries_synced,
             faulty: 0,
-            healthy_suspected: 0,
-            healthy_declared_dead: 0,
-            healthy_state_changes: 0,
-            faulty_declared_dead: 0,
-            faulty_dead_everywhere_max_s: None,
-            faulty_state_changes_max: 0,
-            faulty_returns_max: 0,
-            healthy_views_agree_s: None,
-            membership_changes_per_healthy_node: 0.0,
+            health: HealthFigures::default(),
             wall_s: 0.0,
         }
     }
