@@ -209,15 +209,7 @@ impl Harness {
     /// Fires deadlines one at a time until `done` holds, failing if that takes longer than
     /// `bound` of virtual time.
     pub fn run_until_true(&mut self, bound: Duration, what: &str, done: impl Fn(&Harness) -> bool) {
-        let deadline = self.now + bound;
-        while !done(self) {
-            let at = self
-                .swim
-                .poll_timeout()
-                .unwrap_or_else(|| panic!("no deadline left, and not yet: {what}"));
-            assert!(at <= deadline, "not within {bound:?}: {what}");
-            self.run_until(at);
-        }
+        self.run_stepping(bound, what, done, |_| {});
     }
 
     /// As [`run_until_true`](Self::run_until_true), with the helpers alive: each PingReq
@@ -230,10 +222,31 @@ impl Harness {
         what: &str,
         done: impl Fn(&Harness) -> bool,
     ) {
-        let deadline = self.now + bound;
         let mut nacked = self
             .sent_messages(|m| matches!(m, Message::PingReq { .. }))
             .len();
+        self.run_stepping(bound, what, done, |h| {
+            let reqs = h.sent_messages(|m| matches!(m, Message::PingReq { .. }));
+            for (_, t, p) in reqs.iter().skip(nacked) {
+                let helper = t.to.name.clone().expect("helpers are known by name");
+                if let Message::PingReq { seq, .. } = p.message {
+                    h.send(helper.as_str(), &Message::Nack { seq }, &[]);
+                }
+            }
+            nacked = reqs.len();
+        });
+    }
+
+    /// Fires deadlines one at a time, calling `after_each` after every one, until `done`
+    /// holds; fails if that takes longer than `bound` of virtual time.
+    fn run_stepping(
+        &mut self,
+        bound: Duration,
+        what: &str,
+        done: impl Fn(&Harness) -> bool,
+        mut after_each: impl FnMut(&mut Harness),
+    ) {
+        let deadline = self.now + bound;
         while !done(self) {
             let at = self
                 .swim
@@ -241,14 +254,7 @@ impl Harness {
                 .unwrap_or_else(|| panic!("no deadline left, and not yet: {what}"));
             assert!(at <= deadline, "not within {bound:?}: {what}");
             self.run_until(at);
-            let reqs = self.sent_messages(|m| matches!(m, Message::PingReq { .. }));
-            for (_, t, p) in reqs.iter().skip(nacked) {
-                let helper = t.to.name.clone().expect("helpers are known by name");
-                if let Message::PingReq { seq, .. } = p.message {
-                    self.send(helper.as_str(), &Message::Nack { seq }, &[]);
-                }
-            }
-            nacked = reqs.len();
+            after_each(self);
         }
     }
 
