@@ -220,11 +220,51 @@ pub struct Stats {
     pub anti_entropy_bytes_out: u64,
     /// User events delivered here.
     pub user_events_delivered: u64,
+    /// Records refused because their signature did not verify, by kind.
+    pub forged: ForgedCounts,
+    /// Records dropped because their signer's certificate was not held yet (it was asked
+    /// of the peer that sent them).
+    pub unverified_records: u64,
+    /// Certificates peers sent that did not check out against the trust anchors.
+    pub certificates_refused: u64,
+    /// Certificates learned from peers (join, anti-entropy, certificate requests).
+    pub certificates_learned: u64,
     /// Round trips of direct probes: from the datagram Ping to the target's Ack.
     pub probe_rtt: RttHistogram,
     /// Round trips of probes answered only after the direct Ping timed out: from the moment
     /// the PingReqs and the stream Ping went out to the first Ack, relayed or on the stream.
     pub indirect_probe_rtt: RttHistogram,
+}
+
+/// Records and messages refused as forged, by kind: a signature that does not verify, or a
+/// message no honest member sends (an Ack from someone we did not probe).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForgedCounts {
+    /// Members' claims about themselves (Alive, Left) not signed by the member.
+    pub claim: u64,
+    /// Accusations (Suspect, Dead) not signed by the accuser named.
+    pub accusation: u64,
+    /// Key/value entries and tombstone floors not signed by their owner.
+    pub kv: u64,
+    /// User events not signed by their origin.
+    pub event: u64,
+}
+
+impl ForgedCounts {
+    /// Every kind with its count, as `/metrics` labels them.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("claim", self.claim),
+            ("accusation", self.accusation),
+            ("kv", self.kv),
+            ("event", self.event),
+        ]
+    }
+
+    /// Their sum.
+    pub fn total(&self) -> u64 {
+        self.by_kind().iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Upper bounds of [`RttHistogram`]'s buckets, in microseconds: from a LAN's quarter

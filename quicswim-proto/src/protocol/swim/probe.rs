@@ -309,8 +309,7 @@ impl Swim {
         }
         let incarnation = e.member.incarnation;
         self.stats.suspicions_raised += 1;
-        let me = self.me.name.clone();
-        self.on_suspect(now, p.target, incarnation, me);
+        self.suspect_by_me(now, &p.target, incarnation);
     }
 
     /// An Ack for `seq`: by datagram from `from`, or on a stream (`None`) from the target.
