@@ -13,7 +13,7 @@ use quicswim_proto::protocol::codec::{
     datagram_overhead, decode_datagram, decode_stream, encode_datagram, encode_stream,
     encode_update, MemberUpdate, Message, StreamMessage, Update,
 };
-use quicswim_proto::protocol::{Incarnation, State};
+use quicswim_proto::protocol::State;
 
 /// QUIC's datagram size before MTU discovery, the core's default fill.
 const DATAGRAM_SIZE: usize = 1162;
@@ -22,18 +22,12 @@ const MEMBERS: usize = 1000;
 /// A realistic mix: mostly Alive, some Suspect with an accuser, a few Dead.
 fn update(i: usize) -> MemberUpdate {
     let (state, accuser) = match i % 10 {
-        0 => (State::Suspect, Some(name(i + 1))),
-        1 => (State::Dead, Some(name(i + 2))),
+        0 => (State::Suspect, Some(i + 1)),
+        1 => (State::Dead, Some(i + 2)),
         _ => (State::Alive, None),
     };
-    MemberUpdate {
-        name: name(i),
-        addr: SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7946)),
-        incarnation: Incarnation(i as u64 % 7),
-        state,
-        meta: b"zone=eu-west-1a".to_vec(),
-        accuser,
-    }
+    let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7946));
+    common::signed_update(i, addr, i as u64 % 7, state, accuser)
 }
 
 /// A Ping with as many pre-encoded updates as fit, as the core builds it.
@@ -86,6 +80,7 @@ fn push_pull(c: &mut Criterion) {
         members: (0..MEMBERS).map(update).collect(),
         kv_digest: Vec::new(),
         events: Vec::new(),
+        certificates: Vec::new(),
     };
     let bytes = encode_stream(&message);
     assert_eq!(decode_stream(&bytes).as_ref(), Ok(&message));

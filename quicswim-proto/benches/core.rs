@@ -16,9 +16,7 @@ use quicswim_proto::protocol::codec::{
     StreamMessage, Update,
 };
 use quicswim_proto::protocol::kv::{KvStore, OwnerDelta};
-use quicswim_proto::protocol::{
-    Incarnation, KvEntry, KvLimits, State, Swim, TransmitKind, ValidConfig,
-};
+use quicswim_proto::protocol::{KvLimits, State, Swim, TransmitKind, ValidConfig};
 
 const MEMBERS: usize = 1000;
 /// About what fits in a 1162-byte datagram next to a Ping.
@@ -29,14 +27,7 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn alive(i: usize, incarnation: u64) -> MemberUpdate {
-    MemberUpdate {
-        name: name(i),
-        addr: addr(i),
-        incarnation: Incarnation(incarnation),
-        state: State::Alive,
-        meta: b"zone=eu-west-1a".to_vec(),
-        accuser: None,
-    }
+    common::signed_update(i, addr(i), incarnation, State::Alive, None)
 }
 
 fn datagram(message: &Message, updates: &[MemberUpdate]) -> Vec<u8> {
@@ -69,8 +60,16 @@ fn drain_and_ack(swim: &mut Swim, now: Instant) {
 /// piggyback queue from the join has drained.
 fn steady_core() -> (Swim, Instant) {
     let t0 = Instant::now();
-    let mut swim = Swim::new(name(0), addr(0), Vec::new(), ValidConfig::default(), 1, t0)
-        .expect("empty metadata");
+    let mut swim = Swim::new(
+        name(0),
+        addr(0),
+        Vec::new(),
+        ValidConfig::default(),
+        1,
+        t0,
+        common::keyring(0, MEMBERS),
+    )
+    .expect("empty metadata");
     swim.join(t0, &[addr(1)]);
     while swim.poll_transmit().is_some() {}
     let reply = StreamMessage::PushPullReply {
@@ -78,6 +77,7 @@ fn steady_core() -> (Swim, Instant) {
         kv_delta: Vec::new(),
         kv_digest: Vec::new(),
         events: Vec::new(),
+        certificates: Vec::new(),
     };
     swim.handle_stream_reply(t0, &name(1), &encode_stream(&reply))
         .expect("reply is accepted");
@@ -177,12 +177,7 @@ fn kv_round(c: &mut Criterion) {
     let mut behind = KvStore::new(KvLimits::default());
     for o in 0..OWNERS {
         for v in 1..=KEYS {
-            let e = KvEntry {
-                owner: name(o),
-                key: format!("kv-{v}"),
-                version: v,
-                value: Some(vec![7; 16]),
-            };
+            let e = common::signed_entry(o, format!("kv-{v}"), v, Some(vec![7; 16]));
             ahead.apply(t, &e).expect("within limits");
             if v <= KEYS - LAG {
                 behind.apply(t, &e).expect("within limits");
@@ -225,12 +220,7 @@ fn round_delta(owners: usize, from: u64, lag: u64, keys: u64) -> Vec<OwnerDelta>
             reset: false,
             gc_floor: 0,
             entries: (from..from + lag)
-                .map(|v| KvEntry {
-                    owner: name(o),
-                    key: format!("kv-{}", v % keys + 1),
-                    version: v,
-                    value: Some(vec![7; 16]),
-                })
+                .map(|v| common::signed_entry(o, format!("kv-{}", v % keys + 1), v, Some(vec![7; 16])))
                 .collect(),
         })
         .collect()

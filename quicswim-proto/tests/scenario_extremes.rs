@@ -109,11 +109,8 @@ fn input() -> impl Strategy<Value = Input> {
 
 fn entries(owner: &str, e: &[(usize, u64, Option<usize>)]) -> Vec<KvEntry> {
     e.iter()
-        .map(|&(key_len, version, value)| KvEntry {
-            owner: name(owner),
-            key: "k".repeat(key_len),
-            version,
-            value: value.map(|n| vec![7; n]),
+        .map(|&(key_len, version, value)| {
+            signed_entry(owner, &"k".repeat(key_len), version, value.map(|n| vec![7; n]))
         })
         .collect()
 }
@@ -132,12 +129,12 @@ fn feed(h: &mut Harness, input: &Input) {
             let _ = h.deliver(from, &datagram(&ping(1, "me", *suspected), &[]));
         }
         Input::Event(from, origin, seq, name_len, payload) => {
-            let e = Update::Event(UserEvent {
+            let e = Update::Event(signed_event(UserEvent {
                 origin: name(origin),
                 seq: *seq,
                 name: "e".repeat(*name_len),
                 payload: vec![1; *payload],
-            });
+            }));
             let _ = h.deliver(
                 from,
                 &encode_datagram(&Message::Gossip, 1, &encode_update(&e)),
@@ -271,12 +268,12 @@ fn our_key_pushed_back_at_a_higher_version_is_written_again_above_it() {
         deltas: vec![OwnerDelta {
             reset: true,
             gc_floor: SELF_CLAIM_MAX,
-            entries: vec![KvEntry {
-                owner: name("me"),
-                key: "colour".into(),
-                version: SELF_CLAIM_MAX - 5,
-                value: Some(b"red".to_vec()),
-            }],
+            entries: vec![signed_entry(
+                "me",
+                "colour",
+                SELF_CLAIM_MAX - 5,
+                Some(b"red".to_vec()),
+            )],
         }],
     };
     h.stream("a", &push).unwrap();
@@ -308,12 +305,7 @@ fn a_maximal_push_about_all_our_keys_refutes_each_key_once() {
     // times over (deletions: a value each would take the message past its element budget).
     let claimed = 1_000_000;
     let entries: Vec<KvEntry> = (0..ENTRIES_PER_DELTA_MAX)
-        .map(|i| KvEntry {
-            owner: name("me"),
-            key: format!("k{}", i % OWN_KEYS),
-            version: claimed + i as u64,
-            value: None,
-        })
+        .map(|i| signed_entry("me", &format!("k{}", i % OWN_KEYS), claimed + i as u64, None))
         .collect();
     let push = StreamMessage::KvPush {
         deltas: vec![OwnerDelta {

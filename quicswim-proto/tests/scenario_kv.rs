@@ -59,19 +59,13 @@ fn a_write_starts_key_value_rounds_at_once_and_a_quiet_node_stops_them() {
 #[test]
 fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
     use quicswim_proto::protocol::kv::{OwnerDelta, OwnerDigest};
-    use quicswim_proto::protocol::KvEntry;
 
     let mut h = Harness::with_peers(Config::lan());
     h.swim
         .set(h.now, "mine", b"m".to_vec())
         .expect("valid write");
     h.take_sent();
-    let theirs = KvEntry {
-        owner: name("a"),
-        key: "theirs".into(),
-        version: 9,
-        value: Some(b"t".to_vec()),
-    };
+    let theirs = signed_entry("a", "theirs", 9, Some(b"t".to_vec()));
     // "a" answers our round: here is a's key, and a holds nothing of ours.
     let reply = StreamMessage::KvSyncReply {
         delta: vec![OwnerDelta {

@@ -10,11 +10,12 @@ use std::time::Duration;
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::kv::{OwnerDelta, OwnerDigest};
 use quicswim_proto::protocol::{
-    CommandError, Config, Destination, Event, Incarnation, KvEntry, LeaveStatus, State, Transmit,
+    CommandError, Config, Destination, Event, Incarnation, LeaveStatus, State, Transmit,
     TransmitKind,
 };
 
 use core_harness::*;
+use quicswim_proto::protocol::signing::Certificate;
 
 // ------------------------------------------------------------------------------- leaving
 
@@ -136,6 +137,7 @@ fn leave_counts_as_confirmed_only_once_a_peer_holds_this_nodes_keys() {
         kv_delta: Vec::new(),
         kv_digest,
         events: Vec::new(),
+        certificates: Vec::new(),
     };
     h.stream(&peer, &level).unwrap();
     assert_eq!(
@@ -209,9 +211,17 @@ fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
         },
         "a seed is known by address only"
     );
+    let mut expected = push_pull(true, "me", vec![alive("me", 0)]);
+    if let StreamMessage::PushPull { certificates, .. } = &mut expected {
+        // Its own certificate, so the seed can check its records.
+        certificates.push(Certificate {
+            name: name("me"),
+            der: authority().certificate(&name("me")).to_vec(),
+        });
+    }
     assert_eq!(
         decode_stream(&t.payload),
-        Ok(push_pull(true, "me", vec![alive("me", 0)]))
+        Ok(expected)
     );
 
     // No answer yet: asked again after join_retry_interval, not before.
@@ -347,12 +357,7 @@ fn their_key(owner: &str, key: &str, version: u64) -> OwnerDelta {
     OwnerDelta {
         reset: false,
         gc_floor: 0,
-        entries: vec![KvEntry {
-            owner: name(owner),
-            key: key.into(),
-            version,
-            value: Some(b"v".to_vec()),
-        }],
+        entries: vec![signed_entry(owner, key, version, Some(b"v".to_vec()))],
     }
 }
 
@@ -376,6 +381,7 @@ fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
         kv_delta: vec![their_key("e", "old", 1)],
         kv_digest: Vec::new(),
         events: Vec::new(),
+        certificates: Vec::new(),
     };
     h.stream("a", &reply).unwrap();
     let sync_reply = StreamMessage::KvSyncReply {
@@ -476,6 +482,7 @@ fn leave_stops_pushing_to_a_peer_that_never_comes_level() {
             kv_delta: Vec::new(),
             kv_digest,
             events: Vec::new(),
+            certificates: Vec::new(),
         }
     };
     let mut push_pulls = 0;

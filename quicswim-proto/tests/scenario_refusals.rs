@@ -48,15 +48,19 @@ fn malformed_datagrams_are_refused_and_change_nothing() {
     let mut version = good.clone();
     version[0] = WIRE_VERSION + 1;
     let mut big_meta = alive("zz", 0);
-    big_meta.meta = vec![0; META_LEN_MAX + 1];
+    big_meta.claim.meta = vec![0; META_LEN_MAX + 1];
     type Case = (&'static str, Vec<u8>, fn(&DecodeError) -> bool);
     let cases: Vec<Case> = vec![
         ("empty", Vec::new(), |e| *e == DecodeError::Empty),
         ("version", version, |e| {
             *e == DecodeError::UnknownVersion(WIRE_VERSION + 1)
         }),
+        // Cut inside the last signature: refused as malformed or by the signature's bound.
         ("truncated", good[..good.len() - 3].to_vec(), |e| {
-            matches!(e, DecodeError::Malformed(_))
+            matches!(
+                e,
+                DecodeError::Malformed(_) | DecodeError::FieldTooLong { .. }
+            )
         }),
         ("trailing", trailing, |e| {
             *e == DecodeError::TrailingBytes(1)

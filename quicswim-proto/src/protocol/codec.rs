@@ -52,10 +52,11 @@ pub const CERTIFICATE_NAMES_MAX: usize = 64;
 /// Most user events one stream message may carry (a node sends its last 64).
 pub const EVENTS_PER_MESSAGE_MAX: usize = 256;
 
-/// Most sequence elements (members, owners, entries, events, updates) one stream message
-/// may hold in all, however they nest: decoding costs at most this many allocations, about
-/// 12 MiB however the message is built.
-pub const ITEMS_PER_STREAM_MAX: usize = 131_072;
+/// Most sequence elements (members, owners, entries, events, updates, and each signature
+/// and byte string as one) one stream message may hold in all, however they nest: decoding
+/// costs at most this many allocations, about 18 MiB however the message is built. Room for
+/// a full delta of [`ENTRIES_PER_DELTA_MAX`] entries with their signatures.
+pub const ITEMS_PER_STREAM_MAX: usize = 196_608;
 
 /// Why bytes from a peer were not accepted. The message is dropped whole: nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -289,19 +290,6 @@ pub enum StreamMessage {
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
     },
-    /// "Send me these members' certificates": records signed by them came from this peer,
-    /// which checked them, so it holds their certificates.
-    CertificateRequest {
-        /// Whose.
-        #[serde(deserialize_with = "certificate_names")]
-        names: Vec<NodeName>,
-    },
-    /// Answer to [`StreamMessage::CertificateRequest`]: the certificates held of those asked.
-    CertificateReply {
-        /// The certificates.
-        #[serde(deserialize_with = "certificates")]
-        certificates: Vec<Certificate>,
-    },
     /// Key/value entries pushed to a peer: the requester's half of a full-state exchange or
     /// of a [`StreamMessage::KvSync`], what the responder lacks by its digest.
     KvPush {
@@ -346,6 +334,19 @@ pub enum StreamMessage {
         /// a different set, so the requester pushes those back.
         #[serde(deserialize_with = "digest")]
         wants: Vec<OwnerDigest>,
+    },
+    /// "Send me these members' certificates": records signed by them came from this peer,
+    /// which checked them, so it holds their certificates.
+    CertificateRequest {
+        /// Whose.
+        #[serde(deserialize_with = "certificate_names")]
+        names: Vec<NodeName>,
+    },
+    /// Answer to [`StreamMessage::CertificateRequest`]: the certificates held of those asked.
+    CertificateReply {
+        /// The certificates.
+        #[serde(deserialize_with = "certificates")]
+        certificates: Vec<Certificate>,
     },
 }
 
@@ -468,14 +469,22 @@ mod tests {
 
     use crate::test_name as name;
 
+    /// A record as it travels; the codec does not look at what signatures say.
     fn member(n: &str, inc: u64, state: State) -> MemberUpdate {
         MemberUpdate {
-            name: name(n),
-            addr: "127.0.0.1:7946".parse().unwrap(),
-            incarnation: Incarnation(inc),
-            state,
-            meta: b"zone=a".to_vec(),
-            accuser: Some(name("accuser")),
+            claim: Claim {
+                name: name(n),
+                addr: "127.0.0.1:7946".parse().unwrap(),
+                incarnation: Incarnation(inc),
+                left: state == State::Left,
+                meta: b"zone=a".to_vec(),
+            },
+            signature: Signature(vec![7; 64]),
+            accusation: matches!(state, State::Suspect | State::Dead).then(|| Accusation {
+                dead: state == State::Dead,
+                accuser: name("accuser"),
+                signature: Signature(vec![8; 64]),
+            }),
         }
     }
 
@@ -516,6 +525,10 @@ mod tests {
                 gc_floor: 1,
             }],
             events: vec![],
+            certificates: vec![Certificate {
+                name: name("a"),
+                der: vec![0x30; 300],
+            }],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
         let ping = StreamMessage::Ping {
@@ -558,7 +571,7 @@ mod tests {
     #[test]
     fn oversized_metadata_is_refused() {
         let mut m = member("a", 1, State::Alive);
-        m.meta = vec![0; META_LEN_MAX + 1];
+        m.claim.meta = vec![0; META_LEN_MAX + 1];
         let u = encode_update(&Update::Member(m));
         let bytes = encode_datagram(&Message::Gossip, 1, &u);
         assert!(matches!(
@@ -593,6 +606,7 @@ mod tests {
                     key: format!("k{i}"),
                     version: i,
                     value: None,
+                    signature: Signature(Vec::new()),
                 })
                 .collect(),
         };
@@ -607,11 +621,14 @@ mod tests {
 
     #[test]
     fn event_names_payloads_and_counters_are_bounded_on_streams_too() {
-        let event = |name_len: usize, seq: u64| UserEvent {
-            origin: name("a"),
-            seq,
-            name: "e".repeat(name_len),
-            payload: Vec::new(),
+        let event = |name_len: usize, seq: u64| SignedEvent {
+            event: UserEvent {
+                origin: name("a"),
+                seq,
+                name: "e".repeat(name_len),
+                payload: Vec::new(),
+            },
+            signature: Signature(vec![1; 64]),
         };
         let push_pull = |events| StreamMessage::PushPull {
             join: false,
@@ -619,6 +636,7 @@ mod tests {
             members: Vec::new(),
             kv_digest: Vec::new(),
             events,
+            certificates: Vec::new(),
         };
         let max = super::super::events::EVENT_NAME_LEN_MAX;
         let ok = push_pull(vec![event(max, COUNTER_MAX), event(0, 0)]);
@@ -634,7 +652,7 @@ mod tests {
             "event seq"
         );
         let mut m = member("a", u64::MAX, State::Alive);
-        m.meta.clear();
+        m.claim.meta.clear();
         let bytes = encode_datagram(&Message::Gossip, 1, &encode_update(&Update::Member(m)));
         assert_eq!(field_refused(decode_datagram(&bytes)), "incarnation");
         let ping = Message::Ping {

@@ -12,12 +12,16 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quicswim_proto::protocol::codec::{
-    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, MemberUpdate,
-    Message, Packet, StreamMessage, Update,
+    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
+    Claim, MemberUpdate, Message, Packet, SignedEvent, StreamMessage, Update,
 };
+use quicswim_proto::protocol::{KvEntry, UserEvent};
+use quicswim_proto::protocol::signing::{Keyring, Signature};
+use quicswim_proto::sim::SimAuthority;
 use quicswim_proto::protocol::{
     Config, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim, Transmit,
     TransmitKind,
@@ -49,14 +53,76 @@ pub fn addr(s: &str) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, host], 7946))
 }
 
-pub fn claim(who: &str, incarnation: u64, state: State, accuser: Option<&str>) -> MemberUpdate {
-    MemberUpdate {
+/// Every name the tests use, each with a key the core holds the certificate of.
+pub const NAMES: [&str; 10] = ["me", "a", "b", "c", "d", "e", "seed", "other", "zz", "f"];
+
+/// The test cluster's keys (the simulator's authority: real Ed25519 keys from a seed).
+pub fn authority() -> &'static Arc<SimAuthority> {
+    static AUTHORITY: OnceLock<Arc<SimAuthority>> = OnceLock::new();
+    AUTHORITY.get_or_init(|| SimAuthority::new(SEED))
+}
+
+/// The keyring of `who`, to sign as it would.
+pub fn keys(who: &str) -> Arc<dyn Keyring> {
+    authority().keyring(&name(who))
+}
+
+/// `who`'s own claim at `incarnation`, signed by `who`.
+pub fn signed_claim(who: &str, incarnation: u64, left: bool) -> (Claim, Signature) {
+    let claim = Claim {
         name: name(who),
         addr: addr(who),
         incarnation: Incarnation(incarnation),
-        state,
+        left,
         meta: Vec::new(),
-        accuser: accuser.map(name),
+    };
+    let signature = keys(who).sign(&claim.signed_bytes());
+    (claim, signature)
+}
+
+/// `accuser`'s signed accusation against `who` at `incarnation`.
+pub fn accusation(who: &str, incarnation: u64, dead: bool, accuser: &str) -> Accusation {
+    let bytes = Accusation::signed_bytes(&name(who), Incarnation(incarnation), dead, &name(accuser));
+    Accusation {
+        dead,
+        accuser: name(accuser),
+        signature: keys(accuser).sign(&bytes),
+    }
+}
+
+/// A key/value entry signed by its owner.
+pub fn signed_entry(owner: &str, key: &str, version: u64, value: Option<Vec<u8>>) -> KvEntry {
+    let mut e = KvEntry {
+        owner: name(owner),
+        key: key.to_string(),
+        version,
+        value,
+        signature: Signature(Vec::new()),
+    };
+    e.signature = keys(owner).sign(&e.signed_bytes());
+    e
+}
+
+/// A user event signed by its origin.
+pub fn signed_event(event: UserEvent) -> SignedEvent {
+    let origin = event.origin.to_string();
+    SignedEvent {
+        signature: keys(&origin).sign(&SignedEvent::signed_bytes(&event)),
+        event,
+    }
+}
+
+/// A record about `who` in `state`, signed as honest members sign it: the claim by `who`,
+/// a Suspect or Dead by `accuser` ("a" when none is named).
+pub fn claim(who: &str, incarnation: u64, state: State, accuser: Option<&str>) -> MemberUpdate {
+    let (claim, signature) = signed_claim(who, incarnation, state == State::Left);
+    let accusation = matches!(state, State::Suspect | State::Dead).then(|| {
+        accusation(who, incarnation, state == State::Dead, accuser.unwrap_or("a"))
+    });
+    MemberUpdate {
+        claim,
+        signature,
+        accusation,
     }
 }
 
@@ -120,6 +186,7 @@ pub fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> Stream
         members,
         kv_digest: Vec::new(),
         events: Vec::new(),
+        certificates: Vec::new(),
     }
 }
 
@@ -129,6 +196,7 @@ pub fn push_pull_reply(members: Vec<MemberUpdate>) -> StreamMessage {
         kv_delta: Vec::new(),
         kv_digest: Vec::new(),
         events: Vec::new(),
+        certificates: Vec::new(),
     }
 }
 
@@ -157,6 +225,12 @@ impl Harness {
 
     pub fn unjoined(config: Config) -> Self {
         let t0 = Instant::now();
+        let keyring = keys("me");
+        for who in NAMES {
+            keyring
+                .learn(&name(who), &authority().certificate(&name(who)))
+                .expect("the authority's certificates are learned");
+        }
         let swim = Swim::new(
             name("me"),
             addr("me"),
@@ -164,6 +238,7 @@ impl Harness {
             config.validate().expect("valid config"),
             SEED,
             t0,
+            keyring,
         )
         .expect("empty metadata");
         Self {

@@ -598,8 +598,9 @@ impl Swim {
     fn forget(&mut self, now: Instant, name: &NodeName) {
         self.forgotten
             .insert(name.clone(), now + self.config.dead_retention);
+        // Its certificate stays in the keyring (bounded there): a member that comes back
+        // is checked at once, without a certificate request first.
         self.remove_member(name);
-        self.keyring.forget(name);
         self.kv.remove_owner(name);
         self.dedup.forget(name);
     }
