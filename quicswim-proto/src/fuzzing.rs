@@ -421,20 +421,20 @@ fn event(s: &mut Script<'_>) -> UserEvent {
 fn message(s: &mut Script<'_>) -> Message {
     match s.byte() % 5 {
         0 => Message::Ping {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
             target: pick_name(s),
             suspected: (s.byte().is_multiple_of(2)).then(|| Incarnation(s.counter())),
         },
         1 => Message::Ack {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
         },
         2 => Message::PingReq {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
             target: pick_name(s),
             target_addr: addr(usize::from(s.byte())),
         },
         3 => Message::Nack {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
         },
         _ => Message::Gossip,
     }

@@ -15,7 +15,7 @@ use super::super::codec::MemberUpdate;
 use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
 use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
-use super::{state_index, CommandError, Entry, Event, Swim};
+use super::{state_index, CommandError, Entry, Event, ForgedKind, Swim};
 
 /// Most dropped members remembered at once; beyond it the one remembered longest goes.
 const FORGOTTEN_MAX: usize = 1024;
@@ -178,12 +178,27 @@ impl Swim {
         self.broadcast_self();
     }
 
-    /// A Ping names this node. `suspected` is the incarnation the prober holds us Suspect at
-    /// (buddy system): refute it at once.
-    pub(super) fn on_pinged(&mut self, now: Instant, suspected: Option<Incarnation>) {
+    /// A Ping from `from` names this node. `suspected` is the incarnation the prober holds us
+    /// Suspect at (buddy system): refute it at once.
+    ///
+    /// Only at our own incarnation or below: one above it is not one this node holds, and
+    /// taking it would let any member set our incarnation (one Ping at the highest value
+    /// accepted and we could never refute again). It is refused and counted; the Ping is
+    /// still answered, since we are alive. (A node restarted with a lower incarnation than
+    /// it had learns its old one from its join exchange, not from Pings.)
+    pub(super) fn on_pinged(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        suspected: Option<Incarnation>,
+    ) {
         let Some(incarnation) = suspected else {
             return;
         };
+        if incarnation > self.me.incarnation {
+            self.refuse_forged(now, from, ForgedKind::Suspected);
+            return;
+        }
         if incarnation < self.me.incarnation && !self.awareness.is_out() {
             // We refuted already, but this prober missed it: gossip is best effort and a node
             // can miss every copy. Queue our Alive again so the Ack, filled next and

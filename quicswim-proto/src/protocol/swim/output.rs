@@ -225,6 +225,98 @@ pub struct Stats {
     /// Round trips of probes answered only after the direct Ping timed out: from the moment
     /// the PingReqs and the stream Ping went out to the first Ack, relayed or on the stream.
     pub indirect_probe_rtt: RttHistogram,
+    /// Messages refused because their sender may not say what they say, by kind.
+    pub forged: ForgedCounts,
+}
+
+/// A kind of message refused because its authenticated sender may not say what it says (an
+/// Ack for a probe it has no part in, a PingReq that would send us elsewhere, a suspicion
+/// about this node that it never stated). Exported as
+/// `quicswim_forged_records_total{kind}`, [`as_str`](Self::as_str) being the label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ForgedKind {
+    /// An Ack (datagram or stream) from neither the probed member nor a helper asked for
+    /// that very probe, or for a sequence number no probe or relay of ours has.
+    Ack,
+    /// A Nack from a member not asked for that probe, or for no probe of ours.
+    Nack,
+    /// A PingReq naming a member not held active here, or an address other than the one
+    /// held for it.
+    PingReq,
+    /// A Ping suspecting this node at an incarnation above its own.
+    Suspected,
+}
+
+impl ForgedKind {
+    /// Every kind, in the order metrics list them.
+    pub const ALL: [ForgedKind; 4] = [
+        ForgedKind::Ack,
+        ForgedKind::Nack,
+        ForgedKind::PingReq,
+        ForgedKind::Suspected,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgedKind::Ack => "ack",
+            ForgedKind::Nack => "nack",
+            ForgedKind::PingReq => "ping_req",
+            ForgedKind::Suspected => "suspected",
+        }
+    }
+}
+
+/// Messages refused per [`ForgedKind`]: each was dropped with nothing changed, and its
+/// sender named in a WARN (at most once per peer and minute).
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ForgedCounts {
+    /// See [`ForgedKind::Ack`].
+    pub ack: u64,
+    /// See [`ForgedKind::Nack`].
+    pub nack: u64,
+    /// See [`ForgedKind::PingReq`].
+    pub ping_req: u64,
+    /// See [`ForgedKind::Suspected`].
+    pub suspected: u64,
+}
+
+impl ForgedCounts {
+    /// The count for one kind.
+    pub fn get(&self, kind: ForgedKind) -> u64 {
+        *self.field(kind)
+    }
+
+    /// Every kind's count added up.
+    pub fn total(&self) -> u64 {
+        ForgedKind::ALL
+            .iter()
+            .fold(0, |sum, &k| sum.saturating_add(self.get(k)))
+    }
+
+    /// Counts one more of `kind`.
+    pub(crate) fn bump(&mut self, kind: ForgedKind) {
+        let n = self.field_mut(kind);
+        *n = n.saturating_add(1);
+    }
+
+    fn field(&self, kind: ForgedKind) -> &u64 {
+        match kind {
+            ForgedKind::Ack => &self.ack,
+            ForgedKind::Nack => &self.nack,
+            ForgedKind::PingReq => &self.ping_req,
+            ForgedKind::Suspected => &self.suspected,
+        }
+    }
+
+    fn field_mut(&mut self, kind: ForgedKind) -> &mut u64 {
+        match kind {
+            ForgedKind::Ack => &mut self.ack,
+            ForgedKind::Nack => &mut self.nack,
+            ForgedKind::PingReq => &mut self.ping_req,
+            ForgedKind::Suspected => &mut self.suspected,
+        }
+    }
 }
 
 /// Upper bounds of [`RttHistogram`]'s buckets, in microseconds: from a LAN's quarter
