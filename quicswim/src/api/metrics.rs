@@ -177,6 +177,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         local_writes_refused,
         kv_refuted,
         forged,
+        ping_reqs_for_inactive,
     } = s;
     // What peers sent that the core refused or bounded, and this node's own refused writes.
     for (name, help, value) in [
@@ -187,6 +188,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("self_claims_refused", "Claims about this node refused for a counter beyond what it can answer.", self_claims_refused),
         ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
         ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
+        ("ping_reqs_for_inactive", "Indirect probe requests refused, and nacked, because their target is dead or left here.", ping_reqs_for_inactive),
     ] {
         counter(e, name, help, *value)?;
     }

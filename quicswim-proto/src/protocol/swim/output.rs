@@ -227,6 +227,10 @@ pub struct Stats {
     pub indirect_probe_rtt: RttHistogram,
     /// Messages refused because their sender may not say what they say, by kind.
     pub forged: ForgedCounts,
+    /// PingReqs refused, and Nacked at once, because their target is Dead or Left here.
+    /// Honest members send them while views differ (after a crash, across a partition), so
+    /// they are not counted as forged.
+    pub ping_reqs_for_inactive: u64,
 }
 
 /// A kind of message refused because its authenticated sender may not say what it says (an
@@ -240,8 +244,9 @@ pub enum ForgedKind {
     Ack,
     /// A Nack from a member not asked for that probe, or for no probe of ours.
     Nack,
-    /// A PingReq naming a member not held active here, or an address other than the one
-    /// held for it.
+    /// A PingReq naming a member not held here, or an address other than the one held for
+    /// it (one for a member held Dead or Left is counted in
+    /// [`Stats::ping_reqs_for_inactive`] instead).
     PingReq,
     /// A Ping suspecting this node at an incarnation above its own.
     Suspected,

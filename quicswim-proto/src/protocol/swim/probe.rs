@@ -55,9 +55,10 @@ pub(super) const RELAYS_MAX: usize = 1024;
 /// can still be on its way when the next one starts.
 const ENDED_PROBES_KEPT: usize = 2;
 
-/// Timed-out relays remembered for their late Acks; a relayed Ping can wait behind a
-/// handshake to its target and be answered after our Nack went.
-const ENDED_RELAYS_KEPT: usize = 16;
+/// Relays remembered once over, for the Acks still on their way: a relayed Ping can wait
+/// behind a handshake to its target and be answered after our Nack went, and a datagram
+/// can arrive twice.
+const ENDED_RELAYS_KEPT: usize = 32;
 
 /// Probes and relays that ended lately, so that an Ack or Nack still on its way for one,
 /// from a member that had a part in it, is ignored as late rather than refused as forged.
@@ -438,6 +439,7 @@ impl Swim {
                 return;
             }
             if let Some(relay) = self.relays.remove(&seq) {
+                self.ended.relay(seq, relay.target);
                 self.send_datagram(
                     relay.requester,
                     Message::Ack {
@@ -460,8 +462,10 @@ impl Swim {
     ///
     /// Only a member held here as Alive or Suspect, at the address held for it: a PingReq
     /// is otherwise a way to make this node dial wherever the requester likes. One that
-    /// names anyone else, or another address, is refused and counted, and no Ping goes out;
-    /// the requester gets a Nack at once. A Nack says only what is true (we are alive, and
+    /// names a member not held here, or another address than the one held, is refused and
+    /// counted as forged; one for a member held Dead or Left is refused and counted apart
+    /// (honest members send those while views differ). No Ping goes out; the requester gets
+    /// a Nack at once. A Nack says only what is true (we are alive, and
     /// no Ack of that target reached us), and an honest requester whose view differs from
     /// ours (a member we have not heard of yet or hold Dead already, an address that just
     /// changed) would otherwise count the missing Nack against its own health. It is one
@@ -481,11 +485,22 @@ impl Swim {
         let held = self
             .members
             .get(&target)
-            .is_some_and(|e| e.member.state.is_active() && e.member.addr == target_addr);
-        if !held {
-            self.refuse_forged(now, from, ForgedKind::PingReq);
-            self.send_datagram(requester, Message::Nack { seq });
-            return;
+            .map(|e| (e.member.addr == target_addr, e.member.state.is_active()));
+        match held {
+            None | Some((false, _)) => {
+                self.refuse_forged(now, from, ForgedKind::PingReq);
+                self.send_datagram(requester, Message::Nack { seq });
+                return;
+            }
+            Some((true, false)) => {
+                // Views differ for a while after a crash or across a partition: honest
+                // requesters send these, so they are refused without being called forged.
+                self.stats.ping_reqs_for_inactive += 1;
+                trace!(peer = %from, target = %target, "ping-req for a member not active here");
+                self.send_datagram(requester, Message::Nack { seq });
+                return;
+            }
+            Some((true, true)) => {}
         }
         let our_seq = self.next_seq();
         self.relays.insert(
@@ -534,13 +549,17 @@ impl Swim {
 
     /// A helper's Nack for our probe: counted, since Nacks owed and missing say the fault
     /// may be ours (see [`finish_probe`](Self::finish_probe)). Only from a helper asked for
-    /// this probe, once each; any other is refused and counted (a late one for the probe
-    /// before is ignored).
+    /// this probe, once each (a second copy is ignored); one from anyone else, or for no
+    /// probe of ours, is refused and counted (a late one for the probe before is ignored).
     pub(super) fn on_nack(&mut self, now: Instant, from: &NodeName, seq: u64) {
         if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
             if let Some(i) = p.unnacked.iter().position(|h| h == from) {
                 p.unnacked.swap_remove(i);
                 p.nacks = p.nacks.saturating_add(1);
+                return;
+            }
+            if p.asked.contains(from) {
+                trace!(peer = %from, seq, "nack again");
                 return;
             }
         } else if self.ended.late_nack(seq, from) {
