@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use quicswim_proto::protocol::codec::{decode_stream, Message, StreamMessage};
 use quicswim_proto::protocol::{
-    Config, DecodeError, Event, ForgedCounts, Incarnation, NodeName, PeerError, State,
-    COUNTER_MAX, SELF_CLAIM_MAX,
+    Config, DecodeError, Event, ForgedCounts, Incarnation, NodeName, PeerError, State, COUNTER_MAX,
+    SELF_CLAIM_MAX,
 };
 
 use core_harness::*;
@@ -65,7 +65,10 @@ fn a_crashed_member_is_declared_dead_while_another_member_acks_its_probes() {
     let (mut answered, mut nacked, mut forged) = (0, 0, 0);
     let deadline = h.now + Duration::from_secs(120);
     while h.state_of(crashed).map(|(_, s)| s) != Some(State::Dead) {
-        assert!(h.now <= deadline, "{crashed} not declared Dead within 120 s");
+        assert!(
+            h.now <= deadline,
+            "{crashed} not declared Dead within 120 s"
+        );
         step(&mut h);
         let seqs = pings_to(&h, crashed);
         for &seq in &seqs[answered..] {
@@ -103,7 +106,11 @@ fn a_crashed_member_is_declared_dead_while_another_member_acks_its_probes() {
         }
     );
     assert!(s.probes_failed >= 1);
-    assert_eq!(h.state_of(rogue), Some((0, State::Alive)), "the rogue is not punished, only refused");
+    assert_eq!(
+        h.state_of(rogue),
+        Some((0, State::Alive)),
+        "the rogue is not punished, only refused"
+    );
 }
 
 #[test]
@@ -139,7 +146,10 @@ fn an_ack_with_a_guessed_seq_is_refused_and_the_probe_still_fails() {
         .iter()
         .any(|(_, e)| matches!(e, Event::Suspect(_))));
     let s = h.swim.stats();
-    assert_eq!((s.forged.nack, s.forged.ping_req, s.forged.suspected), (0, 0, 0));
+    assert_eq!(
+        (s.forged.nack, s.forged.ping_req, s.forged.suspected),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -227,7 +237,10 @@ fn honest_acks_direct_relayed_on_a_stream_and_late_count_nothing_as_forged() {
         .iter()
         .any(|(at, _, _)| *at > first_at)
     {
-        assert!(h.now < first_at + config.probe_interval * 3, "no next probe");
+        assert!(
+            h.now < first_at + config.probe_interval * 3,
+            "no next probe"
+        );
         step(&mut h);
     }
     h.send(target.as_str(), &Message::Ack { seq }, &[]);
@@ -379,7 +392,10 @@ fn a_ping_suspecting_us_above_our_incarnation_leaves_it_unchanged() {
         target: name("me"),
         suspected: Some(Incarnation(COUNTER_MAX)),
     };
-    let reply = h.stream("b", &stream_ping).expect("accepted").expect("a reply");
+    let reply = h
+        .stream("b", &stream_ping)
+        .expect("accepted")
+        .expect("a reply");
     assert_eq!(decode_stream(&reply), Ok(StreamMessage::Ack { seq: 4 }));
     // Past what any peer may send, it does not even decode.
     let over = datagram(&ping(5, "me", Some(u64::MAX)), &[]);
@@ -409,5 +425,8 @@ fn a_ping_suspecting_us_above_our_incarnation_leaves_it_unchanged() {
 #[test]
 fn our_incarnation_saturates_rather_than_wraps() {
     assert_eq!(Incarnation(u64::MAX).next(), Incarnation(u64::MAX));
-    assert_eq!(Incarnation(COUNTER_MAX).next(), Incarnation(COUNTER_MAX + 1));
+    assert_eq!(
+        Incarnation(COUNTER_MAX).next(),
+        Incarnation(COUNTER_MAX + 1)
+    );
 }

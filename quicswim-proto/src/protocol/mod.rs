@@ -23,6 +23,6 @@ pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
 pub use swim::{
-    probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus,
-    PeerError, RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
+    probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus, PeerError,
+    RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
 };
