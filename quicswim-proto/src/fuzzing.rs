@@ -13,14 +13,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, OnceLock};
+
 use crate::protocol::codec::{
-    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, MemberUpdate,
-    Message, StreamMessage, Update, DATAGRAM_LEN_MAX,
+    decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
+    Claim, MemberUpdate, Message, SignedEvent, StreamMessage, Update, DATAGRAM_LEN_MAX,
 };
 use crate::protocol::kv::{KvEntry, KvLimits, OwnerDelta, OwnerDigest};
+use crate::protocol::signing::{Certificate, Signature};
 use crate::protocol::{
     Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
 };
+use crate::sim::SimAuthority;
 
 /// Steps one core input runs at most, so each execution stays short.
 const STEPS_MAX: usize = 256;
@@ -120,6 +124,23 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, (i % NAMES.len()) as u8 + 2], 7946))
 }
 
+/// The fuzz cluster's keys: the core holds every peer's certificate, and the scripts sign
+/// most records as their subject would (a share with another's key: forgeries).
+fn authority() -> &'static Arc<SimAuthority> {
+    static AUTHORITY: OnceLock<Arc<SimAuthority>> = OnceLock::new();
+    AUTHORITY.get_or_init(|| SimAuthority::new(7))
+}
+
+/// A signature over `bytes` by `signer`, or, when the script says so, by someone else.
+fn sign(s: &mut Script<'_>, signer: &NodeName, bytes: &[u8]) -> Signature {
+    let by = if s.byte().is_multiple_of(8) {
+        pick_name(s)
+    } else {
+        signer.clone()
+    };
+    authority().keyring(&by).sign(bytes)
+}
+
 fn me() -> NodeName {
     name(NAMES.len() - 1)
 }
@@ -163,6 +184,12 @@ pub fn core(bytes: &[u8], epoch: Instant) {
     let config = config()
         .validate()
         .expect("the fuzz configuration is valid");
+    let keyring = authority().keyring(&me());
+    for i in 0..NAMES.len() {
+        keyring
+            .learn(&name(i), &authority().certificate(&name(i)))
+            .expect("the authority's own certificates are learned");
+    }
     let swim = Swim::new(
         me(),
         addr(NAMES.len() - 1),
@@ -170,6 +197,7 @@ pub fn core(bytes: &[u8], epoch: Instant) {
         config,
         7,
         epoch,
+        keyring,
     )
     .expect("the fuzz core starts");
     let mut run = Run {
@@ -196,13 +224,19 @@ impl Run {
     fn join(&mut self) {
         self.swim.join(self.now, &[addr(0)]);
         let members = (0..4)
-            .map(|i| MemberUpdate {
-                name: name(i),
-                addr: addr(i),
-                incarnation: Incarnation(1),
-                state: State::Alive,
-                meta: Vec::new(),
-                accuser: None,
+            .map(|i| {
+                let claim = Claim {
+                    name: name(i),
+                    addr: addr(i),
+                    incarnation: Incarnation(1),
+                    left: false,
+                    meta: Vec::new(),
+                };
+                MemberUpdate {
+                    signature: authority().keyring(&name(i)).sign(&claim.signed_bytes()),
+                    claim,
+                    accusation: None,
+                }
             })
             .collect();
         let reply = StreamMessage::PushPullReply {
@@ -210,6 +244,7 @@ impl Run {
             kv_delta: Vec::new(),
             kv_digest: Vec::new(),
             events: Vec::new(),
+            certificates: Vec::new(),
         };
         self.swim
             .handle_stream_reply(self.now, &name(0), &encode_stream(&reply))
@@ -294,6 +329,7 @@ impl Run {
                         members: (0..s.byte() % 8).map(|_| member(s)).collect(),
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
+                        certificates: Vec::new(),
                     },
                 };
                 if let Ok(Some(reply)) =
@@ -314,6 +350,7 @@ impl Run {
                         kv_delta: deltas(s),
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
+                        certificates: Vec::new(),
                     },
                 };
                 let _ = self
@@ -429,22 +466,42 @@ fn member(s: &mut Script<'_>) -> MemberUpdate {
         2 => State::Dead,
         _ => State::Left,
     };
-    MemberUpdate {
+    let claim = Claim {
         name: pick_name(s),
         addr: addr(usize::from(s.byte())),
         incarnation: Incarnation(s.counter()),
-        state,
+        left: state == State::Left,
         meta: vec![1; usize::from(s.byte()) % 160],
-        accuser: (s.byte().is_multiple_of(2)).then(|| pick_name(s)),
+    };
+    let signature = sign(s, &claim.name.clone(), &claim.signed_bytes());
+    let accusation = matches!(state, State::Suspect | State::Dead).then(|| {
+        let accuser = pick_name(s);
+        let dead = state == State::Dead;
+        let bytes = Accusation::signed_bytes(&claim.name, claim.incarnation, dead, &accuser);
+        Accusation {
+            dead,
+            signature: sign(s, &accuser, &bytes),
+            accuser,
+        }
+    });
+    MemberUpdate {
+        claim,
+        signature,
+        accusation,
     }
 }
 
-fn event(s: &mut Script<'_>) -> UserEvent {
-    UserEvent {
+fn event(s: &mut Script<'_>) -> SignedEvent {
+    let event = UserEvent {
         origin: pick_name(s),
         seq: s.counter(),
         name: "e".repeat(usize::from(s.byte())),
         payload: vec![2; s.len() % 2048],
+    };
+    let origin = event.origin.clone();
+    SignedEvent {
+        signature: sign(s, &origin, &SignedEvent::signed_bytes(&event)),
+        event,
     }
 }
 
@@ -489,16 +546,21 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
                 reset: s.byte().is_multiple_of(4),
                 gc_floor: s.counter(),
                 entries: (0..s.byte() % 12)
-                    .map(|_| KvEntry {
-                        // Mostly one owner per delta, as we send them; sometimes not.
-                        owner: if s.byte().is_multiple_of(8) {
-                            pick_name(s)
-                        } else {
-                            owner.clone()
-                        },
-                        key: key(s),
-                        version: s.counter(),
-                        value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
+                    .map(|_| {
+                        let mut e = KvEntry {
+                            // Mostly one owner per delta, as we send them; sometimes not.
+                            owner: if s.byte().is_multiple_of(8) {
+                                pick_name(s)
+                            } else {
+                                owner.clone()
+                            },
+                            key: key(s),
+                            version: s.counter(),
+                            value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
+                            signature: Signature(Vec::new()),
+                        };
+                        e.signature = sign(s, &e.owner.clone(), &e.signed_bytes());
+                        e
                     })
                     .collect(),
             }
@@ -511,19 +573,37 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
 /// `tests/fuzz_corpus.rs` runs them and can write them out.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    let m = MemberUpdate {
+    let keys = |n: usize| authority().keyring(&name(n));
+    let claim = Claim {
         name: name(1),
         addr: addr(1),
         incarnation: Incarnation(3),
-        state: State::Suspect,
+        left: false,
         meta: b"zone=b".to_vec(),
-        accuser: Some(name(2)),
     };
-    let e = UserEvent {
+    let m = MemberUpdate {
+        signature: keys(1).sign(&claim.signed_bytes()),
+        accusation: Some(Accusation {
+            dead: false,
+            accuser: name(2),
+            signature: keys(2).sign(&Accusation::signed_bytes(
+                &name(1),
+                Incarnation(3),
+                false,
+                &name(2),
+            )),
+        }),
+        claim,
+    };
+    let event = UserEvent {
         origin: name(2),
         seq: 9,
         name: "deploy".into(),
         payload: b"v2".to_vec(),
+    };
+    let e = SignedEvent {
+        signature: keys(2).sign(&SignedEvent::signed_bytes(&event)),
+        event,
     };
     let updates = [Update::Member(m.clone()), Update::Event(e.clone())];
     let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
@@ -545,23 +625,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for message in &messages {
         out.push(("datagram", encode_datagram(message, 2, &body)));
     }
-    let entry = KvEntry {
-        owner: name(1),
-        key: "k1".into(),
-        version: 5,
-        value: Some(b"v".to_vec()),
+    let signed = |version: u64, value: Option<Vec<u8>>| {
+        let mut e = KvEntry {
+            owner: name(1),
+            key: "k1".into(),
+            version,
+            value,
+            signature: Signature(Vec::new()),
+        };
+        e.signature = keys(1).sign(&e.signed_bytes());
+        e
     };
     let delta = OwnerDelta {
         reset: false,
         gc_floor: 0,
-        entries: vec![
-            entry.clone(),
-            KvEntry {
-                value: None,
-                version: 6,
-                ..entry
-            },
-        ],
+        entries: vec![signed(5, Some(b"v".to_vec())), signed(6, None)],
     };
     let digest = OwnerDigest {
         owner: name(1),
@@ -576,12 +654,26 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             members: vec![m.clone()],
             kv_digest: vec![digest.clone()],
             events: vec![e.clone()],
+            certificates: vec![Certificate {
+                name: name(1),
+                der: authority().certificate(&name(1)).to_vec(),
+            }],
         },
         StreamMessage::PushPullReply {
             members: vec![m],
             kv_delta: vec![delta.clone()],
             kv_digest: vec![digest.clone()],
             events: vec![e],
+            certificates: Vec::new(),
+        },
+        StreamMessage::CertificateRequest {
+            names: vec![name(1)],
+        },
+        StreamMessage::CertificateReply {
+            certificates: vec![Certificate {
+                name: name(2),
+                der: authority().certificate(&name(2)).to_vec(),
+            }],
         },
         StreamMessage::KvPush {
             deltas: vec![delta.clone()],

@@ -17,9 +17,10 @@ use super::bounded::{self, decode_bounded};
 use super::events::UserEvent;
 use super::kv::{OwnerDelta, OwnerDigest};
 use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
+use super::signing::{signed_bytes, Certificate, RecordKind, Signature};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -40,6 +41,13 @@ pub const OWNERS_PER_MESSAGE_MAX: usize = 65_536;
 
 /// Most key/value entries one owner's delta may carry.
 pub const ENTRIES_PER_DELTA_MAX: usize = 65_536;
+
+/// Most certificates one stream message may carry: checking one against the CA costs
+/// ~0.1 ms, so a message costs at most ~0.1 s of checks however it is built.
+pub const CERTIFICATES_PER_MESSAGE_MAX: usize = 1024;
+
+/// Most names one [`StreamMessage::CertificateRequest`] may ask for.
+pub const CERTIFICATE_NAMES_MAX: usize = 64;
 
 /// Most user events one stream message may carry (a node sends its last 64).
 pub const EVENTS_PER_MESSAGE_MAX: usize = 256;
@@ -129,26 +137,105 @@ pub enum Update {
     /// A membership claim about one member.
     Member(MemberUpdate),
     /// A user event.
-    Event(UserEvent),
+    Event(SignedEvent),
 }
 
-/// A claim about a member, as gossiped and as exchanged in full-state sync.
+/// A member's statement about itself, signed by it: where it listens, at which incarnation,
+/// with which metadata, and whether it has left. Only the member can make one, so only it
+/// can raise its incarnation, move its address or announce its leave.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberUpdate {
-    /// Whom it is about.
+pub struct Claim {
+    /// Whom it is about, and who signed it.
     pub name: NodeName,
     /// Where it listens.
     pub addr: SocketAddr,
     /// At which incarnation.
     #[serde(deserialize_with = "incarnation")]
     pub incarnation: Incarnation,
-    /// In which state.
-    pub state: State,
+    /// Set for a graceful leave.
+    pub left: bool,
     /// Its metadata.
     #[serde(deserialize_with = "meta")]
     pub meta: Vec<u8>,
-    /// For Suspect and Dead: the member whose probe failed (Lifeguard counts distinct accusers).
-    pub accuser: Option<NodeName>,
+}
+
+impl Claim {
+    /// The bytes its signature covers.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_bytes(RecordKind::Claim, self)
+    }
+}
+
+/// An accusation against a member at one of its own signed incarnations, signed by the
+/// accuser: Lifeguard counts distinct verified accusers as confirmations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accusation {
+    /// Dead rather than Suspect.
+    pub dead: bool,
+    /// The member whose probe failed (or whose suspicion timed out), and who signed it.
+    pub accuser: NodeName,
+    /// By the accuser, over [`Accusation::signed_bytes`].
+    pub signature: Signature,
+}
+
+impl Accusation {
+    /// The bytes an accusation against `subject` at `incarnation` is signed over.
+    pub fn signed_bytes(
+        subject: &NodeName,
+        incarnation: Incarnation,
+        dead: bool,
+        accuser: &NodeName,
+    ) -> Vec<u8> {
+        signed_bytes(
+            RecordKind::Accusation,
+            &(subject, incarnation, dead, accuser),
+        )
+    }
+}
+
+/// A claim about a member, as gossiped and as exchanged in full-state sync: the member's own
+/// signed [`Claim`], and for Suspect and Dead the accusation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUpdate {
+    /// The member's own statement.
+    pub claim: Claim,
+    /// By the member, over [`Claim::signed_bytes`].
+    pub signature: Signature,
+    /// For Suspect and Dead.
+    pub accusation: Option<Accusation>,
+}
+
+impl MemberUpdate {
+    /// Whom it is about.
+    pub fn name(&self) -> &NodeName {
+        &self.claim.name
+    }
+
+    /// The state it claims: Left when the member said so, else by the accusation.
+    pub fn state(&self) -> State {
+        match (&self.accusation, self.claim.left) {
+            (_, true) => State::Left,
+            (None, false) => State::Alive,
+            (Some(a), false) if a.dead => State::Dead,
+            (Some(_), false) => State::Suspect,
+        }
+    }
+}
+
+/// A user event as it travels: the event and its origin's signature over it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEvent {
+    /// The event.
+    pub event: UserEvent,
+    /// By `event.origin`, over [`SignedEvent::signed_bytes`].
+    pub signature: Signature,
+}
+
+impl SignedEvent {
+    /// The bytes an event's signature covers.
+    pub fn signed_bytes(event: &UserEvent) -> Vec<u8> {
+        signed_bytes(RecordKind::UserEvent, event)
+    }
 }
 
 /// A decoded datagram.
@@ -178,7 +265,10 @@ pub enum StreamMessage {
         kv_digest: Vec<OwnerDigest>,
         /// The user events the sender saw last, so a member that missed one catches up.
         #[serde(deserialize_with = "events")]
-        events: Vec<UserEvent>,
+        events: Vec<SignedEvent>,
+        /// The sender's own certificate, so the responder can check its records.
+        #[serde(deserialize_with = "certificates")]
+        certificates: Vec<Certificate>,
     },
     /// The responder's full state after merging the request.
     PushPullReply {
@@ -193,7 +283,24 @@ pub enum StreamMessage {
         kv_digest: Vec<OwnerDigest>,
         /// The user events the responder saw last.
         #[serde(deserialize_with = "events")]
-        events: Vec<UserEvent>,
+        events: Vec<SignedEvent>,
+        /// The responder's own certificate; to a joiner, those of every member listed too
+        /// (up to [`CERTIFICATES_PER_MESSAGE_MAX`]), so it can check the table it is given.
+        #[serde(deserialize_with = "certificates")]
+        certificates: Vec<Certificate>,
+    },
+    /// "Send me these members' certificates": records signed by them came from this peer,
+    /// which checked them, so it holds their certificates.
+    CertificateRequest {
+        /// Whose.
+        #[serde(deserialize_with = "certificate_names")]
+        names: Vec<NodeName>,
+    },
+    /// Answer to [`StreamMessage::CertificateRequest`]: the certificates held of those asked.
+    CertificateReply {
+        /// The certificates.
+        #[serde(deserialize_with = "certificates")]
+        certificates: Vec<Certificate>,
     },
     /// Key/value entries pushed to a peer: the requester's half of a full-state exchange or
     /// of a [`StreamMessage::KvSync`], what the responder lacks by its digest.
@@ -319,8 +426,16 @@ fn deltas<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnerDelta>, D::Error> 
     bounded::seq(d, "delta owners", OWNERS_PER_MESSAGE_MAX)
 }
 
-fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<UserEvent>, D::Error> {
+fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SignedEvent>, D::Error> {
     bounded::seq(d, "events", EVENTS_PER_MESSAGE_MAX)
+}
+
+fn certificates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Certificate>, D::Error> {
+    bounded::seq(d, "certificates", CERTIFICATES_PER_MESSAGE_MAX)
+}
+
+fn certificate_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeName>, D::Error> {
+    bounded::seq(d, "certificate names", CERTIFICATE_NAMES_MAX)
 }
 
 fn meta<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {

@@ -155,6 +155,21 @@ impl Deduplicator {
         true
     }
 
+    /// Whether [`first_sight`](Self::first_sight) would take `(origin, seq)` as new, without
+    /// marking it: an event is checked (its signature) only when it would be delivered.
+    pub fn would_be_new(&self, origin: &NodeName, seq: u64) -> bool {
+        let Some(w) = self.origins.get(origin) else {
+            return true;
+        };
+        if seq > w.high {
+            return true;
+        }
+        let Ok(back) = usize::try_from(w.high - seq) else {
+            return false;
+        };
+        back < SEEN_PER_ORIGIN_MAX && w.bits[back / 64] & (1 << (back % 64)) == 0
+    }
+
     /// Forgets an origin (it was reaped from membership).
     pub fn forget(&mut self, origin: &NodeName) {
         if let Some(w) = self.origins.remove(origin) {

@@ -12,6 +12,7 @@ pub(crate) mod cycle;
 pub mod events;
 pub mod kv;
 pub mod member;
+pub mod signing;
 pub mod suspicion;
 pub mod swim;
 pub mod timer;
@@ -22,6 +23,7 @@ pub use config::{Config, ConfigError, ConfigPatch, Profile, ValidConfig};
 pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
+pub use signing::{Certificate, CertificateRefused, Keyring, Signature, Verdict};
 pub use swim::{
     probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus, PeerError,
     RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,

@@ -40,6 +40,12 @@ impl Suspicion {
         self.accusers.insert(accuser)
     }
 
+    /// Whether a confirmation from `accuser` would count: it is not counted yet and the
+    /// suspicion is not at its minimum timeout already.
+    pub fn would_confirm(&self, accuser: &NodeName) -> bool {
+        self.accusers.len() as u32 <= self.k && !self.accusers.contains(accuser)
+    }
+
     /// Independent confirmations so far.
     pub fn confirmations(&self) -> u32 {
         self.accusers.len() as u32 - 1

@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -16,6 +17,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use super::config::SimConfig;
 use super::faults::Faults;
 use super::health::HealthTracker;
+use super::keys::SimAuthority;
 use super::network::Network;
 use super::report::{Report, Tracker};
 use crate::protocol::{Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind};
@@ -107,6 +109,8 @@ pub struct Simulation {
     /// One copy of each distinct member for all the nodes' tables: without it a run of `n`
     /// nodes holds `n²` copies.
     members: MemberPool,
+    /// Every node's key, issued from the run's seed.
+    authority: Arc<SimAuthority>,
 }
 
 /// The simulated address of node `i`: a loopback address that no packet is ever sent to.
@@ -164,6 +168,7 @@ impl Simulation {
             expected: BTreeMap::new(),
             kv_writes: 0,
             members: MemberPool::new(),
+            authority: SimAuthority::new(config.seed),
             rng: SmallRng::seed_from_u64(rng.next_u64()),
             config,
         };
@@ -455,6 +460,7 @@ impl Simulation {
             self.config.protocol.clone(),
             seed,
             self.now,
+            self.authority.keyring(&node.name),
         )
         .expect("empty metadata is within the limit");
         node.core = Some(core);

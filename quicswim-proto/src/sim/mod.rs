@@ -8,11 +8,13 @@ pub mod cluster;
 pub mod config;
 pub mod faults;
 pub mod health;
+pub mod keys;
 pub mod network;
 pub mod report;
 
 pub use cluster::{node_addr, Simulation};
 pub use config::{KvWorkload, PartitionPlan, SimConfig};
 pub use faults::{Direction, FaultPlan, FlapPlan, GrayPlan, StallPlan};
+pub use keys::SimAuthority;
 pub use network::NetworkConfig;
 pub use report::Report;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::bounded;
 use super::codec::ENTRIES_PER_DELTA_MAX;
 use super::member::{NameMap, NodeName};
+use super::signing::{signed_bytes, RecordKind, Signature};
 
 /// The highest `value_len_max` a configuration may set (4 MiB).
 pub const VALUE_LEN_MAX_CAP: usize = 4 << 20;
@@ -125,6 +126,18 @@ pub struct KvEntry {
     /// The value; `None` for a delete.
     #[serde(deserialize_with = "wire_value")]
     pub value: Option<Vec<u8>>,
+    /// By the owner, over [`KvEntry::signed_bytes`]: only the owner writes its keys.
+    pub signature: Signature,
+}
+
+impl KvEntry {
+    /// The bytes its signature covers: owner, key, version and value.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_bytes(
+            RecordKind::KvEntry,
+            &(&self.owner, &self.key, self.version, &self.value),
+        )
+    }
 }
 
 /// An owner's summary for anti-entropy.
@@ -189,6 +202,8 @@ struct Slot {
     value: Option<Vec<u8>>,
     /// When the tombstone was made or learned here, for collection.
     deleted_at: Option<Instant>,
+    /// The owner's, so the entry can be passed on as it signed it.
+    signature: Signature,
 }
 
 #[derive(Debug, Default)]
@@ -371,6 +386,19 @@ impl KvStore {
             .fold((0, 0), |(k, b), o| (k + o.live_keys, b + o.live_bytes))
     }
 
+    /// Whether applying `e` could change anything: it is newer than the entry held, and not
+    /// a collected tombstone's key at or below the owner's floor. Only such entries are worth
+    /// checking the signature of.
+    pub fn would_change(&self, e: &KvEntry) -> bool {
+        let Some(owner) = self.owners.get(&e.owner) else {
+            return true;
+        };
+        match owner.entries.get(&e.key) {
+            Some(held) => held.version < e.version,
+            None => e.version > owner.gc_floor,
+        }
+    }
+
     /// Applies `e` if it is newer than what is held and within the limits. Deletes count
     /// against the owner's quotas like values, until their tombstones are collected.
     pub fn apply(&mut self, now: Instant, e: &KvEntry) -> Result<Applied, KvError> {
@@ -425,6 +453,7 @@ impl KvStore {
                 version: e.version,
                 value: e.value.clone(),
                 deleted_at,
+                signature: e.signature.clone(),
             },
         );
         Ok(Applied::Changed)
@@ -597,7 +626,10 @@ impl KvStore {
             for (version, key) in o.by_version.range((first, String::new())..) {
                 let version = *version;
                 let slot = &o.entries[key];
-                let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
+                let size = key.len()
+                    + slot.value.as_ref().map_or(0, Vec::len)
+                    + slot.signature.0.len()
+                    + 16;
                 if size > left && (!entries.is_empty() || !out.is_empty()) {
                     complete = false;
                     break;
@@ -608,6 +640,7 @@ impl KvStore {
                     key: key.clone(),
                     version,
                     value: slot.value.clone(),
+                    signature: slot.signature.clone(),
                 });
             }
             // A reset is only safe with the owner's full set in hand.
@@ -649,6 +682,7 @@ impl KvStore {
                                 key,
                                 version: slot.version,
                                 value: None,
+                                signature: slot.signature,
                             });
                         }
                     }

@@ -6,7 +6,6 @@ use super::super::bounded::COUNTER_MAX;
 use super::super::events::ORIGINS_MAX;
 use super::output::EVENTS_BYTES_MAX;
 use super::probe::{ENDED_MAX, RELAYS_MAX};
-use super::refusals::WARNED_MAX;
 use super::user_events::RECENT_EVENTS_SYNCED;
 use super::Swim;
 
@@ -43,10 +42,6 @@ impl Swim {
         check(
             self.ended.len() <= ENDED_MAX,
             "ended probes and relays over their count",
-        )?;
-        check(
-            self.warned.len() <= WARNED_MAX,
-            "peers warned about over their count",
         )?;
         check(
             self.dedup.origins() <= ORIGINS_MAX,

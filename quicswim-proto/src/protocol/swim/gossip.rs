@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::super::broadcast::{retransmit_limit, Subject};
 use super::super::codec::{
-    datagram_overhead, encode_datagram, encode_update, MemberUpdate, Message, Update,
-    UPDATES_PER_DATAGRAM_MAX,
+    datagram_overhead, encode_datagram, encode_update, Message, Update, UPDATES_PER_DATAGRAM_MAX,
 };
 use super::super::member::{NodeName, State};
 use super::sampling::walk_max;
@@ -188,18 +187,10 @@ impl Swim {
             .push(Subject::Member(self.me.name.clone()), bytes);
     }
 
-    pub(super) fn broadcast_member(&mut self, name: &NodeName, accuser: Option<NodeName>) {
-        let Some(e) = self.members.get(name) else {
+    /// Queues a member's entry as held (its claim and, for Suspect and Dead, the accusation).
+    pub(super) fn broadcast_member(&mut self, name: &NodeName) {
+        let Some(update) = self.held_update(name) else {
             return;
-        };
-        let m = &e.member;
-        let update = MemberUpdate {
-            name: m.name.clone(),
-            addr: m.addr,
-            incarnation: m.incarnation,
-            state: m.state,
-            meta: m.meta.clone(),
-            accuser,
         };
         let bytes = encode_update(&Update::Member(update));
         self.broadcasts.push(Subject::Member(name.clone()), bytes);

@@ -181,7 +181,9 @@ impl Swim {
         kv_digest: &[OwnerDigest],
     ) {
         let has_left = members.iter().any(|u| {
-            u.name == self.me.name && u.state == State::Left && u.incarnation >= self.me.incarnation
+            u.claim.name == self.me.name
+                && u.state() == State::Left
+                && u.claim.incarnation >= self.me.incarnation
         });
         let Some(l) = self.leaving.as_ref() else {
             return;

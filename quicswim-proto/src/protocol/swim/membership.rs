@@ -11,11 +11,12 @@ use tracing::{debug, trace};
 
 use super::super::bounded::SELF_CLAIM_MAX;
 use super::super::broadcast::Subject;
-use super::super::codec::MemberUpdate;
+use super::super::codec::{Accusation, Claim, MemberUpdate};
 use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::super::signing::Signature;
 use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
-use super::{state_index, CommandError, Entry, Event, ForgedKind, Swim};
+use super::{state_index, CommandError, Entry, Event, ForgedKind, Proof, Swim};
 
 /// Most dropped members remembered at once; beyond it the one remembered longest goes.
 const FORGOTTEN_MAX: usize = 1024;
@@ -62,9 +63,9 @@ impl Forgotten {
 
 /// Whether an update came from gossip or from a peer's full state.
 #[derive(Clone, Copy)]
-pub(super) enum Source<'a> {
+pub(super) enum Source {
     Gossip,
-    PushPull(&'a NodeName),
+    PushPull,
 }
 
 impl Swim {
@@ -114,31 +115,115 @@ impl Swim {
         Ok(())
     }
 
-    pub(super) fn apply(&mut self, now: Instant, u: MemberUpdate, source: Source<'_>) {
-        if u.name == self.me.name {
-            self.on_self_claim(now, u.incarnation, u.state, Some((u.addr, &u.meta)));
+    /// A claim about a member from `from`: checked against the signatures it carries when,
+    /// and only when, it would change something here, then applied and relayed.
+    pub(super) fn apply(&mut self, now: Instant, from: &NodeName, u: MemberUpdate, source: Source) {
+        if u.claim.name == self.me.name {
+            self.on_claim_about_self(now, from, u);
             return;
         }
-        match u.state {
-            State::Alive => self.on_alive(now, u),
-            State::Suspect => {
-                let accuser = match (u.accuser, source) {
-                    (Some(a), _) => a,
-                    (None, Source::PushPull(from)) => from.clone(),
-                    (None, Source::Gossip) => return,
-                };
-                self.on_suspect(now, u.name, u.incarnation, accuser);
-            }
-            State::Dead => match source {
-                // memberlist: a peer's full state saying Dead only makes us suspect, so one
-                // stale view cannot kill members we still reach.
-                Source::PushPull(from) => {
-                    self.on_suspect(now, u.name, u.incarnation, from.clone());
-                }
-                Source::Gossip => self.on_dead(now, &u.name, u.incarnation, State::Dead, u.accuser),
-            },
-            State::Left => self.on_dead(now, &u.name, u.incarnation, State::Left, None),
+        let mut state = u.state();
+        // memberlist: a peer's full state saying Dead only makes us suspect, so one stale
+        // view cannot kill members we still reach. The suspicion is then ours.
+        let ours = state == State::Dead && matches!(source, Source::PushPull);
+        if ours {
+            state = State::Suspect;
         }
+        let accuser = match (&u.accusation, ours) {
+            (_, true) => Some(&self.me.name),
+            (Some(a), false) => Some(&a.accuser),
+            (None, false) => None,
+        };
+        if !self.is_news(&u, state, accuser) {
+            return;
+        }
+        if !self.holds_claim(&u) && !self.claim_verified(now, from, &u) {
+            return;
+        }
+        if let Some(a) = u.accusation.as_ref().filter(|_| !u.claim.left) {
+            if !self.accusation_verified(now, from, &u.claim, a) {
+                return;
+            }
+        }
+        let MemberUpdate {
+            claim,
+            signature,
+            accusation,
+        } = u;
+        match (state, accusation) {
+            (State::Alive, _) => self.on_alive(now, claim, signature),
+            (State::Suspect, Some(a)) if !ours => self.on_suspect(now, claim, signature, a),
+            (State::Suspect, _) => {
+                let a = self.accuse(&claim.name, claim.incarnation, false);
+                self.on_suspect(now, claim, signature, a);
+            }
+            (State::Dead, a) => self.on_dead(now, claim, signature, a),
+            (State::Left, _) => self.on_dead(now, claim, signature, None),
+        }
+    }
+
+    /// Whether a claim in `state` (by `accuser`, for Suspect and Dead) would change this
+    /// node's table: only then is it worth checking. Suspect, Dead and Left of a member not
+    /// held are ignored (they would bring back a member reaped here).
+    fn is_news(&self, u: &MemberUpdate, state: State, accuser: Option<&NodeName>) -> bool {
+        let Some(e) = self.members.get(&u.claim.name) else {
+            return state == State::Alive;
+        };
+        if state != State::Alive && state != State::Left && accuser.is_none() {
+            return false; // Suspect and Dead need an accuser
+        }
+        let held = (e.member.incarnation, e.member.state);
+        let new = (u.claim.incarnation, state);
+        if overrides(new, held) {
+            return true;
+        }
+        // A further accuser of a suspicion held at this incarnation: a confirmation.
+        new == held
+            && state == State::Suspect
+            && accuser.is_some_and(|a| e.suspicion.as_ref().is_some_and(|s| s.would_confirm(a)))
+    }
+
+    /// Whether `u`'s claim is the one held, signature included: checked when it was applied.
+    fn holds_claim(&self, u: &MemberUpdate) -> bool {
+        self.members.get(&u.claim.name).is_some_and(|e| {
+            let m = &e.member;
+            m.incarnation == u.claim.incarnation
+                && m.addr == u.claim.addr
+                && m.meta == u.claim.meta
+                && (m.state == State::Left) == u.claim.left
+                && e.proof.signature == u.signature
+        })
+    }
+
+    /// A claim about this node. Only what it signed itself counts (its own records from
+    /// before a restart, with an accusation against one of them): anything else is a
+    /// forgery, counted and dropped, and raises nothing here.
+    fn on_claim_about_self(&mut self, now: Instant, from: &NodeName, u: MemberUpdate) {
+        if self.me.state == State::Left || u.claim.incarnation < self.me.incarnation {
+            return;
+        }
+        let state = u.state();
+        let current = self
+            .signed_self
+            .as_ref()
+            .is_some_and(|(claim, sig)| *claim == u.claim && *sig == u.signature);
+        if current && state == State::Alive {
+            return;
+        }
+        if !current && !self.claim_verified(now, from, &u) {
+            return;
+        }
+        if let Some(a) = u.accusation.as_ref().filter(|_| !u.claim.left) {
+            if !self.accusation_verified(now, from, &u.claim, a) {
+                return;
+            }
+        }
+        self.on_self_claim(
+            now,
+            u.claim.incarnation,
+            state,
+            Some((u.claim.addr, &u.claim.meta)),
+        );
     }
 
     /// Someone holds a claim about this node. Refute anything but the truth.
@@ -210,39 +295,41 @@ impl Swim {
         }
     }
 
-    fn on_alive(&mut self, now: Instant, u: MemberUpdate) {
-        let name = u.name.clone();
+    fn on_alive(&mut self, now: Instant, claim: Claim, signature: Signature) {
+        let name = claim.name.clone();
+        let proof = Proof {
+            signature,
+            accusation: None,
+        };
         let event = match self.members.get_mut(&name) {
             None => {
                 if self.members.len() >= self.config.members_max {
                     return;
                 }
                 let member = Member {
-                    name: u.name.clone(),
-                    addr: u.addr,
-                    incarnation: u.incarnation,
+                    name: claim.name,
+                    addr: claim.addr,
+                    incarnation: claim.incarnation,
                     state: State::Alive,
-                    meta: u.meta.clone(),
+                    meta: claim.meta,
                 };
                 // Back from a dropped tombstone: its data has a member to be collected
                 // with again.
                 self.forgotten.remove(&name);
-                self.insert_member(now, member.clone());
-                debug!(member = %name, incarnation = u.incarnation.0, addr = %u.addr, "member joined");
+                debug!(member = %name, incarnation = member.incarnation.0, addr = %member.addr, "member joined");
+                self.insert_member(now, member.clone(), proof);
                 Event::Joined(member)
             }
             Some(e) => {
-                let held = (e.member.incarnation, e.member.state);
-                if !overrides((u.incarnation, State::Alive), held) {
-                    return;
-                }
                 let old = e.member.state;
+                let incarnation = claim.incarnation;
                 e.update(self.pool.as_ref(), |m| {
-                    m.addr = u.addr;
-                    m.meta = u.meta.clone();
-                    m.incarnation = u.incarnation;
+                    m.addr = claim.addr;
+                    m.meta = claim.meta;
+                    m.incarnation = incarnation;
                     m.state = State::Alive;
                 });
+                e.proof = proof;
                 e.suspicion = None;
                 e.state_change = now;
                 let member = Member::clone(&e.member);
@@ -250,29 +337,51 @@ impl Swim {
                 match old {
                     State::Alive => Event::Updated(member),
                     State::Suspect => {
-                        debug!(member = %name, incarnation = u.incarnation.0, "member recovered");
+                        debug!(member = %name, incarnation = incarnation.0, "member recovered");
                         Event::Recovered(member)
                     }
                     State::Dead | State::Left => {
-                        debug!(member = %name, incarnation = u.incarnation.0, "member rejoined");
+                        debug!(member = %name, incarnation = incarnation.0, "member rejoined");
                         self.add_to_probe_list(name.clone());
                         Event::Joined(member)
                     }
                 }
             }
         };
-        self.broadcast_member(&name, None);
+        self.broadcast_member(&name);
         self.push_event(event);
     }
 
-    pub(super) fn on_suspect(
+    /// This node's failed probe of `name`, held at `incarnation` when it was probed: it
+    /// becomes Suspect on this node's own signed accusation.
+    pub(super) fn suspect_by_me(
         &mut self,
         now: Instant,
-        name: NodeName,
+        name: &NodeName,
         incarnation: Incarnation,
-        accuser: NodeName,
+    ) {
+        let Some(u) = self.held_update(name) else {
+            return;
+        };
+        if u.claim.incarnation != incarnation || !u.state().is_active() {
+            return;
+        }
+        let accusation = self.accuse(name, incarnation, false);
+        self.on_suspect(now, u.claim, u.signature, accusation);
+    }
+
+    /// A checked accusation of Suspect against the member of `claim` (checked too).
+    fn on_suspect(
+        &mut self,
+        now: Instant,
+        claim: Claim,
+        signature: Signature,
+        accusation: Accusation,
     ) {
         let n = self.cluster_size();
+        let name = claim.name.clone();
+        let incarnation = claim.incarnation;
+        let accuser = accusation.accuser.clone();
         let Some(e) = self.members.get_mut(&name) else {
             return;
         };
@@ -283,6 +392,7 @@ impl Swim {
             if s.confirm(accuser.clone()) {
                 let deadline = s.deadline();
                 trace!(member = %name, accuser = %accuser, confirmations = s.confirmations(), "suspicion confirmed");
+                e.proof.accusation = Some(accusation);
                 self.timers.insert(
                     deadline.max(now),
                     Timer::SuspectToDead {
@@ -290,7 +400,7 @@ impl Swim {
                         incarnation,
                     },
                 );
-                self.broadcast_member(&name, Some(accuser));
+                self.broadcast_member(&name);
             }
             return;
         }
@@ -309,7 +419,13 @@ impl Swim {
         e.update(self.pool.as_ref(), |m| {
             m.state = State::Suspect;
             m.incarnation = incarnation;
+            m.addr = claim.addr;
+            m.meta = claim.meta;
         });
+        e.proof = Proof {
+            signature,
+            accusation: Some(accusation),
+        };
         e.suspicion = Some(Box::new(s));
         e.state_change = now;
         let member = Member::clone(&e.member);
@@ -338,19 +454,22 @@ impl Swim {
         {
             self.probe_soon = Some(name.clone());
         }
-        self.broadcast_member(&name, Some(accuser));
+        self.broadcast_member(&name);
         self.push_event(Event::Suspect(member));
     }
 
+    /// A checked Dead (with its accusation) or Left (the member's own claim).
     fn on_dead(
         &mut self,
         now: Instant,
-        name: &NodeName,
-        incarnation: Incarnation,
-        state: State,
-        accuser: Option<NodeName>,
+        claim: Claim,
+        signature: Signature,
+        accusation: Option<Accusation>,
     ) {
-        let Some(e) = self.members.get_mut(name) else {
+        let name = claim.name.clone();
+        let incarnation = claim.incarnation;
+        let state = if claim.left { State::Left } else { State::Dead };
+        let Some(e) = self.members.get_mut(&name) else {
             return;
         };
         if !overrides((incarnation, state), (e.member.incarnation, e.member.state)) {
@@ -360,12 +479,18 @@ impl Swim {
         e.update(self.pool.as_ref(), |m| {
             m.state = state;
             m.incarnation = incarnation;
+            m.addr = claim.addr;
+            m.meta = claim.meta;
         });
+        e.proof = Proof {
+            signature,
+            accusation: accusation.filter(|_| state == State::Dead),
+        };
         e.suspicion = None;
         e.state_change = now;
         let member = Member::clone(&e.member);
         self.recount(Some(old), Some(state));
-        self.broadcast_member(name, accuser);
+        self.broadcast_member(&name);
         if state == State::Left {
             debug!(member = %name, incarnation = incarnation.0, "member left");
             self.push_event(Event::Left(member));
@@ -401,11 +526,14 @@ impl Swim {
                 .insert(now + wait, Timer::SuspectToDead { name, incarnation });
             return;
         }
-        let me = self.me.name.clone();
-        self.on_dead(now, &name, incarnation, State::Dead, Some(me));
+        let Some(u) = self.held_update(&name) else {
+            return;
+        };
+        let accusation = self.accuse(&name, incarnation, true);
+        self.on_dead(now, u.claim, u.signature, Some(accusation));
     }
 
-    fn insert_member(&mut self, now: Instant, member: Member) {
+    fn insert_member(&mut self, now: Instant, member: Member, proof: Proof) {
         let name = member.name.clone();
         let state = member.state;
         let member = match &self.pool {
@@ -417,6 +545,7 @@ impl Swim {
             state_change: now,
             suspicion: None,
             connected: false,
+            proof,
         });
         self.recount(None, Some(state));
         self.add_to_probe_list(name);
@@ -444,15 +573,49 @@ impl Swim {
         }
     }
 
-    pub(super) fn self_update(&self) -> MemberUpdate {
-        MemberUpdate {
+    /// This node's own claim, signed (again only when it changed since last signed).
+    pub(super) fn self_update(&mut self) -> MemberUpdate {
+        let claim = Claim {
             name: self.me.name.clone(),
             addr: self.me.addr,
             incarnation: self.me.incarnation,
-            state: self.me.state,
+            left: self.me.state == State::Left,
             meta: self.me.meta.clone(),
-            accuser: None,
+        };
+        let signature = match &self.signed_self {
+            Some((signed, signature)) if *signed == claim => signature.clone(),
+            _ => {
+                let signature = self.keyring.sign(&claim.signed_bytes());
+                self.signed_self = Some((claim.clone(), signature.clone()));
+                signature
+            }
+        };
+        MemberUpdate {
+            claim,
+            signature,
+            accusation: None,
         }
+    }
+
+    /// A member's entry as a record to relay: its claim as it signed it, and the accusation
+    /// held for Suspect and Dead.
+    pub(super) fn held_update(&self, name: &NodeName) -> Option<MemberUpdate> {
+        let e = self.members.get(name)?;
+        let m = &e.member;
+        Some(MemberUpdate {
+            claim: Claim {
+                name: m.name.clone(),
+                addr: m.addr,
+                incarnation: m.incarnation,
+                left: m.state == State::Left,
+                meta: m.meta.clone(),
+            },
+            signature: e.proof.signature.clone(),
+            accusation: match m.state {
+                State::Suspect | State::Dead => e.proof.accusation.clone(),
+                State::Alive | State::Left => None,
+            },
+        })
     }
 
     /// Removes a tombstone and everything held for its member, and remembers it for a while
@@ -461,6 +624,7 @@ impl Swim {
         self.forgotten
             .insert(name.clone(), now + self.config.dead_retention);
         self.remove_member(name);
+        self.keyring.forget(name);
         self.kv.remove_owner(name);
         self.dedup.forget(name);
     }

@@ -51,14 +51,18 @@ use tracing::{trace, warn};
 
 use super::awareness::Awareness;
 use super::broadcast::BroadcastQueue;
-use super::codec::{decode_datagram, decode_stream, encode_stream, Message, StreamMessage, Update};
+use super::codec::{
+    decode_datagram, decode_stream, encode_stream, Accusation, Claim, Message, SignedEvent,
+    StreamMessage, Update,
+};
 use super::config::{Config, ConfigError, ValidConfig};
 use super::cycle::Cycle;
-use super::events::{Deduplicator, UserEvent};
+use super::events::Deduplicator;
 use super::kv::KvStore;
 use super::member::{
     Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
+use super::signing::{Keyring, Signature};
 use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
@@ -73,6 +77,7 @@ mod refusals;
 mod sampling;
 mod sync;
 mod user_events;
+mod verify;
 
 pub use leave::LeaveStatus;
 pub use output::{
@@ -86,7 +91,6 @@ use join::JoinProgress;
 use leave::Leaving;
 use membership::{Forgotten, Source};
 use probe::{Ended, Probe, Relay};
-use refusals::WarnGate;
 
 /// One member in this node's table, with what the core keeps beside it.
 #[derive(Debug)]
@@ -100,6 +104,18 @@ struct Entry {
     /// runtime reported one, and no close was reported since. Sending to a member without
     /// one costs a handshake first.
     connected: bool,
+    /// The signatures behind `member`, checked when they were applied, so the record can be
+    /// relayed as the member and its accuser signed it.
+    proof: Proof,
+}
+
+/// The signatures behind one member's entry.
+#[derive(Debug, Clone)]
+struct Proof {
+    /// The member's over its claim as held: address, incarnation, metadata, and Left or not.
+    signature: Signature,
+    /// For Suspect and Dead: the accusation held (the latest one applied).
+    accusation: Option<Accusation>,
 }
 
 impl Entry {
@@ -181,8 +197,6 @@ pub struct Swim {
     relays: BTreeMap<u64, Relay>,
     /// Probes and relays that ended lately, for their late answers.
     ended: Ended,
-    /// When each peer was last named in a WARN for a refused message.
-    warned: WarnGate,
     timers: Timers,
     broadcasts: BroadcastQueue,
     transmits: VecDeque<Transmit>,
@@ -209,11 +223,17 @@ pub struct Swim {
     kv_replies_pending: u32,
     dedup: Deduplicator,
     next_event_seq: u64,
-    recent_events: VecDeque<UserEvent>,
+    recent_events: VecDeque<SignedEvent>,
     /// Set once this node leaves (see `leave`).
     leaving: Option<Leaving>,
     /// Members dropped here whose key/value data is refused for a while.
     forgotten: Forgotten,
+    /// Signs this node's records and checks everyone else's.
+    keyring: Arc<dyn Keyring>,
+    /// This node's claim as last signed, and the signature: re-signed only when it changes.
+    signed_self: Option<(Claim, Signature)>,
+    /// Certificates wanted, and forgers recently logged.
+    verification: verify::Verification,
 }
 
 fn state_index(s: State) -> usize {
@@ -227,7 +247,8 @@ fn state_index(s: State) -> usize {
 
 impl Swim {
     /// A node named `name` listening on `addr`, alone until [`join`](Self::join).
-    /// `seed` drives every random choice; `now` starts the clocks.
+    /// `seed` drives every random choice; `now` starts the clocks; `keyring` signs this
+    /// node's records with its certificate key and checks everyone else's.
     pub fn new(
         name: NodeName,
         addr: SocketAddr,
@@ -235,6 +256,7 @@ impl Swim {
         config: ValidConfig,
         seed: u64,
         now: Instant,
+        keyring: Arc<dyn Keyring>,
     ) -> Result<Self, ConfigError> {
         let config = config.into_inner();
         if meta.len() > META_LEN_MAX {
@@ -288,7 +310,6 @@ impl Swim {
             seq_rng,
             relays: BTreeMap::new(),
             ended: Ended::default(),
-            warned: WarnGate::default(),
             timers,
             broadcasts,
             transmits: VecDeque::new(),
@@ -319,6 +340,9 @@ impl Swim {
             recent_events: VecDeque::new(),
             leaving: None,
             forgotten: Forgotten::default(),
+            keyring,
+            signed_self: None,
+            verification: verify::Verification::default(),
         })
     }
 
@@ -496,10 +520,11 @@ impl Swim {
         trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
         for update in packet.updates {
             match update {
-                Update::Member(u) => self.apply(now, u, Source::Gossip),
-                Update::Event(e) => self.on_user_event(now, e),
+                Update::Member(u) => self.apply(now, from, u, Source::Gossip),
+                Update::Event(e) => self.on_user_event(now, from, e),
             }
         }
+        self.send_certificate_requests();
         // It came over a connection; a member first heard of in it is known only now.
         self.handle_peer_up(now, from);
         self.gossip_if_new(now, news);
@@ -553,6 +578,7 @@ impl Swim {
                 members,
                 kv_digest,
                 events,
+                certificates,
             } => {
                 if sender != *from {
                     self.stats.name_mismatches += 1;
@@ -562,7 +588,7 @@ impl Swim {
                         claimed: Box::new(sender),
                     });
                 }
-                Some(self.on_push_pull(now, from, join, members, kv_digest, events))
+                Some(self.on_push_pull(now, from, join, members, kv_digest, events, certificates))
             }
             StreamMessage::Ping {
                 seq,
@@ -578,16 +604,21 @@ impl Swim {
             }
             StreamMessage::KvPush { deltas } => {
                 if self.me.state != State::Left {
-                    self.apply_kv_deltas(now, deltas);
+                    self.apply_kv_deltas(now, from, deltas);
                 }
                 Some(encode_stream(&StreamMessage::KvPushAck))
             }
             StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, &digest)),
+            StreamMessage::CertificateRequest { names } => {
+                Some(self.on_certificate_request(&names))
+            }
             StreamMessage::PushPullReply { .. }
             | StreamMessage::Ack { .. }
             | StreamMessage::KvPushAck
-            | StreamMessage::KvSyncReply { .. } => return Err(self.unasked(from, "request")),
+            | StreamMessage::KvSyncReply { .. }
+            | StreamMessage::CertificateReply { .. } => return Err(self.unasked(from, "request")),
         };
+        self.send_certificate_requests();
         // As for datagrams; a joiner is a member only once its full state is merged.
         self.set_connected(from, true);
         self.gossip_if_new(now, news);
@@ -611,7 +642,19 @@ impl Swim {
                 kv_delta,
                 kv_digest,
                 events,
-            } => self.on_push_pull_reply(now, from, members, kv_delta, kv_digest, events),
+                certificates,
+            } => self.on_push_pull_reply(
+                now,
+                from,
+                members,
+                kv_delta,
+                kv_digest,
+                events,
+                certificates,
+            ),
+            StreamMessage::CertificateReply { certificates } => {
+                self.on_certificate_reply(now, from, certificates)
+            }
             StreamMessage::KvPushAck => self.on_leave_push_acked(from),
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.on_kv_sync_reply(now, from, delta, wants)
@@ -619,8 +662,10 @@ impl Swim {
             StreamMessage::PushPull { .. }
             | StreamMessage::Ping { .. }
             | StreamMessage::KvPush { .. }
-            | StreamMessage::KvSync { .. } => return Err(self.unasked(from, "reply")),
+            | StreamMessage::KvSync { .. }
+            | StreamMessage::CertificateRequest { .. } => return Err(self.unasked(from, "reply")),
         }
+        self.send_certificate_requests();
         self.set_connected(from, true);
         self.gossip_if_new(now, news);
         Ok(())

@@ -220,12 +220,20 @@ pub struct Stats {
     pub anti_entropy_bytes_out: u64,
     /// User events delivered here.
     pub user_events_delivered: u64,
+    /// Records dropped because their signer's certificate was not held yet (it was asked
+    /// of the peer that sent them).
+    pub unverified_records: u64,
+    /// Certificates peers sent that did not check out against the trust anchors.
+    pub certificates_refused: u64,
+    /// Certificates learned from peers (join, anti-entropy, certificate requests).
+    pub certificates_learned: u64,
     /// Round trips of direct probes: from the datagram Ping to the target's Ack.
     pub probe_rtt: RttHistogram,
     /// Round trips of probes answered only after the direct Ping timed out: from the moment
     /// the PingReqs and the stream Ping went out to the first Ack, relayed or on the stream.
     pub indirect_probe_rtt: RttHistogram,
-    /// Messages refused because their sender may not say what they say, by kind.
+    /// Records and messages refused as forged, by kind: a signature that does not verify, or
+    /// a message its sender may not send (an Ack for a probe it has no part in).
     pub forged: ForgedCounts,
     /// PingReqs refused, and Nacked at once, because their target is Dead or Left here.
     /// Honest members send them while views differ (after a crash, across a partition), so
@@ -239,6 +247,14 @@ pub struct Stats {
 /// `quicswim_forged_records_total{kind}`, [`as_str`](Self::as_str) being the label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ForgedKind {
+    /// A member's claim about itself (Alive, Left) not signed by the member.
+    Claim,
+    /// An accusation (Suspect, Dead) not signed by the accuser named.
+    Accusation,
+    /// A key/value entry or tombstone floor not signed by its owner.
+    Kv,
+    /// A user event not signed by its origin.
+    Event,
     /// An Ack (datagram or stream) from neither the probed member nor a helper asked for
     /// that very probe, or for a sequence number no probe or relay of ours has.
     Ack,
@@ -254,7 +270,11 @@ pub enum ForgedKind {
 
 impl ForgedKind {
     /// Every kind, in the order metrics list them.
-    pub const ALL: [ForgedKind; 4] = [
+    pub const ALL: [ForgedKind; 8] = [
+        ForgedKind::Claim,
+        ForgedKind::Accusation,
+        ForgedKind::Kv,
+        ForgedKind::Event,
         ForgedKind::Ack,
         ForgedKind::Nack,
         ForgedKind::PingReq,
@@ -264,6 +284,10 @@ impl ForgedKind {
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
+            ForgedKind::Claim => "claim",
+            ForgedKind::Accusation => "accusation",
+            ForgedKind::Kv => "kv",
+            ForgedKind::Event => "event",
             ForgedKind::Ack => "ack",
             ForgedKind::Nack => "nack",
             ForgedKind::PingReq => "ping_req",
@@ -276,6 +300,14 @@ impl ForgedKind {
 /// sender named in a WARN (at most once per peer and minute).
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ForgedCounts {
+    /// See [`ForgedKind::Claim`].
+    pub claim: u64,
+    /// See [`ForgedKind::Accusation`].
+    pub accusation: u64,
+    /// See [`ForgedKind::Kv`].
+    pub kv: u64,
+    /// See [`ForgedKind::Event`].
+    pub event: u64,
     /// See [`ForgedKind::Ack`].
     pub ack: u64,
     /// See [`ForgedKind::Nack`].
@@ -307,6 +339,10 @@ impl ForgedCounts {
 
     fn field(&self, kind: ForgedKind) -> &u64 {
         match kind {
+            ForgedKind::Claim => &self.claim,
+            ForgedKind::Accusation => &self.accusation,
+            ForgedKind::Kv => &self.kv,
+            ForgedKind::Event => &self.event,
             ForgedKind::Ack => &self.ack,
             ForgedKind::Nack => &self.nack,
             ForgedKind::PingReq => &self.ping_req,
@@ -316,6 +352,10 @@ impl ForgedCounts {
 
     fn field_mut(&mut self, kind: ForgedKind) -> &mut u64 {
         match kind {
+            ForgedKind::Claim => &mut self.claim,
+            ForgedKind::Accusation => &mut self.accusation,
+            ForgedKind::Kv => &mut self.kv,
+            ForgedKind::Event => &mut self.event,
             ForgedKind::Ack => &mut self.ack,
             ForgedKind::Nack => &mut self.nack,
             ForgedKind::PingReq => &mut self.ping_req,

@@ -385,8 +385,7 @@ impl Swim {
         }
         let incarnation = e.member.incarnation;
         self.stats.suspicions_raised += 1;
-        let me = self.me.name.clone();
-        self.on_suspect(now, p.target, incarnation, me);
+        self.suspect_by_me(now, &p.target, incarnation);
     }
 
     /// An Ack for `seq` from `from` (the name of the connection it came on), by datagram or on

@@ -8,12 +8,13 @@ use rand::Rng;
 use tracing::{debug, trace};
 
 use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
-use super::super::codec::{encode_stream, MemberUpdate, StreamMessage};
-use super::super::events::UserEvent;
+use super::super::codec::{encode_stream, MemberUpdate, SignedEvent, StreamMessage};
 use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
 use super::super::member::{NodeName, State};
+use super::super::signing::{Certificate, Signature};
 use super::super::timer::Timer;
 use super::membership::Source;
+use super::verify::RecordKind;
 use super::{CommandError, Destination, Event, Swim, Transmit, TransmitKind};
 
 /// Early full-state exchanges after joining.
@@ -47,15 +48,17 @@ impl Swim {
         join: bool,
         members: Vec<MemberUpdate>,
         kv_digest: Vec<OwnerDigest>,
-        events: Vec<UserEvent>,
+        events: Vec<SignedEvent>,
+        certificates: Vec<Certificate>,
     ) -> Vec<u8> {
         debug!(peer = %from, join, members = members.len(), "push-pull request");
         if self.me.state != State::Left {
+            self.learn_listed_certificates(now, from, &members, certificates);
             for u in members {
-                self.apply(now, u, Source::PushPull(from));
+                self.apply(now, from, u, Source::PushPull);
             }
             for e in events {
-                self.on_user_event(now, e);
+                self.on_user_event(now, from, e);
             }
             self.synced = true;
             // A member reached this node: whatever its seeds said, it is in that member's
@@ -66,11 +69,14 @@ impl Swim {
             }
         }
         self.stats.push_pulls_answered += 1;
+        let members = self.table();
+        let certificates = self.certificates_for(&members, join);
         let reply = StreamMessage::PushPullReply {
-            members: self.table(),
+            members,
             kv_delta: self.kv_delta(&kv_digest, Owners::All),
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
+            certificates,
         };
         self.encode_anti_entropy(&reply)
     }
@@ -84,18 +90,20 @@ impl Swim {
         members: Vec<MemberUpdate>,
         kv_delta: Vec<OwnerDelta>,
         kv_digest: Vec<OwnerDigest>,
-        events: Vec<UserEvent>,
+        events: Vec<SignedEvent>,
+        certificates: Vec<Certificate>,
     ) {
         trace!(peer = %from, members = members.len(), "push-pull reply");
         if self.me.state == State::Left {
             self.on_leave_reply(from, &members, &kv_digest);
         } else {
+            self.learn_listed_certificates(now, from, &members, certificates);
             for u in members {
-                self.apply(now, u, Source::PushPull(from));
+                self.apply(now, from, u, Source::PushPull);
             }
-            self.apply_kv_deltas(now, kv_delta);
+            self.apply_kv_deltas(now, from, kv_delta);
             for e in events {
-                self.on_user_event(now, e);
+                self.on_user_event(now, from, e);
             }
             self.synced = true;
             if self.complete_join() {
@@ -121,12 +129,14 @@ impl Swim {
 
     pub(super) fn send_push_pull(&mut self, to: Destination, join: bool) {
         self.stats.push_pulls_started += 1;
+        let members = self.table();
         let message = StreamMessage::PushPull {
             join,
             sender: self.me.name.clone(),
-            members: self.table(),
+            members,
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
+            certificates: self.certificate_of(&self.me.name).into_iter().collect(),
         };
         let payload = encode_stream(&message);
         self.stats.anti_entropy_bytes_out += payload.len() as u64;
@@ -158,17 +168,35 @@ impl Swim {
         self.timers.insert(at, Timer::JoinSync { round });
     }
 
-    fn table(&self) -> Vec<MemberUpdate> {
-        self.members()
-            .map(|m| MemberUpdate {
-                name: m.name.clone(),
-                addr: m.addr,
-                incarnation: m.incarnation,
-                state: m.state,
-                meta: m.meta.clone(),
-                accuser: None,
-            })
+    /// Every member as a signed record: this node's claim first, then each entry as held.
+    fn table(&mut self) -> Vec<MemberUpdate> {
+        let own = self.self_update();
+        let names: Vec<NodeName> = self
+            .members
+            .values()
+            .map(|e| e.member.name.clone())
+            .collect();
+        std::iter::once(own)
+            .chain(names.iter().filter_map(|n| self.held_update(n)))
             .collect()
+    }
+
+    /// Learns the certificates a full-state exchange carried: the sender's own, and those of
+    /// members it listed (a joiner gets everyone's).
+    fn learn_listed_certificates(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        members: &[MemberUpdate],
+        certificates: Vec<Certificate>,
+    ) {
+        if certificates.is_empty() {
+            return;
+        }
+        let listed: BTreeSet<&NodeName> = members.iter().map(|u| &u.claim.name).collect();
+        self.learn_certificates(now, from, certificates, |name| {
+            name == from || listed.contains(name)
+        });
     }
 
     /// Sets one of this node's keys; returns the version it took.
@@ -197,16 +225,18 @@ impl Swim {
         if self.me.state == State::Left {
             return Err(CommandError::Left);
         }
-        let entry = KvEntry {
+        if let Err(e) = self.kv.check(key, value.as_deref()) {
+            self.stats.local_writes_refused += 1;
+            return Err(e.into());
+        }
+        let mut entry = KvEntry {
             owner: self.me.name.clone(),
             key: key.to_string(),
             version: self.next_version,
             value,
+            signature: Signature(Vec::new()),
         };
-        if let Err(e) = self.kv.check(key, entry.value.as_deref()) {
-            self.stats.local_writes_refused += 1;
-            return Err(e.into());
-        }
+        entry.signature = self.keyring.sign(&entry.signed_bytes());
         // Peers raise our counter to SELF_CLAIM_MAX + 1 at most, so only 2^62 writes of
         // our own could reach what peers accept; refused then, rather than sent to be
         // refused everywhere.
@@ -227,8 +257,13 @@ impl Swim {
         Ok(entry.version)
     }
 
-    /// Entries from anti-entropy or a key/value round.
-    pub(super) fn apply_kv_deltas(&mut self, now: Instant, mut deltas: Vec<OwnerDelta>) {
+    /// Entries from anti-entropy or a key/value round, sent by `from`.
+    pub(super) fn apply_kv_deltas(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        mut deltas: Vec<OwnerDelta>,
+    ) {
         // Data is held only for members (this node, or a member in the table, tombstones
         // included): it is dropped with them when they are reaped. Anything else would stay
         // for good, and a member could fill the store with owners no one will ever remove.
@@ -245,6 +280,7 @@ impl Swim {
             allowed
         });
         self.stats.kv_owner_not_member += not_members;
+        self.keep_signed_entries(now, from, &mut deltas);
         let refute = self.take_own_entries(&mut deltas);
         let (changed, refused) = self.kv.apply_delta(now, deltas);
         self.stats.kv_refused += refused as u64;
@@ -261,6 +297,42 @@ impl Swim {
         }
         self.kv_changed(now);
         self.refute_own_entries(now, refute);
+    }
+
+    /// Keeps of each delta only the entries signed by their owner, checking only those that
+    /// would change something here; a forged entry is counted and dropped. Only the owner
+    /// itself may reset its keys (drop those it does not list): a reset relayed by anyone
+    /// else is applied as a plain delta, so no member can erase another's keys.
+    fn keep_signed_entries(&mut self, now: Instant, from: &NodeName, deltas: &mut [OwnerDelta]) {
+        for d in deltas.iter_mut() {
+            let Some(owner) = d.entries.first().map(|e| e.owner.clone()) else {
+                d.reset = false;
+                continue;
+            };
+            if owner != *from {
+                d.reset = false;
+            }
+            let entries = std::mem::take(&mut d.entries);
+            let mut kept = Vec::with_capacity(entries.len());
+            for e in entries {
+                if e.owner != owner {
+                    self.stats.kv_refused += 1;
+                    continue;
+                }
+                if !self.kv.would_change(&e) {
+                    // Nothing to apply; a reset still needs it listed, to keep the key.
+                    if d.reset {
+                        kept.push(e);
+                    }
+                    continue;
+                }
+                let bytes = e.signed_bytes();
+                if self.verified(now, from, RecordKind::Kv, &owner, &bytes, &e.signature) {
+                    kept.push(e);
+                }
+            }
+            d.entries = kept;
+        }
     }
 
     /// Sorts out what peers say about our own keys, before the rest is applied. Only we
@@ -413,7 +485,7 @@ impl Swim {
     ) {
         self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
         if self.me.state != State::Left {
-            self.apply_kv_deltas(now, delta);
+            self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(&wants, Owners::Listed);
             self.send_kv_push(from, deltas);
         }

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::broadcast::Subject;
-use super::super::codec::{encode_update, Update};
+use super::super::codec::{encode_update, SignedEvent, Update};
 use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
+use super::super::member::NodeName;
 use super::super::member::State;
+use super::verify::RecordKind;
 use super::{CommandError, Event, Swim};
 
 /// User events carried in every full-state exchange.
@@ -49,24 +51,23 @@ impl Swim {
         };
         self.dedup.first_sight(&event.origin, seq);
         self.stats.user_events_delivered += 1;
-        self.remember_event(&event);
-        self.push_event(Event::User(event.clone()));
-        let subject = Subject::Event(event.origin.clone(), seq);
+        let signed = SignedEvent {
+            signature: self.keyring.sign(&SignedEvent::signed_bytes(&event)),
+            event,
+        };
+        self.remember_event(&signed);
+        self.push_event(Event::User(signed.event.clone()));
+        let subject = Subject::Event(signed.event.origin.clone(), seq);
         let news = self.news_mark();
         self.broadcasts
-            .push(subject, encode_update(&Update::Event(event)));
+            .push(subject, encode_update(&Update::Event(signed)));
         self.gossip_if_new(now, news);
         Ok(seq)
     }
 
-    pub(super) fn on_user_event(&mut self, now: Instant, e: UserEvent) {
-        if e.origin == self.me.name {
-            if e.seq > SELF_CLAIM_MAX {
-                self.stats.self_claims_refused += 1;
-                return;
-            }
-            self.next_event_seq = self.next_event_seq.max(e.seq + 1);
-        }
+    /// An event `from` passed on: delivered and relayed once, if its origin signed it.
+    pub(super) fn on_user_event(&mut self, now: Instant, from: &NodeName, signed: SignedEvent) {
+        let e = &signed.event;
         // Only members' events: an origin outside the table would hold a de-duplication
         // window that nothing ever removes (they go when their member is reaped).
         if !self.holds_data_of(&e.origin, now)
@@ -75,22 +76,43 @@ impl Swim {
             self.stats.user_events_refused += 1;
             return;
         }
-        let seen = self.dedup.first_sight(&e.origin, e.seq);
-        self.stats.event_origins_evicted = self.dedup.evicted();
-        if !seen {
+        if !self.dedup.would_be_new(&e.origin, e.seq) {
             return;
         }
+        let bytes = SignedEvent::signed_bytes(e);
+        let origin = e.origin.clone();
+        if !self.verified(
+            now,
+            from,
+            RecordKind::Event,
+            &origin,
+            &bytes,
+            &signed.signature,
+        ) {
+            return;
+        }
+        let e = &signed.event;
+        if e.origin == self.me.name {
+            // Our own event from before a restart: later ones must go above it.
+            if e.seq > SELF_CLAIM_MAX {
+                self.stats.self_claims_refused += 1;
+                return;
+            }
+            self.next_event_seq = self.next_event_seq.max(e.seq + 1);
+        }
+        self.dedup.first_sight(&e.origin, e.seq);
+        self.stats.event_origins_evicted = self.dedup.evicted();
         self.stats.user_events_delivered += 1;
-        self.remember_event(&e);
+        self.remember_event(&signed);
         let subject = Subject::Event(e.origin.clone(), e.seq);
         self.broadcasts
-            .push(subject, encode_update(&Update::Event(e.clone())));
-        self.push_event(Event::User(e));
+            .push(subject, encode_update(&Update::Event(signed.clone())));
+        self.push_event(Event::User(signed.event));
     }
 
     /// Keeps the last few events for full-state exchanges (as serf's push-pull does), so a
     /// member that missed one by gossip still gets it.
-    fn remember_event(&mut self, e: &UserEvent) {
+    fn remember_event(&mut self, e: &SignedEvent) {
         if self.recent_events.len() >= RECENT_EVENTS_SYNCED {
             self.recent_events.pop_front();
         }

@@ -1,0 +1,133 @@
+//! Signed records: what lets a node apply a claim it heard from a third party.
+//!
+//! Every record that states a member's own facts (its Alive with incarnation, address and
+//! metadata, its Leave, its key/value entries, its tombstone floor, its user events) carries a
+//! signature by that member's certificate key, and every accusation (Suspect, Dead) one by its
+//! accuser. A node checks the signature against the signer's certificate before it applies or
+//! relays the record, so a member can lie only about itself:
+//!
+//! ```text
+//!   Z signs Alive(Z, inc 4)         A relays it            B checks it with Z's certificate
+//!   Z ───────────────────────> A ─────────────────────> B   (Z's key, chained to the CA,
+//!                                                             named Z), applies, relays
+//! ```
+//!
+//! The core does no cryptography itself: the runtime hands it a [`Keyring`] that signs with
+//! this node's key and verifies with certificates checked against the cluster CA (quicswim
+//! does that with rustls-webpki and ring; the simulator with seeded Ed25519 keys). Records
+//! are signed over a canonical encoding that starts with a tag naming the record's kind
+//! ([`signed_bytes`]), so a signature over one kind never verifies as another.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::bounded;
+use super::member::NodeName;
+
+/// Longest signature the decoder accepts: ECDSA P-384 in fixed form (96 bytes). Ed25519 and
+/// ECDSA P-256 (fixed form) take 64.
+pub const SIGNATURE_LEN_MAX: usize = 96;
+
+/// Longest certificate (DER) the decoder accepts.
+pub const CERTIFICATE_LEN_MAX: usize = 8 * 1024;
+
+/// A signature over one record's [`signed_bytes`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Signature(#[serde(deserialize_with = "signature_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature(")?;
+        for b in self.0.iter().take(6) {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..; {} bytes)", self.0.len())
+    }
+}
+
+fn signature_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    bounded::bytes(d, "signature", SIGNATURE_LEN_MAX)
+}
+
+/// A certificate (DER) as it travels, with the name it is offered for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// The member it belongs to (must be its DNS name).
+    pub name: NodeName,
+    /// The end-entity certificate, DER.
+    #[serde(deserialize_with = "certificate_bytes")]
+    pub der: Vec<u8>,
+}
+
+fn certificate_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    bounded::bytes(d, "certificate", CERTIFICATE_LEN_MAX)
+}
+
+/// What a signature check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed by the named member's certificate key.
+    Valid,
+    /// Not signed by it: a forgery, or bytes changed on the way.
+    Invalid,
+    /// No certificate is held for the signer yet; ask the peer that sent the record.
+    UnknownSigner,
+}
+
+/// Why a certificate a peer offered was not kept. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("certificate for {name} refused: {reason}")]
+pub struct CertificateRefused {
+    /// The name it was offered for.
+    pub name: String,
+    /// Why (not chained to a trusted CA, expired, another name, unsupported key, ...).
+    pub reason: String,
+}
+
+/// Signs with this node's key and checks other members' signatures.
+///
+/// Shared between the core and the runtime (which learns peers' certificates from TLS
+/// handshakes), so it takes `&self` and keeps its cache behind its own lock.
+pub trait Keyring: Send + Sync + fmt::Debug {
+    /// Signs `record` (a [`signed_bytes`] encoding) with this node's certificate key.
+    fn sign(&self, record: &[u8]) -> Signature;
+
+    /// Whether `signature` over `record` was made by `signer`'s certificate key.
+    fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict;
+
+    /// Takes a certificate a peer offered for `name`: kept only after it is checked against
+    /// the trust anchors, its validity period and `name`; replaces the one held for `name`.
+    fn learn(&self, name: &NodeName, der: &[u8]) -> Result<(), CertificateRefused>;
+
+    /// The certificate held for `name` (this node's own included), to send a peer that
+    /// lacks it.
+    fn certificate(&self, name: &NodeName) -> Option<Arc<[u8]>>;
+
+    /// Drops what is held for `name` (a member forgotten for good).
+    fn forget(&self, name: &NodeName);
+}
+
+/// The kinds of signed record; the first field of every [`signed_bytes`] encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RecordKind {
+    /// A member's statement about itself: Alive or Left, address, incarnation, metadata.
+    Claim,
+    /// An accusation: Suspect or Dead, signed by the accuser.
+    Accusation,
+    /// A key/value entry or delete, signed by its owner.
+    KvEntry,
+    /// An owner's tombstone floor, signed by the owner.
+    KvFloor,
+    /// A user event, signed by its origin.
+    UserEvent,
+}
+
+/// The bytes a record of `kind` with `fields` is signed over: a domain tag, the kind, then
+/// the fields, postcard-encoded.
+pub fn signed_bytes<T: Serialize + ?Sized>(kind: RecordKind, fields: &T) -> Vec<u8> {
+    let out = b"quicswim/1".to_vec();
+    let out = postcard::to_extend(&kind, out).expect("RecordKind always serializes");
+    postcard::to_extend(fields, out).expect("record fields always serialize")
+}

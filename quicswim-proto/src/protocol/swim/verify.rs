@@ -1,0 +1,304 @@
+//! Checking signed records before anything is applied or relayed, and fetching the
+//! certificates to check them with.
+//!
+//! ```text
+//!   B relays Alive(Z) to A; A holds no certificate for Z:
+//!   B --- datagram [Alive(Z), sig by Z] ---------------> A   dropped, Z noted as wanted
+//!   B <== CertificateRequest{Z} ======================== A   (at most once a second per Z)
+//!   B === CertificateReply{Z's cert} ==================> A   checked against the CA, kept
+//!   the next copy of Alive(Z), from anyone, is checked and applied
+//! ```
+//!
+//! A peer that relayed a record had to check it first, so it holds the signer's certificate.
+//! Joiners get every member's certificate with the seed's reply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::super::codec::{
+    encode_stream, Accusation, Claim, MemberUpdate, StreamMessage, CERTIFICATES_PER_MESSAGE_MAX,
+    CERTIFICATE_NAMES_MAX,
+};
+use super::super::member::{Incarnation, NodeName};
+use super::super::signing::{Certificate, Signature, Verdict};
+use super::{Swim, Transmit, TransmitKind};
+
+/// What a signed record states, for counting forgeries and for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RecordKind {
+    Claim,
+    Accusation,
+    Kv,
+    Event,
+}
+
+/// Signers whose certificates may be wanted at once.
+const CERTIFICATE_ASKS_MAX: usize = 4096;
+
+/// One signer's certificate is asked for at most this often.
+const CERTIFICATE_ASK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One peer's forged records are logged at most this often; the counters count them all.
+const FORGED_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Peers remembered for the rate limit of those logs.
+const FORGED_WARN_PEERS_MAX: usize = 1024;
+
+/// Certificates wanted, and the forgers recently logged.
+#[derive(Debug, Default)]
+pub(super) struct Verification {
+    /// Signers whose certificate was asked for, and when.
+    asked: BTreeMap<NodeName, Instant>,
+    /// Per peer, the signers to ask it for once the input at hand is done.
+    pending: BTreeMap<NodeName, BTreeSet<NodeName>>,
+    /// Peers logged for forged records or refused certificates, and when.
+    warned: BTreeMap<NodeName, Instant>,
+}
+
+impl Swim {
+    /// Whether `signature` over `bytes` was made by `signer`. A forgery is counted and
+    /// logged naming `from`, the peer that sent it; for an unknown signer, `from` is asked
+    /// for its certificate.
+    pub(super) fn verified(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        kind: RecordKind,
+        signer: &NodeName,
+        bytes: &[u8],
+        signature: &Signature,
+    ) -> bool {
+        match self.keyring.verify(signer, bytes, signature) {
+            Verdict::Valid => true,
+            Verdict::Invalid => {
+                self.count_forged(now, from, kind, signer);
+                false
+            }
+            Verdict::UnknownSigner => {
+                self.stats.unverified_records += 1;
+                self.want_certificate(now, from, signer);
+                false
+            }
+        }
+    }
+
+    /// Whether `u`'s claim is signed by the member it is about.
+    pub(super) fn claim_verified(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        u: &MemberUpdate,
+    ) -> bool {
+        let bytes = u.claim.signed_bytes();
+        self.verified(
+            now,
+            from,
+            RecordKind::Claim,
+            &u.claim.name,
+            &bytes,
+            &u.signature,
+        )
+    }
+
+    /// Whether `accusation` against the member of `claim` is signed by its accuser.
+    pub(super) fn accusation_verified(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        claim: &Claim,
+        accusation: &Accusation,
+    ) -> bool {
+        let bytes = Accusation::signed_bytes(
+            &claim.name,
+            claim.incarnation,
+            accusation.dead,
+            &accusation.accuser,
+        );
+        let accuser = accusation.accuser.clone();
+        self.verified(
+            now,
+            from,
+            RecordKind::Accusation,
+            &accuser,
+            &bytes,
+            &accusation.signature,
+        )
+    }
+
+    /// This node's own accusation against `subject` at `incarnation`.
+    pub(super) fn accuse(
+        &self,
+        subject: &NodeName,
+        incarnation: Incarnation,
+        dead: bool,
+    ) -> Accusation {
+        let bytes = Accusation::signed_bytes(subject, incarnation, dead, &self.me.name);
+        Accusation {
+            dead,
+            accuser: self.me.name.clone(),
+            signature: self.keyring.sign(&bytes),
+        }
+    }
+
+    fn count_forged(&mut self, now: Instant, from: &NodeName, kind: RecordKind, signer: &NodeName) {
+        let forged = &mut self.stats.forged;
+        let counter = match kind {
+            RecordKind::Claim => &mut forged.claim,
+            RecordKind::Accusation => &mut forged.accusation,
+            RecordKind::Kv => &mut forged.kv,
+            RecordKind::Event => &mut forged.event,
+        };
+        *counter = counter.saturating_add(1);
+        if self.warn_due(now, from) {
+            warn!(peer = %from, signer = %signer, kind = ?kind, "record whose signature does not verify; dropped (logged once a minute per peer)");
+        }
+    }
+
+    /// Whether a warning about `peer` may be logged now (once a minute per peer).
+    pub(super) fn warn_due(&mut self, now: Instant, peer: &NodeName) -> bool {
+        let warned = &mut self.verification.warned;
+        if warned
+            .get(peer)
+            .is_some_and(|at| now.duration_since(*at) < FORGED_WARN_INTERVAL)
+        {
+            return false;
+        }
+        if warned.len() >= FORGED_WARN_PEERS_MAX && !warned.contains_key(peer) {
+            warned.retain(|_, at| now.duration_since(*at) < FORGED_WARN_INTERVAL);
+            if warned.len() >= FORGED_WARN_PEERS_MAX {
+                return false;
+            }
+        }
+        warned.insert(peer.clone(), now);
+        true
+    }
+
+    fn want_certificate(&mut self, now: Instant, from: &NodeName, signer: &NodeName) {
+        if *from == self.me.name || self.members.get(from).is_none() {
+            return;
+        }
+        let v = &mut self.verification;
+        if v.asked
+            .get(signer)
+            .is_some_and(|at| now.duration_since(*at) < CERTIFICATE_ASK_INTERVAL)
+        {
+            return;
+        }
+        if v.asked.len() >= CERTIFICATE_ASKS_MAX && !v.asked.contains_key(signer) {
+            v.asked
+                .retain(|_, at| now.duration_since(*at) < CERTIFICATE_ASK_INTERVAL);
+            if v.asked.len() >= CERTIFICATE_ASKS_MAX {
+                return;
+            }
+        }
+        let names = v.pending.entry(from.clone()).or_default();
+        if names.len() < CERTIFICATE_NAMES_MAX {
+            names.insert(signer.clone());
+            v.asked.insert(signer.clone(), now);
+        }
+    }
+
+    /// Sends the certificate requests one input gathered, one per peer.
+    pub(super) fn send_certificate_requests(&mut self) {
+        let pending = std::mem::take(&mut self.verification.pending);
+        for (peer, names) in pending {
+            let to = self.destination_of(&peer);
+            let payload = encode_stream(&StreamMessage::CertificateRequest {
+                names: names.into_iter().collect(),
+            });
+            self.transmits.push_back(Transmit {
+                to,
+                kind: TransmitKind::Request,
+                payload,
+            });
+        }
+    }
+
+    /// A peer asks for certificates: those held of members in the table (and our own).
+    pub(super) fn on_certificate_request(&self, names: &[NodeName]) -> Vec<u8> {
+        let certificates = names
+            .iter()
+            .filter(|n| **n == self.me.name || self.members.get(n).is_some())
+            .filter_map(|n| self.certificate_of(n))
+            .collect();
+        encode_stream(&StreamMessage::CertificateReply { certificates })
+    }
+
+    /// The certificate held for `name`, as it travels.
+    pub(super) fn certificate_of(&self, name: &NodeName) -> Option<Certificate> {
+        self.keyring.certificate(name).map(|der| Certificate {
+            name: name.clone(),
+            der: der.to_vec(),
+        })
+    }
+
+    /// Our own certificate and, for a joiner, those of every member in `table` (up to the
+    /// limit of one message).
+    pub(super) fn certificates_for(&self, table: &[MemberUpdate], join: bool) -> Vec<Certificate> {
+        let own = self.certificate_of(&self.me.name);
+        if !join {
+            return own.into_iter().collect();
+        }
+        own.into_iter()
+            .chain(
+                table
+                    .iter()
+                    .filter(|u| u.claim.name != self.me.name)
+                    .filter_map(|u| self.certificate_of(&u.claim.name)),
+            )
+            .take(CERTIFICATES_PER_MESSAGE_MAX)
+            .collect()
+    }
+
+    /// The certificates a reply to our request brought: only those asked for are checked.
+    pub(super) fn on_certificate_reply(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        certs: Vec<Certificate>,
+    ) {
+        let asked: BTreeSet<NodeName> = certs
+            .iter()
+            .filter(|c| self.verification.asked.contains_key(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        self.learn_certificates(now, from, certs, |name| asked.contains(name));
+    }
+
+    /// Checks and keeps the certificates in `certs` that `wanted` selects and that differ
+    /// from the one held. A certificate that does not check out is counted and dropped.
+    pub(super) fn learn_certificates(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        certs: Vec<Certificate>,
+        wanted: impl Fn(&NodeName) -> bool,
+    ) {
+        for c in certs {
+            if c.name == self.me.name || !wanted(&c.name) {
+                continue;
+            }
+            if self
+                .keyring
+                .certificate(&c.name)
+                .is_some_and(|held| *held == *c.der)
+            {
+                continue;
+            }
+            match self.keyring.learn(&c.name, &c.der) {
+                Ok(()) => {
+                    self.stats.certificates_learned += 1;
+                    self.verification.asked.remove(&c.name);
+                }
+                Err(e) => {
+                    self.stats.certificates_refused += 1;
+                    if self.warn_due(now, from) {
+                        warn!(peer = %from, error = %e, "certificate refused (logged once a minute per peer)");
+                    }
+                }
+            }
+        }
+    }
+}

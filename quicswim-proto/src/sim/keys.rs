@@ -1,0 +1,216 @@
+//! The simulator's stand-in for a cluster CA: every node's Ed25519 key pair made from the
+//! run's seed and the node's name, its "certificate" the 32-byte public key, which a node
+//! keeps only when it is the key the authority issued for that name (as a real node keeps a
+//! certificate only when it chains to the CA and names the member).
+//!
+//! Signatures are real Ed25519, made and checked with ring. Checking is memoised across the
+//! whole simulation by a digest of (key, record, signature), because a thousand simulated
+//! nodes on one core check the same records a thousand times: the first check of each is
+//! real, and a forged record never enters the memo, so every forgery is checked and refused.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ring::digest::{digest, SHA256};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+
+use crate::protocol::member::NodeName;
+use crate::protocol::signing::{CertificateRefused, Keyring, Signature, Verdict};
+
+/// Memoised checks kept at most; the memo starts again past it.
+const MEMO_MAX: usize = 4 << 20;
+
+/// Issues every simulated node's key and remembers which signatures checked out.
+pub struct SimAuthority {
+    seed: u64,
+    keys: Mutex<HashMap<NodeName, Arc<Ed25519KeyPair>>>,
+    memo: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl fmt::Debug for SimAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimAuthority").finish_non_exhaustive()
+    }
+}
+
+impl SimAuthority {
+    /// An authority whose keys derive from `seed`.
+    pub fn new(seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            seed,
+            keys: Mutex::default(),
+            memo: Mutex::default(),
+        })
+    }
+
+    /// The key pair issued to `name` (made on first use).
+    fn key(&self, name: &NodeName) -> Arc<Ed25519KeyPair> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = keys.entry(name.clone()).or_insert_with(|| {
+            let mut input = self.seed.to_le_bytes().to_vec();
+            input.extend_from_slice(name.as_str().as_bytes());
+            let secret = digest(&SHA256, &input);
+            let pair = Ed25519KeyPair::from_seed_unchecked(secret.as_ref())
+                .expect("a 32-byte seed makes an Ed25519 key");
+            Arc::new(pair)
+        });
+        Arc::clone(key)
+    }
+
+    /// `name`'s public key: its certificate in the simulation.
+    pub fn certificate(&self, name: &NodeName) -> Arc<[u8]> {
+        Arc::from(self.key(name).public_key().as_ref())
+    }
+
+    /// The keyring of the node named `name`: it signs with `name`'s key and starts out
+    /// holding only its own certificate.
+    pub fn keyring(self: &Arc<Self>, name: &NodeName) -> Arc<dyn Keyring> {
+        let key = self.key(name);
+        let mut held = HashMap::new();
+        held.insert(name.clone(), Arc::from(key.public_key().as_ref()));
+        Arc::new(SimKeyring {
+            authority: Arc::clone(self),
+            key,
+            held: Mutex::new(held),
+        })
+    }
+
+    fn check(&self, public_key: &[u8], record: &[u8], signature: &Signature) -> bool {
+        let mut input = Vec::with_capacity(public_key.len() + signature.0.len() + record.len());
+        input.extend_from_slice(public_key);
+        input.extend_from_slice(&signature.0);
+        input.extend_from_slice(record);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest(&SHA256, &input).as_ref());
+        if self
+            .memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
+            return true;
+        }
+        let valid = UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(record, &signature.0)
+            .is_ok();
+        if valid {
+            let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+            if memo.len() >= MEMO_MAX {
+                memo.clear();
+            }
+            memo.insert(key);
+        }
+        valid
+    }
+}
+
+/// One simulated node's keyring.
+struct SimKeyring {
+    authority: Arc<SimAuthority>,
+    key: Arc<Ed25519KeyPair>,
+    held: Mutex<HashMap<NodeName, Arc<[u8]>>>,
+}
+
+impl fmt::Debug for SimKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimKeyring").finish_non_exhaustive()
+    }
+}
+
+impl Keyring for SimKeyring {
+    fn sign(&self, record: &[u8]) -> Signature {
+        Signature(self.key.sign(record).as_ref().to_vec())
+    }
+
+    fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict {
+        let key = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(signer)
+            .cloned();
+        match key {
+            None => Verdict::UnknownSigner,
+            Some(key) if self.authority.check(&key, record, signature) => Verdict::Valid,
+            Some(_) => Verdict::Invalid,
+        }
+    }
+
+    fn learn(&self, name: &NodeName, der: &[u8]) -> Result<(), CertificateRefused> {
+        let issued = self.authority.certificate(name);
+        if *issued != *der {
+            return Err(CertificateRefused {
+                name: name.to_string(),
+                reason: "not the key the authority issued for this name".into(),
+            });
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), issued);
+        Ok(())
+    }
+
+    fn certificate(&self, name: &NodeName) -> Option<Arc<[u8]>> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn forget(&self, name: &NodeName) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if *name != *self.key_name(&held) {
+            held.remove(name);
+        }
+    }
+}
+
+impl SimKeyring {
+    /// This node's own name: the one entry whose key is ours (never forgotten).
+    fn key_name<'a>(&self, held: &'a HashMap<NodeName, Arc<[u8]>>) -> &'a NodeName {
+        let own = self.key.public_key().as_ref();
+        held.iter()
+            .find(|(_, k)| ***k == *own)
+            .map(|(n, _)| n)
+            .expect("a keyring always holds its own certificate")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_name as name;
+
+    #[test]
+    fn a_record_verifies_only_as_its_signer_and_unchanged() {
+        let authority = SimAuthority::new(7);
+        let a = authority.keyring(&name("a"));
+        let b = authority.keyring(&name("b"));
+        b.learn(&name("a"), &authority.certificate(&name("a")))
+            .unwrap();
+        let sig = a.sign(b"record");
+        assert_eq!(b.verify(&name("a"), b"record", &sig), Verdict::Valid);
+        assert_eq!(b.verify(&name("a"), b"recorD", &sig), Verdict::Invalid);
+        assert_eq!(b.verify(&name("b"), b"record", &sig), Verdict::Invalid);
+        assert_eq!(
+            b.verify(&name("c"), b"record", &sig),
+            Verdict::UnknownSigner
+        );
+        // Memoised or not, a forgery stays refused.
+        assert_eq!(b.verify(&name("a"), b"recorD", &sig), Verdict::Invalid);
+    }
+
+    #[test]
+    fn a_key_other_than_the_issued_one_is_refused() {
+        let authority = SimAuthority::new(7);
+        let b = authority.keyring(&name("b"));
+        let wrong = authority.certificate(&name("c"));
+        assert!(b.learn(&name("a"), &wrong).is_err());
+        assert_eq!(b.certificate(&name("a")), None);
+        b.forget(&name("b"));
+        assert!(b.certificate(&name("b")).is_some(), "own certificate kept");
+    }
+}
