@@ -9,7 +9,7 @@
 //!   [`Swim::check_bounds`], every output decodes, and this node's own state (name, address,
 //!   metadata, state, the keys it wrote) is changed by nothing but its own commands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,12 @@ use crate::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, SignedEvent, StreamMessage, Update, DATAGRAM_LEN_MAX,
 };
-use crate::protocol::signing::{Certificate, Signature};
-use crate::sim::SimAuthority;
 use crate::protocol::kv::{KvEntry, KvLimits, OwnerDelta, OwnerDigest};
+use crate::protocol::signing::{Certificate, Signature};
 use crate::protocol::{
     Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
 };
+use crate::sim::SimAuthority;
 
 /// Steps one core input runs at most, so each execution stays short.
 const STEPS_MAX: usize = 256;
@@ -169,7 +169,14 @@ struct Run {
     mine: BTreeMap<String, Option<Vec<u8>>>,
     incarnation: Incarnation,
     left: bool,
+    /// The seqs of the latest Pings and PingReqs the core sent, newest first: a small seq
+    /// in the script stands for one of them (see [`Run::seq`]), so that scripts reach the
+    /// Acks and Nacks that answer a real probe, which random 64-bit seqs never would.
+    seqs: VecDeque<u64>,
 }
+
+/// Seqs of the core's own Pings and PingReqs remembered for the script.
+const SEQS_KEPT: usize = 8;
 
 /// Runs a core on a script read from `bytes`, checking its bounds and its own state after
 /// every step. `epoch` is the instant the script's times count from.
@@ -199,6 +206,7 @@ pub fn core(bytes: &[u8], epoch: Instant) {
         now: epoch,
         mine: BTreeMap::new(),
         left: false,
+        seqs: VecDeque::new(),
     };
     run.join();
     let mut script = Script { data: bytes };
@@ -300,7 +308,7 @@ impl Run {
                         }
                     })
                     .collect();
-                let message = message(s);
+                let message = self.seqs_of(message(s));
                 let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
                 let bytes = encode_datagram(&message, updates.len(), &body);
                 let _ = self
@@ -377,13 +385,35 @@ impl Run {
             match t.kind {
                 TransmitKind::Datagram => {
                     assert!(t.payload.len() <= DATAGRAM_LEN_MAX, "datagram too long");
-                    decode_datagram(&t.payload).expect("our datagrams decode");
+                    let packet = decode_datagram(&t.payload).expect("our datagrams decode");
+                    if let Message::Ping { seq, .. } | Message::PingReq { seq, .. } = packet.message
+                    {
+                        if self.seqs.len() == SEQS_KEPT {
+                            self.seqs.pop_back();
+                        }
+                        self.seqs.push_front(seq);
+                    }
                 }
                 TransmitKind::Request => {
                     decode_stream(&t.payload).expect("our requests decode");
                 }
             }
         }
+    }
+
+    /// `m` with a small seq (under the number remembered) replaced by the seq of one of
+    /// the core's own latest Pings or PingReqs.
+    fn seqs_of(&self, mut m: Message) -> Message {
+        if let Message::Ping { seq, .. }
+        | Message::Ack { seq }
+        | Message::PingReq { seq, .. }
+        | Message::Nack { seq } = &mut m
+        {
+            if let Some(ours) = usize::try_from(*seq).ok().and_then(|i| self.seqs.get(i)) {
+                *seq = *ours;
+            }
+        }
+        m
     }
 
     fn check(&mut self) {
@@ -478,20 +508,20 @@ fn event(s: &mut Script<'_>) -> SignedEvent {
 fn message(s: &mut Script<'_>) -> Message {
     match s.byte() % 5 {
         0 => Message::Ping {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
             target: pick_name(s),
             suspected: (s.byte().is_multiple_of(2)).then(|| Incarnation(s.counter())),
         },
         1 => Message::Ack {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
         },
         2 => Message::PingReq {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
             target: pick_name(s),
             target_addr: addr(usize::from(s.byte())),
         },
         3 => Message::Nack {
-            seq: u32::from(s.u16()),
+            seq: u64::from(s.u16()),
         },
         _ => Message::Gossip,
     }

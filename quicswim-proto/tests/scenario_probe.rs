@@ -280,7 +280,7 @@ fn nacks_count_only_from_helpers_asked_and_once_each() {
 
 /// Runs until `me` has sent a probe after `after` (closing the one before); returns when,
 /// the target and the seq.
-fn next_probe(h: &mut Harness, after: Instant) -> (Instant, NodeName, u32) {
+fn next_probe(h: &mut Harness, after: Instant) -> (Instant, NodeName, u64) {
     for _ in 0..1000 {
         let pings = h.sent_messages(|m| matches!(m, Message::Ping { .. }));
         if let Some((at, _, p)) = pings.into_iter().find(|(at, _, _)| *at > after) {

@@ -102,7 +102,7 @@ pub enum Message {
     /// so it can refute at once.
     Ping {
         /// Matches the Ack.
-        seq: u32,
+        seq: u64,
         /// Whom the sender means to probe.
         target: NodeName,
         /// Set when the sender holds the target Suspect at this incarnation.
@@ -112,12 +112,12 @@ pub enum Message {
     /// Answer to a Ping (or relayed answer to a PingReq).
     Ack {
         /// The Ping's or PingReq's sequence number.
-        seq: u32,
+        seq: u64,
     },
     /// "Please probe `target` for me."
     PingReq {
         /// Sequence number for the relayed Ack or the Nack.
-        seq: u32,
+        seq: u64,
         /// The member to probe.
         target: NodeName,
         /// Where it listens.
@@ -126,7 +126,7 @@ pub enum Message {
     /// "I asked, and `target` did not answer me either" (Lifeguard).
     Nack {
         /// The PingReq's sequence number.
-        seq: u32,
+        seq: u64,
     },
     /// Nothing but piggybacked updates.
     Gossip,
@@ -305,7 +305,7 @@ pub enum StreamMessage {
     /// Fields as in [`Message::Ping`].
     Ping {
         /// Matches the [`StreamMessage::Ack`].
-        seq: u32,
+        seq: u64,
         /// Whom the sender means to probe.
         target: NodeName,
         /// Set when the sender holds the target Suspect at this incarnation.
@@ -315,7 +315,7 @@ pub enum StreamMessage {
     /// Reply to a stream [`StreamMessage::Ping`].
     Ack {
         /// The Ping's sequence number.
-        seq: u32,
+        seq: u64,
     },
     /// A key/value round: the sender's digest, so the receiver answers with what the sender
     /// lacks. Sent every `kv_sync_interval` to `gossip_nodes` members while key/value data

@@ -25,6 +25,6 @@ pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
 pub use signing::{Certificate, CertificateRefused, Keyring, Signature, Verdict};
 pub use swim::{
-    probe_pass, CommandError, Destination, Event, LeaveStatus, PeerError, RttHistogram, Stats,
-    Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
+    probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus, PeerError,
+    RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
 };

@@ -17,12 +17,12 @@ pub enum Timer {
     /// The direct Ping for `seq` got no Ack in time: ask others.
     ProbeTimeout {
         /// The probe's sequence number.
-        seq: u32,
+        seq: u64,
     },
     /// A Ping sent on someone's behalf got no Ack: send them a Nack.
     IndirectProbeTimeout {
         /// Our sequence number for the relayed Ping.
-        seq: u32,
+        seq: u64,
     },
     /// Exchange full state with one random member.
     PushPull,

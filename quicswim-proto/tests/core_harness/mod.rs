@@ -148,7 +148,7 @@ pub fn datagram(message: &Message, updates: &[MemberUpdate]) -> Vec<u8> {
     encode_datagram(message, updates.len(), &body)
 }
 
-pub fn ping(seq: u32, target: &str, suspected: Option<u64>) -> Message {
+pub fn ping(seq: u64, target: &str, suspected: Option<u64>) -> Message {
     Message::Ping {
         seq,
         target: name(target),
@@ -490,7 +490,7 @@ impl Harness {
 }
 
 /// Runs until `me` sends its first probe; returns when, the target and the seq.
-pub fn first_probe(h: &mut Harness) -> (Instant, NodeName, u32) {
+pub fn first_probe(h: &mut Harness) -> (Instant, NodeName, u64) {
     for _ in 0..1000 {
         let at = h.swim.poll_timeout().expect("timers are set");
         h.run_until(at);

@@ -32,7 +32,7 @@ mod transport;
 use self::transport::encode_transport;
 use super::{ApiError, ApiState};
 use crate::node::NodeMetrics;
-use crate::protocol::{State as MemberState, Stats};
+use crate::protocol::{ForgedKind, State as MemberState, Stats};
 
 pub(super) async fn scrape(State(api): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let metrics = api.node.metrics().await?;
@@ -176,6 +176,8 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         self_claims_refused,
         local_writes_refused,
         kv_refuted,
+        forged,
+        ping_reqs_for_inactive,
     } = s;
     // What peers sent that the core refused or bounded, and this node's own refused writes.
     for (name, help, value) in [
@@ -186,8 +188,19 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("self_claims_refused", "Claims about this node refused for a counter beyond what it can answer.", self_claims_refused),
         ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
         ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
+        ("ping_reqs_for_inactive", "Indirect probe requests refused, and nacked, because their target is dead or left here.", ping_reqs_for_inactive),
     ] {
         counter(e, name, help, *value)?;
+    }
+    let mut forged_records = e.encode_descriptor(
+        "forged_records",
+        "Messages refused because their sender may not say what they say, by kind.",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in ForgedKind::ALL {
+        ConstCounter::new(forged.get(kind))
+            .encode(forged_records.encode_family(&[("kind", kind.as_str())])?)?;
     }
     super::rtt::encode_probe_rtt(e, probe_rtt, indirect_probe_rtt)?;
     counter(
@@ -329,7 +342,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::protocol::NodeName;
+    use crate::protocol::{ForgedCounts, NodeName};
     use crate::tls::Refusal;
     use crate::transport::{RefusedCounts, TransportStats};
 
@@ -346,6 +359,11 @@ mod tests {
                 probes_sent: 40,
                 probes_failed: 4,
                 datagram_bytes_out: 12_345,
+                forged: ForgedCounts {
+                    ack: 3,
+                    ping_req: 1,
+                    ..ForgedCounts::default()
+                },
                 ..Stats::default()
             },
             transport: TransportStats {
@@ -507,6 +525,18 @@ mod tests {
             );
             assert_eq!(got, want, "{reason}");
         }
+        for kind in ForgedKind::ALL {
+            let want = match kind {
+                ForgedKind::Ack => 3.0,
+                ForgedKind::PingReq => 1.0,
+                _ => 0.0,
+            };
+            let got = get(
+                "quicswim_forged_records_total",
+                Some(("kind", kind.as_str())),
+            );
+            assert_eq!(got, want, "{}", kind.as_str());
+        }
     }
 
     #[test]
@@ -518,6 +548,7 @@ mod tests {
             "# TYPE quicswim_members gauge",
             "# TYPE quicswim_probes_sent_total counter",
             "# TYPE quicswim_handshakes_refused_total counter",
+            "# TYPE quicswim_forged_records_total counter",
             "# TYPE quicswim_probe_rtt_seconds histogram",
             "# HELP quicswim_node_info This node's name as a label; always 1.",
         ] {

@@ -5,7 +5,7 @@
 use super::super::bounded::COUNTER_MAX;
 use super::super::events::ORIGINS_MAX;
 use super::output::EVENTS_BYTES_MAX;
-use super::probe::RELAYS_MAX;
+use super::probe::{ENDED_MAX, RELAYS_MAX};
 use super::user_events::RECENT_EVENTS_SYNCED;
 use super::Swim;
 
@@ -39,6 +39,10 @@ impl Swim {
             "recent events over their count",
         )?;
         check(self.relays.len() <= RELAYS_MAX, "relays over their count")?;
+        check(
+            self.ended.len() <= ENDED_MAX,
+            "ended probes and relays over their count",
+        )?;
         check(
             self.dedup.origins() <= ORIGINS_MAX,
             "event origins over ORIGINS_MAX",

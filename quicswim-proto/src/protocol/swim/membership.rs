@@ -12,11 +12,11 @@ use tracing::{debug, trace};
 use super::super::bounded::SELF_CLAIM_MAX;
 use super::super::broadcast::Subject;
 use super::super::codec::{Accusation, Claim, MemberUpdate};
-use super::super::signing::Signature;
 use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::super::signing::Signature;
 use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
-use super::{state_index, CommandError, Entry, Event, Proof, Swim};
+use super::{state_index, CommandError, Entry, Event, ForgedKind, Proof, Swim};
 
 /// Most dropped members remembered at once; beyond it the one remembered longest goes.
 const FORGOTTEN_MAX: usize = 1024;
@@ -117,13 +117,7 @@ impl Swim {
 
     /// A claim about a member from `from`: checked against the signatures it carries when,
     /// and only when, it would change something here, then applied and relayed.
-    pub(super) fn apply(
-        &mut self,
-        now: Instant,
-        from: &NodeName,
-        u: MemberUpdate,
-        source: Source,
-    ) {
+    pub(super) fn apply(&mut self, now: Instant, from: &NodeName, u: MemberUpdate, source: Source) {
         if u.claim.name == self.me.name {
             self.on_claim_about_self(now, from, u);
             return;
@@ -224,7 +218,12 @@ impl Swim {
                 return;
             }
         }
-        self.on_self_claim(now, u.claim.incarnation, state, Some((u.claim.addr, &u.claim.meta)));
+        self.on_self_claim(
+            now,
+            u.claim.incarnation,
+            state,
+            Some((u.claim.addr, &u.claim.meta)),
+        );
     }
 
     /// Someone holds a claim about this node. Refute anything but the truth.
@@ -264,12 +263,27 @@ impl Swim {
         self.broadcast_self();
     }
 
-    /// A Ping names this node. `suspected` is the incarnation the prober holds us Suspect at
-    /// (buddy system): refute it at once.
-    pub(super) fn on_pinged(&mut self, now: Instant, suspected: Option<Incarnation>) {
+    /// A Ping from `from` names this node. `suspected` is the incarnation the prober holds us
+    /// Suspect at (buddy system): refute it at once.
+    ///
+    /// Only at our own incarnation or below: one above it is not one this node holds, and
+    /// taking it would let any member set our incarnation (one Ping at the highest value
+    /// accepted and we could never refute again). It is refused and counted; the Ping is
+    /// still answered, since we are alive. (A node restarted with a lower incarnation than
+    /// it had learns its old one from its join exchange, not from Pings.)
+    pub(super) fn on_pinged(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        suspected: Option<Incarnation>,
+    ) {
         let Some(incarnation) = suspected else {
             return;
         };
+        if incarnation > self.me.incarnation {
+            self.refuse_forged(now, from, ForgedKind::Suspected);
+            return;
+        }
         if incarnation < self.me.incarnation && !self.awareness.is_out() {
             // We refuted already, but this prober missed it: gossip is best effort and a node
             // can miss every copy. Queue our Alive again so the Ack, filled next and
@@ -340,7 +354,12 @@ impl Swim {
 
     /// This node's failed probe of `name`, held at `incarnation` when it was probed: it
     /// becomes Suspect on this node's own signed accusation.
-    pub(super) fn suspect_by_me(&mut self, now: Instant, name: &NodeName, incarnation: Incarnation) {
+    pub(super) fn suspect_by_me(
+        &mut self,
+        now: Instant,
+        name: &NodeName,
+        incarnation: Incarnation,
+    ) {
         let Some(u) = self.held_update(name) else {
             return;
         };
@@ -352,7 +371,13 @@ impl Swim {
     }
 
     /// A checked accusation of Suspect against the member of `claim` (checked too).
-    fn on_suspect(&mut self, now: Instant, claim: Claim, signature: Signature, accusation: Accusation) {
+    fn on_suspect(
+        &mut self,
+        now: Instant,
+        claim: Claim,
+        signature: Signature,
+        accusation: Accusation,
+    ) {
         let n = self.cluster_size();
         let name = claim.name.clone();
         let incarnation = claim.incarnation;

@@ -30,6 +30,8 @@
 //!   (`handle_datagram`, `handle_stream_request`, `handle_stream_reply`, `handle_timeout`)
 //!   dispatched to the rest;
 //! - `probe`: probes, Acks, PingReqs and Nacks, and the order members are probed in;
+//! - `refusals`: messages refused because their sender may not send them, counted and
+//!   logged at most once per peer and minute;
 //! - `membership`: Alive, Suspect, Dead and Left, refutation, incarnations, tombstones;
 //! - `leave`: leaving gracefully, and knowing that one member heard of it;
 //! - `gossip`: gossip rounds and piggybacking on the broadcast queue;
@@ -43,7 +45,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
+use rand::rngs::{SmallRng, StdRng};
 use rand::{Rng, SeedableRng};
 use tracing::{trace, warn};
 
@@ -53,7 +55,6 @@ use super::codec::{
     decode_datagram, decode_stream, encode_stream, Accusation, Claim, Message, SignedEvent,
     StreamMessage, Update,
 };
-use super::signing::{Keyring, Signature};
 use super::config::{Config, ConfigError, ValidConfig};
 use super::cycle::Cycle;
 use super::events::Deduplicator;
@@ -61,6 +62,7 @@ use super::kv::KvStore;
 use super::member::{
     Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
+use super::signing::{Keyring, Signature};
 use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
@@ -71,6 +73,7 @@ mod leave;
 mod membership;
 mod output;
 mod probe;
+mod refusals;
 mod sampling;
 mod sync;
 mod user_events;
@@ -78,8 +81,8 @@ mod verify;
 
 pub use leave::LeaveStatus;
 pub use output::{
-    CommandError, Destination, Event, ForgedCounts, PeerError, RttHistogram, Stats, Transmit,
-    TransmitKind, RTT_BOUNDS_MICROS,
+    CommandError, Destination, Event, ForgedCounts, ForgedKind, PeerError, RttHistogram, Stats,
+    Transmit, TransmitKind, RTT_BOUNDS_MICROS,
 };
 pub use probe::probe_pass;
 pub use sync::{kv_rounds, push_pull_scale};
@@ -87,7 +90,7 @@ pub use sync::{kv_rounds, push_pull_scale};
 use join::JoinProgress;
 use leave::Leaving;
 use membership::{Forgotten, Source};
-use probe::{Probe, Relay};
+use probe::{Ended, Probe, Relay};
 
 /// One member in this node's table, with what the core keeps beside it.
 #[derive(Debug)]
@@ -187,8 +190,13 @@ pub struct Swim {
     /// being active (finding it scans the table and hashes every name: at 1,000 members that
     /// would be most of a probe period's core time).
     watched_cache: Option<Option<NodeName>>,
-    next_seq: u32,
-    relays: BTreeMap<u32, Relay>,
+    /// Where probe and relay sequence numbers come from: a cryptographic generator of its
+    /// own, so that the ones a member sees tell it nothing of the others (see
+    /// [`next_seq`](Self::next_seq)), and the draws of `rng` stay as they were.
+    seq_rng: StdRng,
+    relays: BTreeMap<u64, Relay>,
+    /// Probes and relays that ended lately, for their late answers.
+    ended: Ended,
     timers: Timers,
     broadcasts: BroadcastQueue,
     transmits: VecDeque<Transmit>,
@@ -258,6 +266,7 @@ impl Swim {
             });
         }
         let mut rng = SmallRng::seed_from_u64(seed);
+        let seq_rng = StdRng::seed_from_u64(seed);
         let mut timers = Timers::default();
         // Random phases, so that nodes started together do not probe in lockstep.
         let jitter = |rng: &mut SmallRng, d: Duration| d.mul_f64(rng.random::<f64>());
@@ -298,8 +307,9 @@ impl Swim {
             probe_list: Vec::new(),
             probe_index: 0,
             probe: None,
-            next_seq: 0,
+            seq_rng,
             relays: BTreeMap::new(),
+            ended: Ended::default(),
             timers,
             broadcasts,
             transmits: VecDeque::new(),
@@ -531,16 +541,16 @@ impl Swim {
                 if target != self.me.name {
                     return Ok(()); // meant for whoever had this address before
                 }
-                self.on_pinged(now, suspected);
+                self.on_pinged(now, from, suspected);
                 self.send_datagram(reply_to, Message::Ack { seq });
             }
-            Message::Ack { seq } => self.on_ack(now, seq, Some(from)),
-            Message::Nack { seq } => self.on_nack(from, seq),
+            Message::Ack { seq } => self.on_ack(now, seq, from, false),
+            Message::Nack { seq } => self.on_nack(now, from, seq),
             Message::PingReq {
                 seq,
                 target,
                 target_addr,
-            } => self.on_ping_req(now, reply_to, seq, target, target_addr),
+            } => self.on_ping_req(now, from, reply_to, seq, target, target_addr),
             Message::Gossip => {}
         }
         Ok(())
@@ -589,7 +599,7 @@ impl Swim {
                     return Ok(None);
                 }
                 trace!(peer = %from, seq, "stream ping");
-                self.on_pinged(now, suspected);
+                self.on_pinged(now, from, suspected);
                 Some(encode_stream(&StreamMessage::Ack { seq }))
             }
             StreamMessage::KvPush { deltas } => {
@@ -599,7 +609,9 @@ impl Swim {
                 Some(encode_stream(&StreamMessage::KvPushAck))
             }
             StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, &digest)),
-            StreamMessage::CertificateRequest { names } => Some(self.on_certificate_request(&names)),
+            StreamMessage::CertificateRequest { names } => {
+                Some(self.on_certificate_request(&names))
+            }
             StreamMessage::PushPullReply { .. }
             | StreamMessage::Ack { .. }
             | StreamMessage::KvPushAck
@@ -624,7 +636,7 @@ impl Swim {
         let message = self.decode_stream_from(from, bytes)?;
         let news = self.news_mark();
         match message {
-            StreamMessage::Ack { seq } => self.on_ack(now, seq, None),
+            StreamMessage::Ack { seq } => self.on_ack(now, seq, from, true),
             StreamMessage::PushPullReply {
                 members,
                 kv_delta,

@@ -220,8 +220,6 @@ pub struct Stats {
     pub anti_entropy_bytes_out: u64,
     /// User events delivered here.
     pub user_events_delivered: u64,
-    /// Records refused because their signature did not verify, by kind.
-    pub forged: ForgedCounts,
     /// Records dropped because their signer's certificate was not held yet (it was asked
     /// of the peer that sent them).
     pub unverified_records: u64,
@@ -234,36 +232,135 @@ pub struct Stats {
     /// Round trips of probes answered only after the direct Ping timed out: from the moment
     /// the PingReqs and the stream Ping went out to the first Ack, relayed or on the stream.
     pub indirect_probe_rtt: RttHistogram,
+    /// Records and messages refused as forged, by kind: a signature that does not verify, or
+    /// a message its sender may not send (an Ack for a probe it has no part in).
+    pub forged: ForgedCounts,
+    /// PingReqs refused, and Nacked at once, because their target is Dead or Left here.
+    /// Honest members send them while views differ (after a crash, across a partition), so
+    /// they are not counted as forged.
+    pub ping_reqs_for_inactive: u64,
 }
 
-/// Records and messages refused as forged, by kind: a signature that does not verify, or a
-/// message no honest member sends (an Ack from someone we did not probe).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A kind of message refused because its authenticated sender may not say what it says (an
+/// Ack for a probe it has no part in, a PingReq that would send us elsewhere, a suspicion
+/// about this node that it never stated). Exported as
+/// `quicswim_forged_records_total{kind}`, [`as_str`](Self::as_str) being the label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ForgedKind {
+    /// A member's claim about itself (Alive, Left) not signed by the member.
+    Claim,
+    /// An accusation (Suspect, Dead) not signed by the accuser named.
+    Accusation,
+    /// A key/value entry or tombstone floor not signed by its owner.
+    Kv,
+    /// A user event not signed by its origin.
+    Event,
+    /// An Ack (datagram or stream) from neither the probed member nor a helper asked for
+    /// that very probe, or for a sequence number no probe or relay of ours has.
+    Ack,
+    /// A Nack from a member not asked for that probe, or for no probe of ours.
+    Nack,
+    /// A PingReq naming a member not held here, or an address other than the one held for
+    /// it (one for a member held Dead or Left is counted in
+    /// [`Stats::ping_reqs_for_inactive`] instead).
+    PingReq,
+    /// A Ping suspecting this node at an incarnation above its own.
+    Suspected,
+}
+
+impl ForgedKind {
+    /// Every kind, in the order metrics list them.
+    pub const ALL: [ForgedKind; 8] = [
+        ForgedKind::Claim,
+        ForgedKind::Accusation,
+        ForgedKind::Kv,
+        ForgedKind::Event,
+        ForgedKind::Ack,
+        ForgedKind::Nack,
+        ForgedKind::PingReq,
+        ForgedKind::Suspected,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgedKind::Claim => "claim",
+            ForgedKind::Accusation => "accusation",
+            ForgedKind::Kv => "kv",
+            ForgedKind::Event => "event",
+            ForgedKind::Ack => "ack",
+            ForgedKind::Nack => "nack",
+            ForgedKind::PingReq => "ping_req",
+            ForgedKind::Suspected => "suspected",
+        }
+    }
+}
+
+/// Messages refused per [`ForgedKind`]: each was dropped with nothing changed, and its
+/// sender named in a WARN (at most once per peer and minute).
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ForgedCounts {
-    /// Members' claims about themselves (Alive, Left) not signed by the member.
+    /// See [`ForgedKind::Claim`].
     pub claim: u64,
-    /// Accusations (Suspect, Dead) not signed by the accuser named.
+    /// See [`ForgedKind::Accusation`].
     pub accusation: u64,
-    /// Key/value entries and tombstone floors not signed by their owner.
+    /// See [`ForgedKind::Kv`].
     pub kv: u64,
-    /// User events not signed by their origin.
+    /// See [`ForgedKind::Event`].
     pub event: u64,
+    /// See [`ForgedKind::Ack`].
+    pub ack: u64,
+    /// See [`ForgedKind::Nack`].
+    pub nack: u64,
+    /// See [`ForgedKind::PingReq`].
+    pub ping_req: u64,
+    /// See [`ForgedKind::Suspected`].
+    pub suspected: u64,
 }
 
 impl ForgedCounts {
-    /// Every kind with its count, as `/metrics` labels them.
-    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
-        [
-            ("claim", self.claim),
-            ("accusation", self.accusation),
-            ("kv", self.kv),
-            ("event", self.event),
-        ]
+    /// The count for one kind.
+    pub fn get(&self, kind: ForgedKind) -> u64 {
+        *self.field(kind)
     }
 
-    /// Their sum.
+    /// Every kind's count added up.
     pub fn total(&self) -> u64 {
-        self.by_kind().iter().map(|(_, n)| n).sum()
+        ForgedKind::ALL
+            .iter()
+            .fold(0, |sum, &k| sum.saturating_add(self.get(k)))
+    }
+
+    /// Counts one more of `kind`.
+    pub(crate) fn bump(&mut self, kind: ForgedKind) {
+        let n = self.field_mut(kind);
+        *n = n.saturating_add(1);
+    }
+
+    fn field(&self, kind: ForgedKind) -> &u64 {
+        match kind {
+            ForgedKind::Claim => &self.claim,
+            ForgedKind::Accusation => &self.accusation,
+            ForgedKind::Kv => &self.kv,
+            ForgedKind::Event => &self.event,
+            ForgedKind::Ack => &self.ack,
+            ForgedKind::Nack => &self.nack,
+            ForgedKind::PingReq => &self.ping_req,
+            ForgedKind::Suspected => &self.suspected,
+        }
+    }
+
+    fn field_mut(&mut self, kind: ForgedKind) -> &mut u64 {
+        match kind {
+            ForgedKind::Claim => &mut self.claim,
+            ForgedKind::Accusation => &mut self.accusation,
+            ForgedKind::Kv => &mut self.kv,
+            ForgedKind::Event => &mut self.event,
+            ForgedKind::Ack => &mut self.ack,
+            ForgedKind::Nack => &mut self.nack,
+            ForgedKind::PingReq => &mut self.ping_req,
+            ForgedKind::Suspected => &mut self.suspected,
+        }
     }
 }
 

@@ -1,23 +1,25 @@
 //! Probing: one member per protocol period, a Ping and its Ack, the stream fallback, PingReqs
 //! through other members and their Nacks, and the order members are probed in.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use super::super::codec::{encode_stream, Message, StreamMessage};
 use super::super::config::Config;
 use super::super::member::{NodeName, State};
 use super::super::timer::{Timer, TimerKey};
-use super::{Destination, Swim, Transmit, TransmitKind};
+use super::{Destination, ForgedKind, Swim, Transmit, TransmitKind};
 
 #[derive(Debug)]
 pub(super) struct Probe {
-    seq: u32,
+    /// Drawn from the core's cryptographic generator (see [`Swim::next_seq`]).
+    seq: u64,
     target: NodeName,
     acked: bool,
     /// When the direct Ping went out.
@@ -31,6 +33,9 @@ pub(super) struct Probe {
     /// Nacks count, each once. A Nack from anyone else (a member we did not ask, or one
     /// sent twice) would otherwise let a peer cancel the health penalty of Nacks we miss.
     unnacked: Vec<NodeName>,
+    /// Every helper sent a PingReq for this probe: besides the target, the only members
+    /// whose Ack for it counts (a relayed Ack), and only by datagram.
+    asked: Vec<NodeName>,
     nacks: u32,
     expected_nacks: u32,
 }
@@ -38,15 +43,84 @@ pub(super) struct Probe {
 #[derive(Debug)]
 pub(super) struct Relay {
     requester: Destination,
-    their_seq: u32,
+    their_seq: u64,
+    /// The member pinged for the requester: the only one whose Ack is relayed.
+    target: NodeName,
 }
 
 /// Most PingReqs served at once; beyond it new ones are ignored (bounded work per peer).
 pub(super) const RELAYS_MAX: usize = 1024;
 
+/// Finished probes remembered for their late answers: the Ack or Nack of the probe before
+/// can still be on its way when the next one starts.
+const ENDED_PROBES_KEPT: usize = 2;
+
+/// Relays remembered once over, for the Acks still on their way: a relayed Ping can wait
+/// behind a handshake to its target and be answered after our Nack went, and a datagram
+/// can arrive twice.
+const ENDED_RELAYS_KEPT: usize = 32;
+
+/// Probes and relays that ended lately, so that an Ack or Nack still on its way for one,
+/// from a member that had a part in it, is ignored as late rather than refused as forged.
+#[derive(Debug, Default)]
+pub(super) struct Ended {
+    /// (seq, target, helpers asked), newest last.
+    probes: VecDeque<(u64, NodeName, Vec<NodeName>)>,
+    /// (our seq, target), newest last.
+    relays: VecDeque<(u64, NodeName)>,
+}
+
+impl Ended {
+    fn probe(&mut self, p: &Probe) {
+        if self.probes.len() >= ENDED_PROBES_KEPT {
+            self.probes.pop_front();
+        }
+        self.probes
+            .push_back((p.seq, p.target.clone(), p.asked.clone()));
+    }
+
+    fn relay(&mut self, seq: u64, target: NodeName) {
+        if self.relays.len() >= ENDED_RELAYS_KEPT {
+            self.relays.pop_front();
+        }
+        self.relays.push_back((seq, target));
+    }
+
+    /// Whether an Ack for `seq` from `from` answers a probe or relay that ended lately,
+    /// from a member that had a part in it.
+    fn late_ack(&self, seq: u64, from: &NodeName, by_stream: bool) -> bool {
+        let probe = self.probes.iter().any(|(s, target, asked)| {
+            *s == seq && (from == target || (!by_stream && asked.contains(from)))
+        });
+        let relay = !by_stream
+            && self
+                .relays
+                .iter()
+                .any(|(s, target)| *s == seq && from == target);
+        probe || relay
+    }
+
+    /// Whether a Nack for `seq` from `from` answers a probe that ended lately, from a
+    /// helper asked for it.
+    fn late_nack(&self, seq: u64, from: &NodeName) -> bool {
+        self.probes
+            .iter()
+            .any(|(s, _, asked)| *s == seq && asked.contains(from))
+    }
+
+    /// Entries held, for the bounds check.
+    pub(super) fn len(&self) -> usize {
+        self.probes.len() + self.relays.len()
+    }
+}
+
+/// Most entries [`Ended`] holds.
+pub(super) const ENDED_MAX: usize = ENDED_PROBES_KEPT + ENDED_RELAYS_KEPT;
+
 impl Swim {
     pub(super) fn probe_next(&mut self, now: Instant) {
         if let Some(p) = self.probe.take() {
+            self.ended.probe(&p);
             self.finish_probe(now, p);
         }
         if self.awareness.try_return(now) {
@@ -92,6 +166,7 @@ impl Swim {
             indirect_sent: None,
             timeout,
             unnacked: Vec::new(),
+            asked: Vec::new(),
             nacks: 0,
             expected_nacks: 0,
         });
@@ -219,7 +294,7 @@ impl Swim {
         self.probe_list.insert(at, member);
     }
 
-    pub(super) fn probe_indirectly(&mut self, now: Instant, seq: u32) {
+    pub(super) fn probe_indirectly(&mut self, now: Instant, seq: u64) {
         let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
             return;
         };
@@ -270,6 +345,7 @@ impl Swim {
         if let Some(p) = self.probe.as_mut() {
             // At most `indirect_checks` (16): a list is as quick as a set.
             p.expected_nacks = u32::try_from(helpers.len()).unwrap_or(u32::MAX);
+            p.asked.clone_from(&helpers);
             p.unnacked = helpers;
             p.indirect_sent = Some(now);
         }
@@ -312,9 +388,25 @@ impl Swim {
         self.suspect_by_me(now, &p.target, incarnation);
     }
 
-    /// An Ack for `seq`: by datagram from `from`, or on a stream (`None`) from the target.
-    pub(super) fn on_ack(&mut self, now: Instant, seq: u32, from: Option<&NodeName>) {
+    /// An Ack for `seq` from `from` (the name of the connection it came on), by datagram or on
+    /// a stream this node opened (`by_stream`).
+    ///
+    /// It counts only when it answers the probe it belongs to: from the probed member itself
+    /// (either way), or by datagram from a helper sent a PingReq for this very probe (a
+    /// relayed Ack). An Ack for a relay of ours counts only by datagram from the member we
+    /// pinged. Anything else (a third member answering for a crashed one, a guessed
+    /// sequence number) is refused and counted, and changes nothing; an Ack that is merely
+    /// late for a probe or relay that ended lately is ignored.
+    pub(super) fn on_ack(&mut self, now: Instant, seq: u64, from: &NodeName, by_stream: bool) {
+        if self.me.state == State::Left {
+            return; // the probe went with the leave; what is still on its way is late
+        }
         if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            let direct = *from == p.target;
+            if !direct && (by_stream || !p.asked.contains(from)) {
+                self.refuse_forged(now, from, ForgedKind::Ack);
+                return;
+            }
             if !p.acked {
                 p.acked = true;
                 // Only a datagram Ack (direct or relayed) speaks for this node's health. The
@@ -322,13 +414,13 @@ impl Swim {
                 // that needed it says our datagrams are being lost: a node losing 80 % of
                 // what it receives still got every other probe through on a stream, and
                 // with each counted as healthy its score never stayed at the maximum.
-                if from.is_some() {
+                if !by_stream {
                     self.awareness.apply(now, -1);
                 }
                 self.timers.cancel(p.timeout);
                 // The target's own datagram Ack times the direct path even when it comes
                 // late; any other first Ack times the indirect phase from its start.
-                if from == Some(&p.target) {
+                if direct && !by_stream {
                     self.stats
                         .probe_rtt
                         .observe(now.saturating_duration_since(p.sent));
@@ -340,29 +432,74 @@ impl Swim {
             }
             return;
         }
-        if let Some(relay) = self.relays.remove(&seq) {
-            self.send_datagram(
-                relay.requester,
-                Message::Ack {
-                    seq: relay.their_seq,
-                },
-            );
+        if let Some(relay) = self.relays.get(&seq) {
+            if by_stream || relay.target != *from {
+                self.refuse_forged(now, from, ForgedKind::Ack);
+                return;
+            }
+            if let Some(relay) = self.relays.remove(&seq) {
+                self.ended.relay(seq, relay.target);
+                self.send_datagram(
+                    relay.requester,
+                    Message::Ack {
+                        seq: relay.their_seq,
+                    },
+                );
+            }
+            return;
         }
+        if self.ended.late_ack(seq, from, by_stream) {
+            trace!(peer = %from, seq, "late ack");
+            return;
+        }
+        self.refuse_forged(now, from, ForgedKind::Ack);
     }
 
-    /// A PingReq: probe `target` for `requester`, relaying its Ack, or a Nack when none
+    /// A PingReq from `from`: probe `target` for it, relaying its Ack, or a Nack when none
     /// comes within the probe timeout (Lifeguard: the requester learns that we, at least,
     /// are alive).
+    ///
+    /// Only a member held here as Alive or Suspect, at the address held for it: a PingReq
+    /// is otherwise a way to make this node dial wherever the requester likes. One that
+    /// names a member not held here, or another address than the one held, is refused and
+    /// counted as forged; one for a member held Dead or Left is refused and counted apart
+    /// (honest members send those while views differ). No Ping goes out; the requester gets
+    /// a Nack at once. A Nack says only what is true (we are alive, and
+    /// no Ack of that target reached us), and an honest requester whose view differs from
+    /// ours (a member we have not heard of yet or hold Dead already, an address that just
+    /// changed) would otherwise count the missing Nack against its own health. It is one
+    /// small datagram on the requester's own connection: nothing is amplified or redirected.
     pub(super) fn on_ping_req(
         &mut self,
         now: Instant,
+        from: &NodeName,
         requester: Destination,
-        seq: u32,
+        seq: u64,
         target: NodeName,
         target_addr: SocketAddr,
     ) {
         if target == self.me.name || self.relays.len() >= RELAYS_MAX {
             return;
+        }
+        let held = self
+            .members
+            .get(&target)
+            .map(|e| (e.member.addr == target_addr, e.member.state.is_active()));
+        match held {
+            None | Some((false, _)) => {
+                self.refuse_forged(now, from, ForgedKind::PingReq);
+                self.send_datagram(requester, Message::Nack { seq });
+                return;
+            }
+            Some((true, false)) => {
+                // Views differ for a while after a crash or across a partition: honest
+                // requesters send these, so they are refused without being called forged.
+                self.stats.ping_reqs_for_inactive += 1;
+                trace!(peer = %from, target = %target, "ping-req for a member not active here");
+                self.send_datagram(requester, Message::Nack { seq });
+                return;
+            }
+            Some((true, true)) => {}
         }
         let our_seq = self.next_seq();
         self.relays.insert(
@@ -370,6 +507,7 @@ impl Swim {
             Relay {
                 requester,
                 their_seq: seq,
+                target: target.clone(),
             },
         );
         let to = Destination {
@@ -396,8 +534,9 @@ impl Swim {
     }
 
     /// A relayed Ping got no Ack in time: the requester gets a Nack.
-    pub(super) fn relay_timed_out(&mut self, seq: u32) {
+    pub(super) fn relay_timed_out(&mut self, seq: u64) {
         if let Some(relay) = self.relays.remove(&seq) {
+            self.ended.relay(seq, relay.target);
             self.send_datagram(
                 relay.requester,
                 Message::Nack {
@@ -409,20 +548,31 @@ impl Swim {
 
     /// A helper's Nack for our probe: counted, since Nacks owed and missing say the fault
     /// may be ours (see [`finish_probe`](Self::finish_probe)). Only from a helper asked for
-    /// this probe, once each.
-    pub(super) fn on_nack(&mut self, from: &NodeName, seq: u32) {
-        let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) else {
+    /// this probe, once each (a second copy is ignored); one from anyone else, or for no
+    /// probe of ours, is refused and counted (a late one for the probe before is ignored).
+    pub(super) fn on_nack(&mut self, now: Instant, from: &NodeName, seq: u64) {
+        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            if let Some(i) = p.unnacked.iter().position(|h| h == from) {
+                p.unnacked.swap_remove(i);
+                p.nacks = p.nacks.saturating_add(1);
+                return;
+            }
+            if p.asked.contains(from) {
+                trace!(peer = %from, seq, "nack again");
+                return;
+            }
+        } else if self.ended.late_nack(seq, from) {
+            trace!(peer = %from, seq, "late nack");
             return;
-        };
-        if let Some(i) = p.unnacked.iter().position(|h| h == from) {
-            p.unnacked.swap_remove(i);
-            p.nacks = p.nacks.saturating_add(1);
         }
+        self.refuse_forged(now, from, ForgedKind::Nack);
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
+    /// A sequence number for a probe or a relayed Ping, from the core's cryptographic
+    /// generator: a member that sees some of them (the ones we send it) learns nothing of
+    /// the others, so it cannot answer a probe it was not part of by guessing.
+    fn next_seq(&mut self) -> u64 {
+        self.seq_rng.random()
     }
 }
 
