@@ -39,7 +39,10 @@ fn record(name: &NodeName, incarnation: u64) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let ca = CertAuthority::generate("bench ca").unwrap();
     let me = NodeName::new("verifier").unwrap();
-    for (label, key_type) in [("ed25519", NodeKeyType::Ed25519), ("p256", NodeKeyType::P256)] {
+    for (label, key_type) in [
+        ("ed25519", NodeKeyType::Ed25519),
+        ("p256", NodeKeyType::P256),
+    ] {
         let (verifier, _) = keyring(&ca, &me, NodeKeyType::Ed25519);
         let signers: Vec<(NodeName, CertKeyring)> = (0..RECORDS_PER_DATAGRAM)
             .map(|i| {

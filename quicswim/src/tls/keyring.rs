@@ -7,7 +7,8 @@
 //!                                  certificate's key algorithm; RSA refused at load)
 //!   Identity { roots }         ──> trust anchors
 //!
-//!   learn(name, der) ── webpki: chains to an anchor, valid now, clientAuth, DNS SAN = name
+//!   learn(name, der) ── webpki: chains to an anchor (through this node's own intermediates,
+//!                       if any), valid now, clientAuth, DNS SAN = name
 //!                    ── and name is the certificate's one node name (byte for byte)
 //!                    ──> held[name] = (der, algorithm, public key, not_after)   (bounded)
 //!   verify(signer, record, sig) ── held[signer]? no ──> UnknownSigner
@@ -224,19 +225,17 @@ impl SigningKey {
                 let public = pair.public_key().as_ref().to_vec();
                 Ok((SigningKey::Ed25519(pair), public))
             }
-            KeyAlgorithm::EcdsaP256 => {
-                ecdsa(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, OID_P256)
-            }
-            KeyAlgorithm::EcdsaP384 => {
-                ecdsa(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, OID_P384)
-            }
+            KeyAlgorithm::EcdsaP256 => ecdsa(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, OID_P256),
+            KeyAlgorithm::EcdsaP384 => ecdsa(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, OID_P384),
         }
     }
 
     fn sign(&self, record: &[u8]) -> Option<Vec<u8>> {
         match self {
             SigningKey::Ed25519(pair) => Some(pair.sign(record).as_ref().to_vec()),
-            SigningKey::Ecdsa(pair, rng) => pair.sign(rng, record).ok().map(|s| s.as_ref().to_vec()),
+            SigningKey::Ecdsa(pair, rng) => {
+                pair.sign(rng, record).ok().map(|s| s.as_ref().to_vec())
+            }
         }
     }
 }
@@ -305,6 +304,10 @@ pub struct CertKeyring {
     algorithm: KeyAlgorithm,
     signer: SigningKey,
     anchors: Vec<TrustAnchor<'static>>,
+    /// This node's own intermediates (its chain after the leaf): members' certificates travel
+    /// alone, so one issued under an intermediate verifies when it is this node's as well,
+    /// as it is in a cluster whose PKI issues all its nodes from one intermediate.
+    intermediates: Vec<CertificateDer<'static>>,
     held: RwLock<HashMap<NodeName, Arc<Held>>>,
     names_max: usize,
 }
@@ -359,6 +362,7 @@ impl CertKeyring {
             algorithm: info.algorithm,
             signer,
             anchors,
+            intermediates: identity.chain[1..].to_vec(),
             held: RwLock::new(held),
             names_max: HELD_NAMES_MAX,
         })
@@ -456,18 +460,23 @@ impl CertKeyring {
 
     /// The checks a TLS handshake applies to a client certificate, plus the node-name rule;
     /// the error is a reason phrase.
-    fn check(&self, name: &NodeName, der: &[u8], now: UnixTime) -> std::result::Result<Held, String> {
+    fn check(
+        &self,
+        name: &NodeName,
+        der: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<Held, String> {
         let cert_der = CertificateDer::from(der);
         let end_entity = webpki::EndEntityCert::try_from(&cert_der)
             .map_err(|e| format!("does not parse: {e}"))?;
         let provider = crypto_provider();
-        // Certificates travel alone: node certificates are signed by the CA itself (the CA
-        // `quicswim certs` makes has path length 0), so no intermediates are offered.
+        // Certificates travel alone: those `quicswim certs` makes are signed by the CA itself
+        // (path length 0); another PKI's intermediates are taken from this node's own chain.
         end_entity
             .verify_for_usage(
                 provider.signature_verification_algorithms.all,
                 &self.anchors,
-                &[],
+                &self.intermediates,
                 now,
                 webpki::KeyUsage::client_auth(),
                 None,
@@ -485,7 +494,8 @@ impl CertKeyring {
         if named != *name {
             return Err(format!("it names {named}"));
         }
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
         let info = public_key_info(&cert)?;
         Ok(Held {
             der: Arc::from(der),
@@ -613,7 +623,12 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
     fn record(incarnation: u64) -> Vec<u8> {
         signed_bytes(
             RecordKind::Claim,
-            &("alice", incarnation, "10.0.0.1:7946", b"zone=eu-west-1a;v=1".as_slice()),
+            &(
+                "alice",
+                incarnation,
+                "10.0.0.1:7946",
+                b"zone=eu-west-1a;v=1".as_slice(),
+            ),
         )
     }
 
@@ -634,7 +649,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             let sig = alice.sign(&record(7));
             assert_eq!(sig.0.len(), 64, "{algorithm}");
             // Alice checks her own signature with her own certificate, always held.
-            assert_eq!(alice.verify(&name("alice"), &record(7), &sig), Verdict::Valid);
+            assert_eq!(
+                alice.verify(&name("alice"), &record(7), &sig),
+                Verdict::Valid
+            );
             bob.learn(&name("alice"), &alice_der).unwrap();
             assert_eq!(bob.verify(&name("alice"), &record(7), &sig), Verdict::Valid);
             assert_eq!(bob.certificate(&name("alice")).unwrap()[..], alice_der[..]);
@@ -656,7 +674,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
         bob.learn(&name("carol"), cert.der()).unwrap();
         assert_eq!(bob.verify(&name("carol"), &record(1), &sig), Verdict::Valid);
-        assert_eq!(bob.verify(&name("carol"), &record(2), &sig), Verdict::Invalid);
+        assert_eq!(
+            bob.verify(&name("carol"), &record(2), &sig),
+            Verdict::Invalid
+        );
     }
 
     #[test]
@@ -683,6 +704,55 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
     }
 
     #[test]
+    fn members_under_this_nodes_intermediate_are_learned() {
+        // Another PKI: root -> intermediate -> nodes, each node's file holding leaf then
+        // intermediate. Certificates travel alone; the node's own intermediate completes them.
+        use rcgen::{BasicConstraints, IsCa, KeyPair};
+        let root_key = KeyPair::generate().unwrap();
+        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        let root = root.self_signed(&root_key).unwrap();
+        let inter_key = KeyPair::generate().unwrap();
+        let mut inter = CertificateParams::new(Vec::<String>::new()).unwrap();
+        inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        inter
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "intermediate");
+        let inter = inter.signed_by(&inter_key, &root, &root_key).unwrap();
+        let node = |who: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![who.to_owned()]).unwrap();
+            params.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, &inter, &inter_key).unwrap();
+            let chain = format!("{}{}", cert.pem(), inter.pem());
+            let id = Identity::from_pem(&root.pem(), &chain, &key.serialize_pem()).unwrap();
+            (CertKeyring::new(&id).unwrap(), cert.der().to_vec())
+        };
+        let (alice, _) = node("alice");
+        let (bob, bob_der) = node("bob");
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        let sig = bob.sign(&record(1));
+        assert_eq!(alice.verify(&name("bob"), &record(1), &sig), Verdict::Valid);
+
+        // A node trusting the same root without the intermediate cannot complete the chain.
+        let direct_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["carol".to_owned()]).unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let direct = params.signed_by(&direct_key, &root, &root_key).unwrap();
+        let carol =
+            Identity::from_pem(&root.pem(), &direct.pem(), &direct_key.serialize_pem()).unwrap();
+        let carol = CertKeyring::new(&carol).unwrap();
+        let err = carol.learn(&name("bob"), &bob_der).unwrap_err();
+        assert!(err.reason.contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
     fn record_signed_by_one_member_does_not_verify_as_another() {
         let ca = CertAuthority::generate("test ca").unwrap();
         let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
@@ -692,10 +762,19 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         alice.learn(&name("carol"), &carol_der).unwrap();
         let by_bob = bob.sign(&record(5));
         let by_carol = carol.sign(&record(5));
-        assert_eq!(alice.verify(&name("carol"), &record(5), &by_bob), Verdict::Invalid);
-        assert_eq!(alice.verify(&name("bob"), &record(5), &by_carol), Verdict::Invalid);
+        assert_eq!(
+            alice.verify(&name("carol"), &record(5), &by_bob),
+            Verdict::Invalid
+        );
+        assert_eq!(
+            alice.verify(&name("bob"), &record(5), &by_carol),
+            Verdict::Invalid
+        );
         // Alice never accepts a record about herself that she did not sign.
-        assert_eq!(alice.verify(&name("alice"), &record(5), &by_bob), Verdict::Invalid);
+        assert_eq!(
+            alice.verify(&name("alice"), &record(5), &by_bob),
+            Verdict::Invalid
+        );
     }
 
     #[test]
@@ -724,7 +803,12 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             let mut long = sig.clone();
             long.0.push(0);
             let short = Signature(sig.0[..63].to_vec());
-            for bad in [Signature(Vec::new()), short, long, Signature(vec![0xff; 96])] {
+            for bad in [
+                Signature(Vec::new()),
+                short,
+                long,
+                Signature(vec![0xff; 96]),
+            ] {
                 assert_eq!(alice.verify(&name("bob"), &rec, &bad), Verdict::Invalid);
             }
             assert_eq!(alice.verify(&name("bob"), &rec, &sig), Verdict::Valid);
@@ -737,7 +821,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
         let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
         let sig = bob.sign(&record(1));
-        assert_eq!(alice.verify(&name("bob"), &record(1), &sig), Verdict::UnknownSigner);
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &sig),
+            Verdict::UnknownSigner
+        );
         assert!(alice.certificate(&name("bob")).is_none());
     }
 
@@ -810,14 +897,20 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             &Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap(),
         )
         .unwrap();
-        alice.learn_at(&name("bob"), &leaf_der(&issued.cert_pem), secs(now)).unwrap();
+        alice
+            .learn_at(&name("bob"), &leaf_der(&issued.cert_pem), secs(now))
+            .unwrap();
         let sig = bob.sign(&record(2));
         let verdict = |t: SystemTime| alice.verify_at(&name("bob"), &record(2), &sig, secs(t));
         assert_eq!(verdict(now), Verdict::Valid);
         assert_eq!(verdict(now + 2 * hour), Verdict::UnknownSigner);
         // Offered again after its end, it is refused.
         let err = alice
-            .learn_at(&name("bob"), &leaf_der(&issued.cert_pem), secs(now + 2 * hour))
+            .learn_at(
+                &name("bob"),
+                &leaf_der(&issued.cert_pem),
+                secs(now + 2 * hour),
+            )
             .unwrap_err();
         assert!(err.reason.contains("Expired"), "{err}");
     }
@@ -830,11 +923,20 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let (new_bob, new_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
         alice.learn(&name("bob"), &old_der).unwrap();
         let old_sig = old_bob.sign(&record(1));
-        assert_eq!(alice.verify(&name("bob"), &record(1), &old_sig), Verdict::Valid);
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &old_sig),
+            Verdict::Valid
+        );
         alice.learn(&name("bob"), &new_der).unwrap();
-        assert_eq!(alice.verify(&name("bob"), &record(1), &old_sig), Verdict::Invalid);
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &old_sig),
+            Verdict::Invalid
+        );
         let new_sig = new_bob.sign(&record(1));
-        assert_eq!(alice.verify(&name("bob"), &record(1), &new_sig), Verdict::Valid);
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &new_sig),
+            Verdict::Valid
+        );
         assert_eq!(alice.held(), 2);
     }
 
@@ -848,10 +950,16 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let err = alice.learn(&name("alice"), &other_der).unwrap_err();
         assert!(err.reason.contains("this node itself"), "{err}");
         let forged = other_alice.sign(&record(99));
-        assert_eq!(alice.verify(&name("alice"), &record(99), &forged), Verdict::Invalid);
+        assert_eq!(
+            alice.verify(&name("alice"), &record(99), &forged),
+            Verdict::Invalid
+        );
         alice.learn(&name("alice"), &alice_der).unwrap();
         alice.forget(&name("alice"));
-        assert_eq!(alice.certificate(&name("alice")).unwrap()[..], alice_der[..]);
+        assert_eq!(
+            alice.certificate(&name("alice")).unwrap()[..],
+            alice_der[..]
+        );
     }
 
     #[test]
@@ -863,7 +971,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let sig = bob.sign(&record(4));
         assert_eq!(alice.verify(&name("bob"), &record(4), &sig), Verdict::Valid);
         alice.forget(&name("bob"));
-        assert_eq!(alice.verify(&name("bob"), &record(4), &sig), Verdict::UnknownSigner);
+        assert_eq!(
+            alice.verify(&name("bob"), &record(4), &sig),
+            Verdict::UnknownSigner
+        );
         assert!(alice.certificate(&name("bob")).is_none());
         assert_eq!(alice.held(), 1);
         alice.forget(&name("nobody"));
@@ -889,9 +1000,13 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         assert!(err.reason.contains("cache full (3 names held"), "{err}");
         assert!(alice.certificate(&name("dave")).is_none());
         // A name already held is still replaced when full.
-        alice.learn_at(&name("carol"), &cert("carol", 20), secs(now)).unwrap();
+        alice
+            .learn_at(&name("carol"), &cert("carol", 20), secs(now))
+            .unwrap();
         // Once bob's certificate has expired, its place goes to a new name.
-        alice.learn_at(&name("dave"), &dave, secs(now + 2 * hour)).unwrap();
+        alice
+            .learn_at(&name("dave"), &dave, secs(now + 2 * hour))
+            .unwrap();
         assert!(alice.certificate(&name("bob")).is_none());
         assert_eq!(alice.held(), 3);
     }
@@ -906,7 +1021,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let err = Identity::from_pem(ca.cert_pem(), &cert.pem(), RSA_KEY_PEM).unwrap_err();
         assert!(matches!(err, Error::UnsupportedKey { .. }), "{err}");
         let msg = err.to_string();
-        assert!(msg.starts_with("key (in memory): RSA keys cannot sign"), "{msg}");
+        assert!(
+            msg.starts_with("key (in memory): RSA keys cannot sign"),
+            "{msg}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let (ca_file, cert_file, key_file) = (
@@ -955,7 +1073,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let ca = CertAuthority::generate("test ca").unwrap();
         let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
         let shown = format!("{alice:?}");
-        assert!(shown.contains("alice") && shown.contains("Ed25519"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("Ed25519"),
+            "{shown}"
+        );
         assert!(shown.len() < 200, "{shown}");
     }
 }
