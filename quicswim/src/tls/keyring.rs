@@ -753,6 +753,48 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
     }
 
     #[test]
+    fn openssl_made_ca_and_keys_sign_and_verify() {
+        // testdata/: an ECDSA P-256 CA made with openssl, `edna` with an Ed25519 key as
+        // openssl writes it (PKCS#8 v1, no public key inside) and `pat` with a P-256 key in
+        // SEC1 (`EC PRIVATE KEY`); valid until 2126. Commands in testdata/README.md.
+        let ca = include_str!("testdata/ca.pem");
+        let load = |cert: &str, key: &str| {
+            CertKeyring::new(&Identity::from_pem(ca, cert, key).unwrap()).unwrap()
+        };
+        let edna = load(
+            include_str!("testdata/edna.pem"),
+            include_str!("testdata/edna-key.pem"),
+        );
+        let pat = load(
+            include_str!("testdata/pat.pem"),
+            include_str!("testdata/pat-key.pem"),
+        );
+        assert_eq!(edna.algorithm(), KeyAlgorithm::Ed25519);
+        assert_eq!(pat.algorithm(), KeyAlgorithm::EcdsaP256);
+        let edna_der = edna.certificate(&name("edna")).unwrap();
+        let pat_der = pat.certificate(&name("pat")).unwrap();
+        edna.learn(&name("pat"), &pat_der).unwrap();
+        pat.learn(&name("edna"), &edna_der).unwrap();
+        let (by_edna, by_pat) = (edna.sign(&record(1)), pat.sign(&record(1)));
+        assert_eq!(
+            pat.verify(&name("edna"), &record(1), &by_edna),
+            Verdict::Valid
+        );
+        assert_eq!(
+            edna.verify(&name("pat"), &record(1), &by_pat),
+            Verdict::Valid
+        );
+        assert_eq!(
+            edna.verify(&name("pat"), &record(1), &by_edna),
+            Verdict::Invalid
+        );
+        // A quicswim CA's node is a stranger to them.
+        let ours = CertAuthority::generate("ours").unwrap();
+        let (_, alice) = keyring(&ours, "alice", NodeKeyType::Ed25519);
+        assert!(edna.learn(&name("alice"), &alice).is_err());
+    }
+
+    #[test]
     fn record_signed_by_one_member_does_not_verify_as_another() {
         let ca = CertAuthority::generate("test ca").unwrap();
         let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
