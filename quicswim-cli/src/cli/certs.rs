@@ -41,9 +41,10 @@ pub enum CertsCommand {
         /// most this long; renew by issuing again.
         #[arg(long, default_value_t = 90)]
         days: u32,
-        /// Node key type. Ed25519 makes the members' signed records cheapest to verify and
-        /// the certificates that travel with them smallest; p256 is ECDSA P-256, for tools
-        /// that do not take Ed25519. The CA stays ECDSA P-256 either way.
+        /// Node key type. Ed25519 makes the smaller certificates (they travel with the
+        /// members' signed records) and deterministic signatures, as cheap to verify as
+        /// P-256's; p256 is ECDSA P-256, for tools that do not take Ed25519. The CA stays
+        /// ECDSA P-256 either way.
         #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
         key_type: KeyType,
     },

@@ -51,10 +51,10 @@ const DAYS_MAX: u32 = 36_500;
 /// certificates need too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NodeKeyType {
-    /// Ed25519 (the default): for signed records, the cheapest to verify (what every node
-    /// does for every record; signing is once per record, by its owner), deterministic
-    /// signatures that need no randomness, and the smallest certificates, which travel with
-    /// records (BENCHMARKS.md, "Signing cost").
+    /// Ed25519 (the default): for signed records, verification as cheap as P-256's (what
+    /// every node does for every record; signing is once per record, by its owner),
+    /// deterministic signatures that need no randomness, and smaller certificates, which
+    /// travel with records (BENCHMARKS.md, "Signing cost").
     #[default]
     Ed25519,
     /// ECDSA P-256: for tools and policies that do not take Ed25519 certificates.

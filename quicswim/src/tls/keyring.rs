@@ -69,8 +69,8 @@ pub const HELD_NAMES_MAX: usize = 65_536;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyAlgorithm {
-    /// Ed25519: 64-byte signatures, deterministic (no randomness needed to sign), the fastest
-    /// to verify with ring. `quicswim certs` default.
+    /// Ed25519: 64-byte signatures, deterministic (no randomness needed to sign). `quicswim
+    /// certs` default.
     Ed25519,
     /// ECDSA over P-256 with SHA-256; signatures in fixed form (r ‖ s, 64 bytes).
     EcdsaP256,
