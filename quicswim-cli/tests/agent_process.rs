@@ -22,6 +22,20 @@ fn agents_form_a_cluster_refuse_strangers_and_report_dead_and_left() {
     let foreign = make_certs(dir, "foreign", &["mallory"]);
     let config = write_fast_config(dir);
     let certs = certs.to_str().unwrap();
+    // Node keys are Ed25519 by default; carol's is reissued as ECDSA P-256, so the cluster
+    // runs both key types (and both handshake roles between them).
+    let issued = quicswim_ok(&[
+        "certs",
+        "issue",
+        "carol",
+        "--dir",
+        certs,
+        "--ip",
+        "127.0.0.1",
+        "--key-type",
+        "p256",
+    ]);
+    assert!(issued.contains("(ECDSA P-256, mode 0600)"), "{issued}");
     let common = [
         "--bind",
         "127.0.0.1:0",

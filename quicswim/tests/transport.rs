@@ -300,6 +300,53 @@ async fn datagrams_and_requests_carry_certificate_names() {
 }
 
 #[tokio::test]
+async fn ed25519_and_p256_nodes_talk_both_ways() {
+    // `quicswim certs` issues Ed25519 node keys; certificates with ECDSA P-256 keys (earlier
+    // versions, other CAs) must keep working beside them, in both handshake roles.
+    let ca = CertAuthority::generate("test").unwrap();
+    let p256 = ca
+        .issue_with_key(&name("bob"), &[], 1, tls::NodeKeyType::P256)
+        .unwrap();
+    let bob_id = Identity::from_pem(ca.cert_pem(), &p256.cert_pem, &p256.key_pem).unwrap();
+    assert_eq!(
+        tls::CertKeyring::new(&bob_id).unwrap().algorithm(),
+        tls::KeyAlgorithm::EcdsaP256
+    );
+    let alice_id = ca.identity(&name("alice"), &[], 1).unwrap();
+    assert_eq!(
+        tls::CertKeyring::new(&alice_id).unwrap().algorithm(),
+        tls::KeyAlgorithm::Ed25519
+    );
+    let mut alice = Node::start_with(alice_id, local_config()).await;
+    let mut bob = Node::start_with(bob_id, local_config()).await;
+    let carol_id = ca.identity(&name("carol"), &[], 1).unwrap();
+    let mut carol = Node::start_with(carol_id, local_config()).await;
+
+    // Ed25519 client, P-256 server; then P-256 client, Ed25519 server; then Ed25519 both.
+    let (responder, reply) = alice
+        .ask("alice to bob", bob.as_peer(), b"a")
+        .await
+        .unwrap();
+    assert_eq!((responder, reply), (name("bob"), b"re:a".to_vec()));
+    let (responder, _) = bob
+        .ask("bob to carol", carol.as_peer(), b"b")
+        .await
+        .unwrap();
+    assert_eq!(responder, name("carol"));
+    let (responder, _) = carol
+        .ask("carol to alice", alice.as_peer(), b"c")
+        .await
+        .unwrap();
+    assert_eq!(responder, name("alice"));
+    alice.wait_up("bob").await;
+    bob.wait_up("carol").await;
+    carol.wait_up("alice").await;
+    for node in [&alice, &bob, &carol] {
+        assert_eq!(node.transport.stats().refused.total(), 0);
+    }
+}
+
+#[tokio::test]
 async fn seed_dialled_by_address_is_learned_by_name() {
     let ca = CertAuthority::generate("test").unwrap();
     let mut alice = Node::start(&ca, "alice").await;

@@ -13,7 +13,8 @@
 //! A node's files get a directory of their own so that the directory given to an agent
 //! (`--certs OUT/NAME`), copied to a host or mounted into a container, never carries the CA
 //! key along by accident. The CA may sign node certificates only (path length 0): a stolen
-//! node key cannot be used to mint a sub-CA.
+//! node key cannot be used to mint a sub-CA. The CA key is ECDSA P-256; node keys are Ed25519
+//! by default, or P-256 ([`NodeKeyType`]).
 
 use std::fs;
 use std::io::Write;
@@ -42,6 +43,41 @@ const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
 const CLOCK_SKEW: Duration = Duration::from_secs(3_600);
 /// Longest node certificate validity `issue` accepts, in days.
 const DAYS_MAX: u32 = 36_500;
+
+/// The key a node certificate is issued for. The CA itself stays ECDSA P-256 whatever its
+/// nodes use: CAs made before Ed25519 node keys keep working, its signature is checked only
+/// when a certificate is (handshake, learning a member's certificate), never per record, and
+/// every cluster then runs the mixed chain (Ed25519 node under an ECDSA CA) that other CAs'
+/// certificates need too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeKeyType {
+    /// Ed25519 (the default): for signed records, verification as cheap as P-256's (what
+    /// every node does for every record; signing is once per record, by its owner),
+    /// deterministic signatures that need no randomness, and smaller certificates, which
+    /// travel with records (BENCHMARKS.md, "Signing cost").
+    #[default]
+    Ed25519,
+    /// ECDSA P-256: for tools and policies that do not take Ed25519 certificates.
+    P256,
+}
+
+impl NodeKeyType {
+    fn generate(self) -> std::result::Result<KeyPair, rcgen::Error> {
+        KeyPair::generate_for(match self {
+            NodeKeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            NodeKeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        })
+    }
+}
+
+impl std::fmt::Display for NodeKeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKeyType::Ed25519 => "Ed25519",
+            NodeKeyType::P256 => "ECDSA P-256",
+        })
+    }
+}
 
 /// A CA able to sign node certificates.
 pub struct CertAuthority {
@@ -209,14 +245,25 @@ impl CertAuthority {
 
     /// Issues a node certificate valid for `days` days (1..=36500): `name` as DNS SAN, each of
     /// `ips` as IP SAN, serverAuth and clientAuth extended key usages, digitalSignature key
-    /// usage, and a fresh ECDSA P-256 key.
+    /// usage, and a fresh key of the default [`NodeKeyType`] (Ed25519).
     pub fn issue(&self, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<IssuedCert> {
+        self.issue_with_key(name, ips, days, NodeKeyType::default())
+    }
+
+    /// As [`CertAuthority::issue`] with a fresh key of `key_type`.
+    pub fn issue_with_key(
+        &self,
+        name: &NodeName,
+        ips: &[IpAddr],
+        days: u32,
+        key_type: NodeKeyType,
+    ) -> Result<IssuedCert> {
         if days == 0 || days > DAYS_MAX {
             return Err(Error::InvalidDays { days });
         }
         let now = SystemTime::now();
         let not_after = now + Duration::from_secs(u64::from(days) * 86_400);
-        self.issue_valid_between(name, ips, now - CLOCK_SKEW, not_after)
+        self.issue_valid_between_with_key(name, ips, now - CLOCK_SKEW, not_after, key_type)
     }
 
     /// As [`CertAuthority::issue`] with an explicit validity period (tests use it to make
@@ -228,8 +275,20 @@ impl CertAuthority {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<IssuedCert> {
+        self.issue_valid_between_with_key(name, ips, not_before, not_after, NodeKeyType::default())
+    }
+
+    /// As [`CertAuthority::issue_valid_between`] with a fresh key of `key_type`.
+    pub fn issue_valid_between_with_key(
+        &self,
+        name: &NodeName,
+        ips: &[IpAddr],
+        not_before: SystemTime,
+        not_after: SystemTime,
+        key_type: NodeKeyType,
+    ) -> Result<IssuedCert> {
         let what = || format!("certificate for {name}");
-        let key = KeyPair::generate().map_err(|source| Error::Generate {
+        let key = key_type.generate().map_err(|source| Error::Generate {
             what: what(),
             source,
         })?;
@@ -337,18 +396,20 @@ pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
 /// `NAME.pem` and `NAME-key.pem` (mode 0600), replacing earlier ones for the same name
 /// (renewal). See [`issue_to_node_dir`] to write them elsewhere.
 pub fn issue_to_dir(dir: &Path, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<NodeFiles> {
-    issue_to_node_dir(dir, dir, name, ips, days)
+    issue_to_node_dir(dir, dir, name, ips, days, NodeKeyType::default())
 }
 
 /// Loads the CA in `ca_dir` and writes node `name`'s files into `OUT/NAME/` (created 0700):
-/// a copy of the CA certificate, the node certificate and its key (0600). The name `ca`
-/// is refused: its certificate would land on the CA certificate's copy.
+/// a copy of the CA certificate, the node certificate and its key (0600), a fresh key of
+/// `key_type`. The name `ca` is refused: its certificate would land on the CA certificate's
+/// copy.
 pub fn issue_to_node_dir(
     ca_dir: &Path,
     out: &Path,
     name: &NodeName,
     ips: &[IpAddr],
     days: u32,
+    key_type: NodeKeyType,
 ) -> Result<NodeFiles> {
     let node_dir = out.join(name.as_str());
     let files = NodeFiles {
@@ -364,7 +425,7 @@ pub fn issue_to_node_dir(
         });
     }
     let ca = CertAuthority::load(ca_dir)?;
-    let issued = ca.issue(name, ips, days)?;
+    let issued = ca.issue_with_key(name, ips, days, key_type)?;
     create_private_dir(&files.dir)?;
     write_file(
         &files.key,

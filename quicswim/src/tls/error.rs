@@ -78,6 +78,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The key cannot sign records (RSA, an ECDSA curve other than P-256 and P-384): every
+    /// record a member states about itself is signed with its certificate key.
+    #[error("{file}: {reason}")]
+    UnsupportedKey {
+        /// The key's file or label.
+        file: String,
+        /// Which key it is and what to use instead.
+        reason: String,
+    },
     /// The private key is not the one the certificate was issued for.
     #[error("{key_file}: private key does not match the certificate in {cert_file}")]
     KeyMismatch {

@@ -74,6 +74,7 @@ impl Identity {
         check_validity(leaf, &cert.label, SystemTime::now())?;
         check_usages(leaf, &cert.label)?;
         check_key_matches(leaf, &key_der, &key.label, &cert.label)?;
+        super::keyring::check_signing_key(leaf, &cert.label, &key.label)?;
         check_chain(leaf, &chain[1..], &roots, &cert.label, &ca.label)?;
         Ok(Identity {
             name,

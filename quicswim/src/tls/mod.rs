@@ -19,15 +19,18 @@ mod config;
 mod error;
 mod file_mode;
 mod identity;
+mod keyring;
 mod refusal;
 
 pub use ca::{
     init_ca_dir, issue_to_dir, issue_to_node_dir, CaFiles, CertAuthority, IssuedCert, NodeFiles,
+    NodeKeyType,
 };
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
 pub use file_mode::{readable_by_others, warn_if_readable_by_others};
 pub use identity::{peer_name, Identity};
+pub use keyring::{CertKeyring, KeyAlgorithm, HELD_NAMES_MAX};
 pub use refusal::Refusal;
 
 /// Result type of this module.

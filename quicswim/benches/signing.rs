@@ -1,0 +1,193 @@
+//! What signed records (#14) cost: signing one member record, verifying one, and verifying a
+//! whole gossip datagram's worth (8 records by 8 different members), for Ed25519 and ECDSA
+//! P-256 node keys, through the node's real keyring (`CertKeyring`).
+//!
+//! `cargo bench -p quicswim --bench signing`; figures in BENCHMARKS.md, "Signing cost".
+//!
+//! Every bench runs twice: `signing/...` in wall time (criterion's default) and
+//! `signing-cpu/...` in the bench thread's CPU time, which other processes sharing the cores
+//! do not inflate (the machine the figures come from is shared by concurrent builds).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use quicswim::protocol::signing::{signed_bytes, RecordKind};
+use quicswim::protocol::{Keyring, NodeName, Signature, Verdict};
+use quicswim::tls::{CertAuthority, CertKeyring, Identity, NodeKeyType};
+
+/// Records in one gossip datagram: about what fits beside a probe in 1,162 bytes once each
+/// carries a 64-byte signature.
+const RECORDS_PER_DATAGRAM: usize = 8;
+
+fn keyring(ca: &CertAuthority, name: &NodeName, key_type: NodeKeyType) -> (CertKeyring, Vec<u8>) {
+    let issued = ca.issue_with_key(name, &[], 1, key_type).unwrap();
+    let identity = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+    let der = identity.chain[0].to_vec();
+    (CertKeyring::new(&identity).unwrap(), der)
+}
+
+/// A member's Alive as the core signs it: name, incarnation, address and a little metadata,
+/// about 60 bytes of fields.
+fn record(name: &NodeName, incarnation: u64) -> Vec<u8> {
+    signed_bytes(
+        RecordKind::Claim,
+        &(
+            name.as_str(),
+            incarnation,
+            "10.20.30.40:7946",
+            b"zone=eu-west-1a;rack=r12;v=0.1.0".as_slice(),
+        ),
+    )
+}
+
+/// The bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+struct ThreadCpuTime;
+
+fn thread_cpu_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, d: &Duration) -> f64 {
+        d.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Nanoseconds shown as ns / µs / ms, throughput as elements per second.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, typical_ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if typical_ns < 1e3 {
+            (1.0, "ns")
+        } else if typical_ns < 1e6 {
+            (1e-3, "µs")
+        } else {
+            (1e-6, "ms")
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+
+    fn scale_throughputs(
+        &self,
+        _typical_ns: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let per_iteration = match *throughput {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n,
+        } as f64;
+        values
+            .iter_mut()
+            .for_each(|v| *v = per_iteration * 1e9 / *v / 1e3);
+        "Kelem/s (CPU)"
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn bench_wall(c: &mut Criterion) {
+    bench(c, "signing");
+}
+
+fn bench_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    bench(c, "signing-cpu");
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
+    let ca = CertAuthority::generate("bench ca").unwrap();
+    let me = NodeName::new("verifier").unwrap();
+    for (label, key_type) in [
+        ("ed25519", NodeKeyType::Ed25519),
+        ("p256", NodeKeyType::P256),
+    ] {
+        let (verifier, _) = keyring(&ca, &me, NodeKeyType::Ed25519);
+        let signers: Vec<(NodeName, CertKeyring)> = (0..RECORDS_PER_DATAGRAM)
+            .map(|i| {
+                let name = NodeName::new(format!("node-{i:03}")).unwrap();
+                let (ring, der) = keyring(&ca, &name, key_type);
+                verifier.learn(&name, &der).unwrap();
+                (name, ring)
+            })
+            .collect();
+        let signed: Vec<(NodeName, Vec<u8>, Signature)> = signers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ring))| {
+                let rec = record(name, i as u64 + 1);
+                let sig = ring.sign(&rec);
+                (name.clone(), rec, sig)
+            })
+            .collect();
+        let (first_name, first_ring) = &signers[0];
+        let (_, first_rec, first_sig) = &signed[0];
+
+        let mut group = c.benchmark_group(format!("{prefix}/{label}"));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("sign_record", |b| {
+            let mut inc = 0u64;
+            b.iter_batched(
+                || {
+                    inc += 1;
+                    record(first_name, inc)
+                },
+                |rec| black_box(first_ring.sign(&rec)),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("verify_record", |b| {
+            b.iter(|| {
+                let verdict = verifier.verify(first_name, black_box(first_rec), first_sig);
+                assert_eq!(verdict, Verdict::Valid);
+            })
+        });
+        group.throughput(Throughput::Elements(RECORDS_PER_DATAGRAM as u64));
+        group.bench_function("verify_datagram_8_signers", |b| {
+            b.iter(|| {
+                for (name, rec, sig) in &signed {
+                    let verdict = verifier.verify(name, black_box(rec), sig);
+                    assert_eq!(verdict, Verdict::Valid);
+                }
+            })
+        });
+        group.finish();
+        eprintln!(
+            "{prefix}/{label}: record {} bytes, signature {} bytes, certificate {} bytes",
+            first_rec.len(),
+            first_sig.0.len(),
+            verifier.certificate(first_name).unwrap().len()
+        );
+    }
+}
+
+criterion_group!(wall, bench_wall);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench_cpu
+}
+criterion_main!(wall, cpu);

@@ -1,0 +1,1125 @@
+//! [`CertKeyring`]: the node's [`Keyring`] — signs records with the node's certificate key and
+//! verifies other members' records against their certificates, checked as the TLS handshake
+//! checks a peer.
+//!
+//! ```text
+//!   Identity { chain[0], key } ──> signing key (Ed25519, ECDSA P-256 or P-384, from the
+//!                                  certificate's key algorithm; RSA refused at load)
+//!   Identity { roots }         ──> trust anchors
+//!
+//!   learn(name, der) ── webpki: chains to an anchor (through this node's own intermediates,
+//!                       if any), valid now, clientAuth, DNS SAN = name
+//!                    ── and name is the certificate's one node name (byte for byte)
+//!                    ──> held[name] = (der, algorithm, public key, not_after)   (bounded)
+//!   verify(signer, record, sig) ── held[signer]? no ──> UnknownSigner
+//!                               ── expired since learned ──> UnknownSigner (ask again)
+//!                               ── ring verify ──> Valid | Invalid
+//! ```
+//!
+//! # Building it in the node
+//!
+//! From the same [`Identity`] the TLS configurations are made from ([`server_config`] and
+//! [`client_config`] take `&NodeConfig::identity`):
+//!
+//! ```no_run
+//! # fn f(identity: &quicswim::tls::Identity) -> quicswim::tls::Result<()> {
+//! use std::sync::Arc;
+//! use quicswim::protocol::Keyring;
+//! use quicswim::tls::CertKeyring;
+//!
+//! let keyring: Arc<dyn Keyring> = Arc::new(CertKeyring::new(identity)?);
+//! # Ok(()) }
+//! ```
+//!
+//! Build it once at start, before the endpoint, so an unusable key stops the node there; give
+//! the same `Arc` to the core and to the transport's connection handler, which may call
+//! [`Keyring::learn`] with `peer_name(certs)` and `certs[0]` of every authenticated
+//! connection (those already passed the same checks in the handshake). [`Identity::load`]
+//! already refuses a key this type cannot sign with, naming the key file; [`CertKeyring::new`]
+//! repeats the check for identities assembled in memory.
+//!
+//! [`server_config`]: super::server_config
+//! [`client_config`]: super::client_config
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use quicswim_proto::protocol::signing::CERTIFICATE_LEN_MAX;
+use quicswim_proto::protocol::{CertificateRefused, Keyring, NodeName, Signature, Verdict};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, UnparsedPublicKey,
+    VerificationAlgorithm,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::config::crypto_provider;
+use super::identity::node_name;
+use super::{Error, Identity, Result};
+
+/// How many members' certificates a [`CertKeyring`] holds at most, this node's own included.
+/// A cluster is far smaller; the bound keeps a member that offers certificates for ever new
+/// names (each one CA-signed, so this takes a CA-issued flood) from growing memory without
+/// end.
+pub const HELD_NAMES_MAX: usize = 65_536;
+
+/// A key algorithm records can be signed and verified with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// Ed25519: 64-byte signatures, deterministic (no randomness needed to sign). `quicswim
+    /// certs` default.
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256; signatures in fixed form (r ‖ s, 64 bytes).
+    EcdsaP256,
+    /// ECDSA over P-384 with SHA-384; signatures in fixed form (r ‖ s, 96 bytes).
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            KeyAlgorithm::Ed25519 => &signature::ED25519,
+            KeyAlgorithm::EcdsaP256 => &signature::ECDSA_P256_SHA256_FIXED,
+            KeyAlgorithm::EcdsaP384 => &signature::ECDSA_P384_SHA384_FIXED,
+        }
+    }
+
+    /// Length of the raw public key ring takes: 32 bytes, or an uncompressed point.
+    fn public_key_len(self) -> usize {
+        match self {
+            KeyAlgorithm::Ed25519 => 32,
+            KeyAlgorithm::EcdsaP256 => 65,
+            KeyAlgorithm::EcdsaP384 => 97,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::Ed25519 => "Ed25519",
+            KeyAlgorithm::EcdsaP256 => "ECDSA P-256",
+            KeyAlgorithm::EcdsaP384 => "ECDSA P-384",
+        })
+    }
+}
+
+// Object identifiers, DER content bytes.
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+
+/// What a certificate's public key is, read from its SubjectPublicKeyInfo.
+struct PublicKeyInfo {
+    algorithm: KeyAlgorithm,
+    /// The raw key (the BIT STRING's bytes), as ring's `UnparsedPublicKey` takes it.
+    key: Box<[u8]>,
+}
+
+/// Reads the key algorithm and raw public key of a parsed certificate. The error is a
+/// reason phrase ("RSA keys cannot sign records ..."), put into the caller's error.
+fn public_key_info(cert: &X509Certificate<'_>) -> std::result::Result<PublicKeyInfo, String> {
+    let spki = cert.public_key();
+    let oid = spki.algorithm.algorithm.as_bytes();
+    let algorithm = if oid == OID_ED25519 {
+        KeyAlgorithm::Ed25519
+    } else if oid == OID_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        match curve.as_ref().map(|c| c.as_bytes()) {
+            Some(c) if c == OID_P256 => KeyAlgorithm::EcdsaP256,
+            Some(c) if c == OID_P384 => KeyAlgorithm::EcdsaP384,
+            Some(_) => {
+                return Err(format!(
+                    "ECDSA keys on curve {} cannot sign records (P-256 and P-384 can)",
+                    curve.map(|c| c.to_id_string()).unwrap_or_default()
+                ))
+            }
+            None => return Err("ECDSA key names no curve".into()),
+        }
+    } else if oid == OID_RSA || oid == OID_RSA_PSS {
+        return Err(unsupported("RSA"));
+    } else {
+        return Err(unsupported(&spki.algorithm.algorithm.to_id_string()));
+    };
+    let key = &*spki.subject_public_key.data;
+    if key.len() != algorithm.public_key_len() {
+        return Err(format!(
+            "{algorithm} public key is {} bytes, expected {}",
+            key.len(),
+            algorithm.public_key_len()
+        ));
+    }
+    Ok(PublicKeyInfo {
+        algorithm,
+        key: key.into(),
+    })
+}
+
+fn unsupported(what: &str) -> String {
+    format!(
+        "{what} keys cannot sign records; use an Ed25519 or ECDSA P-256/P-384 key \
+         (`quicswim certs issue` makes Ed25519 keys)"
+    )
+}
+
+/// Refuses, naming `key_label`, a certificate whose key cannot sign records. [`Identity`]
+/// calls it at load so a node with such a key stops at start.
+pub(super) fn check_signing_key(leaf: &[u8], cert_label: &str, key_label: &str) -> Result<()> {
+    let cert = super::identity::parse(leaf, cert_label)?;
+    public_key_info(&cert)
+        .map(drop)
+        .map_err(|reason| Error::UnsupportedKey {
+            file: key_label.to_owned(),
+            reason,
+        })
+}
+
+/// This node's signing key.
+enum SigningKey {
+    Ed25519(Ed25519KeyPair),
+    Ecdsa(EcdsaKeyPair, SystemRandom),
+}
+
+impl SigningKey {
+    /// Parses `key` as a key of `algorithm`. PKCS#8 for all; SEC1 too for ECDSA (what
+    /// `openssl ecparam -genkey` writes), wrapped into PKCS#8 as rustls does for TLS.
+    fn new(
+        algorithm: KeyAlgorithm,
+        key: &PrivateKeyDer<'_>,
+        label: &str,
+    ) -> Result<(Self, Vec<u8>)> {
+        let bad = |reason: String| Error::BadKey {
+            file: label.to_owned(),
+            reason,
+        };
+        let ecdsa = |alg: &'static EcdsaSigningAlgorithm, curve_oid: &[u8]| {
+            let rng = SystemRandom::new();
+            let pkcs8 = match key {
+                PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+                PrivateKeyDer::Sec1(k) => sec1_to_pkcs8(k.secret_sec1_der(), curve_oid),
+                _ => return Err(bad(format!("{algorithm} key must be PKCS#8 or SEC1"))),
+            };
+            let pair = EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &rng)
+                .map_err(|e| bad(format!("not a {algorithm} key: {e}")))?;
+            let public = pair.public_key().as_ref().to_vec();
+            Ok((SigningKey::Ecdsa(pair, rng), public))
+        };
+        match algorithm {
+            KeyAlgorithm::Ed25519 => {
+                let PrivateKeyDer::Pkcs8(k) = key else {
+                    return Err(bad("Ed25519 key must be PKCS#8".into()));
+                };
+                // `maybe_unchecked` also takes PKCS#8 v1 (no public key inside), which is
+                // what OpenSSL writes; the public key is compared with the certificate's below.
+                let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(k.secret_pkcs8_der())
+                    .map_err(|e| bad(format!("not an Ed25519 key: {e}")))?;
+                let public = pair.public_key().as_ref().to_vec();
+                Ok((SigningKey::Ed25519(pair), public))
+            }
+            KeyAlgorithm::EcdsaP256 => ecdsa(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, OID_P256),
+            KeyAlgorithm::EcdsaP384 => ecdsa(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, OID_P384),
+        }
+    }
+
+    fn sign(&self, record: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            SigningKey::Ed25519(pair) => Some(pair.sign(record).as_ref().to_vec()),
+            SigningKey::Ecdsa(pair, rng) => {
+                pair.sign(rng, record).ok().map(|s| s.as_ref().to_vec())
+            }
+        }
+    }
+}
+
+/// PKCS#8 `PrivateKeyInfo { 0, { id-ecPublicKey, curve }, OCTET STRING sec1 }`.
+fn sec1_to_pkcs8(sec1: &[u8], curve_oid: &[u8]) -> Vec<u8> {
+    let ec_public_key = der_wrap(0x06, OID_EC_PUBLIC_KEY);
+    let curve = der_wrap(0x06, curve_oid);
+    let alg_id = der_wrap(0x30, &[ec_public_key, curve].concat());
+    let version = der_wrap(0x02, &[0]);
+    let key = der_wrap(0x04, sec1);
+    der_wrap(0x30, &[version, alg_id, key].concat())
+}
+
+/// One DER TLV.
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A member's certificate as held: what verification needs, read once at learn.
+struct Held {
+    der: Arc<[u8]>,
+    algorithm: KeyAlgorithm,
+    public_key: Box<[u8]>,
+    /// End of validity, seconds since the Unix epoch.
+    not_after: u64,
+}
+
+impl Held {
+    fn expired_at(&self, now: UnixTime) -> bool {
+        now.as_secs() > self.not_after
+    }
+}
+
+/// The node's [`Keyring`]: signs with the node's certificate key, verifies with certificates
+/// checked against the cluster CA exactly as a TLS peer's is (chain, validity, clientAuth
+/// usage, name).
+///
+/// - **Held certificates** are bounded by [`HELD_NAMES_MAX`] (see
+///   [`CertKeyring::with_names_max`]); when full, expired ones are dropped first, then new
+///   names are refused (a known name is still replaced). This node's own certificate is
+///   always held and is never replaced or forgotten: a certificate offered for this node's
+///   name is refused unless it is byte for byte its own, so no record about this node can
+///   verify unless this node signed it.
+/// - **Expiry** is checked again at every verification: a certificate that expired since it
+///   was learned gives [`Verdict::UnknownSigner`], so the core asks the relaying peer for the
+///   signer's certificate; a renewed one is then learned, and the expired one offered again
+///   is refused by [`Keyring::learn`], so the record is dropped.
+/// - Verification takes the read lock only to clone the held entry's `Arc`; the signature
+///   check runs outside it.
+/// - Never panics on input: wrong signature lengths, garbage certificates and unknown
+///   algorithms are verdicts or errors.
+pub struct CertKeyring {
+    name: NodeName,
+    algorithm: KeyAlgorithm,
+    signer: SigningKey,
+    anchors: Vec<TrustAnchor<'static>>,
+    /// This node's own intermediates (its chain after the leaf): members' certificates travel
+    /// alone, so one issued under an intermediate verifies when it is this node's as well,
+    /// as it is in a cluster whose PKI issues all its nodes from one intermediate.
+    intermediates: Vec<CertificateDer<'static>>,
+    held: RwLock<HashMap<NodeName, Arc<Held>>>,
+    names_max: usize,
+}
+
+impl CertKeyring {
+    /// A keyring signing with `identity`'s key (chosen from its certificate's key algorithm)
+    /// and trusting `identity.roots`.
+    ///
+    /// Errors: [`Error::UnsupportedKey`] for a key that cannot sign records (RSA, other
+    /// curves); [`Error::BadKey`] for a key that does not parse as its certificate's
+    /// algorithm; [`Error::KeyMismatch`] when the key is not the certificate's;
+    /// [`Error::BadCertificate`] for a certificate or root that does not parse.
+    pub fn new(identity: &Identity) -> Result<Self> {
+        let cert_label = format!("certificate of {}", identity.name);
+        let key_label = format!("private key of {}", identity.name);
+        let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
+            file: cert_label.clone(),
+        })?;
+        let cert = super::identity::parse(leaf, &cert_label)?;
+        let info = public_key_info(&cert).map_err(|reason| Error::UnsupportedKey {
+            file: key_label.clone(),
+            reason,
+        })?;
+        let (signer, public) = SigningKey::new(info.algorithm, &identity.key, &key_label)?;
+        if *public != *info.key {
+            return Err(Error::KeyMismatch {
+                key_file: key_label,
+                cert_file: cert_label,
+            });
+        }
+        let anchors = identity
+            .roots
+            .iter()
+            .map(|root| {
+                webpki::anchor_from_trusted_cert(root)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| Error::BadCertificate {
+                        file: "ca roots".into(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let own = Held {
+            der: Arc::from(leaf.as_ref()),
+            algorithm: info.algorithm,
+            public_key: info.key,
+            not_after: not_after_secs(&cert),
+        };
+        let held = HashMap::from([(identity.name.clone(), Arc::new(own))]);
+        Ok(CertKeyring {
+            name: identity.name.clone(),
+            algorithm: info.algorithm,
+            signer,
+            anchors,
+            intermediates: identity.chain[1..].to_vec(),
+            held: RwLock::new(held),
+            names_max: HELD_NAMES_MAX,
+        })
+    }
+
+    /// The same keyring holding at most `names_max` certificates (at least 1: its own).
+    #[must_use]
+    pub fn with_names_max(mut self, names_max: usize) -> Self {
+        self.names_max = names_max.max(1);
+        self
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+
+    /// The algorithm this node signs with.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// How many certificates are held, this node's own included.
+    pub fn held(&self) -> usize {
+        self.read().len()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeName, Arc<Held>>> {
+        // Nothing panics while the lock is held, so a poisoned map is still consistent.
+        self.held.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Keyring::verify`] at time `now`.
+    pub(crate) fn verify_at(
+        &self,
+        signer: &NodeName,
+        record: &[u8],
+        sig: &Signature,
+        now: UnixTime,
+    ) -> Verdict {
+        let Some(held) = self.read().get(signer).cloned() else {
+            return Verdict::UnknownSigner;
+        };
+        if held.expired_at(now) {
+            return Verdict::UnknownSigner;
+        }
+        let key = UnparsedPublicKey::new(held.algorithm.verification(), &held.public_key);
+        match key.verify(record, &sig.0) {
+            Ok(()) => Verdict::Valid,
+            Err(_) => Verdict::Invalid,
+        }
+    }
+
+    /// [`Keyring::learn`] at time `now`.
+    pub(crate) fn learn_at(
+        &self,
+        name: &NodeName,
+        der: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<(), CertificateRefused> {
+        let refuse = |reason: String| CertificateRefused {
+            name: name.to_string(),
+            reason,
+        };
+        if der.len() > CERTIFICATE_LEN_MAX {
+            return Err(refuse(format!(
+                "{} bytes, longer than {CERTIFICATE_LEN_MAX}",
+                der.len()
+            )));
+        }
+        if *name == self.name {
+            let own = self.read().get(&self.name).map(|h| h.der.clone());
+            return match own {
+                Some(own) if *own == *der => Ok(()),
+                _ => Err(refuse(
+                    "a certificate for this node itself that is not its own".into(),
+                )),
+            };
+        }
+        let held = Arc::new(self.check(name, der, now).map_err(refuse)?);
+        let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(name) && map.len() >= self.names_max {
+            let own = &self.name;
+            map.retain(|n, h| n == own || !h.expired_at(now));
+            if map.len() >= self.names_max {
+                return Err(refuse(format!(
+                    "certificate cache full ({} names held, the most this node keeps)",
+                    map.len()
+                )));
+            }
+        }
+        map.insert(name.clone(), held);
+        Ok(())
+    }
+
+    /// The checks a TLS handshake applies to a client certificate, plus the node-name rule;
+    /// the error is a reason phrase.
+    fn check(
+        &self,
+        name: &NodeName,
+        der: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<Held, String> {
+        let cert_der = CertificateDer::from(der);
+        let end_entity = webpki::EndEntityCert::try_from(&cert_der)
+            .map_err(|e| format!("does not parse: {e}"))?;
+        let provider = crypto_provider();
+        // Certificates travel alone: those `quicswim certs` makes are signed by the CA itself
+        // (path length 0); another PKI's intermediates are taken from this node's own chain.
+        end_entity
+            .verify_for_usage(
+                provider.signature_verification_algorithms.all,
+                &self.anchors,
+                &self.intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| format!("not trusted: {e}"))?;
+        let dns = ServerName::try_from(name.as_str())
+            .map_err(|e| format!("{name} is not a DNS name: {e}"))?;
+        end_entity
+            .verify_is_valid_for_subject_name(&dns)
+            .map_err(|e| format!("not valid for the name: {e}"))?;
+        // WebPKI matches any SAN, case-insensitively; a node is named by exactly one label,
+        // byte for byte, as in the handshake's verifiers.
+        let named = node_name(der, "certificate").map_err(|e| e.to_string())?;
+        if named != *name {
+            return Err(format!("it names {named}"));
+        }
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
+        let info = public_key_info(&cert)?;
+        Ok(Held {
+            der: Arc::from(der),
+            algorithm: info.algorithm,
+            public_key: info.key,
+            not_after: not_after_secs(&cert),
+        })
+    }
+}
+
+fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
+    u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0)
+}
+
+impl Keyring for CertKeyring {
+    fn sign(&self, record: &[u8]) -> Signature {
+        match self.signer.sign(record) {
+            Some(sig) => Signature(sig),
+            None => {
+                // ECDSA needs fresh randomness; the OS refusing it is a broken host. The empty
+                // signature verifies nowhere, so the record is dropped by every peer rather
+                // than the node stopping.
+                tracing::error!(node = %self.name, "cannot sign a record: no randomness from the OS");
+                Signature(Vec::new())
+            }
+        }
+    }
+
+    fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict {
+        self.verify_at(signer, record, signature, UnixTime::now())
+    }
+
+    fn learn(&self, name: &NodeName, der: &[u8]) -> std::result::Result<(), CertificateRefused> {
+        self.learn_at(name, der, UnixTime::now())
+    }
+
+    fn certificate(&self, name: &NodeName) -> Option<Arc<[u8]>> {
+        self.read().get(name).map(|h| h.der.clone())
+    }
+
+    fn forget(&self, name: &NodeName) {
+        if *name != self.name {
+            self.held
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name);
+        }
+    }
+}
+
+impl fmt::Debug for CertKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No key material: the name, the algorithm and counts only.
+        f.debug_struct("CertKeyring")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("anchors", &self.anchors.len())
+            .field("held", &self.held())
+            .field("names_max", &self.names_max)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use quicswim_proto::protocol::signing::{signed_bytes, RecordKind};
+    use rcgen::{CertificateParams, SanType};
+
+    use super::*;
+    use crate::test_name as name;
+    use crate::tls::{CertAuthority, NodeKeyType};
+
+    /// A throwaway RSA key (ring cannot generate RSA keys): for the refusal test only.
+    const RSA_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCq9wOrFzap3b1B\n\
+t3VbTwaWCMGJKAObosvmJeDh4xD95063PfEUX5UmN9luIyvXT1hcS0oht59C7BwJ\n\
+ERvQNQzGK8L4WHKJv6DD2edebXBQ5DbiArASeJ7U2YJWcv+raMlG+AZaRBSR7Hac\n\
+IjbF40QiUeF/a6cejDy17y4+hwZGTr2WCl+08XwE0MR/4mDppmCvnvFj+Fa2+tOE\n\
+fMp+CXmVolcCNVW8bwcTyNUS31LHb4GX0NtlrDKmz8D++qwwezXZYrLzjvEYpxUx\n\
+gVrscTMaWV9ktHj6vs31ggdy//l8rMtQBSDwu3t7FL3X4dpvtkp1hynXrkJqRI6b\n\
+mPntfTfhAgMBAAECggEABCuDOOSXjjwc1iIB6Ei8qeMryUsjD2RAoevxmMDflLnU\n\
+Fy8ZFrygGC8LjB6qfpVuW83wUHM4nLrCkkwLCCCLH7hIiKMrpAV7B9vkQ07bCvYO\n\
+CqQzJDgx85Icljw21Tj4k9UP3prDf62rVPKWsGvzKP0jSWbYTCvyfSOI1riXZBaU\n\
+U/+7oHYdJUCeSj7rBdWuHIFGEjYPyFRHeCac9RQjUcLlZWA9/axK6ut+/wMCmgis\n\
+W0WgVhqWMPOKoLA2l66dMiOBe3Xwj5983Dymq7mOdzfRqt7U3CUbPJXM5iz9LIgk\n\
+wROZabWliJdZ32cK4iZKxOCEq9hZqQaHDtX1Zvl6uQKBgQDl3/jz3MZladuiLRaH\n\
+rY5eVGk4Lk4GQE98yYY0SIk6Jg+2Fln38aOz1CunRxTl7/rL23FTVqkg8/e/92cc\n\
+BOo6qZYE4/rwBszPNXvdFfHFdZ3qGMI6vHxYpUqj96Jyrf4bn8B1ijdKmpdEUYfc\n\
+lzgEsJ3KdbX43JWgAwUsRe6I3QKBgQC+ZRo1mjtTkFhrnScXVR/x/cfZKXj9M/T1\n\
+xUea+5dn486o4qBK0/UcH3AHrdd1kBCiNM8PB0HM/PS9AlEizeztSxKlawlPiIQd\n\
+grS16QnteroyANYFEsjDWxnDamhH3XIGDeZDQN8eBWxYLEfZTPlw5w7CiZqEv7M+\n\
+IedIlJk41QKBgQDhnBVZOghZxjByle/zz6nX+N6f7gpT5lBdN+iIbdyI/owS+RLp\n\
+3vX867LAZWokVoh+BWzPD1HE7szsUmOXQ1ejpYeAW0SQyQvAHkzn6r60PsBy3kPa\n\
+o90in2+HR+beyNeJwxuAANxNUzY9Lgu6u4uWRsVGzIqBqfUL64rrLeNz3QKBgFps\n\
+/jOzGrYnejcyHlzQiymNlJspPVNUl+UaW1XaZCBta7t+Vw7y+BjxPW4IPKqTT7Ma\n\
+TbUfhzrqcPpL3WkgUISrASIbYgKqHcU+TMGQ+qwVe9U/3GXwc/WEkQnkwb5QCFWj\n\
+yFbsuosxnDGMZltoWZgrxTDT1dVyjpjV1Vj9aoA5AoGBAMYDcN/NZJ75St0N5QOQ\n\
+7SwnsKHKMjATye2WRd64N6+oLo5UjXgbDKXo9D7SrlOaitecwKjvOG7tJM/lJElk\n\
+F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
+3v6y+xozFoslCUbQA/c1ezun\n\
+-----END PRIVATE KEY-----";
+
+    fn identity(ca: &CertAuthority, who: &str, key_type: NodeKeyType) -> Identity {
+        let issued = ca.issue_with_key(&name(who), &[], 1, key_type).unwrap();
+        Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
+    }
+
+    fn keyring(ca: &CertAuthority, who: &str, key_type: NodeKeyType) -> (CertKeyring, Vec<u8>) {
+        let id = identity(ca, who, key_type);
+        let der = id.chain[0].to_vec();
+        (CertKeyring::new(&id).unwrap(), der)
+    }
+
+    fn leaf_der(cert_pem: &str) -> Vec<u8> {
+        rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// A member's Alive, as the core signs it: about 60 bytes of fields.
+    fn record(incarnation: u64) -> Vec<u8> {
+        signed_bytes(
+            RecordKind::Claim,
+            &(
+                "alice",
+                incarnation,
+                "10.0.0.1:7946",
+                b"zone=eu-west-1a;v=1".as_slice(),
+            ),
+        )
+    }
+
+    fn secs(t: SystemTime) -> UnixTime {
+        UnixTime::since_unix_epoch(t.duration_since(UNIX_EPOCH).unwrap())
+    }
+
+    #[test]
+    fn records_signed_with_each_key_type_verify_for_their_signer() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        for (key_type, algorithm) in [
+            (NodeKeyType::Ed25519, KeyAlgorithm::Ed25519),
+            (NodeKeyType::P256, KeyAlgorithm::EcdsaP256),
+        ] {
+            let (alice, alice_der) = keyring(&ca, "alice", key_type);
+            let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+            assert_eq!(alice.algorithm(), algorithm);
+            let sig = alice.sign(&record(7));
+            assert_eq!(sig.0.len(), 64, "{algorithm}");
+            // Alice checks her own signature with her own certificate, always held.
+            assert_eq!(
+                alice.verify(&name("alice"), &record(7), &sig),
+                Verdict::Valid
+            );
+            bob.learn(&name("alice"), &alice_der).unwrap();
+            assert_eq!(bob.verify(&name("alice"), &record(7), &sig), Verdict::Valid);
+            assert_eq!(bob.certificate(&name("alice")).unwrap()[..], alice_der[..]);
+        }
+    }
+
+    #[test]
+    fn p384_keys_sign_and_verify() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::DnsName("carol".try_into().unwrap())];
+        let cert = ca.sign_params(params, &key).unwrap();
+        let id = Identity::from_pem(ca.cert_pem(), &cert.pem(), &key.serialize_pem()).unwrap();
+        let carol = CertKeyring::new(&id).unwrap();
+        assert_eq!(carol.algorithm(), KeyAlgorithm::EcdsaP384);
+        let sig = carol.sign(&record(1));
+        assert_eq!(sig.0.len(), 96);
+        let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        bob.learn(&name("carol"), cert.der()).unwrap();
+        assert_eq!(bob.verify(&name("carol"), &record(1), &sig), Verdict::Valid);
+        assert_eq!(
+            bob.verify(&name("carol"), &record(2), &sig),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn sec1_ecdsa_keys_from_other_tools_sign() {
+        // openssl writes P-256 keys as SEC1 (`EC PRIVATE KEY`); rcgen writes PKCS#8, whose
+        // inner OCTET STRING is that SEC1 key.
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let id = identity(&ca, "dave", NodeKeyType::P256);
+        let PrivateKeyDer::Pkcs8(pkcs8) = &id.key else {
+            panic!("rcgen writes PKCS#8")
+        };
+        let pkcs8 = pkcs8.secret_pkcs8_der();
+        let (_, info) = x509_parser::der_parser::parse_der(pkcs8).unwrap();
+        let seq = info.as_sequence().unwrap();
+        let sec1 = seq[2].as_slice().unwrap().to_vec();
+        assert_eq!(sec1_to_pkcs8(&sec1, OID_P256), pkcs8);
+        let id = Identity {
+            key: PrivateKeyDer::Sec1(sec1.into()),
+            ..id
+        };
+        let dave = CertKeyring::new(&id).unwrap();
+        let sig = dave.sign(&record(3));
+        assert_eq!(dave.verify(&name("dave"), &record(3), &sig), Verdict::Valid);
+    }
+
+    #[test]
+    fn members_under_this_nodes_intermediate_are_learned() {
+        // Another PKI: root -> intermediate -> nodes, each node's file holding leaf then
+        // intermediate. Certificates travel alone; the node's own intermediate completes them.
+        use rcgen::{BasicConstraints, IsCa, KeyPair};
+        let root_key = KeyPair::generate().unwrap();
+        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        let root = root.self_signed(&root_key).unwrap();
+        let inter_key = KeyPair::generate().unwrap();
+        let mut inter = CertificateParams::new(Vec::<String>::new()).unwrap();
+        inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        inter
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "intermediate");
+        let inter = inter.signed_by(&inter_key, &root, &root_key).unwrap();
+        let node = |who: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![who.to_owned()]).unwrap();
+            params.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, &inter, &inter_key).unwrap();
+            let chain = format!("{}{}", cert.pem(), inter.pem());
+            let id = Identity::from_pem(&root.pem(), &chain, &key.serialize_pem()).unwrap();
+            (CertKeyring::new(&id).unwrap(), cert.der().to_vec())
+        };
+        let (alice, _) = node("alice");
+        let (bob, bob_der) = node("bob");
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        let sig = bob.sign(&record(1));
+        assert_eq!(alice.verify(&name("bob"), &record(1), &sig), Verdict::Valid);
+
+        // A node trusting the same root without the intermediate cannot complete the chain.
+        let direct_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["carol".to_owned()]).unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let direct = params.signed_by(&direct_key, &root, &root_key).unwrap();
+        let carol =
+            Identity::from_pem(&root.pem(), &direct.pem(), &direct_key.serialize_pem()).unwrap();
+        let carol = CertKeyring::new(&carol).unwrap();
+        let err = carol.learn(&name("bob"), &bob_der).unwrap_err();
+        assert!(err.reason.contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
+    fn openssl_made_ca_and_keys_sign_and_verify() {
+        // testdata/: an ECDSA P-256 CA made with openssl, `edna` with an Ed25519 key as
+        // openssl writes it (PKCS#8 v1, no public key inside) and `pat` with a P-256 key in
+        // SEC1 (`EC PRIVATE KEY`); valid until 2126. Commands in testdata/README.md.
+        let ca = include_str!("testdata/ca.pem");
+        let load = |cert: &str, key: &str| {
+            CertKeyring::new(&Identity::from_pem(ca, cert, key).unwrap()).unwrap()
+        };
+        let edna = load(
+            include_str!("testdata/edna.pem"),
+            include_str!("testdata/edna-key.pem"),
+        );
+        let pat = load(
+            include_str!("testdata/pat.pem"),
+            include_str!("testdata/pat-key.pem"),
+        );
+        assert_eq!(edna.algorithm(), KeyAlgorithm::Ed25519);
+        assert_eq!(pat.algorithm(), KeyAlgorithm::EcdsaP256);
+        let edna_der = edna.certificate(&name("edna")).unwrap();
+        let pat_der = pat.certificate(&name("pat")).unwrap();
+        edna.learn(&name("pat"), &pat_der).unwrap();
+        pat.learn(&name("edna"), &edna_der).unwrap();
+        let (by_edna, by_pat) = (edna.sign(&record(1)), pat.sign(&record(1)));
+        assert_eq!(
+            pat.verify(&name("edna"), &record(1), &by_edna),
+            Verdict::Valid
+        );
+        assert_eq!(
+            edna.verify(&name("pat"), &record(1), &by_pat),
+            Verdict::Valid
+        );
+        assert_eq!(
+            edna.verify(&name("pat"), &record(1), &by_edna),
+            Verdict::Invalid
+        );
+        // A quicswim CA's node is a stranger to them.
+        let ours = CertAuthority::generate("ours").unwrap();
+        let (_, alice) = keyring(&ours, "alice", NodeKeyType::Ed25519);
+        assert!(edna.learn(&name("alice"), &alice).is_err());
+    }
+
+    #[test]
+    fn record_signed_by_one_member_does_not_verify_as_another() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let (bob, bob_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let (carol, carol_der) = keyring(&ca, "carol", NodeKeyType::P256);
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        alice.learn(&name("carol"), &carol_der).unwrap();
+        let by_bob = bob.sign(&record(5));
+        let by_carol = carol.sign(&record(5));
+        assert_eq!(
+            alice.verify(&name("carol"), &record(5), &by_bob),
+            Verdict::Invalid
+        );
+        assert_eq!(
+            alice.verify(&name("bob"), &record(5), &by_carol),
+            Verdict::Invalid
+        );
+        // Alice never accepts a record about herself that she did not sign.
+        assert_eq!(
+            alice.verify(&name("alice"), &record(5), &by_bob),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn any_changed_byte_or_malformed_signature_is_invalid() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        for key_type in [NodeKeyType::Ed25519, NodeKeyType::P256] {
+            let (bob, bob_der) = keyring(&ca, "bob", key_type);
+            let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+            alice.learn(&name("bob"), &bob_der).unwrap();
+            let rec = record(9);
+            let sig = bob.sign(&rec);
+            for i in 0..rec.len() {
+                let mut changed = rec.clone();
+                changed[i] ^= 0x01;
+                assert_eq!(
+                    alice.verify(&name("bob"), &changed, &sig),
+                    Verdict::Invalid,
+                    "{key_type}: byte {i}"
+                );
+            }
+            for i in 0..sig.0.len() {
+                let mut changed = sig.clone();
+                changed.0[i] ^= 0x80;
+                assert_eq!(alice.verify(&name("bob"), &rec, &changed), Verdict::Invalid);
+            }
+            let mut long = sig.clone();
+            long.0.push(0);
+            let short = Signature(sig.0[..63].to_vec());
+            for bad in [
+                Signature(Vec::new()),
+                short,
+                long,
+                Signature(vec![0xff; 96]),
+            ] {
+                assert_eq!(alice.verify(&name("bob"), &rec, &bad), Verdict::Invalid);
+            }
+            assert_eq!(alice.verify(&name("bob"), &rec, &sig), Verdict::Valid);
+        }
+    }
+
+    #[test]
+    fn unknown_signer_is_asked_for_not_judged() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let sig = bob.sign(&record(1));
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &sig),
+            Verdict::UnknownSigner
+        );
+        assert!(alice.certificate(&name("bob")).is_none());
+    }
+
+    #[test]
+    fn learn_refuses_another_ca_expired_misnamed_and_garbage() {
+        let ca = CertAuthority::generate("ours").unwrap();
+        let other = CertAuthority::generate("theirs").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let refused = |who: &str, der: &[u8]| {
+            let err = alice.learn(&name(who), der).unwrap_err();
+            assert_eq!(err.name, who);
+            assert!(alice.certificate(&name(who)).is_none(), "{err}");
+            err.to_string()
+        };
+
+        let (_, mallory) = keyring(&other, "mallory", NodeKeyType::Ed25519);
+        let err = refused("mallory", &mallory);
+        assert!(err.contains("UnknownIssuer"), "{err}");
+        let (_, mallory_p256) = keyring(&other, "mallory", NodeKeyType::P256);
+        refused("mallory", &mallory_p256);
+
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let old = ca
+            .issue_valid_between(&name("old"), &[], now - 3 * day, now - day)
+            .unwrap();
+        let err = refused("old", &leaf_der(&old.cert_pem));
+        assert!(err.contains("Expired"), "{err}");
+        let later = ca
+            .issue_valid_between(&name("later"), &[], now + day, now + 3 * day)
+            .unwrap();
+        refused("later", &leaf_der(&later.cert_pem));
+
+        // Bob's genuine certificate offered as carol's.
+        let (_, bob) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let err = refused("carol", &bob);
+        assert!(err.contains("not valid for the name"), "{err}");
+        // A certificate naming carol and bob (webpki matches either): not a node certificate.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![
+            SanType::DnsName("carol".try_into().unwrap()),
+            SanType::DnsName("bob".try_into().unwrap()),
+        ];
+        let two_names = ca.sign_params(params, &key).unwrap();
+        let err = refused("carol", two_names.der());
+        assert!(err.contains("several nodes"), "{err}");
+
+        for garbage in [&[][..], &[0x30, 0x03, 0x01, 0x01, 0xff], &[0xff; 300]] {
+            let err = refused("bob", garbage);
+            assert!(err.contains("does not parse"), "{err}");
+        }
+        let err = refused("bob", &vec![0x30; CERTIFICATE_LEN_MAX + 1]);
+        assert!(err.contains("longer than"), "{err}");
+        // A certificate cut short.
+        refused("bob", &bob[..bob.len() - 1]);
+        assert_eq!(alice.held(), 1);
+    }
+
+    #[test]
+    fn learned_certificate_expiring_later_makes_the_signer_unknown_again() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3_600);
+        let issued = ca
+            .issue_valid_between(&name("bob"), &[], now - hour, now + hour)
+            .unwrap();
+        let bob = CertKeyring::new(
+            &Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap(),
+        )
+        .unwrap();
+        alice
+            .learn_at(&name("bob"), &leaf_der(&issued.cert_pem), secs(now))
+            .unwrap();
+        let sig = bob.sign(&record(2));
+        let verdict = |t: SystemTime| alice.verify_at(&name("bob"), &record(2), &sig, secs(t));
+        assert_eq!(verdict(now), Verdict::Valid);
+        assert_eq!(verdict(now + 2 * hour), Verdict::UnknownSigner);
+        // Offered again after its end, it is refused.
+        let err = alice
+            .learn_at(
+                &name("bob"),
+                &leaf_der(&issued.cert_pem),
+                secs(now + 2 * hour),
+            )
+            .unwrap_err();
+        assert!(err.reason.contains("Expired"), "{err}");
+    }
+
+    #[test]
+    fn renewed_certificate_replaces_the_old_one() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let (old_bob, old_der) = keyring(&ca, "bob", NodeKeyType::P256);
+        let (new_bob, new_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        alice.learn(&name("bob"), &old_der).unwrap();
+        let old_sig = old_bob.sign(&record(1));
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &old_sig),
+            Verdict::Valid
+        );
+        alice.learn(&name("bob"), &new_der).unwrap();
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &old_sig),
+            Verdict::Invalid
+        );
+        let new_sig = new_bob.sign(&record(1));
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &new_sig),
+            Verdict::Valid
+        );
+        assert_eq!(alice.held(), 2);
+    }
+
+    #[test]
+    fn own_certificate_is_never_replaced_or_forgotten() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, alice_der) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let (other_alice, other_der) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        // Another CA-signed certificate for alice's name (a stolen CA key, a reissue
+        // elsewhere): records signed with it never verify at alice as hers.
+        let err = alice.learn(&name("alice"), &other_der).unwrap_err();
+        assert!(err.reason.contains("this node itself"), "{err}");
+        let forged = other_alice.sign(&record(99));
+        assert_eq!(
+            alice.verify(&name("alice"), &record(99), &forged),
+            Verdict::Invalid
+        );
+        alice.learn(&name("alice"), &alice_der).unwrap();
+        alice.forget(&name("alice"));
+        assert_eq!(
+            alice.certificate(&name("alice")).unwrap()[..],
+            alice_der[..]
+        );
+    }
+
+    #[test]
+    fn forget_drops_a_member_certificate() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let (bob, bob_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        let sig = bob.sign(&record(4));
+        assert_eq!(alice.verify(&name("bob"), &record(4), &sig), Verdict::Valid);
+        alice.forget(&name("bob"));
+        assert_eq!(
+            alice.verify(&name("bob"), &record(4), &sig),
+            Verdict::UnknownSigner
+        );
+        assert!(alice.certificate(&name("bob")).is_none());
+        assert_eq!(alice.held(), 1);
+        alice.forget(&name("nobody"));
+    }
+
+    #[test]
+    fn full_cache_refuses_new_names_after_dropping_expired_ones() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let alice = alice.with_names_max(3);
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3_600);
+        let cert = |who: &str, hours: u32| {
+            let issued = ca
+                .issue_valid_between(&name(who), &[], now - hour, now + hours * hour)
+                .unwrap();
+            leaf_der(&issued.cert_pem)
+        };
+        let (bob, carol, dave) = (cert("bob", 1), cert("carol", 10), cert("dave", 10));
+        alice.learn_at(&name("bob"), &bob, secs(now)).unwrap();
+        alice.learn_at(&name("carol"), &carol, secs(now)).unwrap();
+        let err = alice.learn_at(&name("dave"), &dave, secs(now)).unwrap_err();
+        assert!(err.reason.contains("cache full (3 names held"), "{err}");
+        assert!(alice.certificate(&name("dave")).is_none());
+        // A name already held is still replaced when full.
+        alice
+            .learn_at(&name("carol"), &cert("carol", 20), secs(now))
+            .unwrap();
+        // Once bob's certificate has expired, its place goes to a new name.
+        alice
+            .learn_at(&name("dave"), &dave, secs(now + 2 * hour))
+            .unwrap();
+        assert!(alice.certificate(&name("bob")).is_none());
+        assert_eq!(alice.held(), 3);
+    }
+
+    #[test]
+    fn rsa_keys_are_refused_naming_the_key_file() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let key = rcgen::KeyPair::from_pem(RSA_KEY_PEM).unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::DnsName("erin".try_into().unwrap())];
+        let cert = ca.sign_params(params, &key).unwrap();
+        let err = Identity::from_pem(ca.cert_pem(), &cert.pem(), RSA_KEY_PEM).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedKey { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("key (in memory): RSA keys cannot sign"),
+            "{msg}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_file, cert_file, key_file) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("erin.pem"),
+            dir.path().join("erin-key.pem"),
+        );
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, RSA_KEY_PEM).unwrap();
+        let err = Identity::load(&ca_file, &cert_file, &key_file).unwrap_err();
+        assert!(err.to_string().contains("erin-key.pem: RSA keys"), "{err}");
+
+        // Assembled in memory past those checks, the keyring refuses it too.
+        let id = Identity {
+            name: name("erin"),
+            roots: vec![ca.cert_der().clone()],
+            chain: vec![cert.der().clone()],
+            key: rustls_pemfile::private_key(&mut RSA_KEY_PEM.as_bytes())
+                .unwrap()
+                .unwrap(),
+        };
+        let err = CertKeyring::new(&id).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedKey { .. }), "{err}");
+        // A learned RSA member certificate is refused as well.
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let err = alice.learn(&name("erin"), cert.der()).unwrap_err();
+        assert!(err.reason.contains("RSA keys"), "{err}");
+    }
+
+    #[test]
+    fn key_not_matching_the_certificate_is_refused() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let bob = identity(&ca, "bob", NodeKeyType::Ed25519);
+        let mixed = Identity {
+            key: bob.key.clone_key(),
+            ..alice
+        };
+        let err = CertKeyring::new(&mixed).unwrap_err();
+        assert!(matches!(err, Error::KeyMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
+        let shown = format!("{alice:?}");
+        assert!(
+            shown.contains("alice") && shown.contains("Ed25519"),
+            "{shown}"
+        );
+        assert!(shown.len() < 200, "{shown}");
+    }
+}
