@@ -220,7 +220,9 @@ fn round_delta(owners: usize, from: u64, lag: u64, keys: u64) -> Vec<OwnerDelta>
             reset: false,
             gc_floor: 0,
             entries: (from..from + lag)
-                .map(|v| common::signed_entry(o, format!("kv-{}", v % keys + 1), v, Some(vec![7; 16])))
+                .map(|v| {
+                    common::signed_entry(o, format!("kv-{}", v % keys + 1), v, Some(vec![7; 16]))
+                })
                 .collect(),
         })
         .collect()

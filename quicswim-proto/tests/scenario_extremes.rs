@@ -110,7 +110,12 @@ fn input() -> impl Strategy<Value = Input> {
 fn entries(owner: &str, e: &[(usize, u64, Option<usize>)]) -> Vec<KvEntry> {
     e.iter()
         .map(|&(key_len, version, value)| {
-            signed_entry(owner, &"k".repeat(key_len), version, value.map(|n| vec![7; n]))
+            signed_entry(
+                owner,
+                &"k".repeat(key_len),
+                version,
+                value.map(|n| vec![7; n]),
+            )
         })
         .collect()
 }
@@ -305,7 +310,14 @@ fn a_maximal_push_about_all_our_keys_refutes_each_key_once() {
     // times over (deletions: a value each would take the message past its element budget).
     let claimed = 1_000_000;
     let entries: Vec<KvEntry> = (0..ENTRIES_PER_DELTA_MAX)
-        .map(|i| signed_entry("me", &format!("k{}", i % OWN_KEYS), claimed + i as u64, None))
+        .map(|i| {
+            signed_entry(
+                "me",
+                &format!("k{}", i % OWN_KEYS),
+                claimed + i as u64,
+                None,
+            )
+        })
         .collect();
     let push = StreamMessage::KvPush {
         deltas: vec![OwnerDelta {

@@ -205,9 +205,9 @@ fn a_node_sends_its_copies_of_an_update_to_distinct_members() {
             .sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()
             .filter(|(_, _, p)| {
-                member_updates(p)
-                    .iter()
-                    .any(|u| u.claim.name == name("b") && u.claim.incarnation == Incarnation(incarnation))
+                member_updates(p).iter().any(|u| {
+                    u.claim.name == name("b") && u.claim.incarnation == Incarnation(incarnation)
+                })
             })
             .map(|(_, t, _)| t.to.name.expect("members are known by name"))
             .collect();

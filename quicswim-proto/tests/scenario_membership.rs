@@ -219,10 +219,7 @@ fn join_through_a_seed_sends_one_request_and_its_reply_completes_the_join() {
             der: authority().certificate(&name("me")).to_vec(),
         });
     }
-    assert_eq!(
-        decode_stream(&t.payload),
-        Ok(expected)
-    );
+    assert_eq!(decode_stream(&t.payload), Ok(expected));
 
     // No answer yet: asked again after join_retry_interval, not before.
     let asked_at = h.now;

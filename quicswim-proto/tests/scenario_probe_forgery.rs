@@ -383,7 +383,9 @@ fn a_ping_suspecting_us_above_our_incarnation_leaves_it_unchanged() {
         let ack = packet(&sent[0].1);
         assert_eq!(ack.message, Message::Ack { seq });
         assert!(
-            member_updates(&ack).iter().all(|u| u.claim.name != name("me")),
+            member_updates(&ack)
+                .iter()
+                .all(|u| u.claim.name != name("me")),
             "no Alive of ours: nothing to refute"
         );
     }

@@ -114,7 +114,8 @@ async fn node_from_another_ca_is_never_admitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_claiming_another_name_is_refused() {
-    use quicswim::protocol::codec::{encode_stream, MemberUpdate, StreamMessage};
+    use quicswim::protocol::codec::{encode_stream, Claim, MemberUpdate, StreamMessage};
+    use quicswim::protocol::signing::Signature;
     use quicswim::protocol::Incarnation;
     use quicswim::transport::{Peer, Transport, TransportConfig};
 
@@ -129,15 +130,19 @@ async fn a_member_claiming_another_name_is_refused() {
         join: true,
         sender: name("node-1"),
         members: vec![MemberUpdate {
-            name: name("node-1"),
-            addr: mallory.local_addr(),
-            incarnation: Incarnation(99),
-            state: State::Alive,
-            meta: vec![],
-            accuser: None,
+            claim: Claim {
+                name: name("node-1"),
+                addr: mallory.local_addr(),
+                incarnation: Incarnation(u64::from(u32::MAX) * 4),
+                left: false,
+                meta: vec![],
+            },
+            signature: Signature(vec![0; 64]),
+            accusation: None,
         }],
         kv_digest: vec![],
         events: vec![],
+        certificates: vec![],
     };
     let answer = mallory
         .request(Peer::seed(nodes[0].addr()), encode_stream(&claim))
@@ -155,7 +160,7 @@ async fn a_member_claiming_another_name_is_refused() {
         .find(|m| m.name.as_str() == "node-1")
         .unwrap();
     assert_eq!(node1.addr, nodes[1].addr());
-    assert!(node1.incarnation.0 < 99);
+    assert!(node1.incarnation.0 < u64::from(u32::MAX) * 4);
     assert!(members.iter().all(|m| m.name.as_str() != "mallory"));
     mallory.close().await;
     shutdown_all(&nodes).await;

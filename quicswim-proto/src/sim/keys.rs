@@ -83,7 +83,12 @@ impl SimAuthority {
         input.extend_from_slice(record);
         let mut key = [0u8; 32];
         key.copy_from_slice(digest(&SHA256, &input).as_ref());
-        if self.memo.lock().unwrap_or_else(PoisonError::into_inner).contains(&key) {
+        if self
+            .memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
             return true;
         }
         let valid = UnparsedPublicKey::new(&ED25519, public_key)
@@ -184,12 +189,16 @@ mod tests {
         let authority = SimAuthority::new(7);
         let a = authority.keyring(&name("a"));
         let b = authority.keyring(&name("b"));
-        b.learn(&name("a"), &authority.certificate(&name("a"))).unwrap();
+        b.learn(&name("a"), &authority.certificate(&name("a")))
+            .unwrap();
         let sig = a.sign(b"record");
         assert_eq!(b.verify(&name("a"), b"record", &sig), Verdict::Valid);
         assert_eq!(b.verify(&name("a"), b"recorD", &sig), Verdict::Invalid);
         assert_eq!(b.verify(&name("b"), b"record", &sig), Verdict::Invalid);
-        assert_eq!(b.verify(&name("c"), b"record", &sig), Verdict::UnknownSigner);
+        assert_eq!(
+            b.verify(&name("c"), b"record", &sig),
+            Verdict::UnknownSigner
+        );
         // Memoised or not, a forgery stays refused.
         assert_eq!(b.verify(&name("a"), b"recorD", &sig), Verdict::Invalid);
     }

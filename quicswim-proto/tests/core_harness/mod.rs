@@ -19,13 +19,13 @@ use quicswim_proto::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, Packet, SignedEvent, StreamMessage, Update,
 };
-use quicswim_proto::protocol::{KvEntry, UserEvent};
 use quicswim_proto::protocol::signing::{Keyring, Signature};
-use quicswim_proto::sim::SimAuthority;
 use quicswim_proto::protocol::{
     Config, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim, Transmit,
     TransmitKind,
 };
+use quicswim_proto::protocol::{KvEntry, UserEvent};
+use quicswim_proto::sim::SimAuthority;
 
 pub const SEED: u64 = 7;
 pub const PEERS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -82,7 +82,8 @@ pub fn signed_claim(who: &str, incarnation: u64, left: bool) -> (Claim, Signatur
 
 /// `accuser`'s signed accusation against `who` at `incarnation`.
 pub fn accusation(who: &str, incarnation: u64, dead: bool, accuser: &str) -> Accusation {
-    let bytes = Accusation::signed_bytes(&name(who), Incarnation(incarnation), dead, &name(accuser));
+    let bytes =
+        Accusation::signed_bytes(&name(who), Incarnation(incarnation), dead, &name(accuser));
     Accusation {
         dead,
         accuser: name(accuser),
@@ -117,7 +118,12 @@ pub fn signed_event(event: UserEvent) -> SignedEvent {
 pub fn claim(who: &str, incarnation: u64, state: State, accuser: Option<&str>) -> MemberUpdate {
     let (claim, signature) = signed_claim(who, incarnation, state == State::Left);
     let accusation = matches!(state, State::Suspect | State::Dead).then(|| {
-        accusation(who, incarnation, state == State::Dead, accuser.unwrap_or("a"))
+        accusation(
+            who,
+            incarnation,
+            state == State::Dead,
+            accuser.unwrap_or("a"),
+        )
     });
     MemberUpdate {
         claim,

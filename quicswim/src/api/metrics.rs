@@ -178,6 +178,9 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         kv_refuted,
         forged,
         ping_reqs_for_inactive,
+        unverified_records,
+        certificates_refused,
+        certificates_learned,
     } = s;
     // What peers sent that the core refused or bounded, and this node's own refused writes.
     for (name, help, value) in [
@@ -189,6 +192,9 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
         ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
         ("ping_reqs_for_inactive", "Indirect probe requests refused, and nacked, because their target is dead or left here.", ping_reqs_for_inactive),
+        ("unverified_records", "Signed records dropped because their signer's certificate was not held yet; it was asked of the peer that sent them.", unverified_records),
+        ("certificates_refused", "Member certificates peers sent that did not check out against the cluster CA.", certificates_refused),
+        ("certificates_learned", "Member certificates learned from peers and checked against the cluster CA.", certificates_learned),
     ] {
         counter(e, name, help, *value)?;
     }

@@ -36,7 +36,7 @@ use crate::protocol::{
     ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
-use crate::tls::Identity;
+use crate::tls::{CertKeyring, Identity};
 use crate::transport::{self, Transport, TransportConfig, TransportStats};
 
 mod driver;
@@ -114,6 +114,10 @@ pub enum Error {
     /// The transport could not bind or is misconfigured.
     #[error("transport: {0}")]
     Transport(#[from] transport::Error),
+    /// The node's key cannot sign records (an unsupported key type, or not the key of its
+    /// certificate).
+    #[error("signing key: {0}")]
+    Keyring(#[source] crate::tls::Error),
     /// The address to advertise is unspecified (`0.0.0.0`); set `advertise`.
     #[error("cannot advertise the unspecified address {0}; set an advertise address")]
     UnspecifiedAdvertise(SocketAddr),
@@ -334,6 +338,7 @@ impl Node {
         if addr.ip().is_unspecified() {
             return Err(Error::UnspecifiedAdvertise(addr));
         }
+        let keyring = CertKeyring::new(&config.identity).map_err(Error::Keyring)?;
         let now = Instant::now();
         let mut core = Swim::new(
             name.clone(),
@@ -342,13 +347,16 @@ impl Node {
             config.protocol.clone(),
             rand::random(),
             now,
+            Arc::new(keyring),
         )?;
-        // Versions and event numbers start at wall-clock microseconds, so a node restarted with
-        // no state still writes above everything it wrote before.
-        let floor = std::time::SystemTime::now()
+        // Versions and event numbers start at wall-clock microseconds, and the incarnation at
+        // wall-clock seconds, so a node restarted with no state (or a new key) still writes
+        // above everything it wrote before.
+        let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
-        core.set_version_floor(floor);
+            .unwrap_or_default();
+        core.set_version_floor((since_epoch.as_micros() as u64).max(1));
+        core.set_incarnation_floor(since_epoch.as_secs());
         if config.seeds.is_empty() {
             core.join(now, &[]);
         } else {

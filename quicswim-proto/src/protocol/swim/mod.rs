@@ -457,6 +457,15 @@ impl Swim {
         self.next_event_seq = self.next_event_seq.max(floor);
     }
 
+    /// Raises this node's incarnation to at least `floor`. The runtime passes wall-clock
+    /// seconds at start: a node restarted with a new key cannot take its old incarnation from
+    /// its old claims (they do not verify with its new certificate, and it never raises its
+    /// incarnation on a claim it cannot verify), so it starts above them instead.
+    pub fn set_incarnation_floor(&mut self, floor: u64) {
+        let floor = Incarnation(floor.min(super::bounded::SELF_CLAIM_MAX));
+        self.me.incarnation = self.me.incarnation.max(floor);
+    }
+
     /// Keeps this node's member table in `pool`, shared with the other nodes that use it (a
     /// simulation of many nodes in one process). Members already held move into it.
     pub fn share_members(&mut self, pool: MemberPool) {

@@ -9,12 +9,12 @@ use tracing::{debug, trace};
 
 use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::codec::{encode_stream, MemberUpdate, SignedEvent, StreamMessage};
-use super::super::signing::{Certificate, Signature};
-use super::verify::RecordKind;
 use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
 use super::super::member::{NodeName, State};
+use super::super::signing::{Certificate, Signature};
 use super::super::timer::Timer;
 use super::membership::Source;
+use super::verify::RecordKind;
 use super::{CommandError, Destination, Event, Swim, Transmit, TransmitKind};
 
 /// Early full-state exchanges after joining.
@@ -171,7 +171,11 @@ impl Swim {
     /// Every member as a signed record: this node's claim first, then each entry as held.
     fn table(&mut self) -> Vec<MemberUpdate> {
         let own = self.self_update();
-        let names: Vec<NodeName> = self.members.values().map(|e| e.member.name.clone()).collect();
+        let names: Vec<NodeName> = self
+            .members
+            .values()
+            .map(|e| e.member.name.clone())
+            .collect();
         std::iter::once(own)
             .chain(names.iter().filter_map(|n| self.held_update(n)))
             .collect()

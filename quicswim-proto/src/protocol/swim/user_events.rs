@@ -8,8 +8,8 @@ use super::super::broadcast::Subject;
 use super::super::codec::{encode_update, SignedEvent, Update};
 use super::super::events::{UserEvent, EVENT_NAME_LEN_MAX};
 use super::super::member::NodeName;
-use super::verify::RecordKind;
 use super::super::member::State;
+use super::verify::RecordKind;
 use super::{CommandError, Event, Swim};
 
 /// User events carried in every full-state exchange.
@@ -81,7 +81,14 @@ impl Swim {
         }
         let bytes = SignedEvent::signed_bytes(e);
         let origin = e.origin.clone();
-        if !self.verified(now, from, RecordKind::Event, &origin, &bytes, &signed.signature) {
+        if !self.verified(
+            now,
+            from,
+            RecordKind::Event,
+            &origin,
+            &bytes,
+            &signed.signature,
+        ) {
             return;
         }
         let e = &signed.event;

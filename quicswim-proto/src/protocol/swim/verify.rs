@@ -85,9 +85,21 @@ impl Swim {
     }
 
     /// Whether `u`'s claim is signed by the member it is about.
-    pub(super) fn claim_verified(&mut self, now: Instant, from: &NodeName, u: &MemberUpdate) -> bool {
+    pub(super) fn claim_verified(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        u: &MemberUpdate,
+    ) -> bool {
         let bytes = u.claim.signed_bytes();
-        self.verified(now, from, RecordKind::Claim, &u.claim.name, &bytes, &u.signature)
+        self.verified(
+            now,
+            from,
+            RecordKind::Claim,
+            &u.claim.name,
+            &bytes,
+            &u.signature,
+        )
     }
 
     /// Whether `accusation` against the member of `claim` is signed by its accuser.
@@ -168,8 +180,7 @@ impl Swim {
             return;
         }
         let v = &mut self.verification;
-        if v
-            .asked
+        if v.asked
             .get(signer)
             .is_some_and(|at| now.duration_since(*at) < CERTIFICATE_ASK_INTERVAL)
         {
@@ -242,7 +253,12 @@ impl Swim {
     }
 
     /// The certificates a reply to our request brought: only those asked for are checked.
-    pub(super) fn on_certificate_reply(&mut self, now: Instant, from: &NodeName, certs: Vec<Certificate>) {
+    pub(super) fn on_certificate_reply(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        certs: Vec<Certificate>,
+    ) {
         let asked: BTreeSet<NodeName> = certs
             .iter()
             .filter(|c| self.verification.asked.contains_key(&c.name))
