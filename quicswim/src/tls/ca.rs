@@ -310,7 +310,7 @@ impl CertAuthority {
         Ok(IssuedCert {
             name: name.clone(),
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: node_key_pem(&key),
         })
     }
 
@@ -340,6 +340,33 @@ impl CertAuthority {
                 what: "node certificate".into(),
                 source,
             })
+    }
+}
+
+/// ring's Ed25519 PKCS#8 v2 document up to the 32-byte seed: version 1, id-Ed25519, the seed's
+/// OCTET STRING in an OCTET STRING; the public key follows as `[1]`.
+const ED25519_PKCS8_V2_PREFIX: &[u8] = &[
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// The same key as PKCS#8 v1 (RFC 8410): version 0 and the seed only.
+const ED25519_PKCS8_V1_PREFIX: &[u8] = &[
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A node key as PEM. Ed25519 keys are written as PKCS#8 v1, the form OpenSSL writes and
+/// reads: OpenSSL 3.0 refuses ring's v2 document ("unsupported"), and rustls and the keyring
+/// read both. Other keys as rcgen writes them.
+fn node_key_pem(key: &KeyPair) -> String {
+    let der = key.serialized_der();
+    match der.strip_prefix(ED25519_PKCS8_V2_PREFIX) {
+        Some(rest) if rest.len() >= 32 => {
+            use base64::Engine;
+            let v1 = [ED25519_PKCS8_V1_PREFIX, &rest[..32]].concat();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(v1);
+            // 64 bytes: the 48-byte key fits on one line.
+            format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+        }
+        _ => key.serialize_pem(),
     }
 }
 
@@ -547,6 +574,28 @@ mod tests {
         let ku = cert.key_usage().unwrap().unwrap().value;
         assert!(ku.digital_signature());
         assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn ed25519_node_keys_are_written_as_pkcs8_v1() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let issued = ca.issue(&name("alice"), &[], 1).unwrap();
+        let key = rustls_pemfile::private_key(&mut issued.key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let rustls::pki_types::PrivateKeyDer::Pkcs8(der) = &key else {
+            panic!("{}", issued.key_pem)
+        };
+        let der = der.secret_pkcs8_der();
+        assert_eq!(der.len(), 48);
+        assert!(der.starts_with(ED25519_PKCS8_V1_PREFIX));
+        // The certificate's key: loads, and matches (Identity checks both).
+        Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+        let p256 = ca
+            .issue_with_key(&name("bob"), &[], 1, NodeKeyType::P256)
+            .unwrap();
+        assert!(p256.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        Identity::from_pem(ca.cert_pem(), &p256.cert_pem, &p256.key_pem).unwrap();
     }
 
     #[test]
