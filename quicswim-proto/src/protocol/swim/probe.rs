@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::super::codec::{encode_stream, Message, StreamMessage};
 use super::super::config::Config;
-use super::super::member::{NodeName, State};
+use super::super::member::{Incarnation, NodeName, State};
 use super::super::timer::{Timer, TimerKey};
 use super::{Destination, Swim, Transmit, TransmitKind};
 
@@ -419,6 +419,24 @@ impl Swim {
             p.unnacked.swap_remove(i);
             p.nacks = p.nacks.saturating_add(1);
         }
+    }
+
+    /// The last call before `name` is declared Dead (see `suspect_timed_out`): a Ping
+    /// naming the suspicion, answered by an Ack that carries the suspect's refutation. No
+    /// probe waits for that Ack; the Alive it carries is what counts.
+    pub(super) fn ping_suspect(&mut self, name: &NodeName, incarnation: Incarnation) {
+        let seq = self.next_seq();
+        let to = self.destination_of(name);
+        let target = name.clone();
+        let suspected = Some(incarnation);
+        self.send_datagram(
+            to,
+            Message::Ping {
+                seq,
+                target,
+                suspected,
+            },
+        );
     }
 
     fn next_seq(&mut self) -> u32 {
