@@ -182,6 +182,67 @@ impl Swim {
         });
     }
 
+    /// Whether `u` accuses a member (Suspect or Dead) at an incarnation it has since
+    /// refuted, as far as this node knows: the sender missed the refutation.
+    pub(super) fn is_refuted(&self, u: &MemberUpdate) -> bool {
+        if !matches!(u.state, State::Suspect | State::Dead) {
+            return false;
+        }
+        let (incarnation, state) = if u.name == self.me.name {
+            (self.me.incarnation, self.me.state)
+        } else {
+            match self.members.get(&u.name) {
+                Some(e) => (e.member.incarnation, e.member.state),
+                None => return false,
+            }
+        };
+        state == State::Alive && incarnation > u.incarnation
+    }
+
+    /// Tells `to`, which just sent a claim refuted since (see
+    /// [`is_refuted`](Self::is_refuted)), the member's state as held here, in a datagram of
+    /// its own.
+    ///
+    /// A refutation spreads by gossip, each member relaying it a bounded number of times
+    /// (`retransmit_mult · ceil(log10(n+1))`), so now and then a member misses every copy:
+    /// about one in e^12 at the lan preset, which a cluster where members are suspected and
+    /// refute every few seconds (stalling nodes) reaches within minutes. That member keeps
+    /// the suspicion, relays it, and declares a live member Dead at its deadline unless the
+    /// last call reaches the suspect (it may be stalled again). Its own relays of the stale
+    /// claim reach members that hold the refutation, and the first of them tells it. One
+    /// datagram per stale claim received, at most one per datagram received.
+    pub(super) fn send_correction(&mut self, to: Destination, name: &NodeName) {
+        let update = if *name == self.me.name {
+            self.self_update()
+        } else {
+            let Some(e) = self.members.get(name) else {
+                return;
+            };
+            let m = &e.member;
+            MemberUpdate {
+                name: m.name.clone(),
+                addr: m.addr,
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: m.meta.clone(),
+                accuser: None,
+            }
+        };
+        let bytes = encode_update(&Update::Member(update));
+        let payload = encode_datagram(&Message::Gossip, 1, &bytes);
+        if payload.len() > self.datagram_size {
+            return; // metadata near its limit in a datagram set very small: gossip will do
+        }
+        self.stats.corrections_sent += 1;
+        self.stats.datagrams_out += 1;
+        self.stats.datagram_bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Datagram,
+            payload,
+        });
+    }
+
     pub(super) fn broadcast_self(&mut self) {
         let bytes = encode_update(&Update::Member(self.self_update()));
         self.broadcasts
