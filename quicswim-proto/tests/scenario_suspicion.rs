@@ -250,3 +250,54 @@ fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
     h.gossip("b", &[alive("e", 0)]).unwrap();
     assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
 }
+
+#[test]
+fn member_relaying_a_refuted_suspicion_is_told_the_refutation() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("b", &[alive("e", 1)]).unwrap();
+    h.take_sent();
+    // a missed e's refutation and still relays the suspicion at 0.
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("c"))])
+        .unwrap();
+    assert_eq!(
+        h.state_of("e"),
+        Some((1, State::Alive)),
+        "a stale claim changes nothing"
+    );
+    let told: Vec<_> = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(_, t, p)| {
+            t.to.name.as_ref().is_some_and(|n| n.as_str() == "a")
+                && member_updates(p).contains(&alive("e", 1))
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(h.swim.stats().corrections_sent, 1);
+    // A claim that is news, or stale only as Alive, is not answered.
+    h.gossip(
+        "a",
+        &[alive("e", 0), claim("d", 0, State::Suspect, Some("c"))],
+    )
+    .unwrap();
+    assert_eq!(h.swim.stats().corrections_sent, 1);
+}
+
+#[test]
+fn member_relaying_a_refuted_suspicion_of_us_is_told_our_state() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("me", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    assert_eq!(h.swim.local_member().incarnation.0, 1, "refuted");
+    h.take_sent();
+    h.gossip("c", &[claim("me", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    let told = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .any(|(_, t, p)| {
+            t.to.name.as_ref().is_some_and(|n| n.as_str() == "c")
+                && member_updates(&p).contains(&alive("me", 1))
+        });
+    assert!(told);
+}
