@@ -6,6 +6,7 @@ mod core_harness;
 
 use std::time::{Duration, Instant};
 
+use quicswim_proto::protocol::codec::{MemberUpdate, Message};
 use quicswim_proto::protocol::{Config, Event, State};
 
 use core_harness::*;
@@ -45,6 +46,8 @@ fn dead_after(accusers: &[&str]) -> (Instant, Option<Instant>, Harness) {
 
 #[test]
 fn unconfirmed_suspect_is_dead_at_the_max_timeout() {
+    // e answers every Ping, the last call's too, with a bare Ack: only a refutation saves a
+    // suspect (a member holding itself out answers Pings and lets the claim stand).
     let (at, dead, h) = dead_after(&["a"]);
     assert_eq!(dead, Some(at + MAX));
     assert_eq!(h.state_of("e"), Some((0, State::Dead)));
@@ -115,7 +118,7 @@ fn k_independent_confirmations_reach_the_min_and_no_lower() {
 }
 
 #[test]
-fn late_confirmation_past_the_new_deadline_kills_at_once() {
+fn late_confirmation_past_the_new_deadline_calls_the_suspect_and_kills_a_probe_timeout_later() {
     let mut h = Harness::with_peers(Config::lan());
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
@@ -125,20 +128,95 @@ fn late_confirmation_past_the_new_deadline_kills_at_once() {
         .unwrap();
     h.gossip("c", &[claim("e", 0, State::Suspect, Some("c"))])
         .unwrap();
-    // The deadline is now suspected_at + MIN, already past: Dead at the next wake-up, which
-    // is now.
+    // The deadline is now suspected_at + MIN, already past: the last call goes at the next
+    // wake-up, which is now, and e (answering Pings, but with no refutation) is Dead once
+    // the Ack's probe timeout has passed.
     assert_eq!(h.swim.poll_timeout(), Some(h.now));
     let confirmed_at = h.now;
     h.run_until(confirmed_at);
+    assert!(last_calls(&h, 0).contains(&confirmed_at));
+    assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
+    h.run_until(confirmed_at + Config::lan().probe_timeout);
     let dead: Vec<_> = h
         .events_about("e")
         .into_iter()
         .filter(|(_, e)| is_dead(e))
         .collect();
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].0, confirmed_at);
+    assert_eq!(dead[0].0, confirmed_at + Config::lan().probe_timeout);
 }
 
+/// When `me` sent e a Ping naming the suspicion at `incarnation`: its own probes of e and
+/// the last call alike.
+fn last_calls(h: &Harness, incarnation: u64) -> Vec<Instant> {
+    h.sent_messages(|m| {
+        matches!(m, Message::Ping { target, suspected: Some(i), .. }
+            if target.as_str() == "e" && i.0 == incarnation)
+    })
+    .into_iter()
+    .map(|(at, _, _)| at)
+    .collect()
+}
+
+/// e's Ack to the last Ping `me` sent it, carrying `updates`.
+fn answer_last_ping(h: &mut Harness, updates: &[MemberUpdate]) {
+    let (_, _, p) = h
+        .sent_messages(|m| matches!(m, Message::Ping { target, .. } if target.as_str() == "e"))
+        .pop()
+        .expect("e was pinged");
+    let Message::Ping { seq, .. } = p.message else {
+        unreachable!("filtered on Pings")
+    };
+    h.send("e", &Message::Ack { seq }, updates);
+}
+
+#[test]
+fn suspect_whose_refutation_missed_us_answers_the_last_call_and_stays_alive() {
+    let mut h = Harness::with_peers(Config::lan());
+    // e refuted (Alive at 1), but every relayed copy of the refutation missed this node: a
+    // member relays an update a bounded number of times, so at scale some member misses
+    // all of them now and then. e answers only the Ping below, by hand.
+    h.silence("e");
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    let call_at = suspected_at + MAX - Config::lan().probe_timeout;
+    h.run_until(call_at);
+    assert!(
+        last_calls(&h, 0).contains(&call_at),
+        "no Ping naming the suspicion a probe timeout before the deadline: {:?}",
+        last_calls(&h, 0)
+    );
+    assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
+    answer_last_ping(&mut h, &[alive("e", 1)]);
+    h.run_until(suspected_at + MAX * 2);
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+    assert!(
+        !h.events_about("e").iter().any(|(_, e)| is_dead(e)),
+        "{:?}",
+        h.events_about("e")
+    );
+}
+
+#[test]
+fn node_waking_past_a_deadline_asks_the_suspect_before_declaring_it_dead() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.silence("e");
+    let suspected_at = h.now;
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
+        .unwrap();
+    // A stall (a GC pause): the node wakes well past the deadline, its timers fire before
+    // it reads what waited meanwhile, e's refutation among it.
+    let woke = suspected_at + MAX + Duration::from_secs(2);
+    h.now = woke;
+    h.swim.handle_timeout(woke);
+    h.pump();
+    assert!(last_calls(&h, 0).contains(&woke));
+    assert_eq!(h.state_of("e"), Some((0, State::Suspect)), "not Dead yet");
+    answer_last_ping(&mut h, &[alive("e", 1)]);
+    h.run_until(woke + MAX);
+    assert_eq!(h.state_of("e"), Some((1, State::Alive)));
+}
 #[test]
 fn suspect_refuting_at_a_higher_incarnation_recovers_and_stays_alive() {
     let mut h = Harness::with_peers(Config::lan());
@@ -171,4 +249,55 @@ fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
         .unwrap();
     h.gossip("b", &[alive("e", 0)]).unwrap();
     assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
+}
+
+#[test]
+fn member_relaying_a_refuted_suspicion_is_told_the_refutation() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("b", &[alive("e", 1)]).unwrap();
+    h.take_sent();
+    // a missed e's refutation and still relays the suspicion at 0.
+    h.gossip("a", &[claim("e", 0, State::Suspect, Some("c"))])
+        .unwrap();
+    assert_eq!(
+        h.state_of("e"),
+        Some((1, State::Alive)),
+        "a stale claim changes nothing"
+    );
+    let told: Vec<_> = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .filter(|(_, t, p)| {
+            t.to.name.as_ref().is_some_and(|n| n.as_str() == "a")
+                && member_updates(p).contains(&alive("e", 1))
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(h.swim.stats().corrections_sent, 1);
+    // A claim that is news, or stale only as Alive, is not answered.
+    h.gossip(
+        "a",
+        &[alive("e", 0), claim("d", 0, State::Suspect, Some("c"))],
+    )
+    .unwrap();
+    assert_eq!(h.swim.stats().corrections_sent, 1);
+}
+
+#[test]
+fn member_relaying_a_refuted_suspicion_of_us_is_told_our_state() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[claim("me", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    assert_eq!(h.swim.local_member().incarnation.0, 1, "refuted");
+    h.take_sent();
+    h.gossip("c", &[claim("me", 0, State::Suspect, Some("b"))])
+        .unwrap();
+    let told = h
+        .sent_messages(|m| matches!(m, Message::Gossip))
+        .into_iter()
+        .any(|(_, t, p)| {
+            t.to.name.as_ref().is_some_and(|n| n.as_str() == "c")
+                && member_updates(&p).contains(&alive("me", 1))
+        });
+    assert!(told);
 }

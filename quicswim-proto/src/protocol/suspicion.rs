@@ -18,6 +18,9 @@ pub struct Suspicion {
     k: u32,
     /// Distinct accusers seen so far (the first included).
     accusers: BTreeSet<NodeName>,
+    /// When this node asked the suspect itself, a probe timeout before declaring it Dead
+    /// (see `Swim::suspect_timed_out`).
+    last_call: Option<Instant>,
 }
 
 impl Suspicion {
@@ -29,6 +32,7 @@ impl Suspicion {
             max,
             k,
             accusers: BTreeSet::from([accuser]),
+            last_call: None,
         }
     }
 
@@ -54,6 +58,16 @@ impl Suspicion {
     /// When the suspect is to be declared Dead.
     pub fn deadline(&self) -> Instant {
         self.start + timeout(self.min, self.max, self.k, self.confirmations())
+    }
+
+    /// When the suspect was asked directly before being declared Dead, if it was.
+    pub fn last_call(&self) -> Option<Instant> {
+        self.last_call
+    }
+
+    /// Records that the suspect was asked directly at `at`.
+    pub fn set_last_call(&mut self, at: Instant) {
+        self.last_call = Some(at);
     }
 }
 

@@ -150,6 +150,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         indirect_probes_sent,
         stream_probes_sent,
         suspicions_raised,
+        corrections_sent,
         refutations,
         datagrams_out,
         datagram_bytes_out,
@@ -274,6 +275,12 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         "suspicions_raised",
         "Members this node started to suspect.",
         *suspicions_raised,
+    )?;
+    counter(
+        e,
+        "corrections_sent",
+        "Datagrams telling a member that a suspicion it relayed was refuted meanwhile.",
+        *corrections_sent,
     )?;
     counter(
         e,

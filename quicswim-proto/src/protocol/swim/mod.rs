@@ -527,9 +527,15 @@ impl Swim {
         self.stats.datagram_bytes_in += bytes.len() as u64;
         let news = self.news_mark();
         trace!(peer = %from, message = ?packet.message, updates = packet.updates.len(), "datagram");
+        let mut stale = None;
         for update in packet.updates {
             match update {
-                Update::Member(u) => self.apply(now, from, u, Source::Gossip),
+                Update::Member(u) => {
+                    if stale.is_none() && self.is_refuted(&u) {
+                        stale = Some(u.claim.name.clone());
+                    }
+                    self.apply(now, from, u, Source::Gossip)
+                }
                 Update::Event(e) => self.on_user_event(now, from, e),
             }
         }
@@ -541,6 +547,9 @@ impl Swim {
             addr,
             name: Some(from.clone()),
         };
+        if let Some(name) = stale {
+            self.send_correction(reply_to.clone(), &name);
+        }
         match packet.message {
             Message::Ping {
                 seq,

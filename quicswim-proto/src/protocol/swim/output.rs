@@ -169,6 +169,8 @@ pub struct Stats {
     pub stream_probes_sent: u64,
     /// Suspicions this node raised.
     pub suspicions_raised: u64,
+    /// Datagrams sent to tell a member that a suspicion it relayed was refuted meanwhile.
+    pub corrections_sent: u64,
     /// Times this node refuted a claim about itself.
     pub refutations: u64,
     /// Datagrams handed to the runtime, and their bytes.

@@ -12,7 +12,7 @@ use tracing::{debug, trace};
 
 use super::super::codec::{encode_stream, Message, StreamMessage};
 use super::super::config::Config;
-use super::super::member::{NodeName, State};
+use super::super::member::{Incarnation, NodeName, State};
 use super::super::timer::{Timer, TimerKey};
 use super::{Destination, ForgedKind, Swim, Transmit, TransmitKind};
 
@@ -77,6 +77,14 @@ impl Ended {
         }
         self.probes
             .push_back((p.seq, p.target.clone(), p.asked.clone()));
+    }
+
+    /// A last-call Ping to a suspect (see `ping_suspect`): its Ack is expected, and ignored.
+    fn last_call(&mut self, seq: u64, target: NodeName) {
+        if self.probes.len() >= ENDED_PROBES_KEPT {
+            self.probes.pop_front();
+        }
+        self.probes.push_back((seq, target, Vec::new()));
     }
 
     fn relay(&mut self, seq: u64, target: NodeName) {
@@ -566,6 +574,26 @@ impl Swim {
             return;
         }
         self.refuse_forged(now, from, ForgedKind::Nack);
+    }
+
+    /// The last call before `name` is declared Dead (see `suspect_timed_out`): a Ping
+    /// naming the suspicion, answered by an Ack that carries the suspect's refutation. No
+    /// probe waits for that Ack; the Alive it carries is what counts, and the Ack itself is
+    /// taken as a late one (ignored, not refused as forged).
+    pub(super) fn ping_suspect(&mut self, name: &NodeName, incarnation: Incarnation) {
+        let seq = self.next_seq();
+        self.ended.last_call(seq, name.clone());
+        let to = self.destination_of(name);
+        let target = name.clone();
+        let suspected = Some(incarnation);
+        self.send_datagram(
+            to,
+            Message::Ping {
+                seq,
+                target,
+                suspected,
+            },
+        );
     }
 
     /// A sequence number for a probe or a relayed Ping, from the core's cryptographic
