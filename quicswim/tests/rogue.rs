@@ -249,8 +249,8 @@ async fn cluster_with_rogue(ca: &CertAuthority) -> (Vec<Node>, Rogue) {
     (nodes, rogue)
 }
 
-/// Asserts that the honest views are as before, and that `victim` is Alive everywhere at
-/// `incarnation` and `addr`.
+/// Asserts that every honest view (names, states, incarnations, addresses) is as `before`,
+/// and that every honest member is Alive in it.
 async fn assert_unchanged(nodes: &[Node], before: &[Vec<(String, State, u64, SocketAddr)>]) {
     let refs: Vec<&Node> = nodes.iter().collect();
     let after = views(&refs).await;
@@ -786,12 +786,29 @@ async fn crashed_member_is_dead_everywhere_while_the_rogue_acks_for_it() {
         tokio::time::sleep(Duration::from_millis(20)).await; // pacing of the attack
     }
     let took = started.elapsed();
+    // The usual bound without a rogue: every member probes each other member once per pass
+    // over them (n intervals), the suspicion then lasts at most its maximum, and the Dead
+    // claim spreads within a couple of intervals; plus 2 s for a loaded test machine.
+    let config = nodes[0].config();
+    let n = 5;
+    let min =
+        quicswim::protocol::suspicion::min_timeout(config.suspicion_mult, n, config.probe_interval);
+    let bound = config.probe_interval * (n as u32 + 2)
+        + min * config.suspicion_max_timeout_mult
+        + Duration::from_secs(2);
+    assert!(
+        took <= bound,
+        "node-3 took {took:?} to be Dead everywhere, over the usual {bound:?}"
+    );
     let mut refused = 0;
     for node in honest {
         refused += forged(node).await.ack;
     }
     assert!(refused > 0, "none of {sent} forged Acks was counted");
-    eprintln!("node-3 Dead everywhere after {took:?}; {sent} forged Acks sent, {refused} counted");
+    eprintln!(
+        "node-3 Dead everywhere after {took:?} (bound {bound:?}); {sent} forged Acks sent, \
+         {refused} counted"
+    );
     rogue.close().await;
     shutdown_all(honest).await;
 }
