@@ -41,6 +41,8 @@ enum Owners {
 impl Swim {
     /// A push-pull request from `from` (the name it claims already checked against its
     /// certificate): merge its state, answer with ours and what it lacks of our key/value data.
+    // One argument per part of the message, as `handle_stream_request` takes it apart.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_push_pull(
         &mut self,
         now: Instant,
@@ -83,6 +85,8 @@ impl Swim {
 
     /// The reply to our push-pull (or join) request: merge it, and push what the responder
     /// lacks of our key/value data. The first reply from a seed completes a join.
+    // One argument per part of the message, as `handle_stream_reply` takes it apart.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_push_pull_reply(
         &mut self,
         now: Instant,
