@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::super::broadcast::{retransmit_limit, Subject};
 use super::super::codec::{
-    datagram_overhead, encode_datagram, encode_update, MemberUpdate, Message, Update, UPDATES_PER_DATAGRAM_MAX,
+    datagram_overhead, encode_datagram, encode_update, MemberUpdate, Message, Update,
+    UPDATES_PER_DATAGRAM_MAX,
 };
 use super::super::member::{NodeName, State};
 use super::sampling::walk_max;

@@ -539,7 +539,9 @@ impl Swim {
                 Update::Event(e) => self.on_user_event(now, from, e),
             }
         }
+        self.verification.sender = Some((from.clone(), addr));
         self.send_certificate_requests();
+        self.verification.sender = None;
         // It came over a connection; a member first heard of in it is known only now.
         self.handle_peer_up(now, from);
         self.gossip_if_new(now, news);

@@ -13,6 +13,7 @@
 //! Joiners get every member's certificate with the seed's reply.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -23,7 +24,7 @@ use super::super::codec::{
 };
 use super::super::member::{Incarnation, NodeName};
 use super::super::signing::{Certificate, Signature, Verdict};
-use super::{Swim, Transmit, TransmitKind};
+use super::{Destination, Swim, Transmit, TransmitKind};
 
 /// What a signed record states, for counting forgeries and for logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub(super) struct Verification {
     pending: BTreeMap<NodeName, BTreeSet<NodeName>>,
     /// Peers logged for forged records or refused certificates, and when.
     warned: BTreeMap<NodeName, Instant>,
+    /// The sender of the datagram at hand and its address.
+    pub(super) sender: Option<(NodeName, SocketAddr)>,
 }
 
 impl Swim {
@@ -176,7 +179,7 @@ impl Swim {
     }
 
     fn want_certificate(&mut self, now: Instant, from: &NodeName, signer: &NodeName) {
-        if *from == self.me.name || self.members.get(from).is_none() {
+        if *from == self.me.name {
             return;
         }
         let v = &mut self.verification;
@@ -204,7 +207,16 @@ impl Swim {
     pub(super) fn send_certificate_requests(&mut self) {
         let pending = std::mem::take(&mut self.verification.pending);
         for (peer, names) in pending {
-            let to = self.destination_of(&peer);
+            // A relayer not in the table yet (nodes starting together) is asked at the
+            // address its datagram came from.
+            let to = match (self.members.get(&peer), &self.verification.sender) {
+                (Some(_), _) => self.destination_of(&peer),
+                (None, Some((name, addr))) if *name == peer => Destination {
+                    addr: *addr,
+                    name: Some(peer.clone()),
+                },
+                (None, _) => continue,
+            };
             let payload = encode_stream(&StreamMessage::CertificateRequest {
                 names: names.into_iter().collect(),
             });
