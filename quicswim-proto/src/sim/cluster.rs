@@ -493,8 +493,7 @@ impl Simulation {
                         (self.nodes[to].name.clone(), self.nodes[other].name.clone());
                     let other_addr = self.nodes[other].addr;
                     let Rogues { nodes, rng, .. } = &mut rogues;
-                    let (carrier, bytes) =
-                        nodes[r].craft(rng, &victim, &other_name, other_addr);
+                    let (carrier, bytes) = nodes[r].craft(rng, &victim, &other_name, other_addr);
                     self.send_forged(&mut rogues, from, to, carrier, bytes);
                 }
             }
@@ -567,9 +566,7 @@ impl Simulation {
                 .handle_datagram(now, &from_name, from_addr, bytes)
                 .is_err(),
             // The victim's answer goes nowhere: the rogue's core never sent the request.
-            Carrier::Request => core
-                .handle_stream_request(now, &from_name, bytes)
-                .is_err(),
+            Carrier::Request => core.handle_stream_request(now, &from_name, bytes).is_err(),
             Carrier::Reply => core.handle_stream_reply(now, &from_name, bytes).is_err(),
         };
         let counted = rogue::refusals(&core.stats()).saturating_sub(before);
@@ -907,8 +904,12 @@ impl Simulation {
             report.forged_sent = rogues.sent;
             report.forged_refused = rogues.refused;
             report.forged_accepted = rogues.accepted.len() as u64;
-            report.forged_accepted_examples =
-                rogues.accepted.iter().take(5).map(|(i, what)| format!("n{i:05}: {what}")).collect();
+            report.forged_accepted_examples = rogues
+                .accepted
+                .iter()
+                .take(5)
+                .map(|(i, what)| format!("n{i:05}: {what}"))
+                .collect();
         }
         report.kv_writes = self.kv_writes;
         report.kv_states_agree = kv_agree;

@@ -153,8 +153,7 @@ impl Rogues {
                 // Honest simulated nodes never leave, and the rogue's core never does either:
                 // a Left event is a forged leave taken in.
                 Event::Left(m) => {
-                    self.accepted
-                        .insert((observer, format!("left {}", m.name)));
+                    self.accepted.insert((observer, format!("left {}", m.name)));
                 }
                 _ => {}
             }
@@ -292,8 +291,7 @@ impl RogueNode {
                 let mut u = real_claim(self, other);
                 let accuser = if attack == 3 { victim } else { other };
                 let dead = attack == 4;
-                let bytes =
-                    Accusation::signed_bytes(other, u.claim.incarnation, dead, accuser);
+                let bytes = Accusation::signed_bytes(other, u.claim.incarnation, dead, accuser);
                 u.accusation = Some(Accusation {
                     dead,
                     accuser: accuser.clone(),
@@ -340,9 +338,19 @@ impl RogueNode {
             // of a key honest writers use, and a reset wiping the owner.
             9 | 10 | 11 => {
                 let (key, version, value, reset) = match attack {
-                    9 => ("rogue-k".to_string(), COUNTER_MAX, Some(b"rogue".to_vec()), false),
+                    9 => (
+                        "rogue-k".to_string(),
+                        COUNTER_MAX,
+                        Some(b"rogue".to_vec()),
+                        false,
+                    ),
                     10 => (format!("key-{}", rng.random_range(0..4)), mark, None, false),
-                    _ => ("rogue-reset".to_string(), mark, Some(b"rogue".to_vec()), true),
+                    _ => (
+                        "rogue-reset".to_string(),
+                        mark,
+                        Some(b"rogue".to_vec()),
+                        true,
+                    ),
                 };
                 let mut entry = KvEntry {
                     owner: other.clone(),
