@@ -97,7 +97,7 @@ impl Rogues {
             .collect();
         Self {
             nodes,
-            rng: SmallRng::seed_from_u64(seed ^ 0x726f_6775_65),
+            rng: SmallRng::seed_from_u64(seed ^ 0x0072_6f67_7565),
             sent: 0,
             refused: 0,
             accepted: BTreeSet::new(),
@@ -336,7 +336,7 @@ impl RogueNode {
             }
             // Key/value entries in another's name: a set at the highest version, a delete
             // of a key honest writers use, and a reset wiping the owner.
-            9 | 10 | 11 => {
+            9..=11 => {
                 let (key, version, value, reset) = match attack {
                     9 => (
                         "rogue-k".to_string(),
