@@ -116,6 +116,10 @@ pub struct SimulateArgs {
     /// Links to cut, each between two healthy nodes that still reach every other node.
     #[arg(long, default_value_t = 0)]
     cut_links: usize,
+    /// Rogue members: valid members (the last nodes) that also send forged records and
+    /// messages of every kind to honest members throughout the run.
+    #[arg(long, default_value_t = 0)]
+    rogue: usize,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -211,6 +215,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             args.nodes
         );
     }
+    if args.rogue + args.crash >= args.nodes {
+        bail!(
+            "--rogue plus --crash must be below --nodes ({} + {} >= {})",
+            args.rogue,
+            args.crash,
+            args.nodes
+        );
+    }
     let partition = match args.partition {
         Some(f) if !(f > 0.0 && f < 1.0) => bail!("--partition must be in (0.0, 1.0) (got {f})"),
         Some(_) if args.heal_at <= args.partition_at => {
@@ -264,6 +276,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         duration: args.duration,
         kv,
         faults,
+        rogue: args.rogue,
         ..SimConfig::new(args.nodes, seed)
     };
     let bar = ProgressBar::new(args.duration.as_secs());
@@ -312,6 +325,15 @@ fn print_human(r: &Report) {
         );
     }
     println!("  false positives         {}", r.false_positives);
+    if r.rogues > 0 {
+        println!(
+            "  rogue members           {}: {} forgeries sent, {} refusals counted, {} accepted",
+            r.rogues, r.forged_sent, r.forged_refused, r.forged_accepted
+        );
+        for example in &r.forged_accepted_examples {
+            println!("    accepted: {example}");
+        }
+    }
     if r.faulty > 0 {
         println!(
             "  faulty nodes            {}: {} declared Dead, all Dead everywhere after {}, at most {} state changes and {} returns each",

@@ -20,6 +20,9 @@ use super::health::HealthTracker;
 use super::keys::SimAuthority;
 use super::network::Network;
 use super::report::{Report, Tracker};
+use super::rogue::{self, Carrier, Rogues, FORGERIES_PER_TICK};
+use crate::protocol::codec::{decode_datagram, decode_stream, encode_datagram, encode_stream};
+use crate::protocol::codec::{Message, StreamMessage};
 use crate::protocol::{Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind};
 
 #[derive(Debug)]
@@ -49,6 +52,15 @@ enum Action {
     Heal,
     InjectUpdate(usize),
     KvWrite,
+    /// The rogues send their next forgeries.
+    RogueTick,
+    /// A forgery on its way from rogue `from` to `to`.
+    Forged {
+        to: usize,
+        from: usize,
+        carrier: Carrier,
+        bytes: Vec<u8>,
+    },
 }
 
 struct Scheduled {
@@ -111,6 +123,8 @@ pub struct Simulation {
     members: MemberPool,
     /// Every node's key, issued from the run's seed.
     authority: Arc<SimAuthority>,
+    /// The rogue members and what they did; `None` in a run without them.
+    rogues: Option<Rogues>,
 }
 
 /// The simulated address of node `i`: a loopback address that no packet is ever sent to.
@@ -169,9 +183,21 @@ impl Simulation {
             kv_writes: 0,
             members: MemberPool::new(),
             authority: SimAuthority::new(config.seed),
+            rogues: None,
             rng: SmallRng::seed_from_u64(rng.next_u64()),
             config,
         };
+        if sim.config.rogue > 0 {
+            let names: Vec<NodeName> = sim.nodes.iter().map(|n| n.name.clone()).collect();
+            sim.rogues = Some(Rogues::new(
+                &names,
+                sim.config.rogue,
+                &sim.authority,
+                sim.config.seed,
+            ));
+            let first = sim.config.join_spread + sim.config.protocol.probe_interval;
+            sim.schedule(first, Action::RogueTick);
+        }
         for i in 0..sim.config.nodes {
             let at = sim
                 .config
@@ -309,6 +335,13 @@ impl Simulation {
                 }
                 let from_name = self.nodes[from].name.clone();
                 let from_addr = self.nodes[from].addr;
+                if self.nodes[to].core.is_none() {
+                    self.answer_for_crashed(to, from, Some(&bytes), None, 0);
+                    return;
+                }
+                if let Some(r) = self.rogues.as_mut() {
+                    r.harvest(to, Some(&bytes), None);
+                }
                 let Some(core) = self.nodes[to].core.as_mut() else {
                     return;
                 };
@@ -327,6 +360,13 @@ impl Simulation {
                     return;
                 }
                 let from_name = self.nodes[from].name.clone();
+                if self.nodes[to].core.is_none() {
+                    self.answer_for_crashed(to, from, None, Some(&bytes), from_gen);
+                    return;
+                }
+                if let Some(r) = self.rogues.as_mut() {
+                    r.harvest(to, None, Some(&bytes));
+                }
                 let Some(core) = self.nodes[to].core.as_mut() else {
                     return;
                 };
@@ -364,6 +404,9 @@ impl Simulation {
                     return;
                 }
                 let from_name = self.nodes[from].name.clone();
+                if let Some(r) = self.rogues.as_mut() {
+                    r.harvest(to, None, Some(&bytes));
+                }
                 let Some(core) = self.nodes[to].core.as_mut() else {
                     return;
                 };
@@ -397,6 +440,13 @@ impl Simulation {
                     .collect();
             }
             Action::KvWrite => self.kv_write(),
+            Action::RogueTick => self.rogue_tick(),
+            Action::Forged {
+                to,
+                from,
+                carrier,
+                bytes,
+            } => self.deliver_forged(to, from, carrier, &bytes),
             Action::InjectUpdate(k) => {
                 let candidates: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| self.live(i) && !self.crashed.contains(&i))
@@ -413,6 +463,151 @@ impl Simulation {
                 self.after_input(i);
             }
         }
+    }
+
+    /// Each live rogue sends [`FORGERIES_PER_TICK`] forgeries to random honest members;
+    /// every 5 s the honest nodes' state is searched for anything fabricated.
+    fn rogue_tick(&mut self) {
+        let interval = self.config.protocol.probe_interval;
+        self.schedule(interval, Action::RogueTick);
+        let Some(mut rogues) = self.rogues.take() else {
+            return;
+        };
+        let honest: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.live(i) && !rogues.is_rogue(i))
+            .collect();
+        if honest.len() >= 2 {
+            for r in 0..rogues.nodes.len() {
+                let from = rogues.nodes[r].index;
+                if !self.live(from) {
+                    continue;
+                }
+                for _ in 0..FORGERIES_PER_TICK {
+                    let to = honest[rogues.rng.random_range(0..honest.len())];
+                    let mut other = honest[rogues.rng.random_range(0..honest.len())];
+                    if other == to {
+                        other = honest[(honest.iter().position(|&h| h == to).unwrap_or(0) + 1)
+                            % honest.len()];
+                    }
+                    let (victim, other_name) =
+                        (self.nodes[to].name.clone(), self.nodes[other].name.clone());
+                    let other_addr = self.nodes[other].addr;
+                    let Rogues { nodes, rng, .. } = &mut rogues;
+                    let (carrier, bytes) = nodes[r].craft(rng, &victim, &other_name, other_addr);
+                    self.send_forged(&mut rogues, from, to, carrier, bytes);
+                }
+            }
+        }
+        let every = (Duration::from_secs(5).as_nanos() / interval.as_nanos().max(1)).max(1);
+        let tick = ((self.now - self.epoch).as_nanos() / interval.as_nanos().max(1)) % every;
+        if tick == 0 {
+            for i in honest {
+                if let Some(core) = self.nodes[i].core.as_ref() {
+                    rogues.inspect(i, core);
+                }
+            }
+        }
+        self.rogues = Some(rogues);
+    }
+
+    /// Puts a forgery on the network: datagrams may be lost like any other, streams arrive
+    /// after their round trips.
+    fn send_forged(
+        &mut self,
+        rogues: &mut Rogues,
+        from: usize,
+        to: usize,
+        carrier: Carrier,
+        bytes: Vec<u8>,
+    ) {
+        rogues.sent += 1;
+        let loss = self.faults.loss(self.network.loss(), from, to, self.now);
+        let delay = match carrier {
+            Carrier::Datagram => {
+                if self.network.datagram_copies(&mut rogues.rng, loss) == 0 {
+                    return;
+                }
+                Some(self.network.delay(&mut rogues.rng, from, to))
+            }
+            Carrier::Request => self
+                .network
+                .stream_delay(&mut rogues.rng, 2, loss, from, to),
+            Carrier::Reply => self
+                .network
+                .stream_delay(&mut rogues.rng, 1, loss, from, to),
+        };
+        if let Some(delay) = delay {
+            self.schedule(
+                delay,
+                Action::Forged {
+                    to,
+                    from,
+                    carrier,
+                    bytes,
+                },
+            );
+        }
+    }
+
+    /// Hands a forgery to its victim and counts what the victim refused.
+    fn deliver_forged(&mut self, to: usize, from: usize, carrier: Carrier, bytes: &[u8]) {
+        let now = self.now;
+        if !self.network.connected(from, to) || self.faults.is_cut(from, to, now) {
+            return;
+        }
+        let from_name = self.nodes[from].name.clone();
+        let from_addr = self.nodes[from].addr;
+        let Some(core) = self.nodes[to].core.as_mut() else {
+            return;
+        };
+        let before = rogue::refusals(&core.stats());
+        let failed = match carrier {
+            Carrier::Datagram => core
+                .handle_datagram(now, &from_name, from_addr, bytes)
+                .is_err(),
+            // The victim's answer goes nowhere: the rogue's core never sent the request.
+            Carrier::Request => core.handle_stream_request(now, &from_name, bytes).is_err(),
+            Carrier::Reply => core.handle_stream_reply(now, &from_name, bytes).is_err(),
+        };
+        let counted = rogue::refusals(&core.stats()).saturating_sub(before);
+        if let Some(r) = self.rogues.as_mut() {
+            r.refused += if counted == 0 && failed { 1 } else { counted };
+        }
+        self.after_input(to);
+    }
+
+    /// A rogue that sees a probe of a crashed member answers it in the member's stead, with
+    /// the probe's real sequence number: the prober must not take it.
+    fn answer_for_crashed(
+        &mut self,
+        to: usize,
+        from: usize,
+        datagram: Option<&[u8]>,
+        stream: Option<&[u8]>,
+        from_gen: u32,
+    ) {
+        let Some(mut rogues) = self.rogues.take() else {
+            return;
+        };
+        let _ = from_gen;
+        let rogue = rogues
+            .nodes
+            .iter()
+            .map(|r| r.index)
+            .find(|&r| self.live(r) && r != from);
+        if let (Some(rogue), true) = (rogue, self.crashed.contains(&to)) {
+            if let Some(Ok(p)) = datagram.map(decode_datagram) {
+                if let Message::Ping { seq, .. } = p.message {
+                    let ack = encode_datagram(&Message::Ack { seq }, 0, &[]);
+                    self.send_forged(&mut rogues, rogue, from, Carrier::Datagram, ack);
+                }
+            }
+            if let Some(Ok(StreamMessage::Ping { seq, .. })) = stream.map(decode_stream) {
+                let ack = encode_stream(&StreamMessage::Ack { seq });
+                self.send_forged(&mut rogues, rogue, from, Carrier::Reply, ack);
+            }
+        }
+        self.rogues = Some(rogues);
     }
 
     fn kv_write(&mut self) {
@@ -500,7 +695,11 @@ impl Simulation {
     fn crash(&mut self) {
         // Crashes come from the healthy nodes, so each node has one fault at most.
         let mut candidates: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.live(i) && !self.faults.is_faulty(i))
+            .filter(|&i| {
+                self.live(i)
+                    && !self.faults.is_faulty(i)
+                    && !self.rogues.as_ref().is_some_and(|r| r.is_rogue(i))
+            })
             .collect();
         candidates.shuffle(&mut self.rng);
         let victims: Vec<usize> = candidates.into_iter().take(self.config.crashes).collect();
@@ -592,6 +791,11 @@ impl Simulation {
                     .get(s)
                     .is_some_and(|healed| healed.is_some_and(|h| incarnation <= h))
         };
+        if let Some(r) = self.rogues.as_mut() {
+            if !r.is_rogue(i) {
+                r.note_events(i, &events);
+            }
+        }
         let crashed = &self.crashed;
         // A faulty member declared Dead is the failure detector doing its job, not a false
         // positive (the health figures count those separately).
@@ -624,7 +828,7 @@ impl Simulation {
         }
     }
 
-    fn finish(self) -> Report {
+    fn finish(mut self) -> Report {
         let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.live(i)).collect();
         let expected: BTreeSet<&NodeName> = live.iter().map(|&i| &self.nodes[i].name).collect();
         let mut views_agree = true;
@@ -632,7 +836,12 @@ impl Simulation {
         let mut first: Option<BTreeSet<&NodeName>> = None;
         // Faulty nodes' views are not compared: a node that hears a fifth of what is sent
         // cannot be expected to know what the others know.
-        for &i in live.iter().filter(|&&i| !self.faults.is_faulty(i)) {
+        // Neither are the rogues': the figures are about the honest members.
+        let rogue = |i: usize| self.rogues.as_ref().is_some_and(|r| r.is_rogue(i));
+        for &i in live
+            .iter()
+            .filter(|&&i| !self.faults.is_faulty(i) && !rogue(i))
+        {
             let core = self.nodes[i].core.as_ref().expect("live");
             // A view is who the node counts as a member: Alive or Suspect, not Dead or Left
             // (memberlist's `Members()`). Under loss some suspicion is always in flight; a
@@ -684,6 +893,24 @@ impl Simulation {
             &totals,
         );
         report.health(&self.health.figures(), self.faults.faulty().count());
+        if let Some(mut rogues) = self.rogues.take() {
+            for &i in &live {
+                if !rogues.is_rogue(i) {
+                    let core = self.nodes[i].core.as_ref().expect("live");
+                    rogues.inspect(i, core);
+                }
+            }
+            report.rogues = rogues.nodes.len();
+            report.forged_sent = rogues.sent;
+            report.forged_refused = rogues.refused;
+            report.forged_accepted = rogues.accepted.len() as u64;
+            report.forged_accepted_examples = rogues
+                .accepted
+                .iter()
+                .take(5)
+                .map(|(i, what)| format!("n{i:05}: {what}"))
+                .collect();
+        }
         report.kv_writes = self.kv_writes;
         report.kv_states_agree = kv_agree;
         report.kv_matches_writes = kv_matches;

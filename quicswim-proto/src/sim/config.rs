@@ -69,6 +69,9 @@ pub struct SimConfig {
     pub kv: Option<KvWorkload>,
     /// Optional gray failures: lossy, flapping and stalling nodes, cut links.
     pub faults: Option<FaultPlan>,
+    /// Rogue members (the last nodes by index): valid members that also send forgeries
+    /// of every kind to honest members throughout the run (see [`super::rogue`]).
+    pub rogue: usize,
 }
 
 impl SimConfig {
@@ -89,6 +92,7 @@ impl SimConfig {
             duration: Duration::from_secs(60),
             kv: None,
             faults: None,
+            rogue: 0,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod keys;
 pub mod network;
 pub mod report;
+pub mod rogue;
 
 pub use cluster::{node_addr, Simulation};
 pub use config::{KvWorkload, PartitionPlan, SimConfig};

@@ -69,6 +69,18 @@ pub struct Report {
     /// sit at the top level of the JSON report.
     #[serde(flatten)]
     pub health: HealthFigures,
+    /// Rogue members in the run.
+    pub rogues: usize,
+    /// Forged datagrams and stream messages the rogues sent.
+    pub forged_sent: u64,
+    /// Refusals honest nodes counted handling them (forged records and messages, decode
+    /// errors, unverified records, refused certificates, unasked messages).
+    pub forged_refused: u64,
+    /// Fabricated records found in honest nodes' state or delivered by them (distinct per
+    /// node and record); must be 0.
+    pub forged_accepted: u64,
+    /// A few of those, to start looking from.
+    pub forged_accepted_examples: Vec<String>,
     /// Wall-clock seconds the run took (filled in by the caller).
     pub wall_s: f64,
 }
@@ -306,6 +318,11 @@ impl Tracker {
             kv_entries_synced: totals.kv_entries_synced,
             faulty: 0,
             health: HealthFigures::default(),
+            rogues: 0,
+            forged_sent: 0,
+            forged_refused: 0,
+            forged_accepted: 0,
+            forged_accepted_examples: Vec::new(),
             wall_s: 0.0,
         }
     }
