@@ -133,8 +133,11 @@ impl Swim {
         }
         if self.awareness.try_return(now) {
             // Back from holding itself out, stable for the hold-down: override whatever
-            // was said about this node meanwhile (it let suspicions and Dead stand).
-            self.me.incarnation = self.me.incarnation.next();
+            // was said about this node meanwhile (it let suspicions and Dead stand). Never
+            // beyond what peers accept (a refutation may have taken it there already).
+            if self.me.incarnation.0 <= super::super::bounded::SELF_CLAIM_MAX {
+                self.me.incarnation = self.me.incarnation.next();
+            }
             self.stats.refutations += 1;
             debug!(member = %self.me.name, incarnation = self.me.incarnation.0, "back after holding out");
             self.broadcast_self();
