@@ -173,13 +173,7 @@ impl Swim {
             .take(budget, limit, UPDATES_PER_DATAGRAM_MAX);
         let payload = encode_datagram(&message, count, &updates);
         debug_assert!(payload.len() <= self.datagram_size);
-        self.stats.datagrams_out += 1;
-        self.stats.datagram_bytes_out += payload.len() as u64;
-        self.transmits.push_back(Transmit {
-            to,
-            kind: TransmitKind::Datagram,
-            payload,
-        });
+        self.push_datagram(to, payload);
     }
 
     /// Whether `u` accuses a member (Suspect or Dead) at an incarnation it has since
@@ -226,6 +220,11 @@ impl Swim {
             return; // metadata near its limit in a datagram set very small: gossip will do
         }
         self.stats.corrections_sent += 1;
+        self.push_datagram(to, payload);
+    }
+
+    /// Hands an encoded datagram to the runtime, counted.
+    fn push_datagram(&mut self, to: Destination, payload: Vec<u8>) {
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += payload.len() as u64;
         self.transmits.push_back(Transmit {
