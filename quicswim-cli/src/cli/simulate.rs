@@ -366,6 +366,10 @@ fn print_human(r: &Report) {
         r.kv_entries_synced
     );
     println!(
+        "  certificates            {} learned, {} records arrived before their signer's",
+        r.certificates_learned, r.unverified_records
+    );
+    println!(
         "  final views agree       {} (correct: {})",
         r.final_views_agree, r.final_views_correct
     );

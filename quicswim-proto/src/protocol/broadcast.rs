@@ -270,6 +270,19 @@ impl BroadcastQueue {
     /// each and dropping those that reach `limit`. Returns how many were taken and their
     /// bytes, concatenated.
     pub fn take(&mut self, budget: usize, limit: u32, max_count: usize) -> (usize, Vec<u8>) {
+        self.take_new(budget, limit, max_count, &mut Vec::new())
+    }
+
+    /// As [`take`](Self::take), passing over the updates in `sent` (ids from earlier takes
+    /// for the same peer) and adding the ids of those taken: further datagrams to one peer
+    /// carry updates the first did not.
+    pub fn take_new(
+        &mut self,
+        budget: usize,
+        limit: u32,
+        max_count: usize,
+        sent: &mut Vec<u64>,
+    ) -> (usize, Vec<u8>) {
         let mut body = Vec::with_capacity(budget.min(64 * 1024));
         let mut picked: Vec<OrderKey> = Vec::new();
         let mut skips = 0;
@@ -278,10 +291,14 @@ impl BroadcastQueue {
                 break;
             }
             let q = self.slot(key.2);
+            if sent.contains(&q.id) {
+                continue;
+            }
             let bytes = q.bytes.as_slice();
             if body.len() + bytes.len() <= budget {
                 body.extend_from_slice(bytes);
                 picked.push(*key);
+                sent.push(q.id);
             } else {
                 skips += 1;
             }

@@ -69,6 +69,10 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// Members sent queued updates each gossip round (lan 3). 1..=64.
     pub gossip_nodes: usize,
+    /// Most datagrams one gossip round sends each of its members (lan 3), each with updates
+    /// the others did not carry; more than one only while the queue holds more than a
+    /// datagram's worth (a join storm). 1..=16.
+    pub gossip_datagrams_max: usize,
     /// Dead members still gossiped to, so they learn it and refute (lan 30 s).
     #[serde(with = "humantime_serde")]
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
@@ -180,6 +184,7 @@ impl Config {
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
+            gossip_datagrams_max: 3,
             gossip_to_the_dead_time: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
             awareness_max_multiplier: 8,
@@ -261,6 +266,12 @@ impl Config {
         in_range("gossip_interval", self.gossip_interval, ms(1), ms(60_000))?;
         in_range("kv_sync_interval", self.kv_sync_interval, ms(1), ms(60_000))?;
         count_in_range("gossip_nodes", self.gossip_nodes as u64, 1, 64)?;
+        count_in_range(
+            "gossip_datagrams_max",
+            self.gossip_datagrams_max as u64,
+            1,
+            16,
+        )?;
         count_in_range(
             "awareness_max_multiplier",
             self.awareness_max_multiplier.into(),

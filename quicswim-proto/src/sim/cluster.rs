@@ -883,6 +883,9 @@ impl Simulation {
             totals.push_pulls_started += s.push_pulls_started;
             totals.anti_entropy_bytes_out += s.anti_entropy_bytes_out;
             totals.kv_entries_synced += s.kv_entries_synced;
+            totals.unverified_records += s.unverified_records;
+            totals.certificates_learned += s.certificates_learned;
+            totals.broadcasts_dropped += s.broadcasts_dropped;
         }
         let mut report = self.tracker.report(
             &self.config,

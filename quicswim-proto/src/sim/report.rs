@@ -63,6 +63,13 @@ pub struct Report {
     pub anti_entropy_bytes: u64,
     /// Key/value entries sent in anti-entropy.
     pub kv_entries_synced: u64,
+    /// Records whose signer's certificate was not held when they arrived (summed over live
+    /// nodes); each was parked until the certificate came, or dropped.
+    pub unverified_records: u64,
+    /// Certificates of other members checked and kept (summed over live nodes).
+    pub certificates_learned: u64,
+    /// Piggyback updates pushed out of a full queue before they were sent enough (summed).
+    pub broadcasts_dropped: u64,
     /// Nodes with a gray failure of their own (gray, flapping, stalling).
     pub faulty: usize,
     /// What healthy nodes (neither faulty nor crashed) saw of the gray failures; its fields
@@ -316,6 +323,9 @@ impl Tracker {
             push_pulls: totals.push_pulls_started,
             anti_entropy_bytes: totals.anti_entropy_bytes_out,
             kv_entries_synced: totals.kv_entries_synced,
+            unverified_records: totals.unverified_records,
+            certificates_learned: totals.certificates_learned,
+            broadcasts_dropped: totals.broadcasts_dropped,
             faulty: 0,
             health: HealthFigures::default(),
             rogues: 0,

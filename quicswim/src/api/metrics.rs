@@ -182,6 +182,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         unverified_records,
         certificates_refused,
         certificates_learned,
+        parked_dropped,
     } = s;
     // What peers sent that the core refused or bounded, and this node's own refused writes.
     for (name, help, value) in [
@@ -193,7 +194,8 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
         ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
         ("ping_reqs_for_inactive", "Indirect probe requests refused, and nacked, because their target is dead or left here.", ping_reqs_for_inactive),
-        ("unverified_records", "Signed records dropped because their signer's certificate was not held yet; it was asked of the peer that sent them.", unverified_records),
+        ("unverified_records", "Signed records whose signer's certificate was not held yet; it was asked of the peer that sent them, and member records wait for it.", unverified_records),
+        ("parked_dropped", "Member records that waited for their signer's certificate and were dropped to make room.", parked_dropped),
         ("certificates_refused", "Member certificates peers sent that did not check out against the cluster CA.", certificates_refused),
         ("certificates_learned", "Member certificates learned from peers and checked against the cluster CA.", certificates_learned),
     ] {

@@ -62,7 +62,7 @@ impl Forgotten {
 }
 
 /// Whether an update came from gossip or from a peer's full state.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Source {
     Gossip,
     PushPull,
@@ -138,10 +138,14 @@ impl Swim {
             return;
         }
         if !self.holds_claim(&u) && !self.claim_verified(now, from, &u) {
+            let signer = u.claim.name.clone();
+            self.park(now, &signer, from, u, source);
             return;
         }
         if let Some(a) = u.accusation.as_ref().filter(|_| !u.claim.left) {
             if !self.accusation_verified(now, from, &u.claim, a) {
+                let signer = a.accuser.clone();
+                self.park(now, &signer, from, u, source);
                 return;
             }
         }

@@ -229,6 +229,8 @@ pub struct Stats {
     pub certificates_refused: u64,
     /// Certificates learned from peers (join, anti-entropy, certificate requests).
     pub certificates_learned: u64,
+    /// Member records that waited for a signer's certificate and were dropped for room.
+    pub parked_dropped: u64,
     /// Round trips of direct probes: from the datagram Ping to the target's Ack.
     pub probe_rtt: RttHistogram,
     /// Round trips of probes answered only after the direct Ping timed out: from the moment

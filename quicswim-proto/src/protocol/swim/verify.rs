@@ -10,7 +10,11 @@
 //! ```
 //!
 //! A peer that relayed a record had to check it first, so it holds the signer's certificate.
-//! Joiners get every member's certificate with the seed's reply.
+//! Joiners get every member's certificate with the seed's reply. A member record that waits
+//! for its signer's certificate is parked (a bounded few per signer, for a few seconds) and
+//! applied when the certificate comes: in a join storm the first copy of a newcomer's Alive
+//! is often the only one a node gets from gossip, and dropping it would leave the newcomer
+//! to anti-entropy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -24,6 +28,7 @@ use super::super::codec::{
 };
 use super::super::member::{Incarnation, NodeName};
 use super::super::signing::{Certificate, Signature, Verdict};
+use super::membership::Source;
 use super::{Destination, Swim, Transmit, TransmitKind};
 
 /// What a signed record states, for counting forgeries and for logs.
@@ -47,11 +52,33 @@ const FORGED_WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// Peers remembered for the rate limit of those logs.
 const FORGED_WARN_PEERS_MAX: usize = 1024;
 
-/// Certificates wanted, and the forgers recently logged.
+/// Member records parked for their signers' certificates, in all.
+const PARKED_MAX: usize = 4096;
+
+/// Records parked for one signer; the oldest goes first.
+const PARKED_PER_SIGNER_MAX: usize = 4;
+
+/// A parked record waits this long for its certificate, then goes when room is needed.
+const PARKED_FOR: Duration = Duration::from_secs(5);
+
+/// A member record that waits for its signer's certificate.
+#[derive(Debug)]
+struct Parked {
+    at: Instant,
+    from: NodeName,
+    update: MemberUpdate,
+    source: Source,
+}
+
+/// Certificates wanted, records waiting for them, and the forgers recently logged.
 #[derive(Debug, Default)]
 pub(super) struct Verification {
     /// Signers whose certificate was asked for, and when.
     asked: BTreeMap<NodeName, Instant>,
+    /// Member records waiting for their signer's certificate, by signer.
+    parked: BTreeMap<NodeName, Vec<Parked>>,
+    /// Records in `parked`.
+    parked_len: usize,
     /// Per peer, the signers to ask it for once the input at hand is done.
     pending: BTreeMap<NodeName, BTreeSet<NodeName>>,
     /// Peers logged for forged records or refused certificates, and when.
@@ -203,6 +230,60 @@ impl Swim {
         }
     }
 
+    /// Keeps `update` until `signer`'s certificate arrives (see the module notes), if it is a
+    /// certificate this node lacks; a record that failed with the certificate held was forged
+    /// and is not kept.
+    pub(super) fn park(
+        &mut self,
+        now: Instant,
+        signer: &NodeName,
+        from: &NodeName,
+        update: MemberUpdate,
+        source: Source,
+    ) {
+        if self.keyring.certificate(signer).is_some() || *from == self.me.name {
+            return;
+        }
+        let v = &mut self.verification;
+        if v.parked_len >= PARKED_MAX {
+            v.parked.retain(|_, records| {
+                records.retain(|p| now.duration_since(p.at) < PARKED_FOR);
+                !records.is_empty()
+            });
+            v.parked_len = v.parked.values().map(Vec::len).sum();
+            if v.parked_len >= PARKED_MAX {
+                self.stats.parked_dropped += 1;
+                return;
+            }
+        }
+        let records = v.parked.entry(signer.clone()).or_default();
+        if records.len() >= PARKED_PER_SIGNER_MAX {
+            records.remove(0);
+            v.parked_len -= 1;
+            self.stats.parked_dropped += 1;
+        }
+        records.push(Parked {
+            at: now,
+            from: from.clone(),
+            update,
+            source,
+        });
+        v.parked_len += 1;
+    }
+
+    /// Applies the records parked for `signer`, whose certificate was just learned.
+    fn unpark(&mut self, now: Instant, signer: &NodeName) {
+        let Some(records) = self.verification.parked.remove(signer) else {
+            return;
+        };
+        self.verification.parked_len -= records.len();
+        for p in records {
+            if now.duration_since(p.at) < PARKED_FOR {
+                self.apply(now, &p.from, p.update, p.source);
+            }
+        }
+    }
+
     /// Sends the certificate requests one input gathered, one per peer.
     pub(super) fn send_certificate_requests(&mut self) {
         let pending = std::mem::take(&mut self.verification.pending);
@@ -288,6 +369,7 @@ impl Swim {
         certs: Vec<Certificate>,
         wanted: impl Fn(&NodeName) -> bool,
     ) {
+        let mut learned = Vec::new();
         for c in certs {
             if c.name == self.me.name || !wanted(&c.name) {
                 continue;
@@ -303,6 +385,7 @@ impl Swim {
                 Ok(()) => {
                     self.stats.certificates_learned += 1;
                     self.verification.asked.remove(&c.name);
+                    learned.push(c.name);
                 }
                 Err(e) => {
                     self.stats.certificates_refused += 1;
@@ -311,6 +394,9 @@ impl Swim {
                     }
                 }
             }
+        }
+        for name in learned {
+            self.unpark(now, &name);
         }
     }
 }
