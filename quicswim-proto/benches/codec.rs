@@ -75,6 +75,7 @@ fn datagram(c: &mut Criterion) {
 
 fn push_pull(c: &mut Criterion) {
     let message = StreamMessage::PushPull {
+        digest: Vec::new(),
         join: false,
         sender: name(0),
         members: (0..MEMBERS).map(update).collect(),

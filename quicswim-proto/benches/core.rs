@@ -73,6 +73,7 @@ fn steady_core() -> (Swim, Instant) {
     swim.join(t0, &[addr(1)]);
     while swim.poll_transmit().is_some() {}
     let reply = StreamMessage::PushPullReply {
+        wants: Vec::new(),
         members: (1..=MEMBERS).map(|i| alive(i, 0)).collect(),
         kv_delta: Vec::new(),
         kv_digest: Vec::new(),

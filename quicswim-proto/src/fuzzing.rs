@@ -17,7 +17,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
-    Claim, MemberUpdate, Message, SignedEvent, StreamMessage, Update, DATAGRAM_LEN_MAX,
+    Claim, MemberDigest, MemberUpdate, Message, SignedEvent, StreamMessage, Update,
+    DATAGRAM_LEN_MAX,
 };
 use crate::protocol::kv::{KvEntry, KvLimits, OwnerDelta, OwnerDigest};
 use crate::protocol::signing::{Certificate, Signature};
@@ -241,6 +242,7 @@ impl Run {
             .collect();
         let reply = StreamMessage::PushPullReply {
             members,
+            wants: Vec::new(),
             kv_delta: Vec::new(),
             kv_digest: Vec::new(),
             events: Vec::new(),
@@ -317,7 +319,10 @@ impl Run {
             }
             8 => {
                 let m = match s.byte() % 3 {
-                    0 => StreamMessage::KvPush { deltas: deltas(s) },
+                    0 => StreamMessage::KvPush {
+                        deltas: deltas(s),
+                        members: (0..s.byte() % 4).map(|_| member(s)).collect(),
+                    },
                     1 => StreamMessage::KvSync { digest: digest(s) },
                     _ => StreamMessage::PushPull {
                         join: s.byte().is_multiple_of(2),
@@ -327,6 +332,7 @@ impl Run {
                             from.clone()
                         },
                         members: (0..s.byte() % 8).map(|_| member(s)).collect(),
+                        digest: (0..s.byte() % 8).map(|_| member_digest(s)).collect(),
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
                         certificates: Vec::new(),
@@ -347,6 +353,7 @@ impl Run {
                     },
                     _ => StreamMessage::PushPullReply {
                         members: (0..s.byte() % 8).map(|_| member(s)).collect(),
+                        wants: (0..s.byte() % 4).map(|_| pick_name(s)).collect(),
                         kv_delta: deltas(s),
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
@@ -488,6 +495,19 @@ fn member(s: &mut Script<'_>) -> MemberUpdate {
         claim,
         signature,
         accusation,
+    }
+}
+
+fn member_digest(s: &mut Script<'_>) -> MemberDigest {
+    MemberDigest {
+        name: pick_name(s),
+        incarnation: Incarnation(s.counter()),
+        state: match s.byte() % 4 {
+            0 => State::Alive,
+            1 => State::Suspect,
+            2 => State::Dead,
+            _ => State::Left,
+        },
     }
 }
 
@@ -652,6 +672,11 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             join: true,
             sender: name(1),
             members: vec![m.clone()],
+            digest: vec![MemberDigest {
+                name: name(2),
+                incarnation: Incarnation(3),
+                state: State::Suspect,
+            }],
             kv_digest: vec![digest.clone()],
             events: vec![e.clone()],
             certificates: vec![Certificate {
@@ -660,7 +685,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             }],
         },
         StreamMessage::PushPullReply {
-            members: vec![m],
+            members: vec![m.clone()],
+            wants: vec![me()],
             kv_delta: vec![delta.clone()],
             kv_digest: vec![digest.clone()],
             events: vec![e],
@@ -677,6 +703,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         StreamMessage::KvPush {
             deltas: vec![delta.clone()],
+            members: vec![m],
         },
         StreamMessage::KvPushAck,
         StreamMessage::Ping {

@@ -147,6 +147,7 @@ fn feed(h: &mut Harness, input: &Input) {
         }
         Input::Push(from, owner, reset, gc_floor, e) => {
             let push = StreamMessage::KvPush {
+                members: Vec::new(),
                 deltas: vec![OwnerDelta {
                     reset: *reset,
                     gc_floor: *gc_floor,
@@ -270,6 +271,7 @@ fn our_key_pushed_back_at_a_higher_version_is_written_again_above_it() {
     let mut h = Harness::with_peers(Config::lan());
     h.swim.set(h.now, "colour", b"blue".to_vec()).unwrap();
     let push = StreamMessage::KvPush {
+        members: Vec::new(),
         deltas: vec![OwnerDelta {
             reset: true,
             gc_floor: SELF_CLAIM_MAX,
@@ -320,6 +322,7 @@ fn a_maximal_push_about_all_our_keys_refutes_each_key_once() {
         })
         .collect();
     let push = StreamMessage::KvPush {
+        members: Vec::new(),
         deltas: vec![OwnerDelta {
             reset: true,
             gc_floor: 0,

@@ -95,7 +95,7 @@ fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
         .filter(|m| matches!(m, StreamMessage::KvPush { .. }))
         .collect();
     assert_eq!(pushes.len(), 1, "one push to a expected: {pushes:?}");
-    let StreamMessage::KvPush { deltas } = &pushes[0] else {
+    let StreamMessage::KvPush { deltas, .. } = &pushes[0] else {
         unreachable!("filtered to pushes")
     };
     let keys: Vec<(&str, &str)> = deltas

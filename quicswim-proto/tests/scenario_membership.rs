@@ -109,7 +109,7 @@ fn leave_counts_as_confirmed_only_once_a_peer_holds_this_nodes_keys() {
         .take_sent()
         .into_iter()
         .filter_map(|(_, t)| match decode_stream(&t.payload) {
-            Ok(StreamMessage::KvPush { deltas }) => Some((t.to.name, deltas)),
+            Ok(StreamMessage::KvPush { deltas, .. }) => Some((t.to.name, deltas)),
             _ => None,
         })
         .collect();
@@ -133,6 +133,7 @@ fn leave_counts_as_confirmed_only_once_a_peer_holds_this_nodes_keys() {
         [peer.as_str()]
     );
     let level = StreamMessage::PushPullReply {
+        wants: Vec::new(),
         members: vec![left],
         kv_delta: Vec::new(),
         kv_digest,
@@ -364,6 +365,7 @@ fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
     h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
         .unwrap();
     let push = |owner: &str, key: &str| StreamMessage::KvPush {
+        members: Vec::new(),
         deltas: vec![their_key(owner, key, 1)],
     };
     h.stream("a", &push("e", "old")).unwrap();
@@ -374,6 +376,7 @@ fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
     // A peer that still holds e's data sends it whole, by every path: it is refused.
     h.stream("a", &push("e", "old")).unwrap();
     let reply = StreamMessage::PushPullReply {
+        wants: Vec::new(),
         members: vec![alive("a", 0)],
         kv_delta: vec![their_key("e", "old", 1)],
         kv_digest: Vec::new(),
@@ -439,6 +442,7 @@ fn a_reaped_members_keys_are_refused_until_dead_retention_passes_again() {
     h.gossip("a", &[claim("e", 0, State::Dead, Some("a"))])
         .unwrap();
     let push = StreamMessage::KvPush {
+        members: Vec::new(),
         deltas: vec![their_key("e", "old", 1)],
     };
     h.stream("a", &push).unwrap();
@@ -475,6 +479,7 @@ fn leave_stops_pushing_to_a_peer_that_never_comes_level() {
             d.fingerprint ^= 1;
         }
         StreamMessage::PushPullReply {
+            wants: Vec::new(),
             members: vec![left.clone()],
             kv_delta: Vec::new(),
             kv_digest,

@@ -127,6 +127,7 @@ async fn a_member_claiming_another_name_is_refused() {
             .await
             .unwrap();
     let claim = StreamMessage::PushPull {
+        digest: Vec::new(),
         join: true,
         sender: name("node-1"),
         members: vec![MemberUpdate {

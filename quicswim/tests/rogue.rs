@@ -116,6 +116,7 @@ impl Rogue {
         };
         let own = rogue.own_update();
         let join = StreamMessage::PushPull {
+            digest: Vec::new(),
             join: true,
             sender: me.clone(),
             members: vec![own],
@@ -296,6 +297,7 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
     for node in &nodes {
         let before = forged(node).await.kv;
         let push = StreamMessage::KvPush {
+            members: Vec::new(),
             deltas: vec![OwnerDelta {
                 reset: false,
                 gc_floor: 0,
@@ -343,6 +345,7 @@ async fn forged_reset_with_the_highest_floor_erases_nothing() {
     for node in &nodes {
         let before = forged(node).await.kv;
         let push = StreamMessage::KvPush {
+            members: Vec::new(),
             deltas: vec![OwnerDelta {
                 reset: true,
                 gc_floor: COUNTER_MAX,
@@ -390,6 +393,7 @@ async fn version_at_counter_max_cannot_mask_the_owners_later_writes() {
         signature: garbage(),
     };
     let push = StreamMessage::KvPush {
+        members: Vec::new(),
         deltas: vec![OwnerDelta {
             reset: false,
             gc_floor: 0,
@@ -481,6 +485,7 @@ async fn forged_leave_and_forged_dead_are_refused() {
     }
     // The same by stream, in a full-state exchange.
     let push_pull = StreamMessage::PushPull {
+        digest: Vec::new(),
         join: false,
         sender: rogue.name.clone(),
         members: vec![rogue.own_update(), left, left_higher, dead],
@@ -560,6 +565,7 @@ async fn member_that_never_connected_is_not_announced() {
         accusation: None,
     };
     let push_pull = StreamMessage::PushPull {
+        digest: Vec::new(),
         join: false,
         sender: rogue.name.clone(),
         members: vec![rogue.own_update(), ghost.clone()],
@@ -703,6 +709,7 @@ async fn forged_user_events_in_another_name_are_not_delivered() {
         let counts = forged(node).await.event;
         rogue.gossip_and_sync(node, &updates).await;
         let push_pull = StreamMessage::PushPull {
+            digest: Vec::new(),
             join: false,
             sender: rogue.name.clone(),
             members: vec![rogue.own_update()],

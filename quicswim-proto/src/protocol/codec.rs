@@ -20,7 +20,7 @@ use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 use super::signing::{signed_bytes, Certificate, RecordKind, Signature};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -194,6 +194,19 @@ impl Accusation {
     }
 }
 
+/// What a full-state exchange says of a member it does not send in full: enough for the
+/// peer to tell whether its own record is newer, older or the same. About 15 bytes where the
+/// signed record is 110 or more; the records themselves go only where they are news.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDigest {
+    /// Whom.
+    pub name: NodeName,
+    /// The incarnation held.
+    pub incarnation: Incarnation,
+    /// The state held at that incarnation.
+    pub state: State,
+}
+
 /// A claim about a member, as gossiped and as exchanged in full-state sync: the member's own
 /// signed [`Claim`], and for Suspect and Dead the accusation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,24 +271,36 @@ pub enum StreamMessage {
         join: bool,
         /// The sender's name; must equal its certificate's name.
         sender: NodeName,
-        /// Every member the sender knows, itself and tombstones included.
+        /// Members in full: the sender's own record (its Left while leaving); every one of
+        /// them is merged.
         #[serde(deserialize_with = "members")]
         members: Vec<MemberUpdate>,
+        /// Every other member the sender holds, tombstones included, as a digest: the
+        /// responder answers with its records that are news to the sender and names the
+        /// sender's that are news to it.
+        #[serde(deserialize_with = "member_digests")]
+        digest: Vec<MemberDigest>,
         /// The sender's key/value digest, per owner.
         #[serde(deserialize_with = "digest")]
         kv_digest: Vec<OwnerDigest>,
         /// The user events the sender saw last, so a member that missed one catches up.
         #[serde(deserialize_with = "events")]
         events: Vec<SignedEvent>,
-        /// The sender's own certificate, so the responder can check its records.
+        /// When joining, the sender's own certificate, so the responder can check its record
+        /// (a member's is asked for when missing).
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
     },
-    /// The responder's full state after merging the request.
+    /// The responder's side of a full-state exchange, after merging the request.
     PushPullReply {
-        /// Every member the responder knows.
+        /// The responder's records that the request's digest lacks or holds older (all of
+        /// them for a joiner), its record of the requester always among them.
         #[serde(deserialize_with = "members")]
         members: Vec<MemberUpdate>,
+        /// Members whose records in the request's digest are news to the responder: the
+        /// requester sends them with its [`StreamMessage::KvPush`].
+        #[serde(deserialize_with = "member_names")]
+        wants: Vec<NodeName>,
         /// Key/value entries the requester lacks, by its digest.
         #[serde(deserialize_with = "deltas")]
         kv_delta: Vec<OwnerDelta>,
@@ -296,6 +321,9 @@ pub enum StreamMessage {
         /// The entries, per owner.
         #[serde(deserialize_with = "deltas")]
         deltas: Vec<OwnerDelta>,
+        /// After a full-state exchange, the member records the reply's `wants` named.
+        #[serde(deserialize_with = "members")]
+        members: Vec<MemberUpdate>,
     },
     /// Answer to [`StreamMessage::KvPush`].
     KvPushAck,
@@ -419,6 +447,14 @@ fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MemberUpdate>, D::Erro
     bounded::seq(d, "members", MEMBERS_PER_MESSAGE_MAX)
 }
 
+fn member_digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MemberDigest>, D::Error> {
+    bounded::seq(d, "member digests", MEMBERS_PER_MESSAGE_MAX)
+}
+
+fn member_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeName>, D::Error> {
+    bounded::seq(d, "member names", MEMBERS_PER_MESSAGE_MAX)
+}
+
 fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnerDigest>, D::Error> {
     bounded::seq(d, "digest owners", OWNERS_PER_MESSAGE_MAX)
 }
@@ -518,6 +554,11 @@ mod tests {
             join: true,
             sender: name("a"),
             members: vec![member("a", 1, State::Alive), member("b", 2, State::Dead)],
+            digest: vec![MemberDigest {
+                name: name("c"),
+                incarnation: Incarnation(7),
+                state: State::Left,
+            }],
             kv_digest: vec![OwnerDigest {
                 owner: name("a"),
                 max_version: 9,
@@ -612,6 +653,7 @@ mod tests {
         };
         let push = StreamMessage::KvPush {
             deltas: vec![delta.clone(), delta.clone(), delta.clone(), delta],
+            members: Vec::new(),
         };
         assert_eq!(
             field_refused(decode_stream(&encode_stream(&push))),
@@ -634,6 +676,7 @@ mod tests {
             join: false,
             sender: name("a"),
             members: Vec::new(),
+            digest: Vec::new(),
             kv_digest: Vec::new(),
             events,
             certificates: Vec::new(),

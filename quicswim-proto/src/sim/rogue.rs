@@ -369,6 +369,7 @@ impl RogueNode {
                     Carrier::Request,
                     encode_stream(&StreamMessage::KvPush {
                         deltas: vec![delta],
+                        members: Vec::new(),
                     }),
                 )
             }
@@ -436,6 +437,7 @@ impl RogueNode {
                     join: false,
                     sender: self.name.clone(),
                     members: vec![forged, ghost],
+                    digest: Vec::new(),
                     kv_digest: Vec::new(),
                     events: vec![SignedEvent { event, signature }],
                     certificates: vec![Certificate {

@@ -190,6 +190,7 @@ pub fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> Stream
         join,
         sender: name(sender),
         members,
+        digest: Vec::new(),
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
@@ -199,6 +200,7 @@ pub fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> Stream
 pub fn push_pull_reply(members: Vec<MemberUpdate>) -> StreamMessage {
     StreamMessage::PushPullReply {
         members,
+        wants: Vec::new(),
         kv_delta: Vec::new(),
         kv_digest: Vec::new(),
         events: Vec::new(),

@@ -222,7 +222,7 @@ impl Swim {
         *flushes += 1;
         l.flushing.insert(from.clone());
         self.stats.kv_entries_synced += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
-        self.send_kv_push(from, deltas);
+        self.send_kv_push(from, deltas, Vec::new());
     }
 
     /// A KvPushAck while leaving: check, with one more PushPull, that the peer is now level

@@ -596,6 +596,7 @@ impl Swim {
                 join,
                 sender,
                 members,
+                digest,
                 kv_digest,
                 events,
                 certificates,
@@ -608,7 +609,16 @@ impl Swim {
                         claimed: Box::new(sender),
                     });
                 }
-                Some(self.on_push_pull(now, from, join, members, kv_digest, events, certificates))
+                Some(self.on_push_pull(
+                    now,
+                    from,
+                    join,
+                    members,
+                    digest,
+                    kv_digest,
+                    events,
+                    certificates,
+                ))
             }
             StreamMessage::Ping {
                 seq,
@@ -622,8 +632,11 @@ impl Swim {
                 self.on_pinged(now, from, suspected);
                 Some(encode_stream(&StreamMessage::Ack { seq }))
             }
-            StreamMessage::KvPush { deltas } => {
+            StreamMessage::KvPush { deltas, members } => {
                 if self.me.state != State::Left {
+                    for u in members {
+                        self.apply(now, from, u, Source::PushPull);
+                    }
                     self.apply_kv_deltas(now, from, deltas);
                 }
                 Some(encode_stream(&StreamMessage::KvPushAck))
@@ -659,6 +672,7 @@ impl Swim {
             StreamMessage::Ack { seq } => self.on_ack(now, seq, from, true),
             StreamMessage::PushPullReply {
                 members,
+                wants,
                 kv_delta,
                 kv_digest,
                 events,
@@ -667,6 +681,7 @@ impl Swim {
                 now,
                 from,
                 members,
+                wants,
                 kv_delta,
                 kv_digest,
                 events,

@@ -1,16 +1,18 @@
 //! Full-state sync: joining through seeds, the periodic anti-entropy exchange (push-pull) and
 //! the early ones after a join, and key/value writes with the digest rounds that spread them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tracing::{debug, trace};
 
 use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
-use super::super::codec::{encode_stream, MemberUpdate, SignedEvent, StreamMessage};
+use super::super::codec::{
+    encode_stream, MemberDigest, MemberUpdate, SignedEvent, StreamMessage, MEMBERS_PER_MESSAGE_MAX,
+};
 use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
-use super::super::member::{NodeName, State};
+use super::super::member::{overrides, Incarnation, NodeName, State};
 use super::super::signing::{Certificate, Signature};
 use super::super::timer::Timer;
 use super::membership::Source;
@@ -49,12 +51,16 @@ impl Swim {
         from: &NodeName,
         join: bool,
         members: Vec<MemberUpdate>,
+        digest: Vec<MemberDigest>,
         kv_digest: Vec<OwnerDigest>,
         events: Vec<SignedEvent>,
         certificates: Vec<Certificate>,
     ) -> Vec<u8> {
-        debug!(peer = %from, join, members = members.len(), "push-pull request");
+        debug!(peer = %from, join, members = members.len(), digest = digest.len(), "push-pull request");
+        let theirs = held_by_peer(&members, &digest);
+        let mut wants = Vec::new();
         if self.me.state != State::Left {
+            wants = self.news_in(&digest);
             self.learn_listed_certificates(now, from, &members, certificates);
             for u in members {
                 self.apply(now, from, u, Source::PushPull);
@@ -71,10 +77,11 @@ impl Swim {
             }
         }
         self.stats.push_pulls_answered += 1;
-        let members = self.table();
+        let members = self.news_for(from, &theirs);
         let certificates = self.certificates_for(&members, join);
         let reply = StreamMessage::PushPullReply {
             members,
+            wants,
             kv_delta: self.kv_delta(&kv_digest, Owners::All),
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
@@ -92,6 +99,7 @@ impl Swim {
         now: Instant,
         from: &NodeName,
         members: Vec<MemberUpdate>,
+        wants: Vec<NodeName>,
         kv_delta: Vec<OwnerDelta>,
         kv_digest: Vec<OwnerDigest>,
         events: Vec<SignedEvent>,
@@ -115,9 +123,10 @@ impl Swim {
                 self.schedule_join_sync(now, 0);
                 self.prepare_next_probe();
             }
-            // Our half: what the responder lacks, by its digest.
+            // Our half: the member records it named and what it lacks of key/value data.
             let deltas = self.kv_delta(&kv_digest, Owners::All);
-            self.send_kv_push(from, deltas);
+            let members = self.records_of(&wants);
+            self.send_kv_push(from, deltas, members);
         }
     }
 
@@ -133,14 +142,28 @@ impl Swim {
 
     pub(super) fn send_push_pull(&mut self, to: Destination, join: bool) {
         self.stats.push_pulls_started += 1;
-        let members = self.table();
+        let digest = self
+            .members
+            .values()
+            .map(|e| MemberDigest {
+                name: e.member.name.clone(),
+                incarnation: e.member.incarnation,
+                state: e.member.state,
+            })
+            .collect();
+        let certificates = if join {
+            self.certificate_of(&self.me.name).into_iter().collect()
+        } else {
+            Vec::new()
+        };
         let message = StreamMessage::PushPull {
             join,
             sender: self.me.name.clone(),
-            members,
+            members: vec![self.self_update()],
+            digest,
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
-            certificates: self.certificate_of(&self.me.name).into_iter().collect(),
+            certificates,
         };
         let payload = encode_stream(&message);
         self.stats.anti_entropy_bytes_out += payload.len() as u64;
@@ -172,17 +195,66 @@ impl Swim {
         self.timers.insert(at, Timer::JoinSync { round });
     }
 
-    /// Every member as a signed record: this node's claim first, then each entry as held.
-    fn table(&mut self) -> Vec<MemberUpdate> {
-        let own = self.self_update();
+    /// Our records that are news to a peer holding `theirs`: this node's claim first, then
+    /// each entry the peer lacks or holds older, and our record of the peer itself in any
+    /// case (a leaver learns from it that its Left arrived; a suspected member, that it is).
+    fn news_for(
+        &mut self,
+        peer: &NodeName,
+        theirs: &BTreeMap<NodeName, (Incarnation, State)>,
+    ) -> Vec<MemberUpdate> {
+        let news = |name: &NodeName, held: (Incarnation, State)| {
+            name == peer || theirs.get(name).is_none_or(|t| overrides(held, *t))
+        };
+        let mut out = Vec::new();
+        if news(&self.me.name, (self.me.incarnation, self.me.state)) {
+            out.push(self.self_update());
+        }
         let names: Vec<NodeName> = self
             .members
             .values()
+            .filter(|e| news(&e.member.name, (e.member.incarnation, e.member.state)))
             .map(|e| e.member.name.clone())
             .collect();
-        std::iter::once(own)
-            .chain(names.iter().filter_map(|n| self.held_update(n)))
+        out.extend(names.iter().filter_map(|n| self.held_update(n)));
+        out
+    }
+
+    /// The members whose entries in a peer's `digest` are news here: a member not held that
+    /// the peer holds Alive, or a newer incarnation or state than ours (this node's own
+    /// included, so that it hears of a suspicion and refutes it).
+    fn news_in(&self, digest: &[MemberDigest]) -> Vec<NodeName> {
+        digest
+            .iter()
+            .filter(|d| {
+                let held = if d.name == self.me.name {
+                    Some((self.me.incarnation, self.me.state))
+                } else {
+                    self.members
+                        .get(&d.name)
+                        .map(|e| (e.member.incarnation, e.member.state))
+                };
+                match held {
+                    None => d.state == State::Alive,
+                    Some(h) => overrides((d.incarnation, d.state), h),
+                }
+            })
+            .map(|d| d.name.clone())
+            .take(MEMBERS_PER_MESSAGE_MAX)
             .collect()
+    }
+
+    /// Our records of the members `names` lists (this node's own claim for its name).
+    fn records_of(&mut self, names: &[NodeName]) -> Vec<MemberUpdate> {
+        let mut out = Vec::new();
+        for name in names.iter().take(MEMBERS_PER_MESSAGE_MAX) {
+            if *name == self.me.name {
+                out.push(self.self_update());
+            } else if let Some(u) = self.held_update(name) {
+                out.push(u);
+            }
+        }
+        out
     }
 
     /// Learns the certificates a full-state exchange carried: the sender's own, and those of
@@ -491,7 +563,7 @@ impl Swim {
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(&wants, Owners::Listed);
-            self.send_kv_push(from, deltas);
+            self.send_kv_push(from, deltas, Vec::new());
         }
     }
 
@@ -503,11 +575,16 @@ impl Swim {
     }
 
     /// Pushes `deltas` to `to`, if there is anything in them.
-    pub(super) fn send_kv_push(&mut self, to: &NodeName, deltas: Vec<OwnerDelta>) {
-        if deltas.is_empty() {
+    pub(super) fn send_kv_push(
+        &mut self,
+        to: &NodeName,
+        deltas: Vec<OwnerDelta>,
+        members: Vec<MemberUpdate>,
+    ) {
+        if deltas.is_empty() && members.is_empty() {
             return;
         }
-        let payload = self.encode_anti_entropy(&StreamMessage::KvPush { deltas });
+        let payload = self.encode_anti_entropy(&StreamMessage::KvPush { deltas, members });
         self.transmits.push_back(Transmit {
             to: self.destination_of(to),
             kind: TransmitKind::Request,
@@ -532,4 +609,20 @@ pub fn push_pull_scale(interval: Duration, n: usize) -> Duration {
     }
     let mult = ((n as f64).log2() - (THRESHOLD as f64).log2()).ceil() + 1.0;
     interval.mul_f64(mult)
+}
+
+/// What a peer holds, by the records it sent in full and its digest of the rest.
+fn held_by_peer(
+    members: &[MemberUpdate],
+    digest: &[MemberDigest],
+) -> BTreeMap<NodeName, (Incarnation, State)> {
+    digest
+        .iter()
+        .map(|d| (d.name.clone(), (d.incarnation, d.state)))
+        .chain(
+            members
+                .iter()
+                .map(|u| (u.claim.name.clone(), (u.claim.incarnation, u.state()))),
+        )
+        .collect()
 }
