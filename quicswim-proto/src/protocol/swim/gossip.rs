@@ -175,7 +175,7 @@ impl Swim {
     }
 
     /// Sends `message` with the queued updates that fit and are not in `sent`, whose ids it
-    /// adds there; returns how many it carried.
+    /// adds there.
     fn send_datagram_with(&mut self, to: Destination, message: Message, sent: &mut Vec<u64>) {
         let (count, updates) = self.take_updates(&message, sent);
         let payload = encode_datagram(&message, count, &updates);

@@ -1,0 +1,295 @@
+//! Signed records in full-state exchanges and gossip: digests instead of whole tables, records
+//! that wait for their signer's certificate, and gossip rounds that drain a deep queue.
+
+mod core_harness;
+
+use std::collections::BTreeMap;
+
+use core_harness::*;
+use quicswim_proto::protocol::codec::{
+    decode_stream, encode_datagram, encode_update, MemberDigest, MemberUpdate, Message,
+    StreamMessage, Update,
+};
+use quicswim_proto::protocol::signing::Certificate;
+use quicswim_proto::protocol::{Config, Incarnation, State, TransmitKind, UserEvent};
+
+/// The certificate requests `me` sent, by peer, with the names asked.
+fn certificate_requests(h: &mut Harness) -> Vec<(String, Vec<String>)> {
+    h.take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::CertificateRequest { names }) => Some((
+                t.to.name.expect("asked by name").to_string(),
+                names.iter().map(|n| n.to_string()).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn certificate_of(who: &str) -> Certificate {
+    Certificate {
+        name: name(who),
+        der: authority().certificate(&name(who)).to_vec(),
+    }
+}
+
+#[test]
+fn a_record_waits_for_its_signers_certificate_and_applies_when_it_comes() {
+    let mut h = Harness::with_peers(Config::lan());
+    // "g" is not among the names whose certificates `me` holds.
+    h.gossip("a", &[alive("g", 5)]).unwrap();
+    assert_eq!(h.state_of("g"), None, "not applied without a certificate");
+    assert_eq!(h.swim.stats().unverified_records, 1);
+    assert_eq!(
+        certificate_requests(&mut h),
+        [("a".to_string(), vec!["g".to_string()])]
+    );
+    // The reply alone applies the record: no second copy of it is needed.
+    let reply = StreamMessage::CertificateReply {
+        certificates: vec![certificate_of("g")],
+    };
+    assert_eq!(h.stream("a", &reply), Ok(None));
+    assert_eq!(h.state_of("g"), Some((5, State::Alive)));
+    assert_eq!(h.swim.stats().certificates_learned, 1);
+    // And it is news here, so it is relayed.
+    h.run_until_true(std::time::Duration::from_secs(5), "g relayed", |h| {
+        h.sent
+            .iter()
+            .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+            .any(|(_, t)| {
+                member_updates(&packet(t))
+                    .iter()
+                    .any(|u| u.claim.name == name("g"))
+            })
+    });
+}
+
+#[test]
+fn a_forged_record_is_not_kept_waiting_and_a_certificate_unasked_applies_nothing() {
+    let mut h = Harness::with_peers(Config::lan());
+    // A record about "g" signed by "b": once g's certificate is held it does not verify.
+    let mut forged = alive("g", 9);
+    forged.signature = keys("b").sign(&forged.claim.signed_bytes());
+    h.gossip("a", &[forged]).unwrap();
+    h.take_sent();
+    let reply = StreamMessage::CertificateReply {
+        certificates: vec![certificate_of("g")],
+    };
+    h.stream("a", &reply).unwrap();
+    assert_eq!(
+        h.state_of("g"),
+        None,
+        "the parked forgery fails against the certificate"
+    );
+    assert_eq!(h.swim.stats().forged.claim, 1);
+}
+
+#[test]
+fn a_full_state_request_is_a_digest_and_the_reply_carries_only_news() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[alive("b", 3)]).unwrap();
+    h.take_sent();
+    // "a" holds c at a newer incarnation than us, b at an older one, d the same, and knows
+    // nothing of e.
+    let digest = vec![
+        MemberDigest {
+            name: name("b"),
+            incarnation: Incarnation(1),
+            state: State::Alive,
+        },
+        MemberDigest {
+            name: name("c"),
+            incarnation: Incarnation(4),
+            state: State::Alive,
+        },
+        MemberDigest {
+            name: name("d"),
+            incarnation: Incarnation(0),
+            state: State::Alive,
+        },
+        MemberDigest {
+            name: name("me"),
+            incarnation: h.swim.local_member().incarnation,
+            state: State::Alive,
+        },
+    ];
+    let request = StreamMessage::PushPull {
+        join: false,
+        sender: name("a"),
+        members: vec![alive("a", 0)],
+        digest,
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+        certificates: Vec::new(),
+    };
+    let reply = h.stream("a", &request).unwrap().expect("a reply");
+    let Ok(StreamMessage::PushPullReply { members, wants, .. }) = decode_stream(&reply) else {
+        panic!("not a reply");
+    };
+    let mut sent: Vec<(String, u64)> = members
+        .iter()
+        .map(|u| (u.claim.name.to_string(), u.claim.incarnation.0))
+        .collect();
+    sent.sort();
+    // b (ours is newer), e (it lacks it) and a itself (our record of the requester); not d,
+    // not c, not me (level).
+    assert_eq!(
+        sent,
+        [("a".into(), 0), ("b".into(), 3), ("e".into(), 0)],
+        "{sent:?}"
+    );
+    assert_eq!(wants, [name("c")]);
+
+    // Its KvPush brings c's record, which applies.
+    let push = StreamMessage::KvPush {
+        deltas: Vec::new(),
+        members: vec![alive("c", 4)],
+    };
+    h.stream("a", &push).unwrap();
+    assert_eq!(h.state_of("c"), Some((4, State::Alive)));
+}
+
+#[test]
+fn our_periodic_request_is_our_record_and_a_digest_and_we_send_what_the_reply_wants() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.run_until_true(
+        Config::lan().push_pull_interval * 2,
+        "a full-state request",
+        |h| {
+            h.sent.iter().any(|(_, t)| {
+                matches!(
+                    decode_stream(&t.payload),
+                    Ok(StreamMessage::PushPull { join: false, .. })
+                )
+            })
+        },
+    );
+    let (peer, request) = h
+        .take_sent()
+        .into_iter()
+        .find_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(m @ StreamMessage::PushPull { .. }) => Some((t.to.name.expect("by name"), m)),
+            _ => None,
+        })
+        .expect("found above");
+    let StreamMessage::PushPull {
+        members,
+        digest,
+        certificates,
+        ..
+    } = request
+    else {
+        unreachable!()
+    };
+    let own: Vec<&MemberUpdate> = members.iter().collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].claim.name, name("me"));
+    let mut listed: Vec<String> = digest.iter().map(|d| d.name.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, PEERS.map(String::from));
+    assert!(certificates.is_empty(), "certificates only when joining");
+
+    // The peer wants b's record and ours.
+    let reply = StreamMessage::PushPullReply {
+        members: Vec::new(),
+        wants: vec![name("b"), name("me")],
+        kv_delta: Vec::new(),
+        kv_digest: Vec::new(),
+        events: Vec::new(),
+        certificates: Vec::new(),
+    };
+    h.stream(peer.as_str(), &reply).unwrap();
+    let pushed: Vec<String> = h
+        .take_sent()
+        .into_iter()
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::KvPush { members, .. }) => Some(members),
+            _ => None,
+        })
+        .flatten()
+        .map(|u| u.claim.name.to_string())
+        .collect();
+    assert_eq!(pushed, ["b", "me"]);
+}
+
+/// The gossip datagrams `me` sent, by member, each as the event sequences it carried.
+fn gossip_by_member(h: &mut Harness) -> BTreeMap<String, Vec<Vec<u64>>> {
+    let mut out: BTreeMap<String, Vec<Vec<u64>>> = BTreeMap::new();
+    for (_, t) in h.take_sent() {
+        if t.kind != TransmitKind::Datagram {
+            continue;
+        }
+        assert!(t.payload.len() <= Config::lan().max_datagram_size);
+        let p = packet(&t);
+        if p.message != Message::Gossip {
+            continue;
+        }
+        let seqs = p
+            .updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Event(e) => Some(e.event.seq),
+                Update::Member(_) => None,
+            })
+            .collect();
+        out.entry(t.to.name.expect("by name").to_string())
+            .or_default()
+            .push(seqs);
+    }
+    out
+}
+
+fn events_from_a(seqs: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+    let count = seqs.clone().count();
+    let body: Vec<u8> = seqs
+        .flat_map(|seq| {
+            encode_update(&Update::Event(signed_event(UserEvent {
+                origin: name("a"),
+                seq,
+                name: "deploy".into(),
+                payload: vec![7; 64],
+            })))
+        })
+        .collect();
+    encode_datagram(&Message::Gossip, count, &body)
+}
+
+#[test]
+fn a_deep_queue_goes_out_in_several_datagrams_a_member_each_with_different_updates() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.connect_all();
+    h.drain_news();
+    h.take_sent();
+    // ~40 signed events of ~150 bytes: several datagrams' worth.
+    h.deliver("a", &events_from_a(1..=40)).unwrap();
+    let round = gossip_by_member(&mut h);
+    assert_eq!(round.len(), Config::lan().gossip_nodes, "{round:?}");
+    for (member, datagrams) in &round {
+        assert!(
+            (2..=Config::lan().gossip_datagrams_max).contains(&datagrams.len()),
+            "{member}: {datagrams:?}"
+        );
+        let mut seqs: Vec<u64> = datagrams.iter().flatten().copied().collect();
+        let carried = seqs.len();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(
+            seqs.len(),
+            carried,
+            "{member} got an update twice: {datagrams:?}"
+        );
+        assert!(carried > datagrams[0].len());
+    }
+
+    // Once drained, news that fits one datagram goes out as one a member.
+    h.drain_news();
+    h.take_sent();
+    h.deliver("a", &events_from_a(41..=41)).unwrap();
+    let round = gossip_by_member(&mut h);
+    assert!(!round.is_empty());
+    for (member, datagrams) in &round {
+        assert_eq!(datagrams.len(), 1, "{member}: {datagrams:?}");
+    }
+}
