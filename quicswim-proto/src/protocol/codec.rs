@@ -310,8 +310,9 @@ pub enum StreamMessage {
         /// The user events the responder saw last.
         #[serde(deserialize_with = "events")]
         events: Vec<SignedEvent>,
-        /// The responder's own certificate; to a joiner, those of every member listed too
-        /// (up to [`CERTIFICATES_PER_MESSAGE_MAX`]), so it can check the table it is given.
+        /// The certificates of the members sent whom the request's digest did not list (so
+        /// the requester never checked a record of theirs): all of them for a joiner (up to
+        /// [`CERTIFICATES_PER_MESSAGE_MAX`]).
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
     },

@@ -78,7 +78,7 @@ impl Swim {
         }
         self.stats.push_pulls_answered += 1;
         let members = self.news_for(from, &theirs);
-        let certificates = self.certificates_for(&members, join);
+        let certificates = self.certificates_for(&members, |name| theirs.contains_key(name));
         let reply = StreamMessage::PushPullReply {
             members,
             wants,

@@ -327,20 +327,19 @@ impl Swim {
         })
     }
 
-    /// Our own certificate and, for a joiner, those of every member in `table` (up to the
-    /// limit of one message).
-    pub(super) fn certificates_for(&self, table: &[MemberUpdate], join: bool) -> Vec<Certificate> {
-        let own = self.certificate_of(&self.me.name);
-        if !join {
-            return own.into_iter().collect();
-        }
-        own.into_iter()
-            .chain(
-                table
-                    .iter()
-                    .filter(|u| u.claim.name != self.me.name)
-                    .filter_map(|u| self.certificate_of(&u.claim.name)),
-            )
+    /// The certificates of the members in `records` that a peer holds no record of, so has
+    /// never checked one of theirs (all of them for a joiner, whose digest is empty), up to
+    /// the limit of one message. Asking for them after would cost the peer a round trip per
+    /// relayer, and hold the records back that long.
+    pub(super) fn certificates_for(
+        &self,
+        records: &[MemberUpdate],
+        held_by_peer: impl Fn(&NodeName) -> bool,
+    ) -> Vec<Certificate> {
+        records
+            .iter()
+            .filter(|u| !held_by_peer(&u.claim.name))
+            .filter_map(|u| self.certificate_of(&u.claim.name))
             .take(CERTIFICATES_PER_MESSAGE_MAX)
             .collect()
     }
