@@ -67,6 +67,29 @@ fn a_record_waits_for_its_signers_certificate_and_applies_when_it_comes() {
 }
 
 #[test]
+fn a_certificate_met_in_a_handshake_applies_what_waited_for_it_and_asks_nothing_more() {
+    let mut h = Harness::with_peers(Config::lan());
+    h.gossip("a", &[alive("g", 5)]).unwrap();
+    assert_eq!(h.state_of("g"), None);
+    h.take_sent();
+    // "g" connects: the runtime hands over the certificate it presented.
+    let now = h.now;
+    h.swim
+        .handle_peer_certificate(now, &name("g"), certificate_of("g").der);
+    h.pump();
+    assert_eq!(h.state_of("g"), Some((5, State::Alive)));
+    // Its next record checks at once: nothing waits and nothing is asked.
+    h.gossip("b", &[alive("g", 6)]).unwrap();
+    assert_eq!(h.state_of("g"), Some((6, State::Alive)));
+    assert!(certificate_requests(&mut h).is_empty());
+    // A certificate that is not the cluster's is refused and counted.
+    let refused = h.swim.stats().certificates_refused;
+    h.swim
+        .handle_peer_certificate(now, &name("zz"), vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    assert_eq!(h.swim.stats().certificates_refused, refused + 1);
+}
+
+#[test]
 fn a_forged_record_is_not_kept_waiting_and_a_certificate_unasked_applies_nothing() {
     let mut h = Harness::with_peers(Config::lan());
     // A record about "g" signed by "b": once g's certificate is held it does not verify.

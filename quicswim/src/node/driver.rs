@@ -199,8 +199,13 @@ impl Driver {
                     self.joiner.joined_through(&self.core, &from, "request");
                 }
             }
-            Incoming::PeerUp { name, addr } => {
+            Incoming::PeerUp {
+                name,
+                addr,
+                certificate,
+            } => {
                 self.datagram_size_due = now;
+                self.core.handle_peer_certificate(now, &name, certificate);
                 self.core.handle_peer_up(now, &name);
                 debug!(peer = %name, %addr, "connection up");
             }

@@ -145,6 +145,13 @@ pub(crate) fn peer_name_of(conn: &quinn::Connection) -> Result<NodeName, tls::Er
     tls::peer_name(&certs)
 }
 
+/// The certificate the peer presented on `conn` (DER), if any.
+pub(crate) fn peer_certificate_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().map(|c| c.to_vec())
+}
+
 /// Dial race: with a usable link to the same peer process already pooled, whether the new one
 /// should replace it. Both ends keep the connection dialled by the smaller name, so they agree
 /// without talking; when one side dialled both, the older is kept.

@@ -115,6 +115,9 @@ pub enum Incoming {
         name: NodeName,
         /// Its address.
         addr: SocketAddr,
+        /// That certificate (DER), as the handshake checked it: the core keeps it to check
+        /// the peer's signed records, so it need not ask anyone for it.
+        certificate: Vec<u8>,
     },
     /// The pooled connection to a peer ended (closed, timed out, evicted, idle). This says
     /// nothing about the peer's health by itself; the next send dials again.

@@ -62,7 +62,7 @@ use super::kv::KvStore;
 use super::member::{
     Incarnation, Member, MemberPool, NameTable, Named, NodeName, State, META_LEN_MAX,
 };
-use super::signing::{Keyring, Signature};
+use super::signing::{Certificate, Keyring, Signature};
 use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
@@ -491,6 +491,23 @@ impl Swim {
     pub fn handle_peer_up(&mut self, now: Instant, name: &NodeName) {
         self.dial_done(now, name);
         self.set_connected(name, true);
+    }
+
+    /// The certificate `name` presented on a connection (DER): kept, after the keyring's own
+    /// checks, to check its signed records with, and any of its records waiting for it are
+    /// applied. Records from a peer met in a handshake then never wait for a certificate
+    /// request. A certificate that does not check out is counted, as one a peer sent.
+    pub fn handle_peer_certificate(&mut self, now: Instant, name: &NodeName, der: Vec<u8>) {
+        if der.is_empty() || self.keyring.certificate(name).is_some_and(|held| *held == *der) {
+            return;
+        }
+        let news = self.news_mark();
+        let cert = Certificate {
+            name: name.clone(),
+            der,
+        };
+        self.learn_certificates(now, name, vec![cert], |n| n == name);
+        self.gossip_if_new(now, news);
     }
 
     /// The runtime's connection to `name` closed (idle, evicted or lost).

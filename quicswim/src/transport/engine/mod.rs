@@ -25,7 +25,7 @@ use tracing::{debug, info, trace, warn, Instrument, Span};
 use self::handshake::Failure;
 use super::frame::{read_frame, write_frame, FrameError};
 use super::inbox::FairQueue;
-use super::link::{keep_new, lru_victim, Link};
+use super::link::{keep_new, lru_victim, peer_certificate_of, Link};
 use super::stats::{add, bump, Counters, WireStats};
 use super::strangers::{IpRates, LogGate};
 use super::DEFAULT_MAX_DATAGRAM_SIZE;
@@ -589,6 +589,7 @@ impl Engine {
                     events.push(Incoming::PeerUp {
                         name: link.name.clone(),
                         addr,
+                        certificate: peer_certificate_of(&link.conn).unwrap_or_default(),
                     });
                     link.clone()
                 }
@@ -605,7 +606,7 @@ impl Engine {
             }
         }
         for event in events {
-            if let Incoming::PeerUp { name, addr } = &event {
+            if let Incoming::PeerUp { name, addr, .. } = &event {
                 info!(peer = %name, %addr, dialed_locally, "peer up");
             }
             self.emit(event).await;
