@@ -212,7 +212,14 @@ fn our_periodic_request_is_our_record_and_a_digest_and_we_send_what_the_reply_wa
     let mut listed: Vec<String> = digest.iter().map(|d| d.name.to_string()).collect();
     listed.sort();
     assert_eq!(listed, PEERS.map(String::from));
-    assert!(certificates.is_empty(), "certificates only when joining");
+    assert_eq!(
+        certificates
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>(),
+        [name("me")],
+        "our own certificate, and only ours"
+    );
 
     // The peer wants b's record and ours.
     let reply = StreamMessage::PushPullReply {

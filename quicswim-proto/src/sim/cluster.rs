@@ -885,6 +885,7 @@ impl Simulation {
             totals.kv_entries_synced += s.kv_entries_synced;
             totals.unverified_records += s.unverified_records;
             totals.certificates_learned += s.certificates_learned;
+            totals.parked_dropped += s.parked_dropped;
             totals.broadcasts_dropped += s.broadcasts_dropped;
         }
         let mut report = self.tracker.report(

@@ -68,6 +68,8 @@ pub struct Report {
     pub unverified_records: u64,
     /// Certificates of other members checked and kept (summed over live nodes).
     pub certificates_learned: u64,
+    /// Records that waited for a certificate and were dropped for room (summed).
+    pub parked_dropped: u64,
     /// Piggyback updates pushed out of a full queue before they were sent enough (summed).
     pub broadcasts_dropped: u64,
     /// Nodes with a gray failure of their own (gray, flapping, stalling).
@@ -325,6 +327,7 @@ impl Tracker {
             kv_entries_synced: totals.kv_entries_synced,
             unverified_records: totals.unverified_records,
             certificates_learned: totals.certificates_learned,
+            parked_dropped: totals.parked_dropped,
             broadcasts_dropped: totals.broadcasts_dropped,
             faulty: 0,
             health: HealthFigures::default(),

@@ -498,7 +498,12 @@ impl Swim {
     /// applied. Records from a peer met in a handshake then never wait for a certificate
     /// request. A certificate that does not check out is counted, as one a peer sent.
     pub fn handle_peer_certificate(&mut self, now: Instant, name: &NodeName, der: Vec<u8>) {
-        if der.is_empty() || self.keyring.certificate(name).is_some_and(|held| *held == *der) {
+        if der.is_empty()
+            || self
+                .keyring
+                .certificate(name)
+                .is_some_and(|held| *held == *der)
+        {
             return;
         }
         let news = self.news_mark();
@@ -557,7 +562,7 @@ impl Swim {
             }
         }
         self.verification.sender = Some((from.clone(), addr));
-        self.send_certificate_requests();
+        self.send_certificate_requests(now);
         self.verification.sender = None;
         // It came over a connection; a member first heard of in it is known only now.
         self.handle_peer_up(now, from);
@@ -668,7 +673,7 @@ impl Swim {
             | StreamMessage::KvSyncReply { .. }
             | StreamMessage::CertificateReply { .. } => return Err(self.unasked(from, "request")),
         };
-        self.send_certificate_requests();
+        self.send_certificate_requests(now);
         // As for datagrams; a joiner is a member only once its full state is merged.
         self.set_connected(from, true);
         self.gossip_if_new(now, news);
@@ -717,7 +722,7 @@ impl Swim {
             | StreamMessage::KvSync { .. }
             | StreamMessage::CertificateRequest { .. } => return Err(self.unasked(from, "reply")),
         }
-        self.send_certificate_requests();
+        self.send_certificate_requests(now);
         self.set_connected(from, true);
         self.gossip_if_new(now, news);
         Ok(())

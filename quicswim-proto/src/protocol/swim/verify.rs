@@ -223,10 +223,11 @@ impl Swim {
                 return;
             }
         }
+        // Marked asked only when a request goes out (`send_certificate_requests`): a peer
+        // this node cannot address yet must not hold the ask back from the next relayer.
         let names = v.pending.entry(from.clone()).or_default();
-        if names.len() < CERTIFICATE_NAMES_MAX {
+        if names.len() < CERTIFICATES_PER_MESSAGE_MAX {
             names.insert(signer.clone());
-            v.asked.insert(signer.clone(), now);
         }
     }
 
@@ -284,8 +285,10 @@ impl Swim {
         }
     }
 
-    /// Sends the certificate requests one input gathered, one per peer.
-    pub(super) fn send_certificate_requests(&mut self) {
+    /// Sends the certificate requests one input gathered: to each peer, its names in
+    /// requests of at most [`CERTIFICATE_NAMES_MAX`] (a join storm's full-state reply can
+    /// name hundreds of signers, and one left out waits for another relayer).
+    pub(super) fn send_certificate_requests(&mut self, now: Instant) {
         let pending = std::mem::take(&mut self.verification.pending);
         for (peer, names) in pending {
             // A relayer not in the table yet (nodes starting together) is asked at the
@@ -298,14 +301,20 @@ impl Swim {
                 },
                 (None, _) => continue,
             };
-            let payload = encode_stream(&StreamMessage::CertificateRequest {
-                names: names.into_iter().collect(),
-            });
-            self.transmits.push_back(Transmit {
-                to,
-                kind: TransmitKind::Request,
-                payload,
-            });
+            let names: Vec<NodeName> = names.into_iter().collect();
+            for chunk in names.chunks(CERTIFICATE_NAMES_MAX) {
+                for name in chunk {
+                    self.verification.asked.insert(name.clone(), now);
+                }
+                let payload = encode_stream(&StreamMessage::CertificateRequest {
+                    names: chunk.to_vec(),
+                });
+                self.transmits.push_back(Transmit {
+                    to: to.clone(),
+                    kind: TransmitKind::Request,
+                    payload,
+                });
+            }
         }
     }
 
