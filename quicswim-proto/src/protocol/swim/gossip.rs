@@ -145,9 +145,9 @@ impl Swim {
             // fewer rounds: further datagrams to the same member, each with updates the
             // round has not sent it yet, and only while there are such updates.
             let mut sent = Vec::new();
-            self.send_datagram_with(to.clone(), Message::Gossip, &mut sent);
+            self.send_datagram_with(to.clone(), Message::Gossip, &mut sent, false);
             for _ in 1..self.config.gossip_datagrams_max {
-                if !self.send_more_gossip(to.clone(), &mut sent) {
+                if !self.send_datagram_with(to.clone(), Message::Gossip, &mut sent, true) {
                     break;
                 }
             }
@@ -171,26 +171,24 @@ impl Swim {
     }
 
     pub(super) fn send_datagram(&mut self, to: Destination, message: Message) {
-        self.send_datagram_with(to, message, &mut Vec::new());
+        self.send_datagram_with(to, message, &mut Vec::new(), false);
     }
 
     /// Sends `message` with the queued updates that fit and are not in `sent`, whose ids it
-    /// adds there.
-    fn send_datagram_with(&mut self, to: Destination, message: Message, sent: &mut Vec<u64>) {
+    /// adds there. With `only_with_updates`, nothing goes out when no such update is left.
+    /// Returns whether a datagram went out.
+    fn send_datagram_with(
+        &mut self,
+        to: Destination,
+        message: Message,
+        sent: &mut Vec<u64>,
+        only_with_updates: bool,
+    ) -> bool {
         let (count, updates) = self.take_updates(&message, sent);
-        let payload = encode_datagram(&message, count, &updates);
-        debug_assert!(payload.len() <= self.datagram_size);
-        self.push_datagram(to, payload);
-    }
-
-    /// A further gossip datagram to `to` with updates not in `sent`; false, and nothing
-    /// sent, when there are none.
-    fn send_more_gossip(&mut self, to: Destination, sent: &mut Vec<u64>) -> bool {
-        let (count, updates) = self.take_updates(&Message::Gossip, sent);
-        if count == 0 {
+        if count == 0 && only_with_updates {
             return false;
         }
-        let payload = encode_datagram(&Message::Gossip, count, &updates);
+        let payload = encode_datagram(&message, count, &updates);
         debug_assert!(payload.len() <= self.datagram_size);
         self.push_datagram(to, payload);
         true
