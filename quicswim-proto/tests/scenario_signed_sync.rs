@@ -90,7 +90,7 @@ fn a_certificate_met_in_a_handshake_applies_what_waited_for_it_and_asks_nothing_
 }
 
 #[test]
-fn a_forged_record_is_not_kept_waiting_and_a_certificate_unasked_applies_nothing() {
+fn a_forged_record_that_waited_fails_against_the_certificate_when_it_comes() {
     let mut h = Harness::with_peers(Config::lan());
     // A record about "g" signed by "b": once g's certificate is held it does not verify.
     let mut forged = alive("g", 9);

@@ -61,6 +61,9 @@ const PARKED_PER_SIGNER_MAX: usize = 4;
 /// A parked record waits this long for its certificate, then goes when room is needed.
 const PARKED_FOR: Duration = Duration::from_secs(5);
 
+/// A full waiting room is swept of expired records at most this often.
+const PARKED_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A member record that waits for its signer's certificate.
 #[derive(Debug)]
 struct Parked {
@@ -79,6 +82,8 @@ pub(super) struct Verification {
     parked: BTreeMap<NodeName, Vec<Parked>>,
     /// Records in `parked`.
     parked_len: usize,
+    /// When a full waiting room was last swept of expired records.
+    swept_at: Option<Instant>,
     /// Per peer, the signers to ask it for once the input at hand is done.
     pending: BTreeMap<NodeName, BTreeSet<NodeName>>,
     /// Peers logged for forged records or refused certificates, and when.
@@ -247,11 +252,18 @@ impl Swim {
         }
         let v = &mut self.verification;
         if v.parked_len >= PARKED_MAX {
-            v.parked.retain(|_, records| {
-                records.retain(|p| now.duration_since(p.at) < PARKED_FOR);
-                !records.is_empty()
-            });
-            v.parked_len = v.parked.values().map(Vec::len).sum();
+            // A sweep walks every waiting record: at most one a second, so a room kept full
+            // (by a flood of unknown signers) does not cost that walk per record received.
+            if v.swept_at
+                .is_none_or(|at| now.duration_since(at) >= PARKED_SWEEP_INTERVAL)
+            {
+                v.swept_at = Some(now);
+                v.parked.retain(|_, records| {
+                    records.retain(|p| now.duration_since(p.at) < PARKED_FOR);
+                    !records.is_empty()
+                });
+                v.parked_len = v.parked.values().map(Vec::len).sum();
+            }
             if v.parked_len >= PARKED_MAX {
                 self.stats.parked_dropped += 1;
                 return;
