@@ -20,7 +20,7 @@ use crate::protocol::codec::{
     Claim, MemberDigest, MemberUpdate, Message, SignedEvent, StreamMessage, Update,
     DATAGRAM_LEN_MAX,
 };
-use crate::protocol::kv::{KvEntry, KvLimits, OwnerDelta, OwnerDigest};
+use crate::protocol::kv::{proof, EntryProof, KvEntry, KvLimits, OwnerDelta, OwnerDigest};
 use crate::protocol::signing::{Certificate, Signature};
 use crate::protocol::{
     Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
@@ -562,27 +562,33 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
     (0..s.byte() % 4)
         .map(|_| {
             let owner = pick_name(s);
+            let reset = s.byte().is_multiple_of(4);
+            let gc_floor = s.counter();
+            let mut entries: Vec<KvEntry> = (0..s.byte() % 12)
+                .map(|_| KvEntry {
+                    // Mostly one owner per delta, as we send them; sometimes not.
+                    owner: if s.byte().is_multiple_of(8) {
+                        pick_name(s)
+                    } else {
+                        owner.clone()
+                    },
+                    key: key(s),
+                    version: s.counter(),
+                    value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
+                    proof: EntryProof::unsealed(),
+                })
+                .collect();
+            // As one batch, by the owner or, when the script says so, by someone else.
+            let by = if s.byte().is_multiple_of(8) {
+                pick_name(s)
+            } else {
+                owner
+            };
+            proof::seal(&*authority().keyring(&by), &mut entries);
             OwnerDelta {
-                reset: s.byte().is_multiple_of(4),
-                gc_floor: s.counter(),
-                entries: (0..s.byte() % 12)
-                    .map(|_| {
-                        let mut e = KvEntry {
-                            // Mostly one owner per delta, as we send them; sometimes not.
-                            owner: if s.byte().is_multiple_of(8) {
-                                pick_name(s)
-                            } else {
-                                owner.clone()
-                            },
-                            key: key(s),
-                            version: s.counter(),
-                            value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
-                            signature: Signature(Vec::new()),
-                        };
-                        e.signature = sign(s, &e.owner.clone(), &e.signed_bytes());
-                        e
-                    })
-                    .collect(),
+                reset,
+                gc_floor,
+                entries,
             }
         })
         .collect()
@@ -645,21 +651,19 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for message in &messages {
         out.push(("datagram", encode_datagram(message, 2, &body)));
     }
-    let signed = |version: u64, value: Option<Vec<u8>>| {
-        let mut e = KvEntry {
-            owner: name(1),
-            key: "k1".into(),
-            version,
-            value,
-            signature: Signature(Vec::new()),
-        };
-        e.signature = keys(1).sign(&e.signed_bytes());
-        e
+    let entry = |version: u64, value: Option<Vec<u8>>| KvEntry {
+        owner: name(1),
+        key: "k1".into(),
+        version,
+        value,
+        proof: EntryProof::unsealed(),
     };
+    let mut entries = vec![entry(5, Some(b"v".to_vec())), entry(6, None)];
+    proof::seal(&*keys(1), &mut entries);
     let delta = OwnerDelta {
         reset: false,
         gc_floor: 0,
-        entries: vec![signed(5, Some(b"v".to_vec())), signed(6, None)],
+        entries,
     };
     let digest = OwnerDigest {
         owner: name(1),

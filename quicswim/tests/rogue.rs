@@ -21,7 +21,7 @@ use quicswim::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, SignedEvent, StreamMessage, Update,
 };
-use quicswim::protocol::kv::OwnerDelta;
+use quicswim::protocol::kv::{proof, EntryProof, OwnerDelta};
 use quicswim::protocol::swim::ForgedCounts;
 use quicswim::protocol::{
     Certificate, Incarnation, Keyring, KvEntry, Member, NodeName, Signature, State, UserEvent,
@@ -35,6 +35,15 @@ use tokio::sync::Notify;
 /// A signature of the right length that verifies for nobody.
 fn garbage() -> Signature {
     Signature(vec![0x5a; 64])
+}
+
+/// A key/value proof whose signature verifies for nobody.
+fn garbage_proof() -> EntryProof {
+    EntryProof {
+        index: 0,
+        path: Vec::new(),
+        signature: garbage(),
+    }
 }
 
 /// A member with a valid certificate whose messages the test writes.
@@ -277,7 +286,7 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
         key: "k".into(),
         version: 1_000,
         value: Some(b"forged".to_vec()),
-        signature: garbage(),
+        proof: garbage_proof(),
     };
     let erase = KvEntry {
         key: "k".into(),
@@ -286,12 +295,12 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
         ..overwrite.clone()
     };
     // A new key in the victim's name, signed by the rogue's own key.
-    overwrite.signature = rogue.keyring.sign(&overwrite.signed_bytes());
+    proof::seal(&rogue.keyring, std::slice::from_mut(&mut overwrite));
     let fresh = KvEntry {
         key: "planted".into(),
         version: 2_000,
         value: Some(b"x".to_vec()),
-        signature: garbage(),
+        proof: garbage_proof(),
         ..overwrite.clone()
     };
     for node in &nodes {
@@ -340,7 +349,7 @@ async fn forged_reset_with_the_highest_floor_erases_nothing() {
         key: "other".into(),
         version: COUNTER_MAX,
         value: None,
-        signature: garbage(),
+        proof: garbage_proof(),
     };
     for node in &nodes {
         let before = forged(node).await.kv;
@@ -390,7 +399,7 @@ async fn version_at_counter_max_cannot_mask_the_owners_later_writes() {
         key: "k".into(),
         version: COUNTER_MAX,
         value: Some(b"stuck".to_vec()),
-        signature: garbage(),
+        proof: garbage_proof(),
     };
     let push = StreamMessage::KvPush {
         members: Vec::new(),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use quicswim_proto::protocol::codec::{Accusation, Claim, MemberUpdate};
-use quicswim_proto::protocol::signing::{Keyring, Signature};
+use quicswim_proto::protocol::kv::{proof, EntryProof};
+use quicswim_proto::protocol::signing::Keyring;
 use quicswim_proto::protocol::{Incarnation, KvEntry, NodeName, State};
 use quicswim_proto::sim::SimAuthority;
 
@@ -68,9 +69,12 @@ pub fn signed_entry(o: usize, key: String, version: u64, value: Option<Vec<u8>>)
         key,
         version,
         value,
-        signature: Signature(Vec::new()),
+        proof: EntryProof::unsealed(),
     };
-    e.signature = authority().keyring(&name(o)).sign(&e.signed_bytes());
+    proof::seal(
+        &*authority().keyring(&name(o)),
+        std::slice::from_mut(&mut e),
+    );
     e
 }
 

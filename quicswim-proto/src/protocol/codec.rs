@@ -20,7 +20,7 @@ use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 use super::signing::{signed_bytes, Certificate, RecordKind, Signature};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -648,7 +648,7 @@ mod tests {
                     key: format!("k{i}"),
                     version: i,
                     value: None,
-                    signature: Signature(Vec::new()),
+                    proof: crate::protocol::kv::EntryProof::unsealed(),
                 })
                 .collect(),
         };

@@ -116,12 +116,14 @@ pub enum RecordKind {
     Claim,
     /// An accusation: Suspect or Dead, signed by the accuser.
     Accusation,
-    /// A key/value entry or delete, signed by its owner.
+    /// A key/value entry or delete: a leaf of a batch its owner signs (`KvBatch`).
     KvEntry,
     /// An owner's tombstone floor, signed by the owner.
     KvFloor,
     /// A user event, signed by its origin.
     UserEvent,
+    /// The root of a batch of an owner's key/value entries, signed by the owner.
+    KvBatch,
 }
 
 /// The bytes a record of `kind` with `fields` is signed over: a domain tag, the kind, then

@@ -17,7 +17,7 @@ use crate::protocol::codec::{
     encode_datagram, encode_stream, encode_update, Accusation, Claim, MemberUpdate, Message,
     SignedEvent, StreamMessage, Update,
 };
-use crate::protocol::kv::{KvEntry, OwnerDelta};
+use crate::protocol::kv::{proof, EntryProof, KvEntry, OwnerDelta};
 use crate::protocol::{
     Certificate, Event, Incarnation, Keyring, Member, NodeName, Signature, Stats, Swim, UserEvent,
     COUNTER_MAX,
@@ -357,9 +357,9 @@ impl RogueNode {
                     key,
                     version,
                     value,
-                    signature: Signature(Vec::new()),
+                    proof: EntryProof::unsealed(),
                 };
-                entry.signature = self.sign(&entry.signed_bytes());
+                proof::seal(&*self.keyring, std::slice::from_mut(&mut entry));
                 let delta = OwnerDelta {
                     reset,
                     gc_floor: if reset { COUNTER_MAX } else { 0 },

@@ -19,6 +19,7 @@ use quicswim_proto::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, Packet, SignedEvent, StreamMessage, Update,
 };
+use quicswim_proto::protocol::kv::{proof, EntryProof};
 use quicswim_proto::protocol::signing::{Keyring, Signature};
 use quicswim_proto::protocol::{
     Config, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim, Transmit,
@@ -93,16 +94,16 @@ pub fn accusation(who: &str, incarnation: u64, dead: bool, accuser: &str) -> Acc
     }
 }
 
-/// A key/value entry signed by its owner.
+/// A key/value entry signed by its owner (a batch of one).
 pub fn signed_entry(owner: &str, key: &str, version: u64, value: Option<Vec<u8>>) -> KvEntry {
     let mut e = KvEntry {
         owner: name(owner),
         key: key.to_string(),
         version,
         value,
-        signature: Signature(Vec::new()),
+        proof: EntryProof::unsealed(),
     };
-    e.signature = keys(owner).sign(&e.signed_bytes());
+    proof::seal(&*keys(owner), std::slice::from_mut(&mut e));
     e
 }
 

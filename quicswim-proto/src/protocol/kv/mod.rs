@@ -29,7 +29,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::bounded;
 use super::codec::ENTRIES_PER_DELTA_MAX;
 use super::member::{NameMap, NodeName};
-use super::signing::{signed_bytes, RecordKind, Signature};
+use super::signing::{signed_bytes, RecordKind};
+
+pub mod proof;
+
+pub use proof::EntryProof;
 
 /// The highest `value_len_max` a configuration may set (4 MiB).
 pub const VALUE_LEN_MAX_CAP: usize = 4 << 20;
@@ -126,12 +130,13 @@ pub struct KvEntry {
     /// The value; `None` for a delete.
     #[serde(deserialize_with = "wire_value")]
     pub value: Option<Vec<u8>>,
-    /// By the owner, over [`KvEntry::signed_bytes`]: only the owner writes its keys.
-    pub signature: Signature,
+    /// That the owner wrote it: its place in a batch the owner signed (see [`proof`]).
+    pub proof: EntryProof,
 }
 
 impl KvEntry {
-    /// The bytes its signature covers: owner, key, version and value.
+    /// The bytes its leaf in the owner's signed batch is hashed from: owner, key, version
+    /// and value.
     pub fn signed_bytes(&self) -> Vec<u8> {
         signed_bytes(
             RecordKind::KvEntry,
@@ -203,7 +208,7 @@ struct Slot {
     /// When the tombstone was made or learned here, for collection.
     deleted_at: Option<Instant>,
     /// The owner's, so the entry can be passed on as it signed it.
-    signature: Signature,
+    proof: EntryProof,
 }
 
 #[derive(Debug, Default)]
@@ -386,6 +391,30 @@ impl KvStore {
             .fold((0, 0), |(k, b), o| (k + o.live_keys, b + o.live_bytes))
     }
 
+    /// `owner`'s entry for `key` as it travels, tombstones included.
+    pub fn entry(&self, owner: &NodeName, key: &str) -> Option<KvEntry> {
+        let slot = self.owners.get(owner)?.entries.get(key)?;
+        Some(KvEntry {
+            owner: owner.clone(),
+            key: key.to_owned(),
+            version: slot.version,
+            value: slot.value.clone(),
+            proof: slot.proof.clone(),
+        })
+    }
+
+    /// Gives `owner`'s entry for `key` at `version` its proof (an entry this node wrote, now
+    /// sealed in a batch); nothing if the entry held is another version.
+    pub fn set_proof(&mut self, owner: &NodeName, key: &str, version: u64, proof: EntryProof) {
+        let slot = self
+            .owners
+            .get_mut(owner)
+            .and_then(|o| o.entries.get_mut(key));
+        if let Some(slot) = slot.filter(|s| s.version == version) {
+            slot.proof = proof;
+        }
+    }
+
     /// Whether applying `e` could change anything: it is newer than the entry held, and not
     /// a collected tombstone's key at or below the owner's floor. Only such entries are worth
     /// checking the signature of.
@@ -453,7 +482,7 @@ impl KvStore {
                 version: e.version,
                 value: e.value.clone(),
                 deleted_at,
-                signature: e.signature.clone(),
+                proof: e.proof.clone(),
             },
         );
         Ok(Applied::Changed)
@@ -628,7 +657,7 @@ impl KvStore {
                 let slot = &o.entries[key];
                 let size = key.len()
                     + slot.value.as_ref().map_or(0, Vec::len)
-                    + slot.signature.0.len()
+                    + slot.proof.wire_len()
                     + 16;
                 if size > left && (!entries.is_empty() || !out.is_empty()) {
                     complete = false;
@@ -640,7 +669,7 @@ impl KvStore {
                     key: key.clone(),
                     version,
                     value: slot.value.clone(),
-                    signature: slot.signature.clone(),
+                    proof: slot.proof.clone(),
                 });
             }
             // A reset is only safe with the owner's full set in hand.
@@ -682,7 +711,7 @@ impl KvStore {
                                 key,
                                 version: slot.version,
                                 value: None,
-                                signature: slot.signature,
+                                proof: slot.proof,
                             });
                         }
                     }

@@ -11,7 +11,7 @@ fn put(owner: &str, key: &str, version: u64, value: &str) -> KvEntry {
         key: key.into(),
         version,
         value: Some(value.as_bytes().to_vec()),
-        signature: Signature(Vec::new()),
+        proof: EntryProof::unsealed(),
     }
 }
 
@@ -31,7 +31,7 @@ fn del(owner: &str, key: &str, version: u64) -> KvEntry {
         key: key.into(),
         version,
         value: None,
-        signature: Signature(Vec::new()),
+        proof: EntryProof::unsealed(),
     }
 }
 
@@ -242,7 +242,7 @@ fn budget_cuts_a_delta_but_the_next_one_continues() {
                 key: format!("k{v}"),
                 version: v,
                 value: Some(vec![0; 100]),
-                signature: Signature(Vec::new()),
+                proof: EntryProof::unsealed(),
             },
         )
         .unwrap();

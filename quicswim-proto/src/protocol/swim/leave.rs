@@ -202,6 +202,7 @@ impl Swim {
                 fingerprint: 0,
                 gc_floor: 0,
             });
+        self.seal_own_entries();
         let deltas = self
             .kv
             .delta_for_listed(&[theirs], self.config.kv_sync_bytes_max);

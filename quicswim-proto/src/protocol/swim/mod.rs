@@ -40,7 +40,7 @@
 //! - `sampling`: random member picks, connected members first;
 //! - `output`: what the core hands out (transmits, events, errors, counters) and `poll_*`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,6 +216,9 @@ pub struct Swim {
     kv: KvStore,
     /// The version this node's next write takes.
     next_version: u64,
+    /// Keys this node wrote since it last sent key/value data: signed as one batch before
+    /// the next send.
+    unsealed: BTreeSet<String>,
     /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
     kv_rounds_left: u32,
     /// When the last key/value round went out, and how many of its replies are still due.
@@ -324,6 +327,7 @@ impl Swim {
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
+            unsealed: BTreeSet::new(),
             kv_rounds_left: 0,
             kv_round_at: None,
             kv_replies_pending: 0,

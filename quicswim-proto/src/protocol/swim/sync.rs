@@ -11,9 +11,9 @@ use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::codec::{
     encode_stream, MemberDigest, MemberUpdate, SignedEvent, StreamMessage, MEMBERS_PER_MESSAGE_MAX,
 };
-use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
+use super::super::kv::{proof, EntryProof, KvEntry, OwnerDelta, OwnerDigest};
 use super::super::member::{overrides, Incarnation, NodeName, State};
-use super::super::signing::{Certificate, Signature};
+use super::super::signing::Certificate;
 use super::super::timer::Timer;
 use super::membership::Source;
 use super::verify::RecordKind;
@@ -304,14 +304,15 @@ impl Swim {
             self.stats.local_writes_refused += 1;
             return Err(e.into());
         }
-        let mut entry = KvEntry {
+        // Signed in a batch with the other writes made before the next send
+        // (`seal_own_entries`).
+        let entry = KvEntry {
             owner: self.me.name.clone(),
             key: key.to_string(),
             version: self.next_version,
             value,
-            signature: Signature(Vec::new()),
+            proof: EntryProof::unsealed(),
         };
-        entry.signature = self.keyring.sign(&entry.signed_bytes());
         // Peers raise our counter to SELF_CLAIM_MAX + 1 at most, so only 2^62 writes of
         // our own could reach what peers accept; refused then, rather than sent to be
         // refused everywhere.
@@ -324,6 +325,7 @@ impl Swim {
             return Err(e.into());
         }
         self.next_version = next;
+        self.unsealed.insert(entry.key.clone());
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
             key: entry.key.clone(),
@@ -401,12 +403,54 @@ impl Swim {
                     }
                     continue;
                 }
-                let bytes = e.signed_bytes();
-                if self.verified(now, from, RecordKind::Kv, &owner, &bytes, &e.signature) {
+                if self.entry_verified(now, from, &e) {
                     kept.push(e);
                 }
             }
             d.entries = kept;
+        }
+    }
+
+    /// Whether `e` is proven its owner's: its path leads to a root the owner signed. Each
+    /// root's signature is checked once; a batch's other entries cost hashes only.
+    fn entry_verified(&mut self, now: Instant, from: &NodeName, e: &KvEntry) -> bool {
+        let Some(root) = e.proof.root(e) else {
+            self.count_forged(now, from, RecordKind::Kv, &e.owner);
+            return false;
+        };
+        if self.verification.kv_roots.contains(&e.owner, &root) {
+            return true;
+        }
+        let bytes = proof::root_bytes(&e.owner, &root);
+        if !self.verified(
+            now,
+            from,
+            RecordKind::Kv,
+            &e.owner,
+            &bytes,
+            &e.proof.signature,
+        ) {
+            return false;
+        }
+        self.verification.kv_roots.insert(e.owner.clone(), root);
+        true
+    }
+
+    /// Signs what this node wrote since it last sent key/value data, one signature per
+    /// batch (see [`proof`]): called before any entry of ours can leave.
+    pub(super) fn seal_own_entries(&mut self) {
+        if self.unsealed.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.unsealed);
+        let mut entries: Vec<KvEntry> = keys
+            .iter()
+            .filter_map(|k| self.kv.entry(&self.me.name, k))
+            .filter(|e| e.proof.is_unsealed())
+            .collect();
+        proof::seal(self.keyring.as_ref(), &mut entries);
+        for e in entries {
+            self.kv.set_proof(&self.me.name, &e.key, e.version, e.proof);
         }
     }
 
@@ -522,6 +566,7 @@ impl Swim {
 
     /// What the holder of `theirs` lacks from us, within `kv_sync_bytes_max`, counted.
     fn kv_delta(&mut self, theirs: &[OwnerDigest], owners: Owners) -> Vec<OwnerDelta> {
+        self.seal_own_entries();
         let budget = self.config.kv_sync_bytes_max;
         let deltas = match owners {
             Owners::All => self.kv.delta_for(theirs, budget),

@@ -26,6 +26,7 @@ use super::super::codec::{
     encode_stream, Accusation, Claim, MemberUpdate, StreamMessage, CERTIFICATES_PER_MESSAGE_MAX,
     CERTIFICATE_NAMES_MAX,
 };
+use super::super::kv::proof::RootCache;
 use super::super::member::{Incarnation, NodeName};
 use super::super::signing::{Certificate, Signature, Verdict};
 use super::membership::Source;
@@ -88,6 +89,8 @@ pub(super) struct Verification {
     pending: BTreeMap<NodeName, BTreeSet<NodeName>>,
     /// Peers logged for forged records or refused certificates, and when.
     warned: BTreeMap<NodeName, Instant>,
+    /// Key/value batch roots whose owner's signature was checked.
+    pub(super) kv_roots: RootCache,
     /// The sender of the datagram at hand and its address.
     pub(super) sender: Option<(NodeName, SocketAddr)>,
 }
@@ -177,7 +180,13 @@ impl Swim {
         }
     }
 
-    fn count_forged(&mut self, now: Instant, from: &NodeName, kind: RecordKind, signer: &NodeName) {
+    pub(super) fn count_forged(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        kind: RecordKind,
+        signer: &NodeName,
+    ) {
         let forged = &mut self.stats.forged;
         let counter = match kind {
             RecordKind::Claim => &mut forged.claim,
