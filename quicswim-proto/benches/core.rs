@@ -217,14 +217,21 @@ fn kv_round(c: &mut Criterion) {
 /// Versions `from..from+lag` of every owner, each overwriting key `version % keys`.
 fn round_delta(owners: usize, from: u64, lag: u64, keys: u64) -> Vec<OwnerDelta> {
     (0..owners)
-        .map(|o| OwnerDelta {
-            reset: false,
-            gc_floor: 0,
-            entries: (from..from + lag)
-                .map(|v| {
-                    common::signed_entry(o, format!("kv-{}", v % keys + 1), v, Some(vec![7; 16]))
-                })
-                .collect(),
+        .map(|o| {
+            OwnerDelta::new(
+                false,
+                0,
+                (from..from + lag)
+                    .map(|v| {
+                        common::signed_entry(
+                            o,
+                            format!("kv-{}", v % keys + 1),
+                            v,
+                            Some(vec![7; 16]),
+                        )
+                    })
+                    .collect(),
+            )
         })
         .collect()
 }

@@ -20,7 +20,7 @@ use crate::protocol::codec::{
     Claim, MemberDigest, MemberUpdate, Message, SignedEvent, StreamMessage, Update,
     DATAGRAM_LEN_MAX,
 };
-use crate::protocol::kv::{proof, EntryProof, KvEntry, KvLimits, OwnerDelta, OwnerDigest};
+use crate::protocol::kv::{proof, KvEntry, KvLimits, OwnerDelta, OwnerDigest};
 use crate::protocol::signing::{Certificate, Signature};
 use crate::protocol::{
     Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
@@ -575,7 +575,7 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
                     key: key(s),
                     version: s.counter(),
                     value: (!s.byte().is_multiple_of(3)).then(|| vec![3; s.len() % 512]),
-                    proof: EntryProof::unsealed(),
+                    sealed: None,
                 })
                 .collect();
             // As one batch, by the owner or, when the script says so, by someone else.
@@ -585,11 +585,24 @@ fn deltas(s: &mut Script<'_>) -> Vec<OwnerDelta> {
                 owner
             };
             proof::seal(&*authority().keyring(&by), &mut entries);
-            OwnerDelta {
-                reset,
-                gc_floor,
-                entries,
+            let mut delta = OwnerDelta::new(reset, gc_floor, entries);
+            // Now and then a proof that does not hold together, or lies about a leaf.
+            let places = &mut delta.proof.places;
+            match s.byte() % 16 {
+                0 if !places.is_empty() => {
+                    let i = s.len() % places.len();
+                    places[i] = (s.byte().into(), s.byte().into());
+                }
+                1 => places.truncate(s.len()),
+                2 => {
+                    if let Some(b) = delta.proof.batches.first_mut() {
+                        b.leaves = s.counter() as u16;
+                        b.missing.push((s.byte().into(), [s.byte(); 32]));
+                    }
+                }
+                _ => {}
             }
+            delta
         })
         .collect()
 }
@@ -656,15 +669,11 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         key: "k1".into(),
         version,
         value,
-        proof: EntryProof::unsealed(),
+        sealed: None,
     };
     let mut entries = vec![entry(5, Some(b"v".to_vec())), entry(6, None)];
     proof::seal(&*keys(1), &mut entries);
-    let delta = OwnerDelta {
-        reset: false,
-        gc_floor: 0,
-        entries,
-    };
+    let delta = OwnerDelta::new(false, 0, entries);
     let digest = OwnerDigest {
         owner: name(1),
         max_version: 4,

@@ -14,7 +14,7 @@ use quicswim_proto::protocol::codec::{
     encode_datagram, encode_stream, encode_update, Message, StreamMessage, Update,
 };
 use quicswim_proto::protocol::events::EVENT_NAME_LEN_MAX;
-use quicswim_proto::protocol::kv::{KvEntry, OwnerDelta, OwnerDigest};
+use quicswim_proto::protocol::kv::{proof, KvEntry, OwnerDelta, OwnerDigest};
 use quicswim_proto::protocol::{
     Config, Incarnation, State, UserEvent, COUNTER_MAX, SELF_CLAIM_MAX,
 };
@@ -148,11 +148,7 @@ fn feed(h: &mut Harness, input: &Input) {
         Input::Push(from, owner, reset, gc_floor, e) => {
             let push = StreamMessage::KvPush {
                 members: Vec::new(),
-                deltas: vec![OwnerDelta {
-                    reset: *reset,
-                    gc_floor: *gc_floor,
-                    entries: entries(owner, e),
-                }],
+                deltas: vec![OwnerDelta::new(*reset, *gc_floor, entries(owner, e))],
             };
             let _ = h.stream(from, &push);
         }
@@ -171,11 +167,7 @@ fn feed(h: &mut Harness, input: &Input) {
         Input::Reply(from, owner, e) => {
             let with_values: Vec<_> = e.iter().map(|&(k, v)| (k, v, Some(1))).collect();
             let reply = StreamMessage::KvSyncReply {
-                delta: vec![OwnerDelta {
-                    reset: false,
-                    gc_floor: 0,
-                    entries: entries(owner, &with_values),
-                }],
+                delta: vec![OwnerDelta::new(false, 0, entries(owner, &with_values))],
                 wants: Vec::new(),
             };
             // Sent as a reply, and as a request: the second must be refused.
@@ -272,16 +264,16 @@ fn our_key_pushed_back_at_a_higher_version_is_written_again_above_it() {
     h.swim.set(h.now, "colour", b"blue".to_vec()).unwrap();
     let push = StreamMessage::KvPush {
         members: Vec::new(),
-        deltas: vec![OwnerDelta {
-            reset: true,
-            gc_floor: SELF_CLAIM_MAX,
-            entries: vec![signed_entry(
+        deltas: vec![OwnerDelta::new(
+            true,
+            SELF_CLAIM_MAX,
+            vec![signed_entry(
                 "me",
                 "colour",
                 SELF_CLAIM_MAX - 5,
                 Some(b"red".to_vec()),
             )],
-        }],
+        )],
     };
     h.stream("a", &push).unwrap();
     assert_eq!(h.swim.kv_get(&name("me"), "colour"), Some(&b"blue"[..]));
@@ -311,23 +303,21 @@ fn a_maximal_push_about_all_our_keys_refutes_each_key_once() {
     // Every entry a claim that one of our keys was deleted at a higher version, each key ~6
     // times over (deletions: a value each would take the message past its element budget).
     let claimed = 1_000_000;
-    let entries: Vec<KvEntry> = (0..ENTRIES_PER_DELTA_MAX)
-        .map(|i| {
-            signed_entry(
-                "me",
-                &format!("k{}", i % OWN_KEYS),
-                claimed + i as u64,
-                None,
-            )
+    // Signed as "me" (a stolen key, or a replay of what we wrote before a restart), in
+    // batches as a node signs its writes.
+    let mut entries: Vec<KvEntry> = (0..ENTRIES_PER_DELTA_MAX)
+        .map(|i| KvEntry {
+            owner: name("me"),
+            key: format!("k{}", i % OWN_KEYS),
+            version: claimed + i as u64,
+            value: None,
+            sealed: None,
         })
         .collect();
+    proof::seal(&*keys("me"), &mut entries);
     let push = StreamMessage::KvPush {
         members: Vec::new(),
-        deltas: vec![OwnerDelta {
-            reset: true,
-            gc_floor: 0,
-            entries,
-        }],
+        deltas: vec![OwnerDelta::new(true, 0, entries)],
     };
     h.stream("a", &push).unwrap();
     assert_eq!(h.swim.stats().kv_refuted, OWN_KEYS as u64, "each key once");

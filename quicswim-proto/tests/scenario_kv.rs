@@ -68,11 +68,7 @@ fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
     let theirs = signed_entry("a", "theirs", 9, Some(b"t".to_vec()));
     // "a" answers our round: here is a's key, and a holds nothing of ours.
     let reply = StreamMessage::KvSyncReply {
-        delta: vec![OwnerDelta {
-            reset: false,
-            gc_floor: 0,
-            entries: vec![theirs.clone()],
-        }],
+        delta: vec![OwnerDelta::new(false, 0, vec![theirs.clone()])],
         wants: vec![OwnerDigest {
             owner: name("me"),
             max_version: 0,

@@ -352,11 +352,11 @@ fn force_leave_drops_a_dead_members_tombstone_and_refuses_live_ones() {
 
 /// One key of `owner` as a peer sends it.
 fn their_key(owner: &str, key: &str, version: u64) -> OwnerDelta {
-    OwnerDelta {
-        reset: false,
-        gc_floor: 0,
-        entries: vec![signed_entry(owner, key, version, Some(b"v".to_vec()))],
-    }
+    OwnerDelta::new(
+        false,
+        0,
+        vec![signed_entry(owner, key, version, Some(b"v".to_vec()))],
+    )
 }
 
 #[test]

@@ -21,7 +21,7 @@ use quicswim::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, SignedEvent, StreamMessage, Update,
 };
-use quicswim::protocol::kv::{proof, EntryProof, OwnerDelta};
+use quicswim::protocol::kv::{proof, OwnerDelta};
 use quicswim::protocol::swim::ForgedCounts;
 use quicswim::protocol::{
     Certificate, Incarnation, Keyring, KvEntry, Member, NodeName, Signature, State, UserEvent,
@@ -37,13 +37,23 @@ fn garbage() -> Signature {
     Signature(vec![0x5a; 64])
 }
 
-/// A key/value proof whose signature verifies for nobody.
-fn garbage_proof() -> EntryProof {
-    EntryProof {
-        index: 0,
-        path: Vec::new(),
-        signature: garbage(),
+/// A delta of `entries` in the victim's name as one batch: signed by the rogue's own key,
+/// or, with `garbage`, with a signature that verifies for nobody.
+fn forged_delta(
+    rogue: &Rogue,
+    reset: bool,
+    gc_floor: u64,
+    mut entries: Vec<KvEntry>,
+    garbage_signature: bool,
+) -> OwnerDelta {
+    proof::seal(&rogue.keyring, &mut entries);
+    let mut delta = OwnerDelta::new(reset, gc_floor, entries);
+    if garbage_signature {
+        for b in &mut delta.proof.batches {
+            b.signature = garbage();
+        }
     }
+    delta
 }
 
 /// A member with a valid certificate whose messages the test writes.
@@ -281,12 +291,12 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
     victim.set("k", b"mine".to_vec()).await.unwrap();
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_kv(&refs, victim.name(), "k", Some(b"mine")).await;
-    let mut overwrite = KvEntry {
+    let overwrite = KvEntry {
         owner: victim.name().clone(),
         key: "k".into(),
         version: 1_000,
         value: Some(b"forged".to_vec()),
-        proof: garbage_proof(),
+        sealed: None,
     };
     let erase = KvEntry {
         key: "k".into(),
@@ -294,24 +304,24 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
         value: None,
         ..overwrite.clone()
     };
-    // A new key in the victim's name, signed by the rogue's own key.
-    proof::seal(&rogue.keyring, std::slice::from_mut(&mut overwrite));
+    // A new key in the victim's name.
     let fresh = KvEntry {
         key: "planted".into(),
         version: 2_000,
         value: Some(b"x".to_vec()),
-        proof: garbage_proof(),
+        sealed: None,
         ..overwrite.clone()
     };
     for node in &nodes {
         let before = forged(node).await.kv;
         let push = StreamMessage::KvPush {
             members: Vec::new(),
-            deltas: vec![OwnerDelta {
-                reset: false,
-                gc_floor: 0,
-                entries: vec![overwrite.clone(), erase.clone(), fresh.clone()],
-            }],
+            // Signed by the rogue's own key; with a garbage signature.
+            deltas: vec![
+                forged_delta(&rogue, false, 0, vec![overwrite.clone()], false),
+                forged_delta(&rogue, false, 0, vec![erase.clone()], true),
+                forged_delta(&rogue, false, 0, vec![fresh.clone()], true),
+            ],
         };
         // The reply comes after the push was applied.
         let reply = rogue.request(node.addr(), &push).await;
@@ -349,17 +359,19 @@ async fn forged_reset_with_the_highest_floor_erases_nothing() {
         key: "other".into(),
         version: COUNTER_MAX,
         value: None,
-        proof: garbage_proof(),
+        sealed: None,
     };
     for node in &nodes {
         let before = forged(node).await.kv;
         let push = StreamMessage::KvPush {
             members: Vec::new(),
-            deltas: vec![OwnerDelta {
-                reset: true,
-                gc_floor: COUNTER_MAX,
-                entries: vec![entry.clone()],
-            }],
+            deltas: vec![forged_delta(
+                &rogue,
+                true,
+                COUNTER_MAX,
+                vec![entry.clone()],
+                true,
+            )],
         };
         assert_eq!(
             rogue.request(node.addr(), &push).await,
@@ -399,15 +411,11 @@ async fn version_at_counter_max_cannot_mask_the_owners_later_writes() {
         key: "k".into(),
         version: COUNTER_MAX,
         value: Some(b"stuck".to_vec()),
-        proof: garbage_proof(),
+        sealed: None,
     };
     let push = StreamMessage::KvPush {
         members: Vec::new(),
-        deltas: vec![OwnerDelta {
-            reset: false,
-            gc_floor: 0,
-            entries: vec![stuck],
-        }],
+        deltas: vec![forged_delta(&rogue, false, 0, vec![stuck], true)],
     };
     for node in [&nodes[0], &nodes[2]] {
         let before = forged(node).await.kv;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use quicswim_proto::protocol::codec::{Accusation, Claim, MemberUpdate};
-use quicswim_proto::protocol::kv::{proof, EntryProof};
+use quicswim_proto::protocol::kv::proof;
 use quicswim_proto::protocol::signing::Keyring;
 use quicswim_proto::protocol::{Incarnation, KvEntry, NodeName, State};
 use quicswim_proto::sim::SimAuthority;
@@ -69,7 +69,7 @@ pub fn signed_entry(o: usize, key: String, version: u64, value: Option<Vec<u8>>)
         key,
         version,
         value,
-        proof: EntryProof::unsealed(),
+        sealed: None,
     };
     proof::seal(
         &*authority().keyring(&name(o)),

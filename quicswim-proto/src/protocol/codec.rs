@@ -642,15 +642,16 @@ mod tests {
         let delta = OwnerDelta {
             reset: false,
             gc_floor: 0,
-            entries: (0..40_000)
+            entries: (0..50_000)
                 .map(|i| crate::protocol::KvEntry {
                     owner: name("a"),
                     key: format!("k{i}"),
                     version: i,
                     value: None,
-                    proof: crate::protocol::kv::EntryProof::unsealed(),
+                    sealed: None,
                 })
                 .collect(),
+            proof: Default::default(),
         };
         let push = StreamMessage::KvPush {
             deltas: vec![delta.clone(), delta.clone(), delta.clone(), delta],

@@ -17,7 +17,7 @@ use crate::protocol::codec::{
     encode_datagram, encode_stream, encode_update, Accusation, Claim, MemberUpdate, Message,
     SignedEvent, StreamMessage, Update,
 };
-use crate::protocol::kv::{proof, EntryProof, KvEntry, OwnerDelta};
+use crate::protocol::kv::{proof, KvEntry, OwnerDelta};
 use crate::protocol::{
     Certificate, Event, Incarnation, Keyring, Member, NodeName, Signature, Stats, Swim, UserEvent,
     COUNTER_MAX,
@@ -357,14 +357,11 @@ impl RogueNode {
                     key,
                     version,
                     value,
-                    proof: EntryProof::unsealed(),
+                    sealed: None,
                 };
                 proof::seal(&*self.keyring, std::slice::from_mut(&mut entry));
-                let delta = OwnerDelta {
-                    reset,
-                    gc_floor: if reset { COUNTER_MAX } else { 0 },
-                    entries: vec![entry],
-                };
+                let delta =
+                    OwnerDelta::new(reset, if reset { COUNTER_MAX } else { 0 }, vec![entry]);
                 (
                     Carrier::Request,
                     encode_stream(&StreamMessage::KvPush {

@@ -19,7 +19,7 @@ use quicswim_proto::protocol::codec::{
     decode_datagram, decode_stream, encode_datagram, encode_stream, encode_update, Accusation,
     Claim, MemberUpdate, Message, Packet, SignedEvent, StreamMessage, Update,
 };
-use quicswim_proto::protocol::kv::{proof, EntryProof};
+use quicswim_proto::protocol::kv::proof;
 use quicswim_proto::protocol::signing::{Keyring, Signature};
 use quicswim_proto::protocol::{
     Config, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim, Transmit,
@@ -101,7 +101,7 @@ pub fn signed_entry(owner: &str, key: &str, version: u64, value: Option<Vec<u8>>
         key: key.to_string(),
         version,
         value,
-        proof: EntryProof::unsealed(),
+        sealed: None,
     };
     proof::seal(&*keys(owner), std::slice::from_mut(&mut e));
     e

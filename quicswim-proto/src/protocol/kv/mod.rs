@@ -33,7 +33,7 @@ use super::signing::{signed_bytes, RecordKind};
 
 pub mod proof;
 
-pub use proof::EntryProof;
+pub use proof::{DeltaProof, Sealed};
 
 /// The highest `value_len_max` a configuration may set (4 MiB).
 pub const VALUE_LEN_MAX_CAP: usize = 4 << 20;
@@ -130,8 +130,10 @@ pub struct KvEntry {
     /// The value; `None` for a delete.
     #[serde(deserialize_with = "wire_value")]
     pub value: Option<Vec<u8>>,
-    /// That the owner wrote it: its place in a batch the owner signed (see [`proof`]).
-    pub proof: EntryProof,
+    /// Its place in a batch its owner signed (see [`proof`]), once checked (or, for this
+    /// node's own entries, once signed). Travels in the delta's [`DeltaProof`].
+    #[serde(skip)]
+    pub sealed: Option<Sealed>,
 }
 
 impl KvEntry {
@@ -172,6 +174,22 @@ pub struct OwnerDelta {
     /// The entries.
     #[serde(deserialize_with = "wire_entries")]
     pub entries: Vec<KvEntry>,
+    /// That their owner wrote them: the batches they belong to.
+    pub proof: DeltaProof,
+}
+
+impl OwnerDelta {
+    /// A delta of `entries` with their proof. An entry not sealed is left out: nothing
+    /// could prove it.
+    pub fn new(reset: bool, gc_floor: u64, mut entries: Vec<KvEntry>) -> Self {
+        entries.retain(|e| e.sealed.is_some());
+        OwnerDelta {
+            reset,
+            gc_floor,
+            proof: proof::prove(&entries),
+            entries,
+        }
+    }
 }
 
 // Bounds of the wire fields, applied as they are decoded (see `protocol::bounded`): the
@@ -207,8 +225,9 @@ struct Slot {
     value: Option<Vec<u8>>,
     /// When the tombstone was made or learned here, for collection.
     deleted_at: Option<Instant>,
-    /// The owner's, so the entry can be passed on as it signed it.
-    proof: EntryProof,
+    /// The owner's batch, so the entry can be passed on as it signed it; `None` for an
+    /// entry of this node's not sealed yet.
+    sealed: Option<Sealed>,
 }
 
 #[derive(Debug, Default)]
@@ -399,19 +418,19 @@ impl KvStore {
             key: key.to_owned(),
             version: slot.version,
             value: slot.value.clone(),
-            proof: slot.proof.clone(),
+            sealed: slot.sealed.clone(),
         })
     }
 
-    /// Gives `owner`'s entry for `key` at `version` its proof (an entry this node wrote, now
-    /// sealed in a batch); nothing if the entry held is another version.
-    pub fn set_proof(&mut self, owner: &NodeName, key: &str, version: u64, proof: EntryProof) {
+    /// Seals `owner`'s entry for `key` at `version` (an entry this node wrote, now signed in
+    /// a batch); nothing if the entry held is another version.
+    pub fn set_sealed(&mut self, owner: &NodeName, key: &str, version: u64, sealed: Sealed) {
         let slot = self
             .owners
             .get_mut(owner)
             .and_then(|o| o.entries.get_mut(key));
         if let Some(slot) = slot.filter(|s| s.version == version) {
-            slot.proof = proof;
+            slot.sealed = Some(sealed);
         }
     }
 
@@ -482,7 +501,7 @@ impl KvStore {
                 version: e.version,
                 value: e.value.clone(),
                 deleted_at,
-                proof: e.proof.clone(),
+                sealed: e.sealed.clone(),
             },
         );
         Ok(Applied::Changed)
@@ -655,10 +674,14 @@ impl KvStore {
             for (version, key) in o.by_version.range((first, String::new())..) {
                 let version = *version;
                 let slot = &o.entries[key];
-                let size = key.len()
-                    + slot.value.as_ref().map_or(0, Vec::len)
-                    + slot.proof.wire_len()
-                    + 16;
+                if slot.sealed.is_none() {
+                    // This node's own writes since the last seal: the newest, so the rest of
+                    // the range is unsealed too. They go once sealed.
+                    complete = false;
+                    break;
+                }
+                // The place, and a share of the batch's signature and hashes.
+                let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 24;
                 if size > left && (!entries.is_empty() || !out.is_empty()) {
                     complete = false;
                     break;
@@ -669,15 +692,19 @@ impl KvStore {
                     key: key.clone(),
                     version,
                     value: slot.value.clone(),
-                    proof: slot.proof.clone(),
+                    sealed: slot.sealed.clone(),
                 });
             }
             // A reset is only safe with the owner's full set in hand.
-            out.push(OwnerDelta {
-                reset: reset && complete,
-                gc_floor: o.gc_floor,
-                entries,
-            });
+            let delta = OwnerDelta::new(reset && complete, o.gc_floor, entries);
+            let proof_bytes: usize = delta
+                .proof
+                .batches
+                .iter()
+                .map(|b| 72 + 34 * b.missing.len())
+                .sum();
+            left = left.saturating_sub(proof_bytes);
+            out.push(delta);
             if left == 0 {
                 break;
             }
@@ -711,7 +738,7 @@ impl KvStore {
                                 key,
                                 version: slot.version,
                                 value: None,
-                                proof: slot.proof,
+                                sealed: slot.sealed,
                             });
                         }
                     }

@@ -5,14 +5,23 @@ fn n(s: &str) -> NodeName {
     NodeName::new(s).unwrap()
 }
 
+/// `e` signed by its owner, a batch of one, as deltas carry only signed entries.
+fn sealed(mut e: KvEntry) -> KvEntry {
+    static AUTHORITY: std::sync::OnceLock<std::sync::Arc<crate::sim::SimAuthority>> =
+        std::sync::OnceLock::new();
+    let authority = AUTHORITY.get_or_init(|| crate::sim::SimAuthority::new(1));
+    proof::seal(&*authority.keyring(&e.owner), std::slice::from_mut(&mut e));
+    e
+}
+
 fn put(owner: &str, key: &str, version: u64, value: &str) -> KvEntry {
-    KvEntry {
+    sealed(KvEntry {
         owner: n(owner),
         key: key.into(),
         version,
         value: Some(value.as_bytes().to_vec()),
-        proof: EntryProof::unsealed(),
-    }
+        sealed: None,
+    })
 }
 
 /// A digest claiming `max_version` of `owner` and nothing else.
@@ -26,13 +35,13 @@ fn at(owner: &str, max_version: u64) -> OwnerDigest {
 }
 
 fn del(owner: &str, key: &str, version: u64) -> KvEntry {
-    KvEntry {
+    sealed(KvEntry {
         owner: n(owner),
         key: key.into(),
         version,
         value: None,
-        proof: EntryProof::unsealed(),
-    }
+        sealed: None,
+    })
 }
 
 #[test]
@@ -237,13 +246,13 @@ fn budget_cuts_a_delta_but_the_next_one_continues() {
     for v in 1..=50 {
         a.apply(
             t,
-            &KvEntry {
+            &sealed(KvEntry {
                 owner: n("x"),
                 key: format!("k{v}"),
                 version: v,
                 value: Some(vec![0; 100]),
-                proof: EntryProof::unsealed(),
-            },
+                sealed: None,
+            }),
         )
         .unwrap();
     }

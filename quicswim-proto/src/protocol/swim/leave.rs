@@ -176,6 +176,7 @@ impl Swim {
     /// with our own key/value entries; pushed what it lacks of them otherwise.
     pub(super) fn on_leave_reply(
         &mut self,
+        now: Instant,
         from: &NodeName,
         members: &[MemberUpdate],
         kv_digest: &[OwnerDigest],
@@ -202,7 +203,7 @@ impl Swim {
                 fingerprint: 0,
                 gc_floor: 0,
             });
-        self.seal_own_entries();
+        self.seal_own_entries(now, true);
         let deltas = self
             .kv
             .delta_for_listed(&[theirs], self.config.kv_sync_bytes_max);

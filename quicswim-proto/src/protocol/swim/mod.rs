@@ -219,6 +219,8 @@ pub struct Swim {
     /// Keys this node wrote since it last sent key/value data: signed as one batch before
     /// the next send.
     unsealed: BTreeSet<String>,
+    /// When they were last signed.
+    sealed_at: Option<Instant>,
     /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
     kv_rounds_left: u32,
     /// When the last key/value round went out, and how many of its replies are still due.
@@ -328,6 +330,7 @@ impl Swim {
             kv: KvStore::new(config_kv),
             next_version: 1,
             unsealed: BTreeSet::new(),
+            sealed_at: None,
             kv_rounds_left: 0,
             kv_round_at: None,
             kv_replies_pending: 0,

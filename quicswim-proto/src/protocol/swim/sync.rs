@@ -11,7 +11,8 @@ use super::super::bounded::{COUNTER_MAX, SELF_CLAIM_MAX};
 use super::super::codec::{
     encode_stream, MemberDigest, MemberUpdate, SignedEvent, StreamMessage, MEMBERS_PER_MESSAGE_MAX,
 };
-use super::super::kv::{proof, EntryProof, KvEntry, OwnerDelta, OwnerDigest};
+use super::super::kv::proof::{self, Rebuilt};
+use super::super::kv::{KvEntry, OwnerDelta, OwnerDigest};
 use super::super::member::{overrides, Incarnation, NodeName, State};
 use super::super::signing::Certificate;
 use super::super::timer::Timer;
@@ -82,7 +83,7 @@ impl Swim {
         let reply = StreamMessage::PushPullReply {
             members,
             wants,
-            kv_delta: self.kv_delta(&kv_digest, Owners::All),
+            kv_delta: self.kv_delta(now, &kv_digest, Owners::All),
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
             certificates,
@@ -107,7 +108,7 @@ impl Swim {
     ) {
         trace!(peer = %from, members = members.len(), "push-pull reply");
         if self.me.state == State::Left {
-            self.on_leave_reply(from, &members, &kv_digest);
+            self.on_leave_reply(now, from, &members, &kv_digest);
         } else {
             self.learn_listed_certificates(now, from, &members, certificates);
             for u in members {
@@ -124,7 +125,7 @@ impl Swim {
                 self.prepare_next_probe();
             }
             // Our half: the member records it named and what it lacks of key/value data.
-            let deltas = self.kv_delta(&kv_digest, Owners::All);
+            let deltas = self.kv_delta(now, &kv_digest, Owners::All);
             let members = self.records_of(&wants);
             self.send_kv_push(from, deltas, members);
         }
@@ -311,7 +312,7 @@ impl Swim {
             key: key.to_string(),
             version: self.next_version,
             value,
-            proof: EntryProof::unsealed(),
+            sealed: None,
         };
         // Peers raise our counter to SELF_CLAIM_MAX + 1 at most, so only 2^62 writes of
         // our own could reach what peers accept; refused then, rather than sent to be
@@ -376,10 +377,12 @@ impl Swim {
         self.refute_own_entries(now, refute);
     }
 
-    /// Keeps of each delta only the entries signed by their owner, checking only those that
-    /// would change something here; a forged entry is counted and dropped. Only the owner
-    /// itself may reset its keys (drop those it does not list): a reset relayed by anyone
-    /// else is applied as a plain delta, so no member can erase another's keys.
+    /// Keeps of each delta only the entries proven their owner's (see [`proof`]), checking
+    /// a batch's signature only when one of its entries would change something here; a
+    /// delta whose proof does not hold together is dropped whole, and a forged batch's
+    /// entries are dropped, counted. Only the owner itself may reset its keys (drop those
+    /// it does not list): a reset relayed by anyone else is applied as a plain delta, so no
+    /// member can erase another's keys.
     fn keep_signed_entries(&mut self, now: Instant, from: &NodeName, deltas: &mut [OwnerDelta]) {
         for d in deltas.iter_mut() {
             let Some(owner) = d.entries.first().map(|e| e.owner.clone()) else {
@@ -390,12 +393,21 @@ impl Swim {
                 d.reset = false;
             }
             let entries = std::mem::take(&mut d.entries);
-            let mut kept = Vec::with_capacity(entries.len());
-            for e in entries {
-                if e.owner != owner {
-                    self.stats.kv_refused += 1;
+            let proof = std::mem::take(&mut d.proof);
+            if entries.iter().any(|e| e.owner != owner) {
+                self.stats.kv_refused += entries.len() as u64;
+                continue;
+            }
+            let batches = match proof::rebuild(&entries, &proof) {
+                Ok(batches) => batches,
+                Err(_) => {
+                    self.count_forged(now, from, RecordKind::Kv, &owner);
                     continue;
                 }
+            };
+            let mut checked: Vec<Option<bool>> = vec![None; batches.len()];
+            let mut kept = Vec::with_capacity(entries.len());
+            for (mut e, &(b, leaf)) in entries.into_iter().zip(&proof.places) {
                 if !self.kv.would_change(&e) {
                     // Nothing to apply; a reset still needs it listed, to keep the key.
                     if d.reset {
@@ -403,7 +415,20 @@ impl Swim {
                     }
                     continue;
                 }
-                if self.entry_verified(now, from, &e) {
+                let b = usize::from(b);
+                let valid = match checked[b] {
+                    Some(valid) => valid,
+                    None => {
+                        let valid = self.batch_verified(now, from, &owner, &batches[b]);
+                        checked[b] = Some(valid);
+                        valid
+                    }
+                };
+                if valid {
+                    e.sealed = Some(proof::Sealed {
+                        batch: batches[b].batch.clone(),
+                        leaf,
+                    });
                     kept.push(e);
                 }
             }
@@ -411,46 +436,55 @@ impl Swim {
         }
     }
 
-    /// Whether `e` is proven its owner's: its path leads to a root the owner signed. Each
-    /// root's signature is checked once; a batch's other entries cost hashes only.
-    fn entry_verified(&mut self, now: Instant, from: &NodeName, e: &KvEntry) -> bool {
-        let Some(root) = e.proof.root(e) else {
-            self.count_forged(now, from, RecordKind::Kv, &e.owner);
-            return false;
-        };
-        if self.verification.kv_roots.contains(&e.owner, &root) {
+    /// Whether `batch` of `owner` is signed by the owner. Each root is checked once while
+    /// it is remembered.
+    fn batch_verified(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        owner: &NodeName,
+        batch: &Rebuilt,
+    ) -> bool {
+        if self.verification.kv_roots.contains(owner, &batch.root) {
             return true;
         }
-        let bytes = proof::root_bytes(&e.owner, &root);
-        if !self.verified(
-            now,
-            from,
-            RecordKind::Kv,
-            &e.owner,
-            &bytes,
-            &e.proof.signature,
-        ) {
+        let bytes = proof::root_bytes(owner, &batch.root);
+        let signature = &batch.batch.signature;
+        if !self.verified(now, from, RecordKind::Kv, owner, &bytes, signature) {
             return false;
         }
-        self.verification.kv_roots.insert(e.owner.clone(), root);
+        self.verification.kv_roots.insert(owner.clone(), batch.root);
         true
     }
 
     /// Signs what this node wrote since it last sent key/value data, one signature per
-    /// batch (see [`proof`]): called before any entry of ours can leave.
-    pub(super) fn seal_own_entries(&mut self) {
+    /// batch (see [`proof`]): called before any entry of ours can leave. Under a burst of
+    /// writes, at most once per half key/value round (unless `now_anyway`, or a full batch
+    /// waits): every receiver checks one signature per batch, and peers ask for news many
+    /// times a round, so sealing at each ask would make batches of one or two. What waits
+    /// goes with the next round's exchanges, a few tens of milliseconds later.
+    pub(super) fn seal_own_entries(&mut self, now: Instant, now_anyway: bool) {
         if self.unsealed.is_empty() {
             return;
         }
+        let recently = self
+            .sealed_at
+            .is_some_and(|at| now < at + self.config.kv_sync_interval / 2);
+        if recently && !now_anyway && self.unsealed.len() < proof::BATCH_LEAVES_MAX {
+            return;
+        }
+        self.sealed_at = Some(now);
         let keys = std::mem::take(&mut self.unsealed);
         let mut entries: Vec<KvEntry> = keys
             .iter()
             .filter_map(|k| self.kv.entry(&self.me.name, k))
-            .filter(|e| e.proof.is_unsealed())
+            .filter(|e| e.sealed.is_none())
             .collect();
         proof::seal(self.keyring.as_ref(), &mut entries);
         for e in entries {
-            self.kv.set_proof(&self.me.name, &e.key, e.version, e.proof);
+            if let Some(sealed) = e.sealed {
+                self.kv.set_sealed(&self.me.name, &e.key, e.version, sealed);
+            }
         }
     }
 
@@ -565,8 +599,13 @@ impl Swim {
     }
 
     /// What the holder of `theirs` lacks from us, within `kv_sync_bytes_max`, counted.
-    fn kv_delta(&mut self, theirs: &[OwnerDigest], owners: Owners) -> Vec<OwnerDelta> {
-        self.seal_own_entries();
+    fn kv_delta(
+        &mut self,
+        now: Instant,
+        theirs: &[OwnerDigest],
+        owners: Owners,
+    ) -> Vec<OwnerDelta> {
+        self.seal_own_entries(now, false);
         let budget = self.config.kv_sync_bytes_max;
         let deltas = match owners {
             Owners::All => self.kv.delta_for(theirs, budget),
@@ -588,7 +627,7 @@ impl Swim {
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
         wants.retain(|w| self.holds_data_of(&w.owner, now));
         let reply = StreamMessage::KvSyncReply {
-            delta: self.kv_delta(digest, Owners::Listed),
+            delta: self.kv_delta(now, digest, Owners::Listed),
             wants,
         };
         self.encode_anti_entropy(&reply)
@@ -606,7 +645,7 @@ impl Swim {
         self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
-            let deltas = self.kv_delta(&wants, Owners::Listed);
+            let deltas = self.kv_delta(now, &wants, Owners::Listed);
             self.send_kv_push(from, deltas, Vec::new());
         }
     }
