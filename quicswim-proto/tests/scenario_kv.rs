@@ -122,3 +122,74 @@ fn a_key_value_round_waits_for_the_last_ones_replies_within_a_bound() {
         ]
     );
 }
+
+/// What this node answers `from`'s key/value round that says it holds nothing of ours.
+fn our_entries_for(h: &mut Harness, from: &str) -> Vec<quicswim_proto::protocol::kv::OwnerDelta> {
+    use quicswim_proto::protocol::kv::OwnerDigest;
+    let ask = StreamMessage::KvSync {
+        digest: vec![OwnerDigest {
+            owner: name("me"),
+            max_version: 0,
+            fingerprint: 0,
+            gc_floor: 0,
+        }],
+    };
+    let reply = h
+        .stream(from, &ask)
+        .expect("a valid round")
+        .expect("answered");
+    match decode_stream(&reply) {
+        Ok(StreamMessage::KvSyncReply { delta, .. }) => delta,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_burst_of_writes_leaves_as_one_signed_batch_and_later_writes_wait_for_the_next_round() {
+    use quicswim_proto::protocol::kv::proof;
+    use quicswim_proto::protocol::signing::Verdict;
+
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    for i in 0..40 {
+        h.swim.set(h.now, &format!("k{i}"), vec![i]).unwrap();
+    }
+    let deltas = our_entries_for(&mut h, "a");
+    assert_eq!(deltas.len(), 1);
+    let d = &deltas[0];
+    assert_eq!(d.entries.len(), 40);
+    assert_eq!(d.proof.batches.len(), 1, "one signature for the burst");
+    assert!(d.proof.batches[0].missing.is_empty());
+    // Anyone holding our certificate checks all 40 with that one signature.
+    let checker = keys("a");
+    checker
+        .learn(&name("me"), &authority().certificate(&name("me")))
+        .unwrap();
+    let batches = proof::rebuild(&d.entries, &d.proof).expect("holds together");
+    let root = proof::root_bytes(&name("me"), &batches[0].root);
+    assert_eq!(
+        checker.verify(&name("me"), &root, &batches[0].batch.signature),
+        Verdict::Valid
+    );
+
+    // Written right after: it waits for the next round rather than go alone.
+    h.swim.set(h.now, "late", b"l".to_vec()).unwrap();
+    let deltas = our_entries_for(&mut h, "b");
+    let keys_sent = |deltas: &[quicswim_proto::protocol::kv::OwnerDelta]| -> Vec<String> {
+        deltas
+            .iter()
+            .flat_map(|d| &d.entries)
+            .map(|e| e.key.clone())
+            .collect()
+    };
+    assert_eq!(keys_sent(&deltas).len(), 40);
+    assert!(!keys_sent(&deltas).contains(&"late".to_string()));
+    h.run_for(config.kv_sync_interval);
+    let deltas = our_entries_for(&mut h, "c");
+    assert_eq!(keys_sent(&deltas).len(), 41);
+    assert_eq!(
+        deltas[0].proof.batches.len(),
+        2,
+        "the burst's batch, then the late one's"
+    );
+}

