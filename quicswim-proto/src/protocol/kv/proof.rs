@@ -398,7 +398,8 @@ mod tests {
     fn a_changed_entry_or_another_signer_fails_the_signature() {
         let authority = SimAuthority::new(2);
         let es = sealed("a", 8, "a", &authority);
-        let changes: [(&str, fn(&mut KvEntry)); 4] = [
+        type Change = fn(&mut KvEntry);
+        let changes: [(&str, Change); 4] = [
             ("value", |e| e.value = Some(b"forged".to_vec())),
             ("version", |e| e.version += 1),
             ("key", |e| e.key.push('x')),
@@ -442,7 +443,8 @@ mod tests {
         let authority = SimAuthority::new(3);
         let es = sealed("a", 6, "a", &authority);
         let good = OwnerDelta::new(false, 0, es[..4].to_vec());
-        let cases: [(&str, fn(&mut DeltaProof), Malformed); 8] = [
+        type Break = fn(&mut DeltaProof);
+        let cases: [(&str, Break, Malformed); 8] = [
             (
                 "a place too few",
                 |p| {
