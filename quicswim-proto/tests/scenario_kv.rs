@@ -193,3 +193,72 @@ fn a_burst_of_writes_leaves_as_one_signed_batch_and_later_writes_wait_for_the_ne
         "the burst's batch, then the late one's"
     );
 }
+
+#[test]
+fn after_one_forged_batch_the_rest_of_the_message_is_refused_unchecked() {
+    use quicswim_proto::protocol::kv::{proof, KvEntry, OwnerDelta};
+
+    let mut h = Harness::with_peers(Config::lan());
+    // "a" relays 1,000 entries in b's name, each its own batch, signed with a's key: each
+    // would cost a signature check. Then one honest batch of its own.
+    let mut deltas: Vec<OwnerDelta> = (0..1_000)
+        .map(|i| {
+            let mut e = KvEntry {
+                owner: name("b"),
+                key: format!("k{i}"),
+                version: i + 1,
+                value: Some(b"forged".to_vec()),
+                sealed: None,
+            };
+            proof::seal(&*keys("a"), std::slice::from_mut(&mut e));
+            OwnerDelta::new(false, 0, vec![e])
+        })
+        .collect();
+    deltas.push(OwnerDelta::new(
+        false,
+        0,
+        vec![signed_entry("a", "honest", 1, Some(b"h".to_vec()))],
+    ));
+    let push = StreamMessage::KvPush {
+        deltas,
+        members: Vec::new(),
+    };
+    let before = h.swim.stats().clone();
+    h.stream("a", &push).unwrap();
+    let after = h.swim.stats();
+    assert_eq!(
+        after.forged.kv - before.forged.kv,
+        1,
+        "checked until the first forgery"
+    );
+    assert_eq!(
+        after.kv_refused - before.kv_refused,
+        1_000,
+        "the rest refused unchecked"
+    );
+    assert_eq!(h.swim.kv_get(&name("b"), "k0"), None);
+    assert_eq!(h.swim.kv_get(&name("a"), "honest"), None);
+
+    // The same honest batch alone is taken, and many honest batches in one message too.
+    let honest: Vec<OwnerDelta> = (0..50)
+        .map(|i| {
+            OwnerDelta::new(
+                false,
+                0,
+                vec![signed_entry(
+                    "c",
+                    &format!("c{i}"),
+                    i + 1,
+                    Some(b"c".to_vec()),
+                )],
+            )
+        })
+        .collect();
+    let push = StreamMessage::KvPush {
+        deltas: honest,
+        members: Vec::new(),
+    };
+    h.stream("a", &push).unwrap();
+    assert_eq!(h.swim.stats().forged.kv, after.forged.kv);
+    assert!((0..50).all(|i| h.swim.kv_get(&name("c"), &format!("c{i}")).is_some()));
+}

@@ -1,6 +1,7 @@
 //! What signed records (#14) cost: signing one member record, verifying one, and verifying a
 //! whole gossip datagram's worth (8 records by 8 different members), for Ed25519 and ECDSA
-//! P-256 node keys, through the node's real keyring (`CertKeyring`).
+//! P-256 node keys, through the node's real keyring (`CertKeyring`); and sealing a batch of
+//! 64 key/value entries, and checking the delta that carries it.
 //!
 //! `cargo bench -p quicswim --bench signing`; figures in BENCHMARKS.md, "Signing cost".
 //!
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use quicswim::protocol::kv::{proof, KvEntry, OwnerDelta};
 use quicswim::protocol::signing::{signed_bytes, RecordKind};
 use quicswim::protocol::{Keyring, NodeName, Signature, Verdict};
 use quicswim::tls::{CertAuthority, CertKeyring, Identity, NodeKeyType};
@@ -20,6 +22,9 @@ use quicswim::tls::{CertAuthority, CertKeyring, Identity, NodeKeyType};
 /// Records in one gossip datagram: about what fits beside a probe in 1,162 bytes once each
 /// carries a 64-byte signature.
 const RECORDS_PER_DATAGRAM: usize = 8;
+
+/// Key/value entries in one full batch (`proof::BATCH_LEAVES_MAX`).
+const KV_BATCH: usize = 64;
 
 fn keyring(ca: &CertAuthority, name: &NodeName, key_type: NodeKeyType) -> (CertKeyring, Vec<u8>) {
     let issued = ca.issue_with_key(name, &[], 1, key_type).unwrap();
@@ -170,6 +175,43 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
             b.iter(|| {
                 for (name, rec, sig) in &signed {
                     let verdict = verifier.verify(name, black_box(rec), sig);
+                    assert_eq!(verdict, Verdict::Valid);
+                }
+            })
+        });
+        // Key/value data is signed a batch at a time: what an owner pays to seal a burst of
+        // 64 writes, and what a receiver pays to check the delta that carries them.
+        let kv_entries = |owner: &NodeName| -> Vec<KvEntry> {
+            (0..KV_BATCH)
+                .map(|i| KvEntry {
+                    owner: owner.clone(),
+                    key: format!("service/{i:05}"),
+                    version: i as u64 + 1,
+                    value: Some(vec![7; 16]),
+                    sealed: None,
+                })
+                .collect()
+        };
+        group.throughput(Throughput::Elements(KV_BATCH as u64));
+        group.bench_function("seal_kv_batch_64", |b| {
+            b.iter_batched(
+                || kv_entries(first_name),
+                |mut entries| {
+                    proof::seal(first_ring, &mut entries);
+                    black_box(entries)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let mut sealed = kv_entries(first_name);
+        proof::seal(first_ring, &mut sealed);
+        let delta = OwnerDelta::new(false, 0, sealed);
+        group.bench_function("check_kv_delta_64", |b| {
+            b.iter(|| {
+                let batches = proof::rebuild(black_box(&delta.entries), &delta.proof).unwrap();
+                for batch in batches {
+                    let root = proof::root_bytes(first_name, &batch.root);
+                    let verdict = verifier.verify(first_name, &root, &batch.batch.signature);
                     assert_eq!(verdict, Verdict::Valid);
                 }
             })

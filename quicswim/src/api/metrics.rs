@@ -221,7 +221,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
     counter(
         e,
         "kv_refused",
-        "Key/value entries from peers refused for breaking a limit.",
+        "Key/value entries from peers refused: over a limit, of another owner than their delta's, or in a message that held a forgery (the rest of it is not checked).",
         *kv_refused,
     )?;
     counter(

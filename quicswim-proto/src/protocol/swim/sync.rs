@@ -383,8 +383,19 @@ impl Swim {
     /// entries are dropped, counted. Only the owner itself may reset its keys (drop those
     /// it does not list): a reset relayed by anyone else is applied as a plain delta, so no
     /// member can erase another's keys.
+    ///
+    /// After the first forgery in a message, the rest of it is refused unchecked: an honest
+    /// relayer never sends one, and each forged batch would cost a signature check (a
+    /// message may hold 65,536 batches of one entry).
     fn keep_signed_entries(&mut self, now: Instant, from: &NodeName, deltas: &mut [OwnerDelta]) {
+        let forged_before = self.stats.forged.kv;
         for d in deltas.iter_mut() {
+            if self.stats.forged.kv > forged_before {
+                self.stats.kv_refused += d.entries.len() as u64;
+                d.entries.clear();
+                d.reset = false;
+                continue;
+            }
             let Some(owner) = d.entries.first().map(|e| e.owner.clone()) else {
                 d.reset = false;
                 continue;
@@ -408,6 +419,9 @@ impl Swim {
             let mut checked: Vec<Option<bool>> = vec![None; batches.len()];
             let mut kept = Vec::with_capacity(entries.len());
             for (mut e, &(b, leaf)) in entries.into_iter().zip(&proof.places) {
+                if self.stats.forged.kv > forged_before {
+                    break;
+                }
                 if !self.kv.would_change(&e) {
                     // Nothing to apply; a reset still needs it listed, to keep the key.
                     if d.reset {
@@ -431,6 +445,10 @@ impl Swim {
                     });
                     kept.push(e);
                 }
+            }
+            if self.stats.forged.kv > forged_before {
+                // A reset drops what it does not list: never on a list cut short.
+                d.reset = false;
             }
             d.entries = kept;
         }
