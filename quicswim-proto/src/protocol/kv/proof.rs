@@ -42,8 +42,10 @@ use super::KvEntry;
 /// hashes of 32 bytes.
 pub const BATCH_LEAVES_MAX: usize = 64;
 
-/// Most leaves of a batch the decoder accepts (other builds may batch more).
-pub const BATCH_LEAVES_DECODE_MAX: usize = 256;
+/// Most leaves of a batch a receiver accepts: what this build makes. Each entry held keeps
+/// its batch's leaf hashes (shared with the batch's other entries), so this bounds what one
+/// entry can pin: 2 KiB.
+pub const BATCH_LEAVES_DECODE_MAX: usize = BATCH_LEAVES_MAX;
 
 /// Verified roots a node remembers; emptied when full (a rogue owner can only make its
 /// own roots, so flooding this costs the flooder's entries a signature check each).
@@ -170,22 +172,19 @@ pub fn seal(keyring: &dyn Keyring, entries: &mut [KvEntry]) {
 /// leaves them out).
 pub fn prove(entries: &[KvEntry]) -> DeltaProof {
     let mut batches: Vec<(Arc<Batch>, Vec<bool>)> = Vec::new();
+    // By address: an owner that writes a key a round has a batch per entry, and a scan per
+    // entry would make a delta of 10,000 of them cost 50 million comparisons.
+    let mut index: HashMap<*const Batch, usize> = HashMap::new();
     let mut places = Vec::with_capacity(entries.len());
     for e in entries {
         let Some(sealed) = e.sealed.as_ref() else {
             continue;
         };
-        let b = match batches
-            .iter()
-            .position(|(b, _)| Arc::ptr_eq(b, &sealed.batch))
-        {
-            Some(b) => b,
-            None => {
-                let len = sealed.batch.leaves.len();
-                batches.push((sealed.batch.clone(), vec![false; len]));
-                batches.len() - 1
-            }
-        };
+        let b = *index.entry(Arc::as_ptr(&sealed.batch)).or_insert_with(|| {
+            let len = sealed.batch.leaves.len();
+            batches.push((sealed.batch.clone(), vec![false; len]));
+            batches.len() - 1
+        });
         if let Some(present) = batches[b].1.get_mut(usize::from(sealed.leaf)) {
             *present = true;
         }
