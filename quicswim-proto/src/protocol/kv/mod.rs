@@ -219,6 +219,13 @@ fn wire_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KvEntry>, D::Erro
     bounded::seq(d, "entries", ENTRIES_PER_DELTA_MAX)
 }
 
+/// A batch's share of a delta's size, besides its missing leaves: the signature, the
+/// leaf count and framing (see [`proof`]).
+const PROOF_BATCH_BYTES: usize = 72;
+
+/// One missing leaf in a delta: its index and hash.
+const PROOF_LEAF_BYTES: usize = 34;
+
 #[derive(Debug, Clone)]
 struct Slot {
     version: u64,
@@ -666,6 +673,12 @@ impl KvStore {
             };
             let mut entries = Vec::new();
             let mut complete = true;
+            // Batches already in this delta: a batch's proof is counted in full (signature
+            // and every other leaf's hash) with its first entry, and each further entry of
+            // it takes back the hash its leaf no longer needs. So the budget bounds the
+            // proof too: an owner whose surviving entries each sit in a batch of 64 with
+            // the rest overwritten sends ~2 KiB of hashes per entry.
+            let mut batches = std::collections::HashSet::new();
             // Oldest first, so an exchange cut short by the budget still leaves a prefix that
             // the next exchange continues from.
             let Some(first) = since.checked_add(1) else {
@@ -674,19 +687,28 @@ impl KvStore {
             for (version, key) in o.by_version.range((first, String::new())..) {
                 let version = *version;
                 let slot = &o.entries[key];
-                if slot.sealed.is_none() {
+                let Some(sealed) = &slot.sealed else {
                     // This node's own writes since the last seal: the newest, so the rest of
                     // the range is unsealed too. They go once sealed.
                     complete = false;
                     break;
-                }
-                // The place, and a share of the batch's signature and hashes.
-                let size = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 24;
-                if size > left && (!entries.is_empty() || !out.is_empty()) {
+                };
+                let entry_bytes = key.len() + slot.value.as_ref().map_or(0, Vec::len) + 16;
+                let ptr = std::sync::Arc::as_ptr(&sealed.batch);
+                let (size, refund) = if batches.contains(&ptr) {
+                    (entry_bytes, PROOF_LEAF_BYTES)
+                } else {
+                    let leaves = sealed.batch.leaves.len();
+                    let proof = PROOF_BATCH_BYTES + PROOF_LEAF_BYTES * leaves.saturating_sub(1);
+                    (entry_bytes + proof, 0)
+                };
+                let room = left.saturating_add(refund);
+                if size > room && (!entries.is_empty() || !out.is_empty()) {
                     complete = false;
                     break;
                 }
-                left = left.saturating_sub(size);
+                left = room.saturating_sub(size);
+                batches.insert(ptr);
                 entries.push(KvEntry {
                     owner: name.clone(),
                     key: key.clone(),
@@ -696,15 +718,7 @@ impl KvStore {
                 });
             }
             // A reset is only safe with the owner's full set in hand.
-            let delta = OwnerDelta::new(reset && complete, o.gc_floor, entries);
-            let proof_bytes: usize = delta
-                .proof
-                .batches
-                .iter()
-                .map(|b| 72 + 34 * b.missing.len())
-                .sum();
-            left = left.saturating_sub(proof_bytes);
-            out.push(delta);
+            out.push(OwnerDelta::new(reset && complete, o.gc_floor, entries));
             if left == 0 {
                 break;
             }

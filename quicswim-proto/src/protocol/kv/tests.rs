@@ -393,3 +393,49 @@ fn a_page_ends_at_its_byte_budget_and_holds_at_least_one_entry() {
     // A page of one entry, whatever its size.
     assert_eq!(s.page(None, 1).len(), 1);
 }
+
+#[test]
+fn the_budget_bounds_proofs_of_entries_whose_batches_were_mostly_overwritten() {
+    use crate::protocol::codec::{encode_stream, StreamMessage};
+    let t = Instant::now();
+    let authority = crate::sim::SimAuthority::new(2);
+    let mut a = KvStore::new(KvLimits::default());
+    // 200 entries, each the one survivor of its batch of 64: the other 63 leaves travel as
+    // hashes, ~2.2 KB of proof per entry.
+    for b in 0..200u64 {
+        let mut batch: Vec<KvEntry> = (0..64)
+            .map(|i| KvEntry {
+                owner: n("x"),
+                key: format!("b{b}-{i}"),
+                version: b * 64 + i + 1,
+                value: Some(vec![1; 8]),
+                sealed: None,
+            })
+            .collect();
+        proof::seal(&*authority.keyring(&n("x")), &mut batch);
+        a.apply(t, &batch[0]).unwrap();
+    }
+    let budget = 100_000;
+    let mut b = KvStore::new(KvLimits::default());
+    let mut rounds = 0;
+    loop {
+        let delta = a.delta_for(&b.digest(), budget);
+        if delta.iter().all(|d| d.entries.is_empty()) {
+            break;
+        }
+        let missing: usize = delta[0].proof.batches.iter().map(|b| b.missing.len()).sum();
+        assert_eq!(missing, 63 * delta[0].entries.len());
+        let bytes = encode_stream(&StreamMessage::KvPush {
+            deltas: delta.clone(),
+            members: Vec::new(),
+        })
+        .len();
+        assert!(bytes <= budget, "{bytes} bytes for a budget of {budget}");
+        let (changed, refused) = b.apply_delta(t, delta);
+        assert!(!changed.is_empty() && refused == 0);
+        rounds += 1;
+        assert!(rounds <= 10, "200 entries of ~2.2 KB in 100 KB deltas");
+    }
+    assert_eq!(a.digest(), b.digest());
+    assert!(rounds >= 4, "the proofs counted: {rounds} rounds");
+}
