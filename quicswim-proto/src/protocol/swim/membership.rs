@@ -665,6 +665,7 @@ impl Swim {
         // is checked at once, without a certificate request first.
         self.remove_member(name);
         self.kv.remove_owner(name);
+        self.verification.kv_roots.forget(name);
         self.dedup.forget(name);
     }
 

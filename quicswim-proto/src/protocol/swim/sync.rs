@@ -409,6 +409,10 @@ impl Swim {
                 self.stats.kv_refused += entries.len() as u64;
                 continue;
             }
+            if !d.reset && !entries.iter().any(|e| self.kv.would_change(e)) {
+                // All repeats (most of anti-entropy): nothing to apply, nothing to hash.
+                continue;
+            }
             let batches = match proof::rebuild(&entries, &proof) {
                 Ok(batches) => batches,
                 Err(_) => {
