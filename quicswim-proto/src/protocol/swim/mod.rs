@@ -40,7 +40,7 @@
 //! - `sampling`: random member picks, connected members first;
 //! - `output`: what the core hands out (transmits, events, errors, counters) and `poll_*`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +75,7 @@ mod output;
 mod probe;
 mod refusals;
 mod sampling;
+mod sealing;
 mod sync;
 mod user_events;
 mod verify;
@@ -91,6 +92,7 @@ use join::JoinProgress;
 use leave::Leaving;
 use membership::{Forgotten, Source};
 use probe::{Ended, Probe, Relay};
+use sealing::Sealing;
 
 /// One member in this node's table, with what the core keeps beside it.
 #[derive(Debug)]
@@ -216,11 +218,8 @@ pub struct Swim {
     kv: KvStore,
     /// The version this node's next write takes.
     next_version: u64,
-    /// Keys this node wrote since it last sent key/value data: signed as one batch before
-    /// the next send.
-    unsealed: BTreeSet<String>,
-    /// When they were last signed.
-    sealed_at: Option<Instant>,
+    /// This node's writes waiting to be signed as one batch, and how often it signs.
+    sealing: Sealing,
     /// Key/value rounds still to run; a [`Timer::KvSync`] is pending while above zero.
     kv_rounds_left: u32,
     /// When the last key/value round went out, and how many of its replies are still due.
@@ -272,6 +271,7 @@ impl Swim {
         }
         let mut rng = SmallRng::seed_from_u64(seed);
         let seq_rng = StdRng::seed_from_u64(seed);
+        let sealing = Sealing::new(config.kv_sync_interval);
         let mut timers = Timers::default();
         // Random phases, so that nodes started together do not probe in lockstep.
         let jitter = |rng: &mut SmallRng, d: Duration| d.mul_f64(rng.random::<f64>());
@@ -329,8 +329,7 @@ impl Swim {
             stats: Stats::default(),
             kv: KvStore::new(config_kv),
             next_version: 1,
-            unsealed: BTreeSet::new(),
-            sealed_at: None,
+            sealing,
             kv_rounds_left: 0,
             kv_round_at: None,
             kv_replies_pending: 0,

@@ -326,7 +326,7 @@ impl Swim {
             return Err(e.into());
         }
         self.next_version = next;
-        self.unsealed.insert(entry.key.clone());
+        self.sealing.written(&entry.key);
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
             key: entry.key.clone(),
@@ -476,41 +476,8 @@ impl Swim {
             return false;
         }
         self.verification.kv_roots.insert(owner.clone(), batch.root);
+        self.sealing.batch_seen(owner, now);
         true
-    }
-
-    /// Signs what this node wrote since it last sent key/value data, one signature per
-    /// batch (see [`proof`]): called before any entry of ours can leave. Under a burst of
-    /// writes, at most once per key/value round (unless `now_anyway`, or a full batch
-    /// waits): every receiver checks one signature per batch, and peers ask for news many
-    /// times a round, so sealing at each ask would make batches of a few entries. What
-    /// waits goes with the next round's exchanges. A write after a quiet spell is sealed
-    /// at the first ask. (32 nodes, 5,000 writes/s: sealing at each ask cost 61 ms of CPU
-    /// per node per second, at most twice a round 51 ms, once a round 35 ms; lag p99 the
-    /// same, 0.57 s.)
-    pub(super) fn seal_own_entries(&mut self, now: Instant, now_anyway: bool) {
-        if self.unsealed.is_empty() {
-            return;
-        }
-        let recently = self
-            .sealed_at
-            .is_some_and(|at| now < at + self.config.kv_sync_interval);
-        if recently && !now_anyway && self.unsealed.len() < proof::BATCH_LEAVES_MAX {
-            return;
-        }
-        self.sealed_at = Some(now);
-        let keys = std::mem::take(&mut self.unsealed);
-        let mut entries: Vec<KvEntry> = keys
-            .iter()
-            .filter_map(|k| self.kv.entry(&self.me.name, k))
-            .filter(|e| e.sealed.is_none())
-            .collect();
-        proof::seal(self.keyring.as_ref(), &mut entries);
-        for e in entries {
-            if let Some(sealed) = e.sealed {
-                self.kv.set_sealed(&self.me.name, &e.key, e.version, sealed);
-            }
-        }
     }
 
     /// Sorts out what peers say about our own keys, before the rest is applied. Only we
