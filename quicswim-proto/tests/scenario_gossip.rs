@@ -205,9 +205,9 @@ fn a_node_sends_its_copies_of_an_update_to_distinct_members() {
             .sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()
             .filter(|(_, _, p)| {
-                member_updates(p).iter().any(|u| {
-                    u.claim.name == name("b") && u.claim.incarnation == Incarnation(incarnation)
-                })
+                member_mentions(p)
+                    .iter()
+                    .any(|(n, i)| *n == name("b") && *i == Incarnation(incarnation))
             })
             .map(|(_, t, _)| t.to.name.expect("members are known by name"))
             .collect();
@@ -251,7 +251,7 @@ fn news_goes_out_at_once_even_behind_queued_news_but_rounds_stay_a_quarter_inter
     let carries = |h: &Harness, who: &str| {
         h.sent_messages(|m| matches!(m, Message::Gossip))
             .into_iter()
-            .filter(|(_, _, p)| member_updates(p).iter().any(|u| u.claim.name == name(who)))
+            .filter(|(_, _, p)| member_mentions(p).iter().any(|(n, _)| *n == name(who)))
             .count()
     };
     h.drain_news();

@@ -261,7 +261,7 @@ fn gossip_by_member(h: &mut Harness) -> BTreeMap<String, Vec<Vec<u64>>> {
             .iter()
             .filter_map(|u| match u {
                 Update::Event(e) => Some(e.event.seq),
-                Update::Member(_) => None,
+                Update::Member(_) | Update::Digest(_) => None,
             })
             .collect();
         out.entry(t.to.name.expect("by name").to_string())

@@ -370,6 +370,10 @@ fn print_human(r: &Report) {
         r.certificates_learned, r.unverified_records
     );
     println!(
+        "  fetches                 {:.1} MB of record and certificate requests and replies",
+        r.fetch_bytes as f64 / 1e6
+    );
+    println!(
         "  final views agree       {} (correct: {})",
         r.final_views_agree, r.final_views_correct
     );

@@ -20,7 +20,7 @@ use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
 use super::signing::{signed_bytes, Certificate, RecordKind, Signature};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 5;
+pub const WIRE_VERSION: u8 = 6;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -48,6 +48,10 @@ pub const CERTIFICATES_PER_MESSAGE_MAX: usize = 1024;
 
 /// Most names one [`StreamMessage::CertificateRequest`] may ask for.
 pub const CERTIFICATE_NAMES_MAX: usize = 64;
+
+/// Most names one [`StreamMessage::RecordRequest`] may ask for: a datagram's worth of
+/// [`Update::Digest`]s.
+pub const RECORD_NAMES_MAX: usize = 128;
 
 /// Most user events one stream message may carry (a node sends its last 64).
 pub const EVENTS_PER_MESSAGE_MAX: usize = 256;
@@ -139,6 +143,10 @@ pub enum Update {
     Member(MemberUpdate),
     /// A user event.
     Event(SignedEvent),
+    /// A member's record named by its digest, the signed record left out (~15 bytes where
+    /// the record is ~110): a receiver for which it is news asks the sender for the record
+    /// ([`StreamMessage::RecordRequest`]) and checks it before applying or relaying it.
+    Digest(MemberDigest),
 }
 
 /// A member's statement about itself, signed by it: where it listens, at which incarnation,
@@ -202,6 +210,7 @@ pub struct MemberDigest {
     /// Whom.
     pub name: NodeName,
     /// The incarnation held.
+    #[serde(deserialize_with = "incarnation")]
     pub incarnation: Incarnation,
     /// The state held at that incarnation.
     pub state: State,
@@ -377,6 +386,26 @@ pub enum StreamMessage {
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
     },
+    /// "Send me these members' records": this peer gossiped their digests
+    /// ([`Update::Digest`]), which were news to the sender.
+    RecordRequest {
+        /// Whose records.
+        #[serde(deserialize_with = "record_names")]
+        names: Vec<NodeName>,
+        /// Those of `names` whose certificates the sender lacks.
+        #[serde(deserialize_with = "record_names")]
+        certificates: Vec<NodeName>,
+    },
+    /// Answer to [`StreamMessage::RecordRequest`]: the records held of those asked, and the
+    /// certificates asked for.
+    RecordReply {
+        /// The records.
+        #[serde(deserialize_with = "record_members")]
+        members: Vec<MemberUpdate>,
+        /// The certificates.
+        #[serde(deserialize_with = "record_certificates")]
+        certificates: Vec<Certificate>,
+    },
 }
 
 /// Encodes `message` followed by `count` updates whose encodings ([`encode_update`]) are
@@ -474,6 +503,18 @@ fn certificates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Certificate>, D::
 
 fn certificate_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeName>, D::Error> {
     bounded::seq(d, "certificate names", CERTIFICATE_NAMES_MAX)
+}
+
+fn record_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeName>, D::Error> {
+    bounded::seq(d, "record names", RECORD_NAMES_MAX)
+}
+
+fn record_members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MemberUpdate>, D::Error> {
+    bounded::seq(d, "records", RECORD_NAMES_MAX)
+}
+
+fn record_certificates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Certificate>, D::Error> {
+    bounded::seq(d, "record certificates", RECORD_NAMES_MAX)
 }
 
 fn meta<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {

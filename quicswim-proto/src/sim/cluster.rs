@@ -882,6 +882,7 @@ impl Simulation {
             totals.refutations += s.refutations;
             totals.push_pulls_started += s.push_pulls_started;
             totals.anti_entropy_bytes_out += s.anti_entropy_bytes_out;
+            totals.fetch_bytes_out += s.fetch_bytes_out;
             totals.kv_entries_synced += s.kv_entries_synced;
             totals.unverified_records += s.unverified_records;
             totals.certificates_learned += s.certificates_learned;

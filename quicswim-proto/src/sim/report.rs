@@ -61,6 +61,9 @@ pub struct Report {
     pub push_pulls: u64,
     /// Anti-entropy bytes those nodes sent (requests, replies and key/value pushes).
     pub anti_entropy_bytes: u64,
+    /// Bytes of requests and replies for records gossiped by digest and for certificates
+    /// that those nodes sent.
+    pub fetch_bytes: u64,
     /// Key/value entries sent in anti-entropy.
     pub kv_entries_synced: u64,
     /// Records whose signer's certificate was not held when they arrived (summed over live
@@ -324,6 +327,7 @@ impl Tracker {
             kv_live_keys: 0,
             push_pulls: totals.push_pulls_started,
             anti_entropy_bytes: totals.anti_entropy_bytes_out,
+            fetch_bytes: totals.fetch_bytes_out,
             kv_entries_synced: totals.kv_entries_synced,
             unverified_records: totals.unverified_records,
             certificates_learned: totals.certificates_learned,

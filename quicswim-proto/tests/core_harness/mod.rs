@@ -187,6 +187,18 @@ pub fn member_updates(p: &Packet) -> Vec<MemberUpdate> {
         .collect()
 }
 
+/// The members a gossip datagram tells of, in full or by digest, with the incarnation.
+pub fn member_mentions(p: &Packet) -> Vec<(NodeName, Incarnation)> {
+    p.updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Member(m) => Some((m.claim.name.clone(), m.claim.incarnation)),
+            Update::Digest(d) => Some((d.name.clone(), d.incarnation)),
+            Update::Event(_) => None,
+        })
+        .collect()
+}
+
 /// A membership-only full-state message, as a node with no keys or user events sends.
 pub fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> StreamMessage {
     StreamMessage::PushPull {
@@ -381,6 +393,7 @@ impl Harness {
             | StreamMessage::Ack { .. }
             | StreamMessage::KvPushAck
             | StreamMessage::CertificateReply { .. }
+            | StreamMessage::RecordReply { .. }
             | StreamMessage::KvSyncReply { .. } => self
                 .swim
                 .handle_stream_reply(self.now, &name(from), &bytes)

@@ -167,6 +167,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         kv_entries_synced,
         kv_syncs_started,
         anti_entropy_bytes_out,
+        fetch_bytes_out,
         user_events_delivered,
         probe_rtt,
         indirect_probe_rtt,
@@ -241,6 +242,12 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         "anti_entropy_sent_bytes",
         "Bytes of anti-entropy requests, replies, key/value rounds and pushes sent.",
         *anti_entropy_bytes_out,
+    )?;
+    counter(
+        e,
+        "fetch_sent_bytes",
+        "Bytes of requests and replies for member records gossiped by digest and for certificates sent.",
+        *fetch_bytes_out,
     )?;
     counter(
         e,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::super::broadcast::{retransmit_limit, Subject};
 use super::super::codec::{
-    datagram_overhead, encode_datagram, encode_update, MemberUpdate, Message, Update,
+    datagram_overhead, encode_datagram, encode_update, MemberDigest, MemberUpdate, Message, Update,
     UPDATES_PER_DATAGRAM_MAX,
 };
 use super::super::member::{NodeName, State};
@@ -265,9 +265,8 @@ impl Swim {
     }
 
     pub(super) fn broadcast_self(&mut self) {
-        let bytes = encode_update(&Update::Member(self.self_update()));
-        self.broadcasts
-            .push(Subject::Member(self.me.name.clone()), bytes);
+        let update = self.self_update();
+        self.queue_member(update);
     }
 
     /// Queues a member's entry as held (its claim and, for Suspect and Dead, the accusation).
@@ -275,7 +274,23 @@ impl Swim {
         let Some(update) = self.held_update(name) else {
             return;
         };
+        self.queue_member(update);
+    }
+
+    /// Queues `update`; an Alive or Left record with its digest as the brief form (see
+    /// [`records`](super::records)). A suspicion goes in full every time: its accuser is a
+    /// Lifeguard confirmation, which a digest does not name.
+    fn queue_member(&mut self, update: MemberUpdate) {
+        let state = update.state();
+        let brief = matches!(state, State::Alive | State::Left).then(|| {
+            encode_update(&Update::Digest(MemberDigest {
+                name: update.claim.name.clone(),
+                incarnation: update.claim.incarnation,
+                state,
+            }))
+        });
+        let subject = Subject::Member(update.claim.name.clone());
         let bytes = encode_update(&Update::Member(update));
-        self.broadcasts.push(Subject::Member(name.clone()), bytes);
+        self.broadcasts.push_with_brief(subject, bytes, brief);
     }
 }

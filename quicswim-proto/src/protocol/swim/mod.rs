@@ -36,6 +36,7 @@
 //! - `leave`: leaving gracefully, and knowing that one member heard of it;
 //! - `gossip`: gossip rounds and piggybacking on the broadcast queue;
 //! - `sync`: join, full-state anti-entropy (push-pull) and key/value rounds;
+//! - `records`: member records gossiped by digest, and asking for them;
 //! - `user_events`: user events;
 //! - `sampling`: random member picks, connected members first;
 //! - `output`: what the core hands out (transmits, events, errors, counters) and `poll_*`.
@@ -73,6 +74,7 @@ mod leave;
 mod membership;
 mod output;
 mod probe;
+mod records;
 mod refusals;
 mod sampling;
 mod sealing;
@@ -238,6 +240,8 @@ pub struct Swim {
     signed_self: Option<(Claim, Signature)>,
     /// Certificates wanted, and forgers recently logged.
     verification: verify::Verification,
+    /// Member records asked for after their digests were gossiped.
+    fetches: records::Fetches,
 }
 
 fn state_index(s: State) -> usize {
@@ -349,6 +353,7 @@ impl Swim {
             keyring,
             signed_self: None,
             verification: verify::Verification::default(),
+            fetches: records::Fetches::default(),
         })
     }
 
@@ -565,8 +570,10 @@ impl Swim {
                     self.apply(now, from, u, Source::Gossip)
                 }
                 Update::Event(e) => self.on_user_event(now, from, e),
+                Update::Digest(d) => self.on_digest(now, from, d),
             }
         }
+        self.send_record_request(now, from, addr);
         self.verification.sender = Some((from.clone(), addr));
         self.send_certificate_requests(now);
         self.verification.sender = None;
@@ -673,11 +680,16 @@ impl Swim {
             StreamMessage::CertificateRequest { names } => {
                 Some(self.on_certificate_request(&names))
             }
+            StreamMessage::RecordRequest {
+                names,
+                certificates,
+            } => Some(self.on_record_request(&names, &certificates)),
             StreamMessage::PushPullReply { .. }
             | StreamMessage::Ack { .. }
             | StreamMessage::KvPushAck
             | StreamMessage::KvSyncReply { .. }
-            | StreamMessage::CertificateReply { .. } => return Err(self.unasked(from, "request")),
+            | StreamMessage::CertificateReply { .. }
+            | StreamMessage::RecordReply { .. } => return Err(self.unasked(from, "request")),
         };
         self.send_certificate_requests(now);
         // As for datagrams; a joiner is a member only once its full state is merged.
@@ -718,6 +730,10 @@ impl Swim {
             StreamMessage::CertificateReply { certificates } => {
                 self.on_certificate_reply(now, from, certificates)
             }
+            StreamMessage::RecordReply {
+                members,
+                certificates,
+            } => self.on_record_reply(now, from, members, certificates),
             StreamMessage::KvPushAck => self.on_leave_push_acked(from),
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.on_kv_sync_reply(now, from, delta, wants)
@@ -726,7 +742,8 @@ impl Swim {
             | StreamMessage::Ping { .. }
             | StreamMessage::KvPush { .. }
             | StreamMessage::KvSync { .. }
-            | StreamMessage::CertificateRequest { .. } => return Err(self.unasked(from, "reply")),
+            | StreamMessage::CertificateRequest { .. }
+            | StreamMessage::RecordRequest { .. } => return Err(self.unasked(from, "reply")),
         }
         self.send_certificate_requests(now);
         self.set_connected(from, true);

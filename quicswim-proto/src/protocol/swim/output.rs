@@ -220,6 +220,9 @@ pub struct Stats {
     pub kv_syncs_started: u64,
     /// Bytes of anti-entropy requests and replies this node sent.
     pub anti_entropy_bytes_out: u64,
+    /// Bytes of requests and replies for records gossiped by digest and for certificates
+    /// this node sent.
+    pub fetch_bytes_out: u64,
     /// User events delivered here.
     pub user_events_delivered: u64,
     /// Records dropped because their signer's certificate was not held yet (it was asked

@@ -226,26 +226,14 @@ impl Swim {
     fn news_in(&self, digest: &[MemberDigest]) -> Vec<NodeName> {
         digest
             .iter()
-            .filter(|d| {
-                let held = if d.name == self.me.name {
-                    Some((self.me.incarnation, self.me.state))
-                } else {
-                    self.members
-                        .get(&d.name)
-                        .map(|e| (e.member.incarnation, e.member.state))
-                };
-                match held {
-                    None => d.state == State::Alive,
-                    Some(h) => overrides((d.incarnation, d.state), h),
-                }
-            })
+            .filter(|d| self.digest_is_news(d))
             .map(|d| d.name.clone())
             .take(MEMBERS_PER_MESSAGE_MAX)
             .collect()
     }
 
     /// Our records of the members `names` lists (this node's own claim for its name).
-    fn records_of(&mut self, names: &[NodeName]) -> Vec<MemberUpdate> {
+    pub(super) fn records_of(&mut self, names: &[NodeName]) -> Vec<MemberUpdate> {
         let mut out = Vec::new();
         for name in names.iter().take(MEMBERS_PER_MESSAGE_MAX) {
             if *name == self.me.name {

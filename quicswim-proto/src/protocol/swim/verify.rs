@@ -330,6 +330,7 @@ impl Swim {
                 let payload = encode_stream(&StreamMessage::CertificateRequest {
                     names: chunk.to_vec(),
                 });
+                self.stats.fetch_bytes_out += payload.len() as u64;
                 self.transmits.push_back(Transmit {
                     to: to.clone(),
                     kind: TransmitKind::Request,
@@ -340,13 +341,15 @@ impl Swim {
     }
 
     /// A peer asks for certificates: those held of members in the table (and our own).
-    pub(super) fn on_certificate_request(&self, names: &[NodeName]) -> Vec<u8> {
+    pub(super) fn on_certificate_request(&mut self, names: &[NodeName]) -> Vec<u8> {
         let certificates = names
             .iter()
             .filter(|n| **n == self.me.name || self.members.get(n).is_some())
             .filter_map(|n| self.certificate_of(n))
             .collect();
-        encode_stream(&StreamMessage::CertificateReply { certificates })
+        let reply = encode_stream(&StreamMessage::CertificateReply { certificates });
+        self.stats.fetch_bytes_out += reply.len() as u64;
+        reply
     }
 
     /// The certificate held for `name`, as it travels.
