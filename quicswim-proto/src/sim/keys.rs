@@ -25,6 +25,10 @@ const MEMO_MAX: usize = 4 << 20;
 pub struct SimAuthority {
     seed: u64,
     keys: Mutex<HashMap<NodeName, Arc<Ed25519KeyPair>>>,
+    /// Each name's public key, made once: every node that learns it holds this one copy,
+    /// as nodes in one process would if they shared certificates (a thousand copies of each
+    /// of a thousand keys are 64 MB of the simulation's memory, none of a real node's).
+    certificates: Mutex<HashMap<NodeName, Arc<[u8]>>>,
     memo: Mutex<HashSet<[u8; 32]>>,
 }
 
@@ -40,6 +44,7 @@ impl SimAuthority {
         Arc::new(Self {
             seed,
             keys: Mutex::default(),
+            certificates: Mutex::default(),
             memo: Mutex::default(),
         })
     }
@@ -60,7 +65,20 @@ impl SimAuthority {
 
     /// `name`'s public key: its certificate in the simulation.
     pub fn certificate(&self, name: &NodeName) -> Arc<[u8]> {
-        Arc::from(self.key(name).public_key().as_ref())
+        if let Some(c) = self
+            .certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Arc::clone(c);
+        }
+        let c: Arc<[u8]> = Arc::from(self.key(name).public_key().as_ref());
+        self.certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), Arc::clone(&c));
+        c
     }
 
     /// The keyring of the node named `name`: it signs with `name`'s key and starts out

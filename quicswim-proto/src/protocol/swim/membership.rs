@@ -396,7 +396,7 @@ impl Swim {
             if s.confirm(accuser.clone()) {
                 let call = last_call_at(s.deadline(), self.config.probe_timeout);
                 trace!(member = %name, accuser = %accuser, confirmations = s.confirmations(), "suspicion confirmed");
-                e.proof.accusation = Some(accusation);
+                e.proof.accusation = Some(Box::new(accusation));
                 self.timers.insert(
                     call.max(now),
                     Timer::SuspectToDead {
@@ -428,7 +428,7 @@ impl Swim {
         });
         e.proof = Proof {
             signature,
-            accusation: Some(accusation),
+            accusation: Some(Box::new(accusation)),
         };
         e.suspicion = Some(Box::new(s));
         e.state_change = now;
@@ -488,7 +488,7 @@ impl Swim {
         });
         e.proof = Proof {
             signature,
-            accusation: accusation.filter(|_| state == State::Dead),
+            accusation: accusation.filter(|_| state == State::Dead).map(Box::new),
         };
         e.suspicion = None;
         e.state_change = now;
@@ -650,7 +650,7 @@ impl Swim {
             },
             signature: e.proof.signature.clone(),
             accusation: match m.state {
-                State::Suspect | State::Dead => e.proof.accusation.clone(),
+                State::Suspect | State::Dead => e.proof.accusation.as_deref().cloned(),
                 State::Alive | State::Left => None,
             },
         })

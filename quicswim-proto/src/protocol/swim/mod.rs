@@ -118,8 +118,10 @@ struct Entry {
 struct Proof {
     /// The member's over its claim as held: address, incarnation, metadata, and Left or not.
     signature: Signature,
-    /// For Suspect and Dead: the accusation held (the latest one applied).
-    accusation: Option<Accusation>,
+    /// For Suspect and Dead: the accusation held (the latest one applied). Boxed: few
+    /// members are accused at a time, and every entry pays for the field (48 bytes inline,
+    /// 48 MB over the 1,000 tables of a 1,000-node simulation).
+    accusation: Option<Box<Accusation>>,
 }
 
 impl Entry {
