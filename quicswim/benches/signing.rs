@@ -220,7 +220,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
         eprintln!(
             "{prefix}/{label}: record {} bytes, signature {} bytes, certificate {} bytes",
             first_rec.len(),
-            first_sig.0.len(),
+            first_sig.as_bytes().len(),
             verifier.certificate(first_name).unwrap().len()
         );
     }

@@ -138,7 +138,7 @@ async fn a_member_claiming_another_name_is_refused() {
                 left: false,
                 meta: vec![],
             },
-            signature: Signature(vec![0; 64]),
+            signature: Signature::new(vec![0; 64]),
             accusation: None,
         }],
         kv_digest: vec![],

@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 
 /// A signature of the right length that verifies for nobody.
 fn garbage() -> Signature {
-    Signature(vec![0x5a; 64])
+    Signature::new(vec![0x5a; 64])
 }
 
 /// A delta of `entries` in the victim's name as one batch: signed by the rogue's own key,

@@ -557,11 +557,11 @@ mod tests {
                 left: state == State::Left,
                 meta: b"zone=a".to_vec(),
             },
-            signature: Signature(vec![7; 64]),
+            signature: Signature::new(vec![7; 64]),
             accusation: matches!(state, State::Suspect | State::Dead).then(|| Accusation {
                 dead: state == State::Dead,
                 accuser: name("accuser"),
-                signature: Signature(vec![8; 64]),
+                signature: Signature::new(vec![8; 64]),
             }),
         }
     }
@@ -713,7 +713,7 @@ mod tests {
                 name: "e".repeat(name_len),
                 payload: Vec::new(),
             },
-            signature: Signature(vec![1; 64]),
+            signature: Signature::new(vec![1; 64]),
         };
         let push_pull = |events| StreamMessage::PushPull {
             join: false,

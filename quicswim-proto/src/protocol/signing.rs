@@ -33,9 +33,33 @@ pub const SIGNATURE_LEN_MAX: usize = 96;
 /// Longest certificate (DER) the decoder accepts.
 pub const CERTIFICATE_LEN_MAX: usize = 8 * 1024;
 
-/// A signature over one record's [`signed_bytes`].
+/// A signature over one record's [`signed_bytes`]. Shared, not copied, when cloned: a node
+/// holds one per member and relays it with every copy of the record it sends.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Signature(#[serde(deserialize_with = "signature_bytes")] pub Vec<u8>);
+pub struct Signature(
+    #[serde(
+        serialize_with = "serialize_signature",
+        deserialize_with = "signature_bytes"
+    )]
+    Arc<[u8]>,
+);
+
+impl Signature {
+    /// A signature of these bytes.
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Whether another clone of it is alive (for a pool's sweep).
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,8 +71,13 @@ impl fmt::Debug for Signature {
     }
 }
 
-fn signature_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    bounded::bytes(d, "signature", SIGNATURE_LEN_MAX)
+fn signature_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+    bounded::bytes(d, "signature", SIGNATURE_LEN_MAX).map(Arc::from)
+}
+
+/// As a `Vec<u8>` is: a length, then the bytes.
+fn serialize_signature<S: serde::Serializer>(bytes: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(bytes.iter())
 }
 
 /// A certificate (DER) as it travels, with the name it is offered for.

@@ -95,9 +95,10 @@ impl SimAuthority {
     }
 
     fn check(&self, public_key: &[u8], record: &[u8], signature: &Signature) -> bool {
-        let mut input = Vec::with_capacity(public_key.len() + signature.0.len() + record.len());
+        let mut input =
+            Vec::with_capacity(public_key.len() + signature.as_bytes().len() + record.len());
         input.extend_from_slice(public_key);
-        input.extend_from_slice(&signature.0);
+        input.extend_from_slice(signature.as_bytes());
         input.extend_from_slice(record);
         let mut key = [0u8; 32];
         key.copy_from_slice(digest(&SHA256, &input).as_ref());
@@ -110,7 +111,7 @@ impl SimAuthority {
             return true;
         }
         let valid = UnparsedPublicKey::new(&ED25519, public_key)
-            .verify(record, &signature.0)
+            .verify(record, signature.as_bytes())
             .is_ok();
         if valid {
             let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -138,7 +139,7 @@ impl fmt::Debug for SimKeyring {
 
 impl Keyring for SimKeyring {
     fn sign(&self, record: &[u8]) -> Signature {
-        Signature(self.key.sign(record).as_ref().to_vec())
+        Signature::new(self.key.sign(record).as_ref())
     }
 
     fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict {

@@ -411,7 +411,7 @@ impl CertKeyring {
             return Verdict::UnknownSigner;
         }
         let key = UnparsedPublicKey::new(held.algorithm.verification(), &held.public_key);
-        match key.verify(record, &sig.0) {
+        match key.verify(record, sig.as_bytes()) {
             Ok(()) => Verdict::Valid,
             Err(_) => Verdict::Invalid,
         }
@@ -514,13 +514,13 @@ fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
 impl Keyring for CertKeyring {
     fn sign(&self, record: &[u8]) -> Signature {
         match self.signer.sign(record) {
-            Some(sig) => Signature(sig),
+            Some(sig) => Signature::new(sig),
             None => {
                 // ECDSA needs fresh randomness; the OS refusing it is a broken host. The empty
                 // signature verifies nowhere, so the record is dropped by every peer rather
                 // than the node stopping.
                 tracing::error!(node = %self.name, "cannot sign a record: no randomness from the OS");
-                Signature(Vec::new())
+                Signature::new(Vec::new())
             }
         }
     }
@@ -648,7 +648,7 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
             assert_eq!(alice.algorithm(), algorithm);
             let sig = alice.sign(&record(7));
-            assert_eq!(sig.0.len(), 64, "{algorithm}");
+            assert_eq!(sig.as_bytes().len(), 64, "{algorithm}");
             // Alice checks her own signature with her own certificate, always held.
             assert_eq!(
                 alice.verify(&name("alice"), &record(7), &sig),
@@ -671,7 +671,7 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let carol = CertKeyring::new(&id).unwrap();
         assert_eq!(carol.algorithm(), KeyAlgorithm::EcdsaP384);
         let sig = carol.sign(&record(1));
-        assert_eq!(sig.0.len(), 96);
+        assert_eq!(sig.as_bytes().len(), 96);
         let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
         bob.learn(&name("carol"), cert.der()).unwrap();
         assert_eq!(bob.verify(&name("carol"), &record(1), &sig), Verdict::Valid);
@@ -838,19 +838,20 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
                     "{key_type}: byte {i}"
                 );
             }
-            for i in 0..sig.0.len() {
-                let mut changed = sig.clone();
-                changed.0[i] ^= 0x80;
+            for i in 0..sig.as_bytes().len() {
+                let mut changed = sig.as_bytes().to_vec();
+                changed[i] ^= 0x80;
+                let changed = Signature::new(changed);
                 assert_eq!(alice.verify(&name("bob"), &rec, &changed), Verdict::Invalid);
             }
-            let mut long = sig.clone();
-            long.0.push(0);
-            let short = Signature(sig.0[..63].to_vec());
+            let mut long = sig.as_bytes().to_vec();
+            long.push(0);
+            let short = Signature::new(&sig.as_bytes()[..63]);
             for bad in [
-                Signature(Vec::new()),
+                Signature::new(Vec::new()),
                 short,
-                long,
-                Signature(vec![0xff; 96]),
+                Signature::new(long),
+                Signature::new(vec![0xff; 96]),
             ] {
                 assert_eq!(alice.verify(&name("bob"), &rec, &bad), Verdict::Invalid);
             }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 
+use super::super::signing::Signature;
 use super::{Member, NameHasher};
 
 /// Identical members shared between the tables of many nodes in one process.
@@ -22,6 +23,11 @@ struct PoolInner {
     members: HashSet<Arc<Member>, BuildHasherDefault<NameHasher>>,
     /// Size after the last sweep; the next comes when the pool has doubled.
     swept_len: usize,
+    /// The members' signatures over their records, shared the same way: every table holds
+    /// one per member (64 bytes and a heap block each).
+    signatures: HashSet<Signature>,
+    /// Size of `signatures` after its last sweep.
+    signatures_swept_len: usize,
 }
 
 /// Fewest members a pool holds before it sweeps out those no table uses any more.
@@ -50,6 +56,23 @@ impl MemberPool {
         let shared = Arc::new(member);
         inner.members.insert(Arc::clone(&shared));
         shared
+    }
+
+    /// The shared copy of `signature`, added if the pool has none.
+    pub fn share_signature(&self, signature: Signature) -> Signature {
+        let mut inner = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = inner.signatures.get(&signature) {
+            return held.clone();
+        }
+        if inner.signatures.len() >= (2 * inner.signatures_swept_len).max(POOL_SWEEP_MIN) {
+            inner.signatures.retain(Signature::is_shared);
+            inner.signatures_swept_len = inner.signatures.len();
+        }
+        inner.signatures.insert(signature.clone());
+        signature
     }
 
     /// Distinct members held.
@@ -95,5 +118,16 @@ mod tests {
         // The sweep kept only what is still used elsewhere: `a` (and `b`).
         assert!(pool.len() < POOL_SWEEP_MIN);
         assert!(Arc::ptr_eq(&a, &pool.share(member(1, 0))));
+    }
+
+    #[test]
+    fn pool_hands_out_one_copy_per_distinct_signature() {
+        let pool = MemberPool::new();
+        let a = pool.share_signature(Signature::new(vec![1; 64]));
+        let b = pool.share_signature(Signature::new(vec![1; 64]));
+        assert!(std::ptr::eq(a.as_bytes(), b.as_bytes()));
+        let c = pool.share_signature(Signature::new(vec![2; 64]));
+        assert!(!std::ptr::eq(a.as_bytes(), c.as_bytes()));
+        assert_eq!(a, b);
     }
 }

@@ -12,7 +12,9 @@ use tracing::{debug, trace};
 use super::super::bounded::SELF_CLAIM_MAX;
 use super::super::broadcast::Subject;
 use super::super::codec::{Accusation, Claim, MemberUpdate};
-use super::super::member::{overrides, Incarnation, Member, NodeName, State, META_LEN_MAX};
+use super::super::member::{
+    overrides, Incarnation, Member, MemberPool, NodeName, State, META_LEN_MAX,
+};
 use super::super::signing::Signature;
 use super::super::suspicion::{confirmations_wanted, min_timeout, Suspicion};
 use super::super::timer::Timer;
@@ -302,7 +304,7 @@ impl Swim {
     fn on_alive(&mut self, now: Instant, claim: Claim, signature: Signature) {
         let name = claim.name.clone();
         let proof = Proof {
-            signature,
+            signature: pool_signature(self.pool.as_ref(), signature),
             accusation: None,
         };
         let event = match self.members.get_mut(&name) {
@@ -427,7 +429,7 @@ impl Swim {
             m.meta = claim.meta;
         });
         e.proof = Proof {
-            signature,
+            signature: pool_signature(self.pool.as_ref(), signature),
             accusation: Some(Box::new(accusation)),
         };
         e.suspicion = Some(Box::new(s));
@@ -487,7 +489,7 @@ impl Swim {
             m.meta = claim.meta;
         });
         e.proof = Proof {
-            signature,
+            signature: pool_signature(self.pool.as_ref(), signature),
             accusation: accusation.filter(|_| state == State::Dead).map(Box::new),
         };
         e.suspicion = None;
@@ -702,4 +704,12 @@ impl Swim {
 /// it, so the Ack has the time a probe's has, and a crashed member is declared Dead no later.
 fn last_call_at(deadline: Instant, probe_timeout: Duration) -> Instant {
     deadline.checked_sub(probe_timeout).unwrap_or(deadline)
+}
+
+/// `signature` as an entry keeps it: the pool's shared copy when the tables share one.
+fn pool_signature(pool: Option<&MemberPool>, signature: Signature) -> Signature {
+    match pool {
+        Some(pool) => pool.share_signature(signature),
+        None => signature,
+    }
 }
