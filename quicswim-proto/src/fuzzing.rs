@@ -303,10 +303,10 @@ impl Run {
             7 => {
                 let updates: Vec<Update> = (0..s.byte() % 8)
                     .map(|_| {
-                        if s.byte().is_multiple_of(2) {
-                            Update::Member(member(s))
-                        } else {
-                            Update::Event(event(s))
+                        match s.byte() % 3 {
+                            0 => Update::Member(member(s)),
+                            1 => Update::Event(event(s)),
+                            _ => Update::Digest(member_digest(s)),
                         }
                     })
                     .collect();
@@ -318,7 +318,11 @@ impl Run {
                     .handle_datagram(self.now, &from, from_addr, &bytes);
             }
             8 => {
-                let m = match s.byte() % 3 {
+                let m = match s.byte() % 4 {
+                    3 => StreamMessage::RecordRequest {
+                        names: (0..s.byte() % 8).map(|_| pick_name(s)).collect(),
+                        certificates: (0..s.byte() % 4).map(|_| pick_name(s)).collect(),
+                    },
                     0 => StreamMessage::KvPush {
                         deltas: deltas(s),
                         members: (0..s.byte() % 4).map(|_| member(s)).collect(),
@@ -346,7 +350,11 @@ impl Run {
                 }
             }
             9 => {
-                let m = match s.byte() % 2 {
+                let m = match s.byte() % 3 {
+                    2 => StreamMessage::RecordReply {
+                        members: (0..s.byte() % 8).map(|_| member(s)).collect(),
+                        certificates: Vec::new(),
+                    },
                     0 => StreamMessage::KvSyncReply {
                         delta: deltas(s),
                         wants: digest(s),
@@ -644,7 +652,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         signature: keys(2).sign(&SignedEvent::signed_bytes(&event)),
         event,
     };
-    let updates = [Update::Member(m.clone()), Update::Event(e.clone())];
+    let updates = [
+        Update::Member(m.clone()),
+        Update::Event(e.clone()),
+        Update::Digest(MemberDigest {
+            name: name(3),
+            incarnation: Incarnation(1),
+            state: State::Alive,
+        }),
+    ];
     let body: Vec<u8> = updates.iter().flat_map(encode_update).collect();
     let messages = [
         Message::Ping {
@@ -662,7 +678,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Message::Gossip,
     ];
     for message in &messages {
-        out.push(("datagram", encode_datagram(message, 2, &body)));
+        out.push(("datagram", encode_datagram(message, updates.len(), &body)));
     }
     let entry = |version: u64, value: Option<Vec<u8>>| KvEntry {
         owner: name(1),
@@ -707,6 +723,17 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         StreamMessage::CertificateRequest {
             names: vec![name(1)],
+        },
+        StreamMessage::RecordRequest {
+            names: vec![name(1), me()],
+            certificates: vec![name(1)],
+        },
+        StreamMessage::RecordReply {
+            members: vec![m.clone()],
+            certificates: vec![Certificate {
+                name: name(1),
+                der: authority().certificate(&name(1)).to_vec(),
+            }],
         },
         StreamMessage::CertificateReply {
             certificates: vec![Certificate {

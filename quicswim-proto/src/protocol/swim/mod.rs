@@ -229,6 +229,8 @@ pub struct Swim {
     /// When the last key/value round went out, and how many of its replies are still due.
     kv_round_at: Option<Instant>,
     kv_replies_pending: u32,
+    /// The members the key/value round at hand has still to ask, one after another.
+    kv_round_next: Vec<NodeName>,
     dedup: Deduplicator,
     next_event_seq: u64,
     recent_events: VecDeque<SignedEvent>,
@@ -339,6 +341,7 @@ impl Swim {
             kv_rounds_left: 0,
             kv_round_at: None,
             kv_replies_pending: 0,
+            kv_round_next: Vec::new(),
             gossip_dial: None,
             gossip_dial_after: now,
             gossip_cycle: Cycle::default(),

@@ -535,6 +535,10 @@ impl Swim {
 
     /// One key/value round: our digest to `gossip_nodes` random live members, who answer with
     /// what we lack and the owners where we are ahead, which we then push.
+    ///
+    /// The members are asked one after another, each with the digest as the last reply left
+    /// it: asked at once, each would send the same entries, and an entry came ~17 times per
+    /// delivery at 128 nodes writing 5,000 entries a second, which saturated 2 cores.
     pub(super) fn kv_round(&mut self, now: Instant) {
         let interval = self.config.kv_sync_interval;
         let waited = self
@@ -553,7 +557,7 @@ impl Swim {
         if self.me.state == State::Left {
             return;
         }
-        let targets = self.random_members_connected_first(
+        let mut targets = self.random_members_connected_first(
             self.config.gossip_nodes,
             |e| e.member.state == State::Alive,
             None,
@@ -561,21 +565,30 @@ impl Swim {
         if targets.is_empty() {
             return;
         }
+        self.kv_round_at = Some(now);
+        targets.reverse();
+        self.kv_round_next = targets;
+        self.kv_ask_next();
+    }
+
+    /// Sends our digest to the next member of the round at hand, if any is left.
+    fn kv_ask_next(&mut self) {
+        let Some(name) = self.kv_round_next.pop() else {
+            self.kv_replies_pending = 0;
+            return;
+        };
         let payload = encode_stream(&StreamMessage::KvSync {
             digest: self.kv.digest(),
         });
-        self.kv_round_at = Some(now);
-        self.kv_replies_pending = targets.len() as u32;
-        for name in targets {
-            self.stats.kv_syncs_started += 1;
-            self.stats.anti_entropy_bytes_out += payload.len() as u64;
-            let to = self.destination_of(&name);
-            self.transmits.push_back(Transmit {
-                to,
-                kind: TransmitKind::Request,
-                payload: payload.clone(),
-            });
-        }
+        self.kv_replies_pending = 1;
+        self.stats.kv_syncs_started += 1;
+        self.stats.anti_entropy_bytes_out += payload.len() as u64;
+        let to = self.destination_of(&name);
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Request,
+            payload,
+        });
     }
 
     /// What the holder of `theirs` lacks from us, within `kv_sync_bytes_max`, counted.
@@ -627,6 +640,7 @@ impl Swim {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
             self.send_kv_push(from, deltas, Vec::new());
+            self.kv_ask_next();
         }
     }
 
