@@ -10,14 +10,20 @@ use super::super::kv::KvEntry;
 use super::super::member::NodeName;
 use super::Swim;
 
-/// Batches a second the cluster's writers together aim to seal. Every node checks each one
-/// (~60 µs for a batch of a few entries, criterion `check_kv_delta_64` ~75 µs for 64), so
-/// this bounds what other members' writes cost a node: ~10 ms of CPU a second. Up to 32
-/// writers at the default 200 ms round seal every round; beyond, each seals less often and
-/// its batches grow. (128 nodes writing 5,000 entries a second on 2 cores: 640 batches a
-/// second to check on every node saturated the machine and delivered 830-1,160 writes a
-/// second.)
+/// Batches a second the cluster's writers together aim to seal, up to
+/// [`WRITERS_AT_FULL_BUDGET`] writers. Every node checks each one (~60 µs for a batch of a
+/// few entries, criterion `check_kv_delta_64` ~75 µs for 64), so this bounds what other
+/// members' writes cost a node: ~10 ms of CPU a second. Up to 32 writers at the default
+/// 200 ms round seal every round; beyond, each seals less often and its batches grow.
 const BATCHES_PER_SEC_MAX: u32 = 160;
+
+/// Beyond this many writers the budget shrinks as writers grow (`160 · 32 / writers` a
+/// second): a node among many writers also receives more entries, each hashed and merged, so
+/// the checks must take less. 128 nodes writing 5,000 entries a second on 2 cores: 640
+/// batches a second to check on every node saturated the machine and delivered 830-1,160
+/// writes a second; 160 a second, 1,800-2,600; this budget (40 a second, 80 with each writer
+/// filling a 64-entry batch every 1.6 s) is measured in BENCHMARKS.md.
+const WRITERS_AT_FULL_BUDGET: u32 = 32;
 
 /// How long an owner whose batch this node checked still counts as writing, in its own
 /// sealing intervals (at least [`WRITERS_WINDOW_MIN`]): long enough to see each writer seal
@@ -88,12 +94,16 @@ impl Sealing {
     }
 
     /// Sets the interval between seals from the writers seen lately: one round, or long
-    /// enough that all of them together seal [`BATCHES_PER_SEC_MAX`] batches a second.
+    /// enough that all of them together seal [`BATCHES_PER_SEC_MAX`] batches a second
+    /// (fewer beyond [`WRITERS_AT_FULL_BUDGET`] writers).
     fn pace(&mut self, now: Instant, round: Duration) {
         let window = (self.every * WRITERS_WINDOW_INTERVALS).max(WRITERS_WINDOW_MIN);
         self.writers.retain(|_, at| now < *at + window);
         let writers = u32::try_from(self.writers()).unwrap_or(u32::MAX);
-        let spread = Duration::from_secs(1) * writers / BATCHES_PER_SEC_MAX;
+        let budget = (BATCHES_PER_SEC_MAX * WRITERS_AT_FULL_BUDGET
+            / writers.max(WRITERS_AT_FULL_BUDGET))
+        .max(1);
+        let spread = Duration::from_secs(1) * writers / budget;
         self.every = round.max(spread);
     }
 }
@@ -142,14 +152,14 @@ mod tests {
         let round = Duration::from_millis(200);
         let t0 = Instant::now();
         let mut s = Sealing::new(round);
-        for i in 0..20 {
+        for i in 0..31 {
             s.batch_seen(&name(i), t0);
         }
         s.written("a");
         assert_eq!(s.take_due(t0, false, round).len(), 1);
-        assert_eq!(s.every, round, "21 writers: one seal a round");
+        assert_eq!(s.every, round, "32 writers: one seal a round");
 
-        for i in 20..127 {
+        for i in 31..127 {
             s.batch_seen(&name(i), t0);
         }
         s.written("b");
@@ -158,8 +168,8 @@ mod tests {
         assert_eq!(s.writers(), 128);
         assert_eq!(
             s.every,
-            Duration::from_millis(800),
-            "128 writers: 160 batches/s"
+            Duration::from_millis(3200),
+            "128 writers: 40 batches/s"
         );
 
         // Within the longer interval a write waits, unless a batch is full or the node
@@ -176,7 +186,7 @@ mod tests {
         );
 
         // Writers not seen for three intervals no longer count.
-        let later = t1 + Duration::from_secs(3);
+        let later = t1 + Duration::from_secs(10);
         s.batch_seen(&name(0), later);
         s.written("d");
         assert_eq!(s.take_due(later, false, round).len(), 1);
