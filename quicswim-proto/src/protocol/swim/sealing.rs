@@ -36,6 +36,8 @@ const WRITERS_WINDOW_MIN: Duration = Duration::from_secs(2);
 pub(super) struct Sealing {
     /// Keys written since the last seal.
     unsealed: BTreeSet<String>,
+    /// When the last of them was written.
+    written_at: Option<Instant>,
     /// When they were last signed.
     sealed_at: Option<Instant>,
     /// At most one seal this often under a burst (a full batch, a quiet spell or a leave
@@ -49,17 +51,19 @@ impl Sealing {
     pub(super) fn new(round: Duration) -> Self {
         Self {
             unsealed: BTreeSet::new(),
+            written_at: None,
             sealed_at: None,
             every: round,
             writers: BTreeMap::new(),
         }
     }
 
-    /// A key of ours was written: it leaves with the next seal.
-    pub(super) fn written(&mut self, key: &str) {
+    /// A key of ours was written at `now`: it leaves with the next seal.
+    pub(super) fn written(&mut self, key: &str, now: Instant) {
         if !self.unsealed.contains(key) {
             self.unsealed.insert(key.to_string());
         }
+        self.written_at = Some(now);
     }
 
     /// A batch of `owner`'s was checked here for the first time. Only signed batches count,
@@ -79,13 +83,15 @@ impl Sealing {
     }
 
     /// Takes the keys to sign now, or none if they wait for a later seal: under a burst,
-    /// at most once per `every` unless `now_anyway` or a full batch waits.
+    /// at most once per `every` unless `now_anyway` or a full batch waits. A burst's last
+    /// writes go a round after it ends, not up to `every` later.
     fn take_due(&mut self, now: Instant, now_anyway: bool, round: Duration) -> BTreeSet<String> {
         if self.unsealed.is_empty() {
             return BTreeSet::new();
         }
         let recently = self.sealed_at.is_some_and(|at| now < at + self.every);
-        if recently && !now_anyway && self.unsealed.len() < proof::BATCH_LEAVES_MAX {
+        let writing = self.written_at.is_some_and(|at| now < at + round);
+        if recently && writing && !now_anyway && self.unsealed.len() < proof::BATCH_LEAVES_MAX {
             return BTreeSet::new();
         }
         self.sealed_at = Some(now);
@@ -155,15 +161,15 @@ mod tests {
         for i in 0..31 {
             s.batch_seen(&name(i), t0);
         }
-        s.written("a");
+        s.written("a", t0);
         assert_eq!(s.take_due(t0, false, round).len(), 1);
         assert_eq!(s.every, round, "32 writers: one seal a round");
 
         for i in 31..127 {
             s.batch_seen(&name(i), t0);
         }
-        s.written("b");
         let t1 = t0 + round;
+        s.written("b", t1);
         assert_eq!(s.take_due(t1, false, round).len(), 1);
         assert_eq!(s.writers(), 128);
         assert_eq!(
@@ -172,23 +178,31 @@ mod tests {
             "128 writers: 40 batches/s"
         );
 
-        // Within the longer interval a write waits, unless a batch is full or the node
-        // leaves.
-        s.written("c");
-        assert!(s.take_due(t1 + round, false, round).is_empty());
-        assert_eq!(s.take_due(t1 + round, true, round).len(), 1);
+        // Within the longer interval a write waits while writes go on, unless a batch is
+        // full or the node leaves.
+        let t2 = t1 + round;
+        s.written("c", t2);
+        assert!(s.take_due(t2, false, round).is_empty());
+        assert!(s.take_due(t2 + round / 2, false, round).is_empty());
+        assert_eq!(s.take_due(t2, true, round).len(), 1);
         for k in 0..proof::BATCH_LEAVES_MAX {
-            s.written(&format!("k{k}"));
+            s.written(&format!("k{k}"), t2);
         }
         assert_eq!(
             s.take_due(t1 + round * 2, false, round).len(),
             proof::BATCH_LEAVES_MAX
         );
 
+        // When the writes stop, what waits goes a round after the last one.
+        let t3 = t2 + round * 2;
+        s.written("e", t3);
+        assert!(s.take_due(t3 + round / 2, false, round).is_empty());
+        assert_eq!(s.take_due(t3 + round, false, round).len(), 1);
+
         // Writers not seen for three intervals no longer count.
         let later = t1 + Duration::from_secs(10);
         s.batch_seen(&name(0), later);
-        s.written("d");
+        s.written("d", later);
         assert_eq!(s.take_due(later, false, round).len(), 1);
         assert_eq!(s.writers(), 2);
         assert_eq!(s.every, round);
@@ -198,8 +212,9 @@ mod tests {
     fn a_key_written_twice_before_a_seal_is_signed_once() {
         let round = Duration::from_millis(200);
         let mut s = Sealing::new(round);
-        s.written("a");
-        s.written("a");
-        assert_eq!(s.take_due(Instant::now(), false, round).len(), 1);
+        let now = Instant::now();
+        s.written("a", now);
+        s.written("a", now);
+        assert_eq!(s.take_due(now, false, round).len(), 1);
     }
 }

@@ -314,7 +314,7 @@ impl Swim {
             return Err(e.into());
         }
         self.next_version = next;
-        self.sealing.written(&entry.key);
+        self.sealing.written(&entry.key, now);
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
             key: entry.key.clone(),
