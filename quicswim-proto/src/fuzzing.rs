@@ -302,12 +302,10 @@ impl Run {
             }
             7 => {
                 let updates: Vec<Update> = (0..s.byte() % 8)
-                    .map(|_| {
-                        match s.byte() % 3 {
-                            0 => Update::Member(member(s)),
-                            1 => Update::Event(event(s)),
-                            _ => Update::Digest(member_digest(s)),
-                        }
+                    .map(|_| match s.byte() % 3 {
+                        0 => Update::Member(member(s)),
+                        1 => Update::Event(event(s)),
+                        _ => Update::Digest(member_digest(s)),
                     })
                     .collect();
                 let message = self.seqs_of(message(s));

@@ -203,6 +203,9 @@ fn an_alive_record_goes_in_full_then_by_digest_and_a_suspicion_always_in_full() 
     }
     assert_eq!(b_full, FULL_TRANSMITS as usize);
     assert!(b_digest > 0, "then by digest");
-    assert!(c_full > FULL_TRANSMITS as usize, "a suspicion goes in full: {c_full}");
+    assert!(
+        c_full > FULL_TRANSMITS as usize,
+        "a suspicion goes in full: {c_full}"
+    );
     assert_eq!(c_digest, 0);
 }

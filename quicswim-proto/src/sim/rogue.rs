@@ -232,7 +232,11 @@ impl RogueNode {
         self.next_attack += 1;
         let mark = MARK + rng.random_range(0..MARK);
         let garbage = || {
-            Signature::new((0..64).map(|k| (k as u8).wrapping_mul(37)).collect::<Vec<u8>>())
+            Signature::new(
+                (0..64)
+                    .map(|k| (k as u8).wrapping_mul(37))
+                    .collect::<Vec<u8>>(),
+            )
         };
         let gossip = |updates: Vec<Update>| {
             let bytes: Vec<u8> = updates.iter().flat_map(encode_update).collect();
