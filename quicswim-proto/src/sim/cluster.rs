@@ -704,6 +704,13 @@ impl Simulation {
         candidates.shuffle(&mut self.rng);
         let victims: Vec<usize> = candidates.into_iter().take(self.config.crashes).collect();
         for &i in &victims {
+            // Writes not signed yet never left the node: they die with it, and a restarted
+            // writer is held to what it writes after.
+            if let Some(core) = self.nodes[i].core.as_ref() {
+                for key in core.kv_unsealed() {
+                    self.expected.remove(&(i, key));
+                }
+            }
             self.nodes[i].core = None;
             self.nodes[i].wake = None;
             self.crashed.push(i);

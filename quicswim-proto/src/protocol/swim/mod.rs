@@ -436,6 +436,12 @@ impl Swim {
         self.kv.get(owner, key)
     }
 
+    /// This node's keys whose last write is not signed yet, so has not left it: a crash now
+    /// would lose that write (a simulation's crash uses it to know what may die).
+    pub fn kv_unsealed(&self) -> Vec<String> {
+        self.sealing.pending().map(str::to_string).collect()
+    }
+
     /// Every live key/value entry: (owner, key, value, version), sorted by owner then key.
     pub fn kv_entries(&self) -> Vec<(&NodeName, &str, &[u8], u64)> {
         self.kv.iter()

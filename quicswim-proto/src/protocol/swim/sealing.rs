@@ -66,6 +66,11 @@ impl Sealing {
         self.written_at = Some(now);
     }
 
+    /// Keys written since the last seal: not signed yet, so they have not left this node.
+    pub(super) fn pending(&self) -> impl Iterator<Item = &str> {
+        self.unsealed.iter().map(String::as_str)
+    }
+
     /// A batch of `owner`'s was checked here for the first time. Only signed batches count,
     /// so a member can make itself count as one writer, never as others.
     pub(super) fn batch_seen(&mut self, owner: &NodeName, now: Instant) {
