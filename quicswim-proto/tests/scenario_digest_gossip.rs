@@ -10,7 +10,6 @@ use quicswim_proto::protocol::broadcast::FULL_TRANSMITS;
 use quicswim_proto::protocol::codec::{
     decode_stream, encode_datagram, encode_update, MemberDigest, Message, StreamMessage, Update,
 };
-use quicswim_proto::protocol::signing::Certificate;
 use quicswim_proto::protocol::{Config, Incarnation, State, TransmitKind};
 
 fn digest(who: &str, incarnation: u64, state: State) -> MemberDigest {
@@ -51,13 +50,6 @@ fn record_requests(h: &mut Harness) -> Vec<(String, Vec<String>, Vec<String>)> {
         .collect()
 }
 
-fn certificate_of(who: &str) -> Certificate {
-    Certificate {
-        name: name(who),
-        der: authority().certificate(&name(who)).to_vec(),
-    }
-}
-
 fn owned(v: &[&str]) -> Vec<String> {
     v.iter().map(ToString::to_string).collect()
 }
@@ -95,14 +87,7 @@ fn a_digest_that_is_news_is_asked_for_and_the_record_applied_and_relayed() {
     assert_eq!(h.state_of("b"), Some((3, State::Alive)));
     // News here, so relayed: in full first.
     h.run_until_true(Duration::from_secs(5), "g relayed in full", |h| {
-        h.sent
-            .iter()
-            .filter(|(_, t)| t.kind == TransmitKind::Datagram)
-            .any(|(_, t)| {
-                member_updates(&packet(t))
-                    .iter()
-                    .any(|u| u.claim.name == name("g"))
-            })
+        relayed_in_full(h, "g")
     });
 }
 
@@ -134,7 +119,7 @@ fn a_reply_with_records_not_asked_or_forged_changes_nothing() {
 }
 
 #[test]
-fn digests_of_suspicions_or_of_what_is_held_ask_nothing() {
+fn digests_of_what_is_held_of_unknown_leavers_or_of_ourselves_ask_nothing() {
     let mut h = Harness::with_peers(Config::lan());
     gossip_digests(
         &mut h,

@@ -10,7 +10,6 @@ use quicswim_proto::protocol::codec::{
     decode_stream, encode_datagram, encode_update, MemberDigest, MemberUpdate, Message,
     StreamMessage, Update,
 };
-use quicswim_proto::protocol::signing::Certificate;
 use quicswim_proto::protocol::{Config, Incarnation, State, TransmitKind, UserEvent};
 
 /// The certificate requests `me` sent, by peer, with the names asked.
@@ -26,13 +25,6 @@ fn certificate_requests(h: &mut Harness) -> Vec<(String, Vec<String>)> {
             _ => None,
         })
         .collect()
-}
-
-fn certificate_of(who: &str) -> Certificate {
-    Certificate {
-        name: name(who),
-        der: authority().certificate(&name(who)).to_vec(),
-    }
 }
 
 #[test]
@@ -55,14 +47,7 @@ fn a_record_waits_for_its_signers_certificate_and_applies_when_it_comes() {
     assert_eq!(h.swim.stats().certificates_learned, 1);
     // And it is news here, so it is relayed.
     h.run_until_true(std::time::Duration::from_secs(5), "g relayed", |h| {
-        h.sent
-            .iter()
-            .filter(|(_, t)| t.kind == TransmitKind::Datagram)
-            .any(|(_, t)| {
-                member_updates(&packet(t))
-                    .iter()
-                    .any(|u| u.claim.name == name("g"))
-            })
+        relayed_in_full(h, "g")
     });
 }
 

@@ -65,20 +65,14 @@ impl SimAuthority {
 
     /// `name`'s public key: its certificate in the simulation.
     pub fn certificate(&self, name: &NodeName) -> Arc<[u8]> {
-        if let Some(c) = self
+        let mut certificates = self
             .certificates
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return Arc::clone(c);
-        }
-        let c: Arc<[u8]> = Arc::from(self.key(name).public_key().as_ref());
-        self.certificates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.clone(), Arc::clone(&c));
-        c
+            .unwrap_or_else(PoisonError::into_inner);
+        let c = certificates
+            .entry(name.clone())
+            .or_insert_with(|| Arc::from(self.key(name).public_key().as_ref()));
+        Arc::clone(c)
     }
 
     /// The keyring of the node named `name`: it signs with `name`'s key and starts out

@@ -20,7 +20,7 @@ use quicswim_proto::protocol::codec::{
     Claim, MemberUpdate, Message, Packet, SignedEvent, StreamMessage, Update,
 };
 use quicswim_proto::protocol::kv::proof;
-use quicswim_proto::protocol::signing::{Keyring, Signature};
+use quicswim_proto::protocol::signing::{Certificate, Keyring, Signature};
 use quicswim_proto::protocol::{
     Config, Destination, Event, Incarnation, Member, NodeName, PeerError, State, Swim, Transmit,
     TransmitKind,
@@ -197,6 +197,26 @@ pub fn member_mentions(p: &Packet) -> Vec<(NodeName, Incarnation)> {
             Update::Event(_) => None,
         })
         .collect()
+}
+
+/// `who`'s certificate as it travels.
+pub fn certificate_of(who: &str) -> Certificate {
+    Certificate {
+        name: name(who),
+        der: authority().certificate(&name(who)).to_vec(),
+    }
+}
+
+/// Whether `me` has gossiped `who`'s whole record (not only its digest).
+pub fn relayed_in_full(h: &Harness, who: &str) -> bool {
+    h.sent
+        .iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Datagram)
+        .any(|(_, t)| {
+            member_updates(&packet(t))
+                .iter()
+                .any(|u| u.claim.name == name(who))
+        })
 }
 
 /// A membership-only full-state message, as a node with no keys or user events sends.

@@ -48,11 +48,10 @@ impl MemberPool {
         if let Some(held) = inner.members.get(&member) {
             return Arc::clone(held);
         }
-        if inner.members.len() >= (2 * inner.swept_len).max(POOL_SWEEP_MIN) {
-            // Only the pool holds these: no table uses them any more.
-            inner.members.retain(|m| Arc::strong_count(m) > 1);
-            inner.swept_len = inner.members.len();
-        }
+        let PoolInner {
+            members, swept_len, ..
+        } = &mut *inner;
+        sweep_if_doubled(members, swept_len, |m| Arc::strong_count(m) > 1);
         let shared = Arc::new(member);
         inner.members.insert(Arc::clone(&shared));
         shared
@@ -67,10 +66,12 @@ impl MemberPool {
         if let Some(held) = inner.signatures.get(&signature) {
             return held.clone();
         }
-        if inner.signatures.len() >= (2 * inner.signatures_swept_len).max(POOL_SWEEP_MIN) {
-            inner.signatures.retain(Signature::is_shared);
-            inner.signatures_swept_len = inner.signatures.len();
-        }
+        let PoolInner {
+            signatures,
+            signatures_swept_len,
+            ..
+        } = &mut *inner;
+        sweep_if_doubled(signatures, signatures_swept_len, Signature::is_shared);
         inner.signatures.insert(signature.clone());
         signature
     }
@@ -87,6 +88,22 @@ impl MemberPool {
     /// Holds none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Drops from `set` what only the pool still holds (`in_use` false), once the set has
+/// doubled since the last sweep (`swept_len`), and at least [`POOL_SWEEP_MIN`] in it.
+fn sweep_if_doubled<T, S>(
+    set: &mut HashSet<T, S>,
+    swept_len: &mut usize,
+    in_use: impl Fn(&T) -> bool,
+) where
+    T: Eq + std::hash::Hash,
+    S: std::hash::BuildHasher,
+{
+    if set.len() >= (2 * *swept_len).max(POOL_SWEEP_MIN) {
+        set.retain(|v| in_use(v));
+        *swept_len = set.len();
     }
 }
 

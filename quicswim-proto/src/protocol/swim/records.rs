@@ -14,7 +14,7 @@
 //! records are sent brief: a suspicion's accuser is a Lifeguard confirmation, which a digest
 //! does not name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use super::super::codec::{
 use super::super::member::{overrides, NodeName, State};
 use super::super::signing::Certificate;
 use super::membership::Source;
+use super::verify::Asks;
 use super::{Destination, Swim, Transmit, TransmitKind};
 
 /// One member's record is asked for at most this often: the first ask's reply usually comes
@@ -34,12 +35,21 @@ const RECORD_ASK_INTERVAL: Duration = Duration::from_secs(1);
 const RECORD_ASKS_MAX: usize = 4096;
 
 /// Records asked for, and those a datagram at hand made news.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Fetches {
     /// Members whose record was asked for, and when.
-    asked: BTreeMap<NodeName, Instant>,
+    asked: Asks,
     /// Names from the datagram at hand to ask its sender for.
     pending: BTreeSet<NodeName>,
+}
+
+impl Default for Fetches {
+    fn default() -> Self {
+        Self {
+            asked: Asks::new(RECORD_ASK_INTERVAL, RECORD_ASKS_MAX),
+            pending: BTreeSet::new(),
+        }
+    }
 }
 
 impl Swim {
@@ -67,20 +77,7 @@ impl Swim {
             return;
         }
         let f = &mut self.fetches;
-        if f.asked
-            .get(&d.name)
-            .is_some_and(|at| now.duration_since(*at) < RECORD_ASK_INTERVAL)
-        {
-            return;
-        }
-        if f.asked.len() >= RECORD_ASKS_MAX && !f.asked.contains_key(&d.name) {
-            f.asked
-                .retain(|_, at| now.duration_since(*at) < RECORD_ASK_INTERVAL);
-            if f.asked.len() >= RECORD_ASKS_MAX {
-                return;
-            }
-        }
-        if f.pending.len() < RECORD_NAMES_MAX {
+        if f.asked.may_ask(&d.name, now) && f.pending.len() < RECORD_NAMES_MAX {
             f.pending.insert(d.name);
         }
     }
@@ -95,7 +92,7 @@ impl Swim {
             .into_iter()
             .collect();
         for name in &names {
-            self.fetches.asked.insert(name.clone(), now);
+            self.fetches.asked.asked(name.clone(), now);
         }
         let certificates = names
             .iter()
@@ -150,7 +147,7 @@ impl Swim {
     ) {
         let asked: Vec<MemberUpdate> = members
             .into_iter()
-            .filter(|u| self.fetches.asked.remove(&u.claim.name).is_some())
+            .filter(|u| self.fetches.asked.answered(&u.claim.name))
             .collect();
         // Only certificates this node lacks, as it asked: a held one is replaced only by
         // the member's own handshake or a full-state exchange.

@@ -65,6 +65,57 @@ const PARKED_FOR: Duration = Duration::from_secs(5);
 /// A full waiting room is swept of expired records at most this often.
 const PARKED_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Names asked of peers (for a certificate, or for a record gossiped by digest), each at
+/// most once per `interval`, at most `max` remembered at once.
+#[derive(Debug)]
+pub(super) struct Asks {
+    at: BTreeMap<NodeName, Instant>,
+    interval: Duration,
+    max: usize,
+}
+
+impl Asks {
+    pub(super) fn new(interval: Duration, max: usize) -> Self {
+        Self {
+            at: BTreeMap::new(),
+            interval,
+            max,
+        }
+    }
+
+    /// Whether `name` may be asked for now: not asked within the interval, and room to
+    /// remember it (a full set is first swept of expired asks).
+    pub(super) fn may_ask(&mut self, name: &NodeName, now: Instant) -> bool {
+        if self
+            .at
+            .get(name)
+            .is_some_and(|at| now.duration_since(*at) < self.interval)
+        {
+            return false;
+        }
+        if self.at.len() >= self.max && !self.at.contains_key(name) {
+            let interval = self.interval;
+            self.at.retain(|_, at| now.duration_since(*at) < interval);
+        }
+        self.at.len() < self.max || self.at.contains_key(name)
+    }
+
+    /// `name` was asked for at `now`.
+    pub(super) fn asked(&mut self, name: NodeName, now: Instant) {
+        self.at.insert(name, now);
+    }
+
+    /// Whether `name` was asked for and not answered yet.
+    pub(super) fn contains(&self, name: &NodeName) -> bool {
+        self.at.contains_key(name)
+    }
+
+    /// `name` was answered; returns whether it had been asked for.
+    pub(super) fn answered(&mut self, name: &NodeName) -> bool {
+        self.at.remove(name).is_some()
+    }
+}
+
 /// A member record that waits for its signer's certificate.
 #[derive(Debug)]
 struct Parked {
@@ -75,10 +126,10 @@ struct Parked {
 }
 
 /// Certificates wanted, records waiting for them, and the forgers recently logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Verification {
     /// Signers whose certificate was asked for, and when.
-    asked: BTreeMap<NodeName, Instant>,
+    asked: Asks,
     /// Member records waiting for their signer's certificate, by signer.
     parked: BTreeMap<NodeName, Vec<Parked>>,
     /// Records in `parked`.
@@ -93,6 +144,21 @@ pub(super) struct Verification {
     pub(super) kv_roots: RootCache,
     /// The sender of the datagram at hand and its address.
     pub(super) sender: Option<(NodeName, SocketAddr)>,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Self {
+            asked: Asks::new(CERTIFICATE_ASK_INTERVAL, CERTIFICATE_ASKS_MAX),
+            parked: BTreeMap::new(),
+            parked_len: 0,
+            swept_at: None,
+            pending: BTreeMap::new(),
+            warned: BTreeMap::new(),
+            kv_roots: RootCache::default(),
+            sender: None,
+        }
+    }
 }
 
 impl Swim {
@@ -224,18 +290,8 @@ impl Swim {
             return;
         }
         let v = &mut self.verification;
-        if v.asked
-            .get(signer)
-            .is_some_and(|at| now.duration_since(*at) < CERTIFICATE_ASK_INTERVAL)
-        {
+        if !v.asked.may_ask(signer, now) {
             return;
-        }
-        if v.asked.len() >= CERTIFICATE_ASKS_MAX && !v.asked.contains_key(signer) {
-            v.asked
-                .retain(|_, at| now.duration_since(*at) < CERTIFICATE_ASK_INTERVAL);
-            if v.asked.len() >= CERTIFICATE_ASKS_MAX {
-                return;
-            }
         }
         // Marked asked only when a request goes out (`send_certificate_requests`): a peer
         // this node cannot address yet must not hold the ask back from the next relayer.
@@ -325,7 +381,7 @@ impl Swim {
             let names: Vec<NodeName> = names.into_iter().collect();
             for chunk in names.chunks(CERTIFICATE_NAMES_MAX) {
                 for name in chunk {
-                    self.verification.asked.insert(name.clone(), now);
+                    self.verification.asked.asked(name.clone(), now);
                 }
                 let payload = encode_stream(&StreamMessage::CertificateRequest {
                     names: chunk.to_vec(),
@@ -386,7 +442,7 @@ impl Swim {
     ) {
         let asked: BTreeSet<NodeName> = certs
             .iter()
-            .filter(|c| self.verification.asked.contains_key(&c.name))
+            .filter(|c| self.verification.asked.contains(&c.name))
             .map(|c| c.name.clone())
             .collect();
         self.learn_certificates(now, from, certs, |name| asked.contains(name));
@@ -416,7 +472,7 @@ impl Swim {
             match self.keyring.learn(&c.name, &c.der) {
                 Ok(()) => {
                     self.stats.certificates_learned += 1;
-                    self.verification.asked.remove(&c.name);
+                    self.verification.asked.answered(&c.name);
                     learned.push(c.name);
                 }
                 Err(e) => {
