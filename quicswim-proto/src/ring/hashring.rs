@@ -45,6 +45,10 @@ pub const KEY_SEED: u64 = 0;
 /// a key that happens to spell a member's name and index is not special.
 pub const POINT_SEED: u64 = 0x7175_6963_7377_696D;
 
+/// A point list allocated for a rebuild has room for this fraction (1/4) more points than
+/// the ring it is built for.
+const ROOM_TO_GROW: usize = 4;
+
 /// Index of a member in the ring's name-sorted member list.
 type MemberIndex = u32;
 
@@ -129,17 +133,17 @@ impl Ring {
         // Old member index -> new index, for the members whose points are kept. Both lists
         // are sorted by name, so the map is increasing and kept points stay in order.
         let mut kept: Vec<Option<MemberIndex>> = vec![None; self.members.len()];
-        let mut fresh = Vec::new();
+        let mut added = Vec::new();
         for (index, (name, &weight)) in members.iter().zip(&weights).enumerate() {
             let index = MemberIndex::try_from(index).expect("fewer than 2^32 members");
             match self.members.binary_search(name) {
                 Ok(old) if self.weights[old] == weight => kept[old] = Some(index),
-                _ => {
-                    for vnode in 0..weight * self.vnodes_per_member {
-                        fresh.push((vnode_point(name, vnode), index));
-                    }
-                }
+                _ => added.push((name, weight * self.vnodes_per_member, index)),
             }
+        }
+        let mut fresh = Vec::with_capacity(added.iter().map(|&(_, n, _)| n as usize).sum());
+        for (name, count, index) in added {
+            fresh.extend((0..count).map(|vnode| (vnode_point(name, vnode), index)));
         }
         fresh.sort_unstable();
         let total: usize = weights
@@ -147,7 +151,12 @@ impl Ring {
             .map(|&w| w as usize * self.vnodes_per_member as usize)
             .sum();
         points.clear();
-        points.reserve(total);
+        if points.capacity() < total {
+            // Replaced, not grown: growing would copy the old list (cleared, so of no use)
+            // into fresh memory. The room to spare lets a cluster that grows a member at a
+            // time rebuild in the same two lists for a while.
+            points = Points::with_capacity(total.saturating_add(total / ROOM_TO_GROW));
+        }
         let mut old = self
             .points
             .iter()

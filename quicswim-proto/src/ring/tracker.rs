@@ -66,9 +66,10 @@ impl RingTracker {
     /// Hands back a ring this tracker built earlier and no longer holds. If nobody else holds
     /// it either, its point list is kept to build the next ring in, so a node rebuilding its
     /// ring over and over (many members joining) reuses two lists instead of mapping fresh
-    /// memory each time. The price: the spare list stays allocated between changes, so the
-    /// ring's points take up to twice their size (16 bytes per point: 1 MB per list at 128
-    /// members of weight 1).
+    /// memory each time. The price: the spare list stays allocated between changes, and a
+    /// list is allocated with room for a quarter more points, so the ring's points take up
+    /// to two and a half times their size (16 bytes per point: 1 MB per list at 128 members
+    /// of weight 1).
     pub fn recycle(&mut self, ring: Arc<Ring>) {
         // The current ring never unwraps: this tracker holds it too.
         if let Ok(ring) = Arc::try_unwrap(ring) {
