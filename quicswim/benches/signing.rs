@@ -1,7 +1,8 @@
 //! What signed records (#14) cost: signing one member record, verifying one, and verifying a
 //! whole gossip datagram's worth (8 records by 8 different members), for Ed25519 and ECDSA
-//! P-256 node keys, through the node's real keyring (`CertKeyring`); and sealing a batch of
-//! 64 key/value entries, and checking the delta that carries it.
+//! P-256 node keys, through the node's real keyring (`CertKeyring`); sealing a batch of 64
+//! key/value entries, and checking the delta that carries it; and learning a member's
+//! certificate under an Ed25519 CA and a P-256 one.
 //!
 //! `cargo bench -p quicswim --bench signing`; figures in BENCHMARKS.md, "Signing cost".
 //!
@@ -117,10 +118,12 @@ impl ValueFormatter for NanosFormatter {
 
 fn bench_wall(c: &mut Criterion) {
     bench(c, "signing");
+    bench_learn(c, "signing");
 }
 
 fn bench_cpu(c: &mut Criterion<ThreadCpuTime>) {
     bench(c, "signing-cpu");
+    bench_learn(c, "signing-cpu");
 }
 
 fn bench<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
@@ -224,6 +227,29 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
             verifier.certificate(first_name).unwrap().len()
         );
     }
+}
+
+/// Learning a member's certificate: the checks a handshake makes (the CA's signature, validity,
+/// usage, name) and the key read out, as every node does once for every member. Under a CA with
+/// an Ed25519 key (what `quicswim certs init` makes) and one with an ECDSA P-256 key (what
+/// earlier versions made); the member's own key is Ed25519 either way.
+fn bench_learn<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
+    let me = NodeName::new("verifier").unwrap();
+    let member = NodeName::new("node-001").unwrap();
+    let mut group = c.benchmark_group(format!("{prefix}/learn_certificate"));
+    group.throughput(Throughput::Elements(1));
+    for (label, ca_key) in [
+        ("ed25519_ca", NodeKeyType::Ed25519),
+        ("p256_ca", NodeKeyType::P256),
+    ] {
+        let ca = CertAuthority::generate_with_key("bench ca", ca_key).unwrap();
+        let (verifier, _) = keyring(&ca, &me, NodeKeyType::Ed25519);
+        let (_, der) = keyring(&ca, &member, NodeKeyType::Ed25519);
+        group.bench_function(label, |b| {
+            b.iter(|| verifier.learn(&member, black_box(&der)).unwrap())
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(wall, bench_wall);

@@ -43,8 +43,9 @@ pub enum CertsCommand {
         days: u32,
         /// Node key type. Ed25519 makes the smaller certificates (they travel with the
         /// members' signed records) and deterministic signatures, as cheap to verify as
-        /// P-256's; p256 is ECDSA P-256, for tools that do not take Ed25519. The CA stays
-        /// ECDSA P-256 either way.
+        /// P-256's; p256 is ECDSA P-256, for tools that do not take Ed25519. Either works
+        /// under a CA of either kind (`certs init` makes Ed25519 CAs; earlier versions made
+        /// ECDSA P-256 ones).
         #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
         key_type: KeyType,
     },

@@ -13,8 +13,9 @@
 //! A node's files get a directory of their own so that the directory given to an agent
 //! (`--certs OUT/NAME`), copied to a host or mounted into a container, never carries the CA
 //! key along by accident. The CA may sign node certificates only (path length 0): a stolen
-//! node key cannot be used to mint a sub-CA. The CA key is ECDSA P-256; node keys are Ed25519
-//! by default, or P-256 ([`NodeKeyType`]).
+//! node key cannot be used to mint a sub-CA. A new CA's key is Ed25519 (one made by an earlier
+//! version, ECDSA P-256, keeps issuing); node keys are Ed25519 by default, or P-256
+//! ([`NodeKeyType`]).
 
 use std::fs;
 use std::io::Write;
@@ -44,11 +45,8 @@ const CLOCK_SKEW: Duration = Duration::from_secs(3_600);
 /// Longest node certificate validity `issue` accepts, in days.
 const DAYS_MAX: u32 = 36_500;
 
-/// The key a node certificate is issued for. The CA itself stays ECDSA P-256 whatever its
-/// nodes use: CAs made before Ed25519 node keys keep working, its signature is checked only
-/// when a certificate is (handshake, learning a member's certificate), never per record, and
-/// every cluster then runs the mixed chain (Ed25519 node under an ECDSA CA) that other CAs'
-/// certificates need too.
+/// The key a node certificate is issued for, whatever the CA's own key: a CA made by an
+/// earlier version (ECDSA P-256) issues either, and other CAs' chains mix the two as well.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NodeKeyType {
     /// Ed25519 (the default): for signed records, verification as cheap as P-256's (what
@@ -124,10 +122,22 @@ pub struct NodeFiles {
 }
 
 impl CertAuthority {
-    /// Generates a new self-signed CA (ECDSA P-256, valid ten years) named `common_name`.
+    /// Generates a new self-signed CA (Ed25519, valid ten years) named `common_name`.
+    ///
+    /// Ed25519 because every node checks the CA's signature on every member's certificate it
+    /// learns (a thousand at a thousand members, most of them while it joins) as well as in
+    /// each handshake: learning a certificate takes about 40 µs under an Ed25519 CA against
+    /// 55 µs under a P-256 one (`cargo bench -p quicswim --bench signing -- learn_certificate`;
+    /// BENCHMARKS.md, "Signed records: cost").
     pub fn generate(common_name: &str) -> Result<Self> {
+        Self::generate_with_key(common_name, NodeKeyType::Ed25519)
+    }
+
+    /// [`CertAuthority::generate`] with a key of `key_type`: `P256` makes the kind of CA
+    /// earlier versions made, for tools and policies that do not take Ed25519.
+    pub fn generate_with_key(common_name: &str, key_type: NodeKeyType) -> Result<Self> {
         let what = || format!("CA {common_name:?}");
-        let key = KeyPair::generate().map_err(|source| Error::Generate {
+        let key = key_type.generate().map_err(|source| Error::Generate {
             what: what(),
             source,
         })?;
@@ -612,6 +622,33 @@ mod tests {
         let issued = again.issue(&name("bob"), &[], 5).unwrap();
         let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
         assert_eq!(id.name, name("bob"));
+    }
+
+    /// A CA made by an earlier version (ECDSA P-256) still issues both key types, and what
+    /// it issues is trusted and signs records that verify.
+    #[test]
+    fn p256_ca_of_earlier_versions_still_issues() {
+        use crate::protocol::signing::{Keyring, Verdict};
+        use crate::tls::CertKeyring;
+
+        let old = CertAuthority::generate_with_key("old ca", NodeKeyType::P256).unwrap();
+        let loaded = CertAuthority::from_pem(old.cert_pem(), &old.key_pem()).unwrap();
+        let identity = |who: &str, key_type| {
+            let files = loaded.issue_with_key(&name(who), &[], 5, key_type).unwrap();
+            Identity::from_pem(old.cert_pem(), &files.cert_pem, &files.key_pem).unwrap()
+        };
+        let dave = CertKeyring::new(&identity("dave", NodeKeyType::Ed25519)).unwrap();
+        for key_type in [NodeKeyType::Ed25519, NodeKeyType::P256] {
+            let carol_id = identity("carol", key_type);
+            let carol = CertKeyring::new(&carol_id).unwrap();
+            dave.learn(&name("carol"), &carol_id.chain[0]).unwrap();
+            let sig = carol.sign(b"carol alive 3");
+            assert_eq!(
+                dave.verify(&name("carol"), b"carol alive 3", &sig),
+                Verdict::Valid,
+                "{key_type}"
+            );
+        }
     }
 
     #[test]
