@@ -591,17 +591,21 @@ impl Node {
     /// member's metadata (see [`weight_from_meta`]). A snapshot: cheap to take (an `Arc` clone,
     /// no call into the driver) and never changed by later membership changes.
     ///
+    /// A node builds no ring until asked: the first call of this or [`Node::ring_events`]
+    /// builds it from the membership as it stands, on the calling thread (milliseconds at a
+    /// thousand members), and from then on a task keeps it current.
+    ///
     /// The ring follows membership events moments after [`Node::events`] delivers them; watch
     /// [`Node::ring_events`] to know when it has.
     pub fn ring(&self) -> Arc<Ring> {
-        Arc::clone(&self.ring.ring.borrow())
+        self.ring.ring()
     }
 
     /// Ring changes from now on: members added, removed or reweighted, with the ring each
     /// change produced. Changes that arrive together may come as one. A subscriber that
     /// falls more than 256 changes behind gets `Lagged` and can resume from [`Node::ring`].
     pub fn ring_events(&self) -> broadcast::Receiver<RingChanged> {
-        self.ring.events.subscribe()
+        self.ring.subscribe()
     }
 
     /// Leaves gracefully: the others see this node Left (not Dead), then the transport
