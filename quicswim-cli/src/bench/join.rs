@@ -23,6 +23,17 @@ pub struct JoinResult {
     /// Connections dialled over the cluster by the end of the phase, each a mutual TLS
     /// handshake: a full mesh is N(N-1)/2 of them, and on a shared machine they dominate.
     pub dials: u64,
+    /// Of those, dials that failed (refused, timed out, unreachable), over the cluster.
+    pub dials_failed: u64,
+    /// Incoming handshakes refused for `handshakes_in_max` (too many in progress at once),
+    /// over the cluster: a joiner refused by its seed retries after `join_retry_interval`.
+    pub handshakes_refused: u64,
+    /// Incoming handshakes ignored for their source's rate (the client retransmits later).
+    pub handshakes_rate_limited: u64,
+    /// Accepted handshakes dropped for taking longer than `handshake_timeout`.
+    pub handshakes_timed_out: u64,
+    /// Requests (join and anti-entropy exchanges, fetches) that failed, over the cluster.
+    pub requests_failed: u64,
     /// Process CPU time over the phase.
     pub cpu_s: f64,
     /// When the phase ended, for the steady phase's warm-up.
@@ -57,12 +68,11 @@ pub(crate) async fn run(
         })
         .await;
     let cpu_s = process_cpu_time().saturating_sub(cpu_before).as_secs_f64();
-    let dials = cluster
-        .metrics()
-        .await?
-        .iter()
-        .map(|(_, m)| m.transport.dials)
-        .sum();
+    let metrics = cluster.metrics().await?;
+    let sum = |f: fn(&quicswim::transport::TransportStats) -> u64| -> u64 {
+        metrics.iter().map(|(_, m)| f(&m.transport)).sum()
+    };
+    let dials = sum(|t| t.dials);
     let samples: JoinSamples = cluster
         .logs
         .iter()
@@ -83,6 +93,11 @@ pub(crate) async fn run(
         converged_s,
         node_p50_s: super::stats::quantile(&samples, 0.5),
         dials,
+        dials_failed: sum(|t| t.dials_failed),
+        handshakes_refused: sum(|t| t.handshakes_in_refused),
+        handshakes_rate_limited: sum(|t| t.handshakes_in_rate_limited),
+        handshakes_timed_out: sum(|t| t.handshakes_in_timed_out),
+        requests_failed: sum(|t| t.requests_failed),
         cpu_s,
         finished_at: Instant::now(),
     };

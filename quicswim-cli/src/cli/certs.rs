@@ -19,6 +19,11 @@ pub enum CertsCommand {
         /// one-shot containers that may run again).
         #[arg(long)]
         if_missing: bool,
+        /// The CA's key type: Ed25519 (the default; nodes check the CA's signature once per
+        /// member they learn, and Ed25519's checks fastest) or p256, ECDSA P-256, for tools
+        /// and policies that do not take Ed25519. Node keys of either type work under both.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
     },
     /// Issue node certificates signed by the CA in DIR: for each NAME, a directory OUT/NAME
     /// holding ca.pem, NAME.pem and NAME-key.pem (and not the CA key), to give the node's agent
@@ -72,8 +77,12 @@ impl From<KeyType> for tls::NodeKeyType {
 /// Runs one `certs` subcommand, printing the files it wrote.
 pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
     match cmd {
-        CertsCommand::Init { dir, if_missing } => {
-            let files = match tls::init_ca_dir(&dir) {
+        CertsCommand::Init {
+            dir,
+            if_missing,
+            key_type,
+        } => {
+            let files = match tls::init_ca_dir_with_key(&dir, key_type.into()) {
                 Err(tls::Error::CaExists { .. }) if if_missing => {
                     tls::CertAuthority::load(&dir).with_context(|| {
                         format!("{} holds part of a CA that cannot be used", dir.display())

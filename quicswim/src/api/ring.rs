@@ -1,9 +1,12 @@
 //! `GET /v1/ring` and `GET /v1/ring/owner`: the node's consistent-hash ring.
 //!
 //! Both read [`Node::ring`](crate::Node::ring), a snapshot shared with the node, so they never
-//! wait on the node's driver task.
+//! wait on the node's driver task. They read it on a blocking thread: the node's first
+//! `ring()` builds the ring (tens of milliseconds at a thousand members), which must not hold
+//! up the runtime's workers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -80,9 +83,17 @@ pub enum Placement {
     Replicas(Vec<String>),
 }
 
+/// The node's ring, read on a blocking thread (see the module notes).
+async fn ring_of(api: &ApiState) -> Result<Arc<Ring>, ApiError> {
+    let node = api.node.clone();
+    tokio::task::spawn_blocking(move || node.ring())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 /// `GET /v1/ring`: the ring's members, weights, virtual nodes and shares, and its checksum.
-pub(super) async fn summary(State(api): State<ApiState>) -> Json<RingJson> {
-    Json(RingJson::from(&*api.node.ring()))
+pub(super) async fn summary(State(api): State<ApiState>) -> Result<Json<RingJson>, ApiError> {
+    Ok(Json(RingJson::from(&*ring_of(&api).await?)))
 }
 
 /// `GET /v1/ring/owner?key=K[&key=K2...][&replicas=N]`: an object mapping each key asked
@@ -92,7 +103,7 @@ pub(super) async fn owner(
     RawQuery(query): RawQuery,
 ) -> Result<Json<BTreeMap<String, Placement>>, ApiError> {
     let query = OwnerQuery::parse(query.as_deref().unwrap_or(""))?;
-    let ring = api.node.ring();
+    let ring = ring_of(&api).await?;
     let placements = query
         .keys
         .into_iter()

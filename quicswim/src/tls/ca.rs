@@ -248,9 +248,9 @@ impl CertAuthority {
         &self.cert_der
     }
 
-    /// The CA private key, PEM (PKCS#8).
+    /// The CA private key, PEM (PKCS#8; an Ed25519 key as v1, the form OpenSSL reads).
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        pem_of_key(&self.key)
     }
 
     /// Issues a node certificate valid for `days` days (1..=36500): `name` as DNS SAN, each of
@@ -320,7 +320,7 @@ impl CertAuthority {
         Ok(IssuedCert {
             name: name.clone(),
             cert_pem: cert.pem(),
-            key_pem: node_key_pem(&key),
+            key_pem: pem_of_key(&key),
         })
     }
 
@@ -363,10 +363,10 @@ const ED25519_PKCS8_V1_PREFIX: &[u8] = &[
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
-/// A node key as PEM. Ed25519 keys are written as PKCS#8 v1, the form OpenSSL writes and
-/// reads: OpenSSL 3.0 refuses ring's v2 document ("unsupported"), and rustls and the keyring
-/// read both. Other keys as rcgen writes them.
-fn node_key_pem(key: &KeyPair) -> String {
+/// A key (a node's or the CA's) as PEM. Ed25519 keys are written as PKCS#8 v1, the form
+/// OpenSSL writes and reads: OpenSSL 3.0 refuses ring's v2 document ("unsupported"), and
+/// rustls, rcgen and the keyring read both. Other keys as rcgen writes them.
+fn pem_of_key(key: &KeyPair) -> String {
     let der = key.serialized_der();
     match der.strip_prefix(ED25519_PKCS8_V2_PREFIX) {
         Some(rest) if rest.len() >= 32 => {
@@ -393,6 +393,11 @@ fn params_named(common_name: &str) -> CertificateParams {
 /// Creates `dir` if needed and writes a new CA into `DIR/ca.pem` and `DIR/ca-key.pem` (the key
 /// with mode 0600). Refuses, changing nothing, if either file already exists.
 pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
+    init_ca_dir_with_key(dir, NodeKeyType::Ed25519)
+}
+
+/// [`init_ca_dir`] with a CA key of `key_type`.
+pub fn init_ca_dir_with_key(dir: &Path, key_type: NodeKeyType) -> Result<CaFiles> {
     let files = CaFiles {
         cert: dir.join(CA_CERT_FILE),
         key: dir.join(CA_KEY_FILE),
@@ -409,10 +414,10 @@ pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
     // A random suffix keeps two clusters' CAs apart by name as well as by key: a verifier
     // that finds no issuer of that name reports `unknown_ca`, where one that finds a
     // same-named issuer with another key can only report a bad signature (`other`).
-    let ca = CertAuthority::generate(&format!(
-        "quicswim cluster CA {:08x}",
-        rand::random::<u32>()
-    ))?;
+    let ca = CertAuthority::generate_with_key(
+        &format!("quicswim cluster CA {:08x}", rand::random::<u32>()),
+        key_type,
+    )?;
     // Key first: a crash between the two writes leaves no certificate without its key.
     write_file(
         &files.key,
@@ -648,6 +653,30 @@ mod tests {
                 Verdict::Valid,
                 "{key_type}"
             );
+        }
+    }
+
+    #[test]
+    fn init_makes_an_ed25519_ca_or_the_key_type_asked_for() {
+        for (key_type, oid) in [
+            (NodeKeyType::Ed25519, "1.3.101.112"),
+            (NodeKeyType::P256, "1.2.840.10045.2.1"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = if key_type == NodeKeyType::Ed25519 {
+                init_ca_dir(dir.path()).unwrap()
+            } else {
+                init_ca_dir_with_key(dir.path(), key_type).unwrap()
+            };
+            let pem = fs::read(&files.cert).unwrap();
+            let der = rustls_pemfile::certs(&mut pem.as_slice())
+                .next()
+                .unwrap()
+                .unwrap();
+            let cert = parse(&der, "test").unwrap();
+            assert_eq!(cert.public_key().algorithm.algorithm.to_id_string(), oid);
+            let loaded = CertAuthority::load(dir.path()).unwrap();
+            loaded.issue(&name("erin"), &[], 5).unwrap();
         }
     }
 

@@ -23,8 +23,8 @@ mod keyring;
 mod refusal;
 
 pub use ca::{
-    init_ca_dir, issue_to_dir, issue_to_node_dir, CaFiles, CertAuthority, IssuedCert, NodeFiles,
-    NodeKeyType,
+    init_ca_dir, init_ca_dir_with_key, issue_to_dir, issue_to_node_dir, CaFiles, CertAuthority,
+    IssuedCert, NodeFiles, NodeKeyType,
 };
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
