@@ -4,13 +4,16 @@
 mod core_harness;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use core_harness::*;
 use quicswim_proto::protocol::codec::{
     decode_stream, encode_datagram, encode_update, MemberDigest, MemberUpdate, Message,
     StreamMessage, Update,
 };
-use quicswim_proto::protocol::{Config, Incarnation, State, TransmitKind, UserEvent};
+use quicswim_proto::protocol::signing::{CertificateRefused, Keyring, Signature, Verdict};
+use quicswim_proto::protocol::{Config, Incarnation, NodeName, State, TransmitKind, UserEvent};
 
 /// The certificate requests `me` sent, by peer, with the names asked.
 fn certificate_requests(h: &mut Harness) -> Vec<(String, Vec<String>)> {
@@ -306,5 +309,84 @@ fn a_deep_queue_goes_out_in_several_datagrams_a_member_each_with_different_updat
     assert!(!round.is_empty());
     for (member, datagrams) in &round {
         assert_eq!(datagrams.len(), 1, "{member}: {datagrams:?}");
+    }
+}
+
+/// `me`'s keyring, checking lists together by checking each claim (the core's side of a
+/// batch does not depend on the scheme), and counting the lists and the single checks.
+#[derive(Debug)]
+struct Together {
+    inner: Arc<dyn Keyring>,
+    lists: AtomicUsize,
+    singles: AtomicUsize,
+}
+
+impl Keyring for Together {
+    fn sign(&self, record: &[u8]) -> Signature {
+        self.inner.sign(record)
+    }
+    fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict {
+        self.singles.fetch_add(1, Ordering::Relaxed);
+        self.inner.verify(signer, record, signature)
+    }
+    fn verify_together(&self, items: &[(&NodeName, &[u8], &Signature)]) -> bool {
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        items
+            .iter()
+            .all(|(signer, record, sig)| self.inner.verify(signer, record, sig) == Verdict::Valid)
+    }
+    fn learn(&self, name: &NodeName, der: &[u8]) -> Result<(), CertificateRefused> {
+        self.inner.learn(name, der)
+    }
+    fn certificate(&self, name: &NodeName) -> Option<Arc<[u8]>> {
+        self.inner.certificate(name)
+    }
+    fn forget(&self, name: &NodeName) {
+        self.inner.forget(name)
+    }
+}
+
+/// `me` joining through `seed`, with a keyring that checks lists together.
+fn joiner_checking_together() -> (Harness, Arc<Together>) {
+    let together = Arc::new(Together {
+        inner: keys("me"),
+        lists: AtomicUsize::new(0),
+        singles: AtomicUsize::new(0),
+    });
+    let mut h = Harness::unjoined_with_keyring(Config::lan(), together.clone());
+    h.swim.join(h.now, &[addr("seed")]);
+    h.take_sent();
+    (h, together)
+}
+
+const EVERY_PEER: [&str; 9] = ["a", "b", "c", "d", "e", "seed", "other", "zz", "f"];
+
+#[test]
+fn a_join_reply_checks_its_claims_together_and_applies_them_all() {
+    let (mut h, together) = joiner_checking_together();
+    let members = EVERY_PEER.iter().map(|who| alive(who, 3)).collect();
+    h.stream("seed", &push_pull_reply(members)).unwrap();
+    assert_eq!(together.lists.load(Ordering::Relaxed), 1);
+    assert_eq!(together.singles.load(Ordering::Relaxed), 0, "none checked again alone");
+    for who in EVERY_PEER {
+        assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
+    }
+    assert_eq!(h.swim.stats().forged.claim, 0);
+}
+
+/// One forged claim fails the list; each claim is then checked alone, so the forgery is
+/// refused and counted, and the others are applied.
+#[test]
+fn a_forged_claim_fails_the_list_and_only_itself() {
+    let (mut h, together) = joiner_checking_together();
+    let mut members: Vec<MemberUpdate> = EVERY_PEER.iter().map(|who| alive(who, 3)).collect();
+    members[4].signature = keys("b").sign(&members[4].claim.signed_bytes());
+    h.stream("seed", &push_pull_reply(members)).unwrap();
+    assert_eq!(together.lists.load(Ordering::Relaxed), 1);
+    assert_eq!(together.singles.load(Ordering::Relaxed), EVERY_PEER.len());
+    assert_eq!(h.swim.stats().forged.claim, 1);
+    assert_eq!(h.state_of("e"), None, "the forged claim about e");
+    for who in EVERY_PEER.iter().filter(|w| **w != "e") {
+        assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
     }
 }

@@ -126,6 +126,15 @@ pub trait Keyring: Send + Sync + fmt::Debug {
     /// Whether `signature` over `record` was made by `signer`'s certificate key.
     fn verify(&self, signer: &NodeName, record: &[u8], signature: &Signature) -> Verdict;
 
+    /// Whether every `(signer, record, signature)` of `items` is valid, checked together
+    /// where that costs less than one by one (Ed25519 batch verification). `false` says
+    /// nothing of any one item: the caller checks them one by one with [`Keyring::verify`].
+    /// The default checks nothing together.
+    fn verify_together(&self, items: &[(&NodeName, &[u8], &Signature)]) -> bool {
+        let _ = items;
+        false
+    }
+
     /// Takes a certificate a peer offered for `name`: kept only after it is checked against
     /// the trust anchors, its validity period and `name`; replaces the one held for `name`.
     fn learn(&self, name: &NodeName, der: &[u8]) -> Result<(), CertificateRefused>;

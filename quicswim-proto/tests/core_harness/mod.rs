@@ -267,8 +267,12 @@ impl Harness {
     }
 
     pub fn unjoined(config: Config) -> Self {
+        Self::unjoined_with_keyring(config, keys("me"))
+    }
+
+    /// [`Harness::unjoined`] with `keyring` as `me`'s (it must sign as `me`).
+    pub fn unjoined_with_keyring(config: Config, keyring: Arc<dyn Keyring>) -> Self {
         let t0 = Instant::now();
-        let keyring = keys("me");
         for who in NAMES {
             keyring
                 .learn(&name(who), &authority().certificate(&name(who)))

@@ -23,6 +23,10 @@ use super::{state_index, CommandError, Entry, Event, ForgedKind, Proof, Swim};
 /// Most dropped members remembered at once; beyond it the one remembered longest goes.
 const FORGOTTEN_MAX: usize = 1024;
 
+/// Fewest claims checked together (below it, one by one): a batch check has a fixed cost
+/// of a few single ones.
+const CHECKED_TOGETHER_MIN: usize = 8;
+
 /// Members whose tombstone was dropped here (force-leave or reap), each until
 /// `dead_retention` after. A peer that still holds such a member's key/value data sends it
 /// whole with every exchange (we list no digest for it), and with no member to reap it
@@ -190,6 +194,55 @@ impl Swim {
     }
 
     /// Whether `u`'s claim is the one held, signature included: checked when it was applied.
+    /// Checks together (one batch, where the keyring can) the claims among `updates` that
+    /// [`Swim::apply`] would otherwise check one by one: not about this node, not held
+    /// already, not older than the held one, by a signer whose certificate is held. If the
+    /// batch passes, each is kept for `claim_verified` to take (byte for byte, signature and
+    /// all); the caller applies `updates`, then calls [`Swim::forget_checked_together`].
+    pub(super) fn check_claims_together(&mut self, updates: &[MemberUpdate]) {
+        let claims: Vec<(NodeName, Vec<u8>, Signature)> = updates
+            .iter()
+            .filter(|u| {
+                u.claim.name != self.me.name
+                    && !self.holds_claim(u)
+                    && self
+                        .members
+                        .get(&u.claim.name)
+                        .is_none_or(|e| e.member.incarnation <= u.claim.incarnation)
+                    && self.keyring.certificate(&u.claim.name).is_some()
+            })
+            .map(|u| {
+                let bytes = u.claim.signed_bytes();
+                (u.claim.name.clone(), bytes, u.signature.clone())
+            })
+            .collect();
+        if claims.len() < CHECKED_TOGETHER_MIN {
+            return;
+        }
+        let items: Vec<(&NodeName, &[u8], &Signature)> = claims
+            .iter()
+            .map(|(name, bytes, sig)| (name, bytes.as_slice(), sig))
+            .collect();
+        if self.keyring.verify_together(&items) {
+            self.checked_together = claims
+                .into_iter()
+                .map(|(name, bytes, sig)| (name, (bytes, sig)))
+                .collect();
+        }
+    }
+
+    /// Whether `u`'s claim, as `bytes`, was among those checked together; taken if so.
+    pub(super) fn take_checked_together(&mut self, u: &MemberUpdate, bytes: &[u8]) -> bool {
+        self.checked_together
+            .remove(&u.claim.name)
+            .is_some_and(|(b, sig)| b == bytes && sig == u.signature)
+    }
+
+    /// Drops the claims checked together that no `apply` took.
+    pub(super) fn forget_checked_together(&mut self) {
+        self.checked_together.clear();
+    }
+
     fn holds_claim(&self, u: &MemberUpdate) -> bool {
         self.members.get(&u.claim.name).is_some_and(|e| {
             let m = &e.member;

@@ -246,6 +246,10 @@ pub struct Swim {
     verification: verify::Verification,
     /// Member records asked for after their digests were gossiped.
     fetches: records::Fetches,
+    /// Claims of one incoming list already checked together, by member: taken by
+    /// `claim_verified` while the list is applied, cleared after (see
+    /// `Swim::check_claims_together`).
+    checked_together: BTreeMap<NodeName, (Vec<u8>, Signature)>,
 }
 
 fn state_index(s: State) -> usize {
@@ -359,6 +363,7 @@ impl Swim {
             signed_self: None,
             verification: verify::Verification::default(),
             fetches: records::Fetches::default(),
+            checked_together: BTreeMap::new(),
         })
     }
 

@@ -196,6 +196,9 @@ impl Swim {
         u: &MemberUpdate,
     ) -> bool {
         let bytes = u.claim.signed_bytes();
+        if self.take_checked_together(u, &bytes) {
+            return true;
+        }
         self.verified(
             now,
             from,
