@@ -367,7 +367,11 @@ fn a_join_reply_checks_its_claims_together_and_applies_them_all() {
     let members = EVERY_PEER.iter().map(|who| alive(who, 3)).collect();
     h.stream("seed", &push_pull_reply(members)).unwrap();
     assert_eq!(together.lists.load(Ordering::Relaxed), 1);
-    assert_eq!(together.singles.load(Ordering::Relaxed), 0, "none checked again alone");
+    assert_eq!(
+        together.singles.load(Ordering::Relaxed),
+        0,
+        "none checked again alone"
+    );
     for who in EVERY_PEER {
         assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
     }
