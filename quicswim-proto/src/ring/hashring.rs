@@ -45,8 +45,8 @@ pub const KEY_SEED: u64 = 0;
 /// a key that happens to spell a member's name and index is not special.
 pub const POINT_SEED: u64 = 0x7175_6963_7377_696D;
 
-/// A point list allocated for a rebuild has room for this fraction (1/4) more points than
-/// the ring it is built for.
+/// A point list allocated for a rebuild has room for `1 / ROOM_TO_GROW` (a quarter) more
+/// points than the ring it is built for.
 const ROOM_TO_GROW: usize = 4;
 
 /// Index of a member in the ring's name-sorted member list.

@@ -193,7 +193,6 @@ impl Swim {
             && accuser.is_some_and(|a| e.suspicion.as_ref().is_some_and(|s| s.would_confirm(a)))
     }
 
-    /// Whether `u`'s claim is the one held, signature included: checked when it was applied.
     /// Checks together (one batch, where the keyring can) the claims among `updates` that
     /// [`Swim::apply`] would otherwise check one by one: not about this node, not held
     /// already, not older than the held one, by a signer whose certificate is held. If the
@@ -243,6 +242,7 @@ impl Swim {
         self.checked_together.clear();
     }
 
+    /// Whether `u`'s claim is the one held, signature included: checked when it was applied.
     fn holds_claim(&self, u: &MemberUpdate) -> bool {
         self.members.get(&u.claim.name).is_some_and(|e| {
             let m = &e.member;
