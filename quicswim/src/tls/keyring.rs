@@ -407,12 +407,9 @@ impl CertKeyring {
         sig: &Signature,
         now: UnixTime,
     ) -> Verdict {
-        let Some(held) = self.read().get(signer).cloned() else {
+        let Some(held) = live(&self.read(), signer, now).cloned() else {
             return Verdict::UnknownSigner;
         };
-        if held.expired_at(now) {
-            return Verdict::UnknownSigner;
-        }
         let key = UnparsedPublicKey::new(held.algorithm.verification(), &held.public_key);
         match key.verify(record, sig.as_bytes()) {
             Ok(()) => Verdict::Valid,
@@ -438,7 +435,7 @@ impl CertKeyring {
         {
             let held = self.read();
             for (signer, _, sig) in items {
-                let Some(h) = held.get(*signer).filter(|h| !h.expired_at(now)) else {
+                let Some(h) = live(&held, signer, now) else {
                     return false;
                 };
                 let (Some(key), Ok(sig)) = (
@@ -544,6 +541,15 @@ impl CertKeyring {
             not_after: not_after_secs(&cert),
         })
     }
+}
+
+/// The certificate held for `signer`, unless it has expired by `now`.
+fn live<'a>(
+    held: &'a HashMap<NodeName, Arc<Held>>,
+    signer: &NodeName,
+    now: UnixTime,
+) -> Option<&'a Arc<Held>> {
+    held.get(signer).filter(|h| !h.expired_at(now))
 }
 
 /// `key` decoded for batch verification, if it is an Ed25519 key that decodes.

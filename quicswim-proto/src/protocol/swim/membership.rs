@@ -193,12 +193,28 @@ impl Swim {
             && accuser.is_some_and(|a| e.suspicion.as_ref().is_some_and(|s| s.would_confirm(a)))
     }
 
-    /// Checks together (one batch, where the keyring can) the claims among `updates` that
-    /// [`Swim::apply`] would otherwise check one by one: not about this node, not held
-    /// already, not older than the held one, by a signer whose certificate is held. If the
-    /// batch passes, each is kept for `claim_verified` to take (byte for byte, signature and
-    /// all); the caller applies `updates`, then calls [`Swim::forget_checked_together`].
-    pub(super) fn check_claims_together(&mut self, updates: &[MemberUpdate]) {
+    /// Applies a list of claims from one message (a full-state exchange, a record reply),
+    /// checking their signatures together first where the keyring can.
+    pub(super) fn apply_all(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        updates: Vec<MemberUpdate>,
+        source: Source,
+    ) {
+        self.check_claims_together(&updates);
+        for u in updates {
+            self.apply(now, from, u, source);
+        }
+        self.checked_together.clear();
+    }
+
+    /// Checks together (one batch) the claims among `updates` that [`Swim::apply`] would
+    /// otherwise check one by one: not about this node, not held already, not older than the
+    /// held one, by a signer whose certificate is held. If the batch passes, each is kept for
+    /// `claim_verified` to take (byte for byte, signature and all) while
+    /// [`Swim::apply_all`] applies the list, and dropped after.
+    fn check_claims_together(&mut self, updates: &[MemberUpdate]) {
         let claims: Vec<(NodeName, Vec<u8>, Signature)> = updates
             .iter()
             .filter(|u| {
@@ -235,11 +251,6 @@ impl Swim {
         self.checked_together
             .remove(&u.claim.name)
             .is_some_and(|(b, sig)| b == bytes && sig == u.signature)
-    }
-
-    /// Drops the claims checked together that no `apply` took.
-    pub(super) fn forget_checked_together(&mut self) {
-        self.checked_together.clear();
     }
 
     /// Whether `u`'s claim is the one held, signature included: checked when it was applied.

@@ -247,8 +247,7 @@ pub struct Swim {
     /// Member records asked for after their digests were gossiped.
     fetches: records::Fetches,
     /// Claims of one incoming list already checked together, by member: taken by
-    /// `claim_verified` while the list is applied, cleared after (see
-    /// `Swim::check_claims_together`).
+    /// `claim_verified` while `Swim::apply_all` applies the list, cleared after.
     checked_together: BTreeMap<NodeName, (Vec<u8>, Signature)>,
 }
 

@@ -157,10 +157,6 @@ impl Swim {
             .filter(|n| self.keyring.certificate(n).is_none())
             .collect();
         self.learn_certificates(now, from, certificates, |n| wanted.contains(n));
-        self.check_claims_together(&asked);
-        for u in asked {
-            self.apply(now, from, u, Source::Gossip);
-        }
-        self.forget_checked_together();
+        self.apply_all(now, from, asked, Source::Gossip);
     }
 }

@@ -63,11 +63,7 @@ impl Swim {
         if self.me.state != State::Left {
             wants = self.news_in(&digest);
             self.learn_listed_certificates(now, from, &members, certificates);
-            self.check_claims_together(&members);
-            for u in members {
-                self.apply(now, from, u, Source::PushPull);
-            }
-            self.forget_checked_together();
+            self.apply_all(now, from, members, Source::PushPull);
             for e in events {
                 self.on_user_event(now, from, e);
             }
@@ -113,11 +109,7 @@ impl Swim {
             self.on_leave_reply(now, from, &members, &kv_digest);
         } else {
             self.learn_listed_certificates(now, from, &members, certificates);
-            self.check_claims_together(&members);
-            for u in members {
-                self.apply(now, from, u, Source::PushPull);
-            }
-            self.forget_checked_together();
+            self.apply_all(now, from, members, Source::PushPull);
             self.apply_kv_deltas(now, from, kv_delta);
             for e in events {
                 self.on_user_event(now, from, e);
