@@ -250,6 +250,28 @@ fn bench_learn<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
         });
     }
     group.finish();
+
+    // A join reply's worth: 64 members' certificates at once (`Keyring::learn_all`), the
+    // Ed25519 CA's signatures checked in one batch. Throughput is per certificate.
+    let mut group = c.benchmark_group(format!("{prefix}/learn_certificates_together"));
+    group.throughput(Throughput::Elements(64));
+    let ca = CertAuthority::generate_with_key("bench ca", NodeKeyType::Ed25519).unwrap();
+    let (verifier, _) = keyring(&ca, &me, NodeKeyType::Ed25519);
+    let members: Vec<(NodeName, Vec<u8>)> = (0..64)
+        .map(|i| {
+            let name = NodeName::new(format!("node-{i:03}")).unwrap();
+            let der = keyring(&ca, &name, NodeKeyType::Ed25519).1;
+            (name, der)
+        })
+        .collect();
+    let items: Vec<(&NodeName, &[u8])> = members.iter().map(|(n, d)| (n, d.as_slice())).collect();
+    group.bench_function("ed25519_ca_64", |b| {
+        b.iter(|| {
+            let results = verifier.learn_all(black_box(&items));
+            assert!(results.iter().all(|r| r.is_ok()));
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(wall, bench_wall);

@@ -311,8 +311,9 @@ fn print_human(r: &Report) {
     );
     println!("  join converged          {}", secs(r.join_converged_s));
     println!(
-        "  dissemination (max)     {}  ({}/{} updates reached every live node)",
+        "  dissemination (max)     {}, median {}  ({}/{} updates reached every live node)",
         secs(r.dissemination_max_s),
+        secs(r.dissemination_p50_s),
         r.updates_disseminated,
         r.updates
     );

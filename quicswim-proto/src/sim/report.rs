@@ -26,6 +26,8 @@ pub struct Report {
     pub updates_disseminated: usize,
     /// Slowest time for an update to reach every live node; `None` if one never did.
     pub dissemination_max_s: Option<f64>,
+    /// The median over updates of the same; `None` if one never did.
+    pub dissemination_p50_s: Option<f64>,
     /// Nodes crashed.
     pub crashes: usize,
     /// Over the crashed nodes, the longest time until every live node held them Dead;
@@ -301,6 +303,11 @@ impl Tracker {
         };
         let update_secs: Vec<Option<f64>> =
             self.updates.iter().map(|u| u.spread.seconds()).collect();
+        let update_median = update_secs
+            .iter()
+            .copied()
+            .collect::<Option<Vec<f64>>>()
+            .and_then(median);
         let crash_secs: Vec<Option<f64>> =
             self.crashes.iter().map(|c| c.spread.seconds()).collect();
         Report {
@@ -311,6 +318,7 @@ impl Tracker {
             updates: self.updates.len(),
             updates_disseminated: update_secs.iter().filter(|s| s.is_some()).count(),
             dissemination_max_s: all_done(update_secs),
+            dissemination_p50_s: update_median,
             crashes: self.crashes.len(),
             crashes_detected: crash_secs.iter().filter(|s| s.is_some()).count(),
             detect_all_max_s: all_done(crash_secs),
@@ -342,5 +350,31 @@ impl Tracker {
             forged_accepted_examples: Vec::new(),
             wall_s: 0.0,
         }
+    }
+}
+
+/// The middle value (the mean of the middle two for an even count); `None` for none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }

@@ -460,23 +460,37 @@ impl Swim {
         certs: Vec<Certificate>,
         wanted: impl Fn(&NodeName) -> bool,
     ) {
-        let mut learned = Vec::new();
+        // A certificate listed twice is checked once.
+        let mut listed: BTreeMap<NodeName, usize> = BTreeMap::new();
+        let mut offered: Vec<Certificate> = Vec::new();
         for c in certs {
-            if c.name == self.me.name || !wanted(&c.name) {
-                continue;
-            }
-            if self
-                .keyring
-                .certificate(&c.name)
-                .is_some_and(|held| *held == *c.der)
+            if c.name == self.me.name
+                || !wanted(&c.name)
+                || listed
+                    .get(&c.name)
+                    .is_some_and(|&i| offered[i].der == c.der)
+                || self
+                    .keyring
+                    .certificate(&c.name)
+                    .is_some_and(|held| *held == *c.der)
             {
                 continue;
             }
-            match self.keyring.learn(&c.name, &c.der) {
+            listed.insert(c.name.clone(), offered.len());
+            offered.push(c);
+        }
+        let items: Vec<(&NodeName, &[u8])> = offered
+            .iter()
+            .map(|c| (&c.name, c.der.as_slice()))
+            .collect();
+        let results = self.keyring.learn_all(&items);
+        let mut learned = Vec::new();
+        for (c, result) in offered.iter().zip(results) {
+            match result {
                 Ok(()) => {
                     self.stats.certificates_learned += 1;
                     self.verification.asked.answered(&c.name);
-                    learned.push(c.name);
+                    learned.push(c.name.clone());
                 }
                 Err(e) => {
                     self.stats.certificates_refused += 1;
