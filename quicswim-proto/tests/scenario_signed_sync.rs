@@ -394,3 +394,67 @@ fn a_forged_claim_fails_the_list_and_only_itself() {
         assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
     }
 }
+
+/// Members whose certificates `me` forgets in the tests below, so their records wait.
+const UNCERTIFIED: [&str; 8] = ["a", "b", "c", "d", "e", "f", "other", "zz"];
+
+/// `me` joined through `seed`, holding the records of [`UNCERTIFIED`] (`members`, in order)
+/// parked for want of their certificates, which it asked `seed` for; the keyring's counts as
+/// they were then.
+fn parked_records(mut members: Vec<MemberUpdate>) -> (Harness, Arc<Together>, usize, usize) {
+    let (mut h, together) = joiner_checking_together();
+    for who in UNCERTIFIED {
+        together.forget(&name(who));
+    }
+    members.push(alive("seed", 1));
+    h.stream("seed", &push_pull_reply(members)).unwrap();
+    assert_eq!(
+        certificate_requests(&mut h),
+        [("seed".to_string(), UNCERTIFIED.map(String::from).to_vec())]
+    );
+    for who in UNCERTIFIED {
+        assert_eq!(h.state_of(who), None, "{who} waits for its certificate");
+    }
+    let lists = together.lists.load(Ordering::Relaxed);
+    let singles = together.singles.load(Ordering::Relaxed);
+    (h, together, lists, singles)
+}
+
+fn certificates_of_the_uncertified() -> StreamMessage {
+    StreamMessage::CertificateReply {
+        certificates: UNCERTIFIED.iter().map(|w| certificate_of(w)).collect(),
+    }
+}
+
+#[test]
+fn records_that_waited_for_certificates_are_checked_together_when_they_come() {
+    let members = UNCERTIFIED.iter().map(|who| alive(who, 3)).collect();
+    let (mut h, together, lists, singles) = parked_records(members);
+    h.stream("seed", &certificates_of_the_uncertified())
+        .unwrap();
+    assert_eq!(together.lists.load(Ordering::Relaxed), lists + 1);
+    assert_eq!(together.singles.load(Ordering::Relaxed), singles);
+    for who in UNCERTIFIED {
+        assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
+    }
+    assert_eq!(h.swim.stats().forged.claim, 0);
+}
+
+#[test]
+fn a_forged_record_that_waited_fails_its_list_and_only_itself() {
+    let mut members: Vec<MemberUpdate> = UNCERTIFIED.iter().map(|who| alive(who, 3)).collect();
+    members[2].signature = keys("b").sign(&members[2].claim.signed_bytes());
+    let (mut h, together, lists, singles) = parked_records(members);
+    h.stream("seed", &certificates_of_the_uncertified())
+        .unwrap();
+    assert_eq!(together.lists.load(Ordering::Relaxed), lists + 1);
+    assert_eq!(
+        together.singles.load(Ordering::Relaxed),
+        singles + UNCERTIFIED.len()
+    );
+    assert_eq!(h.swim.stats().forged.claim, 1);
+    assert_eq!(h.state_of("c"), None, "the forged record about c");
+    for who in UNCERTIFIED.iter().filter(|w| **w != "c") {
+        assert_eq!(h.state_of(who), Some((3, State::Alive)), "{who}");
+    }
+}

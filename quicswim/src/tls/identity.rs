@@ -189,7 +189,11 @@ pub(super) fn parse<'a>(der: &'a [u8], label: &str) -> Result<X509Certificate<'a
 /// not identities and are skipped; a single-label SAN that breaks the node-name rules is an
 /// error rather than skipped, so a near-miss such as `Alice` is reported, not ignored.
 pub(super) fn node_name(der: &[u8], label: &str) -> Result<NodeName> {
-    let cert = parse(der, label)?;
+    node_name_of(&parse(der, label)?, label)
+}
+
+/// [`node_name`] of a certificate already parsed.
+pub(super) fn node_name_of(cert: &X509Certificate<'_>, label: &str) -> Result<NodeName> {
     let san = cert
         .subject_alternative_name()
         .map_err(|e| Error::BadCertificate {

@@ -59,7 +59,7 @@ use rustls::pki_types::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::config::crypto_provider;
-use super::identity::node_name;
+use super::identity::node_name_of;
 use super::{Error, Identity, Result};
 
 /// How many members' certificates a [`CertKeyring`] holds at most, this node's own included.
@@ -611,12 +611,12 @@ impl CertKeyring {
             .map_err(|e| format!("not valid for the name: {e}"))?;
         // WebPKI matches any SAN, case-insensitively; a node is named by exactly one label,
         // byte for byte, as in the handshake's verifiers.
-        let named = node_name(der, "certificate").map_err(|e| e.to_string())?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
+        let named = node_name_of(&cert, "certificate").map_err(|e| e.to_string())?;
         if named != *name {
             return Err(format!("it names {named}"));
         }
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
         let info = public_key_info(&cert)?;
         Ok(Held {
             der: Arc::from(der),

@@ -202,7 +202,7 @@ impl Swim {
         updates: Vec<MemberUpdate>,
         source: Source,
     ) {
-        self.check_claims_together(&updates);
+        self.check_claims_together(updates.iter());
         for u in updates {
             self.apply(now, from, u, source);
         }
@@ -212,11 +212,13 @@ impl Swim {
     /// Checks together (one batch) the claims among `updates` that [`Swim::apply`] would
     /// otherwise check one by one: not about this node, not held already, not older than the
     /// held one, by a signer whose certificate is held. If the batch passes, each is kept for
-    /// `claim_verified` to take (byte for byte, signature and all) while
-    /// [`Swim::apply_all`] applies the list, and dropped after.
-    fn check_claims_together(&mut self, updates: &[MemberUpdate]) {
+    /// `claim_verified` to take (byte for byte, signature and all) while the caller
+    /// ([`Swim::apply_all`], `unpark`) applies the list, and clears after.
+    pub(super) fn check_claims_together<'a>(
+        &mut self,
+        updates: impl Iterator<Item = &'a MemberUpdate>,
+    ) {
         let claims: Vec<(NodeName, Vec<u8>, Signature)> = updates
-            .iter()
             .filter(|u| {
                 u.claim.name != self.me.name
                     && !self.holds_claim(u)

@@ -352,17 +352,23 @@ impl Swim {
         v.parked_len += 1;
     }
 
-    /// Applies the records parked for `signer`, whose certificate was just learned.
-    fn unpark(&mut self, now: Instant, signer: &NodeName) {
-        let Some(records) = self.verification.parked.remove(signer) else {
-            return;
-        };
-        self.verification.parked_len -= records.len();
-        for p in records {
-            if now.duration_since(p.at) < PARKED_FOR {
-                self.apply(now, &p.from, p.update, p.source);
+    /// Applies the records parked for `signers`, whose certificates were just learned, their
+    /// claims checked together where there are enough (a join's certificate reply brings up
+    /// to [`CERTIFICATE_NAMES_MAX`] at once).
+    fn unpark(&mut self, now: Instant, signers: &[NodeName]) {
+        let mut records = Vec::new();
+        for signer in signers {
+            if let Some(parked) = self.verification.parked.remove(signer) {
+                self.verification.parked_len -= parked.len();
+                records.extend(parked);
             }
         }
+        records.retain(|p| now.duration_since(p.at) < PARKED_FOR);
+        self.check_claims_together(records.iter().map(|p| &p.update));
+        for p in records {
+            self.apply(now, &p.from, p.update, p.source);
+        }
+        self.checked_together.clear();
     }
 
     /// Sends the certificate requests one input gathered: to each peer, its names in
@@ -500,8 +506,6 @@ impl Swim {
                 }
             }
         }
-        for name in learned {
-            self.unpark(now, &name);
-        }
+        self.unpark(now, &learned);
     }
 }
