@@ -166,3 +166,44 @@ async fn a_member_claiming_another_name_is_refused() {
     mallory.close().await;
     shutdown_all(&nodes).await;
 }
+
+/// Two clusters under one CA, each node's certificate naming its cluster: nodes seeded with
+/// the other cluster's addresses (one of them with nothing else) are refused there, and the
+/// two never merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_under_one_ca_seeded_with_each_other_never_merge() {
+    let ca = CertAuthority::generate("one ca for two clusters").unwrap();
+    let in_cluster = |cluster: &str| {
+        CertAuthority::from_pem(ca.cert_pem(), &ca.key_pem())
+            .unwrap()
+            .with_cluster(Some(name(cluster)))
+    };
+    let (blue, green) = (in_cluster("blue"), in_cluster("green"));
+    let b0 = start(identity(&blue, "b0"), vec![]).await;
+    // g0 is pointed at the blue cluster alone.
+    let g0 = start(identity(&green, "g0"), vec![b0.addr()]).await;
+    let b1 = start(identity(&blue, "b1"), vec![g0.addr(), b0.addr()]).await;
+    let g1 = start(identity(&green, "g1"), vec![b0.addr(), g0.addr()]).await;
+    wait_all("blue formed", &[&b0, &b1], all_alive(2)).await;
+    wait_all("green formed", &[&g0, &g1], all_alive(2)).await;
+    // Each side has refused the other's dials: wait for the counts, then look at the views.
+    eventually("each cluster refused the other", || async {
+        let blue_refused = b0.metrics().await.unwrap().transport.refused.total();
+        let green_refused = g0.metrics().await.unwrap().transport.refused.total();
+        blue_refused > 0 && green_refused > 0
+    })
+    .await;
+    for (nodes, cluster) in [([&b0, &b1], ["b0", "b1"]), ([&g0, &g1], ["g0", "g1"])] {
+        for node in nodes {
+            let members = node.members().await.unwrap();
+            let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names.len(), 2, "{}: {names:?}", node.name());
+            assert!(
+                names.iter().all(|n| cluster.contains(n)),
+                "{} holds members of the other cluster: {names:?}",
+                node.name()
+            );
+        }
+    }
+    shutdown_all([&b0, &b1, &g0, &g1]).await;
+}

@@ -24,6 +24,11 @@ pub enum CertsCommand {
         /// and policies that do not take Ed25519. Node keys of either type work under both.
         #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
         key_type: KeyType,
+        /// The cluster its node certificates are issued in by default (written to
+        /// DIR/cluster). Nodes of different clusters refuse each other's handshakes and
+        /// records even under one CA, so two clusters can never merge.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<NodeName>,
     },
     /// Issue node certificates signed by the CA in DIR: for each NAME, a directory OUT/NAME
     /// holding ca.pem, NAME.pem and NAME-key.pem (and not the CA key), to give the node's agent
@@ -53,6 +58,10 @@ pub enum CertsCommand {
         /// ECDSA P-256 ones).
         #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
         key_type: KeyType,
+        /// The cluster to issue them in [default: the one `certs init --cluster` wrote to
+        /// DIR/cluster; none if it wrote none].
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<NodeName>,
     },
 }
 
@@ -81,8 +90,9 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             dir,
             if_missing,
             key_type,
+            cluster,
         } => {
-            let files = match tls::init_ca_dir_with_key(&dir, key_type.into()) {
+            let files = match tls::init_ca_dir_in_cluster(&dir, key_type.into(), cluster.as_ref()) {
                 Err(tls::Error::CaExists { .. }) if if_missing => {
                     tls::CertAuthority::load(&dir).with_context(|| {
                         format!("{} holds part of a CA that cannot be used", dir.display())
@@ -97,6 +107,12 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                 "wrote CA private key {} (mode 0600; keep it off the nodes)",
                 files.key.display()
             );
+            if let Some(cluster) = &cluster {
+                println!(
+                    "wrote {} (certificates are issued in cluster {cluster} unless --cluster says otherwise)",
+                    dir.join(tls::CLUSTER_FILE).display()
+                );
+            }
             println!(
                 "next: quicswim certs issue NAME --dir {} [--ip IP]",
                 dir.display()
@@ -109,19 +125,33 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             ips,
             days,
             key_type,
+            cluster,
         } => {
             let out = out.unwrap_or_else(|| dir.clone());
             let key_type = tls::NodeKeyType::from(key_type);
             for name in names {
-                let files = tls::issue_to_node_dir(&dir, &out, &name, &ips, days, key_type)
-                    .with_context(|| format!("cannot issue a certificate for {name}"))?;
+                let files = tls::issue_to_node_dir_in_cluster(
+                    &dir,
+                    &out,
+                    &name,
+                    &ips,
+                    days,
+                    key_type,
+                    cluster.as_ref(),
+                )
+                .with_context(|| format!("cannot issue a certificate for {name}"))?;
+                let in_cluster = files
+                    .cluster
+                    .as_ref()
+                    .map(|c| format!(", cluster {c}"))
+                    .unwrap_or_default();
                 let ip_list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
                 let sans = std::iter::once(name.to_string())
                     .chain(ip_list)
                     .collect::<Vec<_>>()
                     .join(", ");
                 println!(
-                    "wrote certificate {} (SANs: {sans}; valid {days} days)",
+                    "wrote certificate {} (SANs: {sans}{in_cluster}; valid {days} days)",
                     files.cert.display()
                 );
                 println!(

@@ -37,6 +37,9 @@ use crate::protocol::NodeName;
 const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA key inside a CA directory.
 const CA_KEY_FILE: &str = "ca-key.pem";
+/// File inside a CA directory naming the cluster its certificates are issued in by default
+/// (`quicswim certs init --cluster NAME`): the name alone, on one line.
+pub const CLUSTER_FILE: &str = "cluster";
 /// How long a generated CA is valid.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Certificates start this long before they are made, so a peer whose clock is a little behind
@@ -86,6 +89,8 @@ pub struct CertAuthority {
     /// the same subject and key identifier, which is all an issued certificate refers to.
     signer: rcgen::Certificate,
     key: KeyPair,
+    /// The cluster node certificates are issued in (a URI SAN), if any.
+    cluster: Option<NodeName>,
 }
 
 /// A freshly issued node certificate and its private key, both PEM.
@@ -119,6 +124,8 @@ pub struct NodeFiles {
     pub cert: PathBuf,
     /// `OUT/NAME/NAME-key.pem`.
     pub key: PathBuf,
+    /// The cluster the certificate was issued in, if any.
+    pub cluster: Option<NodeName>,
 }
 
 impl CertAuthority {
@@ -161,6 +168,7 @@ impl CertAuthority {
             cert_der: signer.der().clone(),
             signer,
             key,
+            cluster: None,
         })
     }
 
@@ -171,12 +179,13 @@ impl CertAuthority {
         let cert_pem = read_file(&cert_path)?;
         let key_pem = read_file(&key_path)?;
         super::warn_if_readable_by_others(&key_path, "CA private key");
-        Self::from_pem_labelled(
+        let ca = Self::from_pem_labelled(
             &cert_pem,
             &key_pem,
             &label_of(&cert_path),
             &label_of(&key_path),
-        )
+        )?;
+        Ok(ca.with_cluster(read_cluster_file(dir)?))
     }
 
     /// A CA from its certificate and private key, both PEM text.
@@ -235,7 +244,20 @@ impl CertAuthority {
             cert_der: cert_der.into_owned(),
             signer,
             key,
+            cluster: None,
         })
+    }
+
+    /// The same CA issuing node certificates in `cluster` (`None`: in no cluster).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<NodeName>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster node certificates are issued in.
+    pub fn cluster(&self) -> Option<&NodeName> {
+        self.cluster.as_ref()
     }
 
     /// The CA certificate, PEM, as peers must trust it.
@@ -314,6 +336,15 @@ impl CertAuthority {
         params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
             .chain(ips.iter().copied().map(SanType::IpAddress))
             .collect();
+        if let Some(cluster) = &self.cluster {
+            let uri = format!("{}{cluster}", super::CLUSTER_URI_PREFIX)
+                .try_into()
+                .map_err(|source| Error::Generate {
+                    what: what(),
+                    source,
+                })?;
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         let cert = self.sign_params(params, &key)?;
@@ -398,11 +429,22 @@ pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
 
 /// [`init_ca_dir`] with a CA key of `key_type`.
 pub fn init_ca_dir_with_key(dir: &Path, key_type: NodeKeyType) -> Result<CaFiles> {
+    init_ca_dir_in_cluster(dir, key_type, None)
+}
+
+/// [`init_ca_dir_with_key`] whose node certificates are issued in `cluster` by default: its
+/// name is written to `DIR/cluster` ([`CLUSTER_FILE`]), which [`CertAuthority::load`] reads.
+pub fn init_ca_dir_in_cluster(
+    dir: &Path,
+    key_type: NodeKeyType,
+    cluster: Option<&NodeName>,
+) -> Result<CaFiles> {
     let files = CaFiles {
         cert: dir.join(CA_CERT_FILE),
         key: dir.join(CA_KEY_FILE),
     };
-    for path in [&files.cert, &files.key] {
+    let cluster_file = dir.join(CLUSTER_FILE);
+    for path in [&files.cert, &files.key, &cluster_file] {
         if path.exists() {
             return Err(Error::CaExists { path: path.clone() });
         }
@@ -425,6 +467,14 @@ pub fn init_ca_dir_with_key(dir: &Path, key_type: NodeKeyType) -> Result<CaFiles
         Mode::Secret,
         Exists::Refuse,
     )?;
+    if let Some(cluster) = cluster {
+        write_file(
+            &cluster_file,
+            format!("{cluster}\n").as_bytes(),
+            Mode::Public,
+            Exists::Refuse,
+        )?;
+    }
     write_file(
         &files.cert,
         ca.cert_pem.as_bytes(),
@@ -432,6 +482,21 @@ pub fn init_ca_dir_with_key(dir: &Path, key_type: NodeKeyType) -> Result<CaFiles
         Exists::Refuse,
     )?;
     Ok(files)
+}
+
+/// The cluster named in `DIR/cluster`, if the file is there.
+fn read_cluster_file(dir: &Path) -> Result<Option<NodeName>> {
+    let path = dir.join(CLUSTER_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_file(&path)?;
+    NodeName::new(text.trim())
+        .map(Some)
+        .map_err(|e| Error::BadCluster {
+            file: label_of(&path),
+            reason: format!("{:?} is not a cluster name: {e}", text.trim()),
+        })
 }
 
 /// Loads the CA in `dir` and writes node `name`'s files into `DIR/NAME/`: `ca.pem`,
@@ -453,12 +518,27 @@ pub fn issue_to_node_dir(
     days: u32,
     key_type: NodeKeyType,
 ) -> Result<NodeFiles> {
+    issue_to_node_dir_in_cluster(ca_dir, out, name, ips, days, key_type, None)
+}
+
+/// [`issue_to_node_dir`] in `cluster` where it is given, in the CA directory's default
+/// cluster ([`CLUSTER_FILE`]) where it is not.
+pub fn issue_to_node_dir_in_cluster(
+    ca_dir: &Path,
+    out: &Path,
+    name: &NodeName,
+    ips: &[IpAddr],
+    days: u32,
+    key_type: NodeKeyType,
+    cluster: Option<&NodeName>,
+) -> Result<NodeFiles> {
     let node_dir = out.join(name.as_str());
     let files = NodeFiles {
         ca: node_dir.join(CA_CERT_FILE),
         cert: node_dir.join(format!("{name}.pem")),
         key: node_dir.join(format!("{name}-key.pem")),
         dir: node_dir,
+        cluster: None,
     };
     if files.cert == files.ca || files.key == files.ca {
         return Err(Error::ReservedName {
@@ -466,7 +546,14 @@ pub fn issue_to_node_dir(
             dir: out.to_owned(),
         });
     }
-    let ca = CertAuthority::load(ca_dir)?;
+    let mut ca = CertAuthority::load(ca_dir)?;
+    if let Some(cluster) = cluster {
+        ca = ca.with_cluster(Some(cluster.clone()));
+    }
+    let files = NodeFiles {
+        cluster: ca.cluster().cloned(),
+        ..files
+    };
     let issued = ca.issue_with_key(name, ips, days, key_type)?;
     create_private_dir(&files.dir)?;
     write_file(
@@ -758,5 +845,51 @@ mod tests {
         let err = issue_to_dir(dir.path(), &name("dave"), &[], 1).unwrap_err();
         assert!(matches!(err, Error::Missing { .. }), "{err}");
         assert!(err.to_string().contains("ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_dir_issues_in_its_cluster_unless_told_another() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca_dir_in_cluster(dir.path(), NodeKeyType::Ed25519, Some(&name("blue"))).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(CLUSTER_FILE)).unwrap(),
+            "blue\n"
+        );
+        let load = |files: &NodeFiles| Identity::load(&files.ca, &files.cert, &files.key).unwrap();
+        let out = dir.path().join("nodes");
+        let alice = issue_to_node_dir(
+            dir.path(),
+            &out,
+            &name("alice"),
+            &[],
+            1,
+            NodeKeyType::Ed25519,
+        )
+        .unwrap();
+        assert_eq!(alice.cluster, Some(name("blue")));
+        assert_eq!(load(&alice).cluster(), Some(name("blue")));
+        let bob = issue_to_node_dir_in_cluster(
+            dir.path(),
+            &out,
+            &name("bob"),
+            &[],
+            1,
+            NodeKeyType::Ed25519,
+            Some(&name("green")),
+        )
+        .unwrap();
+        assert_eq!(load(&bob).cluster(), Some(name("green")));
+        // A CA made without a cluster issues certificates in none.
+        let plain = tempfile::tempdir().unwrap();
+        init_ca_dir(plain.path()).unwrap();
+        let carol = issue_to_dir(plain.path(), &name("carol"), &[], 1).unwrap();
+        assert_eq!(carol.cluster, None);
+        assert_eq!(load(&carol).cluster(), None);
+        // A cluster file that names no cluster stops the CA from loading, naming the file.
+        fs::write(dir.path().join(CLUSTER_FILE), "Not A Label\n").unwrap();
+        let err = CertAuthority::load(dir.path()).err().unwrap();
+        assert!(matches!(err, Error::BadCluster { .. }), "{err}");
+        assert!(err.to_string().contains("cluster"), "{err}");
+        assert!(err.to_string().contains("Not A Label"), "{err}");
     }
 }

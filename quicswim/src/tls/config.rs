@@ -22,8 +22,9 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
 };
 
-use super::identity::node_name;
+use super::identity::{cluster_label, cluster_of_der, node_name};
 use super::{Error, Identity, Result};
+use crate::protocol::NodeName;
 
 /// ALPN protocol id both sides offer; a peer speaking anything else fails the handshake.
 pub const ALPN: &[u8] = b"quicswim/1";
@@ -47,7 +48,10 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
     let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| config_err(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(NodeClientVerifier { webpki });
+    let verifier = Arc::new(NodeClientVerifier {
+        webpki,
+        cluster: identity.cluster(),
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(e.to_string()))?
@@ -72,6 +76,7 @@ pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
         webpki,
         roots,
         provider: provider.clone(),
+        cluster: identity.cluster(),
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -108,6 +113,43 @@ fn not_a_node() -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
 }
 
+/// A peer's certificate is for another cluster than this node's (or names none where this
+/// node's does, or the other way round).
+#[derive(thiserror::Error)]
+#[error("{label} is for {theirs}, and this node is in {ours}")]
+pub(super) struct OtherCluster {
+    pub(super) label: &'static str,
+    pub(super) theirs: String,
+    pub(super) ours: String,
+}
+
+/// rustls shows a certificate error's cause with `Debug`: the sentence, so that the log line
+/// an operator reads names both clusters plainly.
+impl std::fmt::Debug for OtherCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Refuses `end_entity` unless it names the cluster `ours` (see [`super::CLUSTER_URI_PREFIX`]).
+fn check_cluster(
+    end_entity: &CertificateDer<'_>,
+    ours: Option<&NodeName>,
+    label: &'static str,
+) -> Result<(), rustls::Error> {
+    let theirs = cluster_of_der(end_entity, label).map_err(|_| not_a_node())?;
+    if theirs.as_ref() == ours {
+        return Ok(());
+    }
+    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+        rustls::OtherError(Arc::new(OtherCluster {
+            label,
+            theirs: cluster_label(theirs.as_ref()),
+            ours: cluster_label(ours),
+        })),
+    )))
+}
+
 /// The handshake signature methods of a verifier with a `webpki` field: both verifiers add
 /// rules about certificates only, so signatures are WebPKI's to check.
 macro_rules! webpki_signature_checks {
@@ -142,6 +184,8 @@ struct NodeServerVerifier {
     webpki: Arc<WebPkiServerVerifier>,
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
+    /// This node's cluster: a server in another is refused.
+    cluster: Option<NodeName>,
 }
 
 impl ServerCertVerifier for NodeServerVerifier {
@@ -188,6 +232,7 @@ impl ServerCertVerifier for NodeServerVerifier {
                 ));
             }
         }
+        check_cluster(end_entity, self.cluster.as_ref(), "server certificate")?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -198,6 +243,8 @@ impl ServerCertVerifier for NodeServerVerifier {
 #[derive(Debug)]
 struct NodeClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
+    /// This node's cluster: a client in another is refused.
+    cluster: Option<NodeName>,
 }
 
 impl ClientCertVerifier for NodeClientVerifier {
@@ -222,6 +269,7 @@ impl ClientCertVerifier for NodeClientVerifier {
         self.webpki
             .verify_client_cert(end_entity, intermediates, now)?;
         node_name(end_entity, "client certificate").map_err(|_| not_a_node())?;
+        check_cluster(end_entity, self.cluster.as_ref(), "client certificate")?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -248,6 +296,7 @@ mod tests {
             webpki,
             roots,
             provider,
+            cluster: id.cluster(),
         }
     }
 
@@ -277,6 +326,57 @@ mod tests {
         let v = verifier(&alice);
         assert_eq!(verify(&v, &bob, SEED_SERVER_NAME), Ok(()));
         assert!(NodeName::new(SEED_SERVER_NAME).is_err());
+    }
+
+    #[test]
+    fn nodes_of_another_cluster_under_the_same_ca_are_refused_both_ways() {
+        let ca = CertAuthority::generate("one ca").unwrap();
+        let in_cluster = |cluster: Option<&str>, who: &str| {
+            let ca = CertAuthority::from_pem(ca.cert_pem(), &ca.key_pem())
+                .unwrap()
+                .with_cluster(cluster.map(name));
+            ca.identity(&name(who), &[], 1).unwrap()
+        };
+        let blue_a = in_cluster(Some("blue"), "alice");
+        let blue_b = in_cluster(Some("blue"), "bob");
+        let green_c = in_cluster(Some("green"), "carol");
+        let loose_d = in_cluster(None, "dave");
+        assert_eq!(blue_a.cluster(), Some(name("blue")));
+        assert_eq!(loose_d.cluster(), None);
+        // As the dialler: a server of another cluster, or of none, is refused by name.
+        let v = verifier(&blue_a);
+        assert_eq!(verify(&v, &blue_b, "bob"), Ok(()));
+        for server_name in ["carol", SEED_SERVER_NAME] {
+            let err = verify(&v, &green_c, server_name).unwrap_err();
+            assert!(
+                err.contains("is for cluster green, and this node is in cluster blue"),
+                "{err}"
+            );
+        }
+        let err = verify(&v, &loose_d, "dave").unwrap_err();
+        assert!(err.contains("is for no cluster"), "{err}");
+        // As the server: the client's certificate is held to the same rule.
+        let client_verifier = |id: &Identity| NodeClientVerifier {
+            webpki: WebPkiClientVerifier::builder_with_provider(
+                Arc::new(root_store(&id.roots, "test").unwrap()),
+                crypto_provider(),
+            )
+            .build()
+            .unwrap(),
+            cluster: id.cluster(),
+        };
+        let check = |v: &NodeClientVerifier, client: &Identity| {
+            v.verify_client_cert(&client.chain[0], &[], UnixTime::now())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&client_verifier(&blue_a), &blue_b), Ok(()));
+        let err = check(&client_verifier(&green_c), &blue_b).unwrap_err();
+        assert!(
+            err.contains("is for cluster blue, and this node is in cluster green"),
+            "{err}"
+        );
+        assert!(check(&client_verifier(&loose_d), &green_c).is_err());
     }
 
     #[test]
@@ -329,7 +429,10 @@ mod tests {
         let webpki = WebPkiClientVerifier::builder_with_provider(roots, crypto_provider())
             .build()
             .unwrap();
-        let v = NodeClientVerifier { webpki };
+        let v = NodeClientVerifier {
+            webpki,
+            cluster: None,
+        };
         assert!(v.client_auth_mandatory());
         assert!(v
             .verify_client_cert(&bob.chain[0], &[], UnixTime::now())

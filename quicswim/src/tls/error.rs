@@ -109,6 +109,15 @@ pub enum Error {
         /// File or label.
         file: String,
     },
+    /// The certificate's cluster URI SAN (`urn:quicswim:cluster:NAME`) is malformed, or there
+    /// are several.
+    #[error("{file}: cluster: {reason}")]
+    BadCluster {
+        /// File or label.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The certificate's DNS SAN is not a valid node name.
     #[error("{file}: DNS SAN {san:?} is not a valid node name: {source}")]
     BadNodeName {

@@ -17,6 +17,12 @@ use crate::protocol::NodeName;
 /// Label used in errors about a certificate that came over the network.
 const PEER_LABEL: &str = "peer certificate";
 
+/// What a certificate's cluster URI SAN starts with: `urn:quicswim:cluster:NAME` names the
+/// cluster NAME (a DNS label, as node names are). A certificate without one is in no cluster.
+/// Nodes and records of different clusters never meet: handshakes, learned certificates and
+/// record signatures are all bound to the cluster (README, "Clusters under one CA").
+pub const CLUSTER_URI_PREFIX: &str = "urn:quicswim:cluster:";
+
 /// What a node presents and trusts.
 ///
 /// Built by [`Identity::load`] from PEM files or by [`Identity::from_pem`] from PEM text; both
@@ -71,6 +77,7 @@ impl Identity {
         let key_der = key.private_key()?;
         let leaf = &chain[0];
         let name = node_name(leaf, &cert.label)?;
+        cluster_of_der(leaf, &cert.label)?;
         check_validity(leaf, &cert.label, SystemTime::now())?;
         check_usages(leaf, &cert.label)?;
         check_key_matches(leaf, &key_der, &key.label, &cert.label)?;
@@ -82,6 +89,64 @@ impl Identity {
             chain,
             key: key_der,
         })
+    }
+}
+
+impl Identity {
+    /// The cluster this node's certificate names (see [`CLUSTER_URI_PREFIX`]); `None` for a
+    /// certificate without one, or one the checks of [`Identity::load`] would refuse.
+    pub fn cluster(&self) -> Option<NodeName> {
+        self.chain
+            .first()
+            .and_then(|leaf| cluster_of_der(leaf, "certificate").ok())
+            .flatten()
+    }
+}
+
+/// The cluster a certificate names in its `urn:quicswim:cluster:NAME` URI SAN, if any. More
+/// than one such SAN, or a name that is not a DNS label, is an error.
+pub fn cluster_of_der(der: &[u8], label: &str) -> Result<Option<NodeName>> {
+    cluster_of(&parse(der, label)?, label)
+}
+
+/// [`cluster_of_der`] of a certificate already parsed.
+pub(super) fn cluster_of(cert: &X509Certificate<'_>, label: &str) -> Result<Option<NodeName>> {
+    let bad = |reason: String| Error::BadCluster {
+        file: label.to_owned(),
+        reason,
+    };
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| bad(format!("subject alternative name: {e}")))?;
+    let clusters: Vec<&str> = san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(uri) => uri.strip_prefix(CLUSTER_URI_PREFIX),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match clusters.as_slice() {
+        [] => Ok(None),
+        [one] => NodeName::new(one)
+            .map(Some)
+            .map_err(|e| bad(format!("{one:?} is not a cluster name: {e}"))),
+        several => Err(bad(format!(
+            "several clusters named: {}",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// How a cluster is named in messages: its name, or "no cluster".
+pub fn cluster_label(cluster: Option<&NodeName>) -> String {
+    match cluster {
+        Some(c) => format!("cluster {c}"),
+        None => "no cluster".to_owned(),
     }
 }
 

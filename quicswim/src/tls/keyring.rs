@@ -41,6 +41,7 @@
 //! [`server_config`]: super::server_config
 //! [`client_config`]: super::client_config
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -59,7 +60,7 @@ use rustls::pki_types::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::config::crypto_provider;
-use super::identity::node_name_of;
+use super::identity::{cluster_label, cluster_of, node_name_of};
 use super::{Error, Identity, Result};
 
 /// How many members' certificates a [`CertKeyring`] holds at most, this node's own included.
@@ -316,6 +317,9 @@ pub struct CertKeyring {
     intermediates: Vec<CertificateDer<'static>>,
     held: RwLock<HashMap<NodeName, Arc<Held>>>,
     names_max: usize,
+    /// This node's cluster (its certificate's cluster URI SAN): certificates of another are
+    /// refused, and every record signed or checked is bound to it (`signed_in_cluster`).
+    cluster: Option<NodeName>,
 }
 
 impl CertKeyring {
@@ -364,6 +368,7 @@ impl CertKeyring {
             not_after: not_after_secs(&cert),
         };
         let held = HashMap::from([(identity.name.clone(), Arc::new(own))]);
+        let cluster = cluster_of(&cert, &cert_label)?;
         Ok(CertKeyring {
             name: identity.name.clone(),
             algorithm: info.algorithm,
@@ -372,6 +377,7 @@ impl CertKeyring {
             intermediates: identity.chain[1..].to_vec(),
             held: RwLock::new(held),
             names_max: HELD_NAMES_MAX,
+            cluster,
         })
     }
 
@@ -397,6 +403,23 @@ impl CertKeyring {
         self.read().len()
     }
 
+    /// What is signed for `record`: in a cluster, the record behind a context naming the
+    /// cluster, so that a record signed in one cluster never verifies in another (a node may
+    /// hold certificates of one name and key in both); outside any cluster, the record alone.
+    fn signed_in_cluster<'a>(&self, record: &'a [u8]) -> Cow<'a, [u8]> {
+        match &self.cluster {
+            None => Cow::Borrowed(record),
+            Some(cluster) => {
+                let mut bytes = Vec::with_capacity(CLUSTER_CONTEXT.len() + 64 + record.len());
+                bytes.extend_from_slice(CLUSTER_CONTEXT);
+                bytes.extend_from_slice(cluster.as_str().as_bytes());
+                bytes.push(0);
+                bytes.extend_from_slice(record);
+                Cow::Owned(bytes)
+            }
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeName, Arc<Held>>> {
         // Nothing panics while the lock is held, so a poisoned map is still consistent.
         self.held.read().unwrap_or_else(PoisonError::into_inner)
@@ -414,7 +437,7 @@ impl CertKeyring {
             return Verdict::UnknownSigner;
         };
         let key = UnparsedPublicKey::new(held.algorithm.verification(), &held.public_key);
-        match key.verify(record, sig.as_bytes()) {
+        match key.verify(&self.signed_in_cluster(record), sig.as_bytes()) {
             Ok(()) => Verdict::Valid,
             Err(_) => Verdict::Invalid,
         }
@@ -451,7 +474,11 @@ impl CertKeyring {
                 signatures.push(sig);
             }
         }
-        let records: Vec<&[u8]> = items.iter().map(|(_, record, _)| *record).collect();
+        let records: Vec<Cow<'_, [u8]>> = items
+            .iter()
+            .map(|(_, record, _)| self.signed_in_cluster(record))
+            .collect();
+        let records: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
         ed25519_dalek::verify_batch(&records, &signatures, &keys).is_ok()
     }
 
@@ -483,7 +510,7 @@ impl CertKeyring {
         }
         let held = self
             .check(
-                &crypto_provider().signature_verification_algorithms.all,
+                crypto_provider().signature_verification_algorithms.all,
                 name,
                 der,
                 now,
@@ -617,6 +644,14 @@ impl CertKeyring {
         if named != *name {
             return Err(format!("it names {named}"));
         }
+        let theirs = cluster_of(&cert, "certificate").map_err(|e| e.to_string())?;
+        if theirs != self.cluster {
+            return Err(format!(
+                "it is for {}, and this node is in {}",
+                cluster_label(theirs.as_ref()),
+                cluster_label(self.cluster.as_ref())
+            ));
+        }
         let info = public_key_info(&cert)?;
         Ok(Held {
             der: Arc::from(der),
@@ -627,6 +662,9 @@ impl CertKeyring {
         })
     }
 }
+
+/// What a record signed in a cluster begins with, before the cluster's name and a zero byte.
+const CLUSTER_CONTEXT: &[u8] = b"quicswim cluster record\0";
 
 /// Fewest certificates [`CertKeyring::learn_all_at`] checks together: below it a batch saves
 /// less than its set-up costs.
@@ -751,7 +789,7 @@ fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
 
 impl Keyring for CertKeyring {
     fn sign(&self, record: &[u8]) -> Signature {
-        match self.signer.sign(record) {
+        match self.signer.sign(&self.signed_in_cluster(record)) {
             Some(sig) => Signature::new(sig),
             None => {
                 // ECDSA needs fresh randomness; the OS refusing it is a broken host. The empty
@@ -1483,5 +1521,70 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             let refused: Vec<usize> = (0..bad.len()).filter(|&i| together[i].is_err()).collect();
             assert_eq!(refused, vec![2, 5, 6, 7], "{ca_key:?}: {together:?}");
         }
+    }
+
+    #[test]
+    fn certificates_and_records_of_another_cluster_are_refused() {
+        let ca = CertAuthority::generate("one ca").unwrap();
+        let in_cluster = |cluster: &str| {
+            CertAuthority::from_pem(ca.cert_pem(), &ca.key_pem())
+                .unwrap()
+                .with_cluster(Some(name(cluster)))
+        };
+        let (blue, green) = (in_cluster("blue"), in_cluster("green"));
+        let bob = CertKeyring::new(&blue.identity(&name("bob"), &[], 1).unwrap()).unwrap();
+        // Alice holds one key and a certificate for it in each cluster.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let alice_in = |ca: &CertAuthority| {
+            let mut params = CertificateParams::default();
+            params.subject_alt_names = vec![
+                SanType::DnsName("alice".try_into().unwrap()),
+                SanType::URI(
+                    format!(
+                        "{}{}",
+                        crate::tls::CLUSTER_URI_PREFIX,
+                        ca.cluster().unwrap()
+                    )
+                    .try_into()
+                    .unwrap(),
+                ),
+            ];
+            let cert = ca.sign_params(params, &key).unwrap();
+            let id = Identity::from_pem(ca.cert_pem(), &cert.pem(), &key.serialize_pem()).unwrap();
+            (CertKeyring::new(&id).unwrap(), cert.der().to_vec())
+        };
+        let (alice_blue, blue_der) = alice_in(&blue);
+        let (alice_green, green_der) = alice_in(&green);
+        // Bob, in blue, refuses her green certificate and takes her blue one.
+        let err = bob.learn(&name("alice"), &green_der).unwrap_err();
+        assert!(
+            err.reason
+                .contains("it is for cluster green, and this node is in cluster blue"),
+            "{err}"
+        );
+        bob.learn(&name("alice"), &blue_der).unwrap();
+        // One key, but a record she signed in green never verifies in blue.
+        let in_blue = alice_blue.sign(&record(4));
+        let in_green = alice_green.sign(&record(4));
+        assert_ne!(in_blue, in_green);
+        assert_eq!(
+            bob.verify(&name("alice"), &record(4), &in_blue),
+            Verdict::Valid
+        );
+        assert_eq!(
+            bob.verify(&name("alice"), &record(4), &in_green),
+            Verdict::Invalid
+        );
+        let together = [(&name("alice"), record(4)), (&name("alice"), record(4))];
+        let items: Vec<(&NodeName, &[u8], &Signature)> = vec![
+            (together[0].0, &together[0].1, &in_blue),
+            (together[1].0, &together[1].1, &in_blue),
+        ];
+        assert!(bob.verify_together(&items));
+        let items: Vec<(&NodeName, &[u8], &Signature)> = vec![
+            (together[0].0, &together[0].1, &in_blue),
+            (together[1].0, &together[1].1, &in_green),
+        ];
+        assert!(!bob.verify_together(&items));
     }
 }

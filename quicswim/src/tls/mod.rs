@@ -23,13 +23,14 @@ mod keyring;
 mod refusal;
 
 pub use ca::{
-    init_ca_dir, init_ca_dir_with_key, issue_to_dir, issue_to_node_dir, CaFiles, CertAuthority,
-    IssuedCert, NodeFiles, NodeKeyType,
+    init_ca_dir, init_ca_dir_in_cluster, init_ca_dir_with_key, issue_to_dir, issue_to_node_dir,
+    issue_to_node_dir_in_cluster, CaFiles, CertAuthority, IssuedCert, NodeFiles, NodeKeyType,
+    CLUSTER_FILE,
 };
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
 pub use file_mode::{readable_by_others, warn_if_readable_by_others};
-pub use identity::{peer_name, Identity};
+pub use identity::{cluster_of_der, peer_name, Identity, CLUSTER_URI_PREFIX};
 pub use keyring::{CertKeyring, KeyAlgorithm, HELD_NAMES_MAX};
 pub use refusal::Refusal;
 
