@@ -123,9 +123,34 @@ async fn members_and_health_show_a_running_cluster() {
         let object = m.as_object().unwrap();
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["addr", "incarnation", "meta", "name", "state"]);
+        assert_eq!(
+            keys,
+            [
+                "addr",
+                "cert_not_after",
+                "cert_serial",
+                "incarnation",
+                "meta",
+                "name",
+                "state"
+            ]
+        );
         assert_eq!(m["addr"], n.node.addr().to_string());
         assert!(m["incarnation"].is_u64());
+        // The certificate node-b holds for each member is the one the member presents.
+        let own = n.node.certificate_info(n.node.name()).unwrap();
+        assert_eq!(m["cert_serial"], own.serial.as_str());
+        assert!(
+            own.serial.len() >= 2 && own.serial.chars().all(|c| c.is_ascii_hexdigit()),
+            "{own:?}"
+        );
+        let not_after = humantime::parse_rfc3339(m["cert_not_after"].as_str().unwrap()).unwrap();
+        let left = not_after
+            .duration_since(std::time::SystemTime::now())
+            .unwrap();
+        // Test certificates are issued for one day.
+        assert!(left <= Duration::from_secs(86_400), "{left:?}");
+        assert!(left > Duration::from_secs(86_400 - 600), "{left:?}");
     }
     assert_eq!(list[0]["meta"], "zone=a");
     assert_eq!(list[1]["meta"], "\u{fffd}x", "invalid UTF-8 is replaced");

@@ -97,20 +97,36 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Aligned columns; a META column only when some member has metadata.
+/// Aligned columns; the certificate's serial (its first 16 hex digits) and expiry where this
+/// node holds it, `-` where not; a META column only when some member has metadata.
 fn table(members: &[MemberJson]) -> String {
     let with_meta = members.iter().any(|m| !m.meta.is_empty());
-    let mut rows = vec![["NAME", "ADDRESS", "STATE", "INCARNATION", "META"].map(String::from)];
+    let mut rows = vec![[
+        "NAME",
+        "ADDRESS",
+        "STATE",
+        "INCARNATION",
+        "CERT SERIAL",
+        "CERT EXPIRES",
+        "META",
+    ]
+    .map(String::from)];
+    let or_dash = |v: &Option<String>, len: usize| {
+        v.as_deref()
+            .map_or_else(|| "-".to_string(), |s| s.chars().take(len).collect())
+    };
     for m in members {
         rows.push([
             m.name.clone(),
             m.addr.to_string(),
             m.state.clone(),
             m.incarnation.to_string(),
+            or_dash(&m.cert_serial, 16),
+            or_dash(&m.cert_not_after, usize::MAX),
             m.meta.escape_debug().to_string(),
         ]);
     }
-    let columns = if with_meta { 5 } else { 4 };
+    let columns = if with_meta { 7 } else { 6 };
     let rows: Vec<&[String]> = rows.iter().map(|row| &row[..columns]).collect();
     super::align(&rows)
 }
@@ -126,6 +142,8 @@ mod tests {
             state: state.into(),
             incarnation: 2,
             meta: meta.into(),
+            cert_serial: Some("0a1b2c3d4e5f60718293a4b5c6d7e8f9".into()),
+            cert_not_after: Some("2027-03-04T05:06:07Z".into()),
         }
     }
 
@@ -142,9 +160,18 @@ mod tests {
     fn table_aligns_columns() {
         let text = table(&[member("alice", "alive", ""), member("bo", "dead", "")]);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "NAME   ADDRESS         STATE  INCARNATION");
-        assert_eq!(lines[1], "alice  127.0.0.1:7946  alive  2");
-        assert_eq!(lines[2], "bo     127.0.0.1:7946  dead   2");
+        assert_eq!(
+            lines[0],
+            "NAME   ADDRESS         STATE  INCARNATION  CERT SERIAL       CERT EXPIRES"
+        );
+        assert_eq!(
+            lines[1],
+            "alice  127.0.0.1:7946  alive  2            0a1b2c3d4e5f6071  2027-03-04T05:06:07Z"
+        );
+        assert_eq!(
+            lines[2],
+            "bo     127.0.0.1:7946  dead   2            0a1b2c3d4e5f6071  2027-03-04T05:06:07Z"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 use crate::protocol::{Member, State as MemberState};
+use crate::tls::CertificateInfo;
 
 /// One member as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,25 @@ pub struct MemberJson {
     pub incarnation: u64,
     /// Its metadata, decoded as UTF-8 (invalid sequences become U+FFFD).
     pub meta: String,
+    /// The serial number of its certificate as this node holds it, lowercase hex; `null`
+    /// when none is held (a member forgotten). Changes on every node as a rotation rolls out.
+    #[serde(default)]
+    pub cert_serial: Option<String>,
+    /// When that certificate expires, RFC 3339 (UTC, seconds).
+    #[serde(default)]
+    pub cert_not_after: Option<String>,
+}
+
+impl MemberJson {
+    /// `m` as the API shows it, with `certificate` (what this node holds for it), if any.
+    pub fn new(m: &Member, certificate: Option<CertificateInfo>) -> Self {
+        Self {
+            cert_serial: certificate.as_ref().map(|c| c.serial.clone()),
+            cert_not_after: certificate
+                .map(|c| humantime::format_rfc3339_seconds(c.not_after).to_string()),
+            ..Self::from(m)
+        }
+    }
 }
 
 impl From<&Member> for MemberJson {
@@ -42,6 +62,8 @@ impl From<&Member> for MemberJson {
             state: m.state.as_str().to_string(),
             incarnation: m.incarnation.0,
             meta: String::from_utf8_lossy(&m.meta).into_owned(),
+            cert_serial: None,
+            cert_not_after: None,
         }
     }
 }
@@ -110,7 +132,7 @@ pub(super) async fn list(
                     .as_deref()
                     .is_none_or(|glob| glob_match(glob, m.name.as_str()))
             })
-            .map(MemberJson::from)
+            .map(|m| MemberJson::new(m, api.node.certificate_info(&m.name)))
             .collect(),
     ))
 }

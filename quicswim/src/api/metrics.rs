@@ -36,14 +36,28 @@ use crate::protocol::{ForgedKind, State as MemberState, Stats};
 
 pub(super) async fn scrape(State(api): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let metrics = api.node.metrics().await?;
+    let expiry = api
+        .node
+        .certificate_info(api.node.name())
+        .map(|c| seconds_until(c.not_after));
     Ok((
         [(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
-        render(metrics),
+        render(metrics, expiry),
     ))
 }
 
-/// Every family `/metrics` shows, as one text exposition.
-fn render(metrics: NodeMetrics) -> String {
+/// Whole seconds from now until `at`, negative once it has passed.
+fn seconds_until(at: std::time::SystemTime) -> i64 {
+    let now = std::time::SystemTime::now();
+    match at.duration_since(now) {
+        Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        Err(past) => i64::try_from(past.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// Every family `/metrics` shows, as one text exposition; `expiry` is the seconds until this
+/// node's certificate expires.
+fn render(metrics: NodeMetrics, expiry: Option<i64>) -> String {
     let mut registry = Registry::default();
     #[cfg(target_os = "linux")]
     registry.register_collector(Box::new(super::process::ProcessCollector));
@@ -55,6 +69,13 @@ fn render(metrics: NodeMetrics) -> String {
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
     );
     quicswim.register_collector(Box::new(NodeCollector(metrics)));
+    if let Some(seconds) = expiry {
+        quicswim.register(
+            "certificate_expiry_seconds",
+            "Seconds until this node's certificate expires (negative once it has); the node logs a WARN from 7 days before",
+            ConstGauge::new(seconds),
+        );
+    }
     let mut text = String::with_capacity(10 * 1024);
     prometheus_text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail, and no family here is a native histogram");
@@ -362,6 +383,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
 
     use super::*;
     use crate::protocol::{ForgedCounts, NodeName};
@@ -510,15 +532,32 @@ mod tests {
 
     #[test]
     fn output_follows_the_text_format() {
-        let text = render(sample_metrics());
+        let text = render(sample_metrics(), None);
         assert!(text.ends_with('\n'));
         let samples = parse(&text);
         assert!(samples.len() > 30, "only {} samples", samples.len());
     }
 
     #[test]
+    fn certificate_expiry_is_a_signed_gauge_shown_only_when_known() {
+        let none = parse(&render(sample_metrics(), None));
+        assert!(!none
+            .iter()
+            .any(|(n, _, _)| n == "quicswim_certificate_expiry_seconds"));
+        for seconds in [604_800, -30] {
+            let samples = parse(&render(sample_metrics(), Some(seconds)));
+            let got = value(&samples, "quicswim_certificate_expiry_seconds", None);
+            assert_eq!(got, seconds as f64);
+        }
+        let left = seconds_until(std::time::SystemTime::now() + Duration::from_secs(3_600));
+        assert!((3_598..=3_600).contains(&left), "{left}");
+        let past = seconds_until(std::time::SystemTime::now() - Duration::from_secs(60));
+        assert!((-61..=-59).contains(&past), "{past}");
+    }
+
+    #[test]
     fn values_land_under_their_names_and_labels() {
-        let samples = parse(&render(sample_metrics()));
+        let samples = parse(&render(sample_metrics(), None));
         let get = |name, label| value(&samples, name, label);
         assert_eq!(get("quicswim_members", Some(("state", "alive"))), 5.0);
         assert_eq!(get("quicswim_members", Some(("state", "dead"))), 2.0);
@@ -563,7 +602,7 @@ mod tests {
 
     #[test]
     fn families_keep_their_types() {
-        let text = render(sample_metrics());
+        let text = render(sample_metrics(), None);
         for line in [
             "# TYPE quicswim_node_info gauge",
             "# TYPE quicswim_build_info gauge",
@@ -580,7 +619,7 @@ mod tests {
 
     #[test]
     fn build_info_carries_the_version() {
-        let samples = parse(&render(sample_metrics()));
+        let samples = parse(&render(sample_metrics(), None));
         let version = env!("CARGO_PKG_VERSION");
         assert_eq!(
             value(&samples, "quicswim_build_info", Some(("version", version))),
@@ -591,7 +630,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn process_metrics_describe_this_process() {
-        let samples = parse(&render(sample_metrics()));
+        let samples = parse(&render(sample_metrics(), None));
         let get = |name| value(&samples, name, None);
         assert!(get("process_resident_memory_bytes") > 0.0);
         assert!(get("process_virtual_memory_bytes") >= get("process_resident_memory_bytes"));

@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::protocol::{
     CommandError, Config, ConfigError, Event, Member, NodeName, State, Stats, Swim, UserEvent,
     ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
-use crate::tls::{CertKeyring, Identity};
+use crate::tls::{CertKeyring, CertificateInfo, Identity};
 use crate::transport::{self, Transport, TransportConfig, TransportStats};
 
 mod driver;
@@ -305,6 +305,8 @@ pub struct Node {
     bootstrap: bool,
     /// Running, leaving, or stopped and why (see [`Node::stopped`]).
     phase: watch::Receiver<Phase>,
+    /// The keyring the core signs and checks with: read for the certificates it holds.
+    keyring: Arc<CertKeyring>,
 }
 
 struct DriverHandle {
@@ -324,6 +326,31 @@ impl Drop for DriverHandle {
 /// Events kept for a slow subscriber before it sees `Lagged`.
 const EVENT_CAPACITY: usize = 4096;
 
+/// From this long before its certificate expires, a node logs a WARN about it, at start and
+/// then every [`EXPIRY_CHECK_EVERY`].
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86_400);
+
+/// How often a running node looks at its certificate's expiry.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Logs a WARN if `certificate` (this node's) expires within [`EXPIRY_WARNING`] or has.
+fn warn_if_expiring(name: &NodeName, certificate: Option<CertificateInfo>) {
+    let Some(c) = certificate else {
+        return;
+    };
+    let expires = humantime::format_rfc3339_seconds(c.not_after);
+    match c.not_after.duration_since(std::time::SystemTime::now()) {
+        Ok(left) if left < EXPIRY_WARNING => {
+            let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
+            warn!(node = %name, serial = %c.serial, %expires, %left, "this node's certificate expires soon: issue a new one (quicswim certs issue) and restart the node with it");
+        }
+        Ok(_) => {}
+        Err(_) => {
+            warn!(node = %name, serial = %c.serial, %expires, "this node's certificate has expired: peers refuse its handshakes");
+        }
+    }
+}
+
 impl Node {
     /// Binds the transport, joins through the seeds (retrying until one answers) and starts
     /// the driver task.
@@ -338,7 +365,7 @@ impl Node {
         if addr.ip().is_unspecified() {
             return Err(Error::UnspecifiedAdvertise(addr));
         }
-        let keyring = CertKeyring::new(&config.identity).map_err(Error::Keyring)?;
+        let keyring = Arc::new(CertKeyring::new(&config.identity).map_err(Error::Keyring)?);
         let now = Instant::now();
         let mut core = Swim::new(
             name.clone(),
@@ -347,7 +374,7 @@ impl Node {
             config.protocol.clone(),
             rand::random(),
             now,
-            Arc::new(keyring),
+            keyring.clone(),
         )?;
         // Versions and event numbers start at wall-clock microseconds, and the incarnation at
         // wall-clock seconds, so a node restarted with no state (or a new key) still writes
@@ -393,6 +420,21 @@ impl Node {
         let (phase_tx, phase) = watch::channel(Phase::Running);
         let phase_tx = Arc::new(phase_tx);
         let guard = StopGuard(Arc::clone(&phase_tx));
+        let mut expiry_phase = phase.clone();
+        let (expiry_keyring, expiry_name) = (keyring.clone(), name.clone());
+        tokio::spawn(async move {
+            loop {
+                warn_if_expiring(&expiry_name, expiry_keyring.certificate_info(&expiry_name));
+                tokio::select! {
+                    _ = tokio::time::sleep(EXPIRY_CHECK_EVERY) => {}
+                    changed = expiry_phase.changed() => {
+                        if changed.is_err() || matches!(*expiry_phase.borrow(), Phase::Stopped(_)) {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
         let task = tokio::spawn(
             async move {
                 let guard = guard;
@@ -418,6 +460,7 @@ impl Node {
             }),
             bootstrap: config.bootstrap,
             phase,
+            keyring,
         })
     }
 
@@ -457,6 +500,14 @@ impl Node {
             .await
             .map(|_| ())
             .map_err(|_| Error::Stopped)
+    }
+
+    /// The serial and expiry of the certificate this node holds for `name` (its own
+    /// included): every member's is learned, checked against the CA, before its first record
+    /// is applied, so an operator can watch a rotation roll out. `None` for a name whose
+    /// certificate is not held (a member forgotten, or never heard of).
+    pub fn certificate_info(&self, name: &NodeName) -> Option<CertificateInfo> {
+        self.keyring.certificate_info(name)
     }
 
     /// Every member known (tombstones included), sorted by name.

@@ -280,6 +280,17 @@ struct Held {
     batch_key: Option<ed25519_dalek::VerifyingKey>,
     /// End of validity, seconds since the Unix epoch.
     not_after: u64,
+    /// The certificate's serial number, lowercase hex.
+    serial: Box<str>,
+}
+
+/// What a held certificate says of itself, for operators (`quicswim members`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The serial number, lowercase hex (no separators).
+    pub serial: String,
+    /// The end of its validity.
+    pub not_after: std::time::SystemTime,
 }
 
 impl Held {
@@ -366,6 +377,7 @@ impl CertKeyring {
             batch_key: batch_key(info.algorithm, &info.key),
             public_key: info.key,
             not_after: not_after_secs(&cert),
+            serial: serial_hex(&cert),
         };
         let held = HashMap::from([(identity.name.clone(), Arc::new(own))]);
         let cluster = cluster_of(&cert, &cert_label)?;
@@ -396,6 +408,15 @@ impl CertKeyring {
     /// The algorithm this node signs with.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
+    }
+
+    /// The serial and end of validity of the certificate held for `name` (this node's own
+    /// included), if one is.
+    pub fn certificate_info(&self, name: &NodeName) -> Option<CertificateInfo> {
+        self.read().get(name).map(|h| CertificateInfo {
+            serial: h.serial.to_string(),
+            not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.not_after),
+        })
     }
 
     /// How many certificates are held, this node's own included.
@@ -659,6 +680,7 @@ impl CertKeyring {
             batch_key: batch_key(info.algorithm, &info.key),
             public_key: info.key,
             not_after: not_after_secs(&cert),
+            serial: serial_hex(&cert),
         })
     }
 }
@@ -785,6 +807,14 @@ fn batch_key(algorithm: KeyAlgorithm, key: &[u8]) -> Option<ed25519_dalek::Verif
 
 fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
     u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0)
+}
+
+fn serial_hex(cert: &X509Certificate<'_>) -> Box<str> {
+    cert.raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into()
 }
 
 impl Keyring for CertKeyring {
