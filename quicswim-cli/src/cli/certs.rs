@@ -10,7 +10,8 @@ use quicswim::tls;
 /// Subcommands of `quicswim certs`.
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
-    /// Create a new cluster CA: DIR/ca.pem and DIR/ca-key.pem (refuses to overwrite one).
+    /// Create a new cluster CA: DIR/ca.pem and DIR/ca-key.pem, and DIR/cluster with
+    /// --cluster (refuses to overwrite any of them).
     Init {
         /// Directory to write the CA into (created if missing).
         #[arg(long, default_value = "certs")]
@@ -94,9 +95,19 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
         } => {
             let files = match tls::init_ca_dir_in_cluster(&dir, key_type.into(), cluster.as_ref()) {
                 Err(tls::Error::CaExists { .. }) if if_missing => {
-                    tls::CertAuthority::load(&dir).with_context(|| {
+                    let kept = tls::CertAuthority::load(&dir).with_context(|| {
                         format!("{} holds part of a CA that cannot be used", dir.display())
                     })?;
+                    if cluster.is_some() && kept.cluster() != cluster.as_ref() {
+                        anyhow::bail!(
+                            "--cluster {}: the CA kept in {} issues in {} ({}); change or remove that file first",
+                            cluster.as_ref().map_or("", |c| c.as_str()),
+                            dir.display(),
+                            kept.cluster()
+                                .map_or_else(|| "no cluster".to_string(), |c| format!("cluster {c}")),
+                            dir.join(tls::CLUSTER_FILE).display()
+                        );
+                    }
                     println!("kept the CA already in {}", dir.display());
                     return Ok(());
                 }

@@ -415,7 +415,10 @@ impl Node {
             joiner,
             now,
         );
-        info!(node = %name, %addr, seeds = config.seeds.len(), "node started");
+        let cluster = keyring
+            .cluster()
+            .map_or_else(String::new, ToString::to_string);
+        info!(node = %name, %addr, seeds = config.seeds.len(), cluster, "node started");
         let span = tracing::info_span!("node", name = %name);
         let (phase_tx, phase) = watch::channel(Phase::Running);
         let phase_tx = Arc::new(phase_tx);

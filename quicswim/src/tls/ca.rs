@@ -422,7 +422,8 @@ fn params_named(common_name: &str) -> CertificateParams {
 }
 
 /// Creates `dir` if needed and writes a new CA into `DIR/ca.pem` and `DIR/ca-key.pem` (the key
-/// with mode 0600). Refuses, changing nothing, if either file already exists.
+/// with mode 0600). Refuses, changing nothing, if either file, or a `DIR/cluster`
+/// ([`CLUSTER_FILE`]), already exists.
 pub fn init_ca_dir(dir: &Path) -> Result<CaFiles> {
     init_ca_dir_with_key(dir, NodeKeyType::Ed25519)
 }
@@ -889,7 +890,43 @@ mod tests {
         fs::write(dir.path().join(CLUSTER_FILE), "Not A Label\n").unwrap();
         let err = CertAuthority::load(dir.path()).err().unwrap();
         assert!(matches!(err, Error::BadCluster { .. }), "{err}");
-        assert!(err.to_string().contains("cluster"), "{err}");
+        let file = dir.path().join(CLUSTER_FILE).display().to_string();
+        assert!(err.to_string().starts_with(&file), "{err}");
         assert!(err.to_string().contains("Not A Label"), "{err}");
+    }
+
+    #[test]
+    fn a_near_miss_of_the_cluster_uri_is_refused_not_taken_for_no_cluster() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let with_uri = |uri: &str| {
+            let key = NodeKeyType::Ed25519.generate().unwrap();
+            let mut params = params_named("alice");
+            params.subject_alt_names = vec![
+                SanType::DnsName("alice".try_into().unwrap()),
+                SanType::URI(uri.try_into().unwrap()),
+            ];
+            let cert = ca.sign_params(params, &key).unwrap();
+            Identity::from_pem(ca.cert_pem(), &cert.pem(), &pem_of_key(&key))
+        };
+        assert_eq!(
+            with_uri("urn:quicswim:cluster:blue").unwrap().cluster(),
+            Some(name("blue"))
+        );
+        // Another URI is no business of ours.
+        assert_eq!(with_uri("https://example.com/a").unwrap().cluster(), None);
+        for near_miss in [
+            "URN:quicswim:cluster:blue",
+            "urn:quicswim:Cluster:blue",
+            "urn:quicswim:clusters:blue",
+            "urn:quicswim:cluster:Blue",
+            "urn:quicswim:cluster:blue/",
+        ] {
+            let err = with_uri(near_miss).err().unwrap();
+            assert!(
+                matches!(err, Error::BadCluster { .. }),
+                "{near_miss}: {err}"
+            );
+            assert!(err.to_string().contains("cluster"), "{near_miss}: {err}");
+        }
     }
 }

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `seed.invalid` has a dot, so it is never a node name, and `.invalid` is reserved (RFC 2606),
-//! so it never names a real host either.
+//! so it never names a real host either. Both ways the peer's certificate must also name this
+//! node's cluster (`urn:quicswim:cluster:NAME`), or none when this node's names none; a
+//! refusal names both clusters.
 
 use std::sync::Arc;
 
@@ -50,7 +52,7 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
         .map_err(|e| config_err(format!("client verifier: {e}")))?;
     let verifier = Arc::new(NodeClientVerifier {
         webpki,
-        cluster: identity.cluster(),
+        cluster: own_cluster(identity)?,
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -76,7 +78,7 @@ pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
         webpki,
         roots,
         provider: provider.clone(),
-        cluster: identity.cluster(),
+        cluster: own_cluster(identity)?,
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -87,6 +89,15 @@ pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
         .map_err(|e| config_err(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
+}
+
+/// The cluster `identity`'s certificate names; a malformed cluster SAN is an error (an
+/// identity assembled in memory skips the checks of [`Identity::load`]).
+fn own_cluster(identity: &Identity) -> Result<Option<NodeName>> {
+    let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
+        file: format!("certificate of {}", identity.name),
+    })?;
+    cluster_of_der(leaf, &format!("certificate of {}", identity.name))
 }
 
 fn config_error(identity: &Identity) -> impl Fn(String) -> Error + '_ {

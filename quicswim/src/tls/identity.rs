@@ -23,6 +23,9 @@ const PEER_LABEL: &str = "peer certificate";
 /// record signatures are all bound to the cluster (README, "Clusters under one CA").
 pub const CLUSTER_URI_PREFIX: &str = "urn:quicswim:cluster:";
 
+/// Every URI SAN starting with this (in any case) must be a cluster URI.
+const URN_PREFIX: &str = "urn:quicswim:";
+
 /// What a node presents and trusts.
 ///
 /// Built by [`Identity::load`] from PEM files or by [`Identity::from_pem`] from PEM text; both
@@ -118,18 +121,39 @@ pub(super) fn cluster_of(cert: &X509Certificate<'_>, label: &str) -> Result<Opti
     let san = cert
         .subject_alternative_name()
         .map_err(|e| bad(format!("subject alternative name: {e}")))?;
-    let clusters: Vec<&str> = san
+    let ours: Vec<&str> = san
         .map(|ext| {
             ext.value
                 .general_names
                 .iter()
                 .filter_map(|n| match n {
-                    GeneralName::URI(uri) => uri.strip_prefix(CLUSTER_URI_PREFIX),
+                    // Any `urn:quicswim:` URI is meant for us: one that is not exactly the
+                    // cluster form is refused, not read as "no cluster", so that a typo
+                    // cannot put two clusters in none and merge them.
+                    GeneralName::URI(uri)
+                        if uri
+                            .as_bytes()
+                            .get(..URN_PREFIX.len())
+                            .is_some_and(|p| p.eq_ignore_ascii_case(URN_PREFIX.as_bytes())) =>
+                    {
+                        Some(*uri)
+                    }
                     _ => None,
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let mut clusters = Vec::new();
+    for uri in ours {
+        match uri.strip_prefix(CLUSTER_URI_PREFIX) {
+            Some(name) => clusters.push(name),
+            None => {
+                return Err(bad(format!(
+                    "URI SAN {uri:?} is not of the form {CLUSTER_URI_PREFIX}NAME"
+                )))
+            }
+        }
+    }
     match clusters.as_slice() {
         [] => Ok(None),
         [one] => NodeName::new(one)

@@ -10,10 +10,13 @@
 //!   learn(name, der) ── webpki: chains to an anchor (through this node's own intermediates,
 //!                       if any), valid now, clientAuth, DNS SAN = name
 //!                    ── and name is the certificate's one node name (byte for byte)
+//!                    ── and its cluster URI SAN is this node's (or both have none)
+//!   learn_all(list)  ── the same, the issuers' Ed25519 signatures checked in one batch
 //!                    ──> held[name] = (der, algorithm, public key, not_after)   (bounded)
 //!   verify(signer, record, sig) ── held[signer]? no ──> UnknownSigner
 //!                               ── expired since learned ──> UnknownSigner (ask again)
 //!                               ── ring verify ──> Valid | Invalid
+//!   (in a cluster, sign and verify cover a context naming the cluster, then the record)
 //! ```
 //!
 //! # Building it in the node
@@ -405,6 +408,11 @@ impl CertKeyring {
         &self.name
     }
 
+    /// The cluster this node's certificate names, if any.
+    pub fn cluster(&self) -> Option<&NodeName> {
+        self.cluster.as_ref()
+    }
+
     /// The algorithm this node signs with.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
@@ -581,16 +589,19 @@ impl CertKeyring {
                 .then(|| self.check(&algorithms, name, der, now).ok())
                 .flatten();
             match first_pass {
-                Some(held) => checked.push((i, held)),
+                Some(held) => checked.push((i, held, mark..put_off.len())),
                 None => {
                     put_off.truncate(mark);
                     results[i] = Some(alone(&certs[i]));
                 }
             }
         }
+        // A failed batch (a forged issuer signature in the list) is settled certificate by
+        // certificate: one whose own put-off signatures all check alone is kept; any other
+        // is learned again alone, for its exact reason.
         let all_valid = put_off.verify_all();
-        for (i, held) in checked {
-            results[i] = Some(if all_valid {
+        for (i, held, checks) in checked {
+            results[i] = Some(if all_valid || put_off.each_valid(checks) {
                 self.hold(certs[i].0, held, now)
             } else {
                 alone(&certs[i])
@@ -719,6 +730,18 @@ impl PutOffEd25519 {
     /// Forgets the checks noted since there were `len`.
     fn truncate(&self, len: usize) {
         self.lock().truncate(len);
+    }
+
+    /// Whether each of the checks noted at `range` passes, checked one by one (ring).
+    fn each_valid(&self, range: std::ops::Range<usize>) -> bool {
+        let checks = self.lock();
+        checks.get(range).is_some_and(|checks| {
+            checks.iter().all(|c| {
+                UnparsedPublicKey::new(&signature::ED25519, c.key)
+                    .verify(&c.message, &c.signature)
+                    .is_ok()
+            })
+        })
     }
 
     /// Whether every check noted passes (true for none).
@@ -1593,6 +1616,28 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             "{err}"
         );
         bob.learn(&name("alice"), &blue_der).unwrap();
+        // A node in no cluster takes neither, alone or in a list.
+        let (dave, _) = keyring(&ca, "dave", NodeKeyType::Ed25519);
+        let err = dave.learn(&name("alice"), &blue_der).unwrap_err();
+        assert!(
+            err.reason
+                .contains("it is for cluster blue, and this node is in no cluster"),
+            "{err}"
+        );
+        let list: Vec<(NodeName, Vec<u8>)> = (0..LEARNED_TOGETHER_MIN)
+            .map(|i| {
+                let who = format!("m{i}");
+                let der = CertKeyring::new(&blue.identity(&name(&who), &[], 1).unwrap())
+                    .unwrap()
+                    .certificate(&name(&who))
+                    .unwrap()
+                    .to_vec();
+                (name(&who), der)
+            })
+            .collect();
+        let items: Vec<(&NodeName, &[u8])> = list.iter().map(|(n, d)| (n, d.as_slice())).collect();
+        assert!(dave.learn_all(&items).iter().all(|r| r.is_err()));
+        assert!(bob.learn_all(&items).iter().all(|r| r.is_ok()));
         // One key, but a record she signed in green never verifies in blue.
         let in_blue = alice_blue.sign(&record(4));
         let in_green = alice_green.sign(&record(4));

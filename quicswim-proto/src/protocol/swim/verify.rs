@@ -490,6 +490,7 @@ impl Swim {
             .map(|c| (&c.name, c.der.as_slice()))
             .collect();
         let results = self.keyring.learn_all(&items);
+        debug_assert_eq!(results.len(), items.len(), "one result per certificate");
         let mut learned = Vec::new();
         for (c, result) in offered.iter().zip(results) {
             match result {
