@@ -61,7 +61,20 @@ fn agents_form_a_cluster_refuse_strangers_and_report_dead_and_left() {
     for m in &alice_view {
         let mut keys: Vec<&str> = m.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["addr", "incarnation", "name", "state"]);
+        assert_eq!(
+            keys,
+            [
+                "addr",
+                "cert_not_after",
+                "cert_serial",
+                "incarnation",
+                "name",
+                "state"
+            ]
+        );
+        // Every member's certificate is held, so each has its serial and expiry.
+        assert!(m["cert_serial"].is_string(), "{m}");
+        assert!(m["cert_not_after"].is_string(), "{m}");
     }
 
     // An impostor: --name alice with bob's certificate. It must stop before joining.

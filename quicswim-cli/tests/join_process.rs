@@ -55,3 +55,63 @@ fn join_timeout_exits_non_zero_after_reporting_each_failed_attempt() {
         assert!(w.contains(&dead), "{w}");
     }
 }
+
+#[test]
+fn an_agent_pointed_at_another_cluster_under_one_ca_names_both_and_never_joins() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    let certs_arg = certs.to_str().expect("test paths are UTF-8");
+    quicswim_ok(&["certs", "init", "--dir", certs_arg, "--cluster", "blue"]);
+    let issue = |name: &str, extra: &[&str]| {
+        quicswim_ok(
+            &[
+                &[
+                    "certs",
+                    "issue",
+                    name,
+                    "--dir",
+                    certs_arg,
+                    "--ip",
+                    "127.0.0.1",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let alice = issue("alice", &[]);
+    assert!(alice.contains("cluster blue"), "{alice}");
+    let bob = issue("bob", &["--cluster", "green"]);
+    assert!(bob.contains("cluster green"), "{bob}");
+
+    let config = write_fast_config(dir);
+    let alice = Agent::start(dir, "alice", &local_args(&config, &certs));
+    let seed = alice.addr.to_string();
+    let out = quicswim(
+        &[
+            &["agent", "--name", "bob"][..],
+            &local_args(&config, &certs),
+            &["--join", &seed, "--join-timeout", "3s"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("server certificate is for cluster blue, and this node is in cluster green"),
+        "{stderr}"
+    );
+    // Alice never took bob in, and shows her own certificate's serial and expiry.
+    let members = alice.members();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!(members[0]["name"], "alice");
+    assert!(
+        members[0]["cert_serial"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())),
+        "{members:?}"
+    );
+    assert!(members[0]["cert_not_after"].is_string(), "{members:?}");
+}

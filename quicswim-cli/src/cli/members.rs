@@ -70,6 +70,10 @@ struct Row<'a> {
     addr: SocketAddr,
     state: &'a str,
     incarnation: u64,
+    /// The member's certificate serial (hex) as the agent holds it; `null` if none.
+    cert_serial: Option<&'a str>,
+    /// Its expiry, RFC 3339; `null` if none.
+    cert_not_after: Option<&'a str>,
 }
 
 /// Asks the agent for its members and prints them.
@@ -88,6 +92,8 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
                 addr: m.addr,
                 state: &m.state,
                 incarnation: m.incarnation,
+                cert_serial: m.cert_serial.as_deref(),
+                cert_not_after: m.cert_not_after.as_deref(),
             })
             .collect();
         println!("{}", serde_json::to_string(&rows)?);
