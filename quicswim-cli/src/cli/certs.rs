@@ -103,8 +103,7 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                             "--cluster {}: the CA kept in {} issues in {} ({}); change or remove that file first",
                             cluster.as_ref().map_or("", |c| c.as_str()),
                             dir.display(),
-                            kept.cluster()
-                                .map_or_else(|| "no cluster".to_string(), |c| format!("cluster {c}")),
+                            tls::cluster_label(kept.cluster()),
                             dir.join(tls::CLUSTER_FILE).display()
                         );
                     }

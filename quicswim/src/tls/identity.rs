@@ -118,31 +118,23 @@ pub(super) fn cluster_of(cert: &X509Certificate<'_>, label: &str) -> Result<Opti
         file: label.to_owned(),
         reason,
     };
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| bad(format!("subject alternative name: {e}")))?;
-    let ours: Vec<&str> = san
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    // Any `urn:quicswim:` URI is meant for us: one that is not exactly the
-                    // cluster form is refused, not read as "no cluster", so that a typo
-                    // cannot put two clusters in none and merge them.
-                    GeneralName::URI(uri)
-                        if uri
-                            .as_bytes()
-                            .get(..URN_PREFIX.len())
-                            .is_some_and(|p| p.eq_ignore_ascii_case(URN_PREFIX.as_bytes())) =>
-                    {
-                        Some(*uri)
-                    }
-                    _ => None,
-                })
-                .collect()
+    // Any `urn:quicswim:` URI is meant for us: one that is not exactly the cluster form is
+    // refused, not read as "no cluster", so that a typo cannot put two clusters in none and
+    // merge them.
+    let ours: Vec<&str> = general_names(cert, label)?
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(uri)
+                if uri
+                    .as_bytes()
+                    .get(..URN_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(URN_PREFIX.as_bytes())) =>
+            {
+                Some(*uri)
+            }
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     let mut clusters = Vec::new();
     for uri in ours {
         match uri.strip_prefix(CLUSTER_URI_PREFIX) {
@@ -164,6 +156,22 @@ pub(super) fn cluster_of(cert: &X509Certificate<'_>, label: &str) -> Result<Opti
             several.join(", ")
         ))),
     }
+}
+
+/// The subject alternative names of `cert` (none without the extension).
+fn general_names<'a>(
+    cert: &'a X509Certificate<'_>,
+    label: &str,
+) -> Result<Vec<&'a GeneralName<'a>>> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| Error::BadCertificate {
+            file: label.to_owned(),
+            reason: format!("subject alternative name: {e}"),
+        })?;
+    Ok(san
+        .map(|ext| ext.value.general_names.iter().collect())
+        .unwrap_or_default())
 }
 
 /// How a cluster is named in messages: its name, or "no cluster".
@@ -283,24 +291,13 @@ pub(super) fn node_name(der: &[u8], label: &str) -> Result<NodeName> {
 
 /// [`node_name`] of a certificate already parsed.
 pub(super) fn node_name_of(cert: &X509Certificate<'_>, label: &str) -> Result<NodeName> {
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| Error::BadCertificate {
-            file: label.to_owned(),
-            reason: format!("subject alternative name: {e}"),
-        })?;
-    let dns: Vec<&str> = san
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(*d),
-                    _ => None,
-                })
-                .collect()
+    let dns: Vec<&str> = general_names(cert, label)?
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(*d),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     let labels: Vec<&str> = dns.iter().copied().filter(|d| !d.contains('.')).collect();
     let chosen = match (labels.as_slice(), dns.first()) {
         ([one], _) => *one,
