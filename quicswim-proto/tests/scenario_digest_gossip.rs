@@ -106,6 +106,14 @@ fn a_reply_with_records_not_asked_or_forged_changes_nothing() {
     h.stream("a", &reply).unwrap();
     assert_eq!(h.state_of("b"), Some((0, State::Alive)));
     assert_eq!(h.state_of("c"), Some((0, State::Alive)), "not asked for");
+    // Counted once `a`, asked for b's certificate (b may have rotated it), answers with the
+    // one `me` holds; meanwhile the forgery waits, applied nowhere.
+    assert_eq!(h.swim.stats().forged.claim, 0);
+    assert_eq!(
+        answer_certificate_requests(&mut h),
+        [("a".to_string(), vec!["b".to_string()])]
+    );
+    assert_eq!(h.state_of("b"), Some((0, State::Alive)));
     assert_eq!(h.swim.stats().forged.claim, 1);
     assert_eq!(h.swim.stats().certificates_learned, 0, "not asked for");
     // A reply is never taken as a request, nor a request as a reply.

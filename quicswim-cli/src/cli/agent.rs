@@ -42,6 +42,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 use super::http::DEFAULT_API;
+use super::reload::{self, IdentityFiles};
 use super::snapshot::Snapshot;
 
 /// How long the API server may take to finish its requests after the node has left, beyond
@@ -254,6 +255,8 @@ struct Settings {
     leave_timeout: Duration,
     data_dir: Option<PathBuf>,
     join_timeout: Option<Duration>,
+    /// Where the identity came from, to reload it from.
+    identity_files: IdentityFiles,
 }
 
 /// Merges flags over the file over defaults, and checks everything that can be checked
@@ -342,14 +345,15 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         );
     }
 
-    let (identity, key_file) = load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
+    let (identity, identity_files) =
+        load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
     let api_token = args
         .api_token_file
         .as_deref()
         .map(|path| super::token::read_token(path, "--api-token-file"))
         .transpose()?;
     // Warned about once logging is up (resolve runs before it).
-    let mut secret_files = vec![(key_file, "node private key")];
+    let mut secret_files = vec![(identity_files.key.clone(), "node private key")];
     secret_files.extend(args.api_token_file.map(|p| (p, "API token file")));
 
     Ok(Settings {
@@ -377,18 +381,19 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         leave_timeout: args.leave_timeout.unwrap_or(LEAVE_TIMEOUT_DEFAULT),
         data_dir: args.data_dir,
         join_timeout: args.join_timeout,
+        identity_files,
     })
 }
 
 /// Loads the certificates, each from its own flag or else from the certs directory, and
-/// checks that they name `name`.
-fn load_identity(
+/// checks that they name `name`; says which files they came from.
+pub(super) fn load_identity(
     name: &NodeName,
     dir: Option<PathBuf>,
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-) -> anyhow::Result<(Identity, PathBuf)> {
+) -> anyhow::Result<(Identity, IdentityFiles)> {
     // `certs issue` writes each node's files into DIR/NAME/; a DIR holding that directory is
     // read there, and a DIR holding the files themselves (the node's own directory, or the
     // flat layout of earlier versions) is read as it is.
@@ -426,7 +431,7 @@ fn load_identity(
             name.as_str()
         );
     }
-    Ok((identity, key))
+    Ok((identity, IdentityFiles { ca, cert, key }))
 }
 
 pub(crate) fn init_logging(format: LogFormat) -> anyhow::Result<()> {
@@ -448,15 +453,16 @@ pub(crate) fn init_logging(format: LogFormat) -> anyhow::Result<()> {
 }
 
 /// SIGINT and SIGTERM, registered up front so that neither kills the process once the agent
-/// has said it is running; and SIGHUP (systemd's `ExecReload`, `kill -HUP`), which would
-/// otherwise kill the agent without a leave.
+/// has said it is running; and SIGHUP (systemd's `ExecReload`, `kill -HUP`), which reloads
+/// the certificates ([`super::reload`]) and would otherwise kill the agent without a leave.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    /// Taken by the reloader once the node runs.
     #[cfg(unix)]
-    hangup: tokio::signal::unix::Signal,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -469,7 +475,9 @@ impl Signals {
                     .context("cannot install a SIGINT handler")?,
                 terminate: signal(SignalKind::terminate())
                     .context("cannot install a SIGTERM handler")?,
-                hangup: signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?,
+                hangup: Some(
+                    signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?,
+                ),
             })
         }
         #[cfg(not(unix))]
@@ -479,17 +487,10 @@ impl Signals {
     /// Waits for the next signal that stops the agent and names it.
     async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
-        loop {
-            tokio::select! {
-                _ = self.interrupt.recv() => return "SIGINT",
-                _ = self.terminate.recv() => return "SIGTERM",
-                _ = self.hangup.recv() => {
-                    // Reloading certificates live is not built yet: carry on with what was
-                    // loaded at start rather than die on a reload request.
-                    warn!("SIGHUP: this agent reloads nothing yet; it keeps running as it was started");
-                }
-            }
-        }
+        return tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        };
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
@@ -522,6 +523,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         leave_timeout,
         data_dir,
         join_timeout,
+        identity_files,
         ..
     } = settings;
     let name = config.identity.name.clone();
@@ -562,6 +564,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         node.addr()
     );
 
+    #[cfg(unix)]
+    if let Some(hangup) = signals.hangup.take() {
+        tokio::spawn(reload::run(
+            node.clone(),
+            name.clone(),
+            identity_files,
+            hangup,
+        ));
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(reload::run(node.clone(), name.clone(), identity_files));
     let keeper = snapshot.map(|s| s.keep(node.clone()));
     let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = api::ServeOptions {

@@ -13,6 +13,7 @@ pub mod kv;
 pub mod leave;
 pub mod members;
 pub mod monitor;
+pub mod reload;
 pub mod ring;
 pub mod simulate;
 pub mod snapshot;

@@ -153,6 +153,14 @@ pub trait Keyring: Send + Sync + fmt::Debug {
     /// lacks it.
     fn certificate(&self, name: &NodeName) -> Option<Arc<[u8]>>;
 
+    /// The certificate `name` rotated away from, if one is held behind its newest and is
+    /// still valid: offered beside the newest, so that a peer that learns only the newest can
+    /// still check what `name` signed before. The default holds none.
+    fn previous_certificate(&self, name: &NodeName) -> Option<Arc<[u8]>> {
+        let _ = name;
+        None
+    }
+
     /// Drops what is held for `name` (a member forgotten for good).
     fn forget(&self, name: &NodeName);
 }

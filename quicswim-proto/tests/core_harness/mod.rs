@@ -207,6 +207,37 @@ pub fn certificate_of(who: &str) -> Certificate {
     }
 }
 
+/// The certificate requests `me` sent since the outputs were last taken (the other outputs
+/// are dropped), by peer, with the names asked.
+pub fn certificate_requests(h: &mut Harness) -> Vec<(String, Vec<String>)> {
+    h.take_sent()
+        .into_iter()
+        .filter(|(_, t)| t.kind == TransmitKind::Request)
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::CertificateRequest { names }) => Some((
+                t.to.name.expect("asked by name").to_string(),
+                names.iter().map(|n| n.to_string()).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answers, as each peer asked would (with the certificates the authority issued), every
+/// certificate request `me` sent since the outputs were last taken; the other outputs are
+/// dropped. Returns the names asked, by peer.
+pub fn answer_certificate_requests(h: &mut Harness) -> Vec<(String, Vec<String>)> {
+    let asked = certificate_requests(h);
+    for (peer, names) in &asked {
+        let reply = StreamMessage::CertificateReply {
+            certificates: names.iter().map(|n| certificate_of(n)).collect(),
+        };
+        h.stream(peer, &reply)
+            .expect("a certificate reply is taken");
+    }
+    asked
+}
+
 /// Whether `me` has gossiped `who`'s whole record (not only its digest).
 pub fn relayed_in_full(h: &Harness, who: &str) -> bool {
     h.sent

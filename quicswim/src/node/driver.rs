@@ -269,6 +269,9 @@ impl Driver {
             Command::RecentEvents(tx) => {
                 let _ = tx.send(self.recent.iter().cloned().collect());
             }
+            Command::Restate(tx) => {
+                let _ = tx.send(self.core.restate(Instant::now()));
+            }
             Command::SetMeta(meta, tx) => {
                 let result = self.core.set_meta(Instant::now(), meta);
                 if result.is_ok() {

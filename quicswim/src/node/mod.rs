@@ -180,6 +180,7 @@ enum Command {
     RecentEvents(oneshot::Sender<Vec<UserEvent>>),
     Metrics(oneshot::Sender<NodeMetrics>),
     SetMeta(Vec<u8>, oneshot::Sender<Result<(), CommandError>>),
+    Restate(oneshot::Sender<Result<(), CommandError>>),
     Leave(Duration, oneshot::Sender<LeaveOutcome>),
     Ready(oneshot::Sender<ReadyFacts>),
     ForceLeave(NodeName, oneshot::Sender<Result<(), CommandError>>),
@@ -568,6 +569,35 @@ impl Node {
     pub async fn leaving(&self) {
         let mut phase = self.phase.clone();
         let _ = phase.wait_for(|p| !matches!(p, Phase::Running)).await;
+    }
+
+    /// Presents and signs with `identity` from now on (a rotated certificate and key, or a
+    /// new CA bundle), without a restart: new handshakes use it at once, both ways;
+    /// connections already up carry on until they close; this node states itself anew
+    /// signed with the new key, and members holding its old certificate ask for the new one
+    /// when that record reaches them. Members keep the old certificate behind the new one
+    /// while it is valid, so what this node signed before still verifies.
+    ///
+    /// `identity` must be this node's: the same name and cluster, a key that matches its
+    /// certificate, chained to its roots ([`Identity::load`] checks all but the first two).
+    /// On error ([`Error::Keyring`] naming the part at fault, or [`Error::Transport`])
+    /// nothing changes and the identity in use stays.
+    pub async fn reload_identity(&self, identity: &Identity) -> Result<(), Error> {
+        let rotation = self
+            .keyring
+            .prepare_rotation(identity)
+            .map_err(Error::Keyring)?;
+        self.driver.transport.set_identity(identity)?;
+        self.keyring.commit_rotation(rotation);
+        let serial = self
+            .keyring
+            .certificate_info(&self.name)
+            .map(|c| c.serial)
+            .unwrap_or_default();
+        info!(node = %self.name, %serial, "identity reloaded: new handshakes present this certificate");
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Restate(tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
     /// Changes this node's metadata (gossiped with a new incarnation).

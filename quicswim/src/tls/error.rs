@@ -197,6 +197,15 @@ pub enum Error {
     /// A peer completed a handshake without presenting any certificate.
     #[error("peer presented no certificate")]
     NoPeerCertificate,
+    /// A new identity handed to a running node is not for it: its certificate names another
+    /// node, or another cluster. The identity in use is kept.
+    #[error("{file}: {reason}")]
+    NotThisNode {
+        /// The new certificate's file or label.
+        file: String,
+        /// Whom it names instead.
+        reason: String,
+    },
     /// A rustls configuration could not be built from the identity.
     #[error("cannot build tls configuration for {name}: {reason}")]
     Config {

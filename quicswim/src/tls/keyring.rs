@@ -281,10 +281,16 @@ struct Held {
     public_key: Box<[u8]>,
     /// The public key decoded once for batch verification (Ed25519 keys only).
     batch_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Start of validity, seconds since the Unix epoch: of two certificates for one name,
+    /// the later is the newer.
+    not_before: u64,
     /// End of validity, seconds since the Unix epoch.
     not_after: u64,
     /// The certificate's serial number, lowercase hex.
     serial: Box<str>,
+    /// The certificate this one replaced (a rotation), kept while it is valid so that
+    /// records its subject signed before rotating still verify. Never itself has one.
+    previous: Option<Arc<Held>>,
 }
 
 /// What a held certificate says of itself, for operators (`quicswim members`).
@@ -297,8 +303,56 @@ pub struct CertificateInfo {
 }
 
 impl Held {
+    /// `der` (parsed as `cert`, its key read as `info`) as held, alone.
+    fn new(der: &[u8], cert: &X509Certificate<'_>, info: PublicKeyInfo) -> Held {
+        Held {
+            der: Arc::from(der),
+            algorithm: info.algorithm,
+            batch_key: batch_key(info.algorithm, &info.key),
+            public_key: info.key,
+            not_before: not_before_secs(cert),
+            not_after: not_after_secs(cert),
+            serial: serial_hex(cert),
+            previous: None,
+        }
+    }
+
     fn expired_at(&self, now: UnixTime) -> bool {
         now.as_secs() > self.not_after
+    }
+
+    /// Whether this certificate is newer than `other` (begins later; of two beginning in
+    /// the same second, the one ending later).
+    fn newer_than(&self, other: &Held) -> bool {
+        (self.not_before, self.not_after) > (other.not_before, other.not_after)
+    }
+
+    /// This certificate as the newest held for its name, `replaced` kept behind it while it
+    /// is valid.
+    fn replacing(mut self, replaced: &Held, now: UnixTime) -> Held {
+        self.previous = (!replaced.expired_at(now)).then(|| Arc::new(replaced.alone()));
+        self
+    }
+
+    /// A copy without its predecessor.
+    fn alone(&self) -> Held {
+        Held {
+            der: self.der.clone(),
+            algorithm: self.algorithm,
+            public_key: self.public_key.clone(),
+            batch_key: self.batch_key,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            serial: self.serial.clone(),
+            previous: None,
+        }
+    }
+
+    /// Whether `signature` over `message` verifies with this certificate's key.
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(self.algorithm.verification(), &self.public_key)
+            .verify(message, signature)
+            .is_ok()
     }
 }
 
@@ -322,6 +376,17 @@ impl Held {
 ///   algorithms are verdicts or errors.
 pub struct CertKeyring {
     name: NodeName,
+    /// What this node signs with and trusts: replaced whole by [`rotate`](Self::rotate).
+    own: RwLock<Arc<Own>>,
+    held: RwLock<HashMap<NodeName, Arc<Held>>>,
+    names_max: usize,
+    /// This node's cluster (its certificate's cluster URI SAN): certificates of another are
+    /// refused, and every record signed or checked is bound to it (`signed_in_cluster`).
+    cluster: Option<NodeName>,
+}
+
+/// This node's side of a [`CertKeyring`], from one [`Identity`].
+struct Own {
     algorithm: KeyAlgorithm,
     signer: SigningKey,
     anchors: Vec<TrustAnchor<'static>>,
@@ -329,11 +394,66 @@ pub struct CertKeyring {
     /// alone, so one issued under an intermediate verifies when it is this node's as well,
     /// as it is in a cluster whose PKI issues all its nodes from one intermediate.
     intermediates: Vec<CertificateDer<'static>>,
-    held: RwLock<HashMap<NodeName, Arc<Held>>>,
-    names_max: usize,
-    /// This node's cluster (its certificate's cluster URI SAN): certificates of another are
-    /// refused, and every record signed or checked is bound to it (`signed_in_cluster`).
-    cluster: Option<NodeName>,
+}
+
+/// A new identity for a running [`CertKeyring`], checked
+/// ([`CertKeyring::prepare_rotation`]) and not in use yet.
+pub struct Rotation {
+    own: Own,
+    held: Held,
+}
+
+impl fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No key material.
+        f.debug_struct("Rotation")
+            .field("serial", &self.held.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a keyring takes from an identity: its own side, its certificate as held, and the
+/// cluster the certificate names.
+fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
+    let cert_label = format!("certificate of {}", identity.name);
+    let key_label = format!("private key of {}", identity.name);
+    let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
+        file: cert_label.clone(),
+    })?;
+    let cert = super::identity::parse(leaf, &cert_label)?;
+    let info = public_key_info(&cert).map_err(|reason| Error::UnsupportedKey {
+        file: key_label.clone(),
+        reason,
+    })?;
+    let (signer, public) = SigningKey::new(info.algorithm, &identity.key, &key_label)?;
+    if *public != *info.key {
+        return Err(Error::KeyMismatch {
+            key_file: key_label,
+            cert_file: cert_label,
+        });
+    }
+    let anchors = identity
+        .roots
+        .iter()
+        .map(|root| {
+            webpki::anchor_from_trusted_cert(root)
+                .map(|a| a.to_owned())
+                .map_err(|e| Error::BadCertificate {
+                    file: "ca roots".into(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let algorithm = info.algorithm;
+    let held = Held::new(leaf.as_ref(), &cert, info);
+    let cluster = cluster_of(&cert, &cert_label)?;
+    let own = Own {
+        algorithm,
+        signer,
+        anchors,
+        intermediates: identity.chain[1..].to_vec(),
+    };
+    Ok((own, held, cluster))
 }
 
 impl CertKeyring {
@@ -345,55 +465,78 @@ impl CertKeyring {
     /// algorithm; [`Error::KeyMismatch`] when the key is not the certificate's;
     /// [`Error::BadCertificate`] for a certificate or root that does not parse.
     pub fn new(identity: &Identity) -> Result<Self> {
-        let cert_label = format!("certificate of {}", identity.name);
-        let key_label = format!("private key of {}", identity.name);
-        let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
-            file: cert_label.clone(),
-        })?;
-        let cert = super::identity::parse(leaf, &cert_label)?;
-        let info = public_key_info(&cert).map_err(|reason| Error::UnsupportedKey {
-            file: key_label.clone(),
-            reason,
-        })?;
-        let (signer, public) = SigningKey::new(info.algorithm, &identity.key, &key_label)?;
-        if *public != *info.key {
-            return Err(Error::KeyMismatch {
-                key_file: key_label,
-                cert_file: cert_label,
-            });
-        }
-        let anchors = identity
-            .roots
-            .iter()
-            .map(|root| {
-                webpki::anchor_from_trusted_cert(root)
-                    .map(|a| a.to_owned())
-                    .map_err(|e| Error::BadCertificate {
-                        file: "ca roots".into(),
-                        reason: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let own = Held {
-            der: Arc::from(leaf.as_ref()),
-            algorithm: info.algorithm,
-            batch_key: batch_key(info.algorithm, &info.key),
-            public_key: info.key,
-            not_after: not_after_secs(&cert),
-            serial: serial_hex(&cert),
-        };
-        let held = HashMap::from([(identity.name.clone(), Arc::new(own))]);
-        let cluster = cluster_of(&cert, &cert_label)?;
+        let (own, held, cluster) = load(identity)?;
         Ok(CertKeyring {
             name: identity.name.clone(),
-            algorithm: info.algorithm,
-            signer,
-            anchors,
-            intermediates: identity.chain[1..].to_vec(),
-            held: RwLock::new(held),
+            own: RwLock::new(Arc::new(own)),
+            held: RwLock::new(HashMap::from([(identity.name.clone(), Arc::new(held))])),
             names_max: HELD_NAMES_MAX,
             cluster,
         })
+    }
+
+    /// Signs and trusts from `identity` from now on (a rotated certificate and key, a new CA
+    /// bundle): [`prepare_rotation`](Self::prepare_rotation), then
+    /// [`commit_rotation`](Self::commit_rotation). Nothing changes on error.
+    pub fn rotate(&self, identity: &Identity) -> Result<()> {
+        let rotation = self.prepare_rotation(identity)?;
+        self.commit_rotation(rotation);
+        Ok(())
+    }
+
+    /// Checks `identity` as [`new`](Self::new) does, and that it is this node's: the same
+    /// name and the same cluster. Changes nothing, so a caller can ready everything else that
+    /// uses the identity before committing.
+    ///
+    /// Errors: those of [`new`](Self::new), and [`Error::NotThisNode`] when `identity` names
+    /// another node or another cluster.
+    pub fn prepare_rotation(&self, identity: &Identity) -> Result<Rotation> {
+        let label = format!("certificate of {}", identity.name);
+        if identity.name != self.name {
+            return Err(Error::NotThisNode {
+                file: label,
+                reason: format!("it names {}, and this node is {}", identity.name, self.name),
+            });
+        }
+        let (own, held, cluster) = load(identity)?;
+        if cluster != self.cluster {
+            return Err(Error::NotThisNode {
+                file: label,
+                reason: format!(
+                    "it is for {}, and this node is in {}",
+                    cluster_label(cluster.as_ref()),
+                    cluster_label(self.cluster.as_ref())
+                ),
+            });
+        }
+        Ok(Rotation { own, held })
+    }
+
+    /// Signs and trusts from a checked identity from now on. The certificate it replaces is
+    /// kept behind the new one while valid, so this node's records signed before still
+    /// verify here; members learn the new one when a record signed with it reaches them
+    /// (they ask the peer that sent it), or from a new handshake.
+    pub fn commit_rotation(&self, rotation: Rotation) {
+        let Rotation { own, held } = rotation;
+        {
+            let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
+            let kept = match map.get(&self.name) {
+                Some(old) if *old.der == *held.der => None,
+                Some(old) => Some(held.replacing(old, UnixTime::now())),
+                None => Some(held),
+            };
+            if let Some(kept) = kept {
+                map.insert(self.name.clone(), Arc::new(kept));
+            }
+        }
+        *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(own);
+    }
+
+    fn own(&self) -> Arc<Own> {
+        self.own
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The same keyring holding at most `names_max` certificates (at least 1: its own).
@@ -415,7 +558,7 @@ impl CertKeyring {
 
     /// The algorithm this node signs with.
     pub fn algorithm(&self) -> KeyAlgorithm {
-        self.algorithm
+        self.own().algorithm
     }
 
     /// The serial and end of validity of the certificate held for `name` (this node's own
@@ -465,10 +608,17 @@ impl CertKeyring {
         let Some(held) = live(&self.read(), signer, now).cloned() else {
             return Verdict::UnknownSigner;
         };
-        let key = UnparsedPublicKey::new(held.algorithm.verification(), &held.public_key);
-        match key.verify(&self.signed_in_cluster(record), sig.as_bytes()) {
-            Ok(()) => Verdict::Valid,
-            Err(_) => Verdict::Invalid,
+        let message = self.signed_in_cluster(record);
+        // A signer that rotated its certificate may have signed with the one before.
+        let verified = held.verifies(&message, sig.as_bytes())
+            || held
+                .previous
+                .as_ref()
+                .is_some_and(|p| !p.expired_at(now) && p.verifies(&message, sig.as_bytes()));
+        if verified {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
         }
     }
 
@@ -613,7 +763,12 @@ impl CertKeyring {
             .collect()
     }
 
-    /// Keeps `held` as `name`'s certificate (checked), within [`HELD_NAMES_MAX`].
+    /// Keeps `held` (checked) for `name`, within [`HELD_NAMES_MAX`]: as its newest
+    /// certificate when it is newer than the one held, the one held then kept behind it;
+    /// otherwise behind the newest, when newer than what is there (a node that learned only
+    /// a member's rotated certificate can still check records signed before). An older
+    /// certificate never takes the newest one's place, so nobody can roll a member back to
+    /// a key it rotated away from.
     fn hold(
         &self,
         name: &NodeName,
@@ -621,20 +776,44 @@ impl CertKeyring {
         now: UnixTime,
     ) -> std::result::Result<(), CertificateRefused> {
         let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
-        if !map.contains_key(name) && map.len() >= self.names_max {
-            let own = &self.name;
-            map.retain(|n, h| n == own || !h.expired_at(now));
-            if map.len() >= self.names_max {
-                return Err(CertificateRefused {
-                    name: name.to_string(),
-                    reason: format!(
-                        "certificate cache full ({} names held, the most this node keeps)",
-                        map.len()
-                    ),
-                });
+        let kept = match map.get(name) {
+            None => {
+                if map.len() >= self.names_max {
+                    let own = &self.name;
+                    map.retain(|n, h| n == own || !h.expired_at(now));
+                    if map.len() >= self.names_max {
+                        return Err(CertificateRefused {
+                            name: name.to_string(),
+                            reason: format!(
+                                "certificate cache full ({} names held, the most this node keeps)",
+                                map.len()
+                            ),
+                        });
+                    }
+                }
+                held
             }
-        }
-        map.insert(name.clone(), Arc::new(held));
+            Some(current) if *current.der == *held.der => return Ok(()),
+            Some(current) if held.newer_than(current) || current.expired_at(now) => {
+                held.replacing(current, now)
+            }
+            Some(current) => {
+                let previous = current.previous.as_deref();
+                if previous.is_some_and(|p| *p.der == *held.der) {
+                    return Ok(());
+                }
+                if previous.is_some_and(|p| !p.expired_at(now) && !held.newer_than(p)) {
+                    return Err(CertificateRefused {
+                        name: name.to_string(),
+                        reason: "older than the certificates held for it".into(),
+                    });
+                }
+                let mut newest = current.alone();
+                newest.previous = Some(Arc::new(held));
+                newest
+            }
+        };
+        map.insert(name.clone(), Arc::new(kept));
         Ok(())
     }
 
@@ -650,13 +829,14 @@ impl CertKeyring {
         let cert_der = CertificateDer::from(der);
         let end_entity = webpki::EndEntityCert::try_from(&cert_der)
             .map_err(|e| format!("does not parse: {e}"))?;
+        let own = self.own();
         // Certificates travel alone: those `quicswim certs` makes are signed by the CA itself
         // (path length 0); another PKI's intermediates are taken from this node's own chain.
         end_entity
             .verify_for_usage(
                 algorithms,
-                &self.anchors,
-                &self.intermediates,
+                &own.anchors,
+                &own.intermediates,
                 now,
                 webpki::KeyUsage::client_auth(),
                 None,
@@ -685,14 +865,7 @@ impl CertKeyring {
             ));
         }
         let info = public_key_info(&cert)?;
-        Ok(Held {
-            der: Arc::from(der),
-            algorithm: info.algorithm,
-            batch_key: batch_key(info.algorithm, &info.key),
-            public_key: info.key,
-            not_after: not_after_secs(&cert),
-            serial: serial_hex(&cert),
-        })
+        Ok(Held::new(der, &cert, info))
     }
 }
 
@@ -828,6 +1001,10 @@ fn batch_key(algorithm: KeyAlgorithm, key: &[u8]) -> Option<ed25519_dalek::Verif
     ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()
 }
 
+fn not_before_secs(cert: &X509Certificate<'_>) -> u64 {
+    u64::try_from(cert.validity().not_before.timestamp()).unwrap_or(0)
+}
+
 fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
     u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0)
 }
@@ -842,7 +1019,7 @@ fn serial_hex(cert: &X509Certificate<'_>) -> Box<str> {
 
 impl Keyring for CertKeyring {
     fn sign(&self, record: &[u8]) -> Signature {
-        match self.signer.sign(&self.signed_in_cluster(record)) {
+        match self.own().signer.sign(&self.signed_in_cluster(record)) {
             Some(sig) => Signature::new(sig),
             None => {
                 // ECDSA needs fresh randomness; the OS refusing it is a broken host. The empty
@@ -877,6 +1054,15 @@ impl Keyring for CertKeyring {
         self.read().get(name).map(|h| h.der.clone())
     }
 
+    fn previous_certificate(&self, name: &NodeName) -> Option<Arc<[u8]>> {
+        let now = UnixTime::now();
+        self.read()
+            .get(name)
+            .and_then(|h| h.previous.as_ref())
+            .filter(|p| !p.expired_at(now))
+            .map(|p| p.der.clone())
+    }
+
     fn forget(&self, name: &NodeName) {
         if *name != self.name {
             self.held
@@ -892,8 +1078,8 @@ impl fmt::Debug for CertKeyring {
         // No key material: the name, the algorithm and counts only.
         f.debug_struct("CertKeyring")
             .field("name", &self.name)
-            .field("algorithm", &self.algorithm)
-            .field("anchors", &self.anchors.len())
+            .field("algorithm", &self.algorithm())
+            .field("anchors", &self.own().anchors.len())
             .field("held", &self.held())
             .field("names_max", &self.names_max)
             .finish_non_exhaustive()
@@ -1349,11 +1535,27 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
     }
 
     #[test]
-    fn renewed_certificate_replaces_the_old_one() {
+    fn renewed_certificate_takes_the_old_ones_place_with_another_algorithm() {
         let ca = CertAuthority::generate("test ca").unwrap();
         let (alice, _) = keyring(&ca, "alice", NodeKeyType::Ed25519);
-        let (old_bob, old_der) = keyring(&ca, "bob", NodeKeyType::P256);
-        let (new_bob, new_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let now = SystemTime::now();
+        let bob = |hours_ago: u64, key_type: NodeKeyType| {
+            let from = now - Duration::from_secs(hours_ago * 3_600);
+            let issued = ca
+                .issue_valid_between_with_key(
+                    &name("bob"),
+                    &[],
+                    from,
+                    now + from.elapsed().unwrap(),
+                    key_type,
+                )
+                .unwrap();
+            let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+            let der = id.chain[0].to_vec();
+            (CertKeyring::new(&id).unwrap(), der)
+        };
+        let (old_bob, old_der) = bob(2, NodeKeyType::P256);
+        let (new_bob, new_der) = bob(1, NodeKeyType::Ed25519);
         alice.learn(&name("bob"), &old_der).unwrap();
         let old_sig = old_bob.sign(&record(1));
         assert_eq!(
@@ -1361,13 +1563,15 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             Verdict::Valid
         );
         alice.learn(&name("bob"), &new_der).unwrap();
-        assert_eq!(
-            alice.verify(&name("bob"), &record(1), &old_sig),
-            Verdict::Invalid
-        );
+        assert_eq!(alice.certificate(&name("bob")).unwrap()[..], new_der[..]);
         let new_sig = new_bob.sign(&record(1));
         assert_eq!(
             alice.verify(&name("bob"), &record(1), &new_sig),
+            Verdict::Valid
+        );
+        // The P-256 one is kept behind the new one while valid.
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &old_sig),
             Verdict::Valid
         );
         assert_eq!(alice.held(), 2);
@@ -1661,5 +1865,143 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             (together[1].0, &together[1].1, &in_green),
         ];
         assert!(!bob.verify_together(&items));
+    }
+
+    /// An identity for `who` valid from `not_before` for two days.
+    fn identity_from(ca: &CertAuthority, who: &str, not_before: SystemTime) -> Identity {
+        let two_days = Duration::from_secs(2 * 86_400);
+        let issued = ca
+            .issue_valid_between(&name(who), &[], not_before, not_before + two_days)
+            .unwrap();
+        Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
+    }
+
+    #[test]
+    fn a_rotated_member_is_checked_with_its_new_certificate_and_its_old_one() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let hour = Duration::from_secs(3_600);
+        let now = SystemTime::now();
+        let old = identity_from(&ca, "alice", now - 2 * hour);
+        let new = identity_from(&ca, "alice", now - hour);
+        let (old_der, new_der) = (old.chain[0].to_vec(), new.chain[0].to_vec());
+        // What `keyring` says of record `n` signed by alice with `sig`.
+        let of_alice = |keyring: &CertKeyring, n: u64, sig: &Signature| {
+            keyring.verify(&name("alice"), &record(n), sig)
+        };
+        let alice = CertKeyring::new(&old).unwrap();
+        let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        bob.learn(&name("alice"), &old_der).unwrap();
+        let before = alice.sign(&record(1));
+
+        alice.rotate(&new).unwrap();
+        let after = alice.sign(&record(2));
+        assert_eq!(alice.certificate(&name("alice")).unwrap()[..], new_der[..]);
+        // She checks her own records of both keys.
+        assert_eq!(of_alice(&alice, 1, &before), Verdict::Valid);
+        assert_eq!(of_alice(&alice, 2, &after), Verdict::Valid);
+        // Bob holds only the old certificate until he learns the new one.
+        assert_eq!(of_alice(&bob, 2, &after), Verdict::Invalid);
+        bob.learn(&name("alice"), &new_der).unwrap();
+        assert_eq!(of_alice(&bob, 2, &after), Verdict::Valid);
+        assert_eq!(of_alice(&bob, 1, &before), Verdict::Valid);
+        let serial = bob.certificate_info(&name("alice")).unwrap().serial;
+        assert_eq!(
+            serial,
+            alice.certificate_info(&name("alice")).unwrap().serial
+        );
+        // The old one offered again never takes the new one's place.
+        bob.learn(&name("alice"), &old_der).unwrap();
+        assert_eq!(bob.certificate(&name("alice")).unwrap()[..], new_der[..]);
+        assert_eq!(of_alice(&bob, 2, &after), Verdict::Valid);
+
+        // Carol learned the new one first: the old one, offered after, is kept behind it.
+        let (carol, _) = keyring(&ca, "carol", NodeKeyType::Ed25519);
+        carol.learn(&name("alice"), &new_der).unwrap();
+        assert_eq!(of_alice(&carol, 1, &before), Verdict::Invalid);
+        carol.learn(&name("alice"), &old_der).unwrap();
+        assert_eq!(carol.certificate(&name("alice")).unwrap()[..], new_der[..]);
+        assert_eq!(of_alice(&carol, 1, &before), Verdict::Valid);
+        // One older than both is refused, and changes nothing.
+        let oldest = identity_from(&ca, "alice", now - 3 * hour);
+        let err = carol.learn(&name("alice"), &oldest.chain[0]).unwrap_err();
+        assert!(err.reason.contains("older than"), "{err}");
+        assert_eq!(of_alice(&carol, 1, &before), Verdict::Valid);
+        assert_eq!(of_alice(&carol, 2, &after), Verdict::Valid);
+        // A newer one again: the one before it is kept behind, the oldest dropped.
+        let newest = identity_from(&ca, "alice", now - hour / 2);
+        let newest_keyring = CertKeyring::new(&newest).unwrap();
+        carol.learn(&name("alice"), &newest.chain[0]).unwrap();
+        assert_eq!(
+            of_alice(&carol, 3, &newest_keyring.sign(&record(3))),
+            Verdict::Valid
+        );
+        assert_eq!(of_alice(&carol, 2, &after), Verdict::Valid);
+        assert_eq!(of_alice(&carol, 1, &before), Verdict::Invalid);
+    }
+
+    #[test]
+    fn rotation_to_another_node_or_cluster_is_refused_and_changes_nothing() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice_id = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let alice = CertKeyring::new(&alice_id).unwrap();
+        let sig = alice.sign(&record(1));
+        let err = alice
+            .rotate(&identity(&ca, "bob", NodeKeyType::Ed25519))
+            .unwrap_err();
+        assert!(matches!(err, Error::NotThisNode { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("it names bob, and this node is alice"),
+            "{err}"
+        );
+        let green = CertAuthority::from_pem(ca.cert_pem(), &ca.key_pem())
+            .unwrap()
+            .with_cluster(Some(name("green")));
+        let err = alice
+            .rotate(&green.identity(&name("alice"), &[], 1).unwrap())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("it is for cluster green, and this node is in no cluster"),
+            "{err}"
+        );
+        // Still the first identity: same certificate, same key.
+        assert_eq!(
+            alice.certificate(&name("alice")).unwrap()[..],
+            alice_id.chain[0][..]
+        );
+        assert_eq!(alice.sign(&record(1)), sig);
+        // A key that does not match its certificate is refused too.
+        let other = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let mismatched = Identity {
+            key: identity(&ca, "alice", NodeKeyType::Ed25519).key,
+            ..other
+        };
+        let err = alice.rotate(&mismatched).unwrap_err();
+        assert!(matches!(err, Error::KeyMismatch { .. }), "{err}");
+        assert_eq!(alice.sign(&record(1)), sig);
+    }
+
+    #[test]
+    fn rotation_to_a_new_ca_bundle_trusts_its_members() {
+        let (ca, next_ca) = (
+            CertAuthority::generate("test ca").unwrap(),
+            CertAuthority::generate("next ca").unwrap(),
+        );
+        let alice_id = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let alice = CertKeyring::new(&alice_id).unwrap();
+        let (bob, bob_der) = keyring(&next_ca, "bob", NodeKeyType::Ed25519);
+        assert!(alice.learn(&name("bob"), &bob_der).is_err());
+        let mut both = alice_id;
+        both.roots.push(
+            rustls_pemfile::certs(&mut next_ca.cert_pem().as_bytes())
+                .next()
+                .unwrap()
+                .unwrap(),
+        );
+        alice.rotate(&both).unwrap();
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        let sig = bob.sign(&record(5));
+        assert_eq!(alice.verify(&name("bob"), &record(5), &sig), Verdict::Valid);
     }
 }

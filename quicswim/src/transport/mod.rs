@@ -227,6 +227,13 @@ impl Transport {
         self.engine.keep_unused_for(keep);
     }
 
+    /// Handshakes from now on present `identity` (a rotated certificate and key) and trust
+    /// its roots, both ways; connections already up carry on until they close. Errors
+    /// ([`Error::Tls`]) change nothing.
+    pub fn set_identity(&self, identity: &tls::Identity) -> Result<(), Error> {
+        self.engine.set_identity(identity)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> TransportStats {
         self.engine.stats()

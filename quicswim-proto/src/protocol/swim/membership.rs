@@ -121,6 +121,15 @@ impl Swim {
         Ok(())
     }
 
+    /// This node's signing key changed (its certificate was rotated): states itself anew
+    /// (a new incarnation, signed with the new key), so that members learn the new
+    /// certificate, since a record that does not verify with the one they hold makes them
+    /// ask the peer that sent it, and hold a claim of this node that the new one checks.
+    pub fn restate(&mut self, now: Instant) -> Result<(), CommandError> {
+        let meta = self.me.meta.clone();
+        self.set_meta(now, meta)
+    }
+
     /// A claim about a member from `from`: checked against the signatures it carries when,
     /// and only when, it would change something here, then applied and relayed.
     pub(super) fn apply(&mut self, now: Instant, from: &NodeName, u: MemberUpdate, source: Source) {

@@ -131,6 +131,7 @@ impl Swim {
             self.ended.probe(&p);
             self.finish_probe(now, p);
         }
+        self.settle_unanswered(now);
         if self.awareness.try_return(now) {
             // Back from holding itself out, stable for the hold-down: override whatever
             // was said about this node meanwhile (it let suspicions and Dead stand). Never

@@ -126,7 +126,7 @@ impl Swim {
         let certificates: Vec<Certificate> = certificates
             .iter()
             .filter(|n| sent.contains(n))
-            .filter_map(|n| self.certificate_of(n))
+            .flat_map(|n| self.certificates_of(n))
             .collect();
         let reply = encode_stream(&StreamMessage::RecordReply {
             members,

@@ -151,7 +151,7 @@ impl Swim {
         // Our own, always: a responder that does not hold it yet could not check our record,
         // and could not ask us for it before we are in its table (about 12 bytes a second
         // per node at the lan interval with 32 members).
-        let certificates = self.certificate_of(&self.me.name).into_iter().collect();
+        let certificates = self.certificates_of(&self.me.name);
         let message = StreamMessage::PushPull {
             join,
             sender: self.me.name.clone(),
@@ -368,13 +368,15 @@ impl Swim {
     /// it does not list): a reset relayed by anyone else is applied as a plain delta, so no
     /// member can erase another's keys.
     ///
-    /// After the first forgery in a message, the rest of it is refused unchecked: an honest
-    /// relayer never sends one, and each forged batch would cost a signature check (a
-    /// message may hold 65,536 batches of one entry).
+    /// After the first batch that does not verify in a message (a forgery, or one signed
+    /// with a certificate this node is asking for), the rest of it is refused unchecked: an
+    /// honest relayer never sends a forgery, each forged batch would cost a signature check
+    /// (a message may hold 65,536 batches of one entry), and what an honest one sent comes
+    /// again with the next exchange.
     fn keep_signed_entries(&mut self, now: Instant, from: &NodeName, deltas: &mut [OwnerDelta]) {
-        let forged_before = self.stats.forged.kv;
+        let failed_before = self.verification.failed_checks;
         for d in deltas.iter_mut() {
-            if self.stats.forged.kv > forged_before {
+            if self.verification.failed_checks > failed_before {
                 self.stats.kv_refused += d.entries.len() as u64;
                 d.entries.clear();
                 d.reset = false;
@@ -407,7 +409,7 @@ impl Swim {
             let mut checked: Vec<Option<bool>> = vec![None; batches.len()];
             let mut kept = Vec::with_capacity(entries.len());
             for (mut e, &(b, leaf)) in entries.into_iter().zip(&proof.places) {
-                if self.stats.forged.kv > forged_before {
+                if self.verification.failed_checks > failed_before {
                     break;
                 }
                 if !self.kv.would_change(&e) {
@@ -434,7 +436,7 @@ impl Swim {
                     kept.push(e);
                 }
             }
-            if self.stats.forged.kv > forged_before {
+            if self.verification.failed_checks > failed_before {
                 // A reset drops what it does not list: never on a list cut short.
                 d.reset = false;
             }

@@ -47,6 +47,15 @@ const CERTIFICATE_ASKS_MAX: usize = 4096;
 /// One signer's certificate is asked for at most this often.
 const CERTIFICATE_ASK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A held certificate is asked for again, for a record that does not verify with it, at
+/// most this often per signer: the signer may have rotated its certificate since.
+const CERTIFICATE_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long an answer to a certificate asked for again is waited for: past it, what waited
+/// is settled as if the answer had brought the certificate held (a relayer that does not
+/// answer gets its forgeries counted all the same).
+const CERTIFICATE_REFRESH_WAIT: Duration = Duration::from_secs(2);
+
 /// One peer's forged records are logged at most this often; the counters count them all.
 const FORGED_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -125,11 +134,38 @@ struct Parked {
     source: Source,
 }
 
+/// A signer's records that failed with its held certificate while it was asked for again,
+/// and were dropped rather than parked (key/value batches, user events; their data comes
+/// again by anti-entropy): counted as forged if the answer brings no other certificate, or
+/// none comes in time; forgotten if a newer certificate is learned (they were signed with
+/// it, most likely).
+#[derive(Debug)]
+struct Unsettled {
+    /// The peer that sent the last of them, named if they are counted.
+    from: NodeName,
+    kv: u64,
+    event: u64,
+}
+
 /// Certificates wanted, records waiting for them, and the forgers recently logged.
 #[derive(Debug)]
 pub(super) struct Verification {
     /// Signers whose certificate was asked for, and when.
     asked: Asks,
+    /// Signers whose held certificate was asked for again, and when (see `verified`).
+    refreshed: Asks,
+    /// Parked records are being checked again, with the certificate just learned or
+    /// confirmed: a failure now is final, never a reason to ask again.
+    rechecking: bool,
+    /// Signers asked for again and not answered yet, with what failed of theirs meanwhile
+    /// and was not parked (see `Unsettled`).
+    stale: BTreeMap<NodeName, Unsettled>,
+    /// The record at hand made its signer's certificate asked for again: it is parked, not
+    /// dropped (see `park`).
+    refreshing: bool,
+    /// Records that failed their checks, forged or waiting for their signer's certificate to
+    /// be asked for again: a message's key/value checks stop at its first.
+    pub(super) failed_checks: u64,
     /// Member records waiting for their signer's certificate, by signer.
     parked: BTreeMap<NodeName, Vec<Parked>>,
     /// Records in `parked`.
@@ -150,6 +186,11 @@ impl Default for Verification {
     fn default() -> Self {
         Self {
             asked: Asks::new(CERTIFICATE_ASK_INTERVAL, CERTIFICATE_ASKS_MAX),
+            refreshed: Asks::new(CERTIFICATE_REFRESH_INTERVAL, CERTIFICATE_ASKS_MAX),
+            rechecking: false,
+            stale: BTreeMap::new(),
+            refreshing: false,
+            failed_checks: 0,
             parked: BTreeMap::new(),
             parked_len: 0,
             swept_at: None,
@@ -165,6 +206,13 @@ impl Swim {
     /// Whether `signature` over `bytes` was made by `signer`. A forgery is counted and
     /// logged naming `from`, the peer that sent it; for an unknown signer, `from` is asked
     /// for its certificate.
+    ///
+    /// A record that does not verify with the signer's held certificate may be signed with
+    /// a newer one (the signer rotated it, and `from` checked the record with that): the
+    /// first such record of a signer in [`CERTIFICATE_REFRESH_INTERVAL`] makes `from` asked
+    /// for the signer's certificate instead, and it and those that follow until the answer
+    /// wait for it as records of an unknown signer do; each is counted as forged if it
+    /// still does not verify after.
     pub(super) fn verified(
         &mut self,
         now: Instant,
@@ -174,10 +222,17 @@ impl Swim {
         bytes: &[u8],
         signature: &Signature,
     ) -> bool {
+        self.verification.refreshing = false;
         match self.keyring.verify(signer, bytes, signature) {
             Verdict::Valid => true,
             Verdict::Invalid => {
-                self.count_forged(now, from, kind, signer);
+                if self.awaits_refresh(now, from, kind, signer) {
+                    self.verification.failed_checks += 1;
+                    self.stats.unverified_records += 1;
+                    self.want_certificate(now, from, signer);
+                } else {
+                    self.count_forged(now, from, kind, signer);
+                }
                 false
             }
             Verdict::UnknownSigner => {
@@ -256,6 +311,7 @@ impl Swim {
         kind: RecordKind,
         signer: &NodeName,
     ) {
+        self.verification.failed_checks += 1;
         let forged = &mut self.stats.forged;
         let counter = match kind {
             RecordKind::Claim => &mut forged.claim,
@@ -304,9 +360,112 @@ impl Swim {
         }
     }
 
+    /// Whether a record of `signer` (of `kind`) that failed with its held certificate is to
+    /// wait for that certificate to be asked for again (see [`verified`](Self::verified)):
+    /// it is asked for now, or was within [`CERTIFICATE_REFRESH_INTERVAL`] and not answered
+    /// yet. Either way the record is parked (member records) or noted as unsettled (the
+    /// rest) until the answer.
+    fn awaits_refresh(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        kind: RecordKind,
+        signer: &NodeName,
+    ) -> bool {
+        if *from == self.me.name || *signer == self.me.name {
+            return false;
+        }
+        let interval = self.verification.refreshed.interval;
+        let asked_at = self.verification.refreshed.at.get(signer).copied();
+        let asked_lately = asked_at.is_some_and(|at| now.duration_since(at) < interval);
+        if self.verification.stale.contains_key(signer) && !asked_lately {
+            // Asked for long enough ago and never answered.
+            self.settle(now, signer);
+        }
+        if !self.verification.stale.contains_key(signer) {
+            let v = &mut self.verification;
+            if v.rechecking || !v.refreshed.may_ask(signer, now) {
+                return false;
+            }
+            if self.verification.stale.len() >= CERTIFICATE_ASKS_MAX {
+                for name in self.stale_asked_before(now, interval) {
+                    self.settle(now, &name);
+                }
+                if self.verification.stale.len() >= CERTIFICATE_ASKS_MAX {
+                    return false;
+                }
+            }
+            let v = &mut self.verification;
+            v.refreshed.asked(signer.clone(), now);
+            v.stale.insert(
+                signer.clone(),
+                Unsettled {
+                    from: from.clone(),
+                    kv: 0,
+                    event: 0,
+                },
+            );
+        }
+        let v = &mut self.verification;
+        if let Some(u) = v.stale.get_mut(signer) {
+            u.from = from.clone();
+            match kind {
+                RecordKind::Kv => u.kv += 1,
+                RecordKind::Event => u.event += 1,
+                RecordKind::Claim | RecordKind::Accusation => {}
+            }
+        }
+        v.refreshing = true;
+        true
+    }
+
+    /// Settles the signers asked for again more than [`CERTIFICATE_REFRESH_WAIT`] ago and
+    /// not answered: their unsettled records are counted as forged, and their parked ones
+    /// checked once more (and counted, still failing). Called once a protocol period.
+    pub(super) fn settle_unanswered(&mut self, now: Instant) {
+        if self.verification.stale.is_empty() {
+            return;
+        }
+        let overdue = self.stale_asked_before(now, CERTIFICATE_REFRESH_WAIT);
+        for name in &overdue {
+            self.settle(now, name);
+        }
+        self.unpark(now, &overdue);
+    }
+
+    /// The signers asked for again at least `ago` before `now` and not answered.
+    fn stale_asked_before(&self, now: Instant, ago: Duration) -> Vec<NodeName> {
+        let refreshed = &self.verification.refreshed;
+        self.verification
+            .stale
+            .keys()
+            .filter(|name| {
+                refreshed
+                    .at
+                    .get(*name)
+                    .is_none_or(|at| now.duration_since(*at) >= ago)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// `signer`'s certificate asked for again brought nothing newer (or nothing in time):
+    /// what failed of its records meanwhile is counted as forged now. Parked records are
+    /// checked again by the caller, and counted then.
+    fn settle(&mut self, now: Instant, signer: &NodeName) {
+        let Some(u) = self.verification.stale.remove(signer) else {
+            return;
+        };
+        for (kind, n) in [(RecordKind::Kv, u.kv), (RecordKind::Event, u.event)] {
+            for _ in 0..n {
+                self.count_forged(now, &u.from, kind, signer);
+            }
+        }
+    }
+
     /// Keeps `update` until `signer`'s certificate arrives (see the module notes), if it is a
-    /// certificate this node lacks; a record that failed with the certificate held was forged
-    /// and is not kept.
+    /// certificate this node lacks or asked for again; a record that failed otherwise with
+    /// the certificate held was forged and is not kept.
     pub(super) fn park(
         &mut self,
         now: Instant,
@@ -315,7 +474,9 @@ impl Swim {
         update: MemberUpdate,
         source: Source,
     ) {
-        if self.keyring.certificate(signer).is_some() || *from == self.me.name {
+        let refreshing = std::mem::take(&mut self.verification.refreshing);
+        let held = self.keyring.certificate(signer).is_some();
+        if (held && !refreshing) || *from == self.me.name {
             return;
         }
         let v = &mut self.verification;
@@ -365,9 +526,11 @@ impl Swim {
         }
         records.retain(|p| now.duration_since(p.at) < PARKED_FOR);
         self.check_claims_together(records.iter().map(|p| &p.update));
+        self.verification.rechecking = true;
         for p in records {
             self.apply(now, &p.from, p.update, p.source);
         }
+        self.verification.rechecking = false;
         self.checked_together.clear();
     }
 
@@ -410,7 +573,7 @@ impl Swim {
         let certificates = names
             .iter()
             .filter(|n| **n == self.me.name || self.members.get(n).is_some())
-            .filter_map(|n| self.certificate_of(n))
+            .flat_map(|n| self.certificates_of(n))
             .collect();
         let reply = encode_stream(&StreamMessage::CertificateReply { certificates });
         self.stats.fetch_bytes_out += reply.len() as u64;
@@ -425,6 +588,31 @@ impl Swim {
         })
     }
 
+    /// Whether `c` is held already, as its name's newest certificate or the one before.
+    fn holds_certificate(&self, c: &Certificate) -> bool {
+        let same = |held: Option<std::sync::Arc<[u8]>>| held.is_some_and(|h| *h == *c.der);
+        same(self.keyring.certificate(&c.name)) || same(self.keyring.previous_certificate(&c.name))
+    }
+
+    /// The certificates held for `name` as they travel: the newest, then the one it
+    /// replaced if still valid ([`Keyring::previous_certificate`]), so that a peer can check
+    /// what `name` signed before rotating.
+    ///
+    /// [`Keyring::previous_certificate`]: super::super::signing::Keyring::previous_certificate
+    pub(super) fn certificates_of(&self, name: &NodeName) -> Vec<Certificate> {
+        let Some(newest) = self.certificate_of(name) else {
+            return Vec::new();
+        };
+        let previous = self
+            .keyring
+            .previous_certificate(name)
+            .map(|der| Certificate {
+                name: name.clone(),
+                der: der.to_vec(),
+            });
+        std::iter::once(newest).chain(previous).collect()
+    }
+
     /// The certificates of the members in `records` that a peer holds no record of, so has
     /// never checked one of theirs (all of them for a joiner, whose digest is empty), up to
     /// the limit of one message. Asking for them after would cost the peer a round trip per
@@ -437,7 +625,7 @@ impl Swim {
         records
             .iter()
             .filter(|u| !held_by_peer(&u.claim.name))
-            .filter_map(|u| self.certificate_of(&u.claim.name))
+            .flat_map(|u| self.certificates_of(&u.claim.name))
             .take(CERTIFICATES_PER_MESSAGE_MAX)
             .collect()
     }
@@ -455,6 +643,17 @@ impl Swim {
             .map(|c| c.name.clone())
             .collect();
         self.learn_certificates(now, from, certs, |name| asked.contains(name));
+        // Signers asked for again and answered with the certificate already held: what
+        // waited for the answer is checked once more (and, still failing, counted).
+        let mut rechecked = Vec::new();
+        for name in &asked {
+            if self.verification.stale.contains_key(name) {
+                self.settle(now, name);
+                self.verification.asked.answered(name);
+                rechecked.push(name.clone());
+            }
+        }
+        self.unpark(now, &rechecked);
     }
 
     /// Checks and keeps the certificates in `certs` that `wanted` selects and that differ
@@ -475,10 +674,7 @@ impl Swim {
                 || listed
                     .get(&c.name)
                     .is_some_and(|&i| offered[i].der == c.der)
-                || self
-                    .keyring
-                    .certificate(&c.name)
-                    .is_some_and(|held| *held == *c.der)
+                || self.holds_certificate(&c)
             {
                 continue;
             }
@@ -496,7 +692,9 @@ impl Swim {
             match result {
                 Ok(()) => {
                     self.stats.certificates_learned += 1;
-                    self.verification.asked.answered(&c.name);
+                    let v = &mut self.verification;
+                    v.asked.answered(&c.name);
+                    v.stale.remove(&c.name);
                     learned.push(c.name.clone());
                 }
                 Err(e) => {

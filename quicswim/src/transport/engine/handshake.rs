@@ -163,7 +163,7 @@ impl Engine {
             .map_or(tls::SEED_SERVER_NAME, NodeName::as_str);
         let connecting = self
             .endpoint
-            .connect_with(self.client_config.clone(), peer.addr, server_name)
+            .connect_with(self.client_config(), peer.addr, server_name)
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let conn = connecting.await.map_err(|e| failure_of(&e))?;
         let name = named_peer(&conn)?;

@@ -63,7 +63,11 @@ pub(crate) struct Engine {
     /// Random per process; sent in the admission round trip.
     instance: u64,
     config: TransportConfig,
-    client_config: quinn::ClientConfig,
+    /// quinn's transport parameters, shared by the server and client configurations (kept
+    /// to build new ones when the identity changes).
+    quic_transport: Arc<quinn::TransportConfig>,
+    /// What this node dials with; replaced by [`Engine::set_identity`].
+    client_config: Mutex<quinn::ClientConfig>,
     events: mpsc::Sender<Incoming>,
     /// Datagrams from admitted peers, one fair queue per connection.
     datagrams: Arc<FairQueue>,
@@ -130,6 +134,32 @@ enum Attempt {
     Failed(Error),
 }
 
+/// quinn's server and client configurations for `identity`, over `transport`.
+fn quic_configs(
+    identity: &tls::Identity,
+    transport: &Arc<quinn::TransportConfig>,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), Error> {
+    let tls_err = |reason: String| {
+        Error::Tls(tls::Error::Config {
+            name: identity.name.to_string(),
+            reason,
+        })
+    };
+    let server_tls = Arc::new(tls::server_config(identity)?);
+    let client_tls = Arc::new(tls::client_config(identity)?);
+    let server_crypto =
+        QuicServerConfig::try_from(server_tls).map_err(|e| tls_err(format!("quic server: {e}")))?;
+    let client_crypto =
+        QuicClientConfig::try_from(client_tls).map_err(|e| tls_err(format!("quic client: {e}")))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server
+        .transport_config(transport.clone())
+        .max_incoming(INCOMING_QUEUE_MAX);
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport.clone());
+    Ok((server, client))
+}
+
 impl Engine {
     pub fn bind(
         config: TransportConfig,
@@ -138,19 +168,6 @@ impl Engine {
         datagrams: Arc<FairQueue>,
     ) -> Result<Arc<Self>, Error> {
         config.validate()?;
-        let tls_err = |reason: String| {
-            Error::Tls(tls::Error::Config {
-                name: identity.name.to_string(),
-                reason,
-            })
-        };
-        let server_tls = Arc::new(tls::server_config(identity)?);
-        let client_tls = Arc::new(tls::client_config(identity)?);
-        let server_crypto = QuicServerConfig::try_from(server_tls)
-            .map_err(|e| tls_err(format!("quic server: {e}")))?;
-        let client_crypto = QuicClientConfig::try_from(client_tls)
-            .map_err(|e| tls_err(format!("quic client: {e}")))?;
-
         let mut transport = quinn::TransportConfig::default();
         let idle =
             quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|_| Error::Config {
@@ -165,14 +182,8 @@ impl Engine {
             .max_concurrent_bidi_streams(VarInt::from_u32(config.streams_per_peer_max))
             .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
             .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW));
-        let transport = Arc::new(transport);
-
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server
-            .transport_config(transport.clone())
-            .max_incoming(INCOMING_QUEUE_MAX);
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client_config.transport_config(transport);
+        let quic_transport = Arc::new(transport);
+        let (server, client_config) = quic_configs(identity, &quic_transport)?;
 
         let bind_err = |source| Error::Bind {
             addr: config.bind,
@@ -186,7 +197,8 @@ impl Engine {
             local_addr,
             local_name: identity.name.clone(),
             instance: rand::random(),
-            client_config,
+            quic_transport,
+            client_config: Mutex::new(client_config),
             events,
             datagrams,
             counters: Counters::default(),
@@ -214,6 +226,27 @@ impl Engine {
         engine.spawn(Engine::accept_loop(engine.clone()));
         engine.spawn(Engine::idle_sweep(Arc::downgrade(&engine)));
         Ok(engine)
+    }
+
+    /// Handshakes from now on present `identity` and trust its roots, both ways; the
+    /// connections up carry on with the identity they were made with until they close.
+    /// Nothing changes on error.
+    pub fn set_identity(&self, identity: &tls::Identity) -> Result<(), Error> {
+        let (server, client) = quic_configs(identity, &self.quic_transport)?;
+        self.endpoint.set_server_config(Some(server));
+        *self
+            .client_config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = client;
+        Ok(())
+    }
+
+    /// What a dial presents and trusts now.
+    pub(super) fn client_config(&self) -> quinn::ClientConfig {
+        self.client_config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
