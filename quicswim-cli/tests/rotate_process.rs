@@ -6,10 +6,15 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 
 use common::process::*;
 use common::DEADLINE;
+use serde_json::Value;
 
 /// The serial `agent` holds for `who`'s certificate.
 fn serial_of(agent: &Agent, who: &str) -> Option<String> {
@@ -96,5 +101,119 @@ fn agents_take_certificates_issued_again_and_refuse_a_key_that_does_not_match() 
         let log = a.log();
         assert!(!log.contains("member suspect"), "{}: {log}", a.name);
         assert!(!log.contains("member dead"), "{}: {log}", a.name);
+    }
+}
+
+/// `quicswim kv list --json` on `agent`, as (owner, key, value) triples.
+fn kv_list(agent: &Agent) -> BTreeSet<(String, String, String)> {
+    let out = quicswim_ok(&["kv", "list", "--json", "--api", &agent.api.to_string()]);
+    let items: Vec<Value> = serde_json::from_str(&out).expect("kv list --json prints JSON");
+    items
+        .iter()
+        .map(|i| {
+            let text = |f: &str| i[f].as_str().unwrap_or_default().to_string();
+            (text("owner"), text("key"), text("value"))
+        })
+        .collect()
+}
+
+#[test]
+fn five_agents_rotate_every_certificate_one_by_one_while_writes_go_on() {
+    const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let certs = make_certs(dir, "certs", &NAMES);
+    let config = write_fast_config(dir);
+    let common = local_args(&config, &certs);
+    let first = Agent::start(dir, NAMES[0], &common);
+    let seed = first.addr.to_string();
+    let mut agents = vec![first];
+    for name in &NAMES[1..] {
+        agents.push(Agent::start(
+            dir,
+            name,
+            &[&common[..], &["--join", &seed]].concat(),
+        ));
+    }
+    let all: Vec<&Agent> = agents.iter().collect();
+    wait_for("five alive everywhere", DEADLINE, &all, || {
+        all.iter().all(|a| {
+            let members = a.members();
+            members.len() == NAMES.len() && members.iter().all(|m| m["state"] == "alive")
+        })
+    });
+    let before: Vec<Option<String>> = NAMES.iter().map(|n| serial_of(&agents[0], n)).collect();
+
+    // Writes through every agent's API, one after the other, until the rotations are done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(Mutex::new(BTreeSet::new()));
+    let apis: Vec<(String, String)> = agents
+        .iter()
+        .map(|a| (a.name.clone(), a.api.to_string()))
+        .collect();
+    let writer = {
+        let (stop, written) = (stop.clone(), written.clone());
+        thread::spawn(move || {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) && i < 2_000 {
+                let (owner, api) = &apis[i % apis.len()];
+                let (key, value) = (format!("k{i}"), format!("v{i}"));
+                quicswim_ok(&["kv", "set", &key, &value, "--api", api]);
+                written.lock().unwrap().insert((owner.clone(), key, value));
+                i += 1;
+            }
+        })
+    };
+    let writes_made = || written.lock().unwrap().len();
+    wait_for("writes going on", DEADLINE, &all, || writes_made() >= 10);
+
+    let certs_arg = certs.to_str().expect("test paths are UTF-8");
+    for (i, name) in NAMES.iter().enumerate() {
+        // `--days` longer than the first certificates' 90: the new one is the newer even if
+        // both began in the same second.
+        quicswim_ok(&[
+            "certs",
+            "issue",
+            name,
+            "--dir",
+            certs_arg,
+            "--ip",
+            "127.0.0.1",
+            "--days",
+            "91",
+        ]);
+        wait_for(
+            &format!("{name}'s new certificate everywhere"),
+            DEADLINE,
+            &all,
+            || {
+                let own = serial_of(&agents[i], name);
+                own != before[i] && all.iter().all(|a| serial_of(a, name) == own)
+            },
+        );
+    }
+    let floor = writes_made();
+    wait_for("writes after the last rotation", DEADLINE, &all, || {
+        writes_made() >= floor + 10
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+
+    let written = written.lock().unwrap().clone();
+    wait_for("every write on every agent", DEADLINE, &all, || {
+        all.iter().all(|a| written.is_subset(&kv_list(a)))
+    });
+    for (i, a) in agents.iter_mut().enumerate() {
+        assert!(
+            a.process.0.try_wait().expect("poll agent").is_none(),
+            "{} exited",
+            a.name
+        );
+        let log = a.log();
+        assert!(log.contains("certificates reloaded"), "{}: {log}", a.name);
+        assert!(!log.contains("member suspect"), "{}: {log}", a.name);
+        assert!(!log.contains("member dead"), "{}: {log}", a.name);
+        assert!(!log.contains("does not verify"), "{}: {log}", a.name);
+        assert_ne!(serial_of(a, NAMES[i]), before[i]);
     }
 }
