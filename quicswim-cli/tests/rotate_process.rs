@@ -217,3 +217,61 @@ fn five_agents_rotate_every_certificate_one_by_one_while_writes_go_on() {
         assert_ne!(serial_of(a, NAMES[i]), before[i]);
     }
 }
+
+#[test]
+fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
+    let ca = quicswim::tls::CertAuthority::load(&certs).expect("the test CA loads");
+    let crl = dir.join("crl.pem");
+    fs::write(&crl, ca.revocation_list(&[], 7).expect("an empty list")).expect("write crl");
+    let config = write_fast_config(dir);
+    let common = local_args(&config, &certs);
+    let crl_arg = ["--crl", crl.to_str().expect("test paths are UTF-8")];
+    let alice = Agent::start(dir, "alice", &[&common[..], &crl_arg].concat());
+    let seed = alice.addr.to_string();
+    let join = ["--join", seed.as_str()];
+    let bob = Agent::start(dir, "bob", &[&common[..], &crl_arg, &join].concat());
+    let mut carol = Agent::start(dir, "carol", &[&common[..], &join].concat());
+    let agents = [&alice, &bob, &carol];
+    wait_for("three alive everywhere", DEADLINE, &agents, || {
+        agents.iter().all(|a| {
+            let members = a.members();
+            members.len() == 3 && members.iter().all(|m| m["state"] == "alive")
+        })
+    });
+
+    // The CA lists carol's certificate; alice and bob take the new list by themselves.
+    let serial = serial_of(&alice, "carol").expect("carol's serial");
+    fs::write(&crl, ca.revocation_list(&[&serial], 7).expect("a list")).expect("write crl");
+    wait_for("the list reloaded", DEADLINE, &agents, || {
+        [&alice, &bob]
+            .iter()
+            .all(|a| a.log().contains("certificates reloaded"))
+    });
+    // Carol, restarted with the same certificate, is refused with the reason.
+    carol.signal("-KILL");
+    carol.wait_exit();
+    let out = quicswim(
+        &[
+            &["agent", "--name", "carol"][..],
+            &common,
+            &join,
+            &["--join-timeout", "3s"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.to_lowercase().contains("revoked"), "{stderr}");
+    let refused = alice
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("quicswim_handshakes_refused_total{reason=\"revoked\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string());
+    assert!(
+        refused.as_deref().is_some_and(|n| n != "0"),
+        "alice counted no revoked handshake: {refused:?}"
+    );
+}

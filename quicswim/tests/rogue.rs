@@ -243,6 +243,26 @@ async fn forged(node: &Node) -> ForgedCounts {
     node.metrics().await.expect("node is running").core.forged
 }
 
+/// `node`'s forgery counts once `done` holds of them, under the deadline. A forgery of a
+/// signer whose certificate the node holds is counted once it has asked the sender for that
+/// certificate again (the signer may have rotated it) and the answer brought the same one,
+/// or none came in time: after the marker, not before.
+async fn forged_until(node: &Node, done: impl Fn(&ForgedCounts) -> bool) -> ForgedCounts {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let counts = forged(node).await;
+        if done(&counts) {
+            return counts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: forgeries not counted in time: {counts:?}",
+            node.name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, not a settle wait
+    }
+}
+
 /// Every node's view of the members other than the rogue: name, state, incarnation, address.
 async fn views(nodes: &[&Node]) -> Vec<Vec<(String, State, u64, SocketAddr)>> {
     let mut out = Vec::new();
@@ -326,7 +346,7 @@ async fn forged_kv_entries_for_another_owner_are_refused_everywhere() {
         // The reply comes after the push was applied.
         let reply = rogue.request(node.addr(), &push).await;
         assert_eq!(reply, StreamMessage::KvPushAck);
-        let after = forged(node).await.kv;
+        let after = forged_until(node, |c| c.kv > before).await.kv;
         assert!(
             after > before,
             "{}: forged kv not counted ({before} -> {after})",
@@ -378,7 +398,7 @@ async fn forged_reset_with_the_highest_floor_erases_nothing() {
             StreamMessage::KvPushAck
         );
         assert!(
-            forged(node).await.kv > before,
+            forged_until(node, |c| c.kv > before).await.kv > before,
             "{}: not counted",
             node.name()
         );
@@ -424,7 +444,7 @@ async fn version_at_counter_max_cannot_mask_the_owners_later_writes() {
             StreamMessage::KvPushAck
         );
         assert!(
-            forged(node).await.kv > before,
+            forged_until(node, |c| c.kv > before).await.kv > before,
             "{}: not counted",
             node.name()
         );
@@ -484,8 +504,16 @@ async fn forged_leave_and_forged_dead_are_refused() {
             Update::Member(dead.clone()),
         ];
         rogue.gossip_and_sync(node, &updates).await;
-        let after = forged(node).await;
-        if node.name() != genuine.name() {
+        let victim = node.name() == genuine.name();
+        let after = forged_until(node, |c| {
+            if victim {
+                c.total() > counts.total()
+            } else {
+                c.claim >= counts.claim + 2 && c.accusation > counts.accusation
+            }
+        })
+        .await;
+        if !victim {
             assert!(
                 after.claim >= counts.claim + 2,
                 "{}: {after:?}",
@@ -512,7 +540,12 @@ async fn forged_leave_and_forged_dead_are_refused() {
     };
     let before_stream = forged(&nodes[0]).await.total();
     rogue.request(nodes[0].addr(), &push_pull).await;
-    assert!(forged(&nodes[0]).await.total() > before_stream);
+    assert!(
+        forged_until(&nodes[0], |c| c.total() > before_stream)
+            .await
+            .total()
+            > before_stream
+    );
     assert_unchanged(&nodes, &before).await;
     rogue.close().await;
     shutdown_all(&nodes).await;
@@ -605,7 +638,7 @@ async fn member_that_never_connected_is_not_announced() {
         rogue
             .gossip_and_sync(node, &[Update::Member(ghost.clone())])
             .await;
-        let after = forged(node).await.claim;
+        let after = forged_until(node, |c| c.claim >= counts + 2).await.claim;
         assert!(after >= counts + 2, "{}: {counts} -> {after}", node.name());
     }
     assert_unchanged(&nodes, &before).await;
@@ -646,7 +679,7 @@ async fn redirecting_a_members_address_is_refused() {
             .await;
         // The claim at the held incarnation would change nothing, so it is dropped unchecked;
         // the one above it is checked and refused.
-        let after = forged(node).await.claim;
+        let after = forged_until(node, |c| c.claim > counts).await.claim;
         assert!(after > counts, "{}: {counts} -> {after}", node.name());
     }
     assert_unchanged(&nodes, &before).await;
@@ -688,7 +721,9 @@ async fn forged_lifeguard_confirmations_are_refused() {
     for node in [&nodes[0], &nodes[2]] {
         let counts = forged(node).await.accusation;
         rogue.gossip_and_sync(node, &updates).await;
-        let after = forged(node).await.accusation;
+        let after = forged_until(node, |c| c.accusation >= counts + 2)
+            .await
+            .accusation;
         assert!(after >= counts + 2, "{}: {counts} -> {after}", node.name());
     }
     assert_unchanged(&nodes, &before).await;
@@ -735,7 +770,7 @@ async fn forged_user_events_in_another_name_are_not_delivered() {
             certificates: vec![],
         };
         rogue.request(node.addr(), &push_pull).await;
-        let after = forged(node).await.event;
+        let after = forged_until(node, |c| c.event >= counts + 2).await.event;
         assert!(after >= counts + 2, "{}: {counts} -> {after}", node.name());
     }
     // A genuine event from node-1 after the forged ones: every node delivers it, and none

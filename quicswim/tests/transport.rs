@@ -531,6 +531,7 @@ async fn expired_certificate_is_refused() {
         key: rustls_pemfile::private_key(&mut old.key_pem.as_bytes())
             .unwrap()
             .unwrap(),
+        crls: Vec::new(),
     };
     let stale = Node::start_with(identity, local_config()).await;
     let err = stale

@@ -107,6 +107,10 @@ pub struct AgentArgs {
     /// This node's private key, PEM [default: DIR/NAME-key.pem].
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Certificate revocation lists published by the CA, PEM (`X509 CRL` blocks): a peer
+    /// certificate they list is refused. Reloaded with the certificates (SIGHUP, file change).
+    #[arg(long, value_name = "FILE")]
+    crl: Option<PathBuf>,
     /// TCP address of the HTTP control API [default: 127.0.0.1:7947]. Without
     /// --api-token-file anyone who reaches it may call it: keep it on loopback or set a token.
     #[arg(long, value_name = "ADDR")]
@@ -171,6 +175,7 @@ impl AgentArgs {
             &mut file.ca,
             &mut file.cert,
             &mut file.key,
+            &mut file.crl,
             &mut file.data_dir,
             &mut file.api_token_file,
         ];
@@ -198,6 +203,7 @@ impl AgentArgs {
             ca: self.ca.or(file.ca),
             cert: self.cert.or(file.cert),
             key: self.key.or(file.key),
+            crl: self.crl.or(file.crl),
             api: self.api.or(file.api),
             api_token_file: self.api_token_file.or(file.api_token_file),
             api_host: if self.api_host.is_empty() {
@@ -346,7 +352,7 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
     }
 
     let (identity, identity_files) =
-        load_identity(&name, args.certs, args.ca, args.cert, args.key)?;
+        load_identity(&name, args.certs, args.ca, args.cert, args.key, args.crl)?;
     let api_token = args
         .api_token_file
         .as_deref()
@@ -386,13 +392,15 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
 }
 
 /// Loads the certificates, each from its own flag or else from the certs directory, and
-/// checks that they name `name`; says which files they came from.
+/// checks that they name `name`, then the revocation lists in `crl` if given; says which
+/// files they came from.
 pub(super) fn load_identity(
     name: &NodeName,
     dir: Option<PathBuf>,
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    crl: Option<PathBuf>,
 ) -> anyhow::Result<(Identity, IdentityFiles)> {
     // `certs issue` writes each node's files into DIR/NAME/; a DIR holding that directory is
     // read there, and a DIR holding the files themselves (the node's own directory, or the
@@ -431,7 +439,13 @@ pub(super) fn load_identity(
             name.as_str()
         );
     }
-    Ok((identity, IdentityFiles { ca, cert, key }))
+    let identity = match &crl {
+        Some(path) => identity
+            .with_crl_file(path)
+            .map_err(|e| anyhow!("cannot load --crl: {e}"))?,
+        None => identity,
+    };
+    Ok((identity, IdentityFiles { ca, cert, key, crl }))
 }
 
 pub(crate) fn init_logging(format: LogFormat) -> anyhow::Result<()> {

@@ -41,6 +41,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("ca", "\"certs/node1/ca.pem\""),
     ("cert", "\"certs/node1/node1.pem\""),
     ("key", "\"certs/node1/node1-key.pem\""),
+    ("crl", "\"/etc/quicswim/crl.pem\""),
     ("api_token_file", "\"/etc/quicswim/api-token\""),
     ("api_host", "[\"quicswim-api.example\"]"),
     ("meta", "\"zone=a\""),

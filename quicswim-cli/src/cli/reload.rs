@@ -1,5 +1,5 @@
-//! The agent's live identity reload: on SIGHUP, and when the CA bundle, certificate or key
-//! file changes, the files are loaded again and handed to the running node
+//! The agent's live identity reload: on SIGHUP, and when the CA bundle, certificate, key or
+//! revocation list file changes, the files are loaded again and handed to the running node
 //! ([`Node::reload_identity`]). A set that does not load (unreadable, not chained to the CA,
 //! another node's name, a key that does not match) is refused with the file and the reason,
 //! and the identity in use stays.
@@ -31,15 +31,19 @@ pub(crate) struct IdentityFiles {
     pub(crate) ca: PathBuf,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+    /// `--crl`, if given.
+    pub(crate) crl: Option<PathBuf>,
 }
 
 impl IdentityFiles {
-    fn paths(&self) -> [&Path; 3] {
-        [&self.ca, &self.cert, &self.key]
+    fn paths(&self) -> Vec<&Path> {
+        let mut paths = vec![self.ca.as_path(), &self.cert, &self.key];
+        paths.extend(self.crl.as_deref());
+        paths
     }
 
-    /// The three files' bytes, or `None` if one cannot be read now (the load that follows
-    /// says which and why).
+    /// The files' bytes, or `None` if one cannot be read now (the load that follows says
+    /// which and why).
     fn contents(&self) -> Option<Vec<Vec<u8>>> {
         self.paths().iter().map(|p| std::fs::read(p).ok()).collect()
     }
@@ -115,6 +119,7 @@ async fn reload(node: &Node, name: &NodeName, files: &IdentityFiles, trigger: Tr
         Some(files.ca.clone()),
         Some(files.cert.clone()),
         Some(files.key.clone()),
+        files.crl.clone(),
     );
     let identity = match loaded {
         Ok((identity, _)) => identity,

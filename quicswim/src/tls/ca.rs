@@ -355,6 +355,60 @@ impl CertAuthority {
         })
     }
 
+    /// A certificate revocation list (PEM) signed by this CA, listing the certificates of
+    /// `serials` (lowercase or uppercase hex, as `quicswim members` shows them), valid for
+    /// `days` from now: what [`Identity::with_crl_file`] and `quicswim agent --crl` read.
+    ///
+    /// Errors: [`Error::InvalidDays`], [`Error::BadCrl`] for a serial that is not hex.
+    pub fn revocation_list(&self, serials: &[&str], days: u32) -> Result<String> {
+        if days == 0 || days > DAYS_MAX {
+            return Err(Error::InvalidDays { days });
+        }
+        let now = SystemTime::now();
+        let revoked_certs = serials
+            .iter()
+            .map(|hex| {
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| Error::BadCrl {
+                        file: "revocation list".into(),
+                        reason: format!("serial {hex:?} is not hexadecimal"),
+                    })?;
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(&bytes),
+                    revocation_time: now.into(),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let crl_number = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: (now - CLOCK_SKEW).into(),
+            next_update: (now + Duration::from_secs(u64::from(days) * 86_400)).into(),
+            crl_number: rcgen::SerialNumber::from_slice(&crl_number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.signer, &self.key)
+            .map_err(|source| Error::Generate {
+                what: "revocation list".into(),
+                source,
+            })?;
+        crl.pem().map_err(|source| Error::Generate {
+            what: "revocation list".into(),
+            source,
+        })
+    }
+
     /// Issues a certificate for `name` and turns it straight into an [`Identity`] trusting this
     /// CA: the in-memory path the demo and the tests use.
     pub fn identity(&self, name: &NodeName, ips: &[IpAddr], days: u32) -> Result<Identity> {

@@ -19,7 +19,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
 };
@@ -44,20 +44,11 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// Server side of a node: TLS 1.3 only, ALPN [`ALPN`], and a client certificate required that
 /// chains to `identity.roots`, is valid and names a node.
 pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
-    let provider = crypto_provider();
     let config_err = config_error(identity);
-    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
-    let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| config_err(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(NodeClientVerifier {
-        webpki,
-        cluster: own_cluster(identity)?,
-    });
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(client_verifier(identity)?)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| config_err(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
@@ -68,27 +59,49 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
 /// the server certificate verified against `identity.roots` — named when the server name is a
 /// node name, any node when it is [`SEED_SERVER_NAME`].
 pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
-    let provider = crypto_provider();
     let config_err = config_error(identity);
-    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| config_err(format!("server verifier: {e}")))?;
-    let verifier = Arc::new(NodeServerVerifier {
-        webpki,
-        roots,
-        provider: provider.clone(),
-        cluster: own_cluster(identity)?,
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(server_verifier(identity)?)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| config_err(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
+}
+
+/// How a server checks its clients' certificates for `identity`: WebPKI against its roots
+/// and revocation lists (the end entity only; a status no list gives counts as not revoked,
+/// for a CA that publishes none), then the node-name and cluster rules.
+fn client_verifier(identity: &Identity) -> Result<Arc<NodeClientVerifier>> {
+    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots, crypto_provider())
+        .with_crls(identity.crls.iter().cloned())
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| config_error(identity)(format!("client verifier: {e}")))?;
+    Ok(Arc::new(NodeClientVerifier {
+        webpki,
+        cluster: own_cluster(identity)?,
+    }))
+}
+
+/// How a client checks its servers' certificates for `identity`: as
+/// [`client_verifier`] does, plus the seed rule.
+fn server_verifier(identity: &Identity) -> Result<Arc<NodeServerVerifier>> {
+    let roots = Arc::new(root_store(&identity.roots, "ca roots")?);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, crypto_provider())
+        .with_crls(identity.crls.iter().cloned())
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| config_error(identity)(format!("server verifier: {e}")))?;
+    Ok(Arc::new(NodeServerVerifier {
+        webpki,
+        cluster: own_cluster(identity)?,
+    }))
 }
 
 /// The cluster `identity`'s certificate names; a malformed cluster SAN is an error (an
@@ -193,8 +206,6 @@ macro_rules! webpki_signature_checks {
 #[derive(Debug)]
 struct NodeServerVerifier {
     webpki: Arc<WebPkiServerVerifier>,
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
     /// This node's cluster: a server in another is refused.
     cluster: Option<NodeName>,
 }
@@ -211,16 +222,17 @@ impl ServerCertVerifier for NodeServerVerifier {
         let is_seed =
             matches!(server_name, ServerName::DnsName(d) if d.as_ref() == SEED_SERVER_NAME);
         if is_seed {
-            // Chain, validity and serverAuth usage; no name to match yet.
-            let cert = ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &cert,
-                &self.roots,
+            // No name to match yet: checked as a dial of the node it names (chain, validity,
+            // serverAuth usage, revocation).
+            let name = node_name(end_entity, "server certificate").map_err(|_| not_a_node())?;
+            let named = ServerName::try_from(name.as_str()).map_err(|_| not_a_node())?;
+            self.webpki.verify_server_cert(
+                end_entity,
                 intermediates,
+                &named,
+                ocsp_response,
                 now,
-                self.provider.signature_verification_algorithms.all,
             )?;
-            node_name(end_entity, "server certificate").map_err(|_| not_a_node())?;
         } else {
             self.webpki.verify_server_cert(
                 end_entity,
@@ -297,18 +309,8 @@ mod tests {
 
     use crate::test_name as name;
 
-    fn verifier(id: &Identity) -> NodeServerVerifier {
-        let provider = crypto_provider();
-        let roots = Arc::new(root_store(&id.roots, "test").unwrap());
-        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .unwrap();
-        NodeServerVerifier {
-            webpki,
-            roots,
-            provider,
-            cluster: id.cluster(),
-        }
+    fn verifier(id: &Identity) -> Arc<NodeServerVerifier> {
+        server_verifier(id).unwrap()
     }
 
     fn verify(v: &NodeServerVerifier, cert: &Identity, server_name: &str) -> Result<(), String> {
@@ -421,6 +423,7 @@ mod tests {
             key: rustls_pemfile::private_key(&mut old.key_pem.as_bytes())
                 .unwrap()
                 .unwrap(),
+            crls: Vec::new(),
         };
         let v = verifier(&alice);
         for server_name in ["old", SEED_SERVER_NAME] {
@@ -459,5 +462,56 @@ mod tests {
         let alice = ca.identity(&name("alice"), &[], 1).unwrap();
         assert_eq!(server_config(&alice).unwrap().alpn_protocols, [ALPN]);
         assert_eq!(client_config(&alice).unwrap().alpn_protocols, [ALPN]);
+    }
+
+    #[test]
+    fn certificates_a_revocation_list_names_are_refused_both_ways() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let bob = ca.identity(&name("bob"), &[], 1).unwrap();
+        let carol = ca.identity(&name("carol"), &[], 1).unwrap();
+        let bob_serial = crate::tls::CertKeyring::new(&bob)
+            .unwrap()
+            .certificate_info(&name("bob"))
+            .unwrap()
+            .serial;
+        let crl = ca.revocation_list(&[&bob_serial], 7).unwrap();
+        let alice = ca
+            .identity(&name("alice"), &[], 1)
+            .unwrap()
+            .with_crls_pem(&crl, "test crl")
+            .unwrap();
+        let now = UnixTime::now();
+        let clients = client_verifier(&alice).unwrap();
+        let revoked = |e: &rustls::Error| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(CertificateError::Revoked)
+            )
+        };
+        let err = clients
+            .verify_client_cert(&bob.chain[0], &[], now)
+            .unwrap_err();
+        assert!(revoked(&err), "{err}");
+        assert!(clients
+            .verify_client_cert(&carol.chain[0], &[], now)
+            .is_ok());
+        let servers = server_verifier(&alice).unwrap();
+        for server_name in ["bob", SEED_SERVER_NAME] {
+            let server_name = ServerName::try_from(server_name).unwrap();
+            let err = servers
+                .verify_server_cert(&bob.chain[0], &[], &server_name, &[], now)
+                .unwrap_err();
+            assert!(revoked(&err), "{err}");
+        }
+        let seed = ServerName::try_from(SEED_SERVER_NAME).unwrap();
+        assert!(servers
+            .verify_server_cert(&carol.chain[0], &[], &seed, &[], now)
+            .is_ok());
+        // Without the list, bob is a member like any other.
+        let plain = ca.identity(&name("alice"), &[], 1).unwrap();
+        assert!(client_verifier(&plain)
+            .unwrap()
+            .verify_client_cert(&bob.chain[0], &[], now)
+            .is_ok());
     }
 }

@@ -197,6 +197,14 @@ pub enum Error {
     /// A peer completed a handshake without presenting any certificate.
     #[error("peer presented no certificate")]
     NoPeerCertificate,
+    /// A certificate revocation list file holds no CRL, or one that does not parse.
+    #[error("{file}: certificate revocation list: {reason}")]
+    BadCrl {
+        /// File or label.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A new identity handed to a running node is not for it: its certificate names another
     /// node, or another cluster. The identity in use is kept.
     #[error("{file}: {reason}")]

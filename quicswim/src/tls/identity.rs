@@ -5,7 +5,7 @@ use std::io::{self, BufReader};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::ParsedCertificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -41,6 +41,10 @@ pub struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
     /// The private key of `chain[0]`.
     pub key: PrivateKeyDer<'static>,
+    /// Certificate revocation lists published by the CA: a peer certificate one of them
+    /// lists is refused in handshakes, both ways, and never learned to check records with.
+    /// Empty unless [`Identity::with_crl_file`] or [`Identity::with_crls_pem`] added some.
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 impl Identity {
@@ -91,7 +95,37 @@ impl Identity {
             roots,
             chain,
             key: key_der,
+            crls: Vec::new(),
         })
+    }
+
+    /// This identity with the revocation lists in the PEM file `path` (`X509 CRL` blocks,
+    /// as `openssl ca -gencrl` and `quicswim certs crl` write them), in place of any it had.
+    ///
+    /// Errors name the file: missing or unreadable, no CRL in it, or one that does not parse.
+    pub fn with_crl_file(self, path: &Path) -> Result<Self> {
+        let pem = read_file(path)?;
+        self.with_crls_pem(&pem, &label_of(path))
+    }
+
+    /// [`with_crl_file`](Self::with_crl_file) on PEM text; errors name `label`.
+    pub fn with_crls_pem(mut self, pem: &str, label: &str) -> Result<Self> {
+        let bad = |reason: String| Error::BadCrl {
+            file: label.to_owned(),
+            reason,
+        };
+        let crls = rustls_pemfile::crls(&mut pem.as_bytes())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| bad(format!("malformed PEM: {e}")))?;
+        if crls.is_empty() {
+            return Err(bad("no PEM `X509 CRL` block found".into()));
+        }
+        for crl in &crls {
+            webpki::BorrowedCertRevocationList::from_der(crl)
+                .map_err(|e| bad(format!("does not parse: {e}")))?;
+        }
+        self.crls = crls;
+        Ok(self)
     }
 }
 
@@ -189,6 +223,7 @@ impl Clone for Identity {
             roots: self.roots.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            crls: self.crls.clone(),
         }
     }
 }

@@ -394,6 +394,29 @@ struct Own {
     /// alone, so one issued under an intermediate verifies when it is this node's as well,
     /// as it is in a cluster whose PKI issues all its nodes from one intermediate.
     intermediates: Vec<CertificateDer<'static>>,
+    /// The CA's revocation lists: a certificate they list is never learned.
+    crls: Vec<webpki::CertRevocationList<'static>>,
+}
+
+impl Own {
+    /// Whether one of this node's revocation lists lists `held` (by serial; a list names
+    /// the serials of its issuer, the one CA of a cluster made by `quicswim certs`).
+    fn revokes(&self, held: &Held) -> bool {
+        let Some(serial) = serial_bytes(&held.serial) else {
+            return false;
+        };
+        self.crls
+            .iter()
+            .any(|crl| matches!(crl.find_serial(&serial), Ok(Some(_))))
+    }
+}
+
+/// The bytes of a lowercase hex serial.
+fn serial_bytes(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A new identity for a running [`CertKeyring`], checked
@@ -444,6 +467,18 @@ fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
+    let crls = identity
+        .crls
+        .iter()
+        .map(|der| {
+            webpki::OwnedCertRevocationList::from_der(der)
+                .map(webpki::CertRevocationList::from)
+                .map_err(|e| Error::BadCrl {
+                    file: "revocation lists".into(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let algorithm = info.algorithm;
     let held = Held::new(leaf.as_ref(), &cert, info);
     let cluster = cluster_of(&cert, &cert_label)?;
@@ -452,6 +487,7 @@ fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
         signer,
         anchors,
         intermediates: identity.chain[1..].to_vec(),
+        crls,
     };
     Ok((own, held, cluster))
 }
@@ -529,7 +565,19 @@ impl CertKeyring {
                 map.insert(self.name.clone(), Arc::new(kept));
             }
         }
-        *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(own);
+        let own = Arc::new(own);
+        *self.own.write().unwrap_or_else(PoisonError::into_inner) = own.clone();
+        if !own.crls.is_empty() {
+            // Certificates learned before the lists listed them go now.
+            let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
+            let me = &self.name;
+            map.retain(|name, held| name == me || !own.revokes(held));
+            for held in map.values_mut() {
+                if held.previous.as_ref().is_some_and(|p| own.revokes(p)) {
+                    *held = Arc::new(held.alone());
+                }
+            }
+        }
     }
 
     fn own(&self) -> Arc<Own> {
@@ -830,6 +878,14 @@ impl CertKeyring {
         let end_entity = webpki::EndEntityCert::try_from(&cert_der)
             .map_err(|e| format!("does not parse: {e}"))?;
         let own = self.own();
+        let crls: Vec<&webpki::CertRevocationList<'_>> = own.crls.iter().collect();
+        // As the handshakes check it: the end entity only, and a status no list gives is
+        // taken as not revoked (a CA that publishes none).
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(webpki::RevocationCheckDepth::EndEntity)
+                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                .build()
+        });
         // Certificates travel alone: those `quicswim certs` makes are signed by the CA itself
         // (path length 0); another PKI's intermediates are taken from this node's own chain.
         end_entity
@@ -839,7 +895,7 @@ impl CertKeyring {
                 &own.intermediates,
                 now,
                 webpki::KeyUsage::client_auth(),
-                None,
+                revocation,
                 None,
             )
             .map_err(|e| format!("not trusted: {e}"))?;
@@ -1683,6 +1739,7 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             key: rustls_pemfile::private_key(&mut RSA_KEY_PEM.as_bytes())
                 .unwrap()
                 .unwrap(),
+            crls: Vec::new(),
         };
         let err = CertKeyring::new(&id).unwrap_err();
         assert!(matches!(err, Error::UnsupportedKey { .. }), "{err}");
@@ -2003,5 +2060,54 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         alice.learn(&name("bob"), &bob_der).unwrap();
         let sig = bob.sign(&record(5));
         assert_eq!(alice.verify(&name("bob"), &record(5), &sig), Verdict::Valid);
+    }
+
+    #[test]
+    fn a_revocation_list_stops_a_certificate_being_learned_and_drops_it_if_held() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice_id = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let alice = CertKeyring::new(&alice_id).unwrap();
+        let (bob, bob_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let (_, carol_der) = keyring(&ca, "carol", NodeKeyType::Ed25519);
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        alice.learn(&name("carol"), &carol_der).unwrap();
+        let sig = bob.sign(&record(1));
+        assert_eq!(alice.verify(&name("bob"), &record(1), &sig), Verdict::Valid);
+
+        let serial = bob.certificate_info(&name("bob")).unwrap().serial;
+        let crl = ca.revocation_list(&[&serial], 7).unwrap();
+        alice
+            .rotate(&alice_id.with_crls_pem(&crl, "test crl").unwrap())
+            .unwrap();
+        // Held before the list came: dropped, so bob's records are of an unknown signer.
+        assert!(alice.certificate(&name("bob")).is_none());
+        assert_eq!(
+            alice.verify(&name("bob"), &record(1), &sig),
+            Verdict::UnknownSigner
+        );
+        let err = alice.learn(&name("bob"), &bob_der).unwrap_err();
+        assert!(err.reason.contains("Revoked"), "{err}");
+        // Carol is not listed.
+        assert!(alice.certificate(&name("carol")).is_some());
+        alice.forget(&name("carol"));
+        alice.learn(&name("carol"), &carol_der).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_a_revocation_list_is_refused_naming_it() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let id = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let err = id
+            .clone()
+            .with_crls_pem(ca.cert_pem(), "crl.pem")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("crl.pem: certificate revocation list: no PEM"),
+            "{err}"
+        );
+        let garbage = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n";
+        let err = id.with_crls_pem(garbage, "crl.pem").unwrap_err();
+        assert!(err.to_string().contains("does not parse"), "{err}");
     }
 }

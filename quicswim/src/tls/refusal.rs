@@ -10,7 +10,8 @@ use serde::Serialize;
 /// cluster or its CA is not in `ca.pem`; `bad_name` — the certificate does not name the
 /// expected node, or names none; `no_client_cert` — the peer dialled without a client
 /// certificate; `expired` — outside its validity period (check clocks); `bad_usage` — the
-/// certificate lacks serverAuth or clientAuth; `other` — anything else.
+/// certificate lacks serverAuth or clientAuth; `revoked` — a revocation list the refusing
+/// side holds (`--crl`) lists the certificate; `other` — anything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
@@ -25,18 +26,21 @@ pub enum Refusal {
     Expired,
     /// The certificate lacks a needed extended key usage (alert `unsupported_certificate`).
     BadUsage,
+    /// A revocation list lists the certificate (alert `certificate_revoked`).
+    Revoked,
     /// Any other failure: another alert, a failed admission round trip, a protocol error.
     Other,
 }
 
 impl Refusal {
     /// Every class, in a fixed order (for counters and reports).
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::UnknownCa,
         Refusal::BadName,
         Refusal::NoClientCert,
         Refusal::Expired,
         Refusal::BadUsage,
+        Refusal::Revoked,
         Refusal::Other,
     ];
 
@@ -48,6 +52,7 @@ impl Refusal {
             116 => Refusal::NoClientCert,
             45 => Refusal::Expired,
             43 => Refusal::BadUsage,
+            44 => Refusal::Revoked,
             _ => Refusal::Other,
         }
     }
@@ -60,6 +65,7 @@ impl Refusal {
             Refusal::NoClientCert => "no_client_cert",
             Refusal::Expired => "expired",
             Refusal::BadUsage => "bad_usage",
+            Refusal::Revoked => "revoked",
             Refusal::Other => "other",
         }
     }

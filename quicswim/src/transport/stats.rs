@@ -119,6 +119,8 @@ pub struct RefusedCounts {
     pub expired: u64,
     /// Certificate lacks serverAuth or clientAuth.
     pub bad_usage: u64,
+    /// Certificate listed by a revocation list.
+    pub revoked: u64,
     /// Anything else, including failed admission round trips.
     pub other: u64,
 }
@@ -132,6 +134,7 @@ impl RefusedCounts {
             Refusal::NoClientCert => self.no_client_cert,
             Refusal::Expired => self.expired,
             Refusal::BadUsage => self.bad_usage,
+            Refusal::Revoked => self.revoked,
             Refusal::Other => self.other,
         }
     }
@@ -219,6 +222,7 @@ impl Counters {
                 no_client_cert: refused(Refusal::NoClientCert),
                 expired: refused(Refusal::Expired),
                 bad_usage: refused(Refusal::BadUsage),
+                revoked: refused(Refusal::Revoked),
                 other: refused(Refusal::Other),
             },
             handshakes_in: get(&self.handshakes_in),
