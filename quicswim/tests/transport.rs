@@ -518,21 +518,7 @@ async fn expired_certificate_is_refused() {
     let mut alice = Node::start(&ca, "alice").await;
     let now = SystemTime::now();
     let day = Duration::from_secs(86_400);
-    let old = ca
-        .issue_valid_between(&name("old"), &[], now - 3 * day, now - day)
-        .unwrap();
-    // Identity::from_pem refuses expired certificates, so assemble it by hand.
-    let identity = Identity {
-        name: name("old"),
-        roots: vec![ca.cert_der().clone()],
-        chain: rustls_pemfile::certs(&mut old.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap(),
-        key: rustls_pemfile::private_key(&mut old.key_pem.as_bytes())
-            .unwrap()
-            .unwrap(),
-        crls: Vec::new(),
-    };
+    let identity = identity_between(&ca, "old", now - 3 * day, now - day);
     let stale = Node::start_with(identity, local_config()).await;
     let err = stale
         .ask("expired request", alice.as_peer(), b"x")
@@ -540,6 +526,113 @@ async fn expired_certificate_is_refused() {
         .unwrap_err();
     assert_refused(&err, Refusal::Expired);
     alice.wait_refused(Refusal::Expired).await;
+}
+
+/// An identity for `who` valid between the two times; assembled by hand, since
+/// `Identity::from_pem` refuses one outside its validity.
+fn identity_between(
+    ca: &CertAuthority,
+    who: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Identity {
+    let issued = ca
+        .issue_valid_between(&name(who), &[], not_before, not_after)
+        .unwrap();
+    Identity {
+        name: name(who),
+        roots: vec![ca.cert_der().clone()],
+        chain: rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap(),
+        key: rustls_pemfile::private_key(&mut issued.key_pem.as_bytes())
+            .unwrap()
+            .unwrap(),
+        crls: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_refused_is_dialled_again_only_after_a_growing_wait() {
+    let ca = CertAuthority::generate("test").unwrap();
+    let mut alice = Node::start(&ca, "alice").await;
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let stale = Node::start_with(
+        identity_between(&ca, "old", now - 3 * day, now - day),
+        local_config(),
+    )
+    .await;
+    // Alice has something for the expired node every 20 ms for 2.5 s (bounded in count
+    // and time), as gossip would.
+    let started = tokio::time::Instant::now();
+    for _ in 0..125 {
+        alice
+            .transport
+            .send_datagram(stale.as_peer(), Bytes::from_static(b"gossip"));
+        tokio::time::sleep(Duration::from_millis(20)).await; // the load's pace
+    }
+    let elapsed = started.elapsed();
+    alice.wait_refused(Refusal::Expired).await;
+    let stats = alice.transport.stats();
+    // Dialled at once, then not before ~1 s (0.75-1.25 s) after the refusal, then not
+    // before ~2 s after the next: at most three dials in 2.5 s, not one per datagram.
+    assert!(
+        (1..=3).contains(&stats.dials),
+        "{} dials in {elapsed:?}",
+        stats.dials
+    );
+    assert!(stats.dials_paced >= 100, "{stats:?}");
+    assert!(stats.refused.expired >= 1, "{stats:?}");
+    // A request meanwhile fails at once, saying why.
+    let err = alice
+        .ask("paced request", stale.as_peer(), b"x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Paced { .. } | Error::Refused { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closes_when_the_peers_certificate_expires() {
+    let ca = CertAuthority::generate("test").unwrap();
+    // Swept every 2 s; idle only after 8 s, so the expiry (in 3 s) closes it first.
+    let config = TransportConfig {
+        idle_timeout: Duration::from_secs(8),
+        keep_alive: Duration::from_secs(1),
+        ..local_config()
+    };
+    let alice =
+        Node::start_with(ca.identity(&name("alice"), &[], 1).unwrap(), config.clone()).await;
+    let now = SystemTime::now();
+    let brief = Node::start_with(
+        identity_between(
+            &ca,
+            "brief",
+            now - Duration::from_secs(3_600),
+            now + Duration::from_secs(3),
+        ),
+        config,
+    )
+    .await;
+    let (from, reply) = alice
+        .ask("request while valid", brief.as_peer(), b"hi")
+        .await
+        .unwrap();
+    assert_eq!((from.as_str(), reply.as_slice()), ("brief", &b"re:hi"[..]));
+    alice
+        .wait_stats("the expired peer's connection closed", |s| {
+            s.expired_closed == 1 && s.connections_pooled == 0
+        })
+        .await;
+    // And it is not dialled anew: the handshake is refused, then paced.
+    let err = alice
+        .ask("request after expiry", brief.as_peer(), b"x")
+        .await
+        .unwrap_err();
+    assert_refused(&err, Refusal::Expired);
 }
 
 #[tokio::test]

@@ -52,6 +52,10 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig> {
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| config_err(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // No resumption: a resumed session skips the certificate checks, so a peer whose
+    // certificate expired or was revoked since could come back in on an old ticket.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -68,6 +72,8 @@ pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig> {
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| config_err(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // Every handshake checks the server's certificate anew (see `server_config`).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 

@@ -246,6 +246,13 @@ pub fn peer_name(certs: &[CertificateDer<'_>]) -> Result<NodeName> {
     node_name(leaf, PEER_LABEL)
 }
 
+/// When the certificate `der` stops being valid, if it parses.
+pub fn not_after_of(der: &[u8]) -> Option<SystemTime> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// PEM text with the label errors use for it.
 struct Pem<'a> {
     text: &'a str,

@@ -30,7 +30,9 @@ pub use ca::{
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
 pub use file_mode::{readable_by_others, warn_if_readable_by_others};
-pub use identity::{cluster_label, cluster_of_der, peer_name, Identity, CLUSTER_URI_PREFIX};
+pub use identity::{
+    cluster_label, cluster_of_der, not_after_of, peer_name, Identity, CLUSTER_URI_PREFIX,
+};
 pub use keyring::{CertKeyring, CertificateInfo, KeyAlgorithm, Rotation, HELD_NAMES_MAX};
 pub use refusal::Refusal;
 

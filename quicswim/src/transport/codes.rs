@@ -23,6 +23,8 @@ pub(crate) const SELF_DIAL: VarInt = VarInt::from_u32(5);
 pub(crate) const SUPERSEDED: VarInt = VarInt::from_u32(6);
 /// Connection: the certificate named a node other than the one dialled.
 pub(crate) const WRONG_PEER: VarInt = VarInt::from_u32(7);
+/// Connection: the peer's certificate has expired since the handshake.
+pub(crate) const EXPIRED: VarInt = VarInt::from_u32(8);
 
 /// Stream: the frame is over the receiver's `frame_len_max`.
 pub(crate) const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);

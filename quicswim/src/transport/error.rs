@@ -105,6 +105,15 @@ pub enum Error {
         /// The bound.
         max: usize,
     },
+    /// The peer refused a handshake lately; it is dialled again only after a wait that
+    /// doubles with each refusal in a row (1 s to 60 s, jittered).
+    #[error("{peer}: refused lately; not dialled again for {retry_in:?}")]
+    Paced {
+        /// The peer.
+        peer: String,
+        /// How long until it may be dialled again.
+        retry_in: std::time::Duration,
+    },
     /// [`Transport::close`](super::Transport::close) was called.
     #[error("transport is shut down")]
     Closed,

@@ -38,6 +38,8 @@ pub(crate) struct Link {
     /// Bytes of request frames being read from this peer at once, at most `frame_len_max`:
     /// a peer with many streams open cannot hold more than one full frame's memory.
     pub frame_budget: Arc<Semaphore>,
+    /// When the peer's certificate expires: the connection is closed then.
+    pub cert_not_after: Option<std::time::SystemTime>,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ impl Link {
         now_ms: u64,
         frame_budget: usize,
     ) -> Self {
+        let cert_not_after = peer_certificate_of(&conn).and_then(|der| tls::not_after_of(&der));
         Link {
             conn,
             name,
@@ -78,6 +81,7 @@ impl Link {
             work: Mutex::new(Work::default()),
             quiet: Notify::new(),
             frame_budget: Arc::new(Semaphore::new(frame_budget)),
+            cert_not_after,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct TransportStats {
     pub dials: u64,
     /// Outgoing connection attempts that did not end admitted.
     pub dials_failed: u64,
+    /// Dials not made because the peer refused lately (see `Error::Paced`).
+    pub dials_paced: u64,
+    /// Connections closed because the peer's certificate expired while they were up.
+    pub expired_closed: u64,
     /// Handshakes or admissions refused, by class, on either side.
     pub refused: RefusedCounts,
     /// Incoming handshakes started (accepted past the checks on strangers).
@@ -161,6 +165,8 @@ pub(crate) struct Counters {
     pub frames_too_large: AtomicU64,
     pub dials: AtomicU64,
     pub dials_failed: AtomicU64,
+    pub dials_paced: AtomicU64,
+    pub expired_closed: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     pub handshakes_in: AtomicU64,
     pub retries_sent: AtomicU64,
@@ -216,6 +222,8 @@ impl Counters {
             frames_too_large: get(&self.frames_too_large),
             dials: get(&self.dials),
             dials_failed: get(&self.dials_failed),
+            dials_paced: get(&self.dials_paced),
+            expired_closed: get(&self.expired_closed),
             refused: RefusedCounts {
                 unknown_ca: refused(Refusal::UnknownCa),
                 bad_name: refused(Refusal::BadName),

@@ -27,6 +27,8 @@ pub(super) fn encode_transport(e: &mut DescriptorEncoder, t: &TransportStats) ->
         frames_too_large,
         dials,
         dials_failed,
+        dials_paced,
+        expired_closed,
         refused,
         handshakes_in,
         retries_sent,
@@ -143,6 +145,18 @@ pub(super) fn encode_transport(e: &mut DescriptorEncoder, t: &TransportStats) ->
         "transport_dials_failed",
         "Outgoing connection attempts that did not end admitted.",
         *dials_failed,
+    )?;
+    counter(
+        e,
+        "transport_dials_paced",
+        "Dials not made because the peer refused a handshake lately (waits of 1 s doubling to 60 s).",
+        *dials_paced,
+    )?;
+    counter(
+        e,
+        "transport_expired_closed",
+        "Connections closed because the peer's certificate expired while they were up.",
+        *expired_closed,
     )?;
     let mut handshakes_refused = e.encode_descriptor(
         "handshakes_refused",

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::ConnectionError;
 use tokio::time::timeout;
@@ -20,11 +21,18 @@ use crate::transport::{codes, Error, Incoming, Peer};
 /// Why a dial or accept did not end admitted.
 #[derive(Clone, Debug)]
 pub(super) enum Failure {
-    Refused { reason: Refusal, detail: String },
+    Refused {
+        reason: Refusal,
+        detail: String,
+    },
     Unreachable(String),
     SelfDial,
     Busy,
     Closed,
+    /// The peer refused lately and is not dialled again yet.
+    Paced {
+        retry_in: Duration,
+    },
 }
 
 impl Failure {
@@ -56,6 +64,10 @@ impl Failure {
                 max: engine.config.max_connections,
             },
             Failure::Closed => Error::Closed,
+            Failure::Paced { retry_in } => Error::Paced {
+                peer: peer_label,
+                retry_in,
+            },
         }
     }
 }
@@ -131,6 +143,7 @@ impl Engine {
             Ok((conn, name, instance)) => self.admit(conn, name, true, instance).await,
             Err(failure) => Err(failure),
         };
+        self.pace(&key, matches!(result, Err(Failure::Refused { .. })));
         let pending = {
             let mut state = self.state();
             state.dials_in_progress = state.dials_in_progress.saturating_sub(1);
@@ -334,6 +347,9 @@ impl Engine {
             Failure::Unreachable(detail) => debug!(peer, detail = %detail, "peer unreachable"),
             Failure::SelfDial => debug!(peer, "address is this node; not dialling it"),
             Failure::Busy => debug!(peer, "too many handshakes in progress"),
+            Failure::Paced { retry_in } => {
+                debug!(peer, ?retry_in, "refused lately; not dialled yet")
+            }
             Failure::Closed => {}
         }
     }

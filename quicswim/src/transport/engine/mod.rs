@@ -49,6 +49,17 @@ const INCOMING_QUEUE_MAX: usize = 4096;
 /// At most one refusal WARN line per this period; the others are counted and the next line
 /// says how many.
 const REFUSAL_LOG_PERIOD_MS: u64 = 10_000;
+/// After a peer refuses a handshake, it is not dialled again for this long, doubled at each
+/// refusal in a row up to [`DIAL_PACE_MAX`], each wait drawn within ±25 %: a peer whose
+/// certificate expired (or was revoked) is not hammered by every member at every gossip
+/// round, and members do not come back to it in step.
+const DIAL_PACE_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between dials of a peer that keeps refusing.
+const DIAL_PACE_MAX: Duration = Duration::from_secs(60);
+/// Peers remembered for pacing at once; beyond it, those whose wait is over go first, and
+/// then refusals are not remembered (bounded memory under a flood of refusing addresses).
+const PACED_PEERS_MAX: usize = 4096;
+
 /// Longest an unused link is kept when the owner asks for more than `idle_timeout`.
 pub(crate) const KEEP_UNUSED_MAX: Duration = Duration::from_secs(3600);
 
@@ -101,6 +112,8 @@ struct State {
     open: HashMap<usize, Arc<Link>>,
     /// Wire counters of the connections closed so far.
     closed_wire: WireStats,
+    /// Peers that refused handshakes, not dialled again until their time.
+    paced: HashMap<DialKey, Pace>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -119,6 +132,12 @@ impl DialKey {
 }
 
 type DialResult = Result<Arc<Link>, Failure>;
+
+/// A peer that refused handshakes: how many in a row, and when it may be dialled again.
+struct Pace {
+    refusals: u32,
+    until_ms: u64,
+}
 
 #[derive(Default)]
 struct PendingDial {
@@ -215,6 +234,7 @@ impl Engine {
                 refusal_log: LogGate::new(REFUSAL_LOG_PERIOD_MS),
                 open: HashMap::new(),
                 closed_wire: WireStats::default(),
+                paced: HashMap::new(),
             }),
             keep_unused_ms: AtomicU64::new(millis(config.idle_timeout)),
             config,
@@ -343,6 +363,13 @@ impl Engine {
             Entry::Vacant(entry) => {
                 if state.dials_in_progress >= self.config.max_connections {
                     return Err(Failure::Busy);
+                }
+                let now = self.now_ms();
+                if let Some(pace) = state.paced.get(&key).filter(|p| p.until_ms > now) {
+                    bump(&self.counters.dials_paced);
+                    return Err(Failure::Paced {
+                        retry_in: Duration::from_millis(pace.until_ms - now),
+                    });
                 }
                 state.dials_in_progress += 1;
                 self.spawn(Engine::dial(self.clone(), peer.clone(), key));
@@ -695,14 +722,31 @@ impl Engine {
     }
 
     async fn close_idle(&self) {
+        self.close_expired().await;
         let idle_ms = self.keep_unused_ms.load(Ordering::Relaxed);
         let now = self.now_ms();
-        let idle: Vec<Arc<Link>> = {
+        let idle = |l: &Link| now.saturating_sub(l.last_used_ms()) >= idle_ms && l.in_flight() == 0;
+        for name in self.close_pooled(idle, "idle", codes::IDLE).await {
+            bump(&self.counters.idle_closed);
+            debug!(peer = %name, "closed idle connection");
+        }
+    }
+
+    /// Takes the pooled links `which` selects out of the pool, tells the owner each peer is
+    /// down (`reason`), and closes each with `code` once no request is in flight on it.
+    /// Returns their names.
+    async fn close_pooled(
+        &self,
+        which: impl Fn(&Link) -> bool,
+        reason: &'static str,
+        code: VarInt,
+    ) -> Vec<NodeName> {
+        let links: Vec<Arc<Link>> = {
             let mut state = self.state();
             let names: Vec<NodeName> = state
                 .pool
                 .values()
-                .filter(|l| now.saturating_sub(l.last_used_ms()) >= idle_ms && l.in_flight() == 0)
+                .filter(|l| which(l))
                 .map(|l| l.name.clone())
                 .collect();
             names
@@ -710,15 +754,63 @@ impl Engine {
                 .filter_map(|name| state.pool.remove(name))
                 .collect()
         };
-        for link in idle {
-            bump(&self.counters.idle_closed);
-            debug!(peer = %link.name, "closing idle connection");
+        let mut names = Vec::with_capacity(links.len());
+        for link in links {
             self.emit(Incoming::PeerDown {
                 name: link.name.clone(),
-                reason: "idle".into(),
+                reason: reason.into(),
             })
             .await;
-            self.retire(link, codes::IDLE, b"idle", true);
+            names.push(link.name.clone());
+            self.retire(link, code, reason.as_bytes(), true);
+        }
+        names
+    }
+
+    /// Notes how a dial of `key` ended, for pacing: a refusal makes the next dial wait
+    /// ([`DIAL_PACE_FIRST`], doubling, jittered); an admission forgets the refusals.
+    fn pace(&self, key: &DialKey, refused: bool) {
+        let mut state = self.state();
+        if !refused {
+            state.paced.remove(key);
+            return;
+        }
+        let now = self.now_ms();
+        if !state.paced.contains_key(key) && state.paced.len() >= PACED_PEERS_MAX {
+            state.paced.retain(|_, p| p.until_ms > now);
+            if state.paced.len() >= PACED_PEERS_MAX {
+                return;
+            }
+        }
+        let pace = state.paced.entry(key.clone()).or_insert(Pace {
+            refusals: 0,
+            until_ms: 0,
+        });
+        pace.refusals = pace.refusals.saturating_add(1);
+        let doubled = DIAL_PACE_FIRST.saturating_mul(1 << (pace.refusals - 1).min(16));
+        let wait = doubled
+            .min(DIAL_PACE_MAX)
+            .mul_f64(rand::random_range(0.75..1.25));
+        pace.until_ms = now.saturating_add(millis(wait));
+    }
+
+    /// Closes pooled links whose peer's certificate has expired since the handshake (a new
+    /// handshake would be refused): cleanly, once no request is in flight on them.
+    async fn close_expired(&self) {
+        // As WebPKI counts it: expired once the current second is past the last valid one.
+        let expired = |l: &Link| {
+            l.cert_not_after.is_some_and(|t| {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .is_ok_and(|past| past >= Duration::from_secs(1))
+            })
+        };
+        let closed = self
+            .close_pooled(expired, "certificate expired", codes::EXPIRED)
+            .await;
+        for name in closed {
+            bump(&self.counters.expired_closed);
+            info!(peer = %name, "closed the connection: the peer's certificate has expired");
         }
     }
 
