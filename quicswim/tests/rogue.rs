@@ -397,11 +397,7 @@ async fn forged_reset_with_the_highest_floor_erases_nothing() {
             rogue.request(node.addr(), &push).await,
             StreamMessage::KvPushAck
         );
-        assert!(
-            forged_until(node, |c| c.kv > before).await.kv > before,
-            "{}: not counted",
-            node.name()
-        );
+        forged_until(node, |c| c.kv > before).await;
     }
     for node in &nodes {
         assert_eq!(
@@ -443,11 +439,7 @@ async fn version_at_counter_max_cannot_mask_the_owners_later_writes() {
             rogue.request(node.addr(), &push).await,
             StreamMessage::KvPushAck
         );
-        assert!(
-            forged_until(node, |c| c.kv > before).await.kv > before,
-            "{}: not counted",
-            node.name()
-        );
+        forged_until(node, |c| c.kv > before).await;
     }
     // Sent to the owner itself: refused (a copy of its own key it never wrote).
     let victim_before = victim.metrics().await.unwrap().core;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use quicswim::protocol::Event;
+use quicswim::protocol::{Event, State};
 use quicswim::tls::{CertAuthority, Identity};
 use quicswim::Node;
 use tokio::sync::broadcast::error::RecvError;
@@ -222,5 +222,49 @@ async fn an_identity_for_another_node_is_refused_and_the_old_one_stays() {
     .await;
     assert_eq!(serial(&late, "node-0"), before);
     late.shutdown().await;
+    shutdown_all(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_list_taken_live_cuts_the_member_it_names_off() {
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    let ids: Vec<Identity> = (0..3)
+        .map(|i| identity(&ca, &format!("node-{i}")))
+        .collect();
+    let first = start(ids[0].clone(), vec![]).await;
+    let seed = first.addr();
+    let mut nodes = vec![first];
+    for id in &ids[1..] {
+        nodes.push(start(id.clone(), vec![seed]).await);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all("three alive everywhere", &refs, all_alive(3)).await;
+
+    let listed = serial(&nodes[0], "node-2").expect("node-2's certificate held");
+    let crl = ca.revocation_list(&[&listed], 7).unwrap();
+    for (node, id) in nodes.iter().zip(&ids).take(2) {
+        let with_list = id.clone().with_crls_pem(&crl, "test crl").unwrap();
+        node.reload_identity(&with_list).await.unwrap();
+        assert_eq!(
+            serial(node, "node-2"),
+            None,
+            "{} still holds it",
+            node.name()
+        );
+    }
+    // Its connections are closed and its handshakes refused: the two others lose it, and
+    // count its dials as revoked.
+    wait_all("node-2 failed at node-0 and node-1", &refs[..2], |m| {
+        state_of(m, "node-2").is_some_and(|(s, _)| s == State::Dead)
+    })
+    .await;
+    let refused: u64 = {
+        let mut total = 0;
+        for node in &nodes[..2] {
+            total += node.metrics().await.unwrap().transport.refused.revoked;
+        }
+        total
+    };
+    assert!(refused >= 1, "no revoked handshake counted");
     shutdown_all(&nodes).await;
 }

@@ -563,10 +563,10 @@ async fn a_peer_that_refused_is_dialled_again_only_after_a_growing_wait() {
         local_config(),
     )
     .await;
-    // Alice has something for the expired node every 20 ms for 2.5 s (bounded in count
+    // Alice has something for the expired node every 20 ms for 4.5 s (bounded in count
     // and time), as gossip would.
     let started = tokio::time::Instant::now();
-    for _ in 0..125 {
+    for _ in 0..225 {
         alice
             .transport
             .send_datagram(stale.as_peer(), Bytes::from_static(b"gossip"));
@@ -575,14 +575,15 @@ async fn a_peer_that_refused_is_dialled_again_only_after_a_growing_wait() {
     let elapsed = started.elapsed();
     alice.wait_refused(Refusal::Expired).await;
     let stats = alice.transport.stats();
-    // Dialled at once, then not before ~1 s (0.75-1.25 s) after the refusal, then not
-    // before ~2 s after the next: at most three dials in 2.5 s, not one per datagram.
+    // Dialled at once, then after 0.75-1.25 s, then 1.5-2.5 s after that, then 3-5 s
+    // after: at most three dials in 4.5 s (a wait that did not grow would allow five), not
+    // one per datagram.
     assert!(
-        (1..=3).contains(&stats.dials),
+        (2..=3).contains(&stats.dials),
         "{} dials in {elapsed:?}",
         stats.dials
     );
-    assert!(stats.dials_paced >= 100, "{stats:?}");
+    assert!(stats.dials_paced >= 200, "{stats:?}");
     assert!(stats.refused.expired >= 1, "{stats:?}");
     // A request meanwhile fails at once, saying why.
     let err = alice
@@ -633,6 +634,11 @@ async fn a_connection_closes_when_the_peers_certificate_expires() {
         .await
         .unwrap_err();
     assert_refused(&err, Refusal::Expired);
+    let err = alice
+        .ask("request right after", brief.as_peer(), b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Paced { .. }), "{err}");
 }
 
 #[tokio::test]

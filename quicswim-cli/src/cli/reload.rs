@@ -25,6 +25,9 @@ use tracing::{info, warn};
 /// issue` and configuration tools write the certificate and the key one after the other.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// The longest a reload waits for the files to settle.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+
 /// Where the agent's identity was loaded from.
 #[derive(Clone, Debug)]
 pub(crate) struct IdentityFiles {
@@ -103,12 +106,16 @@ pub(crate) async fn run(
     }
 }
 
-/// Waits until no change has been seen for [`SETTLE`].
+/// Waits until no change has been seen for [`SETTLE`], or [`SETTLE_MAX`] in all (a
+/// directory that never stays still does not hold the reload back for ever).
 async fn settle(changed: &Notify) {
-    while tokio::time::timeout(SETTLE, changed.notified())
-        .await
-        .is_ok()
-    {}
+    let _ = tokio::time::timeout(SETTLE_MAX, async {
+        while tokio::time::timeout(SETTLE, changed.notified())
+            .await
+            .is_ok()
+        {}
+    })
+    .await;
 }
 
 /// Loads `files` and hands them to `node`; whether it took them.

@@ -136,7 +136,8 @@ pub trait Keyring: Send + Sync + fmt::Debug {
     }
 
     /// Takes a certificate a peer offered for `name`: kept only after it is checked against
-    /// the trust anchors, its validity period and `name`; replaces the one held for `name`.
+    /// the trust anchors, its validity period and `name`; as `name`'s newest when newer than
+    /// the one held (which is kept behind it while valid), else behind it.
     fn learn(&self, name: &NodeName, der: &[u8]) -> Result<(), CertificateRefused>;
 
     /// Takes several certificates as [`learn`](Self::learn) takes one, where that costs less

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
 use crate::protocol::{
-    CommandError, Config, ConfigError, Event, Member, NodeName, State, Stats, Swim, UserEvent,
-    ValidConfig,
+    CommandError, Config, ConfigError, Event, Keyring, Member, NodeName, State, Stats, Swim,
+    UserEvent, ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
 use crate::tls::{CertKeyring, CertificateInfo, Identity};
@@ -308,6 +308,8 @@ pub struct Node {
     phase: watch::Receiver<Phase>,
     /// The keyring the core signs and checks with: read for the certificates it holds.
     keyring: Arc<CertKeyring>,
+    /// Held through [`Node::reload_identity`].
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct DriverHandle {
@@ -465,6 +467,7 @@ impl Node {
             bootstrap: config.bootstrap,
             phase,
             keyring,
+            reloading: Arc::default(),
         })
     }
 
@@ -581,23 +584,38 @@ impl Node {
     /// `identity` must be this node's: the same name and cluster, a key that matches its
     /// certificate, chained to its roots ([`Identity::load`] checks all but the first two).
     /// On error ([`Error::Keyring`] naming the part at fault, or [`Error::Transport`])
-    /// nothing changes and the identity in use stays.
+    /// nothing changes and the identity in use stays. Members whose certificates the new
+    /// revocation lists name are dropped from the keyring and their connections closed.
     pub async fn reload_identity(&self, identity: &Identity) -> Result<(), Error> {
+        // One reload at a time: the transport and the keyring take the same identity.
+        let _one = self.reloading.lock().await;
         let rotation = self
             .keyring
             .prepare_rotation(identity)
             .map_err(Error::Keyring)?;
         self.driver.transport.set_identity(identity)?;
-        self.keyring.commit_rotation(rotation);
+        let before = Keyring::certificate(&*self.keyring, &self.name);
+        let revoked = self.keyring.commit_rotation(rotation);
         let serial = self
             .keyring
             .certificate_info(&self.name)
             .map(|c| c.serial)
             .unwrap_or_default();
         info!(node = %self.name, %serial, "identity reloaded: new handshakes present this certificate");
+        if !revoked.is_empty() {
+            self.driver.transport.close_revoked(&revoked).await;
+        }
+        if Keyring::certificate(&*self.keyring, &self.name) == before {
+            // The same certificate (a new CA bundle or revocation list): nothing to restate.
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Command::Restate(tx)).await?;
-        rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+        if let Ok(Err(e)) = rx.await {
+            // The identity is in use; only its announcement failed (the node is leaving).
+            warn!(node = %self.name, error = %e, "identity reloaded, but not restated");
+        }
+        Ok(())
     }
 
     /// Changes this node's metadata (gossiped with a new incarnation).

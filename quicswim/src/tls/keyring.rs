@@ -516,7 +516,7 @@ impl CertKeyring {
     /// [`commit_rotation`](Self::commit_rotation). Nothing changes on error.
     pub fn rotate(&self, identity: &Identity) -> Result<()> {
         let rotation = self.prepare_rotation(identity)?;
-        self.commit_rotation(rotation);
+        let _revoked = self.commit_rotation(rotation);
         Ok(())
     }
 
@@ -552,7 +552,10 @@ impl CertKeyring {
     /// kept behind the new one while valid, so this node's records signed before still
     /// verify here; members learn the new one when a record signed with it reaches them
     /// (they ask the peer that sent it), or from a new handshake.
-    pub fn commit_rotation(&self, rotation: Rotation) {
+    ///
+    /// Returns the members whose newest certificate the new revocation lists name: dropped
+    /// here, for the caller to close their connections.
+    pub fn commit_rotation(&self, rotation: Rotation) -> Vec<NodeName> {
         let Rotation { own, held } = rotation;
         {
             let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
@@ -567,17 +570,25 @@ impl CertKeyring {
         }
         let own = Arc::new(own);
         *self.own.write().unwrap_or_else(PoisonError::into_inner) = own.clone();
+        let mut revoked = Vec::new();
         if !own.crls.is_empty() {
             // Certificates learned before the lists listed them go now.
             let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
             let me = &self.name;
-            map.retain(|name, held| name == me || !own.revokes(held));
+            map.retain(|name, held| {
+                let keep = name == me || !own.revokes(held);
+                if !keep {
+                    revoked.push(name.clone());
+                }
+                keep
+            });
             for held in map.values_mut() {
                 if held.previous.as_ref().is_some_and(|p| own.revokes(p)) {
                     *held = Arc::new(held.alone());
                 }
             }
         }
+        revoked
     }
 
     fn own(&self) -> Arc<Own> {

@@ -25,6 +25,8 @@ pub(crate) const SUPERSEDED: VarInt = VarInt::from_u32(6);
 pub(crate) const WRONG_PEER: VarInt = VarInt::from_u32(7);
 /// Connection: the peer's certificate has expired since the handshake.
 pub(crate) const EXPIRED: VarInt = VarInt::from_u32(8);
+/// Connection: a revocation list this node took names the peer's certificate.
+pub(crate) const REVOKED: VarInt = VarInt::from_u32(9);
 
 /// Stream: the frame is over the receiver's `frame_len_max`.
 pub(crate) const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);

@@ -136,11 +136,13 @@ struct Parked {
 
 /// A signer's records that failed with its held certificate while it was asked for again,
 /// and were dropped rather than parked (key/value batches, user events; their data comes
-/// again by anti-entropy): counted as forged if the answer brings no other certificate, or
-/// none comes in time; forgotten if a newer certificate is learned (they were signed with
-/// it, most likely).
+/// again by anti-entropy): counted as forged if the peer asked answers with no newer
+/// certificate, or not in time; forgotten if a newer certificate is learned (they were signed
+/// with it, most likely).
 #[derive(Debug)]
 struct Unsettled {
+    /// The peer asked: only its answer settles them.
+    asked_of: NodeName,
     /// The peer that sent the last of them, named if they are counted.
     from: NodeName,
     kv: u64,
@@ -229,7 +231,6 @@ impl Swim {
                 if self.awaits_refresh(now, from, kind, signer) {
                     self.verification.failed_checks += 1;
                     self.stats.unverified_records += 1;
-                    self.want_certificate(now, from, signer);
                 } else {
                     self.count_forged(now, from, kind, signer);
                 }
@@ -237,7 +238,7 @@ impl Swim {
             }
             Verdict::UnknownSigner => {
                 self.stats.unverified_records += 1;
-                self.want_certificate(now, from, signer);
+                let _ = self.want_certificate(now, from, signer);
                 false
             }
         }
@@ -344,20 +345,23 @@ impl Swim {
         true
     }
 
-    fn want_certificate(&mut self, now: Instant, from: &NodeName, signer: &NodeName) {
+    /// Queues a request to `from` for `signer`'s certificate; whether one is queued.
+    fn want_certificate(&mut self, now: Instant, from: &NodeName, signer: &NodeName) -> bool {
         if *from == self.me.name {
-            return;
+            return false;
         }
         let v = &mut self.verification;
         if !v.asked.may_ask(signer, now) {
-            return;
+            return false;
         }
         // Marked asked only when a request goes out (`send_certificate_requests`): a peer
         // this node cannot address yet must not hold the ask back from the next relayer.
         let names = v.pending.entry(from.clone()).or_default();
         if names.len() < CERTIFICATES_PER_MESSAGE_MAX {
             names.insert(signer.clone());
+            return true;
         }
+        false
     }
 
     /// Whether a record of `signer` (of `kind`) that failed with its held certificate is to
@@ -395,11 +399,16 @@ impl Swim {
                     return false;
                 }
             }
+            // Only when a request can go out: otherwise nobody would answer.
+            if !self.want_certificate(now, from, signer) {
+                return false;
+            }
             let v = &mut self.verification;
             v.refreshed.asked(signer.clone(), now);
             v.stale.insert(
                 signer.clone(),
                 Unsettled {
+                    asked_of: from.clone(),
                     from: from.clone(),
                     kv: 0,
                     event: 0,
@@ -645,9 +654,16 @@ impl Swim {
         self.learn_certificates(now, from, certs, |name| asked.contains(name));
         // Signers asked for again and answered with the certificate already held: what
         // waited for the answer is checked once more (and, still failing, counted).
+        // Only the peer asked settles them: anyone else could answer with the certificate
+        // held to have honest records counted as forged.
         let mut rechecked = Vec::new();
         for name in &asked {
-            if self.verification.stale.contains_key(name) {
+            let answered = self
+                .verification
+                .stale
+                .get(name)
+                .is_some_and(|u| u.asked_of == *from);
+            if answered {
                 self.settle(now, name);
                 self.verification.asked.answered(name);
                 rechecked.push(name.clone());
@@ -692,9 +708,16 @@ impl Swim {
             match result {
                 Ok(()) => {
                     self.stats.certificates_learned += 1;
-                    let v = &mut self.verification;
-                    v.asked.answered(&c.name);
-                    v.stale.remove(&c.name);
+                    self.verification.asked.answered(&c.name);
+                    // Taken as the signer's newest: what failed while it was asked for
+                    // was most likely signed with it (checked again, or sent again).
+                    let newest = self
+                        .keyring
+                        .certificate(&c.name)
+                        .is_some_and(|held| *held == *c.der);
+                    if newest {
+                        self.verification.stale.remove(&c.name);
+                    }
                     learned.push(c.name.clone());
                 }
                 Err(e) => {

@@ -143,7 +143,10 @@ impl Engine {
             Ok((conn, name, instance)) => self.admit(conn, name, true, instance).await,
             Err(failure) => Err(failure),
         };
-        self.pace(&key, matches!(result, Err(Failure::Refused { .. })));
+        // Paced: refusals of a certificate (not a peer closing during admission).
+        let refused =
+            matches!(&result, Err(Failure::Refused { reason, .. }) if *reason != Refusal::Other);
+        self.pace(&key, refused);
         let pending = {
             let mut state = self.state();
             state.dials_in_progress = state.dials_in_progress.saturating_sub(1);

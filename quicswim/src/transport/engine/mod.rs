@@ -254,6 +254,8 @@ impl Engine {
     pub fn set_identity(&self, identity: &tls::Identity) -> Result<(), Error> {
         let (server, client) = quic_configs(identity, &self.quic_transport)?;
         self.endpoint.set_server_config(Some(server));
+        // Peers that refused the identity before may take this one.
+        self.state().paced.clear();
         *self
             .client_config
             .lock()
@@ -811,6 +813,21 @@ impl Engine {
         for name in closed {
             bump(&self.counters.expired_closed);
             info!(peer = %name, "closed the connection: the peer's certificate has expired");
+        }
+    }
+
+    /// Closes the pooled connections to `names` (their certificates were revoked), once no
+    /// request is in flight on them; the peers are told down.
+    pub async fn close_revoked(&self, names: &[NodeName]) {
+        let closed = self
+            .close_pooled(
+                |l| names.contains(&l.name),
+                "certificate revoked",
+                codes::REVOKED,
+            )
+            .await;
+        for name in closed {
+            info!(peer = %name, "closed the connection: the peer's certificate is revoked");
         }
     }
 
