@@ -244,7 +244,20 @@ fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
 
     // The CA lists carol's certificate; alice and bob take the new list by themselves.
     let serial = serial_of(&alice, "carol").expect("carol's serial");
-    fs::write(&crl, ca.revocation_list(&[&serial], 7).expect("a list")).expect("write crl");
+    let out = quicswim_ok(&[
+        "certs",
+        "revoke",
+        "carol",
+        "--dir",
+        certs.to_str().expect("test paths are UTF-8"),
+        "--out",
+        crl.to_str().expect("test paths are UTF-8"),
+    ]);
+    assert!(
+        out.contains(&format!("revoking carol: serial {serial}")),
+        "{out}"
+    );
+    assert_eq!(quicswim::tls::revoked_serials(&crl).unwrap(), [serial]);
     wait_for("the list reloaded", DEADLINE, &agents, || {
         [&alice, &bob]
             .iter()
@@ -274,4 +287,36 @@ fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
         refused.as_deref().is_some_and(|n| n != "0"),
         "alice counted no revoked handshake: {refused:?}"
     );
+}
+
+#[test]
+fn certs_revoke_keeps_what_the_list_named_and_names_what_it_cannot_find() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let certs = make_certs(dir, "certs", &["alice", "bob"]);
+    let certs_arg = certs.to_str().expect("test paths are UTF-8");
+    let crl = dir.join("revoked.pem");
+    let crl_arg = crl.to_str().expect("test paths are UTF-8");
+    let serial = |who: &str| {
+        quicswim::tls::serial_of_cert_file(&certs.join(who).join(format!("{who}.pem"))).unwrap()
+    };
+    quicswim_ok(&[
+        "certs", "revoke", "alice", "--dir", certs_arg, "--out", crl_arg,
+    ]);
+    quicswim_ok(&[
+        "certs", "revoke", "0abc", "--dir", certs_arg, "--out", crl_arg,
+    ]);
+    quicswim_ok(&[
+        "certs", "revoke", "bob", "--dir", certs_arg, "--out", crl_arg,
+    ]);
+    let mut want = vec![serial("alice"), serial("bob"), "0abc".to_string()];
+    want.sort();
+    let mut got = quicswim::tls::revoked_serials(&crl).unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    let out = quicswim(&[
+        "certs", "revoke", "nobody", "--dir", certs_arg, "--out", crl_arg,
+    ]);
+    let line = one_error_line(&out);
+    assert!(line.contains("\"nobody\": neither a node"), "{line}");
 }

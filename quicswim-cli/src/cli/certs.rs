@@ -1,7 +1,7 @@
 //! `quicswim certs`: make a cluster CA and node certificates.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quicswim::protocol::NodeName;
@@ -63,6 +63,24 @@ pub enum CertsCommand {
         /// DIR/cluster; none if it wrote none].
         #[arg(long, value_name = "NAME")]
         cluster: Option<NodeName>,
+    },
+    /// Write a certificate revocation list signed by the CA in DIR naming the certificates
+    /// given, and those FILE already names: nodes given it as `--crl FILE` (reloaded live)
+    /// refuse them and close their connections with them.
+    Revoke {
+        /// A node name (its certificate in DIR/NAME/NAME.pem, as `certs issue` wrote it) or a
+        /// certificate serial in hex (as `quicswim members` shows it).
+        #[arg(value_name = "NAME|SERIAL", required = true)]
+        targets: Vec<String>,
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The revocation list to write (PEM); the serials it already names are kept.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Days until the list's nextUpdate.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
     },
 }
 
@@ -175,6 +193,53 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        CertsCommand::Revoke {
+            targets,
+            dir,
+            out,
+            days,
+        } => revoke(&targets, &dir, &out, days)?,
     }
+    Ok(())
+}
+
+/// `certs revoke`: the serials of `targets` (node names in `dir`, or hex serials) and of
+/// the list already in `out`, in one list signed by the CA in `dir`, written to `out`.
+fn revoke(targets: &[String], dir: &Path, out: &Path, days: u32) -> anyhow::Result<()> {
+    let ca = tls::CertAuthority::load(dir)
+        .with_context(|| format!("cannot load the CA in {}", dir.display()))?;
+    let mut serials = if out.exists() {
+        tls::revoked_serials(out).context("--out holds a list that cannot be kept")?
+    } else {
+        Vec::new()
+    };
+    for target in targets {
+        let cert = dir.join(target).join(format!("{target}.pem"));
+        let serial = if cert.is_file() {
+            tls::serial_of_cert_file(&cert)?
+        } else if !target.is_empty() && target.chars().all(|c| c.is_ascii_hexdigit()) {
+            target.to_ascii_lowercase()
+        } else {
+            anyhow::bail!(
+                "{target:?}: neither a node with a certificate in {} nor a hex serial",
+                cert.display()
+            );
+        };
+        println!("revoking {target}: serial {serial}");
+        serials.push(serial);
+    }
+    serials.sort();
+    serials.dedup();
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    let pem = ca
+        .revocation_list(&refs, days)
+        .context("cannot make the revocation list")?;
+    std::fs::write(out, pem).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote revocation list {} ({} certificates); give it to every node as --crl {}",
+        out.display(),
+        serials.len(),
+        out.display()
+    );
     Ok(())
 }

@@ -28,6 +28,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::FromDer;
 
 use super::identity::{label_of, parse, read_file};
 use super::{Error, Identity, Result};
@@ -91,6 +92,58 @@ pub struct CertAuthority {
     key: KeyPair,
     /// The cluster node certificates are issued in (a URI SAN), if any.
     cluster: Option<NodeName>,
+}
+
+/// The serial number (lowercase hex, as `quicswim members` shows it) of the first
+/// certificate in the PEM file `path`.
+pub fn serial_of_cert_file(path: &Path) -> Result<String> {
+    let pem = read_file(path)?;
+    let label = label_of(path);
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .ok_or_else(|| Error::NoCertificate {
+            file: label.clone(),
+        })?
+        .map_err(|e| Error::Pem {
+            file: label.clone(),
+            reason: e.to_string(),
+        })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| Error::BadCertificate {
+            file: label,
+            reason: e.to_string(),
+        })?;
+    Ok(cert
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The serials (lowercase hex) the revocation lists in PEM file `path` name.
+pub fn revoked_serials(path: &Path) -> Result<Vec<String>> {
+    let pem = read_file(path)?;
+    let label = label_of(path);
+    let bad = |reason: String| Error::BadCrl {
+        file: label.clone(),
+        reason,
+    };
+    let mut serials = Vec::new();
+    for der in rustls_pemfile::crls(&mut pem.as_bytes()) {
+        let der = der.map_err(|e| bad(format!("malformed PEM: {e}")))?;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| bad(format!("does not parse: {e}")))?;
+        for revoked in crl.iter_revoked_certificates() {
+            serials.push(
+                revoked
+                    .raw_serial()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            );
+        }
+    }
+    Ok(serials)
 }
 
 /// A freshly issued node certificate and its private key, both PEM.

@@ -24,8 +24,8 @@ mod refusal;
 
 pub use ca::{
     init_ca_dir, init_ca_dir_in_cluster, init_ca_dir_with_key, issue_to_dir, issue_to_node_dir,
-    issue_to_node_dir_in_cluster, CaFiles, CertAuthority, IssuedCert, NodeFiles, NodeKeyType,
-    CLUSTER_FILE,
+    issue_to_node_dir_in_cluster, revoked_serials, serial_of_cert_file, CaFiles, CertAuthority,
+    IssuedCert, NodeFiles, NodeKeyType, CLUSTER_FILE,
 };
 pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVER_NAME};
 pub use error::Error;
