@@ -585,7 +585,8 @@ impl Node {
     /// certificate, chained to its roots ([`Identity::load`] checks all but the first two).
     /// On error ([`Error::Keyring`] naming the part at fault, or [`Error::Transport`])
     /// nothing changes and the identity in use stays. Members whose certificates the new
-    /// revocation lists name are dropped from the keyring and their connections closed.
+    /// roots or revocation lists no longer admit are dropped from the keyring and their
+    /// connections closed.
     pub async fn reload_identity(&self, identity: &Identity) -> Result<(), Error> {
         // One reload at a time: the transport and the keyring take the same identity.
         let _one = self.reloading.lock().await;

@@ -398,27 +398,6 @@ struct Own {
     crls: Vec<webpki::CertRevocationList<'static>>,
 }
 
-impl Own {
-    /// Whether one of this node's revocation lists lists `held` (by serial; a list names
-    /// the serials of its issuer, the one CA of a cluster made by `quicswim certs`).
-    fn revokes(&self, held: &Held) -> bool {
-        let Some(serial) = serial_bytes(&held.serial) else {
-            return false;
-        };
-        self.crls
-            .iter()
-            .any(|crl| matches!(crl.find_serial(&serial), Ok(Some(_))))
-    }
-}
-
-/// The bytes of a lowercase hex serial.
-fn serial_bytes(hex: &str) -> Option<Vec<u8>> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// A new identity for a running [`CertKeyring`], checked
 /// ([`CertKeyring::prepare_rotation`]) and not in use yet.
 pub struct Rotation {
@@ -553,8 +532,8 @@ impl CertKeyring {
     /// verify here; members learn the new one when a record signed with it reaches them
     /// (they ask the peer that sent it), or from a new handshake.
     ///
-    /// Returns the members whose newest certificate the new revocation lists name: dropped
-    /// here, for the caller to close their connections.
+    /// Returns the members whose newest certificate the new roots or revocation lists no
+    /// longer admit: dropped here, for the caller to close their connections.
     pub fn commit_rotation(&self, rotation: Rotation) -> Vec<NodeName> {
         let Rotation { own, held } = rotation;
         {
@@ -568,27 +547,40 @@ impl CertKeyring {
                 map.insert(self.name.clone(), Arc::new(kept));
             }
         }
-        let own = Arc::new(own);
-        *self.own.write().unwrap_or_else(PoisonError::into_inner) = own.clone();
-        let mut revoked = Vec::new();
-        if !own.crls.is_empty() {
-            // Certificates learned before the lists listed them go now.
-            let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
-            let me = &self.name;
-            map.retain(|name, held| {
-                let keep = name == me || !own.revokes(held);
-                if !keep {
-                    revoked.push(name.clone());
-                }
-                keep
-            });
-            for held in map.values_mut() {
-                if held.previous.as_ref().is_some_and(|p| own.revokes(p)) {
-                    *held = Arc::new(held.alone());
-                }
+        *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(own);
+        // Every certificate held is checked again under the new roots and lists: one whose
+        // CA left the bundle, or that a list names, goes now.
+        let now = UnixTime::now();
+        let algorithms = crypto_provider().signature_verification_algorithms.all;
+        let held: Vec<(NodeName, Arc<Held>)> = self
+            .read()
+            .iter()
+            .filter(|(name, _)| **name != self.name)
+            .map(|(name, h)| (name.clone(), h.clone()))
+            .collect();
+        let mut dropped = Vec::new();
+        let mut lost_previous = Vec::new();
+        for (name, h) in held {
+            if self.check(algorithms, &name, &h.der, now).is_err() {
+                dropped.push(name);
+            } else if h
+                .previous
+                .as_ref()
+                .is_some_and(|p| self.check(algorithms, &name, &p.der, now).is_err())
+            {
+                lost_previous.push(name);
             }
         }
-        revoked
+        let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
+        for name in &dropped {
+            map.remove(name);
+        }
+        for name in &lost_previous {
+            if let Some(h) = map.get_mut(name) {
+                *h = Arc::new(h.alone());
+            }
+        }
+        dropped
     }
 
     fn own(&self) -> Arc<Own> {
@@ -2070,6 +2062,22 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         alice.rotate(&both).unwrap();
         alice.learn(&name("bob"), &bob_der).unwrap();
         let sig = bob.sign(&record(5));
+        assert_eq!(alice.verify(&name("bob"), &record(5), &sig), Verdict::Valid);
+        let (carol, carol_der) = keyring(&ca, "carol", NodeKeyType::Ed25519);
+        alice.learn(&name("carol"), &carol_der).unwrap();
+
+        // The old CA leaves the bundle (alice now holds a certificate of the new one): carol,
+        // of the old CA, is dropped and named for her connections to be closed; bob stays.
+        let rotation = alice
+            .prepare_rotation(&identity(&next_ca, "alice", NodeKeyType::Ed25519))
+            .unwrap();
+        assert_eq!(alice.commit_rotation(rotation), [name("carol")]);
+        assert!(alice.certificate(&name("carol")).is_none());
+        assert_eq!(
+            alice.verify(&name("carol"), &record(6), &carol.sign(&record(6))),
+            Verdict::UnknownSigner
+        );
+        assert!(alice.learn(&name("carol"), &carol_der).is_err());
         assert_eq!(alice.verify(&name("bob"), &record(5), &sig), Verdict::Valid);
     }
 

@@ -234,9 +234,9 @@ impl Transport {
         self.engine.set_identity(identity)
     }
 
-    /// Closes the connections to `names` (their certificates were revoked): cleanly, once
-    /// no request is in flight on them. New handshakes with them are refused by the
-    /// revocation lists of the identity in use.
+    /// Closes the connections to `names` (their certificates were revoked, or their CA left
+    /// the bundle): cleanly, once no request is in flight on them. New handshakes with them
+    /// are refused by the roots and revocation lists of the identity in use.
     pub async fn close_revoked(&self, names: &[NodeName]) {
         self.engine.close_revoked(names).await;
     }
