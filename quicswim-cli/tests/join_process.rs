@@ -63,23 +63,7 @@ fn an_agent_pointed_at_another_cluster_under_one_ca_names_both_and_never_joins()
     let certs = dir.join("certs");
     let certs_arg = certs.to_str().expect("test paths are UTF-8");
     quicswim_ok(&["certs", "init", "--dir", certs_arg, "--cluster", "blue"]);
-    let issue = |name: &str, extra: &[&str]| {
-        quicswim_ok(
-            &[
-                &[
-                    "certs",
-                    "issue",
-                    name,
-                    "--dir",
-                    certs_arg,
-                    "--ip",
-                    "127.0.0.1",
-                ][..],
-                extra,
-            ]
-            .concat(),
-        )
-    };
+    let issue = |name: &str, extra: &[&str]| issue_cert(&certs, name, extra);
     let alice = issue("alice", &[]);
     assert!(alice.contains("cluster blue"), "{alice}");
     let bob = issue("bob", &["--cluster", "green"]);

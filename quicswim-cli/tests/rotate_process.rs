@@ -16,6 +16,22 @@ use common::process::*;
 use common::DEADLINE;
 use serde_json::Value;
 
+/// Waits until each of `agents` holds all of them Alive.
+fn wait_all_alive(agents: &[&Agent]) {
+    wait_for("every agent alive everywhere", DEADLINE, agents, || {
+        agents.iter().all(|a| {
+            let members = a.members();
+            members.len() == agents.len() && members.iter().all(|m| m["state"] == "alive")
+        })
+    });
+}
+
+/// Issues `name` a new certificate over its files, valid a day longer than the first
+/// (`make_certs`' 90 days): the newer of the two even if both began in the same second.
+fn reissue(certs: &std::path::Path, name: &str) {
+    issue_cert(certs, name, &["--days", "91"]);
+}
+
 /// The serial `agent` holds for `who`'s certificate.
 fn serial_of(agent: &Agent, who: &str) -> Option<String> {
     agent
@@ -32,30 +48,13 @@ fn agents_take_certificates_issued_again_and_refuse_a_key_that_does_not_match() 
     let certs = make_certs(dir, "certs", &["alice", "bob", "carol"]);
     let [alice, bob, carol] = start_three(dir, &certs, &[]);
     let agents = [&alice, &bob, &carol];
-    wait_for("three alive everywhere", DEADLINE, &agents, || {
-        agents.iter().all(|a| {
-            let members = a.members();
-            members.len() == 3 && members.iter().all(|m| m["state"] == "alive")
-        })
-    });
+    wait_all_alive(&agents);
     let (bob_before, carol_before) = (serial_of(&alice, "bob"), serial_of(&alice, "carol"));
     assert!(bob_before.is_some() && carol_before.is_some());
 
     // Bob's certificate issued again, over his files: he takes it by himself, and every
-    // member comes to hold it. (`--days` longer than the first one's 90, so the new one is
-    // the newer even if both began in the same second.)
-    let certs_arg = certs.to_str().expect("test paths are UTF-8");
-    quicswim_ok(&[
-        "certs",
-        "issue",
-        "bob",
-        "--dir",
-        certs_arg,
-        "--ip",
-        "127.0.0.1",
-        "--days",
-        "91",
-    ]);
+    // member comes to hold it.
+    reissue(&certs, "bob");
     wait_for(
         "bob's new certificate everywhere",
         DEADLINE,
@@ -136,12 +135,7 @@ fn five_agents_rotate_every_certificate_one_by_one_while_writes_go_on() {
         ));
     }
     let all: Vec<&Agent> = agents.iter().collect();
-    wait_for("five alive everywhere", DEADLINE, &all, || {
-        all.iter().all(|a| {
-            let members = a.members();
-            members.len() == NAMES.len() && members.iter().all(|m| m["state"] == "alive")
-        })
-    });
+    wait_all_alive(&all);
     let before: Vec<Option<String>> = NAMES.iter().map(|n| serial_of(&agents[0], n)).collect();
 
     // Writes through every agent's API, one after the other, until the rotations are done.
@@ -167,21 +161,8 @@ fn five_agents_rotate_every_certificate_one_by_one_while_writes_go_on() {
     let writes_made = || written.lock().unwrap().len();
     wait_for("writes going on", DEADLINE, &all, || writes_made() >= 10);
 
-    let certs_arg = certs.to_str().expect("test paths are UTF-8");
     for (i, name) in NAMES.iter().enumerate() {
-        // `--days` longer than the first certificates' 90: the new one is the newer even if
-        // both began in the same second.
-        quicswim_ok(&[
-            "certs",
-            "issue",
-            name,
-            "--dir",
-            certs_arg,
-            "--ip",
-            "127.0.0.1",
-            "--days",
-            "91",
-        ]);
+        reissue(&certs, name);
         wait_for(
             &format!("{name}'s new certificate everywhere"),
             DEADLINE,
@@ -235,12 +216,7 @@ fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
     let bob = Agent::start(dir, "bob", &[&common[..], &crl_arg, &join].concat());
     let mut carol = Agent::start(dir, "carol", &[&common[..], &join].concat());
     let agents = [&alice, &bob, &carol];
-    wait_for("three alive everywhere", DEADLINE, &agents, || {
-        agents.iter().all(|a| {
-            let members = a.members();
-            members.len() == 3 && members.iter().all(|m| m["state"] == "alive")
-        })
-    });
+    wait_all_alive(&agents);
 
     // The CA lists carol's certificate; alice and bob take the new list by themselves.
     let serial = serial_of(&alice, "carol").expect("carol's serial");

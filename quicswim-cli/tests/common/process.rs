@@ -301,17 +301,24 @@ pub fn make_certs(dir: &Path, sub: &str, nodes: &[&str]) -> PathBuf {
     let certs_arg = certs.to_str().unwrap();
     quicswim_ok(&["certs", "init", "--dir", certs_arg]);
     for node in nodes {
-        quicswim_ok(&[
-            "certs",
-            "issue",
-            node,
-            "--dir",
-            certs_arg,
-            "--ip",
-            "127.0.0.1",
-        ]);
+        issue_cert(&certs, node, &[]);
     }
     certs
+}
+
+/// `quicswim certs issue NAME --dir CERTS --ip 127.0.0.1 EXTRA...`: what it printed.
+pub fn issue_cert(certs: &Path, name: &str, extra: &[&str]) -> String {
+    let certs_arg = certs.to_str().expect("test paths are UTF-8");
+    let args = [
+        "certs",
+        "issue",
+        name,
+        "--dir",
+        certs_arg,
+        "--ip",
+        "127.0.0.1",
+    ];
+    quicswim_ok(&[&args[..], extra].concat())
 }
 
 /// The one line a failed command printed on stderr.

@@ -30,7 +30,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::FromDer;
 
-use super::identity::{label_of, parse, read_file};
+use super::identity::{label_of, lower_hex, parse, read_file};
 use super::{Error, Identity, Result};
 use crate::protocol::NodeName;
 
@@ -99,25 +99,21 @@ pub struct CertAuthority {
 pub fn serial_of_cert_file(path: &Path) -> Result<String> {
     let pem = read_file(path)?;
     let label = label_of(path);
-    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+    let der = first_certificate(&pem, &label)?;
+    Ok(lower_hex(parse(&der, &label)?.raw_serial()))
+}
+
+/// The first certificate of PEM text, DER; errors name `label`.
+fn first_certificate(pem: &str, label: &str) -> Result<CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
         .next()
         .ok_or_else(|| Error::NoCertificate {
-            file: label.clone(),
+            file: label.to_owned(),
         })?
         .map_err(|e| Error::Pem {
-            file: label.clone(),
+            file: label.to_owned(),
             reason: e.to_string(),
-        })?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|e| Error::BadCertificate {
-            file: label,
-            reason: e.to_string(),
-        })?;
-    Ok(cert
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+        })
 }
 
 /// The serials (lowercase hex) the revocation lists in PEM file `path` name.
@@ -134,13 +130,7 @@ pub fn revoked_serials(path: &Path) -> Result<Vec<String>> {
         let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
             .map_err(|e| bad(format!("does not parse: {e}")))?;
         for revoked in crl.iter_revoked_certificates() {
-            serials.push(
-                revoked
-                    .raw_serial()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            );
+            serials.push(lower_hex(revoked.raw_serial()));
         }
     }
     Ok(serials)
@@ -257,15 +247,7 @@ impl CertAuthority {
         cert_label: &str,
         key_label: &str,
     ) -> Result<Self> {
-        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .next()
-            .ok_or_else(|| Error::NoCertificate {
-                file: cert_label.to_owned(),
-            })?
-            .map_err(|e| Error::Pem {
-                file: cert_label.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let cert_der = first_certificate(cert_pem, cert_label)?;
         let parsed = parse(&cert_der, cert_label)?;
         if !parsed.is_ca() {
             return Err(Error::NotCa {

@@ -246,6 +246,11 @@ pub fn peer_name(certs: &[CertificateDer<'_>]) -> Result<NodeName> {
     node_name(leaf, PEER_LABEL)
 }
 
+/// `bytes` in lowercase hex, as serials are shown (`quicswim members`, `certs revoke`).
+pub(super) fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// When the certificate `der` stops being valid, if it parses.
 pub fn not_after_of(der: &[u8]) -> Option<SystemTime> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;

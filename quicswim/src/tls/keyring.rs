@@ -1069,11 +1069,7 @@ fn not_after_secs(cert: &X509Certificate<'_>) -> u64 {
 }
 
 fn serial_hex(cert: &X509Certificate<'_>) -> Box<str> {
-    cert.raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .into()
+    super::identity::lower_hex(cert.raw_serial()).into()
 }
 
 impl Keyring for CertKeyring {
