@@ -40,6 +40,9 @@ enum Command {
     Leave(cli::leave::LeaveArgs),
     /// Drop a dead or left member's tombstone from a running agent's member list now.
     ForceLeave(cli::leave::ForceLeaveArgs),
+    /// Hand a running agent certificate revocation lists (`certs revoke` writes them): it
+    /// checks the CA's signature and passes them to every member, which bans the nodes named.
+    Revoke(cli::revoke::RevokeArgs),
     /// Show a running agent's consistent-hash ring, or which members own keys (`ring owner`).
     Ring(cli::ring::RingArgs),
     /// Set, read, delete and list key/value data through a running agent.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => cli::monitor::run(args),
         Command::Leave(args) => cli::leave::run_leave(args),
         Command::ForceLeave(args) => cli::leave::run_force_leave(args),
+        Command::Revoke(args) => cli::revoke::run(args),
         Command::Ring(args) => cli::ring::run(args),
         Command::Kv(args) => cli::kv::run(args),
         Command::Event(args) => cli::event::run_event(args),

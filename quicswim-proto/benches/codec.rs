@@ -82,6 +82,7 @@ fn push_pull(c: &mut Criterion) {
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     let bytes = encode_stream(&message);
     assert_eq!(decode_stream(&bytes).as_ref(), Ok(&message));

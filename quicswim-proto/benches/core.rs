@@ -79,6 +79,8 @@ fn steady_core() -> (Swim, Instant) {
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocations: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     swim.handle_stream_reply(t0, &name(1), &encode_stream(&reply))
         .expect("reply is accepted");

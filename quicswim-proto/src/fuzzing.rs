@@ -21,7 +21,7 @@ use crate::protocol::codec::{
     DATAGRAM_LEN_MAX,
 };
 use crate::protocol::kv::{proof, KvEntry, KvLimits, OwnerDelta, OwnerDigest};
-use crate::protocol::signing::{Certificate, Signature};
+use crate::protocol::signing::{Certificate, RevocationList, Signature};
 use crate::protocol::{
     Config, Incarnation, NodeName, State, Swim, TransmitKind, UserEvent, COUNTER_MAX,
 };
@@ -247,6 +247,8 @@ impl Run {
             kv_digest: Vec::new(),
             events: Vec::new(),
             certificates: Vec::new(),
+            revocations: Vec::new(),
+            revocation_ids: Vec::new(),
         };
         self.swim
             .handle_stream_reply(self.now, &name(0), &encode_stream(&reply))
@@ -338,6 +340,7 @@ impl Run {
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
                         certificates: Vec::new(),
+                        revocation_ids: (0..s.byte() % 3).map(|_| u64::from(s.byte())).collect(),
                     },
                 };
                 if let Ok(Some(reply)) =
@@ -364,6 +367,12 @@ impl Run {
                         kv_digest: digest(s),
                         events: (0..s.byte() % 4).map(|_| event(s)).collect(),
                         certificates: Vec::new(),
+                        revocations: (0..s.byte() % 3)
+                            .map(|_| RevocationList {
+                                der: (0..s.byte()).map(|_| s.byte()).collect(),
+                            })
+                            .collect(),
+                        revocation_ids: (0..s.byte() % 3).map(|_| u64::from(s.byte())).collect(),
                     },
                 };
                 let _ = self
@@ -710,6 +719,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 name: name(1),
                 der: authority().certificate(&name(1)).to_vec(),
             }],
+            revocation_ids: vec![7, u64::MAX],
         },
         StreamMessage::PushPullReply {
             members: vec![m.clone()],
@@ -718,7 +728,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             kv_digest: vec![digest.clone()],
             events: vec![e],
             certificates: Vec::new(),
+            revocations: vec![RevocationList {
+                der: vec![0x30, 0x03, 1, 2, 3],
+            }],
+            revocation_ids: vec![1],
         },
+        StreamMessage::Revocations {
+            lists: vec![RevocationList { der: vec![0x30] }],
+        },
+        StreamMessage::RevocationsAck,
         StreamMessage::CertificateRequest {
             names: vec![name(1)],
         },

@@ -139,6 +139,8 @@ fn leave_counts_as_confirmed_only_once_a_peer_holds_this_nodes_keys() {
         kv_digest,
         events: Vec::new(),
         certificates: Vec::new(),
+        revocations: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     h.stream(&peer, &level).unwrap();
     assert_eq!(
@@ -382,6 +384,8 @@ fn a_force_left_members_keys_are_not_taken_back_until_it_returns() {
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocations: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     h.stream("a", &reply).unwrap();
     let sync_reply = StreamMessage::KvSyncReply {
@@ -485,6 +489,8 @@ fn leave_stops_pushing_to_a_peer_that_never_comes_level() {
             kv_digest,
             events: Vec::new(),
             certificates: Vec::new(),
+            revocations: Vec::new(),
+            revocation_ids: Vec::new(),
         }
     };
     let mut push_pulls = 0;

@@ -119,6 +119,7 @@ fn a_full_state_request_is_a_digest_and_the_reply_carries_only_news() {
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     let reply = h.stream("a", &request).unwrap().expect("a reply");
     let Ok(StreamMessage::PushPullReply { members, wants, .. }) = decode_stream(&reply) else {
@@ -202,6 +203,8 @@ fn our_periodic_request_is_our_record_and_a_digest_and_we_send_what_the_reply_wa
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocations: Vec::new(),
+        revocation_ids: Vec::new(),
     };
     h.stream(peer.as_str(), &reply).unwrap();
     let pushed: Vec<String> = h

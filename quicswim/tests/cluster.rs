@@ -144,6 +144,7 @@ async fn a_member_claiming_another_name_is_refused() {
         kv_digest: vec![],
         events: vec![],
         certificates: vec![],
+        revocation_ids: Vec::new(),
     };
     let answer = mallory
         .request(Peer::seed(nodes[0].addr()), encode_stream(&claim))

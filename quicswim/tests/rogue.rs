@@ -145,6 +145,7 @@ impl Rogue {
                 name: me,
                 der: rogue.cert.clone(),
             }],
+            revocation_ids: Vec::new(),
         };
         match rogue.request(seed, &join).await {
             StreamMessage::PushPullReply { members, .. } => rogue.table = members,
@@ -529,6 +530,7 @@ async fn forged_leave_and_forged_dead_are_refused() {
         kv_digest: vec![],
         events: vec![],
         certificates: vec![],
+        revocation_ids: Vec::new(),
     };
     let before_stream = forged(&nodes[0]).await.total();
     rogue.request(nodes[0].addr(), &push_pull).await;
@@ -623,6 +625,7 @@ async fn member_that_never_connected_is_not_announced() {
                 der: ghost_cert,
             },
         ],
+        revocation_ids: Vec::new(),
     };
     for node in &nodes {
         let counts = forged(node).await.claim;
@@ -760,6 +763,7 @@ async fn forged_user_events_in_another_name_are_not_delivered() {
             kv_digest: vec![],
             events: vec![forged_event(3, garbage()), by_rogue.clone()],
             certificates: vec![],
+            revocation_ids: Vec::new(),
         };
         rogue.request(node.addr(), &push_pull).await;
         let after = forged_until(node, |c| c.event >= counts + 2).await.event;

@@ -33,6 +33,8 @@ enum StateFilter {
     Suspect,
     Dead,
     Left,
+    /// A member whose certificate a revocation list names.
+    Banned,
 }
 
 impl StateFilter {
@@ -42,6 +44,7 @@ impl StateFilter {
             StateFilter::Suspect => "suspect",
             StateFilter::Dead => "dead",
             StateFilter::Left => "left",
+            StateFilter::Banned => "banned",
         }
     }
 }

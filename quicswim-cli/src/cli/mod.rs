@@ -14,6 +14,7 @@ pub mod leave;
 pub mod members;
 pub mod monitor;
 pub mod reload;
+pub mod revoke;
 pub mod ring;
 pub mod simulate;
 pub mod snapshot;

@@ -17,10 +17,10 @@ use super::bounded::{self, decode_bounded};
 use super::events::UserEvent;
 use super::kv::{OwnerDelta, OwnerDigest};
 use super::member::{Incarnation, NodeName, State, META_LEN_MAX};
-use super::signing::{signed_bytes, Certificate, RecordKind, Signature};
+use super::signing::{signed_bytes, Certificate, RecordKind, RevocationList, Signature};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 6;
+pub const WIRE_VERSION: u8 = 7;
 
 /// Largest datagram the decoder looks at (QUIC datagrams cannot be larger).
 pub const DATAGRAM_LEN_MAX: usize = 65_527;
@@ -45,6 +45,10 @@ pub const ENTRIES_PER_DELTA_MAX: usize = 65_536;
 /// Most certificates one stream message may carry: checking one against the CA costs
 /// ~0.1 ms, so a message costs at most ~0.1 s of checks however it is built.
 pub const CERTIFICATES_PER_MESSAGE_MAX: usize = 1024;
+
+/// Most revocation lists (or their ids) one stream message may carry: a node holds one per
+/// CA it trusts.
+pub const REVOCATIONS_PER_MESSAGE_MAX: usize = 16;
 
 /// Most names one [`StreamMessage::CertificateRequest`] may ask for.
 pub const CERTIFICATE_NAMES_MAX: usize = 64;
@@ -299,6 +303,9 @@ pub enum StreamMessage {
         /// (a member's is asked for when missing).
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
+        /// The ids ([`RevocationList::id`]) of the revocation lists the sender holds.
+        #[serde(deserialize_with = "revocation_ids")]
+        revocation_ids: Vec<u64>,
     },
     /// The responder's side of a full-state exchange, after merging the request.
     PushPullReply {
@@ -324,6 +331,15 @@ pub enum StreamMessage {
         /// [`CERTIFICATES_PER_MESSAGE_MAX`]).
         #[serde(deserialize_with = "certificates")]
         certificates: Vec<Certificate>,
+        /// The revocation lists the responder holds that the request did not name (all of
+        /// them for a joiner): taken before the members, so a joiner never admits a member
+        /// its cluster has banned.
+        #[serde(deserialize_with = "revocations")]
+        revocations: Vec<RevocationList>,
+        /// The ids of the lists the responder holds, so the requester sends those it lacks
+        /// ([`StreamMessage::Revocations`]).
+        #[serde(deserialize_with = "revocation_ids")]
+        revocation_ids: Vec<u64>,
     },
     /// Key/value entries pushed to a peer: the requester's half of a full-state exchange or
     /// of a [`StreamMessage::KvSync`], what the responder lacks by its digest.
@@ -406,6 +422,16 @@ pub enum StreamMessage {
         #[serde(deserialize_with = "record_certificates")]
         certificates: Vec<Certificate>,
     },
+    /// Revocation lists pushed to a peer: by a node that just took them (from the operator
+    /// or a peer), to a few members, so a revocation reaches the cluster in a few round
+    /// trips; and by a push-pull requester, the lists the reply showed the responder lacks.
+    Revocations {
+        /// The lists, as their CAs signed them.
+        #[serde(deserialize_with = "revocations")]
+        lists: Vec<RevocationList>,
+    },
+    /// Answer to [`StreamMessage::Revocations`].
+    RevocationsAck,
 }
 
 /// Encodes `message` followed by `count` updates whose encodings ([`encode_update`]) are
@@ -499,6 +525,14 @@ fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SignedEvent>, D::Error>
 
 fn certificates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Certificate>, D::Error> {
     bounded::seq(d, "certificates", CERTIFICATES_PER_MESSAGE_MAX)
+}
+
+fn revocations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RevocationList>, D::Error> {
+    bounded::seq(d, "revocation lists", REVOCATIONS_PER_MESSAGE_MAX)
+}
+
+fn revocation_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    bounded::seq(d, "revocation ids", REVOCATIONS_PER_MESSAGE_MAX)
 }
 
 fn certificate_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeName>, D::Error> {
@@ -612,6 +646,13 @@ mod tests {
                 name: name("a"),
                 der: vec![0x30; 300],
             }],
+            revocation_ids: vec![3, u64::MAX],
+        };
+        assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
+        let m = StreamMessage::Revocations {
+            lists: vec![RevocationList {
+                der: vec![0x30; 500],
+            }],
         };
         assert_eq!(decode_stream(&encode_stream(&m)).unwrap(), m);
         let ping = StreamMessage::Ping {
@@ -705,6 +746,29 @@ mod tests {
     }
 
     #[test]
+    fn revocation_lists_are_bounded_in_size_and_count() {
+        let push = |len: usize, count: usize| StreamMessage::Revocations {
+            lists: vec![RevocationList { der: vec![0x30; len] }; count],
+        };
+        let ok = push(crate::protocol::REVOCATION_LEN_MAX, REVOCATIONS_PER_MESSAGE_MAX);
+        assert_eq!(decode_stream(&encode_stream(&ok)).unwrap(), ok);
+        assert_eq!(
+            field_refused(decode_stream(&encode_stream(&push(
+                crate::protocol::REVOCATION_LEN_MAX + 1,
+                1
+            )))),
+            "revocation list"
+        );
+        assert_eq!(
+            field_refused(decode_stream(&encode_stream(&push(
+                10,
+                REVOCATIONS_PER_MESSAGE_MAX + 1
+            )))),
+            "revocation lists"
+        );
+    }
+
+    #[test]
     fn event_names_payloads_and_counters_are_bounded_on_streams_too() {
         let event = |name_len: usize, seq: u64| SignedEvent {
             event: UserEvent {
@@ -723,6 +787,7 @@ mod tests {
             kv_digest: Vec::new(),
             events,
             certificates: Vec::new(),
+            revocation_ids: Vec::new(),
         };
         let max = super::super::events::EVENT_NAME_LEN_MAX;
         let ok = push_pull(vec![event(max, COUNTER_MAX), event(0, 0)]);

@@ -23,7 +23,10 @@ pub use config::{Config, ConfigError, ConfigPatch, Profile, ValidConfig};
 pub use events::UserEvent;
 pub use kv::{KvEntry, KvError, KvLimits};
 pub use member::{Incarnation, InvalidName, Member, MemberPool, NodeName, State};
-pub use signing::{Certificate, CertificateRefused, Keyring, Signature, Verdict};
+pub use signing::{
+    Certificate, CertificateRefused, Keyring, Revocation, RevocationList, Signature, Verdict,
+    REVOCATION_LEN_MAX,
+};
 pub use swim::{
     probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus, PeerError,
     RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,

@@ -33,6 +33,10 @@ pub const SIGNATURE_LEN_MAX: usize = 96;
 /// Longest certificate (DER) the decoder accepts.
 pub const CERTIFICATE_LEN_MAX: usize = 8 * 1024;
 
+/// Longest revocation list (DER) the decoder accepts: room for about 1,500 revoked
+/// certificates.
+pub const REVOCATION_LEN_MAX: usize = 64 * 1024;
+
 /// A signature over one record's [`signed_bytes`]. Shared, not copied, when cloned: a node
 /// holds one per member and relays it with every copy of the record it sends.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +96,56 @@ pub struct Certificate {
 
 fn certificate_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     bounded::bytes(d, "certificate", CERTIFICATE_LEN_MAX)
+}
+
+/// A certificate revocation list (X.509 CRL, DER) exactly as its CA signed it: members pass
+/// it on unchanged, and each checks the CA's signature itself before honouring it, so no
+/// member can make one up or change one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationList {
+    /// The list, DER.
+    #[serde(deserialize_with = "revocation_bytes")]
+    pub der: Vec<u8>,
+}
+
+impl RevocationList {
+    /// What names this list in digests: a hash of its bytes. Only a CA can make a list, so
+    /// no member can make two collide on purpose.
+    pub fn id(der: &[u8]) -> u64 {
+        crate::hash::xxh64(der, REVOCATION_ID_SEED)
+    }
+}
+
+impl fmt::Debug for RevocationList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RevocationList({:016x}; {} bytes)",
+            Self::id(&self.der),
+            self.der.len()
+        )
+    }
+}
+
+const REVOCATION_ID_SEED: u64 = 0x7265_766f_6b65_6421;
+
+fn revocation_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    bounded::bytes(d, "revocation list", REVOCATION_LEN_MAX)
+}
+
+/// What a keyring made of a revocation list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Taken: signed by a trusted CA and newer than the list held from that CA, which it
+    /// replaces. `banned` are the members whose certificates it names: dropped.
+    Taken {
+        /// The members it cut off.
+        banned: Vec<NodeName>,
+    },
+    /// Held already, or older than the list held from its CA: nothing changed.
+    Known,
+    /// Not a list a trusted CA signed, or not a list at all: nothing changed.
+    Refused(String),
 }
 
 /// What a signature check found.
@@ -164,6 +218,18 @@ pub trait Keyring: Send + Sync + fmt::Debug {
 
     /// Drops what is held for `name` (a member forgotten for good).
     fn forget(&self, name: &NodeName);
+
+    /// Takes a revocation list (DER) a peer or the operator handed in, once it has checked
+    /// the CA's signature on it. The default takes none.
+    fn learn_revocation(&self, der: &[u8]) -> Revocation {
+        let _ = der;
+        Revocation::Refused("this keyring takes no revocation lists".into())
+    }
+
+    /// The revocation lists held (DER, one per CA at most): sent to peers that lack them.
+    fn revocations(&self) -> Vec<Arc<[u8]>> {
+        Vec::new()
+    }
 }
 
 /// The kinds of signed record; the first field of every [`signed_bytes`] encoding.

@@ -447,6 +447,7 @@ impl RogueNode {
                         name: other.clone(),
                         der: self.certificate.to_vec(),
                     }],
+                    revocation_ids: Vec::new(),
                 };
                 (Carrier::Request, encode_stream(&m))
             }

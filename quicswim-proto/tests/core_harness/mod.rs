@@ -260,6 +260,7 @@ pub fn push_pull(join: bool, sender: &str, members: Vec<MemberUpdate>) -> Stream
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocation_ids: Vec::new(),
     }
 }
 
@@ -271,6 +272,8 @@ pub fn push_pull_reply(members: Vec<MemberUpdate>) -> StreamMessage {
         kv_digest: Vec::new(),
         events: Vec::new(),
         certificates: Vec::new(),
+        revocations: Vec::new(),
+        revocation_ids: Vec::new(),
     }
 }
 

@@ -80,37 +80,39 @@ pub(super) struct Filter {
 
 impl Filter {
     /// The states to keep (all when none are given), or a 400 naming the stranger.
-    fn states(&self) -> Result<Vec<MemberState>, ApiError> {
+    fn states(&self) -> Result<Vec<&'static str>, ApiError> {
         let Some(list) = &self.state else {
-            return Ok(vec![
-                MemberState::Alive,
-                MemberState::Suspect,
-                MemberState::Dead,
-                MemberState::Left,
-            ]);
+            return Ok(STATES.to_vec());
         };
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                [
-                    MemberState::Alive,
-                    MemberState::Suspect,
-                    MemberState::Dead,
-                    MemberState::Left,
-                ]
-                .into_iter()
-                .find(|state| state.as_str() == s)
-                .ok_or_else(|| {
+                STATES.into_iter().find(|state| *state == s).ok_or_else(|| {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        format!("unknown state {s:?}: expected alive, suspect, dead or left"),
+                        format!(
+                            "unknown state {s:?}: expected alive, suspect, dead, left or banned"
+                        ),
                     )
                 })
             })
             .collect()
     }
 }
+
+/// Every state a member is shown in: the protocol's four, and `banned` for a member whose
+/// certificate a revocation list names (cut off, whatever the protocol last heard of it).
+const STATES: [&str; 5] = [
+    MemberState::Alive.as_str(),
+    MemberState::Suspect.as_str(),
+    MemberState::Dead.as_str(),
+    MemberState::Left.as_str(),
+    BANNED,
+];
+
+/// The state shown for a banned member.
+pub const BANNED: &str = "banned";
 
 /// Every member known to this node, itself and tombstones included, sorted by name; only
 /// those the query's filters keep.
@@ -125,14 +127,20 @@ pub(super) async fn list(
     Ok(Json(
         members
             .iter()
-            .filter(|m| states.contains(&m.state))
             .filter(|m| {
                 filter
                     .name
                     .as_deref()
                     .is_none_or(|glob| glob_match(glob, m.name.as_str()))
             })
-            .map(|m| MemberJson::new(m, api.node.certificate_info(&m.name)))
+            .map(|m| match api.node.banned(&m.name) {
+                Some(revoked) => MemberJson {
+                    state: BANNED.into(),
+                    ..MemberJson::new(m, Some(revoked))
+                },
+                None => MemberJson::new(m, api.node.certificate_info(&m.name)),
+            })
+            .filter(|m| states.contains(&m.state.as_str()))
             .collect(),
     ))
 }

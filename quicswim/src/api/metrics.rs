@@ -205,6 +205,8 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         certificates_refused,
         certificates_learned,
         parked_dropped,
+        revocations_taken,
+        revocations_refused,
     } = s;
     // What peers sent that the core refused or bounded, and this node's own refused writes.
     for (name, help, value) in [
@@ -220,6 +222,8 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("parked_dropped", "Member records that waited for their signer's certificate and were dropped to make room.", parked_dropped),
         ("certificates_refused", "Member certificates peers sent that did not check out against the cluster CA.", certificates_refused),
         ("certificates_learned", "Member certificates learned from peers and checked against the cluster CA.", certificates_learned),
+        ("revocations_taken", "Certificate revocation lists taken from the operator or peers, each newer than the one held from its CA.", revocations_taken),
+        ("revocations_refused", "Certificate revocation lists refused: not signed by a trusted CA, or not lists at all.", revocations_refused),
     ] {
         counter(e, name, help, *value)?;
     }

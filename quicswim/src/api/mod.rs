@@ -4,10 +4,12 @@
 //! ```text
 //!   GET    /v1/members[?state=S[,S..]][&name=GLOB]
 //!                               every member this node knows, sorted by name (JSON array);
-//!                               `state` keeps alive|suspect|dead|left, `name` a glob (* ?)
+//!                               `state` keeps alive|suspect|dead|left|banned, `name` a glob
 //!   POST   /v1/leave            leave the cluster gracefully; answers once the others were told
 //!   POST   /v1/force-leave/{name}
 //!                               drop a dead or left member's tombstone here now (local)
+//!   POST   /v1/revocations      {"pem": CRLs}: honour CA-signed revocation lists and pass them
+//!                               to the cluster; members they name are banned everywhere
 //!   GET    /v1/monitor          membership, key/value and user events as they happen:
 //!                               newline-delimited JSON, chunked, until the node or API stops
 //!   PUT    /v1/kv/{key}         set this node's key to the raw body
@@ -56,6 +58,7 @@ mod metrics;
 mod monitor;
 #[cfg(target_os = "linux")]
 mod process;
+mod revoke;
 mod ring;
 mod rtt;
 
@@ -81,6 +84,7 @@ pub use kv::{KvItemJson, KvWritten, KV_PAGE_DEFAULT, KV_PAGE_MAX, NEXT_PAGE_HEAD
 pub use leave::{ForceLeft, Left};
 pub use members::{glob_match, MemberJson};
 pub use monitor::{MonitorEvent, MonitorLine};
+pub use revoke::{RevokeRequest, Revoked, RevokedList};
 pub use ring::{Placement, RingJson, RingMemberJson, OWNER_KEYS_MAX};
 
 /// What every handler is given: the node it answers for.
@@ -132,6 +136,10 @@ fn routes(state: ApiState) -> Router {
         .route("/v1/members", get(members::list))
         .route("/v1/leave", post(leave::leave))
         .route("/v1/force-leave/{name}", post(leave::force_leave))
+        .route(
+            "/v1/revocations",
+            post(revoke::revoke).layer(DefaultBodyLimit::max(revoke::BODY_MAX)),
+        )
         .route("/v1/monitor", get(monitor::stream))
         .route("/v1/ring", get(ring::summary))
         .route("/v1/ring/owner", get(ring::owner))

@@ -16,6 +16,7 @@ use crate::protocol::{
     TransmitKind, UserEvent,
 };
 use crate::ring::weight_from_meta;
+use crate::tls::CertKeyring;
 use crate::transport::{self, Inbox, Incoming, Peer, Transport};
 
 use super::join::{JoinNews, Joiner};
@@ -52,6 +53,16 @@ pub(super) struct Driver {
     kept_for_size: usize,
     /// Seeds resolved for each join attempt, and the reports on them.
     joiner: Joiner,
+    /// Where revocation lists the core took go to reach the handshakes.
+    revocations: RevocationFeed,
+}
+
+/// What a revocation list the core took needs, to reach the transport: the keyring that
+/// holds the lists, and the lock [`Node::reload_identity`](super::Node::reload_identity)
+/// holds while it changes the identity.
+pub(super) struct RevocationFeed {
+    pub(super) keyring: Arc<CertKeyring>,
+    pub(super) lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Driver {
@@ -63,6 +74,7 @@ impl Driver {
         replies: mpsc::Sender<(NodeName, Vec<u8>)>,
         ring: RingFeed,
         joiner: Joiner,
+        revocations: RevocationFeed,
         now: Instant,
     ) -> Self {
         Driver {
@@ -77,6 +89,7 @@ impl Driver {
             datagram_size_due: now,
             kept_for_size: 0,
             joiner,
+            revocations,
         }
     }
 
@@ -295,6 +308,9 @@ impl Driver {
                 // A dead or left member is off the ring already: nothing to move.
                 let _ = tx.send(self.core.force_leave(Instant::now(), &name));
             }
+            Command::Revoke(der, tx) => {
+                let _ = tx.send(self.core.revoke(Instant::now(), der));
+            }
             Command::Leave(..) => unreachable!("handled by the loop"),
         }
     }
@@ -324,6 +340,9 @@ impl Driver {
         }
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, None);
+        }
+        if let Some(banned) = self.core.poll_revoked() {
+            self.apply_revocations(banned);
         }
         let mut membership = Vec::new();
         while let Some(event) = self.core.poll_event() {
@@ -355,6 +374,27 @@ impl Driver {
             self.ring
                 .push_all(membership.iter().map(|(n, s, w)| (n, *s, *w)));
         }
+    }
+
+    /// The core took a revocation list: handshakes are checked against the keyring's lists
+    /// from now on, and the connections of the members it banned are closed. In a task of
+    /// its own, after any identity reload under way.
+    fn apply_revocations(&self, banned: Vec<NodeName>) {
+        let transport = self.transport.clone();
+        let keyring = self.revocations.keyring.clone();
+        let lock = self.revocations.lock.clone();
+        tokio::spawn(
+            async move {
+                let _one = lock.lock().await;
+                if let Err(e) = transport.set_revocation_lists(keyring.revocation_lists()) {
+                    warn!(error = %e, "revocation lists not applied to handshakes");
+                }
+                if !banned.is_empty() {
+                    transport.close_revoked(&banned).await;
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Sends one transmit; a request's reply comes back through `replies`, and `done` is told

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
 use crate::protocol::{
-    CommandError, Config, ConfigError, Event, Keyring, Member, NodeName, State, Stats, Swim,
-    UserEvent, ValidConfig,
+    CommandError, Config, ConfigError, Event, Keyring, Member, NodeName, Revocation, State,
+    Stats, Swim, UserEvent, ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
 use crate::tls::{CertKeyring, CertificateInfo, Identity};
@@ -184,6 +184,7 @@ enum Command {
     Leave(Duration, oneshot::Sender<LeaveOutcome>),
     Ready(oneshot::Sender<ReadyFacts>),
     ForceLeave(NodeName, oneshot::Sender<Result<(), CommandError>>),
+    Revoke(Vec<u8>, oneshot::Sender<Revocation>),
 }
 
 /// How long [`Node::leave`] waits for a member to confirm the leave.
@@ -409,6 +410,7 @@ impl Node {
             transport.local_addr(),
             joined_tx,
         );
+        let reloading: Arc<tokio::sync::Mutex<()>> = Arc::default();
         let driver = Driver::new(
             core,
             transport.clone(),
@@ -416,6 +418,10 @@ impl Node {
             replies,
             ring_feed,
             joiner,
+            driver::RevocationFeed {
+                keyring: keyring.clone(),
+                lock: reloading.clone(),
+            },
             now,
         );
         let cluster = keyring
@@ -467,7 +473,7 @@ impl Node {
             bootstrap: config.bootstrap,
             phase,
             keyring,
-            reloading: Arc::default(),
+            reloading,
         })
     }
 
@@ -594,9 +600,16 @@ impl Node {
             .keyring
             .prepare_rotation(identity)
             .map_err(Error::Keyring)?;
-        self.driver.transport.set_identity(identity)?;
+        // The lists the cluster passed on stay, beside the identity's own.
+        let mut identity = identity.clone();
+        identity.crls = self.keyring.revocation_lists_with(&rotation);
+        self.driver.transport.set_identity(&identity)?;
         let before = Keyring::certificate(&*self.keyring, &self.name);
         let revoked = self.keyring.commit_rotation(rotation);
+        // And one the core took meanwhile, whose own update waits for this lock.
+        self.driver
+            .transport
+            .set_revocation_lists(self.keyring.revocation_lists())?;
         let serial = self
             .keyring
             .certificate_info(&self.name)
@@ -617,6 +630,29 @@ impl Node {
             warn!(node = %self.name, error = %e, "identity reloaded, but not restated");
         }
         Ok(())
+    }
+
+    /// Takes a certificate revocation list (DER, as its CA signed it, e.g. from
+    /// `quicswim certs revoke`) and passes it to the cluster: once its CA's signature checks
+    /// out here, and it is newer than the list held from that CA, this node refuses
+    /// handshakes with the certificates it names, closes their connections, declares their
+    /// members Dead and shows them banned ([`Node::banned`]), and pushes the list to a few
+    /// members, who check it and do the same; push-pull exchanges carry it to any member
+    /// the pushes missed, and to every node that joins later, in its first exchange.
+    ///
+    /// Returns what the keyring made of it: [`Revocation::Taken`] with the members it
+    /// banned, [`Revocation::Known`] (held already, or older than the one held: nothing
+    /// changed), or [`Revocation::Refused`] with the reason (nothing changed).
+    pub async fn revoke(&self, der: Vec<u8>) -> Result<Revocation, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Revoke(der, tx)).await?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// The certificate that cut `name` off, when a revocation list named `name`'s certificate
+    /// and no newer one of its is held here, while that certificate could still be valid.
+    pub fn banned(&self, name: &NodeName) -> Option<CertificateInfo> {
+        self.keyring.banned(name)
     }
 
     /// Changes this node's metadata (gossiped with a new incarnation).

@@ -50,20 +50,23 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use quicswim_proto::protocol::signing::CERTIFICATE_LEN_MAX;
-use quicswim_proto::protocol::{CertificateRefused, Keyring, NodeName, Signature, Verdict};
+use quicswim_proto::protocol::{
+    CertificateRefused, Keyring, NodeName, Revocation, Signature, Verdict,
+};
 use ring::rand::SystemRandom;
 use ring::signature::{
     self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, UnparsedPublicKey,
     VerificationAlgorithm,
 };
 use rustls::pki_types::{
-    alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, PrivateKeyDer, ServerName,
-    SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+    alg_id, AlgorithmIdentifier, CertificateDer, CertificateRevocationListDer, InvalidSignature,
+    PrivateKeyDer, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::config::crypto_provider;
 use super::identity::{cluster_label, cluster_of, node_name_of};
+use super::revocation::{HeldList, Lists};
 use super::{Error, Identity, Result};
 
 /// How many members' certificates a [`CertKeyring`] holds at most, this node's own included.
@@ -317,6 +320,13 @@ impl Held {
         }
     }
 
+    fn info(&self) -> CertificateInfo {
+        CertificateInfo {
+            serial: self.serial.to_string(),
+            not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.not_after),
+        }
+    }
+
     fn expired_at(&self, now: UnixTime) -> bool {
         now.as_secs() > self.not_after
     }
@@ -383,6 +393,13 @@ pub struct CertKeyring {
     /// This node's cluster (its certificate's cluster URI SAN): certificates of another are
     /// refused, and every record signed or checked is bound to it (`signed_in_cluster`).
     cluster: Option<NodeName>,
+    /// The revocation lists honoured, one per CA: from the identity's files and from the
+    /// operator or peers ([`Keyring::learn_revocation`]). They only ever move to newer ones.
+    lists: RwLock<Arc<Lists>>,
+    /// Members cut off because a list named their certificate, with that certificate's serial
+    /// and end of validity: shown as banned while it could still be valid, forgotten when a
+    /// new certificate of theirs is learned.
+    banned: RwLock<HashMap<NodeName, CertificateInfo>>,
 }
 
 /// This node's side of a [`CertKeyring`], from one [`Identity`].
@@ -394,8 +411,9 @@ struct Own {
     /// alone, so one issued under an intermediate verifies when it is this node's as well,
     /// as it is in a cluster whose PKI issues all its nodes from one intermediate.
     intermediates: Vec<CertificateDer<'static>>,
-    /// The CA's revocation lists: a certificate they list is never learned.
-    crls: Vec<webpki::CertRevocationList<'static>>,
+    /// The CA certificates a revocation list may be signed by: the roots, then this node's
+    /// intermediates.
+    issuers: Vec<CertificateDer<'static>>,
 }
 
 /// A new identity for a running [`CertKeyring`], checked
@@ -403,6 +421,8 @@ struct Own {
 pub struct Rotation {
     own: Own,
     held: Held,
+    /// The identity's revocation lists, checked: taken where newer than those held.
+    lists: Vec<Arc<HeldList>>,
 }
 
 impl fmt::Debug for Rotation {
@@ -415,8 +435,8 @@ impl fmt::Debug for Rotation {
 }
 
 /// What a keyring takes from an identity: its own side, its certificate as held, and the
-/// cluster the certificate names.
-fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
+/// cluster the certificate names; its revocation lists, checked.
+fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>, Vec<Arc<HeldList>>)> {
     let cert_label = format!("certificate of {}", identity.name);
     let key_label = format!("private key of {}", identity.name);
     let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
@@ -446,15 +466,21 @@ fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let crls = identity
+    let issuers: Vec<CertificateDer<'static>> = identity
+        .roots
+        .iter()
+        .chain(&identity.chain[1..])
+        .cloned()
+        .collect();
+    let lists = identity
         .crls
         .iter()
         .map(|der| {
-            webpki::OwnedCertRevocationList::from_der(der)
-                .map(webpki::CertRevocationList::from)
-                .map_err(|e| Error::BadCrl {
+            HeldList::check(der, &issuers)
+                .map(Arc::new)
+                .map_err(|reason| Error::BadCrl {
                     file: "revocation lists".into(),
-                    reason: e.to_string(),
+                    reason,
                 })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -466,9 +492,9 @@ fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>)> {
         signer,
         anchors,
         intermediates: identity.chain[1..].to_vec(),
-        crls,
+        issuers,
     };
-    Ok((own, held, cluster))
+    Ok((own, held, cluster, lists))
 }
 
 impl CertKeyring {
@@ -480,13 +506,19 @@ impl CertKeyring {
     /// algorithm; [`Error::KeyMismatch`] when the key is not the certificate's;
     /// [`Error::BadCertificate`] for a certificate or root that does not parse.
     pub fn new(identity: &Identity) -> Result<Self> {
-        let (own, held, cluster) = load(identity)?;
+        let (own, held, cluster, file_lists) = load(identity)?;
+        let mut lists = Lists::default();
+        for list in file_lists {
+            lists.take(list);
+        }
         Ok(CertKeyring {
             name: identity.name.clone(),
             own: RwLock::new(Arc::new(own)),
             held: RwLock::new(HashMap::from([(identity.name.clone(), Arc::new(held))])),
             names_max: HELD_NAMES_MAX,
             cluster,
+            lists: RwLock::new(Arc::new(lists)),
+            banned: RwLock::new(HashMap::new()),
         })
     }
 
@@ -513,7 +545,7 @@ impl CertKeyring {
                 reason: format!("it names {}, and this node is {}", identity.name, self.name),
             });
         }
-        let (own, held, cluster) = load(identity)?;
+        let (own, held, cluster, lists) = load(identity)?;
         if cluster != self.cluster {
             return Err(Error::NotThisNode {
                 file: label,
@@ -524,7 +556,7 @@ impl CertKeyring {
                 ),
             });
         }
-        Ok(Rotation { own, held })
+        Ok(Rotation { own, held, lists })
     }
 
     /// Signs and trusts from a checked identity from now on. The certificate it replaces is
@@ -532,10 +564,13 @@ impl CertKeyring {
     /// verify here; members learn the new one when a record signed with it reaches them
     /// (they ask the peer that sent it), or from a new handshake.
     ///
+    /// The identity's revocation lists are taken where newer than those held (lists from
+    /// peers or the operator stay unless the files hold newer ones).
+    ///
     /// Returns the members whose newest certificate the new roots or revocation lists no
     /// longer admit: dropped here, for the caller to close their connections.
     pub fn commit_rotation(&self, rotation: Rotation) -> Vec<NodeName> {
-        let Rotation { own, held } = rotation;
+        let Rotation { own, held, lists } = rotation;
         {
             let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
             let kept = match map.get(&self.name) {
@@ -548,9 +583,28 @@ impl CertKeyring {
             }
         }
         *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(own);
-        // Every certificate held is checked again under the new roots and lists: one whose
-        // CA left the bundle, or that a list names, goes now.
-        let now = UnixTime::now();
+        self.take_lists(lists);
+        self.recheck_held(UnixTime::now())
+    }
+
+    /// Takes `lists` where newer than those held; whether any was.
+    fn take_lists(&self, lists: Vec<Arc<HeldList>>) -> bool {
+        let mut held = self.lists.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = Lists::clone(&held);
+        let mut taken = false;
+        for list in lists {
+            taken |= next.take(list);
+        }
+        if taken {
+            *held = Arc::new(next);
+        }
+        taken
+    }
+
+    /// Checks every certificate held again under the roots and lists in use: one whose CA
+    /// left the bundle, or that a list names, goes now (the latter noted as banned). Returns
+    /// the members dropped.
+    fn recheck_held(&self, now: UnixTime) -> Vec<NodeName> {
         let algorithms = crypto_provider().signature_verification_algorithms.all;
         let held: Vec<(NodeName, Arc<Held>)> = self
             .read()
@@ -561,7 +615,10 @@ impl CertKeyring {
         let mut dropped = Vec::new();
         let mut lost_previous = Vec::new();
         for (name, h) in held {
-            if self.check(algorithms, &name, &h.der, now).is_err() {
+            if let Err(refusal) = self.check(algorithms, &name, &h.der, now) {
+                if refusal.revoked {
+                    self.note_banned(&name, &h);
+                }
                 dropped.push(name);
             } else if h
                 .previous
@@ -581,6 +638,80 @@ impl CertKeyring {
             }
         }
         dropped
+    }
+
+    /// [`Keyring::learn_revocation`] at time `now`.
+    pub(crate) fn learn_revocation_at(&self, der: &[u8], now: UnixTime) -> Revocation {
+        let list = match HeldList::check(der, &self.own().issuers) {
+            Ok(list) => list,
+            Err(reason) => return Revocation::Refused(reason),
+        };
+        if !self.take_lists(vec![Arc::new(list)]) {
+            return Revocation::Known;
+        }
+        let before: Vec<NodeName> = self.read_banned().keys().cloned().collect();
+        let dropped = self.recheck_held(now);
+        let banned = self.read_banned();
+        Revocation::Taken {
+            banned: dropped
+                .into_iter()
+                .filter(|name| banned.contains_key(name) && !before.contains(name))
+                .collect(),
+        }
+    }
+
+    /// The revocation lists honoured once `rotation` is committed: those held, with the new
+    /// identity's taken where newer.
+    pub fn revocation_lists_with(
+        &self,
+        rotation: &Rotation,
+    ) -> Vec<CertificateRevocationListDer<'static>> {
+        let mut lists = Lists::clone(&self.lists());
+        for list in &rotation.lists {
+            lists.take(list.clone());
+        }
+        lists.rustls()
+    }
+
+    /// The revocation lists honoured, as rustls takes them: for the handshakes' verifiers.
+    pub fn revocation_lists(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        self.lists().rustls()
+    }
+
+    /// The certificate of `name` that a revocation list named, if `name` was cut off for it
+    /// and holds no newer certificate here, while that certificate could still be valid.
+    pub fn banned(&self, name: &NodeName) -> Option<CertificateInfo> {
+        let now = std::time::SystemTime::now();
+        self.read_banned()
+            .get(name)
+            .filter(|c| c.not_after > now)
+            .cloned()
+    }
+
+    /// Notes `name` as cut off for `held`, within [`HELD_NAMES_MAX`] names (expired ones go
+    /// first).
+    fn note_banned(&self, name: &NodeName, held: &Held) {
+        let info = held.info();
+        let mut banned = self.banned.write().unwrap_or_else(PoisonError::into_inner);
+        if banned.len() >= self.names_max && !banned.contains_key(name) {
+            let now = std::time::SystemTime::now();
+            banned.retain(|_, c| c.not_after > now);
+            if banned.len() >= self.names_max {
+                return;
+            }
+        }
+        banned.insert(name.clone(), info);
+    }
+
+    fn read_banned(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeName, CertificateInfo>> {
+        self.banned.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lists(&self) -> Arc<Lists> {
+        self.lists
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn own(&self) -> Arc<Own> {
@@ -615,10 +746,7 @@ impl CertKeyring {
     /// The serial and end of validity of the certificate held for `name` (this node's own
     /// included), if one is.
     pub fn certificate_info(&self, name: &NodeName) -> Option<CertificateInfo> {
-        self.read().get(name).map(|h| CertificateInfo {
-            serial: h.serial.to_string(),
-            not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.not_after),
-        })
+        self.read().get(name).map(|h| h.info())
     }
 
     /// How many certificates are held, this node's own included.
@@ -745,7 +873,7 @@ impl CertKeyring {
                 der,
                 now,
             )
-            .map_err(refuse)?;
+            .map_err(|refused| refuse(refused.reason))?;
         self.hold(name, held, now)
     }
 
@@ -865,6 +993,12 @@ impl CertKeyring {
             }
         };
         map.insert(name.clone(), Arc::new(kept));
+        drop(map);
+        // A certificate of theirs that no list names: no longer cut off.
+        self.banned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         Ok(())
     }
 
@@ -876,12 +1010,13 @@ impl CertKeyring {
         name: &NodeName,
         der: &[u8],
         now: UnixTime,
-    ) -> std::result::Result<Held, String> {
+    ) -> std::result::Result<Held, Refused> {
         let cert_der = CertificateDer::from(der);
         let end_entity = webpki::EndEntityCert::try_from(&cert_der)
             .map_err(|e| format!("does not parse: {e}"))?;
         let own = self.own();
-        let crls: Vec<&webpki::CertRevocationList<'_>> = own.crls.iter().collect();
+        let lists = self.lists();
+        let crls = lists.parsed();
         // As the handshakes check it: the end entity only, and a status no list gives is
         // taken as not revoked (a CA that publishes none).
         let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
@@ -901,7 +1036,10 @@ impl CertKeyring {
                 revocation,
                 None,
             )
-            .map_err(|e| format!("not trusted: {e}"))?;
+            .map_err(|e| Refused {
+                revoked: e == webpki::Error::CertRevoked,
+                reason: format!("not trusted: {e}"),
+            })?;
         let dns = ServerName::try_from(name.as_str())
             .map_err(|e| format!("{name} is not a DNS name: {e}"))?;
         end_entity
@@ -913,7 +1051,7 @@ impl CertKeyring {
             X509Certificate::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
         let named = node_name_of(&cert, "certificate").map_err(|e| e.to_string())?;
         if named != *name {
-            return Err(format!("it names {named}"));
+            return Err(format!("it names {named}").into());
         }
         let theirs = cluster_of(&cert, "certificate").map_err(|e| e.to_string())?;
         if theirs != self.cluster {
@@ -921,10 +1059,28 @@ impl CertKeyring {
                 "it is for {}, and this node is in {}",
                 cluster_label(theirs.as_ref()),
                 cluster_label(self.cluster.as_ref())
-            ));
+            )
+            .into());
         }
         let info = public_key_info(&cert)?;
         Ok(Held::new(der, &cert, info))
+    }
+}
+
+/// Why [`CertKeyring::check`] refused a certificate.
+struct Refused {
+    /// A reason phrase.
+    reason: String,
+    /// A revocation list names it.
+    revoked: bool,
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Refused {
+            reason,
+            revoked: false,
+        }
     }
 }
 
@@ -1125,6 +1281,14 @@ impl Keyring for CertKeyring {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(name);
         }
+    }
+
+    fn learn_revocation(&self, der: &[u8]) -> Revocation {
+        self.learn_revocation_at(der, UnixTime::now())
+    }
+
+    fn revocations(&self) -> Vec<Arc<[u8]>> {
+        self.lists().ders()
     }
 }
 

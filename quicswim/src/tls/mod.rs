@@ -21,6 +21,7 @@ mod file_mode;
 mod identity;
 mod keyring;
 mod refusal;
+mod revocation;
 
 pub use ca::{
     init_ca_dir, init_ca_dir_in_cluster, init_ca_dir_with_key, issue_to_dir, issue_to_node_dir,

@@ -234,6 +234,16 @@ impl Transport {
         self.engine.set_identity(identity)
     }
 
+    /// Handshakes from now on, both ways, are checked against `lists` in place of the
+    /// revocation lists of the identity in use (a list the cluster passed on). Nothing
+    /// changes on error.
+    pub fn set_revocation_lists(
+        &self,
+        lists: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+    ) -> Result<(), Error> {
+        self.engine.set_revocation_lists(lists)
+    }
+
     /// Closes the connections to `names` (their certificates were revoked, or their CA left
     /// the bundle): cleanly, once no request is in flight on them. New handshakes with them
     /// are refused by the roots and revocation lists of the identity in use.

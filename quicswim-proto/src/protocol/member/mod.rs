@@ -70,7 +70,7 @@ impl State {
     }
 
     /// Lowercase name, as the CLI and API print it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             State::Alive => "alive",
             State::Suspect => "suspect",

@@ -540,7 +540,7 @@ impl Swim {
     }
 
     /// A checked Dead (with its accusation) or Left (the member's own claim).
-    fn on_dead(
+    pub(super) fn on_dead(
         &mut self,
         now: Instant,
         claim: Claim,

@@ -76,6 +76,7 @@ mod output;
 mod probe;
 mod records;
 mod refusals;
+mod revoke;
 mod sampling;
 mod sealing;
 mod sync;
@@ -206,6 +207,9 @@ pub struct Swim {
     timers: Timers,
     broadcasts: BroadcastQueue,
     transmits: VecDeque<Transmit>,
+    /// Members cut off by revocation lists taken since the runtime last looked
+    /// ([`Swim::poll_revoked`]).
+    revoked: Option<Vec<NodeName>>,
     events: VecDeque<Event>,
     /// Bytes of `events`, bounded by `EVENTS_BYTES_MAX`.
     events_bytes: usize,
@@ -329,6 +333,7 @@ impl Swim {
             timers,
             broadcasts,
             transmits: VecDeque::new(),
+            revoked: None,
             events: VecDeque::new(),
             events_bytes: 0,
             awareness,
@@ -650,6 +655,7 @@ impl Swim {
                 kv_digest,
                 events,
                 certificates,
+                revocation_ids,
             } => {
                 if sender != *from {
                     self.stats.name_mismatches += 1;
@@ -668,6 +674,7 @@ impl Swim {
                     kv_digest,
                     events,
                     certificates,
+                    &revocation_ids,
                 ))
             }
             StreamMessage::Ping {
@@ -692,6 +699,10 @@ impl Swim {
                 Some(encode_stream(&StreamMessage::KvPushAck))
             }
             StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, &digest)),
+            StreamMessage::Revocations { lists } => {
+                self.take_revocations(now, from, lists);
+                Some(encode_stream(&StreamMessage::RevocationsAck))
+            }
             StreamMessage::CertificateRequest { names } => {
                 Some(self.on_certificate_request(&names))
             }
@@ -704,7 +715,8 @@ impl Swim {
             | StreamMessage::KvPushAck
             | StreamMessage::KvSyncReply { .. }
             | StreamMessage::CertificateReply { .. }
-            | StreamMessage::RecordReply { .. } => return Err(self.unasked(from, "request")),
+            | StreamMessage::RecordReply { .. }
+            | StreamMessage::RevocationsAck => return Err(self.unasked(from, "request")),
         };
         self.send_certificate_requests(now);
         // As for datagrams; a joiner is a member only once its full state is merged.
@@ -732,16 +744,24 @@ impl Swim {
                 kv_digest,
                 events,
                 certificates,
-            } => self.on_push_pull_reply(
-                now,
-                from,
-                members,
-                wants,
-                kv_delta,
-                kv_digest,
-                events,
-                certificates,
-            ),
+                revocations,
+                revocation_ids,
+            } => {
+                // Lists first: a member they ban is never admitted from this reply.
+                self.take_revocations(now, from, revocations);
+                self.on_push_pull_reply(
+                    now,
+                    from,
+                    members,
+                    wants,
+                    kv_delta,
+                    kv_digest,
+                    events,
+                    certificates,
+                );
+                self.send_missing_revocations(from, &revocation_ids);
+            }
+            StreamMessage::RevocationsAck => {}
             StreamMessage::CertificateReply { certificates } => {
                 self.on_certificate_reply(now, from, certificates)
             }
@@ -758,7 +778,8 @@ impl Swim {
             | StreamMessage::KvPush { .. }
             | StreamMessage::KvSync { .. }
             | StreamMessage::CertificateRequest { .. }
-            | StreamMessage::RecordRequest { .. } => return Err(self.unasked(from, "reply")),
+            | StreamMessage::RecordRequest { .. }
+            | StreamMessage::Revocations { .. } => return Err(self.unasked(from, "reply")),
         }
         self.send_certificate_requests(now);
         self.set_connected(from, true);

@@ -234,6 +234,11 @@ pub struct Stats {
     pub certificates_learned: u64,
     /// Member records that waited for a signer's certificate and were dropped for room.
     pub parked_dropped: u64,
+    /// Revocation lists taken (from the operator or peers): each newer than the one held
+    /// from its CA.
+    pub revocations_taken: u64,
+    /// Revocation lists refused: not signed by a trusted CA, or not lists at all.
+    pub revocations_refused: u64,
     /// Round trips of direct probes: from the datagram Ping to the target's Ack.
     pub probe_rtt: RttHistogram,
     /// Round trips of probes answered only after the direct Ping timed out: from the moment

@@ -56,6 +56,7 @@ impl Swim {
         kv_digest: Vec<OwnerDigest>,
         events: Vec<SignedEvent>,
         certificates: Vec<Certificate>,
+        revocation_ids: &[u64],
     ) -> Vec<u8> {
         debug!(peer = %from, join, members = members.len(), digest = digest.len(), "push-pull request");
         let theirs = held_by_peer(&members, &digest);
@@ -85,6 +86,8 @@ impl Swim {
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
             certificates,
+            revocations: self.revocations_missing_from(revocation_ids),
+            revocation_ids: self.revocation_ids(),
         };
         self.encode_anti_entropy(&reply)
     }
@@ -160,6 +163,7 @@ impl Swim {
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
             certificates,
+            revocation_ids: self.revocation_ids(),
         };
         let payload = encode_stream(&message);
         self.stats.anti_entropy_bytes_out += payload.len() as u64;

@@ -79,6 +79,8 @@ pub(crate) struct Engine {
     quic_transport: Arc<quinn::TransportConfig>,
     /// What this node dials with; replaced by [`Engine::set_identity`].
     client_config: Mutex<quinn::ClientConfig>,
+    /// The identity both configurations were built from, revocation lists included.
+    identity: Mutex<tls::Identity>,
     events: mpsc::Sender<Incoming>,
     /// Datagrams from admitted peers, one fair queue per connection.
     datagrams: Arc<FairQueue>,
@@ -218,6 +220,7 @@ impl Engine {
             instance: rand::random(),
             quic_transport,
             client_config: Mutex::new(client_config),
+            identity: Mutex::new(identity.clone()),
             events,
             datagrams,
             counters: Counters::default(),
@@ -252,10 +255,34 @@ impl Engine {
     /// connections up carry on with the identity they were made with until they close.
     /// Nothing changes on error.
     pub fn set_identity(&self, identity: &tls::Identity) -> Result<(), Error> {
-        let (server, client) = quic_configs(identity, &self.quic_transport)?;
-        self.endpoint.set_server_config(Some(server));
+        let mut held = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        self.use_identity(identity)?;
+        *held = identity.clone();
         // Peers that refused the identity before may take this one.
         self.state().paced.clear();
+        Ok(())
+    }
+
+    /// Handshakes from now on are checked against `lists` (in place of the revocation
+    /// lists in use), both ways. Nothing changes on error.
+    pub fn set_revocation_lists(
+        &self,
+        lists: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+    ) -> Result<(), Error> {
+        let mut held = self.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.crls == lists {
+            return Ok(());
+        }
+        let mut next = held.clone();
+        next.crls = lists;
+        self.use_identity(&next)?;
+        *held = next;
+        Ok(())
+    }
+
+    fn use_identity(&self, identity: &tls::Identity) -> Result<(), Error> {
+        let (server, client) = quic_configs(identity, &self.quic_transport)?;
+        self.endpoint.set_server_config(Some(server));
         *self
             .client_config
             .lock()
