@@ -219,10 +219,10 @@ mod tests {
     #[test]
     fn state_filter_parses_lists_and_names_strangers() {
         let f = Filter {
-            state: Some("alive, dead".into()),
+            state: Some("alive, dead,banned".into()),
             name: None,
         };
-        assert_eq!(f.states().unwrap(), [MemberState::Alive, MemberState::Dead]);
+        assert_eq!(f.states().unwrap(), ["alive", "dead", "banned"]);
         let bad = Filter {
             state: Some("alive,zombie".into()),
             name: None,
@@ -230,6 +230,6 @@ mod tests {
         let err = bad.states().unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert!(err.message.contains("\"zombie\""), "{}", err.message);
-        assert_eq!(Filter::default().states().unwrap().len(), 4);
+        assert_eq!(Filter::default().states().unwrap().len(), 5);
     }
 }
