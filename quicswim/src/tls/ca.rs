@@ -420,10 +420,14 @@ impl CertAuthority {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let crl_number = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        // Microseconds: a list made after another, even within the same second, has the
+        // higher number, so members take it in the other's place.
+        let crl_number = u64::try_from(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX);
         let params = rcgen::CertificateRevocationListParams {
             this_update: (now - CLOCK_SKEW).into(),
             next_update: (now + Duration::from_secs(u64::from(days) * 86_400)).into(),

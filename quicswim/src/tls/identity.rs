@@ -100,9 +100,10 @@ impl Identity {
     }
 
     /// This identity with the revocation lists in the PEM file `path` (`X509 CRL` blocks,
-    /// as `openssl ca -gencrl` and `quicswim certs crl` write them), in place of any it had.
+    /// as `openssl ca -gencrl` and `quicswim certs revoke` write them), in place of any it had.
     ///
-    /// Errors name the file: missing or unreadable, no CRL in it, or one that does not parse.
+    /// Errors name the file: missing or unreadable, no CRL in it, one that does not parse,
+    /// or one no CA of this identity signed.
     pub fn with_crl_file(self, path: &Path) -> Result<Self> {
         let pem = read_file(path)?;
         self.with_crls_pem(&pem, &label_of(path))
@@ -120,9 +121,11 @@ impl Identity {
         if crls.is_empty() {
             return Err(bad("no PEM `X509 CRL` block found".into()));
         }
+        // Signed by a CA of this identity's (a root, or an intermediate of its chain).
+        let issuers: Vec<CertificateDer<'static>> =
+            self.roots.iter().chain(&self.chain[1..]).cloned().collect();
         for crl in &crls {
-            webpki::BorrowedCertRevocationList::from_der(crl)
-                .map_err(|e| bad(format!("does not parse: {e}")))?;
+            super::revocation::HeldList::check(crl, &issuers).map_err(bad)?;
         }
         self.crls = crls;
         Ok(self)

@@ -2241,6 +2241,110 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         assert_eq!(alice.verify(&name("bob"), &record(5), &sig), Verdict::Valid);
     }
 
+    fn crl_der(pem: &str) -> Vec<u8> {
+        rustls_pemfile::crls(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_revocation_list_from_a_peer_is_taken_only_when_the_ca_signed_it_and_it_is_newer() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let alice = CertKeyring::new(&identity(&ca, "alice", NodeKeyType::Ed25519)).unwrap();
+        let (bob, bob_der) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        let (carol, carol_der) = keyring(&ca, "carol", NodeKeyType::P256);
+        alice.learn(&name("bob"), &bob_der).unwrap();
+        alice.learn(&name("carol"), &carol_der).unwrap();
+        let bob_serial = bob.certificate_info(&name("bob")).unwrap().serial;
+        let carol_serial = carol.certificate_info(&name("carol")).unwrap().serial;
+        let first = crl_der(&ca.revocation_list(&[&bob_serial], 7).unwrap());
+        let second = crl_der(&ca.revocation_list(&[&bob_serial, &carol_serial], 7).unwrap());
+
+        // Refused, changing nothing: garbage, a list of another CA, and one under the same
+        // CA name signed by another key.
+        for (what, der) in [
+            ("garbage", vec![0x30, 0x03, 1, 2, 3]),
+            (
+                "another CA",
+                crl_der(
+                    &CertAuthority::generate("other ca")
+                        .unwrap()
+                        .revocation_list(&[&bob_serial], 7)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "same name, other key",
+                crl_der(
+                    &CertAuthority::generate("test ca")
+                        .unwrap()
+                        .revocation_list(&[&bob_serial], 7)
+                        .unwrap(),
+                ),
+            ),
+        ] {
+            let outcome = alice.learn_revocation(&der);
+            assert!(matches!(outcome, Revocation::Refused(_)), "{what}: {outcome:?}");
+            assert!(alice.revocations().is_empty(), "{what}");
+            assert!(alice.certificate(&name("bob")).is_some(), "{what}");
+        }
+
+        // The CA's list: bob is dropped and banned, carol stays.
+        assert_eq!(
+            alice.learn_revocation(&first),
+            Revocation::Taken {
+                banned: vec![name("bob")]
+            }
+        );
+        assert_eq!(alice.learn_revocation(&first), Revocation::Known);
+        assert!(alice.certificate(&name("bob")).is_none());
+        assert_eq!(alice.banned(&name("bob")).unwrap().serial, bob_serial);
+        assert!(alice.learn(&name("bob"), &bob_der).is_err());
+        assert!(alice.banned(&name("carol")).is_none());
+        // The newer list of the same CA replaces it; the older one is never taken back.
+        assert_eq!(
+            alice.learn_revocation(&second),
+            Revocation::Taken {
+                banned: vec![name("carol")]
+            }
+        );
+        assert_eq!(alice.learn_revocation(&first), Revocation::Known);
+        assert_eq!(alice.revocations(), vec![Arc::<[u8]>::from(second.clone())]);
+        assert_eq!(alice.revocation_lists().len(), 1);
+
+        // A certificate reissued to bob (another serial) is learned and lifts the ban.
+        let (_, reissued) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        alice.learn(&name("bob"), &reissued).unwrap();
+        assert!(alice.banned(&name("bob")).is_none());
+        assert!(alice.banned(&name("carol")).is_some());
+
+        // A node whose files hold the older list keeps the newer one it was given.
+        let alice_id = identity(&ca, "alice", NodeKeyType::Ed25519);
+        let pem = format!(
+            "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &first)
+        );
+        alice
+            .rotate(&alice_id.with_crls_pem(&pem, "old list").unwrap())
+            .unwrap();
+        assert_eq!(alice.revocations(), vec![Arc::<[u8]>::from(second)]);
+    }
+
+    #[test]
+    fn a_revocation_list_file_not_signed_by_the_ca_is_refused_naming_it() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let other = CertAuthority::generate("test ca").unwrap();
+        let crl = other.revocation_list(&["01"], 7).unwrap();
+        let err = identity(&ca, "alice", NodeKeyType::Ed25519)
+            .with_crls_pem(&crl, "crl.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("crl.pem: "), "{err}");
+        assert!(err.contains("signature does not verify"), "{err}");
+    }
+
     #[test]
     fn a_revocation_list_stops_a_certificate_being_learned_and_drops_it_if_held() {
         let ca = CertAuthority::generate("test ca").unwrap();
