@@ -61,9 +61,16 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
     let out = quicswim_ok(&["revoke", crl_arg, "--api", &agents[1].api.to_string()]);
     assert!(out.contains("taken: banned carol"), "{out}");
     let others: Vec<&Agent> = agents.iter().filter(|a| a.name != "carol").collect();
-    wait_for("carol banned on every other agent", DEADLINE, &others, || {
-        others.iter().all(|a| a.state_of("carol").as_deref() == Some("banned"))
-    });
+    wait_for(
+        "carol banned on every other agent",
+        DEADLINE,
+        &others,
+        || {
+            others
+                .iter()
+                .all(|a| a.state_of("carol").as_deref() == Some("banned"))
+        },
+    );
     println!(
         "carol banned on alice, bob, dave and erin {:?} after `quicswim revoke` was started",
         handed.elapsed()
@@ -76,7 +83,12 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
             .expect("carol listed");
         assert_eq!(carol["cert_serial"], serial.as_str(), "at {}", agent.name);
         let banned = quicswim_ok(&[
-            "members", "--api", &agent.api.to_string(), "--state", "banned", "--json",
+            "members",
+            "--api",
+            &agent.api.to_string(),
+            "--state",
+            "banned",
+            "--json",
         ]);
         assert!(banned.contains("\"carol\""), "at {}: {banned}", agent.name);
     }
@@ -107,7 +119,10 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
         .iter()
         .map(|a| counter(a, "quicswim_handshakes_refused_total{reason=\"revoked\"}"))
         .sum();
-    assert!(after > before, "no revoked handshake counted ({before} -> {after})");
+    assert!(
+        after > before,
+        "no revoked handshake counted ({before} -> {after})"
+    );
 
     // A node that joins later takes the list in its first exchange, and refuses carol.
     let frank = Agent::start(dir, "frank", &[&common[..], &join].concat());

@@ -66,10 +66,7 @@ async fn a_revocation_handed_to_one_node_bans_the_member_everywhere() {
         }
     );
     // Every other node learns it from the cluster.
-    let others: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| n.name().as_str() != cut)
-        .collect();
+    let others: Vec<&Node> = nodes.iter().filter(|n| n.name().as_str() != cut).collect();
     let check = banned_everywhere(&others, cut);
     eventually("node-3 banned on every other node", || async { check() }).await;
     println!(
@@ -91,7 +88,11 @@ async fn a_revocation_handed_to_one_node_bans_the_member_everywhere() {
     assert_eq!(nodes[1].revoke(list).await.unwrap(), Revocation::Known);
     // A list from another CA is refused, naming why, and changes nothing.
     let stranger = CertAuthority::generate("another cluster").unwrap();
-    let forged = der_of(&stranger.revocation_list(&[&serial(&nodes[0], "node-1")], 7).unwrap());
+    let forged = der_of(
+        &stranger
+            .revocation_list(&[&serial(&nodes[0], "node-1")], 7)
+            .unwrap(),
+    );
     let Revocation::Refused(reason) = nodes[2].revoke(forged).await.unwrap() else {
         panic!("a list of another CA was taken");
     };

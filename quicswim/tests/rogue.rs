@@ -24,8 +24,8 @@ use quicswim::protocol::codec::{
 use quicswim::protocol::kv::{proof, OwnerDelta};
 use quicswim::protocol::swim::ForgedCounts;
 use quicswim::protocol::{
-    Certificate, Incarnation, Keyring, KvEntry, Member, NodeName, Signature, State, UserEvent,
-    COUNTER_MAX,
+    Certificate, Incarnation, Keyring, KvEntry, Member, NodeName, RevocationList, Signature, State,
+    UserEvent, COUNTER_MAX,
 };
 use quicswim::tls::{CertAuthority, CertKeyring};
 use quicswim::transport::{Incoming, Peer, Transport, TransportConfig};
@@ -949,4 +949,62 @@ async fn wait_kv(nodes: &[&Node], owner: &NodeName, key: &str, want: Option<&[u8
         );
         tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_revocation_lists_are_refused_and_ban_nobody() {
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    let (nodes, rogue) = cluster_with_rogue(&ca).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let before = views(&refs).await;
+    let victim = nodes[1]
+        .certificate_info(&name("node-2"))
+        .expect("node-2's certificate")
+        .serial;
+    let der = |pem: String| {
+        rustls_pemfile::crls(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    };
+    // A list naming node-2 made by a CA of the same name with another key, one of another
+    // CA, a list cut short, and bytes that are no list at all.
+    let same_name = der(CertAuthority::generate("test cluster")
+        .unwrap()
+        .revocation_list(&[&victim], 7)
+        .unwrap());
+    let other = der(CertAuthority::generate("other")
+        .unwrap()
+        .revocation_list(&[&victim], 7)
+        .unwrap());
+    let genuine = der(ca.revocation_list(&[&victim], 7).unwrap());
+    let lists: Vec<RevocationList> = [
+        same_name,
+        other,
+        genuine[..genuine.len() - 9].to_vec(),
+        vec![0x30, 0x82, 0xff, 0xff, 0],
+    ]
+    .into_iter()
+    .map(|der| RevocationList { der })
+    .collect();
+    for node in [&nodes[0], &nodes[1]] {
+        let reply = rogue
+            .request(
+                node.addr(),
+                &StreamMessage::Revocations {
+                    lists: lists.clone(),
+                },
+            )
+            .await;
+        assert_eq!(reply, StreamMessage::RevocationsAck);
+        let core = node.metrics().await.unwrap().core;
+        assert_eq!(core.revocations_refused, 4, "at {}", node.name());
+        assert_eq!(core.revocations_taken, 0, "at {}", node.name());
+        assert!(node.banned(&name("node-2")).is_none());
+        assert!(node.certificate_info(&name("node-2")).is_some());
+    }
+    assert_unchanged(&nodes, &before).await;
+    rogue.close().await;
+    shutdown_all(&nodes).await;
 }

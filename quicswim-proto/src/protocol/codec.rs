@@ -748,9 +748,17 @@ mod tests {
     #[test]
     fn revocation_lists_are_bounded_in_size_and_count() {
         let push = |len: usize, count: usize| StreamMessage::Revocations {
-            lists: vec![RevocationList { der: vec![0x30; len] }; count],
+            lists: vec![
+                RevocationList {
+                    der: vec![0x30; len]
+                };
+                count
+            ],
         };
-        let ok = push(crate::protocol::REVOCATION_LEN_MAX, REVOCATIONS_PER_MESSAGE_MAX);
+        let ok = push(
+            crate::protocol::REVOCATION_LEN_MAX,
+            REVOCATIONS_PER_MESSAGE_MAX,
+        );
         assert_eq!(decode_stream(&encode_stream(&ok)).unwrap(), ok);
         assert_eq!(
             field_refused(decode_stream(&encode_stream(&push(

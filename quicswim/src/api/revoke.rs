@@ -83,7 +83,11 @@ pub(super) async fn revoke(
                 return Err(bad(format!(
                     "revocation list {} of {count} ({id}) refused: {reason}{}",
                     i + 1,
-                    if i > 0 { "; the lists before it were taken" } else { "" }
+                    if i > 0 {
+                        "; the lists before it were taken"
+                    } else {
+                        ""
+                    }
                 )))
             }
         };

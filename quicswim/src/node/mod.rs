@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
 use crate::protocol::{
-    CommandError, Config, ConfigError, Event, Keyring, Member, NodeName, Revocation, State,
-    Stats, Swim, UserEvent, ValidConfig,
+    CommandError, Config, ConfigError, Event, Keyring, Member, NodeName, Revocation, State, Stats,
+    Swim, UserEvent, ValidConfig,
 };
 use crate::ring::{weight_from_meta, Ring, RingTracker};
 use crate::tls::{CertKeyring, CertificateInfo, Identity};

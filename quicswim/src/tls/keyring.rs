@@ -2260,7 +2260,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         let bob_serial = bob.certificate_info(&name("bob")).unwrap().serial;
         let carol_serial = carol.certificate_info(&name("carol")).unwrap().serial;
         let first = crl_der(&ca.revocation_list(&[&bob_serial], 7).unwrap());
-        let second = crl_der(&ca.revocation_list(&[&bob_serial, &carol_serial], 7).unwrap());
+        let second = crl_der(
+            &ca.revocation_list(&[&bob_serial, &carol_serial], 7)
+                .unwrap(),
+        );
 
         // Refused, changing nothing: garbage, a list of another CA, and one under the same
         // CA name signed by another key.
@@ -2286,7 +2289,10 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             ),
         ] {
             let outcome = alice.learn_revocation(&der);
-            assert!(matches!(outcome, Revocation::Refused(_)), "{what}: {outcome:?}");
+            assert!(
+                matches!(outcome, Revocation::Refused(_)),
+                "{what}: {outcome:?}"
+            );
             assert!(alice.revocations().is_empty(), "{what}");
             assert!(alice.certificate(&name("bob")).is_some(), "{what}");
         }

@@ -40,8 +40,8 @@ impl HeldList {
                 der.len()
             ));
         }
-        let (rest, crl) = CertificateRevocationList::from_der(der)
-            .map_err(|e| format!("does not parse: {e}"))?;
+        let (rest, crl) =
+            CertificateRevocationList::from_der(der).map_err(|e| format!("does not parse: {e}"))?;
         if !rest.is_empty() {
             return Err("trailing bytes after the list".into());
         }
