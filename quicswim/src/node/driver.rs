@@ -75,7 +75,6 @@ impl Driver {
         ring: RingFeed,
         joiner: Joiner,
         revocations: RevocationFeed,
-        now: Instant,
     ) -> Self {
         Driver {
             ring,
@@ -86,7 +85,7 @@ impl Driver {
             events,
             replies,
             requests: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
-            datagram_size_due: now,
+            datagram_size_due: Instant::now(),
             kept_for_size: 0,
             joiner,
             revocations,

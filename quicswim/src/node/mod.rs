@@ -422,7 +422,6 @@ impl Node {
                 keyring: keyring.clone(),
                 lock: reloading.clone(),
             },
-            now,
         );
         let cluster = keyring
             .cluster()

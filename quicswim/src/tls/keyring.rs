@@ -434,9 +434,19 @@ impl fmt::Debug for Rotation {
     }
 }
 
-/// What a keyring takes from an identity: its own side, its certificate as held, and the
-/// cluster the certificate names; its revocation lists, checked.
-fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>, Vec<Arc<HeldList>>)> {
+/// What a keyring takes from an identity.
+struct Loaded {
+    /// Its own side.
+    own: Own,
+    /// Its certificate, as held.
+    held: Held,
+    /// The cluster the certificate names.
+    cluster: Option<NodeName>,
+    /// Its revocation lists, checked.
+    lists: Vec<Arc<HeldList>>,
+}
+
+fn load(identity: &Identity) -> Result<Loaded> {
     let cert_label = format!("certificate of {}", identity.name);
     let key_label = format!("private key of {}", identity.name);
     let leaf = identity.chain.first().ok_or_else(|| Error::NoCertificate {
@@ -494,7 +504,12 @@ fn load(identity: &Identity) -> Result<(Own, Held, Option<NodeName>, Vec<Arc<Hel
         intermediates: identity.chain[1..].to_vec(),
         issuers,
     };
-    Ok((own, held, cluster, lists))
+    Ok(Loaded {
+        own,
+        held,
+        cluster,
+        lists,
+    })
 }
 
 impl CertKeyring {
@@ -506,7 +521,12 @@ impl CertKeyring {
     /// algorithm; [`Error::KeyMismatch`] when the key is not the certificate's;
     /// [`Error::BadCertificate`] for a certificate or root that does not parse.
     pub fn new(identity: &Identity) -> Result<Self> {
-        let (own, held, cluster, file_lists) = load(identity)?;
+        let Loaded {
+            own,
+            held,
+            cluster,
+            lists: file_lists,
+        } = load(identity)?;
         let mut lists = Lists::default();
         for list in file_lists {
             lists.take(list);
@@ -545,7 +565,12 @@ impl CertKeyring {
                 reason: format!("it names {}, and this node is {}", identity.name, self.name),
             });
         }
-        let (own, held, cluster, lists) = load(identity)?;
+        let Loaded {
+            own,
+            held,
+            cluster,
+            lists,
+        } = load(identity)?;
         if cluster != self.cluster {
             return Err(Error::NotThisNode {
                 file: label,
@@ -642,6 +667,10 @@ impl CertKeyring {
 
     /// [`Keyring::learn_revocation`] at time `now`.
     pub(crate) fn learn_revocation_at(&self, der: &[u8], now: UnixTime) -> Revocation {
+        // One held already costs a comparison, not a parse and a signature check.
+        if self.lists().held.iter().any(|h| *h.der == *der) {
+            return Revocation::Known;
+        }
         let list = match HeldList::check(der, &self.own().issuers) {
             Ok(list) => list,
             Err(reason) => return Revocation::Refused(reason),
@@ -651,6 +680,19 @@ impl CertKeyring {
         }
         let before: Vec<NodeName> = self.read_banned().keys().cloned().collect();
         let dropped = self.recheck_held(now);
+        if let Some(own) = self.read().get(&self.name).cloned() {
+            if matches!(
+                self.check(
+                    crypto_provider().signature_verification_algorithms.all,
+                    &self.name,
+                    &own.der,
+                    now
+                ),
+                Err(Refused { revoked: true, .. })
+            ) {
+                tracing::error!(node = %self.name, serial = %own.serial, "a revocation list names this node's own certificate: members refuse it from now on; issue it a new one (quicswim certs issue) and reload");
+            }
+        }
         let banned = self.read_banned();
         Revocation::Taken {
             banned: dropped
