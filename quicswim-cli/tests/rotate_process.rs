@@ -242,18 +242,7 @@ fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
     // Carol, restarted with the same certificate, is refused with the reason.
     carol.signal("-KILL");
     carol.wait_exit();
-    let out = quicswim(
-        &[
-            &["agent", "--name", "carol"][..],
-            &common,
-            &join,
-            &["--join-timeout", "3s"],
-        ]
-        .concat(),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.to_lowercase().contains("revoked"), "{stderr}");
+    assert_join_refused_as_revoked("carol", &[&common[..], &join].concat());
     let refused = alice
         .metrics()
         .lines()

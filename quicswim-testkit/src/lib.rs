@@ -49,21 +49,36 @@ pub async fn start(identity: Identity, seeds: Vec<SocketAddr>) -> Node {
 }
 
 pub async fn start_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
-    let first = start(identity(ca, "node-0"), vec![]).await;
-    let seed = first.addr();
-    let mut nodes = vec![first];
-    for i in 1..n {
-        nodes.push(start(identity(ca, &format!("node-{i}")), vec![seed]).await);
+    start_cluster_of(&identities(ca, n)).await
+}
+
+/// `node-0` .. `node-{n-1}`, issued by `ca`.
+pub fn identities(ca: &CertAuthority, n: usize) -> Vec<Identity> {
+    (0..n).map(|i| identity(ca, &format!("node-{i}"))).collect()
+}
+
+/// A node for each of `ids`, the first alone and the others seeded with it.
+pub async fn start_cluster_of(ids: &[Identity]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let seeds = nodes.first().map(Node::addr).into_iter().collect();
+        nodes.push(start(id.clone(), seeds).await);
     }
+    nodes
+}
+
+/// [`start_cluster_of`], then waits until every node holds them all Alive.
+pub async fn start_alive_cluster_of(ids: &[Identity]) -> Vec<Node> {
+    let nodes = start_cluster_of(ids).await;
+    let n = nodes.len();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all(&format!("{n} nodes alive everywhere"), &refs, all_alive(n)).await;
     nodes
 }
 
 /// [`start_cluster`], then waits until every node holds all `n` Alive.
 pub async fn start_alive_cluster(ca: &CertAuthority, n: usize) -> Vec<Node> {
-    let nodes = start_cluster(ca, n).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all(&format!("{n} nodes alive everywhere"), &refs, all_alive(n)).await;
-    nodes
+    start_alive_cluster_of(&identities(ca, n)).await
 }
 
 /// Shuts every node down, one after the other.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::*;
 use quicswim::protocol::{Revocation, State};
-use quicswim::tls::{CertAuthority, Identity};
+use quicswim::tls::CertAuthority;
 use quicswim::Node;
 
 fn serial(node: &Node, of: &str) -> String {
@@ -41,17 +41,9 @@ fn banned_everywhere<'a>(nodes: &'a [&'a Node], who: &'a str) -> impl Fn() -> bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_handed_to_one_node_bans_the_member_everywhere() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let ids: Vec<Identity> = (0..5)
-        .map(|i| identity(&ca, &format!("node-{i}")))
-        .collect();
-    let first = start(ids[0].clone(), vec![]).await;
-    let seed = first.addr();
-    let mut nodes = vec![first];
-    for id in &ids[1..] {
-        nodes.push(start(id.clone(), vec![seed]).await);
-    }
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("five alive everywhere", &refs, all_alive(5)).await;
+    let ids = identities(&ca, 5);
+    let nodes = start_alive_cluster_of(&ids).await;
+    let seed = nodes[0].addr();
     let cut = "node-3";
     let listed = serial(&nodes[0], cut);
     let list = der_of(&ca.revocation_list(&[&listed], 7).unwrap());

@@ -228,17 +228,9 @@ async fn an_identity_for_another_node_is_refused_and_the_old_one_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_list_taken_live_cuts_the_member_it_names_off() {
     let ca = CertAuthority::generate("test cluster").unwrap();
-    let ids: Vec<Identity> = (0..3)
-        .map(|i| identity(&ca, &format!("node-{i}")))
-        .collect();
-    let first = start(ids[0].clone(), vec![]).await;
-    let seed = first.addr();
-    let mut nodes = vec![first];
-    for id in &ids[1..] {
-        nodes.push(start(id.clone(), vec![seed]).await);
-    }
+    let ids = identities(&ca, 3);
+    let nodes = start_alive_cluster_of(&ids).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_all("three alive everywhere", &refs, all_alive(3)).await;
 
     let listed = serial(&nodes[0], "node-2").expect("node-2's certificate held");
     let crl = ca.revocation_list(&[&listed], 7).unwrap();

@@ -329,3 +329,19 @@ pub fn one_error_line(out: &Output) -> String {
     assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
     lines[0].to_string()
 }
+
+/// Runs `quicswim agent --name NAME ARGS... --join-timeout 3s` to the end and asserts that
+/// it stops with exit 1, saying its certificate was revoked.
+pub fn assert_join_refused_as_revoked(name: &str, args: &[&str]) {
+    let out = quicswim(
+        &[
+            &["agent", "--name", name][..],
+            args,
+            &["--join-timeout", "3s"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.to_lowercase().contains("revoked"), "{stderr}");
+}
