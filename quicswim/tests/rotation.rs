@@ -253,7 +253,11 @@ async fn a_revocation_list_taken_live_cuts_the_member_it_names_off() {
     let refused: u64 = {
         let mut total = 0;
         for node in &nodes[..2] {
-            total += node.metrics().await.unwrap().transport.refused.revoked;
+            let metrics = node.metrics().await.unwrap();
+            total += metrics.transport.refused.revoked;
+            // A list from the files is banned and passed on as one handed to `revoke` is.
+            assert_eq!(metrics.core.revocations_taken, 1, "at {}", node.name());
+            assert!(node.banned(&name("node-2")).is_some(), "at {}", node.name());
         }
         total
     };

@@ -109,8 +109,9 @@ pub struct RevocationList {
 }
 
 impl RevocationList {
-    /// What names this list in digests: a hash of its bytes. Only a CA can make a list, so
-    /// no member can make two collide on purpose.
+    /// What names this list in digests: a hash of its bytes (xxh64, not a cryptographic
+    /// hash). An id only tells a peer which lists to send: two lists of one id would at worst
+    /// keep one from being sent in an exchange, and every list is checked on its own.
     pub fn id(der: &[u8]) -> u64 {
         crate::hash::xxh64(der, REVOCATION_ID_SEED)
     }

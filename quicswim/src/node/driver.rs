@@ -310,6 +310,9 @@ impl Driver {
             Command::Revoke(der, tx) => {
                 let _ = tx.send(self.core.revoke(Instant::now(), der));
             }
+            Command::RevocationsTaken(lists, banned) => {
+                self.core.revocations_taken(Instant::now(), lists, &banned);
+            }
             Command::Leave(..) => unreachable!("handled by the loop"),
         }
     }
@@ -340,8 +343,8 @@ impl Driver {
         while let Some(t) = self.core.poll_transmit() {
             self.send(t, None);
         }
-        if let Some(banned) = self.core.poll_revoked() {
-            self.apply_revocations(banned);
+        if self.core.poll_revoked() {
+            self.apply_revocations();
         }
         let mut membership = Vec::new();
         while let Some(event) = self.core.poll_event() {
@@ -376,9 +379,9 @@ impl Driver {
     }
 
     /// The core took a revocation list: handshakes are checked against the keyring's lists
-    /// from now on, and the connections of the members it banned are closed. In a task of
-    /// its own, after any identity reload under way.
-    fn apply_revocations(&self, banned: Vec<NodeName>) {
+    /// from now on, and the connections made with certificates they name are closed. In a
+    /// task of its own, after any identity reload under way.
+    fn apply_revocations(&self) {
         let transport = self.transport.clone();
         let keyring = self.revocations.keyring.clone();
         let lock = self.revocations.lock.clone();
@@ -388,9 +391,9 @@ impl Driver {
                 if let Err(e) = transport.set_revocation_lists(keyring.revocation_lists()) {
                     warn!(error = %e, "revocation lists not applied to handshakes");
                 }
-                if !banned.is_empty() {
-                    transport.close_revoked(&banned).await;
-                }
+                transport
+                    .close_revoked(|name, der| keyring.admits(name, der))
+                    .await;
             }
             .in_current_span(),
         );

@@ -185,6 +185,7 @@ enum Command {
     Ready(oneshot::Sender<ReadyFacts>),
     ForceLeave(NodeName, oneshot::Sender<Result<(), CommandError>>),
     Revoke(Vec<u8>, oneshot::Sender<Revocation>),
+    RevocationsTaken(Vec<Vec<u8>>, Vec<NodeName>),
 }
 
 /// How long [`Node::leave`] waits for a member to confirm the leave.
@@ -364,12 +365,15 @@ impl Node {
             bind: config.bind,
             ..config.transport.clone()
         };
-        let (transport, incoming) = Transport::bind(transport_config, &config.identity).await?;
+        let keyring = Arc::new(CertKeyring::new(&config.identity).map_err(Error::Keyring)?);
+        // Handshakes take the keyring's lists: checked, and the newest of each CA's only.
+        let mut identity = config.identity.clone();
+        identity.crls = keyring.revocation_lists();
+        let (transport, incoming) = Transport::bind(transport_config, &identity).await?;
         let addr = config.advertise.unwrap_or_else(|| transport.local_addr());
         if addr.ip().is_unspecified() {
             return Err(Error::UnspecifiedAdvertise(addr));
         }
-        let keyring = Arc::new(CertKeyring::new(&config.identity).map_err(Error::Keyring)?);
         let now = Instant::now();
         let mut core = Swim::new(
             name.clone(),
@@ -602,9 +606,10 @@ impl Node {
         // The lists the cluster passed on stay, beside the identity's own.
         let mut identity = identity.clone();
         identity.crls = self.keyring.revocation_lists_with(&rotation);
+        let new_lists = self.keyring.new_lists(&rotation);
         self.driver.transport.set_identity(&identity)?;
         let before = Keyring::certificate(&*self.keyring, &self.name);
-        let revoked = self.keyring.commit_rotation(rotation);
+        let banned = self.keyring.commit_rotation(rotation);
         // And one the core took meanwhile, whose own update waits for this lock.
         self.driver
             .transport
@@ -615,8 +620,15 @@ impl Node {
             .map(|c| c.serial)
             .unwrap_or_default();
         info!(node = %self.name, %serial, "identity reloaded: new handshakes present this certificate");
-        if !revoked.is_empty() {
-            self.driver.transport.close_revoked(&revoked).await;
+        let keyring = &self.keyring;
+        self.driver
+            .transport
+            .close_revoked(|name, der| keyring.admits(name, der))
+            .await;
+        if !new_lists.is_empty() || !banned.is_empty() {
+            // Banned and passed on as a list handed to `revoke` is.
+            self.send(Command::RevocationsTaken(new_lists, banned))
+                .await?;
         }
         if Keyring::certificate(&*self.keyring, &self.name) == before {
             // The same certificate (a new CA bundle or revocation list): nothing to restate.

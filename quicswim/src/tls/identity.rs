@@ -122,10 +122,14 @@ impl Identity {
             return Err(bad("no PEM `X509 CRL` block found".into()));
         }
         // Signed by a CA of this identity's (a root, or an intermediate of its chain).
-        let issuers: Vec<CertificateDer<'static>> =
-            self.roots.iter().chain(&self.chain[1..]).cloned().collect();
+        let issuers: Vec<CertificateDer<'static>> = self
+            .roots
+            .iter()
+            .chain(self.chain.get(1..).unwrap_or_default())
+            .cloned()
+            .collect();
         for crl in &crls {
-            super::revocation::HeldList::check(crl, &issuers).map_err(bad)?;
+            super::revocation::HeldList::check_alone(crl, &issuers).map_err(bad)?;
         }
         self.crls = crls;
         Ok(self)

@@ -486,7 +486,7 @@ fn load(identity: &Identity) -> Result<Loaded> {
         .crls
         .iter()
         .map(|der| {
-            HeldList::check(der, &issuers)
+            HeldList::check_alone(der, &issuers)
                 .map(Arc::new)
                 .map_err(|reason| Error::BadCrl {
                     file: "revocation lists".into(),
@@ -592,8 +592,9 @@ impl CertKeyring {
     /// The identity's revocation lists are taken where newer than those held (lists from
     /// peers or the operator stay unless the files hold newer ones).
     ///
-    /// Returns the members whose newest certificate the new roots or revocation lists no
-    /// longer admit: dropped here, for the caller to close their connections.
+    /// Returns the members a revocation list cut off (dropped, and noted as banned); those
+    /// whose CA left the bundle are dropped too. Connections made with certificates that no
+    /// longer pass are for the caller to close ([`admits`](Self::admits)).
     pub fn commit_rotation(&self, rotation: Rotation) -> Vec<NodeName> {
         let Rotation { own, held, lists } = rotation;
         {
@@ -607,19 +608,39 @@ impl CertKeyring {
                 map.insert(self.name.clone(), Arc::new(kept));
             }
         }
+        let issuers = own.issuers.clone();
         *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(own);
-        self.take_lists(lists);
+        {
+            // Lists of CAs no longer trusted go, so they are neither honoured nor sent on.
+            let mut held = self.lists.write().unwrap_or_else(PoisonError::into_inner);
+            let mut next = Lists::clone(&held);
+            next.held
+                .retain(|h| HeldList::check_alone(&h.der, &issuers).is_ok());
+            for list in lists {
+                next.take(list);
+            }
+            *held = Arc::new(next);
+        }
         self.recheck_held(UnixTime::now())
     }
 
-    /// Takes `lists` where newer than those held; whether any was.
-    fn take_lists(&self, lists: Vec<Arc<HeldList>>) -> bool {
+    /// The identity's lists in `rotation` that this keyring does not hold: the ones its
+    /// commit takes (as long as no newer one comes first), for the caller to pass on.
+    pub fn new_lists(&self, rotation: &Rotation) -> Vec<Vec<u8>> {
+        let held = self.lists();
+        rotation
+            .lists
+            .iter()
+            .filter(|l| !held.holds(&l.der))
+            .map(|l| l.der.to_vec())
+            .collect()
+    }
+
+    /// Takes `list` where newer than the one held from its CA; whether it was.
+    fn take_list(&self, list: Arc<HeldList>) -> bool {
         let mut held = self.lists.write().unwrap_or_else(PoisonError::into_inner);
         let mut next = Lists::clone(&held);
-        let mut taken = false;
-        for list in lists {
-            taken |= next.take(list);
-        }
+        let taken = next.take(list);
         if taken {
             *held = Arc::new(next);
         }
@@ -627,8 +648,8 @@ impl CertKeyring {
     }
 
     /// Checks every certificate held again under the roots and lists in use: one whose CA
-    /// left the bundle, or that a list names, goes now (the latter noted as banned). Returns
-    /// the members dropped.
+    /// left the bundle, or that a list names, goes now. Returns the members a list cut off
+    /// (noted as banned).
     fn recheck_held(&self, now: UnixTime) -> Vec<NodeName> {
         let algorithms = crypto_provider().signature_verification_algorithms.all;
         let held: Vec<(NodeName, Arc<Held>)> = self
@@ -638,67 +659,83 @@ impl CertKeyring {
             .map(|(name, h)| (name.clone(), h.clone()))
             .collect();
         let mut dropped = Vec::new();
+        let mut banned = Vec::new();
         let mut lost_previous = Vec::new();
         for (name, h) in held {
             if let Err(refusal) = self.check(algorithms, &name, &h.der, now) {
                 if refusal.revoked {
                     self.note_banned(&name, &h);
+                    banned.push(name.clone());
                 }
-                dropped.push(name);
+                dropped.push((name, h));
             } else if h
                 .previous
                 .as_ref()
                 .is_some_and(|p| self.check(algorithms, &name, &p.der, now).is_err())
             {
-                lost_previous.push(name);
+                lost_previous.push((name, h));
             }
         }
+        // Only entries still as checked: one replaced meanwhile (a certificate learned) was
+        // checked on its way in.
         let mut map = self.held.write().unwrap_or_else(PoisonError::into_inner);
-        for name in &dropped {
-            map.remove(name);
+        for (name, checked) in &dropped {
+            if map.get(name).is_some_and(|h| Arc::ptr_eq(h, checked)) {
+                map.remove(name);
+            }
         }
-        for name in &lost_previous {
-            if let Some(h) = map.get_mut(name) {
+        for (name, checked) in &lost_previous {
+            if let Some(h) = map.get_mut(name).filter(|h| Arc::ptr_eq(h, checked)) {
                 *h = Arc::new(h.alone());
             }
         }
-        dropped
+        banned
+    }
+
+    /// Whether a handshake with `der`, presented as `name`, passes the checks in use now
+    /// (roots, revocation lists, validity, name): connections made with one that no longer
+    /// does are closed.
+    pub fn admits(&self, name: &NodeName, der: &[u8]) -> bool {
+        let algorithms = crypto_provider().signature_verification_algorithms.all;
+        self.check(algorithms, name, der, UnixTime::now()).is_ok()
     }
 
     /// [`Keyring::learn_revocation`] at time `now`.
     pub(crate) fn learn_revocation_at(&self, der: &[u8], now: UnixTime) -> Revocation {
-        // One held already costs a comparison, not a parse and a signature check.
-        if self.lists().held.iter().any(|h| *h.der == *der) {
+        let lists = self.lists();
+        // One held already costs a comparison; an older one, a parse.
+        if lists.holds(der) {
             return Revocation::Known;
         }
-        let list = match HeldList::check(der, &self.own().issuers) {
-            Ok(list) => list,
+        let list = match HeldList::check(der, &self.own().issuers, &lists) {
+            Ok(Some(list)) => Arc::new(list),
+            Ok(None) => return Revocation::Known,
             Err(reason) => return Revocation::Refused(reason),
         };
-        if !self.take_lists(vec![Arc::new(list)]) {
-            return Revocation::Known;
-        }
-        let before: Vec<NodeName> = self.read_banned().keys().cloned().collect();
-        let dropped = self.recheck_held(now);
+        // This node's own certificate, checked with the list as it would be in use: a list
+        // that webpki cannot apply would fail every handshake with its CA's certificates.
+        let algorithms = crypto_provider().signature_verification_algorithms.all;
         if let Some(own) = self.read().get(&self.name).cloned() {
-            if matches!(
-                self.check(
-                    crypto_provider().signature_verification_algorithms.all,
-                    &self.name,
-                    &own.der,
-                    now
-                ),
-                Err(Refused { revoked: true, .. })
-            ) {
-                tracing::error!(node = %self.name, serial = %own.serial, "a revocation list names this node's own certificate: members refuse it from now on; issue it a new one (quicswim certs issue) and reload");
+            let mut with = Lists::clone(&lists);
+            with.take(list.clone());
+            let before = self.check_under(&lists, algorithms, &self.name, &own.der, now);
+            match self.check_under(&with, algorithms, &self.name, &own.der, now) {
+                Err(Refused { revoked: true, .. }) => {
+                    tracing::error!(node = %self.name, serial = %own.serial, "a revocation list names this node's own certificate: members refuse it from now on; issue it a new one (quicswim certs issue) and reload");
+                }
+                Err(Refused { reason, .. }) if before.is_ok() => {
+                    return Revocation::Refused(format!(
+                        "handshakes could not use it (this node's own certificate fails with it: {reason})"
+                    ));
+                }
+                _ => {}
             }
         }
-        let banned = self.read_banned();
+        if !self.take_list(list) {
+            return Revocation::Known;
+        }
         Revocation::Taken {
-            banned: dropped
-                .into_iter()
-                .filter(|name| banned.contains_key(name) && !before.contains(name))
-                .collect(),
+            banned: self.recheck_held(now),
         }
     }
 
@@ -1053,11 +1090,22 @@ impl CertKeyring {
         der: &[u8],
         now: UnixTime,
     ) -> std::result::Result<Held, Refused> {
+        self.check_under(&self.lists(), algorithms, name, der, now)
+    }
+
+    /// [`check`](Self::check) with `lists` in place of the lists in use.
+    fn check_under(
+        &self,
+        lists: &Lists,
+        algorithms: &[&dyn SignatureVerificationAlgorithm],
+        name: &NodeName,
+        der: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<Held, Refused> {
         let cert_der = CertificateDer::from(der);
         let end_entity = webpki::EndEntityCert::try_from(&cert_der)
             .map_err(|e| format!("does not parse: {e}"))?;
         let own = self.own();
-        let lists = self.lists();
         let crls = lists.parsed();
         // As the handshakes check it: the end entity only, and a status no list gives is
         // taken as not revoked (a CA that publishes none).
@@ -2138,13 +2186,21 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
     }
 
+    /// Two identities of `who`, the second begun an hour after the first: a rotation.
+    fn rotated_pair(ca: &CertAuthority, who: &str) -> (Identity, Identity) {
+        let hour = Duration::from_secs(3_600);
+        let now = SystemTime::now();
+        (
+            identity_from(ca, who, now - 2 * hour),
+            identity_from(ca, who, now - hour),
+        )
+    }
+
     #[test]
     fn a_rotated_member_is_checked_with_its_new_certificate_and_its_old_one() {
         let ca = CertAuthority::generate("test ca").unwrap();
-        let hour = Duration::from_secs(3_600);
-        let now = SystemTime::now();
-        let old = identity_from(&ca, "alice", now - 2 * hour);
-        let new = identity_from(&ca, "alice", now - hour);
+        let (hour, now) = (Duration::from_secs(3_600), SystemTime::now());
+        let (old, new) = rotated_pair(&ca, "alice");
         let (old_der, new_der) = (old.chain[0].to_vec(), new.chain[0].to_vec());
         // What `keyring` says of record `n` signed by alice with `sig`.
         let of_alice = |keyring: &CertKeyring, n: u64, sig: &Signature| {
@@ -2269,11 +2325,16 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
         alice.learn(&name("carol"), &carol_der).unwrap();
 
         // The old CA leaves the bundle (alice now holds a certificate of the new one): carol,
-        // of the old CA, is dropped and named for her connections to be closed; bob stays.
+        // of the old CA, is dropped (not banned: no list names her), and her certificate no
+        // longer admitted, so her connections are closed; bob stays.
         let rotation = alice
             .prepare_rotation(&identity(&next_ca, "alice", NodeKeyType::Ed25519))
             .unwrap();
-        assert_eq!(alice.commit_rotation(rotation), [name("carol")]);
+        assert!(alice.admits(&name("carol"), &carol_der));
+        assert_eq!(alice.commit_rotation(rotation), []);
+        assert!(!alice.admits(&name("carol"), &carol_der));
+        assert!(alice.admits(&name("bob"), &bob_der));
+        assert!(alice.banned(&name("carol")).is_none());
         assert!(alice.certificate(&name("carol")).is_none());
         assert_eq!(
             alice.verify(&name("carol"), &record(6), &carol.sign(&record(6))),
@@ -2378,6 +2439,33 @@ F5d9P2uoOpzRXO+5cxzBWdpcq3MdjFarUKFO/pXSr1Q1yiPO2zKX0kGP1VSZIooH\n\
             .rotate(&alice_id.with_crls_pem(&pem, "old list").unwrap())
             .unwrap();
         assert_eq!(alice.revocations(), vec![Arc::<[u8]>::from(second)]);
+    }
+
+    #[test]
+    fn a_list_naming_only_a_rotated_away_certificate_bans_nobody_and_retires_the_old_key() {
+        let ca = CertAuthority::generate("test ca").unwrap();
+        let (old, new) = rotated_pair(&ca, "alice");
+        let (old_der, new_der) = (old.chain[0].to_vec(), new.chain[0].to_vec());
+        let old_serial = CertKeyring::new(&old)
+            .unwrap()
+            .certificate_info(&name("alice"))
+            .unwrap()
+            .serial;
+        let (bob, _) = keyring(&ca, "bob", NodeKeyType::Ed25519);
+        bob.learn(&name("alice"), &old_der).unwrap();
+        bob.learn(&name("alice"), &new_der).unwrap();
+        assert!(bob.previous_certificate(&name("alice")).is_some());
+        let list = crl_der(&ca.revocation_list(&[&old_serial], 7).unwrap());
+        assert_eq!(
+            bob.learn_revocation(&list),
+            Revocation::Taken { banned: vec![] }
+        );
+        // Alice stays, on her new key alone: a connection made with the old one is closed.
+        assert!(bob.banned(&name("alice")).is_none());
+        assert_eq!(bob.certificate(&name("alice")).unwrap()[..], new_der[..]);
+        assert!(bob.previous_certificate(&name("alice")).is_none());
+        assert!(bob.admits(&name("alice"), &new_der));
+        assert!(!bob.admits(&name("alice"), &old_der));
     }
 
     #[test]

@@ -244,11 +244,12 @@ impl Transport {
         self.engine.set_revocation_lists(lists)
     }
 
-    /// Closes the connections to `names` (their certificates were revoked, or their CA left
-    /// the bundle): cleanly, once no request is in flight on them. New handshakes with them
-    /// are refused by the roots and revocation lists of the identity in use.
-    pub async fn close_revoked(&self, names: &[NodeName]) {
-        self.engine.close_revoked(names).await;
+    /// Closes the connections whose peer certificate `admitted` (given the name and the
+    /// certificate, DER) no longer admits: revoked, or their CA left the bundle. Cleanly,
+    /// once no request is in flight on them. New handshakes with them are refused by the
+    /// roots and revocation lists in use.
+    pub async fn close_revoked(&self, admitted: impl Fn(&NodeName, &[u8]) -> bool) {
+        self.engine.close_revoked(admitted).await;
     }
 
     /// Current counters.

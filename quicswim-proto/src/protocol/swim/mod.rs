@@ -207,9 +207,8 @@ pub struct Swim {
     timers: Timers,
     broadcasts: BroadcastQueue,
     transmits: VecDeque<Transmit>,
-    /// Members cut off by revocation lists taken since the runtime last looked
-    /// ([`Swim::poll_revoked`]).
-    revoked: Option<Vec<NodeName>>,
+    /// A revocation list was taken since the runtime last looked ([`Swim::poll_revoked`]).
+    revoked: bool,
     events: VecDeque<Event>,
     /// Bytes of `events`, bounded by `EVENTS_BYTES_MAX`.
     events_bytes: usize,
@@ -333,7 +332,7 @@ impl Swim {
             timers,
             broadcasts,
             transmits: VecDeque::new(),
-            revoked: None,
+            revoked: false,
             events: VecDeque::new(),
             events_bytes: 0,
             awareness,

@@ -16,6 +16,8 @@
 //! Each member whose certificate a taken list names is declared Dead here (this node's own
 //! accusation, so members that have not taken the list yet learn it too), and the runtime,
 //! told through [`Swim::poll_revoked`], closes its connections and refuses its handshakes.
+//! Lists the runtime takes from its own files come in through [`Swim::revocations_taken`]
+//! and are banned and pushed the same way.
 
 use std::time::Instant;
 
@@ -41,11 +43,27 @@ impl Swim {
         outcome
     }
 
-    /// The members cut off by revocation lists taken since the last call, once any list was
-    /// taken (`Some`, possibly empty: the lists changed even when they named nobody held):
-    /// the runtime refuses their handshakes from now on and closes their connections.
-    pub fn poll_revoked(&mut self) -> Option<Vec<NodeName>> {
-        self.revoked.take()
+    /// Whether a revocation list was taken since the last call: the runtime then checks
+    /// handshakes against the keyring's lists and closes the connections they no longer
+    /// admit.
+    pub fn poll_revoked(&mut self) -> bool {
+        std::mem::take(&mut self.revoked)
+    }
+
+    /// The runtime took `lists` itself (DER; from the files it was given), which cut off
+    /// `banned`: they are declared Dead here, and each list is pushed to a few members, as
+    /// one handed to [`revoke`](Self::revoke) is. The runtime has applied them to its
+    /// handshakes already.
+    pub fn revocations_taken(&mut self, now: Instant, lists: Vec<Vec<u8>>, banned: &[NodeName]) {
+        let news = self.news_mark();
+        for name in banned {
+            self.ban(now, name);
+        }
+        for der in lists {
+            self.stats.revocations_taken += 1;
+            self.spread_revocation(None, &RevocationList { der });
+        }
+        self.gossip_if_new(now, news);
     }
 
     /// The ids of the revocation lists held.
@@ -125,9 +143,7 @@ impl Swim {
                 for name in banned {
                     self.ban(now, name);
                 }
-                self.revoked
-                    .get_or_insert_with(Vec::new)
-                    .extend(banned.iter().cloned());
+                self.revoked = true;
                 self.spread_revocation(from, &list);
             }
         }

@@ -845,16 +845,25 @@ impl Engine {
 
     /// Closes the pooled connections to `names` (their certificates were revoked), once no
     /// request is in flight on them; the peers are told down.
-    pub async fn close_revoked(&self, names: &[NodeName]) {
+    pub async fn close_revoked(&self, admitted: impl Fn(&NodeName, &[u8]) -> bool) {
+        // Checked outside the lock: each check is a signature verification.
+        let pooled: Vec<Arc<Link>> = self.state().pool.values().cloned().collect();
+        let doomed: Vec<Arc<Link>> = pooled
+            .into_iter()
+            .filter(|l| peer_certificate_of(&l.conn).is_some_and(|der| !admitted(&l.name, &der)))
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
         let closed = self
             .close_pooled(
-                |l| names.contains(&l.name),
+                |l| doomed.iter().any(|d| std::ptr::eq(d.as_ref(), l)),
                 "certificate revoked",
                 codes::REVOKED,
             )
             .await;
         for name in closed {
-            info!(peer = %name, "closed the connection: the peer's certificate is revoked");
+            info!(peer = %name, "closed the connection: the peer's certificate is no longer admitted (revoked, or its CA left the bundle)");
         }
     }
 
