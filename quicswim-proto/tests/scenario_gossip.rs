@@ -43,7 +43,11 @@ fn rounds_by_instant(h: &Harness) -> Vec<Vec<NodeName>> {
 
 #[test]
 fn gossip_picks_needing_a_dial_go_to_connected_members_while_one_is_being_dialled() {
-    let config = Config::lan();
+    // Each update sent 4 times (of 5 peers), as rounds of 3 leave a second round short.
+    let config = Config {
+        retransmit_mult: 2,
+        ..Config::lan()
+    };
     let mut h = Harness::with_peers(config.clone());
     // "a" was heard from; "b" and "c" are reported up: three, as many as gossip_nodes. A
     // pick without a connection starts a dial that no peer here ever reports up, so for a
@@ -190,6 +194,7 @@ fn connected_with_long_retransmits() -> (Config, Harness) {
 fn a_node_sends_its_copies_of_an_update_to_distinct_members() {
     let config = Config {
         gossip_nodes: 2,
+        retransmit_mult: 2,
         ..Config::lan()
     };
     let mut h = Harness::with_peers(config.clone());

@@ -61,7 +61,8 @@ pub struct Config {
     pub suspicion_mult: u32,
     /// Max suspicion timeout as a multiple of the min (lan 6). 1..=64.
     pub suspicion_max_timeout_mult: u32,
-    /// An update is sent at most `retransmit_mult · ceil(log10(n+1))` times (lan 4). 1..=32.
+    /// An update is sent at most `retransmit_mult · (ceil(log10(n+1)) + 1)` times by each
+    /// node (lan 4). 1..=32.
     pub retransmit_mult: u32,
     /// Time between gossip rounds (lan 200 ms). Range 1 ms..=60 s.
     #[serde(with = "humantime_serde")]

@@ -228,8 +228,8 @@ impl Swim {
     /// its own.
     ///
     /// A refutation spreads by gossip, each member relaying it a bounded number of times
-    /// (`retransmit_mult · ceil(log10(n+1))`), so now and then a member misses every copy:
-    /// about one in e^12 at the lan preset, which a cluster where members are suspected and
+    /// ([`retransmit_limit`]), so now and then a member misses every copy:
+    /// about one in e^16 at the lan preset from 100 to 999 members, which a cluster where members are suspected and
     /// refute every few seconds (stalling nodes) reaches within minutes. That member keeps
     /// the suspicion, relays it, and declares a live member Dead at its deadline unless the
     /// last call reaches the suspect (it may be stalled again). Its own relays of the stale

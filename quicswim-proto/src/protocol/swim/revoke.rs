@@ -166,8 +166,9 @@ impl Swim {
         self.on_dead(now, u.claim, u.signature, Some(accusation));
     }
 
-    /// Pushes a list just taken to `retransmit_mult · ceil(log10(n+1))` active members (all
-    /// of them in a cluster of up to 1 + `retransmit_mult`), not the peer it came from, each
+    /// Pushes a list just taken to as many active members as an update is gossiped to
+    /// ([`retransmit_limit`]: all of them in a cluster of up to 1 + 2 · `retransmit_mult`),
+    /// not the peer it came from, each
     /// of whom does the same when it is new to them: a member is missed only if every one of
     /// the pushes aimed at it fails, and then its next push-pull mends it.
     fn spread_revocation(&mut self, from: Option<&NodeName>, list: &RevocationList) {
