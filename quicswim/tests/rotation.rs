@@ -268,3 +268,64 @@ async fn a_revocation_list_taken_live_cuts_the_member_it_names_off() {
     .await;
     shutdown_all(&nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_written_before_a_rotation_reaches_nodes_that_join_after_the_old_certificate_expires()
+{
+    let ca = CertAuthority::generate("test cluster").unwrap();
+    // node-0's first certificate runs out a few seconds from now; it rotates before then.
+    let now = SystemTime::now();
+    let short = ca
+        .issue_valid_between(
+            &name("node-0"),
+            &[Ipv4Addr::LOCALHOST.into()],
+            now - Duration::from_secs(3_600),
+            now + Duration::from_secs(8),
+        )
+        .unwrap();
+    let first = Identity::from_pem(ca.cert_pem(), &short.cert_pem, &short.key_pem).unwrap();
+    let ids = vec![first, identity(&ca, "node-1")];
+    let nodes = start_alive_cluster_of(&ids).await;
+    let owner = name("node-0");
+    for i in 0..5 {
+        nodes[0]
+            .set(&format!("key-{i}"), format!("value-{i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    nodes[0].delete("key-4").await.unwrap();
+    eventually("node-0's data at node-1", || async {
+        nodes[1].get(&owner, "key-3").await.unwrap().is_some()
+            && nodes[1].get(&owner, "key-4").await.unwrap().is_none()
+    })
+    .await;
+    nodes[0]
+        .reload_identity(&rotated(&ca, "node-0"))
+        .await
+        .unwrap();
+    // The old certificate expires: records checked with it only are no longer checkable.
+    eventually("the first certificate expired", || async {
+        SystemTime::now() > now + Duration::from_secs(9)
+    })
+    .await;
+    // A node that joins now, through node-1, gets every entry node-0 wrote before rotating.
+    let late = start(identity(&ca, "node-2"), vec![nodes[1].addr()]).await;
+    eventually("node-0's data at the late node", || async {
+        let mut all = true;
+        for i in 0..4 {
+            let want = format!("value-{i}").into_bytes();
+            all &= late.get(&owner, &format!("key-{i}")).await.unwrap() == Some(want);
+        }
+        all
+    })
+    .await;
+    assert_eq!(late.get(&owner, "key-4").await.unwrap(), None);
+    let forged = late.metrics().await.unwrap().core.forged;
+    assert_eq!(
+        forged.total(),
+        0,
+        "the late node counted forgeries: {forged:?}"
+    );
+    late.shutdown().await;
+    shutdown_all(&nodes).await;
+}

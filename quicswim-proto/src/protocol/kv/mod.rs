@@ -354,6 +354,16 @@ impl KvStore {
         self.owners.get(owner).map_or(0, |o| o.max_version)
     }
 
+    /// Every entry `owner` has here, tombstones (`None`) included, by key.
+    pub fn entries_of(&self, owner: &NodeName) -> Vec<(String, Option<Vec<u8>>)> {
+        self.owners.get(owner).map_or_else(Vec::new, |o| {
+            o.entries
+                .iter()
+                .map(|(k, s)| (k.clone(), s.value.clone()))
+                .collect()
+        })
+    }
+
     /// Every live entry, sorted by owner then key.
     pub fn iter(&self) -> Vec<(&NodeName, &str, &[u8], u64)> {
         let mut owners: Vec<(&NodeName, &Owner)> = self.owners.iter().collect();

@@ -125,9 +125,20 @@ impl Swim {
     /// (a new incarnation, signed with the new key), so that members learn the new
     /// certificate, since a record that does not verify with the one they hold makes them
     /// ask the peer that sent it, and hold a claim of this node that the new one checks.
+    ///
+    /// Its key/value entries and tombstones are written again too (same values, new
+    /// versions, signed with the new key): members check the old ones with the certificate
+    /// rotated away from only while it is valid, so without this a node that joins after
+    /// it expires could not check them, and would never hold them. Subscribers see a
+    /// [`Event::KvChanged`](super::Event::KvChanged) for each, here and on every member.
     pub fn restate(&mut self, now: Instant) -> Result<(), CommandError> {
         let meta = self.me.meta.clone();
-        self.set_meta(now, meta)
+        self.set_meta(now, meta)?;
+        let me = self.me.name.clone();
+        for (key, value) in self.kv.entries_of(&me) {
+            self.write(now, &key, value)?;
+        }
+        Ok(())
     }
 
     /// A claim about a member from `from`: checked against the signatures it carries when,

@@ -280,7 +280,7 @@ impl Swim {
         Ok(existed.then_some(version))
     }
 
-    fn write(
+    pub(super) fn write(
         &mut self,
         now: Instant,
         key: &str,
