@@ -27,7 +27,6 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
     let dir = tmp.path();
     let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
     let certs = make_certs(dir, "certs", &names);
-    let certs_arg = certs.to_str().expect("test paths are UTF-8");
     let config = write_fast_config(dir);
     let common = local_args(&config, &certs);
     let alice = Agent::start(dir, "alice", &common);
@@ -54,9 +53,7 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
     // The operator makes the list with the CA key and hands it to bob alone.
     let crl = dir.join("revoked.pem");
     let crl_arg = crl.to_str().expect("test paths are UTF-8");
-    quicswim_ok(&[
-        "certs", "revoke", "carol", "--dir", certs_arg, "--out", crl_arg,
-    ]);
+    certs_revoke(&certs, "carol", &crl);
     let handed = Instant::now();
     let out = quicswim_ok(&["revoke", crl_arg, "--api", &agents[1].api.to_string()]);
     assert!(out.contains("taken: banned carol"), "{out}");
@@ -124,15 +121,7 @@ fn a_revocation_handed_to_one_agent_bans_the_member_on_every_agent() {
     // A list not signed by the cluster CA is refused, naming why; nothing changes.
     let stranger = make_certs(dir, "other", &["zed"]);
     let forged = dir.join("forged.pem");
-    quicswim_ok(&[
-        "certs",
-        "revoke",
-        "zed",
-        "--dir",
-        stranger.to_str().expect("test paths are UTF-8"),
-        "--out",
-        forged.to_str().expect("test paths are UTF-8"),
-    ]);
+    certs_revoke(&stranger, "zed", &forged);
     let out = quicswim(&[
         "revoke",
         forged.to_str().expect("test paths are UTF-8"),

@@ -220,15 +220,7 @@ fn a_revocation_list_reloaded_live_refuses_the_certificate_it_lists() {
 
     // The CA lists carol's certificate; alice and bob take the new list by themselves.
     let serial = serial_of(&alice, "carol").expect("carol's serial");
-    let out = quicswim_ok(&[
-        "certs",
-        "revoke",
-        "carol",
-        "--dir",
-        certs.to_str().expect("test paths are UTF-8"),
-        "--out",
-        crl.to_str().expect("test paths are UTF-8"),
-    ]);
+    let out = certs_revoke(&certs, "carol", &crl);
     assert!(
         out.contains(&format!("revoking carol: serial {serial}")),
         "{out}"

@@ -345,3 +345,16 @@ pub fn assert_join_refused_as_revoked(name: &str, args: &[&str]) {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.to_lowercase().contains("revoked"), "{stderr}");
 }
+
+/// `quicswim certs revoke WHO --dir CERTS --out OUT`: its output.
+pub fn certs_revoke(certs: &Path, who: &str, out: &Path) -> String {
+    quicswim_ok(&[
+        "certs",
+        "revoke",
+        who,
+        "--dir",
+        certs.to_str().expect("test paths are UTF-8"),
+        "--out",
+        out.to_str().expect("test paths are UTF-8"),
+    ])
+}

@@ -57,14 +57,7 @@ pub(super) async fn revoke(
 ) -> Result<Json<Revoked>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
-    let ders = rustls_pemfile::crls(&mut body.pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("pem: malformed PEM: {e}")))?;
-    if ders.is_empty() {
-        return Err(bad(
-            "pem: no certificate revocation list (-----BEGIN X509 CRL-----) in it".into(),
-        ));
-    }
+    let ders = crate::tls::crls_from_pem(&body.pem, "pem").map_err(|e| bad(e.to_string()))?;
     if ders.len() > LISTS_PER_REQUEST_MAX {
         return Err(bad(format!(
             "pem: {} lists, more than the {LISTS_PER_REQUEST_MAX} one request may hand in",

@@ -47,6 +47,22 @@ pub struct Identity {
     pub crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
+/// The certificate revocation lists (`X509 CRL` blocks, DER) in PEM text, at least one;
+/// errors name `label`. Nothing is checked beyond the PEM.
+pub fn crls_from_pem(pem: &str, label: &str) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let bad = |reason: String| Error::BadCrl {
+        file: label.to_owned(),
+        reason,
+    };
+    let crls = rustls_pemfile::crls(&mut pem.as_bytes())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| bad(format!("malformed PEM: {e}")))?;
+    if crls.is_empty() {
+        return Err(bad("no PEM `X509 CRL` block found".into()));
+    }
+    Ok(crls)
+}
+
 impl Identity {
     /// Loads the CA certificate(s) from `ca`, the node certificate (and intermediates) from
     /// `cert` and its private key from `key`, all PEM.
@@ -115,12 +131,7 @@ impl Identity {
             file: label.to_owned(),
             reason,
         };
-        let crls = rustls_pemfile::crls(&mut pem.as_bytes())
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| bad(format!("malformed PEM: {e}")))?;
-        if crls.is_empty() {
-            return Err(bad("no PEM `X509 CRL` block found".into()));
-        }
+        let crls = crls_from_pem(pem, label)?;
         // Signed by a CA of this identity's (a root, or an intermediate of its chain).
         let issuers: Vec<CertificateDer<'static>> = self
             .roots

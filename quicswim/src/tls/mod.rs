@@ -32,7 +32,8 @@ pub use config::{client_config, crypto_provider, server_config, ALPN, SEED_SERVE
 pub use error::Error;
 pub use file_mode::{readable_by_others, warn_if_readable_by_others};
 pub use identity::{
-    cluster_label, cluster_of_der, not_after_of, peer_name, Identity, CLUSTER_URI_PREFIX,
+    cluster_label, cluster_of_der, crls_from_pem, not_after_of, peer_name, Identity,
+    CLUSTER_URI_PREFIX,
 };
 pub use keyring::{CertKeyring, CertificateInfo, KeyAlgorithm, Rotation, HELD_NAMES_MAX};
 pub use refusal::Refusal;

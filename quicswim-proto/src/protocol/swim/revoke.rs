@@ -60,8 +60,7 @@ impl Swim {
             self.ban(now, name);
         }
         for der in lists {
-            self.stats.revocations_taken += 1;
-            self.spread_revocation(None, &RevocationList { der });
+            self.taken(now, None, &RevocationList { der }, &[]);
         }
         self.gossip_if_new(now, news);
     }
@@ -133,21 +132,33 @@ impl Swim {
                 }
             }
             Revocation::Taken { banned } => {
-                self.stats.revocations_taken += 1;
-                info!(
-                    id = format_args!("{id:016x}"),
-                    from = from.map_or("operator", NodeName::as_str),
-                    banned = ?banned.iter().map(NodeName::as_str).collect::<Vec<_>>(),
-                    "revocation list taken"
-                );
-                for name in banned {
-                    self.ban(now, name);
-                }
                 self.revoked = true;
-                self.spread_revocation(from, &list);
+                self.taken(now, from, &list, banned);
             }
         }
         outcome
+    }
+
+    /// A list taken (from `from`, or the operator), which cut `banned` off: counted, the
+    /// members declared Dead here, the list pushed on.
+    fn taken(
+        &mut self,
+        now: Instant,
+        from: Option<&NodeName>,
+        list: &RevocationList,
+        banned: &[NodeName],
+    ) {
+        self.stats.revocations_taken += 1;
+        info!(
+            id = format_args!("{:016x}", RevocationList::id(&list.der)),
+            from = from.map_or("operator", NodeName::as_str),
+            banned = ?banned.iter().map(NodeName::as_str).collect::<Vec<_>>(),
+            "revocation list taken"
+        );
+        for name in banned {
+            self.ban(now, name);
+        }
+        self.spread_revocation(from, list);
     }
 
     /// A member whose certificate was revoked: declared Dead here, if it was active.
