@@ -602,7 +602,7 @@ async fn a_connection_closes_when_the_peers_certificate_expires() {
     // Swept every 2 s; idle only after 8 s, so the expiry (in 3 s) closes it first.
     let config = TransportConfig {
         idle_timeout: Duration::from_secs(8),
-        keep_alive: Duration::from_secs(1),
+        keep_alive: Some(Duration::from_secs(1)),
         ..local_config()
     };
     let alice =
@@ -823,7 +823,6 @@ async fn unused_connection_closes_after_idle_timeout() {
     let ca = CertAuthority::generate("test").unwrap();
     let quick = TransportConfig {
         idle_timeout: Duration::from_secs(1),
-        keep_alive: Duration::from_millis(300),
         ..local_config()
     };
     let alice_id = ca.identity(&name("alice"), &[], 1).unwrap();
@@ -832,7 +831,8 @@ async fn unused_connection_closes_after_idle_timeout() {
     let mut bob = Node::start_with(bob_id, quick).await;
 
     alice.ask("request", bob.as_peer(), b"x").await.unwrap();
-    // Keep-alive keeps QUIC from timing out; the pool's sweep closes it for lack of use.
+    // QUIC's own idle timeout is an hour without keep-alives; the pool's sweep closes it
+    // for lack of use.
     alice.wait_down("bob").await;
     bob.wait_down("alice").await;
     for node in [&alice, &bob] {
@@ -855,12 +855,62 @@ async fn unused_connection_closes_after_idle_timeout() {
     assert!(stats.wire.bytes_out > closed.bytes_out, "{stats:?}");
 }
 
+/// A node that crashes (no CONNECTION_CLOSE sent) and is started again with the same key on
+/// the same address answers its peers' next packet on an old connection with a stateless
+/// reset they accept, so the dead connection closes at once instead of after QUIC's idle
+/// timeout (an hour without keep-alives) and the next request dials the new process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_with_its_key_resets_the_connections_its_crash_left() {
+    let ca = CertAuthority::generate("test").unwrap();
+    let mut alice = Node::start(&ca, "alice").await;
+    let bob_id = ca.identity(&name("bob"), &[], 1).unwrap();
+
+    // bob runs on a runtime of its own, which the test drops without letting anything run:
+    // its connections vanish without a word, as a killed process's do.
+    let crashable = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let first_id = bob_id.clone();
+    let bob = crashable
+        .spawn(async move { Node::start_with(first_id, local_config()).await })
+        .await
+        .unwrap();
+    let bob_addr = bob.addr();
+    alice
+        .ask("request to the first bob", bob.as_peer(), b"x")
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || crashable.shutdown_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    drop(bob);
+
+    let restarted = TransportConfig {
+        bind: bob_addr,
+        ..local_config()
+    };
+    let bob = Node::start_with(bob_id, restarted).await;
+    assert_eq!(alice.transport.stats().connections_pooled, 1);
+    // The datagram goes out on the dead connection; the reset closes it.
+    alice
+        .transport
+        .send_datagram(bob.as_peer(), Bytes::from_static(b"lost"));
+    alice.wait_down("bob").await;
+    let (from, reply) = alice
+        .ask("request to the restarted bob", bob.as_peer(), b"y")
+        .await
+        .unwrap();
+    assert_eq!((from.as_str(), reply.as_slice()), ("bob", &b"re:y"[..]));
+    assert_eq!(alice.transport.stats().dials, 2);
+}
+
 #[tokio::test]
 async fn connection_kept_unused_outlives_the_idle_timeout() {
     let ca = CertAuthority::generate("test").unwrap();
     let quick = TransportConfig {
         idle_timeout: Duration::from_secs(1),
-        keep_alive: Duration::from_millis(300),
         ..local_config()
     };
     let start = |who: &str| {
@@ -886,7 +936,7 @@ async fn connection_kept_unused_outlives_the_idle_timeout() {
     bob.wait_up("alice").await;
 
     // By the time the sweep has closed carol's unused connection, it has run over alice's
-    // and bob's too, and left it: keep-alives hold it open in QUIC meanwhile.
+    // and bob's too, and left it; QUIC, without keep-alives, does not time it out either.
     carol.wait_down("dave").await;
     for node in [&alice, &bob] {
         let stats = node.transport.stats();

@@ -57,7 +57,8 @@ pub struct BenchArgs {
     /// and the pool's idle sweep). Default: the transport's.
     #[arg(long, value_parser = parse_duration)]
     idle_timeout: Option<Duration>,
-    /// Transport: QUIC keep-alive interval, below --idle-timeout. Default: the transport's.
+    /// Transport: QUIC keep-alive interval, below --idle-timeout. Default: the transport's
+    /// (none).
     #[arg(long, value_parser = parse_duration)]
     keep_alive: Option<Duration>,
     /// Runtime worker threads (default: one per CPU).
@@ -154,7 +155,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .min(defaults.max_connections);
             TransportConfig {
                 idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
-                keep_alive: args.keep_alive.unwrap_or(defaults.keep_alive),
+                keep_alive: args.keep_alive.or(defaults.keep_alive),
                 handshakes_per_ip_rate: defaults.handshakes_per_ip_rate.saturating_mul(nodes),
                 handshakes_per_ip_burst: defaults.handshakes_per_ip_burst.saturating_mul(nodes),
                 handshakes_in_max,

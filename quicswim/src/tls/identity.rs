@@ -156,6 +156,21 @@ impl Identity {
             .and_then(|leaf| cluster_of_der(leaf, "certificate").ok())
             .flatten()
     }
+
+    /// A secret derived from the private key under `label` (SHA-256 of a domain tag, the
+    /// label and the key's DER): the same for every process started with this key, and
+    /// telling nothing about the key. The transport keys QUIC stateless resets with it, so a
+    /// node restarted with its key can close the connections its earlier process left open.
+    pub fn derived_secret(&self, label: &str) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"quicswim derived secret v1\0");
+        ctx.update(label.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(self.key.secret_der());
+        let mut out = [0; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
 }
 
 /// The cluster a certificate names in its `urn:quicswim:cluster:NAME` URI SAN, if any. More

@@ -12,17 +12,21 @@ pub struct TransportConfig {
     /// UDP address of the one socket the node listens and dials from. Default
     /// `127.0.0.1:0` (loopback, any port): set a routable address for a real cluster.
     pub bind: SocketAddr,
-    /// A connection with nothing received for this long is closed: QUIC's idle timeout (the
-    /// peer vanished) and, for connections the application has not used for this long, the
-    /// pool's own idle sweep (which the owner may stretch with
-    /// [`Transport::keep_unused_for`](super::Transport::keep_unused_for); a node does).
-    /// Default 30 s; 1 s ..= 10 min.
+    /// A pooled connection the application has not used for this long is closed by the
+    /// pool's idle sweep (which the owner may stretch with
+    /// [`Transport::keep_unused_for`](super::Transport::keep_unused_for); a node does). With
+    /// `keep_alive` set it is also QUIC's idle timeout (nothing received for this long: the
+    /// peer vanished). Default 30 s; 1 s ..= 10 min.
     pub idle_timeout: Duration,
-    /// QUIC keep-alive interval, so a quiet but used connection to a live peer survives (and
-    /// NAT bindings stay open). Default 25 s, five seconds inside the idle timeout: a node
-    /// keeps a connection to every member it probes, and keep-alives on all of them are a
-    /// large share of an idle node's CPU when they come often. Must be below `idle_timeout`.
-    pub keep_alive: Duration,
+    /// QUIC keep-alive interval, or `None` (the default) for none. Keep-alives hold open a
+    /// path that something between the nodes forgets when it is quiet, such as a NAT
+    /// binding; they are not needed for liveness, which SWIM's probes establish. A node
+    /// keeps a connection to every member it probes, used about once a probe pass, so
+    /// keep-alives would grow its packets and CPU with the cluster size. Without them,
+    /// QUIC's own idle timeout is an hour and the pool's sweep closes unused connections;
+    /// a peer restarted with the same key on the same address closes the connections its
+    /// earlier process left with a stateless reset. Must be below `idle_timeout`.
+    pub keep_alive: Option<Duration>,
     /// Most connections kept in the pool; admitting one more evicts the least recently used.
     /// Also bounds this node's own dials in progress. Default 512; at least 1.
     pub max_connections: usize,
@@ -72,7 +76,7 @@ impl Default for TransportConfig {
         TransportConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(25),
+            keep_alive: None,
             max_connections: 512,
             handshakes_in_max: 128,
             retry_above: 16,
@@ -100,11 +104,13 @@ impl TransportConfig {
                 self.idle_timeout
             ));
         }
-        if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
-            return bad(format!(
-                "keep_alive {:?} must be above zero and below idle_timeout {:?}",
-                self.keep_alive, self.idle_timeout
-            ));
+        if let Some(keep_alive) = self.keep_alive {
+            if keep_alive.is_zero() || keep_alive >= self.idle_timeout {
+                return bad(format!(
+                    "keep_alive {keep_alive:?} must be above zero and below idle_timeout {:?}",
+                    self.idle_timeout
+                ));
+            }
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
@@ -174,7 +180,7 @@ mod tests {
     #[test]
     fn keep_alive_must_be_below_idle_timeout() {
         let config = TransportConfig {
-            keep_alive: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(30)),
             ..TransportConfig::default()
         };
         let err = config.validate().unwrap_err().to_string();

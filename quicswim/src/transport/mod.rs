@@ -219,8 +219,8 @@ impl Transport {
 
     /// Keeps pooled connections the application has not used for up to `keep` before
     /// closing them, instead of `idle_timeout` (never less than it, at most an hour). QUIC
-    /// keep-alives hold such a connection open meanwhile, and a peer that vanished is still
-    /// noticed after `idle_timeout` of silence. For an owner that will use every connection
+    /// does not time such a connection out meanwhile: without keep-alives its idle timeout is
+    /// an hour, and with them the keep-alives hold it open. For an owner that will use every connection
     /// again within a known time (a SWIM node probes each member once per pass over the
     /// members), closing sooner only buys a new handshake.
     pub fn keep_unused_for(&self, keep: std::time::Duration) {

@@ -181,6 +181,27 @@ fn quic_configs(
     Ok((server, client))
 }
 
+/// quinn's endpoint settings for `identity`: stateless resets and connection ids keyed by
+/// secrets derived from its private key rather than random ones. A node restarted with the
+/// same key on the same address then recognises the connection ids its earlier process
+/// handed out and answers a packet on one with a stateless reset the peer can verify, so
+/// the peer closes the dead connection at its next send and dials again; with random keys
+/// the peer would keep sending into it until QUIC's idle timeout, which without keep-alives
+/// is long.
+fn endpoint_config(identity: &tls::Identity) -> quinn::EndpointConfig {
+    let reset = identity.derived_secret("quic stateless reset");
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    let cid = identity.derived_secret("quic connection id");
+    let cid_key = u64::from_le_bytes(cid[..8].try_into().expect("8 of 32 bytes"));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
 impl Engine {
     pub fn bind(
         config: TransportConfig,
@@ -190,13 +211,20 @@ impl Engine {
     ) -> Result<Arc<Self>, Error> {
         config.validate()?;
         let mut transport = quinn::TransportConfig::default();
-        let idle =
-            quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|_| Error::Config {
-                reason: format!("idle_timeout {:?} too large for quic", config.idle_timeout),
-            })?;
+        // Without keep-alives a pooled connection is quiet between the owner's uses (at 128
+        // members a pair is probed about once a minute), so QUIC's own idle timeout must
+        // outlast the longest the pool keeps a link unused; the pool's sweep is what closes
+        // links nobody uses.
+        let quic_idle = match config.keep_alive {
+            Some(_) => config.idle_timeout,
+            None => KEEP_UNUSED_MAX,
+        };
+        let idle = quinn::IdleTimeout::try_from(quic_idle).map_err(|_| Error::Config {
+            reason: format!("idle timeout {quic_idle:?} too large for quic"),
+        })?;
         transport
             .max_idle_timeout(Some(idle))
-            .keep_alive_interval(Some(config.keep_alive))
+            .keep_alive_interval(config.keep_alive)
             .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
             .datagram_send_buffer_size(DATAGRAM_BUFFER)
             .max_concurrent_uni_streams(VarInt::from_u32(0))
@@ -210,7 +238,12 @@ impl Engine {
             addr: config.bind,
             source,
         };
-        let endpoint = quinn::Endpoint::server(server, config.bind).map_err(bind_err)?;
+        let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
+        let endpoint =
+            quinn::Endpoint::new(endpoint_config(identity), Some(server), socket, runtime)
+                .map_err(bind_err)?;
         let local_addr = endpoint.local_addr().map_err(bind_err)?;
         let span = tracing::info_span!("transport", node = %identity.name, addr = %local_addr);
         let engine = Arc::new(Engine {
