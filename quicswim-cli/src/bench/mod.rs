@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use quicswim::protocol::{probe_pass, Config, Profile, ValidConfig};
+use quicswim::protocol::{probe_pass, push_pull_scale, Config, Profile, ValidConfig};
 use quicswim::transport::TransportConfig;
 
 pub use self::broadcast::BroadcastResult;
@@ -90,6 +90,14 @@ pub fn steady_warmup(nodes: usize, protocol: &Config) -> Duration {
     probe_pass(nodes, protocol).max(Duration::from_secs(15))
 }
 
+/// The default steady window: one periodic full-state exchange interval at this size
+/// (`push_pull_interval`, longer above 32 nodes; see [`push_pull_scale`]), so each node's
+/// exchange counts once, at its average rate. Nodes started together keep their exchanges
+/// within one band of that interval, so a shorter window counts all of them or none.
+pub fn steady_window(nodes: usize, protocol: &Config) -> Duration {
+    push_pull_scale(protocol.push_pull_interval, nodes).max(Duration::from_secs(30))
+}
+
 impl BenchConfig {
     /// Defaults for `nodes` nodes with the lan preset.
     pub fn new(nodes: usize) -> Self {
@@ -101,7 +109,7 @@ impl BenchConfig {
             transport: TransportConfig::default(),
             updates: 10,
             warmup: steady_warmup(nodes, &Config::lan()),
-            steady: Duration::from_secs(30),
+            steady: steady_window(nodes, &Config::lan()),
             kv_window: Duration::from_secs(10),
             kv_rate: 5000.0,
             kv_value_len: 16,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::bench::{self, steady_warmup, BenchConfig, BenchReport, Observer, Phase};
+use crate::bench::{self, steady_warmup, steady_window, BenchConfig, BenchReport, Observer, Phase};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use quicswim::protocol::Profile;
@@ -34,10 +34,11 @@ pub struct BenchArgs {
     /// have begun, and every node has probed, hence connected to, every member once.
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
-    /// Length of the steady-state window (default one lan push-pull interval, so periodic
-    /// full-state exchanges count at their average rate).
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    steady: Duration,
+    /// Length of the steady-state window. Default: one periodic full-state exchange
+    /// interval at this size (lan: 30 s up to 32 nodes, 90 s at 128, 120 s at 256), so each
+    /// node's exchange counts once, at its average rate.
+    #[arg(long, value_parser = parse_duration)]
+    steady: Option<Duration>,
     /// Length of the key/value write window (0s skips the phase).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     kv_window: Duration,
@@ -138,6 +139,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let warmup = args
         .warmup
         .unwrap_or_else(|| steady_warmup(args.nodes, &protocol));
+    let steady = args
+        .steady
+        .unwrap_or_else(|| steady_window(args.nodes, &protocol));
     let config = BenchConfig {
         seeds: args.seeds,
         profile: args.profile,
@@ -165,7 +169,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         updates: args.updates,
         warmup,
-        steady: args.steady,
+        steady,
         kv_window: args.kv_window,
         kv_rate: args.kv_rate,
         kv_value_len: args.kv_value_len,

@@ -28,6 +28,6 @@ pub use signing::{
     REVOCATION_LEN_MAX,
 };
 pub use swim::{
-    probe_pass, CommandError, Destination, Event, ForgedCounts, ForgedKind, LeaveStatus, PeerError,
-    RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
+    probe_pass, push_pull_scale, CommandError, Destination, Event, ForgedCounts, ForgedKind,
+    LeaveStatus, PeerError, RttHistogram, Stats, Swim, Transmit, TransmitKind, RTT_BOUNDS_MICROS,
 };
