@@ -15,15 +15,26 @@ fn is_dead(e: &Event) -> bool {
     matches!(e, Event::Dead(_))
 }
 
+/// The lan preset with memberlist's suspicion numbers (mult 4, max 6 · min, K = 2), which
+/// these figures were worked out with.
+fn memberlist_lan() -> Config {
+    Config {
+        suspicion_mult: 4,
+        suspicion_max_timeout_mult: 6,
+        suspicion_confirmations: 2,
+        ..Config::lan()
+    }
+}
+
 /// With `me` and five peers, n = 6: min = 4 · max(1, log10 6) · 1 s = 4 s, max = 6 · min =
-/// 24 s, and k = suspicion_mult − 2 = 2 confirmations bring the timeout down to the min.
+/// 24 s, and K = 2 confirmations bring the timeout down to the min.
 const MIN: Duration = Duration::from_secs(4);
 const MAX: Duration = Duration::from_secs(24);
 
 /// Gossips a suspicion of `e` from each accuser in turn at one instant; returns when `e` was
 /// declared Dead (`None` if not within `MAX` plus a second).
 fn dead_after(accusers: &[&str]) -> (Instant, Option<Instant>, Harness) {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     let suspected_at = h.now;
     for a in accusers {
         h.gossip(a, &[claim("e", 0, State::Suspect, Some(a))])
@@ -71,7 +82,7 @@ fn one_confirmation_shortens_the_timeout_by_the_lifeguard_formula() {
 
 #[test]
 fn our_own_failed_probe_of_a_suspect_confirms_the_suspicion() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     h.silence("e");
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
@@ -119,7 +130,7 @@ fn k_independent_confirmations_reach_the_min_and_no_lower() {
 
 #[test]
 fn late_confirmation_past_the_new_deadline_calls_the_suspect_and_kills_a_probe_timeout_later() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
         .unwrap();
@@ -136,14 +147,14 @@ fn late_confirmation_past_the_new_deadline_calls_the_suspect_and_kills_a_probe_t
     h.run_until(confirmed_at);
     assert!(last_calls(&h, 0).contains(&confirmed_at));
     assert_eq!(h.state_of("e"), Some((0, State::Suspect)));
-    h.run_until(confirmed_at + Config::lan().probe_timeout);
+    h.run_until(confirmed_at + memberlist_lan().probe_timeout);
     let dead: Vec<_> = h
         .events_about("e")
         .into_iter()
         .filter(|(_, e)| is_dead(e))
         .collect();
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].0, confirmed_at + Config::lan().probe_timeout);
+    assert_eq!(dead[0].0, confirmed_at + memberlist_lan().probe_timeout);
 }
 
 /// When `me` sent e a Ping naming the suspicion at `incarnation`: its own probes of e and
@@ -172,7 +183,7 @@ fn answer_last_ping(h: &mut Harness, updates: &[MemberUpdate]) {
 
 #[test]
 fn suspect_whose_refutation_missed_us_answers_the_last_call_and_stays_alive() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     // e refuted (Alive at 1), but every relayed copy of the refutation missed this node: a
     // member relays an update a bounded number of times, so at scale some member misses
     // all of them now and then. e answers only the Ping below, by hand.
@@ -180,7 +191,7 @@ fn suspect_whose_refutation_missed_us_answers_the_last_call_and_stays_alive() {
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
         .unwrap();
-    let call_at = suspected_at + MAX - Config::lan().probe_timeout;
+    let call_at = suspected_at + MAX - memberlist_lan().probe_timeout;
     h.run_until(call_at);
     assert!(
         last_calls(&h, 0).contains(&call_at),
@@ -200,7 +211,7 @@ fn suspect_whose_refutation_missed_us_answers_the_last_call_and_stays_alive() {
 
 #[test]
 fn node_waking_past_a_deadline_asks_the_suspect_before_declaring_it_dead() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     h.silence("e");
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
@@ -219,7 +230,7 @@ fn node_waking_past_a_deadline_asks_the_suspect_before_declaring_it_dead() {
 }
 #[test]
 fn suspect_refuting_at_a_higher_incarnation_recovers_and_stays_alive() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     let suspected_at = h.now;
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
         .unwrap();
@@ -244,7 +255,7 @@ fn suspect_refuting_at_a_higher_incarnation_recovers_and_stays_alive() {
 
 #[test]
 fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     h.gossip("a", &[claim("e", 0, State::Suspect, Some("a"))])
         .unwrap();
     h.gossip("b", &[alive("e", 0)]).unwrap();
@@ -253,7 +264,7 @@ fn alive_at_the_suspected_incarnation_does_not_clear_a_suspicion() {
 
 #[test]
 fn member_relaying_a_refuted_suspicion_is_told_the_refutation() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     h.gossip("b", &[alive("e", 1)]).unwrap();
     h.take_sent();
     // a missed e's refutation and still relays the suspicion at 0.
@@ -285,7 +296,7 @@ fn member_relaying_a_refuted_suspicion_is_told_the_refutation() {
 
 #[test]
 fn member_relaying_a_refuted_suspicion_of_us_is_told_our_state() {
-    let mut h = Harness::with_peers(Config::lan());
+    let mut h = Harness::with_peers(memberlist_lan());
     h.gossip("a", &[claim("me", 0, State::Suspect, Some("b"))])
         .unwrap();
     assert_eq!(h.swim.local_member().incarnation.0, 1, "refuted");

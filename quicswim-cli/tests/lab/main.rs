@@ -87,9 +87,9 @@ impl Plan {
     }
 }
 
-/// The lan preset's minimum suspicion timeout for `n` members: `suspicion_mult ·
-/// max(1, log10 n) · probe_interval` (4 · … · 1 s), what a suspicion confirmed by enough
-/// members lasts before it becomes Dead.
+/// The longest a live node may stay suspected: memberlist's minimum suspicion timeout for
+/// `n` members, `4 · max(1, log10 n) · 1 s` (the lan preset's own minimum is half that, for
+/// a suspicion three members confirmed; a live node refutes well within either).
 pub fn lan_suspicion_timeout(n: usize) -> Duration {
     Duration::from_secs_f64(4.0 * (n as f64).log10().max(1.0))
 }

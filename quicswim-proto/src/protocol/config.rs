@@ -57,10 +57,15 @@ pub struct Config {
     /// Members asked to probe on our behalf when a direct probe fails (lan 3). 0..=16.
     pub indirect_checks: usize,
     /// Suspicion timeout multiplier: min timeout = mult · max(1, log10 n) · probe_interval
-    /// (lan 4). 1..=64.
+    /// (lan 2). 1..=64.
     pub suspicion_mult: u32,
-    /// Max suspicion timeout as a multiple of the min (lan 6). 1..=64.
+    /// Max suspicion timeout as a multiple of the min (lan 12). 1..=64.
     pub suspicion_max_timeout_mult: u32,
+    /// Independent confirmations that bring a suspicion from its max timeout down to its min
+    /// (Lifeguard's K; lan 3): each is another member's own failed probe of the suspect,
+    /// signed by that member. Fewer are wanted in a cluster too small to give them
+    /// (`min(K, n - 2)`). 0..=16.
+    pub suspicion_confirmations: u32,
     /// An update is sent at most `retransmit_mult · (ceil(log10(n+1)) + 1)` times by each
     /// node (lan 4). 1..=32.
     pub retransmit_mult: u32,
@@ -180,8 +185,14 @@ impl Config {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
-            suspicion_mult: 4,
-            suspicion_max_timeout_mult: 6,
+            // Memberlist has 4 and 6, with K = 4 - 2 = 2: a 6 s minimum at 32 members,
+            // which every crash waits out once its confirmations are in. Here a suspicion
+            // needs three members' own signed failed probes (about nine members probe a
+            // suspect at once, see `on_suspect`) before it may end at a 3 s minimum, and one
+            // accuser alone still waits the same 36 s maximum (BENCHMARKS.md, "Detection").
+            suspicion_mult: 2,
+            suspicion_max_timeout_mult: 12,
+            suspicion_confirmations: 3,
             retransmit_mult: 4,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
@@ -210,6 +221,8 @@ impl Config {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
             suspicion_mult: 6,
+            suspicion_max_timeout_mult: 6,
+            suspicion_confirmations: 4,
             gossip_interval: Duration::from_millis(500),
             kv_sync_interval: Duration::from_millis(500),
             gossip_nodes: 4,
@@ -229,6 +242,8 @@ impl Config {
             probe_timeout: Duration::from_millis(200),
             indirect_checks: 1,
             suspicion_mult: 3,
+            suspicion_max_timeout_mult: 6,
+            suspicion_confirmations: 1,
             retransmit_mult: 2,
             gossip_interval: Duration::from_millis(100),
             kv_sync_interval: Duration::from_millis(100),
@@ -262,6 +277,12 @@ impl Config {
             self.suspicion_max_timeout_mult.into(),
             1,
             64,
+        )?;
+        count_in_range(
+            "suspicion_confirmations",
+            self.suspicion_confirmations.into(),
+            0,
+            16,
         )?;
         count_in_range("retransmit_mult", self.retransmit_mult.into(), 1, 32)?;
         in_range("gossip_interval", self.gossip_interval, ms(1), ms(60_000))?;
@@ -532,11 +553,20 @@ mod tests {
     }
 
     #[test]
-    fn lan_uses_memberlist_numbers() {
+    fn lan_uses_memberlist_numbers_but_a_shorter_confirmed_suspicion() {
         let c = Config::lan();
         assert_eq!(c.probe_interval, Duration::from_secs(1));
         assert_eq!(c.probe_timeout, Duration::from_millis(500));
-        assert_eq!((c.suspicion_mult, c.suspicion_max_timeout_mult), (4, 6));
+        // Half memberlist's minimum, its maximum (4 · 6), one more confirmation than its 2.
+        assert_eq!(
+            (
+                c.suspicion_mult,
+                c.suspicion_max_timeout_mult,
+                c.suspicion_confirmations
+            ),
+            (2, 12, 3)
+        );
+        assert_eq!(c.suspicion_mult * c.suspicion_max_timeout_mult, 4 * 6);
         assert_eq!(
             (c.retransmit_mult, c.gossip_nodes, c.indirect_checks),
             (4, 3, 3)

@@ -87,14 +87,11 @@ pub fn min_timeout(mult: u32, n: usize, probe_interval: Duration) -> Duration {
     probe_interval.mul_f64(mult as f64 * scale)
 }
 
-/// Confirmations wanted: `mult - 2`, or none in a cluster too small to give them.
-pub fn confirmations_wanted(mult: u32, n: usize) -> u32 {
-    let k = mult.saturating_sub(2);
-    if (n as i64 - 2) < k as i64 {
-        0
-    } else {
-        k
-    }
+/// Confirmations wanted in a cluster of `n`: `k`, or as many as the members other than the
+/// suspect and the accuser can give.
+pub fn confirmations_wanted(k: u32, n: usize) -> u32 {
+    let others = u32::try_from(n.saturating_sub(2)).unwrap_or(u32::MAX);
+    k.min(others)
 }
 
 #[cfg(test)]
@@ -141,7 +138,9 @@ mod tests {
         let p = Duration::from_secs(1);
         assert_eq!(min_timeout(4, 5, p), Duration::from_secs(4));
         assert_eq!(min_timeout(4, 1000, p), Duration::from_secs(12));
-        assert_eq!(confirmations_wanted(4, 3), 0);
-        assert_eq!(confirmations_wanted(4, 4), 2);
+        assert_eq!(confirmations_wanted(3, 2), 0);
+        assert_eq!(confirmations_wanted(3, 3), 1);
+        assert_eq!(confirmations_wanted(3, 5), 3);
+        assert_eq!(confirmations_wanted(3, 1000), 3);
     }
 }

@@ -505,7 +505,7 @@ impl Swim {
         let old = e.member.state;
         let min = min_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
         let max = min * self.config.suspicion_max_timeout_mult;
-        let k = confirmations_wanted(self.config.suspicion_mult, n);
+        let k = confirmations_wanted(self.config.suspicion_confirmations, n);
         let s = Suspicion::new(now, min, max, k, accuser.clone());
         let call = last_call_at(s.deadline(), self.config.probe_timeout).max(now);
         e.update(self.pool.as_ref(), |m| {
