@@ -155,8 +155,8 @@ pub struct AgentArgs {
     data_dir: Option<PathBuf>,
     /// Send a QUIC keep-alive on each quiet connection this often (e.g. 20s, below 30s) to
     /// keep open a path that forgets quiet flows, such as a NAT or stateful firewall between
-    /// members [default: none; probes establish liveness, and keep-alives on a connection to
-    /// every member cost packets that grow with the cluster].
+    /// members. Off unless set: probes establish liveness, and keep-alives on a connection to
+    /// every member cost packets that grow with the cluster.
     #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
     #[serde(default, deserialize_with = "duration_text")]
     keep_alive: Option<Duration>,
