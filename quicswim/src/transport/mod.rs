@@ -219,10 +219,10 @@ impl Transport {
 
     /// Keeps pooled connections the application has not used for up to `keep` before
     /// closing them, instead of `idle_timeout` (never less than it, at most an hour). QUIC
-    /// does not time such a connection out meanwhile: without keep-alives its idle timeout is
-    /// an hour, and with them the keep-alives hold it open. For an owner that will use every connection
-    /// again within a known time (a SWIM node probes each member once per pass over the
-    /// members), closing sooner only buys a new handshake.
+    /// does not time such a connection out meanwhile: without keep-alives its idle timeout
+    /// is an hour, and with them the keep-alives hold it open. For an owner that will use
+    /// every connection again within a known time (a SWIM node probes each member once per
+    /// pass over the members), closing sooner only buys a new handshake.
     pub fn keep_unused_for(&self, keep: std::time::Duration) {
         self.engine.keep_unused_for(keep);
     }
