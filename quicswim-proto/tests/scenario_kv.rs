@@ -5,7 +5,7 @@
 mod core_harness;
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quicswim_proto::protocol::codec::{decode_stream, StreamMessage};
 use quicswim_proto::protocol::{Config, Event, NodeName, TransmitKind};
@@ -268,4 +268,112 @@ fn after_one_forged_batch_the_rest_of_the_message_is_refused_unchecked() {
     h.stream("a", &push).unwrap();
     assert_eq!(h.swim.stats().forged.kv, after.forged.kv);
     assert!((0..50).all(|i| h.swim.kv_get(&name("c"), &format!("c{i}")).is_some()));
+}
+
+/// What `peer`'s key/value round says it holds of ours: up to `version`.
+fn peer_holds_ours(h: &mut Harness, peer: &str, version: u64) {
+    use quicswim_proto::protocol::kv::OwnerDigest;
+    let ask = StreamMessage::KvSync {
+        digest: vec![OwnerDigest {
+            owner: name("me"),
+            max_version: version,
+            fingerprint: 0,
+            gc_floor: 0,
+        }],
+    };
+    h.stream(peer, &ask)
+        .expect("a valid round")
+        .expect("answered");
+}
+
+#[test]
+fn writes_are_refused_while_earlier_ones_have_not_spread_and_taken_once_they_have() {
+    use quicswim_proto::protocol::CommandError;
+    let config = Config::lan();
+    let max = config.kv_backlog_max;
+    let mut h = Harness::with_peers(config.clone());
+    // Only what peers say they hold counts: the rounds this write starts go unanswered.
+    h.answer_streams.clear();
+    let first = h
+        .swim
+        .set(h.now, "k0", b"v".to_vec())
+        .expect("nothing behind");
+    h.run_for(max);
+    let second = h
+        .swim
+        .set(h.now, "k1", b"v".to_vec())
+        .expect("behind by the bound, not more");
+    h.run_for(Duration::from_millis(1));
+    let refused = h.swim.set(h.now, "k2", b"v".to_vec());
+    assert!(
+        matches!(refused, Err(CommandError::Backlogged { behind, max: m })
+            if behind > max && m == max),
+        "{refused:?}"
+    );
+    assert_eq!(h.swim.kv_get(&name("me"), "k2"), None, "nothing written");
+    assert!(matches!(
+        h.swim.delete(h.now, "k0"),
+        Err(CommandError::Backlogged { .. })
+    ));
+    assert_eq!(h.swim.kv_get(&name("me"), "k0"), Some(&b"v"[..]));
+    assert_eq!(h.swim.stats().kv_writes_backlogged, 2);
+
+    // Two peers hold the first write, three nothing: the median holds nothing.
+    peer_holds_ours(&mut h, "a", first);
+    peer_holds_ours(&mut h, "b", first);
+    for peer in ["c", "d", "e"] {
+        peer_holds_ours(&mut h, peer, 0);
+    }
+    let r = h.swim.set(h.now, "k2", b"v".to_vec());
+    assert!(r.is_err(), "{r:?} first {first} second {second}");
+    // Now most hold the first: the second, made `max` later, is not behind by more.
+    peer_holds_ours(&mut h, "c", first);
+    peer_holds_ours(&mut h, "d", first);
+    h.swim
+        .set(h.now, "k2", b"v".to_vec())
+        .expect("the oldest write not spread is the second, 1 ms old");
+    // Most hold everything up to the second: nothing older is behind.
+    for peer in PEERS {
+        peer_holds_ours(&mut h, peer, second);
+    }
+    h.run_for(max * 2);
+    let third = h.swim.set(h.now, "k3", b"v".to_vec());
+    assert!(
+        third.is_err(),
+        "k2 went unspread for twice the bound: {third:?}"
+    );
+    for peer in PEERS {
+        peer_holds_ours(&mut h, peer, second + 1);
+    }
+    h.swim
+        .set(h.now, "k3", b"v".to_vec())
+        .expect("all spread: taken again");
+}
+
+#[test]
+fn a_node_alone_has_nobody_to_fall_behind_and_never_refuses() {
+    let config = Config::lan();
+    let mut h = Harness::alone(config.clone());
+    for i in 0..20 {
+        h.swim
+            .set(h.now, &format!("k{i}"), b"v".to_vec())
+            .expect("alone: nothing to spread to");
+        h.run_for(config.kv_backlog_max);
+    }
+    assert_eq!(h.swim.stats().kv_writes_backlogged, 0);
+}
+
+#[test]
+fn a_zero_bound_never_refuses() {
+    let config = Config {
+        kv_backlog_max: Duration::ZERO,
+        ..Config::lan()
+    };
+    let mut h = Harness::with_peers(config);
+    for i in 0..20 {
+        h.swim
+            .set(h.now, &format!("k{i}"), b"v".to_vec())
+            .expect("pushback off");
+        h.run_for(Duration::from_secs(1));
+    }
 }

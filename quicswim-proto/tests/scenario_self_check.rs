@@ -89,3 +89,44 @@ fn node_clear_again_for_the_hold_down_comes_back_with_a_new_incarnation() {
         "the return is gossiped"
     );
 }
+
+#[test]
+fn a_node_that_handles_its_deadlines_late_grows_less_sure_of_itself_but_never_takes_itself_out() {
+    let config = Config::lan();
+    let max = config.awareness_max_multiplier;
+    // Alone: no probe moves the score, only lag does.
+    let mut on_time = Harness::alone(config.clone());
+    on_time.run_for(Duration::from_secs(120));
+    assert_eq!(on_time.swim.health_score(), 0);
+    assert_eq!(on_time.swim.stats().timers_late, 0);
+
+    let mut h = Harness::alone(config.clone());
+    let late = config.probe_timeout / 4;
+    let mut scores = Vec::new();
+    for _ in 0..200 {
+        let due = h.swim.poll_timeout().expect("a lone node keeps timers");
+        h.now = h.now.max(due + late);
+        h.swim.handle_timeout(h.now);
+        h.pump();
+        scores.push(h.swim.health_score());
+    }
+    assert!(h.swim.stats().timers_late >= 200, "{:?}", h.swim.stats());
+    assert_eq!(scores.iter().max(), Some(&(max - 1)), "{scores:?}");
+    assert_eq!(
+        h.swim.local_member().state,
+        State::Alive,
+        "lag alone never takes a node out"
+    );
+    // Each step a probe interval apart at the least.
+    assert!(scores.windows(2).all(|w| w[1] <= w[0] + 1), "{scores:?}");
+
+    // Just under the threshold counts as on time.
+    let mut h = Harness::alone(config.clone());
+    for _ in 0..50 {
+        let due = h.swim.poll_timeout().expect("timers");
+        h.now = h.now.max(due + late - NS);
+        h.swim.handle_timeout(h.now);
+        h.pump();
+    }
+    assert_eq!((h.swim.health_score(), h.swim.stats().timers_late), (0, 0));
+}

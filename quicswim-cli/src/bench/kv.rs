@@ -21,6 +21,7 @@ use super::cpu::process_cpu_time;
 use super::recorder::{kv_key, micros_since, NOT_SEEN};
 use super::stats::quantile_sorted_u32;
 use super::{BenchConfig, Error, Observer, Phase};
+use quicswim::protocol::CommandError;
 use quicswim::Node;
 
 /// Writes a window at `rate` plans for.
@@ -41,8 +42,11 @@ pub struct KvResult {
     pub writes: usize,
     /// Writes made per second of the window (below the target when `set` could not keep up).
     pub write_rate: f64,
-    /// Writes refused by a node.
+    /// Writes refused by a node for anything but pushback (the writer stops).
     pub write_errors: u64,
+    /// Writes refused as `Backlogged` (pushback: earlier writes were too far behind); the
+    /// writer goes on with its next write when that is due.
+    pub writes_backlogged: u64,
     /// The first refusal, if any.
     pub first_error: Option<String>,
     /// Writes seen on every node by the end of the drain.
@@ -77,6 +81,9 @@ pub struct KvResult {
     pub broadcasts_dropped: u64,
     /// Entries carried by anti-entropy instead, over the cluster.
     pub kv_entries_synced: u64,
+    /// `kv_entries_synced` over the deliveries needed (each write to each other node): how
+    /// many times an entry crossed to a node that needed it once.
+    pub kv_redundancy: Option<f64>,
 }
 
 /// One write: who made it, when, and how long until every node had it.
@@ -97,6 +104,7 @@ struct WriterOutcome {
     sets: Vec<(usize, u32)>,
     errors: u64,
     first_error: Option<String>,
+    backlogged: u64,
 }
 
 /// What every writer shares.
@@ -125,6 +133,7 @@ async fn write_loop(node: Node, me: usize, plan: WritePlan) -> WriterOutcome {
         sets: Vec::new(),
         errors: 0,
         first_error: None,
+        backlogged: 0,
     };
     for k in 0.. {
         let write = me + k * nodes;
@@ -139,6 +148,11 @@ async fn write_loop(node: Node, me: usize, plan: WritePlan) -> WriterOutcome {
         let called = Instant::now();
         match node.set(&kv_key(write), value.clone()).await {
             Ok(_) => out.sets.push((write, micros_since(origin, called))),
+            // Pushback: the cluster is behind; this write is not made, the next one is tried
+            // when it is due.
+            Err(quicswim::node::Error::Command(CommandError::Backlogged { .. })) => {
+                out.backlogged += 1;
+            }
             Err(e) => {
                 out.errors += 1;
                 out.first_error.get_or_insert_with(|| e.to_string());
@@ -198,8 +212,9 @@ pub(crate) async fn run(
         }
     };
     let mut set_us = vec![NOT_SEEN; capacity];
-    let (mut errors, mut first_error) = (0, None);
+    let (mut errors, mut first_error, mut backlogged) = (0, None, 0);
     for o in outcomes {
+        backlogged += o.backlogged;
         for (w, us) in o.sets {
             set_us[w] = us;
         }
@@ -244,6 +259,7 @@ pub(crate) async fn run(
     result.target_rate = config.kv_rate;
     result.value_len = config.kv_value_len;
     result.write_errors = errors;
+    result.writes_backlogged = backlogged;
     result.first_error = first_error;
     result.drained = drained;
     let nodes = live_logs.len().max(1) as f64;
@@ -262,6 +278,8 @@ pub(crate) async fn run(
     result.datagrams_out_per_node_s = growth(|m| m.transport.datagrams_out) as f64 / nodes / secs;
     result.broadcasts_dropped = growth(|m| m.core.broadcasts_dropped);
     result.kv_entries_synced = growth(|m| m.core.kv_entries_synced);
+    let needed = result.writes as u64 * (live_logs.len() as u64).saturating_sub(1);
+    result.kv_redundancy = (needed > 0).then(|| result.kv_entries_synced as f64 / needed as f64);
     let samples = write_samples(&set_us, &live_logs, &seen);
     let summary = match (result.updates_per_s, result.lag_p99_s) {
         (Some(rate), Some(p99)) => format!(
@@ -273,6 +291,14 @@ pub(crate) async fn run(
             result.writes, result.delivered_all, result.writes
         ),
         _ => format!("{} writes, none delivered to all", result.writes),
+    };
+    let summary = if result.writes_backlogged > 0 {
+        format!(
+            "{summary}; {} refused as backlogged",
+            result.writes_backlogged
+        )
+    } else {
+        summary
     };
     observer.phase_finished(Phase::Kv, &summary);
     Ok((result, samples))
@@ -328,6 +354,7 @@ fn summarise(set_us: &[u32], live: &[usize], seen: &[Vec<u32>], window: Duration
         writes,
         write_rate: writes as f64 / window.as_secs_f64(),
         write_errors: 0,
+        writes_backlogged: 0,
         first_error: None,
         delivered_all,
         drained: false,
@@ -343,6 +370,7 @@ fn summarise(set_us: &[u32], live: &[usize], seen: &[Vec<u32>], window: Duration
         datagrams_out_per_node_s: 0.0,
         broadcasts_dropped: 0,
         kv_entries_synced: 0,
+        kv_redundancy: None,
     }
 }
 

@@ -356,8 +356,8 @@ fn print_human(r: &Report) {
     );
     if r.kv_writes > 0 {
         println!(
-            "  key/value               {} writes, {} live keys, states agree: {}, match last writes: {}",
-            r.kv_writes, r.kv_live_keys, r.kv_states_agree, r.kv_matches_writes
+            "  key/value               {} writes ({} refused as backlogged), {} live keys, states agree: {}, match last writes: {}",
+            r.kv_writes, r.kv_writes_backlogged, r.kv_live_keys, r.kv_states_agree, r.kv_matches_writes
         );
     }
     println!(

@@ -129,6 +129,13 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_sync_interval: Duration,
+    /// How far this node's own key/value writes may fall behind on their way to the cluster
+    /// before `set` and `delete` are refused with `Backlogged` (lan 2 s, wan 5 s, local 1 s;
+    /// zero never refuses). Behind is the age of the oldest write that the median of the
+    /// peers this node last exchanged digests with does not hold yet. Range 0..=1 h.
+    #[serde(with = "humantime_serde")]
+    #[patch(attribute(serde(default, with = "humantime_serde::option")))]
+    pub kv_backlog_max: Duration,
     /// Largest user event payload in bytes (default 512, as serf; at most 1024 so an event
     /// fits a datagram).
     pub event_payload_len_max: usize,
@@ -211,6 +218,7 @@ impl Config {
             kv_tombstone_grace: Duration::from_secs(3600),
             kv_sync_bytes_max: 1024 * 1024,
             kv_sync_interval: Duration::from_millis(200),
+            kv_backlog_max: Duration::from_secs(2),
             event_payload_len_max: 512,
         }
     }
@@ -225,6 +233,7 @@ impl Config {
             suspicion_confirmations: 4,
             gossip_interval: Duration::from_millis(500),
             kv_sync_interval: Duration::from_millis(500),
+            kv_backlog_max: Duration::from_secs(5),
             gossip_nodes: 4,
             gossip_to_the_dead_time: Duration::from_secs(60),
             push_pull_interval: Duration::from_secs(60),
@@ -247,6 +256,7 @@ impl Config {
             retransmit_mult: 2,
             gossip_interval: Duration::from_millis(100),
             kv_sync_interval: Duration::from_millis(100),
+            kv_backlog_max: Duration::from_secs(1),
             gossip_to_the_dead_time: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
@@ -287,6 +297,7 @@ impl Config {
         count_in_range("retransmit_mult", self.retransmit_mult.into(), 1, 32)?;
         in_range("gossip_interval", self.gossip_interval, ms(1), ms(60_000))?;
         in_range("kv_sync_interval", self.kv_sync_interval, ms(1), ms(60_000))?;
+        in_range("kv_backlog_max", self.kv_backlog_max, ms(0), ms(3_600_000))?;
         count_in_range("gossip_nodes", self.gossip_nodes as u64, 1, 64)?;
         count_in_range(
             "gossip_datagrams_max",

@@ -23,7 +23,9 @@ use super::report::{Report, Tracker};
 use super::rogue::{self, Carrier, Rogues, FORGERIES_PER_TICK};
 use crate::protocol::codec::{decode_datagram, decode_stream, encode_datagram, encode_stream};
 use crate::protocol::codec::{Message, StreamMessage};
-use crate::protocol::{Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind};
+use crate::protocol::{
+    CommandError, Event, Incarnation, Member, MemberPool, NodeName, Swim, TransmitKind,
+};
 
 #[derive(Debug)]
 enum Action {
@@ -118,6 +120,7 @@ pub struct Simulation {
     /// The last write to each (owner, key): what every node must hold at the end.
     expected: BTreeMap<(usize, String), Option<Vec<u8>>>,
     kv_writes: u64,
+    kv_writes_backlogged: u64,
     /// One copy of each distinct member for all the nodes' tables: without it a run of `n`
     /// nodes holds `n²` copies.
     members: MemberPool,
@@ -181,6 +184,7 @@ impl Simulation {
             steps: 0,
             expected: BTreeMap::new(),
             kv_writes: 0,
+            kv_writes_backlogged: 0,
             members: MemberPool::new(),
             authority: SimAuthority::new(config.seed),
             rogues: None,
@@ -631,15 +635,26 @@ impl Simulation {
         let Some(core) = self.nodes[writer].core.as_mut() else {
             return;
         };
-        if delete {
-            core.delete(now, &key).expect("deletes within limits");
-            if self.expected.contains_key(&(writer, key.clone())) {
-                self.expected.insert((writer, key), None);
-            }
+        let written = if delete {
+            core.delete(now, &key).map(|_| None)
         } else {
-            core.set(now, &key, value.clone())
-                .expect("writes within limits");
-            self.expected.insert((writer, key), Some(value));
+            core.set(now, &key, value.clone()).map(|_| Some(value))
+        };
+        match written {
+            Ok(None) => {
+                if self.expected.contains_key(&(writer, key.clone())) {
+                    self.expected.insert((writer, key), None);
+                }
+            }
+            Ok(Some(value)) => {
+                self.expected.insert((writer, key), Some(value));
+            }
+            Err(CommandError::Backlogged { .. }) => {
+                // Pushback: the writer is told, nothing was written.
+                self.kv_writes_backlogged += 1;
+                return;
+            }
+            Err(e) => panic!("the workload writes within limits: {e}"),
         }
         self.kv_writes += 1;
         self.after_input(writer);
@@ -924,6 +939,7 @@ impl Simulation {
                 .collect();
         }
         report.kv_writes = self.kv_writes;
+        report.kv_writes_backlogged = self.kv_writes_backlogged;
         report.kv_states_agree = kv_agree;
         report.kv_matches_writes = kv_matches;
         report.kv_live_keys = live.first().map_or(0, |&i| {

@@ -53,6 +53,8 @@ pub struct Report {
     pub refutations: u64,
     /// Key/value writes made.
     pub kv_writes: u64,
+    /// Key/value writes refused with `Backlogged` (pushback), not made.
+    pub kv_writes_backlogged: u64,
     /// At the end, every live node holds the same key/value entries.
     pub kv_states_agree: bool,
     /// At the end, every live node holds each live owner's last write (deletes absent).
@@ -330,6 +332,7 @@ impl Tracker {
             suspicions_raised: totals.suspicions_raised,
             refutations: totals.refutations,
             kv_writes: 0,
+            kv_writes_backlogged: 0,
             kv_states_agree: true,
             kv_matches_writes: true,
             kv_live_keys: 0,

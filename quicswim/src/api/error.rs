@@ -51,6 +51,8 @@ impl From<node::Error> for ApiError {
                 | KvError::TooManyBytes { .. }
                 | KvError::TooManyOwners(_),
             )) => StatusCode::INSUFFICIENT_STORAGE,
+            // Pushback: fine to send again once the cluster has caught up.
+            node::Error::Command(CommandError::Backlogged { .. }) => StatusCode::TOO_MANY_REQUESTS,
             node::Error::Command(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -105,4 +107,21 @@ pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not accept {method}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pushback_is_too_many_requests_and_says_how_far_behind() {
+        let e = ApiError::from(node::Error::Command(CommandError::Backlogged {
+            behind: Duration::from_millis(2500),
+            max: Duration::from_secs(2),
+        }));
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.message.contains("2.5s behind"), "{}", e.message);
+        assert!(e.message.contains("kv_backlog_max"), "{}", e.message);
+    }
 }

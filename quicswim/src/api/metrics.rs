@@ -168,6 +168,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
     let Stats {
         probes_sent,
         probes_failed,
+        timers_late,
         indirect_probes_sent,
         stream_probes_sent,
         suspicions_raised,
@@ -198,6 +199,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         event_origins_evicted,
         self_claims_refused,
         local_writes_refused,
+        kv_writes_backlogged,
         kv_refuted,
         forged,
         ping_reqs_for_inactive,
@@ -216,6 +218,7 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         ("event_origins_evicted", "Event origins forgotten to make room for another, least recently heard first.", event_origins_evicted),
         ("self_claims_refused", "Claims about this node refused for a counter beyond what it can answer.", self_claims_refused),
         ("local_writes_refused", "This node's own key/value writes and events refused for a limit.", local_writes_refused),
+        ("kv_writes_backlogged", "This node's own key/value writes refused because earlier ones were further behind on their way to the cluster than kv_backlog_max.", kv_writes_backlogged),
         ("kv_refuted", "This node's own keys written again above a peer's higher copy of them.", kv_refuted),
         ("ping_reqs_for_inactive", "Indirect probe requests refused, and nacked, because their target is dead or left here.", ping_reqs_for_inactive),
         ("unverified_records", "Signed records whose signer's certificate was not held yet; it was asked of the peer that sent them, and member records wait for it.", unverified_records),
@@ -291,6 +294,12 @@ fn encode_core(e: &mut DescriptorEncoder, s: &Stats) -> fmt::Result {
         "probes_failed",
         "Probes that ended with no ack, direct or indirect.",
         *probes_failed,
+    )?;
+    counter(
+        e,
+        "timers_late",
+        "Deadlines handled a quarter of the probe timeout or more late: this node's own lag, which raises its local health score.",
+        *timers_late,
     )?;
     counter(
         e,

@@ -67,6 +67,7 @@ use super::signing::{Certificate, Keyring, Signature};
 use super::suspicion::Suspicion;
 use super::timer::{Timer, Timers};
 
+mod backlog;
 mod bounds;
 mod gossip;
 mod join;
@@ -91,6 +92,7 @@ pub use output::{
 pub use probe::probe_pass;
 pub use sync::{kv_rounds, push_pull_scale};
 
+use backlog::Backlog;
 use join::JoinProgress;
 use leave::Leaving;
 use membership::{Forgotten, Source};
@@ -213,6 +215,8 @@ pub struct Swim {
     /// Bytes of `events`, bounded by `EVENTS_BYTES_MAX`.
     events_bytes: usize,
     awareness: Awareness,
+    /// When this node's own lag last raised its health score (see `note_own_lag`).
+    lag_noted_at: Option<Instant>,
     rng: SmallRng,
     seeds: Vec<SocketAddr>,
     joined: bool,
@@ -234,6 +238,11 @@ pub struct Swim {
     kv_replies_pending: u32,
     /// The members the key/value round at hand has still to ask, one after another.
     kv_round_next: Vec<NodeName>,
+    /// Our version when we last sent our digest in a round: what a peer that does not list
+    /// us in its reply's `wants` holds.
+    kv_asked_version: u64,
+    /// How far our own writes are behind on their way to the cluster.
+    backlog: Backlog,
     dedup: Deduplicator,
     next_event_seq: u64,
     recent_events: VecDeque<SignedEvent>,
@@ -336,6 +345,7 @@ impl Swim {
             events: VecDeque::new(),
             events_bytes: 0,
             awareness,
+            lag_noted_at: None,
             rng,
             seeds: Vec::new(),
             joined: false,
@@ -349,6 +359,8 @@ impl Swim {
             kv_round_at: None,
             kv_replies_pending: 0,
             kv_round_next: Vec::new(),
+            kv_asked_version: 0,
+            backlog: Backlog::default(),
             gossip_dial: None,
             gossip_dial_after: now,
             gossip_cycle: Cycle::default(),
@@ -811,6 +823,7 @@ impl Swim {
 
     /// Runs every timer due at `now`. Safe to call early: nothing fires before its time.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.note_own_lag(now);
         let news = self.news_mark();
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -820,6 +833,31 @@ impl Swim {
         self.gossip_if_new(now, news);
         if self.gossip_due().is_some_and(|tick| now >= tick) {
             self.gossip(now);
+        }
+    }
+
+    /// Lifeguard's local health, fed by this node's own lag: a timer handled a quarter of
+    /// the probe timeout or more after its deadline says the node reads its inputs late too
+    /// (a saturated CPU, a stalled process), so Acks it waits for may be read after their
+    /// probe ends and its failed probes say more about itself than about their targets.
+    /// The score rises a step, at most once a probe interval, and never to the maximum:
+    /// lag makes a node slower to accuse, but only Nacks it misses take it out (a node
+    /// that is merely busy must not have itself declared Dead).
+    fn note_own_lag(&mut self, now: Instant) {
+        let Some(due) = self.timers.next_deadline() else {
+            return;
+        };
+        if now.saturating_duration_since(due) < self.config.probe_timeout / 4 {
+            return;
+        }
+        self.stats.timers_late += 1;
+        let interval = self.config.probe_interval;
+        if self.lag_noted_at.is_some_and(|at| now < at + interval) {
+            return;
+        }
+        self.lag_noted_at = Some(now);
+        if self.awareness.score() + 1 < self.config.awareness_max_multiplier {
+            self.awareness.apply(now, 1);
         }
     }
 

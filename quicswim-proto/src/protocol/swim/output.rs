@@ -151,6 +151,16 @@ pub enum CommandError {
     /// A force-leave named this node itself.
     #[error("a node cannot force itself out; leave instead")]
     ForceLeaveSelf,
+    /// This node's key/value writes are further behind on their way to the cluster than
+    /// `kv_backlog_max` allows: the cluster is taking writes slower than they come. Nothing
+    /// was written; try again later.
+    #[error("key/value writes are {behind:?} behind on their way to the cluster (kv_backlog_max is {max:?}); try again later")]
+    Backlogged {
+        /// How long the oldest write not yet spread has waited.
+        behind: std::time::Duration,
+        /// The bound.
+        max: std::time::Duration,
+    },
     /// One of this node's own counters reached its end (after 2^63 steps at the least).
     #[error("this node's {0} counter is exhausted")]
     CounterExhausted(&'static str),
@@ -163,6 +173,9 @@ pub struct Stats {
     pub probes_sent: u64,
     /// Probes that ended with no Ack.
     pub probes_failed: u64,
+    /// Times a deadline was handled a quarter of the probe timeout or more after it was
+    /// due: this node's own lag, which raises its local health score.
+    pub timers_late: u64,
     /// PingReqs sent.
     pub indirect_probes_sent: u64,
     /// Direct probes repeated on a stream after the datagram Ping timed out.
@@ -194,6 +207,9 @@ pub struct Stats {
     /// This node's own writes (set, delete, publish) refused for a limit; the caller got
     /// the error naming it.
     pub local_writes_refused: u64,
+    /// This node's own key/value writes refused because earlier ones were further behind
+    /// than `kv_backlog_max` (pushback; the caller got `Backlogged`).
+    pub kv_writes_backlogged: u64,
     /// This node's own keys written again because a peer held a higher version of them.
     pub kv_refuted: u64,
     /// Key/value entries refused because their owner is not a member held here.

@@ -263,8 +263,11 @@ impl Swim {
         });
     }
 
-    /// Sets one of this node's keys; returns the version it took.
+    /// Sets one of this node's keys; returns the version it took. Refused with
+    /// [`CommandError::Backlogged`] while earlier writes are further behind on their way to
+    /// the cluster than `kv_backlog_max` (see `backlog.rs`).
     pub fn set(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<u64, CommandError> {
+        self.admit_write(now)?;
         self.write(now, key, Some(value))
     }
 
@@ -275,9 +278,27 @@ impl Swim {
     /// heard back the keys it wrote before, and its delete must still win over those copies,
     /// or the deleted value comes back and lives on everywhere.
     pub fn delete(&mut self, now: Instant, key: &str) -> Result<Option<u64>, CommandError> {
+        self.admit_write(now)?;
         let existed = self.kv.get(&self.me.name, key).is_some();
         let version = self.write(now, key, None)?;
         Ok(existed.then_some(version))
+    }
+
+    /// Pushback: refuses a new write of the user's while ours are behind by more than
+    /// `kv_backlog_max`. A node with no live peer has nobody to spread to, so nothing is
+    /// behind.
+    fn admit_write(&mut self, now: Instant) -> Result<(), CommandError> {
+        let max = self.config.kv_backlog_max;
+        if self.cluster_size() <= 1 {
+            self.backlog.clear();
+            return Ok(());
+        }
+        let behind = self.backlog.behind(now);
+        if max.is_zero() || behind <= max {
+            return Ok(());
+        }
+        self.stats.kv_writes_backlogged += 1;
+        Err(CommandError::Backlogged { behind, max })
     }
 
     pub(super) fn write(
@@ -314,6 +335,7 @@ impl Swim {
             return Err(e.into());
         }
         self.next_version = next;
+        self.backlog.written(entry.version, now);
         self.sealing.written(&entry.key, now);
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
@@ -582,6 +604,7 @@ impl Swim {
         let payload = encode_stream(&StreamMessage::KvSync {
             digest: self.kv.digest(),
         });
+        self.kv_asked_version = self.next_version.saturating_sub(1);
         self.kv_replies_pending = 1;
         self.stats.kv_syncs_started += 1;
         self.stats.anti_entropy_bytes_out += payload.len() as u64;
@@ -618,6 +641,8 @@ impl Swim {
     /// lacks reach it through the `wants` of the rounds others send it, and through the
     /// periodic full-state exchange.
     pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
+        let held = digest.iter().find(|d| d.owner == self.me.name);
+        self.backlog.reported(held.map_or(0, |d| d.max_version));
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
         wants.retain(|w| self.holds_data_of(&w.owner, now));
@@ -638,6 +663,11 @@ impl Swim {
         wants: Vec<OwnerDigest>,
     ) {
         self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
+        // A peer behind us lists us in `wants` with what it holds (we push the rest now);
+        // one that does not held what we had when we asked.
+        let held = wants.iter().find(|w| w.owner == self.me.name);
+        self.backlog
+            .reported(held.map_or(self.kv_asked_version, |w| w.max_version));
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
