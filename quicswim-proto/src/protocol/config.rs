@@ -130,9 +130,10 @@ pub struct Config {
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_sync_interval: Duration,
     /// How far this node's own key/value writes may fall behind on their way to the cluster
-    /// before `set` and `delete` are refused with `Backlogged` (lan 2 s, wan 5 s, local 1 s;
-    /// zero never refuses). Behind is the age of the oldest write that the median of the
-    /// peers this node last exchanged digests with does not hold yet. Range 0..=1 h.
+    /// before `set` and `delete` are refused with `Backlogged` (five key/value rounds: lan
+    /// 1 s, wan 2.5 s, local 500 ms; zero never refuses). Behind is the age of the oldest
+    /// write that the median of the peers this node last exchanged digests with does not
+    /// hold yet. Range 0..=1 h.
     #[serde(with = "humantime_serde")]
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_backlog_max: Duration,
@@ -218,7 +219,7 @@ impl Config {
             kv_tombstone_grace: Duration::from_secs(3600),
             kv_sync_bytes_max: 1024 * 1024,
             kv_sync_interval: Duration::from_millis(200),
-            kv_backlog_max: Duration::from_secs(2),
+            kv_backlog_max: Duration::from_secs(1),
             event_payload_len_max: 512,
         }
     }
@@ -233,7 +234,7 @@ impl Config {
             suspicion_confirmations: 4,
             gossip_interval: Duration::from_millis(500),
             kv_sync_interval: Duration::from_millis(500),
-            kv_backlog_max: Duration::from_secs(5),
+            kv_backlog_max: Duration::from_millis(2500),
             gossip_nodes: 4,
             gossip_to_the_dead_time: Duration::from_secs(60),
             push_pull_interval: Duration::from_secs(60),
@@ -256,7 +257,7 @@ impl Config {
             retransmit_mult: 2,
             gossip_interval: Duration::from_millis(100),
             kv_sync_interval: Duration::from_millis(100),
-            kv_backlog_max: Duration::from_secs(1),
+            kv_backlog_max: Duration::from_millis(500),
             gossip_to_the_dead_time: Duration::from_secs(15),
             push_pull_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(5),
