@@ -377,3 +377,67 @@ fn a_zero_bound_never_refuses() {
         h.run_for(Duration::from_secs(1));
     }
 }
+
+/// Runs `me` for `time`, answering each of its key/value rounds from a peer that holds
+/// nothing of ours, and acknowledging the pushes that follow when `ack`.
+fn rounds_answered_holding_nothing(h: &mut Harness, time: Duration, ack: bool) -> usize {
+    use quicswim_proto::protocol::codec::encode_stream;
+    use quicswim_proto::protocol::kv::OwnerDigest;
+    let end = h.now + time;
+    let mut acked = 0;
+    while h.now < end {
+        h.run_for(Duration::from_millis(10));
+        for (_, t) in h.take_sent() {
+            let Some(peer) = t.to.name.clone() else {
+                continue;
+            };
+            let answer = match decode_stream(&t.payload) {
+                Ok(StreamMessage::KvSync { .. }) => StreamMessage::KvSyncReply {
+                    delta: Vec::new(),
+                    wants: vec![OwnerDigest {
+                        owner: name("me"),
+                        max_version: 0,
+                        fingerprint: 0,
+                        gc_floor: 0,
+                    }],
+                },
+                Ok(StreamMessage::KvPush { .. }) if ack => {
+                    acked += 1;
+                    StreamMessage::KvPushAck
+                }
+                _ => continue,
+            };
+            h.swim
+                .handle_stream_reply(h.now, &peer, &encode_stream(&answer))
+                .expect("a reply to our own request");
+            h.pump();
+        }
+    }
+    acked
+}
+
+#[test]
+fn a_peer_that_acknowledges_our_push_holds_what_it_carried() {
+    use quicswim_proto::protocol::CommandError;
+    let config = Config::lan();
+    let max = config.kv_backlog_max;
+    for ack in [true, false] {
+        let mut h = Harness::with_peers(config.clone());
+        h.answer_streams.clear();
+        h.swim
+            .set(h.now, "k0", b"v".to_vec())
+            .expect("nothing behind");
+        let acked = rounds_answered_holding_nothing(&mut h, max + Duration::from_millis(50), ack);
+        let next = h.swim.set(h.now, "k1", b"v".to_vec());
+        if ack {
+            assert!(acked >= 3, "pushes acknowledged: {acked}");
+            assert!(next.is_ok(), "{next:?}");
+        } else {
+            // Every reply said the peer holds nothing of ours, and no push was acknowledged.
+            assert!(
+                matches!(next, Err(CommandError::Backlogged { .. })),
+                "{next:?}"
+            );
+        }
+    }
+}

@@ -709,7 +709,7 @@ impl Swim {
                 }
                 Some(encode_stream(&StreamMessage::KvPushAck))
             }
-            StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, &digest)),
+            StreamMessage::KvSync { digest } => Some(self.on_kv_sync(now, from, &digest)),
             StreamMessage::Revocations { lists } => {
                 self.take_revocations(now, from, lists);
                 Some(encode_stream(&StreamMessage::RevocationsAck))
@@ -780,7 +780,10 @@ impl Swim {
                 members,
                 certificates,
             } => self.on_record_reply(now, from, members, certificates),
-            StreamMessage::KvPushAck => self.on_leave_push_acked(from),
+            StreamMessage::KvPushAck => {
+                self.backlog.push_acked(from);
+                self.on_leave_push_acked(from);
+            }
             StreamMessage::KvSyncReply { delta, wants } => {
                 self.on_kv_sync_reply(now, from, delta, wants)
             }

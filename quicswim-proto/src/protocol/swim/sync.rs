@@ -640,9 +640,15 @@ impl Swim {
     /// bytes) would otherwise fetch `kv_sync_bytes_max` of everything. Owners the sender
     /// lacks reach it through the `wants` of the rounds others send it, and through the
     /// periodic full-state exchange.
-    pub(super) fn on_kv_sync(&mut self, now: Instant, digest: &[OwnerDigest]) -> Vec<u8> {
+    pub(super) fn on_kv_sync(
+        &mut self,
+        now: Instant,
+        from: &NodeName,
+        digest: &[OwnerDigest],
+    ) -> Vec<u8> {
         let held = digest.iter().find(|d| d.owner == self.me.name);
-        self.backlog.reported(held.map_or(0, |d| d.max_version));
+        self.backlog
+            .reported(from, held.map_or(0, |d| d.max_version));
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
         wants.retain(|w| self.holds_data_of(&w.owner, now));
@@ -667,10 +673,20 @@ impl Swim {
         // one that does not held what we had when we asked.
         let held = wants.iter().find(|w| w.owner == self.me.name);
         self.backlog
-            .reported(held.map_or(self.kv_asked_version, |w| w.max_version));
+            .reported(from, held.map_or(self.kv_asked_version, |w| w.max_version));
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
+            // Ours are read oldest first from a version index: the peer holds everything up
+            // to the last one pushed once it acknowledges the push.
+            let ours = deltas
+                .iter()
+                .filter(|d| d.entries.first().is_some_and(|e| e.owner == self.me.name))
+                .flat_map(|d| d.entries.iter().map(|e| e.version))
+                .max();
+            if let Some(version) = ours {
+                self.backlog.pushed(from, version);
+            }
             self.send_kv_push(from, deltas, Vec::new());
             self.kv_ask_next();
         }
