@@ -298,6 +298,8 @@ fn writes_are_refused_while_earlier_ones_have_not_spread_and_taken_once_they_hav
         .swim
         .set(h.now, "k0", b"v".to_vec())
         .expect("nothing behind");
+    // A peer's ask signs it: from now on it can leave, and the clock runs.
+    peer_holds_ours(&mut h, "e", 0);
     h.run_for(max);
     let second = h
         .swim

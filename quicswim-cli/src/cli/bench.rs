@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// How long deliveries are waited for after the write window.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     kv_drain: Duration,
+    /// Pushback: how far a node's own writes may be behind before it refuses more
+    /// (`kv_backlog_max`; 0s never refuses). Default: the profile's.
+    #[arg(long, value_parser = parse_duration)]
+    kv_backlog_max: Option<Duration>,
     /// Bound on each open-ended wait (join, one update, detection).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     timeout: Duration,
@@ -135,7 +139,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         super::agent::init_logging(super::agent::LogFormat::Text)?;
     }
-    let protocol = args.profile.config();
+    let mut protocol = args.profile.config();
+    if let Some(max) = args.kv_backlog_max {
+        protocol = quicswim::protocol::Config {
+            kv_backlog_max: max,
+            ..protocol.into_inner()
+        }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--kv-backlog-max: {e}"))?;
+    }
     let warmup = args
         .warmup
         .unwrap_or_else(|| steady_warmup(args.nodes, &protocol));

@@ -133,7 +133,9 @@ pub struct Config {
     /// before `set` and `delete` are refused with `Backlogged` (five key/value rounds: lan
     /// 1 s, wan 2.5 s, local 500 ms; zero never refuses). Behind is the age of the oldest
     /// write that the median of the peers this node last exchanged digests with does not
-    /// hold yet. Range 0..=1 h.
+    /// hold yet, counted from when it could first leave (writes are signed a batch at a time,
+    /// and the wait for the next signing is not counted).
+    /// Range 0..=1 h.
     #[serde(with = "humantime_serde")]
     #[patch(attribute(serde(default, with = "humantime_serde::option")))]
     pub kv_backlog_max: Duration,

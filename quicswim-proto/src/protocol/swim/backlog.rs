@@ -5,7 +5,10 @@
 //! the `wants` of its reply to one of ours (a peer that does not list us there held what we
 //! had when we asked), and by acknowledging the push that follows (it holds what we pushed).
 //! The median over the peers heard from last, each at its latest report, is the version that
-//! has *spread*; the oldest of our writes above it says how far behind the spread is.
+//! has *spread*; the oldest of our writes above it says how far behind the spread is,
+//! counted from when the write could first leave: writes are signed a batch at a time
+//! (`sealing.rs`), up to a few seconds apart when many members write, and that wait is
+//! pacing, not a cluster falling behind.
 //!
 //! ```text
 //!   writes      v1 v2 v3 v4 v5 v6 v7            (each with the time it was made)
@@ -37,7 +40,7 @@ const PUSHES_MAX: usize = 64;
 /// This node's writes not yet spread, and what peers last said they hold.
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
-    /// Own writes above the spread version, oldest first: (version, when made).
+    /// Own writes above the spread version, oldest first: (version, when it may leave).
     pending: VecDeque<(u64, Instant)>,
     /// Versions of ours peers said they hold, one per peer, the peer heard from last at
     /// the back.
@@ -47,15 +50,15 @@ pub(super) struct Backlog {
 }
 
 impl Backlog {
-    /// One of our writes took `version` at `now`.
-    pub(super) fn written(&mut self, version: u64, now: Instant) {
+    /// One of our writes took `version`; it may leave from `at` (see `Sealing::leaves_at`).
+    pub(super) fn written(&mut self, version: u64, at: Instant) {
         if self.pending.len() >= PENDING_MAX {
             if let Some(last) = self.pending.back_mut() {
                 last.0 = version;
                 return;
             }
         }
-        self.pending.push_back((version, now));
+        self.pending.push_back((version, at));
     }
 
     /// `peer` holds our writes up to `version`.

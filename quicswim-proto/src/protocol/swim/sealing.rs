@@ -66,6 +66,12 @@ impl Sealing {
         self.written_at = Some(now);
     }
 
+    /// When a key written at `now` may be signed at the earliest, and so leave: at once, or
+    /// at the next seal the pacing allows. (It is signed then if a peer asks, or later.)
+    pub(super) fn leaves_at(&self, now: Instant) -> Instant {
+        self.sealed_at.map_or(now, |at| (at + self.every).max(now))
+    }
+
     /// Keys written since the last seal: not signed yet, so they have not left this node.
     pub(super) fn pending(&self) -> impl Iterator<Item = &str> {
         self.unsealed.iter().map(String::as_str)
@@ -163,6 +169,7 @@ mod tests {
         let round = Duration::from_millis(200);
         let t0 = Instant::now();
         let mut s = Sealing::new(round);
+        assert_eq!(s.leaves_at(t0), t0, "never sealed: at once");
         for i in 0..31 {
             s.batch_seen(&name(i), t0);
         }
@@ -182,6 +189,10 @@ mod tests {
             Duration::from_millis(3200),
             "128 writers: 40 batches/s"
         );
+        // What pushback counts from: a write now may leave only at the next seal.
+        assert_eq!(s.leaves_at(t1), t1 + Duration::from_millis(3200));
+        let past = t1 + Duration::from_secs(4);
+        assert_eq!(s.leaves_at(past), past);
 
         // Within the longer interval a write waits while writes go on, unless a batch is
         // full or the node leaves.

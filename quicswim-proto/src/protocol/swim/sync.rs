@@ -335,7 +335,10 @@ impl Swim {
             return Err(e.into());
         }
         self.next_version = next;
-        self.backlog.written(entry.version, now);
+        // Pushback counts from when the write may leave: the wait for the next seal is
+        // pacing, not a cluster falling behind.
+        self.backlog
+            .written(entry.version, self.sealing.leaves_at(now));
         self.sealing.written(&entry.key, now);
         self.push_event(Event::KvChanged {
             owner: entry.owner.clone(),
