@@ -443,3 +443,24 @@ fn a_peer_that_acknowledges_our_push_holds_what_it_carried() {
         }
     }
 }
+
+#[test]
+fn a_node_that_left_says_so_rather_than_backlogged() {
+    use quicswim_proto::protocol::CommandError;
+    let config = Config::lan();
+    let mut h = Harness::with_peers(config.clone());
+    h.answer_streams.clear();
+    h.swim
+        .set(h.now, "k0", b"v".to_vec())
+        .expect("nothing behind");
+    h.run_for(config.kv_backlog_max * 2);
+    assert!(matches!(
+        h.swim.set(h.now, "k1", b"v".to_vec()),
+        Err(CommandError::Backlogged { .. })
+    ));
+    h.swim.leave(h.now);
+    assert_eq!(
+        h.swim.set(h.now, "k1", b"v".to_vec()),
+        Err(CommandError::Left)
+    );
+}

@@ -289,6 +289,9 @@ impl Swim {
     /// behind.
     fn admit_write(&mut self, now: Instant) -> Result<(), CommandError> {
         let max = self.config.kv_backlog_max;
+        if self.me.state == State::Left {
+            return Ok(()); // `write` says so
+        }
         if self.cluster_size() <= 1 {
             self.backlog.clear();
             return Ok(());
