@@ -345,6 +345,17 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
         keep_alive: args.keep_alive,
         ..TransportConfig::default()
     };
+    // Said in the agent's terms: it does not expose the idle timeout as a setting.
+    if let Some(k) = args.keep_alive {
+        if k.is_zero() || k >= transport.idle_timeout {
+            bail!(
+                "--keep-alive (or {}) {} must be above zero and below the transport's idle timeout, {}",
+                in_file("keep_alive"),
+                humantime::format_duration(k),
+                humantime::format_duration(transport.idle_timeout)
+            );
+        }
+    }
     // The bind address is the node's; only what a flag set can be at fault here.
     transport
         .validate()
@@ -777,7 +788,12 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("--keep-alive"), "{err}");
-        assert!(err.contains("idle_timeout"), "{err}");
+        assert!(err.contains("1m must be above zero and below"), "{err}");
+        assert!(err.contains("idle timeout, 30s"), "{err}");
+        assert!(
+            !err.contains("idle_timeout"),
+            "a setting the agent has not: {err}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
