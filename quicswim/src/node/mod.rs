@@ -674,13 +674,19 @@ impl Node {
     }
 
     /// Sets one of this node's keys; every member eventually holds it. Returns its version.
+    ///
+    /// Refused with [`CommandError::Backlogged`](crate::protocol::CommandError::Backlogged),
+    /// nothing written, while this node's earlier writes are further behind on their way to
+    /// the cluster than `kv_backlog_max`: the cluster is taking writes slower than they come.
+    /// Try again later (or set the bound to zero to never be refused).
     pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<u64, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Set(key.to_string(), value, tx)).await?;
         rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
-    /// Deletes one of this node's keys; `None` when it did not exist.
+    /// Deletes one of this node's keys; `None` when it did not exist. Refused as
+    /// [`set`](Self::set) is while writes are behind.
     pub async fn delete(&self, key: &str) -> Result<Option<u64>, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Delete(key.to_string(), tx)).await?;
