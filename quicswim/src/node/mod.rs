@@ -675,7 +675,7 @@ impl Node {
 
     /// Sets one of this node's keys; every member eventually holds it. Returns its version.
     ///
-    /// Refused with [`CommandError::Backlogged`](crate::protocol::CommandError::Backlogged),
+    /// Refused with [`CommandError::Backlogged`],
     /// nothing written, while this node's earlier writes are further behind on their way to
     /// the cluster than `kv_backlog_max`: the cluster is taking writes slower than they come.
     /// Try again later (or set the bound to zero to never be refused).
