@@ -464,3 +464,29 @@ fn a_node_that_left_says_so_rather_than_backlogged() {
         Err(CommandError::Left)
     );
 }
+
+#[test]
+fn while_a_write_is_not_known_to_have_spread_rounds_go_on_and_stop_once_it_has() {
+    let config = Config::lan();
+    let max = config.kv_backlog_max;
+    let mut h = Harness::with_peers(config.clone());
+    h.answer_streams.clear(); // a partition: nobody answers, nobody reports
+    let version = h
+        .swim
+        .set(h.now, "k0", b"v".to_vec())
+        .expect("nothing behind");
+    // Well past the rounds a change starts, rounds still go out, one each half bound.
+    h.run_for(config.kv_sync_interval * 20);
+    h.take_sent();
+    h.run_for(max * 4);
+    let later = kv_syncs(&h).len();
+    assert!(later >= 4, "rounds while behind: {later}");
+    // The partition heals: peers say they hold it. The rounds stop.
+    for peer in PEERS {
+        peer_holds_ours(&mut h, peer, version);
+    }
+    h.run_for(max);
+    h.take_sent();
+    h.run_for(max * 4);
+    assert!(kv_syncs(&h).is_empty(), "spread: no more rounds");
+}

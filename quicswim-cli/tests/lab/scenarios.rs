@@ -49,12 +49,23 @@ pub fn wait_entries(
     })
 }
 
-/// Sets `key` = `value` on node `i`; returns the entry as `(owner, key, value)`.
+/// Sets `key` = `value` on node `i`; returns the entry as `(owner, key, value)`. A 429
+/// (the node's earlier writes not yet spread, `kv_backlog_max`) is sent again, as a client
+/// would, for up to 10 s; any other refusal fails the test.
 pub fn write(ctx: &Ctx, i: usize, key: &str, value: &str) -> (String, String, String) {
     let node = &ctx.lab.nodes[i];
-    ctx.api
-        .kv_set(&node.api(), key, value)
-        .unwrap_or_else(|e| panic!("write {key} on {}: {e}", node.name));
+    let mut last = String::new();
+    ctx.poll_until(Duration::from_secs(10), |ctx| {
+        match ctx.api.kv_set(&node.api(), key, value) {
+            Ok(()) => true,
+            Err(e) if e.contains("status 429") => {
+                last = e;
+                false
+            }
+            Err(e) => panic!("write {key} on {}: {e}", node.name),
+        }
+    })
+    .unwrap_or_else(|| panic!("write {key} on {}: still refused: {last}", node.name));
     (node.name.clone(), key.to_string(), value.to_string())
 }
 

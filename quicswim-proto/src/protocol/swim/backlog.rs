@@ -86,9 +86,16 @@ impl Backlog {
         }
     }
 
-    /// The median of the latest reports (the lower one of an even count); 0 before any.
-    fn spread(&self) -> u64 {
-        let mut sorted: Vec<u64> = self.reports.iter().map(|(_, v)| *v).collect();
+    /// The median of the latest reports of the peers `live` says are still members (the
+    /// lower one of an even count); 0 before any. A crashed or departed peer's last word
+    /// stays stale for good, and two of them in a small cluster would hold every write back.
+    fn spread(&self, live: impl Fn(&NodeName) -> bool) -> u64 {
+        let mut sorted: Vec<u64> = self
+            .reports
+            .iter()
+            .filter(|(p, _)| live(p))
+            .map(|(_, v)| *v)
+            .collect();
         sorted.sort_unstable();
         sorted
             .get(sorted.len().saturating_sub(1) / 2)
@@ -99,8 +106,8 @@ impl Backlog {
     /// How long the oldest write not yet spread has waited; zero when all have spread.
     /// Writes the median of the reports holds are forgotten here, when a write asks, so a
     /// lone early report (one peer far ahead) does not settle them.
-    pub(super) fn behind(&mut self, now: Instant) -> Duration {
-        let spread = self.spread();
+    pub(super) fn behind(&mut self, now: Instant, live: impl Fn(&NodeName) -> bool) -> Duration {
+        let spread = self.spread(live);
         while self.pending.front().is_some_and(|(v, _)| *v <= spread) {
             self.pending.pop_front();
         }
@@ -135,7 +142,7 @@ mod tests {
             b.written(v, t0 + S * v as u32);
         }
         assert_eq!(
-            b.behind(t0 + S * 10),
+            b.behind(t0 + S * 10, |_| true),
             S * 9,
             "nothing reported: v1 made at 1 s"
         );
@@ -143,17 +150,21 @@ mod tests {
         for (i, v) in [5, 2, 3].into_iter().enumerate() {
             b.reported(&peer(i), v);
         }
-        assert_eq!(b.behind(t0 + S * 10), S * 6);
+        assert_eq!(b.behind(t0 + S * 10, |_| true), S * 6);
         // One peer far ahead does not move the median alone.
         b.reported(&peer(3), 6);
-        assert_eq!(b.behind(t0 + S * 10), S * 6, "2 3 5 6: lower median 3");
+        assert_eq!(
+            b.behind(t0 + S * 10, |_| true),
+            S * 6,
+            "2 3 5 6: lower median 3"
+        );
         // The peer at 2 catches up: 3 5 6 6, median 5; v6 (made at 6 s) is left.
         b.reported(&peer(1), 6);
-        assert_eq!(b.behind(t0 + S * 10), S * 4);
+        assert_eq!(b.behind(t0 + S * 10, |_| true), S * 4);
         for i in 0..REPORTS {
             b.reported(&peer(i), 6);
         }
-        assert_eq!(b.behind(t0 + S * 10), Duration::ZERO);
+        assert_eq!(b.behind(t0 + S * 10, |_| true), Duration::ZERO);
     }
 
     #[test]
@@ -168,17 +179,20 @@ mod tests {
         for _ in 0..REPORTS {
             b.reported(&peer(0), 10);
         }
-        assert_eq!(b.behind(t0 + S), S);
+        assert_eq!(b.behind(t0 + S, |_| true), S);
+        // Only live peers count: without the two at 0, peer 0 alone holds it.
+        assert_eq!(b.behind(t0 + S, |p| *p == peer(0)), Duration::ZERO);
+        b.written(10, t0);
         // Nine other peers heard since: the first three are forgotten.
         for i in 3..3 + REPORTS {
             b.reported(&peer(i), 10);
         }
-        assert_eq!(b.behind(t0 + S), Duration::ZERO);
+        assert_eq!(b.behind(t0 + S, |_| true), Duration::ZERO);
         b.written(11, t0 + S);
         for i in 3..3 + REPORTS / 2 + 1 {
             b.reported(&peer(i), 0); // peers that lost our data (restarted)
         }
-        assert_eq!(b.behind(t0 + S * 3), S * 2, "v11 still waits");
+        assert_eq!(b.behind(t0 + S * 3, |_| true), S * 2, "v11 still waits");
     }
 
     #[test]
@@ -188,11 +202,11 @@ mod tests {
         b.written(7, t0);
         b.reported(&peer(0), 3); // its reply wanted us above 3: we push up to 7
         b.pushed(&peer(0), 7);
-        assert_eq!(b.behind(t0 + S), S);
+        assert_eq!(b.behind(t0 + S, |_| true), S);
         b.push_acked(&peer(1)); // no push of ours: nothing
-        assert_eq!(b.behind(t0 + S), S);
+        assert_eq!(b.behind(t0 + S, |_| true), S);
         b.push_acked(&peer(0));
-        assert_eq!(b.behind(t0 + S), Duration::ZERO);
+        assert_eq!(b.behind(t0 + S, |_| true), Duration::ZERO);
         // Unacknowledged pushes are bounded.
         for i in 0..PUSHES_MAX * 2 {
             b.pushed(&peer(i), 1);
@@ -214,8 +228,8 @@ mod tests {
             b.reported(&peer(i), PENDING_MAX as u64 - 1);
         }
         let oldest_left = Duration::from_millis(PENDING_MAX as u64 - 1);
-        assert_eq!(b.behind(t0 + S * 100), S * 100 - oldest_left);
+        assert_eq!(b.behind(t0 + S * 100, |_| true), S * 100 - oldest_left);
         b.clear();
-        assert_eq!(b.behind(t0 + S * 100), Duration::ZERO);
+        assert_eq!(b.behind(t0 + S * 100, |_| true), Duration::ZERO);
     }
 }

@@ -79,10 +79,15 @@ impl Swim {
         self.stats.push_pulls_answered += 1;
         let members = self.news_for(from, &theirs);
         let certificates = self.certificates_for(&members, |name| theirs.contains_key(name));
+        self.report_held(from, &kv_digest);
+        let kv_delta = self.kv_delta(now, &kv_digest, Owners::All);
+        if let Some(version) = own_top(&kv_delta, &self.me.name) {
+            self.backlog.reported(from, version);
+        }
         let reply = StreamMessage::PushPullReply {
             members,
             wants,
-            kv_delta: self.kv_delta(now, &kv_digest, Owners::All),
+            kv_delta,
             kv_digest: self.kv.digest(),
             events: self.recent_events.iter().cloned().collect(),
             certificates,
@@ -124,7 +129,11 @@ impl Swim {
                 self.prepare_next_probe();
             }
             // Our half: the member records it named and what it lacks of key/value data.
+            self.report_held(from, &kv_digest);
             let deltas = self.kv_delta(now, &kv_digest, Owners::All);
+            if let Some(version) = own_top(&deltas, &self.me.name) {
+                self.backlog.pushed(from, version);
+            }
             let members = self.records_of(&wants);
             self.send_kv_push(from, deltas, members);
         }
@@ -296,11 +305,13 @@ impl Swim {
             self.backlog.clear();
             return Ok(());
         }
-        let behind = self.backlog.behind(now);
+        let behind = self.own_behind(now);
         if max.is_zero() || behind <= max {
             return Ok(());
         }
         self.stats.kv_writes_backlogged += 1;
+        // Rounds bring what peers lack and fresh word of what they hold.
+        self.confirm_spread(now);
         Err(CommandError::Backlogged { behind, max })
     }
 
@@ -552,6 +563,25 @@ impl Swim {
         }
     }
 
+    /// How far our writes are behind, by the reports of peers still members.
+    fn own_behind(&mut self, now: Instant) -> Duration {
+        let members = &self.members;
+        self.backlog.behind(now, |p| {
+            members.get(p).is_some_and(|e| e.member.state.is_active())
+        })
+    }
+
+    /// Some write of ours is not known to have spread: run a round now if none is running,
+    /// so that peers get what they lack and say what they hold. News can reach peers by
+    /// other ways than our rounds (full-state exchanges after a partition heals), and peers
+    /// only report in exchanges.
+    fn confirm_spread(&mut self, now: Instant) {
+        if self.kv_rounds_left == 0 {
+            self.kv_rounds_left = 1;
+            self.timers.insert(now, Timer::KvSync);
+        }
+    }
+
     /// Key/value data changed here: keep running key/value rounds for a while, starting at
     /// once when none were running (so news travels a hop per round trip until it meets
     /// the round timer).
@@ -583,6 +613,13 @@ impl Swim {
         self.kv_rounds_left = self.kv_rounds_left.saturating_sub(1);
         if self.kv_rounds_left > 0 {
             self.timers.insert(now + interval, Timer::KvSync);
+        } else if !self.config.kv_backlog_max.is_zero() && !self.own_behind(now).is_zero() {
+            // Writes of ours not known to have spread (a partition, say): one more round
+            // each half bound, so that what they lack reaches them and their word comes
+            // back before a writer is refused.
+            self.kv_rounds_left = 1;
+            let every = (self.config.kv_backlog_max / 2).max(interval);
+            self.timers.insert(now + every, Timer::KvSync);
         }
         if self.me.state == State::Left {
             return;
@@ -652,9 +689,7 @@ impl Swim {
         from: &NodeName,
         digest: &[OwnerDigest],
     ) -> Vec<u8> {
-        let held = digest.iter().find(|d| d.owner == self.me.name);
-        self.backlog
-            .reported(from, held.map_or(0, |d| d.max_version));
+        self.report_held(from, digest);
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
         wants.retain(|w| self.holds_data_of(&w.owner, now));
@@ -683,19 +718,20 @@ impl Swim {
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
-            // Ours are read oldest first from a version index: the peer holds everything up
-            // to the last one pushed once it acknowledges the push.
-            let ours = deltas
-                .iter()
-                .filter(|d| d.entries.first().is_some_and(|e| e.owner == self.me.name))
-                .flat_map(|d| d.entries.iter().map(|e| e.version))
-                .max();
-            if let Some(version) = ours {
+            // The peer holds what of ours the push carries once it acknowledges it.
+            if let Some(version) = own_top(&deltas, &self.me.name) {
                 self.backlog.pushed(from, version);
             }
             self.send_kv_push(from, deltas, Vec::new());
             self.kv_ask_next();
         }
+    }
+
+    /// What `digest`, `peer`'s key/value digest, says it holds of ours.
+    fn report_held(&mut self, peer: &NodeName, digest: &[OwnerDigest]) {
+        let held = digest.iter().find(|d| d.owner == self.me.name);
+        self.backlog
+            .reported(peer, held.map_or(0, |d| d.max_version));
     }
 
     /// Encodes an anti-entropy or key/value reply, counting its bytes.
@@ -722,6 +758,16 @@ impl Swim {
             payload,
         });
     }
+}
+
+/// The highest version of `me`'s own entries in `deltas`: read oldest first from a version
+/// index, so whoever applies them holds everything of ours up to it.
+fn own_top(deltas: &[OwnerDelta], me: &NodeName) -> Option<u64> {
+    deltas
+        .iter()
+        .filter(|d| d.entries.first().is_some_and(|e| e.owner == *me))
+        .flat_map(|d| d.entries.iter().map(|e| e.version))
+        .max()
 }
 
 /// Key/value rounds a node runs after its data last changed: `ceil(log10(n+1)) + 2`
