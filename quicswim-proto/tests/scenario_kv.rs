@@ -270,6 +270,18 @@ fn after_one_forged_batch_the_rest_of_the_message_is_refused_unchecked() {
     assert!((0..50).all(|i| h.swim.kv_get(&name("c"), &format!("c{i}")).is_some()));
 }
 
+/// `me` among peers that neither answer its rounds nor report, having written `k0`; the
+/// version it took.
+fn one_write_nobody_reports(config: &Config) -> (Harness, u64) {
+    let mut h = Harness::with_peers(config.clone());
+    h.answer_streams.clear();
+    let version = h
+        .swim
+        .set(h.now, "k0", b"v".to_vec())
+        .expect("nothing behind");
+    (h, version)
+}
+
 /// What `peer`'s key/value round says it holds of ours: up to `version`.
 fn peer_holds_ours(h: &mut Harness, peer: &str, version: u64) {
     use quicswim_proto::protocol::kv::OwnerDigest;
@@ -291,13 +303,8 @@ fn writes_are_refused_while_earlier_ones_have_not_spread_and_taken_once_they_hav
     use quicswim_proto::protocol::CommandError;
     let config = Config::lan();
     let max = config.kv_backlog_max;
-    let mut h = Harness::with_peers(config.clone());
     // Only what peers say they hold counts: the rounds this write starts go unanswered.
-    h.answer_streams.clear();
-    let first = h
-        .swim
-        .set(h.now, "k0", b"v".to_vec())
-        .expect("nothing behind");
+    let (mut h, first) = one_write_nobody_reports(&config);
     // A peer's ask signs it: from now on it can leave, and the clock runs.
     peer_holds_ours(&mut h, "e", 0);
     h.run_for(max);
@@ -372,6 +379,7 @@ fn a_zero_bound_never_refuses() {
         ..Config::lan()
     };
     let mut h = Harness::with_peers(config);
+    h.answer_streams.clear(); // nobody says it holds anything of ours
     for i in 0..20 {
         h.swim
             .set(h.now, &format!("k{i}"), b"v".to_vec())
@@ -448,11 +456,7 @@ fn a_peer_that_acknowledges_our_push_holds_what_it_carried() {
 fn a_node_that_left_says_so_rather_than_backlogged() {
     use quicswim_proto::protocol::CommandError;
     let config = Config::lan();
-    let mut h = Harness::with_peers(config.clone());
-    h.answer_streams.clear();
-    h.swim
-        .set(h.now, "k0", b"v".to_vec())
-        .expect("nothing behind");
+    let (mut h, _) = one_write_nobody_reports(&config);
     h.run_for(config.kv_backlog_max * 2);
     assert!(matches!(
         h.swim.set(h.now, "k1", b"v".to_vec()),
@@ -469,12 +473,7 @@ fn a_node_that_left_says_so_rather_than_backlogged() {
 fn while_a_write_is_not_known_to_have_spread_rounds_go_on_and_stop_once_it_has() {
     let config = Config::lan();
     let max = config.kv_backlog_max;
-    let mut h = Harness::with_peers(config.clone());
-    h.answer_streams.clear(); // a partition: nobody answers, nobody reports
-    let version = h
-        .swim
-        .set(h.now, "k0", b"v".to_vec())
-        .expect("nothing behind");
+    let (mut h, version) = one_write_nobody_reports(&config);
     // Well past the rounds a change starts, rounds still go out, one each half bound.
     h.run_for(config.kv_sync_interval * 20);
     h.take_sent();
@@ -489,4 +488,22 @@ fn while_a_write_is_not_known_to_have_spread_rounds_go_on_and_stop_once_it_has()
     h.take_sent();
     h.run_for(max * 4);
     assert!(kv_syncs(&h).is_empty(), "spread: no more rounds");
+}
+
+#[test]
+fn a_write_while_an_earlier_one_is_being_confirmed_goes_out_at_once() {
+    let config = Config::lan();
+    let (mut h, _) = one_write_nobody_reports(&config);
+    // Its rounds (three at six members) are answered "holding nothing of yours", and the
+    // pushes never acknowledged: unconfirmed, so a slower confirming round is due next.
+    rounds_answered_holding_nothing(&mut h, config.kv_sync_interval * 3, false);
+    h.swim
+        .set(h.now, "k1", b"v".to_vec())
+        .expect("behind by less than the bound");
+    h.run_until(h.now);
+    assert_eq!(
+        kv_syncs(&h).first().map(|(at, _)| *at),
+        Some(h.now),
+        "news goes at once, not at the confirming round's time"
+    );
 }

@@ -347,7 +347,7 @@ fn resolve(flags: AgentArgs) -> anyhow::Result<Settings> {
     };
     // Said in the agent's terms: it does not expose the idle timeout as a setting.
     if let Some(k) = args.keep_alive {
-        if k.is_zero() || k >= transport.idle_timeout {
+        if !transport.keep_alive_fits(k) {
             bail!(
                 "--keep-alive (or {}) {} must be above zero and below the transport's idle timeout, {}",
                 in_file("keep_alive"),

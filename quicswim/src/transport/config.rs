@@ -92,6 +92,12 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// Whether `keep_alive` is a usable keep-alive interval: above zero and below
+    /// `idle_timeout`, or the connection would idle out between two keep-alives.
+    pub fn keep_alive_fits(&self, keep_alive: Duration) -> bool {
+        !keep_alive.is_zero() && keep_alive < self.idle_timeout
+    }
+
     /// Checks ranges and cross-field rules; [`Transport::bind`](super::Transport::bind) calls
     /// it first.
     pub fn validate(&self) -> Result<(), Error> {
@@ -105,7 +111,7 @@ impl TransportConfig {
             ));
         }
         if let Some(keep_alive) = self.keep_alive {
-            if keep_alive.is_zero() || keep_alive >= self.idle_timeout {
+            if !self.keep_alive_fits(keep_alive) {
                 return bad(format!(
                     "keep_alive {keep_alive:?} must be above zero and below idle_timeout {:?}",
                     self.idle_timeout

@@ -3,12 +3,12 @@
 //!
 //! Peers say which of our versions they hold: in the digest a peer sends with its round, in
 //! the `wants` of its reply to one of ours (a peer that does not list us there held what we
-//! had when we asked), and by acknowledging the push that follows (it holds what we pushed).
-//! The median over the peers heard from last, each at its latest report, is the version that
-//! has *spread*; the oldest of our writes above it says how far behind the spread is,
-//! counted from when the write could first leave: writes are signed a batch at a time
-//! (`sealing.rs`), up to a few seconds apart when many members write, and that wait is
-//! pacing, not a cluster falling behind.
+//! had when we asked), by acknowledging the push that follows (it holds what we pushed), and
+//! in full-state exchanges. The median over the live peers heard from last, each at its
+//! latest report, is the version that has *spread*; the oldest of our writes above it says
+//! how far behind the spread is, counted from when the write could first leave: writes are
+//! signed a batch at a time (`sealing.rs`), up to a few seconds apart when many members
+//! write, and that wait is pacing, not a cluster falling behind.
 //!
 //! ```text
 //!   writes      v1 v2 v3 v4 v5 v6 v7            (each with the time it was made)
@@ -33,8 +33,8 @@ const PENDING_MAX: usize = 4096;
 /// Peers the median is taken over: the ones heard from last, each at its latest report.
 const REPORTS: usize = 9;
 
-/// Pushes of ours remembered until acknowledged; past it the earliest is forgotten (a push
-/// that failed is never acknowledged).
+/// Pushes of ours remembered until acknowledged (a push that failed never is); past it one
+/// is forgotten to make room.
 const PUSHES_MAX: usize = 64;
 
 /// This node's writes not yet spread, and what peers last said they hold.

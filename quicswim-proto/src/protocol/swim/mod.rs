@@ -65,7 +65,7 @@ use super::member::{
 };
 use super::signing::{Certificate, Keyring, Signature};
 use super::suspicion::Suspicion;
-use super::timer::{Timer, Timers};
+use super::timer::{Timer, TimerKey, Timers};
 
 mod backlog;
 mod bounds;
@@ -241,6 +241,9 @@ pub struct Swim {
     /// Our version when we last sent our digest in a round: what a peer that does not list
     /// us in its reply's `wants` holds.
     kv_asked_version: u64,
+    /// The slower round due while a write of ours is unconfirmed, once the rounds a change
+    /// starts are over (see `kv_round`): cancelled when news comes.
+    kv_confirm_timer: Option<TimerKey>,
     /// How far our own writes are behind on their way to the cluster.
     backlog: Backlog,
     dedup: Deduplicator,
@@ -360,6 +363,7 @@ impl Swim {
             kv_replies_pending: 0,
             kv_round_next: Vec::new(),
             kv_asked_version: 0,
+            kv_confirm_timer: None,
             backlog: Backlog::default(),
             gossip_dial: None,
             gossip_dial_after: now,

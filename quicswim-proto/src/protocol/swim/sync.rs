@@ -79,7 +79,7 @@ impl Swim {
         self.stats.push_pulls_answered += 1;
         let members = self.news_for(from, &theirs);
         let certificates = self.certificates_for(&members, |name| theirs.contains_key(name));
-        self.report_held(from, &kv_digest);
+        self.report_held(from, &kv_digest, 0);
         let kv_delta = self.kv_delta(now, &kv_digest, Owners::All);
         if let Some(version) = own_top(&kv_delta, &self.me.name) {
             self.backlog.reported(from, version);
@@ -129,7 +129,7 @@ impl Swim {
                 self.prepare_next_probe();
             }
             // Our half: the member records it named and what it lacks of key/value data.
-            self.report_held(from, &kv_digest);
+            self.report_held(from, &kv_digest, 0);
             let deltas = self.kv_delta(now, &kv_digest, Owners::All);
             if let Some(version) = own_top(&deltas, &self.me.name) {
                 self.backlog.pushed(from, version);
@@ -586,7 +586,12 @@ impl Swim {
     /// once when none were running (so news travels a hop per round trip until it meets
     /// the round timer).
     fn kv_changed(&mut self, now: Instant) {
-        let idle = self.kv_rounds_left == 0;
+        // A confirming round (see `kv_round`) waits half a bound: news does not wait for it.
+        let confirming = self.kv_confirm_timer.take();
+        if let Some(key) = confirming {
+            self.timers.cancel(key);
+        }
+        let idle = self.kv_rounds_left == 0 || confirming.is_some();
         self.kv_rounds_left = kv_rounds(self.cluster_size());
         if idle {
             self.timers.insert(now, Timer::KvSync);
@@ -600,6 +605,7 @@ impl Swim {
     /// it: asked at once, each would send the same entries, and an entry came ~17 times per
     /// delivery at 128 nodes writing 5,000 entries a second, which saturated 2 cores.
     pub(super) fn kv_round(&mut self, now: Instant) {
+        self.kv_confirm_timer = None;
         let interval = self.config.kv_sync_interval;
         let waited = self
             .kv_round_at
@@ -619,7 +625,7 @@ impl Swim {
             // back before a writer is refused.
             self.kv_rounds_left = 1;
             let every = (self.config.kv_backlog_max / 2).max(interval);
-            self.timers.insert(now + every, Timer::KvSync);
+            self.kv_confirm_timer = Some(self.timers.insert(now + every, Timer::KvSync));
         }
         if self.me.state == State::Left {
             return;
@@ -689,7 +695,7 @@ impl Swim {
         from: &NodeName,
         digest: &[OwnerDigest],
     ) -> Vec<u8> {
-        self.report_held(from, digest);
+        self.report_held(from, digest, 0);
         let mut wants = self.kv.wants(digest);
         // Their data would be refused (see `apply_kv_deltas`): not worth asking for.
         wants.retain(|w| self.holds_data_of(&w.owner, now));
@@ -712,9 +718,7 @@ impl Swim {
         self.kv_replies_pending = self.kv_replies_pending.saturating_sub(1);
         // A peer behind us lists us in `wants` with what it holds (we push the rest now);
         // one that does not held what we had when we asked.
-        let held = wants.iter().find(|w| w.owner == self.me.name);
-        self.backlog
-            .reported(from, held.map_or(self.kv_asked_version, |w| w.max_version));
+        self.report_held(from, &wants, self.kv_asked_version);
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
@@ -727,11 +731,11 @@ impl Swim {
         }
     }
 
-    /// What `digest`, `peer`'s key/value digest, says it holds of ours.
-    fn report_held(&mut self, peer: &NodeName, digest: &[OwnerDigest]) {
+    /// What `digest`, from `peer`, says it holds of ours; `absent` when it does not name us.
+    fn report_held(&mut self, peer: &NodeName, digest: &[OwnerDigest], absent: u64) {
         let held = digest.iter().find(|d| d.owner == self.me.name);
         self.backlog
-            .reported(peer, held.map_or(0, |d| d.max_version));
+            .reported(peer, held.map_or(absent, |d| d.max_version));
     }
 
     /// Encodes an anti-entropy or key/value reply, counting its bytes.
