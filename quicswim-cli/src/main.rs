@@ -56,6 +56,9 @@ enum Command {
     /// Measure a real cluster in this process: join, dissemination, detection, steady-state
     /// cost and key/value throughput.
     Bench(cli::bench::BenchArgs),
+    /// Chart how steady cost (CPU, bytes, packets per node per second) grows with the
+    /// cluster, from `bench --out` runs of several sizes.
+    Scaling(cli::scaling::ScalingArgs),
     /// Print an agent config file with every key and its default (`config example`).
     Config {
         #[command(subcommand)]
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cli::event::run_events(args),
         Command::Simulate(args) => cli::simulate::run(*args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Scaling(args) => cli::scaling::run(args),
         Command::Config { cmd } => cli::config::run(cmd),
         Command::Completions(args) => cli::generate::completions(args, Cli::command()),
         Command::Man(args) => cli::generate::man(args, Cli::command()),

@@ -94,6 +94,57 @@ fn bench_json_reports_every_phase_and_out_writes_samples_and_plots() {
             "{plot}"
         );
     }
+    scaling_charts_this_run_beside_a_larger_one(out_dir.path(), &v);
+}
+
+/// `quicswim scaling` over this run's directory and a second one (this report as if of 8
+/// nodes, so no second cluster is started): the table, the CSV and the three charts.
+fn scaling_charts_this_run_beside_a_larger_one(run: &std::path::Path, report: &serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let larger = dir.path().join("n8");
+    std::fs::create_dir_all(&larger).unwrap();
+    let mut eight = report.clone();
+    eight["nodes"] = 8.into();
+    std::fs::write(larger.join("report.json"), eight.to_string()).unwrap();
+    let charts = dir.path().join("charts");
+    let out = Command::new(env!("CARGO_BIN_EXE_quicswim"))
+        .args(["scaling", "--out"])
+        .arg(&charts)
+        .arg(&larger)
+        .arg(run)
+        .output()
+        .expect("run quicswim scaling");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scaling failed: {stderr}");
+    let table = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let sizes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(sizes, ["4", "8"], "{table}");
+    let csv = std::fs::read_to_string(charts.join("scaling.csv")).expect("scaling.csv");
+    let first: Vec<f64> = csv
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split(',')
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let cpu = report["cpu_ms_per_node_s"].as_f64().unwrap();
+    assert_eq!(first[0], 4.0, "{csv}");
+    assert!((first[1] - cpu).abs() < 1e-3, "{csv} against {cpu}");
+    for plot in [
+        "scaling-cpu.svg",
+        "scaling-bytes.svg",
+        "scaling-packets.svg",
+    ] {
+        let svg = std::fs::read_to_string(charts.join(plot)).expect("chart written");
+        assert!(
+            svg.starts_with("<svg ") && svg.contains("<polyline"),
+            "{plot}"
+        );
+    }
 }
 
 #[test]

@@ -84,6 +84,13 @@ pub struct KvResult {
     /// `kv_entries_synced` over the deliveries needed (each write to each other node): how
     /// many times an entry crossed to a node that needed it once.
     pub kv_redundancy: Option<f64>,
+    /// Direct probes that ended with no Ack over window and drain, over the cluster. Every
+    /// member probed is alive then, so each is an Ack the load delayed or lost: the first
+    /// step towards a false suspicion.
+    pub probes_failed: u64,
+    /// Deadlines handled late (a quarter of the probe timeout or more) over window and
+    /// drain, over the cluster: the nodes' own lag.
+    pub timers_late: u64,
 }
 
 /// One write: who made it, when, and how long until every node had it.
@@ -278,6 +285,8 @@ pub(crate) async fn run(
     result.datagrams_out_per_node_s = growth(|m| m.transport.datagrams_out) as f64 / nodes / secs;
     result.broadcasts_dropped = growth(|m| m.core.broadcasts_dropped);
     result.kv_entries_synced = growth(|m| m.core.kv_entries_synced);
+    result.probes_failed = growth(|m| m.core.probes_failed);
+    result.timers_late = growth(|m| m.core.timers_late);
     let needed = result.writes as u64 * (live_logs.len() as u64).saturating_sub(1);
     result.kv_redundancy = (needed > 0).then(|| result.kv_entries_synced as f64 / needed as f64);
     let samples = write_samples(&set_us, &live_logs, &seen);
@@ -371,6 +380,8 @@ fn summarise(set_us: &[u32], live: &[usize], seen: &[Vec<u32>], window: Duration
         broadcasts_dropped: 0,
         kv_entries_synced: 0,
         kv_redundancy: None,
+        probes_failed: 0,
+        timers_late: 0,
     }
 }
 

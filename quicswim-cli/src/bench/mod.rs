@@ -31,6 +31,7 @@ mod join;
 mod kv;
 mod output;
 mod recorder;
+pub mod scaling;
 mod stats;
 mod steady;
 mod svg;

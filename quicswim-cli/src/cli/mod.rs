@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod reload;
 pub mod revoke;
 pub mod ring;
+pub mod scaling;
 pub mod simulate;
 pub mod snapshot;
 pub mod token;

@@ -34,6 +34,53 @@ const RECENT_EVENTS_MAX: usize = 256;
 /// every pooled connection: too much work for every wake-up.
 const DATAGRAM_SIZE_REFRESH: Duration = Duration::from_secs(1);
 
+/// Membership inputs (due timers, queued datagrams) the driver takes in a row, ahead of
+/// everything else, before one other input gets its turn (see [`Priority`]). A probe
+/// interval brings a node a handful of datagrams; 32 in a row drains any honest backlog,
+/// while a member flooding datagrams still cannot starve stream work.
+const MEMBERSHIP_IN_A_ROW_MAX: usize = 32;
+
+/// What the driver takes next: membership before data. A due timer (a probe's deadline,
+/// a suspicion's end) and then a queued datagram (probes, Acks, gossip) go before stream
+/// work (key/value rounds, full-state exchanges), commands and connection news, so that
+/// data load delays no Ack and no deadline: each such input is one bounded piece of work
+/// (a stream message is at most `kv_sync_bytes_max`), and all membership inputs ready
+/// are handled between any two of them. After [`MEMBERSHIP_IN_A_ROW_MAX`] membership
+/// inputs in a row, one other input is taken, whatever is queued.
+#[derive(Debug, Default)]
+struct Priority {
+    in_a_row: usize,
+}
+
+/// One of the driver's turns, as [`Priority::next`] chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Timer,
+    Datagram,
+    /// Wait for any input, in no set order.
+    Any,
+}
+
+impl Priority {
+    /// The next turn, given whether a timer is due and a datagram is queued.
+    fn next(&mut self, timer_due: bool, datagram_queued: bool) -> Turn {
+        let turn = if self.in_a_row >= MEMBERSHIP_IN_A_ROW_MAX {
+            Turn::Any
+        } else if timer_due {
+            Turn::Timer
+        } else if datagram_queued {
+            Turn::Datagram
+        } else {
+            Turn::Any
+        };
+        self.in_a_row = match turn {
+            Turn::Any => 0,
+            Turn::Timer | Turn::Datagram => self.in_a_row + 1,
+        };
+        turn
+    }
+}
+
 /// The task that owns the core and the transport (see the [module docs](self)).
 pub(super) struct Driver {
     /// Where membership changes go to move the ring.
@@ -103,8 +150,24 @@ impl Driver {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
+        let mut priority = Priority::default();
         loop {
             self.flush();
+            let now = Instant::now();
+            let timer_due = self.core.poll_timeout().is_some_and(|at| at <= now);
+            match priority.next(timer_due, incoming.has_datagram()) {
+                Turn::Timer => {
+                    self.core.handle_timeout(now);
+                    continue;
+                }
+                Turn::Datagram => {
+                    if let Some(input) = incoming.try_datagram() {
+                        self.on_incoming(input);
+                    }
+                    continue;
+                }
+                Turn::Any => {}
+            }
             let deadline = self
                 .core
                 .poll_timeout()
@@ -493,5 +556,37 @@ fn log_event(event: &Event) {
         Event::Left(m) => info!(member = %m.name, incarnation = m.incarnation.0, "member left"),
         Event::KvChanged { owner, key } => debug!(%owner, %key, "key changed"),
         Event::User(e) => debug!(origin = %e.origin, name = %e.name, seq = e.seq, "user event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_timers_then_datagrams_go_before_any_other_input() {
+        let mut priority = Priority::default();
+        assert_eq!(priority.next(true, true), Turn::Timer);
+        assert_eq!(priority.next(false, true), Turn::Datagram);
+        assert_eq!(priority.next(true, false), Turn::Timer);
+        assert_eq!(priority.next(false, false), Turn::Any);
+    }
+
+    #[test]
+    fn a_flood_of_membership_inputs_still_lets_one_other_input_through() {
+        let mut priority = Priority::default();
+        let turns: Vec<Turn> = (0..2 * (MEMBERSHIP_IN_A_ROW_MAX + 1))
+            .map(|i| priority.next(i % 2 == 0, true))
+            .collect();
+        for run in turns.split(|t| *t == Turn::Any) {
+            assert!(
+                run.len() <= MEMBERSHIP_IN_A_ROW_MAX,
+                "{} in a row",
+                run.len()
+            );
+        }
+        let others = turns.iter().filter(|t| **t == Turn::Any).count();
+        assert_eq!(others, 2, "{turns:?}");
+        assert_eq!(turns[MEMBERSHIP_IN_A_ROW_MAX], Turn::Any);
     }
 }

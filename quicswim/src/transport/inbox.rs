@@ -8,6 +8,9 @@
 //!   requests, PeerUp/Down, Refused ─> channel (bounded; senders wait) ──── alternating ─┘
 //! ```
 //!
+//! The driver also asks for datagrams on their own ([`Inbox::has_datagram`],
+//! [`Inbox::try_datagram`]), to take them before stream work.
+//!
 //! With one shared channel, a member flooding datagrams filled it and every other peer's
 //! Acks waited behind the flood (and were read late enough to count as lost: false
 //! suspicions). Here a peer's flood only fills its own queue, whose overflow is dropped and
@@ -146,6 +149,17 @@ impl Inbox {
             channel_first: false,
             events_closed: false,
         }
+    }
+
+    /// Whether a datagram is queued. The driver takes these before stream work (see its
+    /// `Priority`).
+    pub fn has_datagram(&self) -> bool {
+        !self.datagrams.queues().turn.is_empty()
+    }
+
+    /// A queued datagram, without waiting; `None` when none is.
+    pub fn try_datagram(&mut self) -> Option<Incoming> {
+        self.datagrams.pop()
     }
 
     /// The next input; `None` once the transport is gone and everything queued was read.
