@@ -56,19 +56,24 @@ fn a_write_starts_key_value_rounds_at_once_and_a_quiet_node_stops_them() {
     }
 }
 
-#[test]
-fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
+/// Writes a key, sends the first digest of the round it starts, and `delay` later has "a"
+/// answer it: here is a's key, and a holds nothing of ours. Returns the harness and the
+/// keys (owner, key) this node then pushed to "a".
+fn round_answered_after(delay: Duration) -> (Harness, Vec<(String, String)>) {
     use quicswim_proto::protocol::kv::{OwnerDelta, OwnerDigest};
 
     let mut h = Harness::with_peers(Config::lan());
+    h.silence_all();
     h.swim
         .set(h.now, "mine", b"m".to_vec())
         .expect("valid write");
+    h.run_for(NS);
+    assert_eq!(kv_syncs(&h).len(), 1, "the round's first digest went");
+    h.run_for(delay);
     h.take_sent();
     let theirs = signed_entry("a", "theirs", 9, Some(b"t".to_vec()));
-    // "a" answers our round: here is a's key, and a holds nothing of ours.
     let reply = StreamMessage::KvSyncReply {
-        delta: vec![OwnerDelta::new(false, 0, vec![theirs.clone()])],
+        delta: vec![OwnerDelta::new(false, 0, vec![theirs])],
         wants: vec![OwnerDigest {
             owner: name("me"),
             max_version: 0,
@@ -83,23 +88,46 @@ fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
             owner: name("a"),
             key: "theirs".into()
         }));
-    let pushes: Vec<StreamMessage> = h
+    let pushed = h
         .take_sent()
         .into_iter()
         .filter(|(_, t)| t.to == to("a") && t.kind == TransmitKind::Request)
-        .filter_map(|(_, t)| decode_stream(&t.payload).ok())
-        .filter(|m| matches!(m, StreamMessage::KvPush { .. }))
+        .filter_map(|(_, t)| match decode_stream(&t.payload) {
+            Ok(StreamMessage::KvPush { deltas, .. }) => Some(deltas),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|d| d.entries)
+        .map(|e| (e.owner.to_string(), e.key))
         .collect();
-    assert_eq!(pushes.len(), 1, "one push to a expected: {pushes:?}");
-    let StreamMessage::KvPush { deltas, .. } = &pushes[0] else {
-        unreachable!("filtered to pushes")
-    };
-    let keys: Vec<(&str, &str)> = deltas
+    (h, pushed)
+}
+
+#[test]
+fn a_key_value_round_gets_what_we_lack_and_pushes_what_the_peer_wants() {
+    let (_, pushed) = round_answered_after(Duration::ZERO);
+    assert_eq!(
+        pushed,
+        vec![("me".to_string(), "mine".to_string())],
+        "only the wanted owner"
+    );
+}
+
+#[test]
+fn a_reply_that_comes_back_after_a_round_interval_is_taken_but_pushes_nothing() {
+    // Its `wants` are that old: the peer has had its own rounds and others' pushes since.
+    let interval = Config::lan().kv_sync_interval;
+    let (mut h, pushed) = round_answered_after(interval + NS);
+    assert_eq!(pushed, Vec::<(String, String)>::new());
+    // Within the interval, it still pushes.
+    let (_, pushed) = round_answered_after(interval - NS);
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    // The peer gets ours by its own round, with a fresh digest.
+    let ours = our_entries_for(&mut h, "a");
+    assert!(ours
         .iter()
         .flat_map(|d| &d.entries)
-        .map(|e| (e.owner.as_str(), e.key.as_str()))
-        .collect();
-    assert_eq!(keys, vec![("me", "mine")], "only the wanted owner");
+        .any(|e| e.key == "mine"));
 }
 
 #[test]

@@ -136,6 +136,7 @@ fn broadcast_chart(report: &BenchReport, samples: &[UpdateSample]) -> Chart {
                 label: String::new(),
                 colour: RGBColor(0x9d, 0xb4, 0xd6),
                 width: 1,
+                dots: false,
                 points,
             }
         })
@@ -144,6 +145,7 @@ fn broadcast_chart(report: &BenchReport, samples: &[UpdateSample]) -> Chart {
         label: format!("mean of {} updates", samples.len()),
         colour: RGBColor(0x1f, 0x4e, 0x9a),
         width: 3,
+        dots: false,
         points: mean_curve(&curves, x_max, 400),
     });
     Chart {
@@ -189,12 +191,14 @@ fn detect_chart(report: &BenchReport, samples: &[DetectSample]) -> Chart {
                 label: "suspect".into(),
                 colour: RGBColor(0xe0, 0x8a, 0x1e),
                 width: 2,
+                dots: false,
                 points: finish(share_curve(&suspect, samples.len())),
             },
             Series {
                 label: "dead".into(),
                 colour: RGBColor(0xc0, 0x26, 0x2d),
                 width: 3,
+                dots: false,
                 points: finish(share_curve(&dead, samples.len())),
             },
         ],
@@ -247,12 +251,14 @@ fn kv_chart(report: &BenchReport, samples: &[WriteSample]) -> Chart {
                 label: "made".into(),
                 colour: RGBColor(0x7a, 0x7a, 0x7a),
                 width: 2,
+                dots: false,
                 points: counts(&made),
             },
             Series {
                 label: "on every node".into(),
                 colour: RGBColor(0x2a, 0x8c, 0x3c),
                 width: 3,
+                dots: false,
                 points: counts(&delivered),
             },
         ],

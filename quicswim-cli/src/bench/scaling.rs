@@ -202,9 +202,10 @@ fn scale_chart(title: &str, unit: &str, colour: RGBColor, line: Vec<(f64, f64)>)
         // From zero, with room above: a flat line should look flat.
         y_max: most(|p| p.1) * 1.25,
         series: vec![Series {
-            label: String::new(),
+            label: "quicswim".into(),
             colour,
             width: 3,
+            dots: true,
             points: line,
         }],
     }

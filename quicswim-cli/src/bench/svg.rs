@@ -25,6 +25,9 @@ pub(crate) struct Series {
     pub colour: RGBColor,
     /// Stroke width in pixels.
     pub width: u32,
+    /// Whether each point is also marked with a dot (for a few measured points, where
+    /// the line between them is only a guide).
+    pub dots: bool,
     /// Data points, drawn in order.
     pub points: Vec<(f64, f64)>,
 }
@@ -103,6 +106,15 @@ impl Chart {
                 .draw()?;
             for series in self.series.iter().filter(|s| !s.points.is_empty()) {
                 let style = series.colour.stroke_width(series.width);
+                if series.dots {
+                    let dot = series.colour.filled();
+                    chart.draw_series(
+                        series
+                            .points
+                            .iter()
+                            .map(|p| Circle::new(*p, series.width + 2, dot)),
+                    )?;
+                }
                 let drawn =
                     chart.draw_series(LineSeries::new(series.points.iter().copied(), style))?;
                 if !series.label.is_empty() {
@@ -156,12 +168,14 @@ mod tests {
                     label: "mean".into(),
                     colour: RGBColor(0, 0, 0xff),
                     width: 2,
+                    dots: false,
                     points: vec![(0.0, 0.0), (1.3, 1.0)],
                 },
                 Series {
                     label: String::new(),
                     colour: RGBColor(0x80, 0x80, 0x80),
                     width: 1,
+                    dots: false,
                     points: vec![(0.0, 0.0), (0.5, 1.0)],
                 },
             ],

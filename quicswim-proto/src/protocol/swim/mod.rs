@@ -241,6 +241,9 @@ pub struct Swim {
     /// Our version when we last sent our digest in a round: what a peer that does not list
     /// us in its reply's `wants` holds.
     kv_asked_version: u64,
+    /// When we last sent our digest in a round: a reply that comes much later carries
+    /// `wants` too old to push by (see `on_kv_sync_reply`).
+    kv_asked_at: Option<Instant>,
     /// The slower round due while a write of ours is unconfirmed, once the rounds a change
     /// starts are over (see `kv_round`): cancelled when news comes.
     kv_confirm_timer: Option<TimerKey>,
@@ -363,6 +366,7 @@ impl Swim {
             kv_replies_pending: 0,
             kv_round_next: Vec::new(),
             kv_asked_version: 0,
+            kv_asked_at: None,
             kv_confirm_timer: None,
             backlog: Backlog::default(),
             gossip_dial: None,

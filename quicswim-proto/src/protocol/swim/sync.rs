@@ -641,11 +641,11 @@ impl Swim {
         self.kv_round_at = Some(now);
         targets.reverse();
         self.kv_round_next = targets;
-        self.kv_ask_next();
+        self.kv_ask_next(now);
     }
 
     /// Sends our digest to the next member of the round at hand, if any is left.
-    fn kv_ask_next(&mut self) {
+    fn kv_ask_next(&mut self, now: Instant) {
         let Some(name) = self.kv_round_next.pop() else {
             self.kv_replies_pending = 0;
             return;
@@ -654,6 +654,7 @@ impl Swim {
             digest: self.kv.digest(),
         });
         self.kv_asked_version = self.next_version.saturating_sub(1);
+        self.kv_asked_at = Some(now);
         self.kv_replies_pending = 1;
         self.stats.kv_syncs_started += 1;
         self.stats.anti_entropy_bytes_out += payload.len() as u64;
@@ -721,13 +722,25 @@ impl Swim {
         self.report_held(from, &wants, self.kv_asked_version);
         if self.me.state != State::Left {
             self.apply_kv_deltas(now, from, delta);
+            // `wants` is what the peer lacked when it read our digest. A reply that took
+            // longer than a round's interval to come back says the peer (or this node) is
+            // too busy to answer in time, and meanwhile others' pushes and its own rounds
+            // have brought it most of what it listed: at 128 nodes on two saturated cores,
+            // pushes made by such replies were two thirds held already when they landed,
+            // and 2.1-2.4 entries crossed per one needed. Then nothing is pushed; the peer
+            // gets the rest by its own next round, which asks with a fresh digest (1.6-1.7
+            // entries per one needed, and no later for it: BENCHMARKS.md).
+            let stale = self
+                .kv_asked_at
+                .is_none_or(|at| now.saturating_duration_since(at) > self.config.kv_sync_interval);
+            let wants = if stale { Vec::new() } else { wants };
             let deltas = self.kv_delta(now, &wants, Owners::Listed);
             // The peer holds what of ours the push carries once it acknowledges it.
             if let Some(version) = own_top(&deltas, &self.me.name) {
                 self.backlog.pushed(from, version);
             }
             self.send_kv_push(from, deltas, Vec::new());
-            self.kv_ask_next();
+            self.kv_ask_next(now);
         }
     }
 
