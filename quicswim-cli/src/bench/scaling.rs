@@ -130,40 +130,33 @@ pub fn write_scaling(dir: &Path, points: &[ScalePoint]) -> Result<Vec<PathBuf>, 
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let charts = [
+    type Figure = fn(&ScalePoint) -> f64;
+    let charts: [(&str, &str, &str, RGBColor, Figure); 3] = [
         (
             "scaling-cpu.svg",
             "CPU per node per second (steady)",
             "ms",
             RGBColor(0x1f, 0x4e, 0x9a),
-            points
-                .iter()
-                .map(|p| (p.nodes as f64, p.cpu_ms_per_node_s))
-                .collect::<Vec<_>>(),
+            |p| p.cpu_ms_per_node_s,
         ),
         (
             "scaling-bytes.svg",
             "Bytes on the wire per node per second (steady)",
             "bytes",
             RGBColor(0xe0, 0x8a, 0x1e),
-            points
-                .iter()
-                .map(|p| (p.nodes as f64, p.bytes_per_node_s))
-                .collect(),
+            |p| p.bytes_per_node_s,
         ),
         (
             "scaling-packets.svg",
             "Packets per node per second (steady)",
             "packets",
             RGBColor(0xc0, 0x26, 0x2d),
-            points
-                .iter()
-                .map(|p| (p.nodes as f64, p.packets_per_node_s))
-                .collect(),
+            |p| p.packets_per_node_s,
         ),
     ];
     let mut files = vec![("scaling.csv", scaling_csv(points))];
-    for (name, title, unit, colour, line) in charts {
+    for (name, title, unit, colour, figure) in charts {
+        let line = points.iter().map(|p| (p.nodes as f64, figure(p))).collect();
         let chart = scale_chart(title, unit, colour, line);
         let svg = chart.render().map_err(|e| ScalingError::Plot {
             path: dir.join(name).display().to_string(),
