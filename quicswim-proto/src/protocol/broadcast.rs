@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash};
+use std::sync::Arc;
 
 use super::member::{NameHasher, NodeName};
 
@@ -93,10 +94,12 @@ enum Bytes {
         data: [u8; BYTES_INLINE_MAX],
     },
     Heap(Box<[u8]>),
+    /// Shared with other nodes' queues (a simulation's [`MemberPool`](super::MemberPool)).
+    Shared(Arc<[u8]>),
 }
 
 /// Longest update held inline: keeps [`Bytes`] at 24 bytes.
-const BYTES_INLINE_MAX: usize = 22;
+pub(crate) const BYTES_INLINE_MAX: usize = 22;
 
 impl Bytes {
     fn new(bytes: Vec<u8>) -> Self {
@@ -112,10 +115,21 @@ impl Bytes {
         }
     }
 
+    /// As [`new`](Self::new) makes them, but a copy shared with others where they do not
+    /// fit inline.
+    fn shared(bytes: Arc<[u8]>) -> Self {
+        if bytes.len() <= BYTES_INLINE_MAX {
+            Self::new(bytes.to_vec())
+        } else {
+            Bytes::Shared(bytes)
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Inline { len, data } => &data[..*len as usize],
             Bytes::Heap(bytes) => bytes,
+            Bytes::Shared(bytes) => bytes,
         }
     }
 }
@@ -212,6 +226,21 @@ impl BroadcastQueue {
     /// As [`push`](Self::push), with `brief` to send in place of `bytes` once they have gone
     /// [`FULL_TRANSMITS`] times.
     pub fn push_with_brief(&mut self, subject: Subject, bytes: Vec<u8>, brief: Option<Vec<u8>>) {
+        self.push_bytes(subject, Bytes::new(bytes), brief.map(Bytes::new));
+    }
+
+    /// As [`push_with_brief`](Self::push_with_brief), with `bytes` that other queues may
+    /// hold too: this one keeps a pointer to them rather than a copy.
+    pub fn push_shared_with_brief(
+        &mut self,
+        subject: Subject,
+        bytes: Arc<[u8]>,
+        brief: Option<Vec<u8>>,
+    ) {
+        self.push_bytes(subject, Bytes::shared(bytes), brief.map(Bytes::new));
+    }
+
+    fn push_bytes(&mut self, subject: Subject, bytes: Bytes, brief: Option<Bytes>) {
         self.remove(&subject);
         if self.len >= self.capacity {
             if let Some(&(_, _, slot)) = self.order.iter().next_back() {
@@ -223,8 +252,8 @@ impl BroadcastQueue {
         self.next_id += 1;
         let queued = Queued {
             subject: Held::new(subject),
-            bytes: Bytes::new(bytes),
-            brief: brief.map(Bytes::new),
+            bytes,
+            brief,
             id,
             transmits: 0,
         };

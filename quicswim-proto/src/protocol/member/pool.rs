@@ -28,6 +28,12 @@ struct PoolInner {
     signatures: HashSet<Signature>,
     /// Size of `signatures` after its last sweep.
     signatures_swept_len: usize,
+    /// Encoded updates waiting in the nodes' piggyback queues, shared the same way: a
+    /// joining node queues one signed record (about 110 bytes) per member it learns, the
+    /// same bytes as every other node queues for that member.
+    bytes: HashSet<Arc<[u8]>>,
+    /// Size of `bytes` after its last sweep.
+    bytes_swept_len: usize,
 }
 
 /// Fewest members a pool holds before it sweeps out those no table uses any more.
@@ -74,6 +80,26 @@ impl MemberPool {
         sweep_if_doubled(signatures, signatures_swept_len, Signature::is_shared);
         inner.signatures.insert(signature.clone());
         signature
+    }
+
+    /// The shared copy of `bytes`, added if the pool has none.
+    pub fn share_bytes(&self, bytes: Vec<u8>) -> Arc<[u8]> {
+        let mut inner = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = inner.bytes.get(bytes.as_slice()) {
+            return Arc::clone(held);
+        }
+        let PoolInner {
+            bytes: held,
+            bytes_swept_len,
+            ..
+        } = &mut *inner;
+        sweep_if_doubled(held, bytes_swept_len, |b| Arc::strong_count(b) > 1);
+        let shared: Arc<[u8]> = Arc::from(bytes);
+        inner.bytes.insert(Arc::clone(&shared));
+        shared
     }
 
     /// Distinct members held.
@@ -135,6 +161,21 @@ mod tests {
         // The sweep kept only what is still used elsewhere: `a` (and `b`).
         assert!(pool.len() < POOL_SWEEP_MIN);
         assert!(Arc::ptr_eq(&a, &pool.share(member(1, 0))));
+    }
+
+    #[test]
+    fn pool_hands_out_one_copy_per_distinct_byte_string_and_sweeps_unused_ones() {
+        let pool = MemberPool::new();
+        let a = pool.share_bytes(vec![1; 100]);
+        let b = pool.share_bytes(vec![1; 100]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &pool.share_bytes(vec![2; 100])));
+        for i in 0..POOL_SWEEP_MIN {
+            let _unused = pool.share_bytes((i as u64).to_le_bytes().to_vec());
+        }
+        let held = pool.0.lock().unwrap().bytes.len();
+        assert!(held < POOL_SWEEP_MIN, "unused strings swept, {held} held");
+        assert!(Arc::ptr_eq(&a, &pool.share_bytes(vec![1; 100])));
     }
 
     #[test]
