@@ -551,8 +551,10 @@ func runBroadcast(all []*node, updates int, bound time.Duration) broadcastResult
 		meta := fmt.Sprintf("update-%d", u+1)
 		origin.meta.Store([]byte(meta))
 		t0 := time.Now()
+		// UpdateNode waits for the update to leave the node's queue; past the bound
+		// it says so, and the update is still timed like any other.
 		if err := origin.ml.UpdateNode(bound); err != nil {
-			fail("broadcast: UpdateNode on %s: %v", origin.name, err)
+			logf("broadcast: UpdateNode on %s: %v", origin.name, err)
 		}
 		has := func(n *node) bool {
 			n.mu.Lock()
