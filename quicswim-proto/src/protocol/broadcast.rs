@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 use std::sync::Arc;
 
-use super::member::{NameHasher, NodeName};
+use super::member::{MemberPool, NameHasher, NodeName};
 
 /// What an update is about; one queued update per subject.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,12 +94,12 @@ enum Bytes {
         data: [u8; BYTES_INLINE_MAX],
     },
     Heap(Box<[u8]>),
-    /// Shared with other nodes' queues (a simulation's [`MemberPool`](super::MemberPool)).
+    /// Shared with other nodes' queues (a simulation's [`MemberPool`]).
     Shared(Arc<[u8]>),
 }
 
 /// Longest update held inline: keeps [`Bytes`] at 24 bytes.
-pub(crate) const BYTES_INLINE_MAX: usize = 22;
+const BYTES_INLINE_MAX: usize = 22;
 
 impl Bytes {
     fn new(bytes: Vec<u8>) -> Self {
@@ -115,13 +115,13 @@ impl Bytes {
         }
     }
 
-    /// As [`new`](Self::new) makes them, but a copy shared with others where they do not
-    /// fit inline.
-    fn shared(bytes: Arc<[u8]>) -> Self {
+    /// As [`new`](Self::new) makes them, but where they do not fit inline, the copy in
+    /// `pool` that other queues share.
+    fn pooled(bytes: Vec<u8>, pool: &MemberPool) -> Self {
         if bytes.len() <= BYTES_INLINE_MAX {
-            Self::new(bytes.to_vec())
+            Self::new(bytes)
         } else {
-            Bytes::Shared(bytes)
+            Bytes::Shared(pool.share_bytes(bytes))
         }
     }
 
@@ -229,15 +229,17 @@ impl BroadcastQueue {
         self.push_bytes(subject, Bytes::new(bytes), brief.map(Bytes::new));
     }
 
-    /// As [`push_with_brief`](Self::push_with_brief), with `bytes` that other queues may
-    /// hold too: this one keeps a pointer to them rather than a copy.
-    pub fn push_shared_with_brief(
+    /// As [`push_with_brief`](Self::push_with_brief), keeping `bytes` that do not fit
+    /// inline as `pool`'s copy, which other nodes' queues share, rather than a copy of
+    /// their own.
+    pub fn push_pooled_with_brief(
         &mut self,
         subject: Subject,
-        bytes: Arc<[u8]>,
+        bytes: Vec<u8>,
         brief: Option<Vec<u8>>,
+        pool: &MemberPool,
     ) {
-        self.push_bytes(subject, Bytes::shared(bytes), brief.map(Bytes::new));
+        self.push_bytes(subject, Bytes::pooled(bytes, pool), brief.map(Bytes::new));
     }
 
     fn push_bytes(&mut self, subject: Subject, bytes: Bytes, brief: Option<Bytes>) {
@@ -440,6 +442,23 @@ mod tests {
         assert_eq!(take(&mut q, 12, 5), vec![vec![2; 10]]);
         // Now a has 0 sends, b has 1: a goes first, then b.
         assert_eq!(take(&mut q, 100, 5), vec![vec![1; 10], vec![2; 10]]);
+    }
+
+    #[test]
+    fn pooled_updates_are_one_copy_for_every_queue_and_go_out_the_same() {
+        let pool = MemberPool::new();
+        let (mut a, mut b) = (BroadcastQueue::new(16), BroadcastQueue::new(16));
+        a.push_pooled_with_brief(subj("x"), vec![2; 100], None, &pool);
+        b.push_pooled_with_brief(subj("x"), vec![2; 100], None, &pool);
+        b.push_pooled_with_brief(subj("y"), vec![1; 10], None, &pool);
+        let held = |q: &BroadcastQueue, at: usize| match &q.slot(at as u32).bytes {
+            Bytes::Shared(bytes) => Some(Arc::clone(bytes)),
+            _ => None,
+        };
+        let (from_a, from_b) = (held(&a, 0).unwrap(), held(&b, 0).unwrap());
+        assert!(Arc::ptr_eq(&from_a, &from_b), "one copy for both queues");
+        assert!(held(&b, 1).is_none(), "a short update stays inline");
+        assert_eq!(take(&mut b, 200, 5), vec![vec![1; 10], vec![2; 100]]);
     }
 
     #[test]

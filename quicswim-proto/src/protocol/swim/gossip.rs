@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::broadcast::{retransmit_limit, Subject, BYTES_INLINE_MAX};
+use super::super::broadcast::{retransmit_limit, Subject};
 use super::super::codec::{
     datagram_overhead, encode_datagram, encode_update, MemberDigest, MemberUpdate, Message, Update,
     UPDATES_PER_DATAGRAM_MAX,
@@ -292,13 +292,10 @@ impl Swim {
         let subject = Subject::Member(update.claim.name.clone());
         let bytes = encode_update(&Update::Member(update));
         match &self.pool {
-            // A short one is held inline anyway (see `BYTES_INLINE_MAX`).
-            Some(pool) if bytes.len() > BYTES_INLINE_MAX => {
-                let shared = pool.share_bytes(bytes);
-                self.broadcasts
-                    .push_shared_with_brief(subject, shared, brief);
-            }
-            _ => self.broadcasts.push_with_brief(subject, bytes, brief),
+            Some(pool) => self
+                .broadcasts
+                .push_pooled_with_brief(subject, bytes, brief, pool),
+            None => self.broadcasts.push_with_brief(subject, bytes, brief),
         }
     }
 }
